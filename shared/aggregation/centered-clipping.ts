@@ -1,0 +1,47 @@
+import { checkNonNegative, checkPositiveInt, checkUpdates } from './validate.js';
+
+export interface CenteredClippingOptions {
+  /** Clipping radius τ ≥ 0 (Infinity allowed: then one iteration is the plain mean). */
+  tau: number;
+  /** Number of clipping iterations L. Default 1. */
+  iters?: number;
+}
+
+/**
+ * Centered clipping (Karimireddy, He & Jaggi 2021): v ← center; `iters` times
+ * v ← v + (1/n) Σ (xᵢ − v)·min(1, τ/‖xᵢ − v‖). The center is usually the previous round's aggregate.
+ */
+export function centeredClipping(
+  updates: readonly Float32Array[],
+  center: Float32Array,
+  options: CenteredClippingOptions,
+): Float32Array {
+  const d = checkUpdates('centeredClipping', updates);
+  if (!(center instanceof Float32Array)) throw new RangeError('centeredClipping: center must be a Float32Array');
+  if (center.length !== d) throw new RangeError(`centeredClipping: center has length ${center.length}, updates have ${d}`);
+  if (options == null || typeof options.tau !== 'number') throw new RangeError('centeredClipping: options.tau is required');
+  const { tau } = options;
+  const iters = options.iters ?? 1;
+  checkNonNegative('centeredClipping', 'tau', tau, true);
+  checkPositiveInt('centeredClipping', 'iters', iters, 0);
+  const n = updates.length;
+  const v = Float64Array.from(center);
+  const delta = new Float64Array(d);
+  for (let it = 0; it < iters; it++) {
+    delta.fill(0);
+    for (let i = 0; i < n; i++) {
+      const x = updates[i];
+      let sq = 0;
+      for (let j = 0; j < d; j++) {
+        const t = x[j] - v[j];
+        sq += t * t;
+      }
+      const norm = Math.sqrt(sq);
+      if (norm === 0) continue; // xᵢ = v contributes nothing (and avoids τ/0)
+      const c = Math.min(1, tau / norm) / n;
+      for (let j = 0; j < d; j++) delta[j] += c * (x[j] - v[j]);
+    }
+    for (let j = 0; j < d; j++) v[j] += delta[j];
+  }
+  return Float32Array.from(v);
+}

@@ -1,0 +1,52 @@
+import { checkF, checkUpdates } from './validate.js';
+
+/** Sorts a[0..n) ascending in place; insertion sort for the small n typical of one round, native sort beyond. */
+function sortColumn(a: Float64Array, n: number): void {
+  if (n > 32) {
+    a.subarray(0, n).sort();
+    return;
+  }
+  for (let i = 1; i < n; i++) {
+    const v = a[i];
+    let k = i - 1;
+    while (k >= 0 && a[k] > v) {
+      a[k + 1] = a[k];
+      k--;
+    }
+    a[k + 1] = v;
+  }
+}
+
+/**
+ * Per coordinate: sort the n values and average sorted[lo..hi). One scratch column, no per-coordinate allocation.
+ */
+function sortedWindowMean(updates: readonly Float32Array[], lo: number, hi: number): Float32Array {
+  const n = updates.length;
+  const d = updates[0].length;
+  const out = new Float32Array(d);
+  const col = new Float64Array(n);
+  const count = hi - lo;
+  for (let j = 0; j < d; j++) {
+    for (let i = 0; i < n; i++) col[i] = updates[i][j];
+    sortColumn(col, n);
+    let s = 0;
+    for (let k = lo; k < hi; k++) s += col[k];
+    out[j] = s / count;
+  }
+  return out;
+}
+
+/** Coordinate-wise median; for even n the mean of the two middle values. */
+export function coordinateMedian(updates: readonly Float32Array[]): Float32Array {
+  checkUpdates('coordinateMedian', updates);
+  const n = updates.length;
+  return n % 2 === 1 ? sortedWindowMean(updates, (n - 1) / 2, (n + 1) / 2) : sortedWindowMean(updates, n / 2 - 1, n / 2 + 1);
+}
+
+/** Coordinate-wise trimmed mean: drop the f smallest and f largest values, average the rest (needs n > 2f). */
+export function trimmedMean(updates: readonly Float32Array[], f: number): Float32Array {
+  checkUpdates('trimmedMean', updates);
+  const n = updates.length;
+  checkF('trimmedMean', f, n, 2, 0);
+  return sortedWindowMean(updates, f, n - f);
+}

@@ -1,0 +1,104 @@
+import { BLOCK } from './validate.js';
+
+/**
+ * Symmetric n×n matrix of squared L2 distances, row-major in a Float64Array.
+ * Computed once per round and shared by Krum, multi-Krum and every NNM/NNA pivot.
+ * Direct differences (not ‖a‖²+‖b‖²−2a·b) so identical inputs are exactly 0 apart and index tie-breaks are exact.
+ */
+export function pairwiseSquaredDistances(updates: readonly Float32Array[]): Float64Array {
+  const n = updates.length;
+  const d = n === 0 ? 0 : updates[0].length;
+  const D = new Float64Array(n * n);
+  // Column blocks keep the n input slices in cache while all pairs use them.
+  for (let j0 = 0; j0 < d; j0 += BLOCK) {
+    const j1 = Math.min(d, j0 + BLOCK);
+    for (let a = 0; a < n; a++) {
+      const xa = updates[a];
+      for (let b = a + 1; b < n; b++) {
+        const xb = updates[b];
+        let s = 0;
+        for (let j = j0; j < j1; j++) {
+          const t = xa[j] - xb[j];
+          s += t * t;
+        }
+        D[a * n + b] += s;
+      }
+    }
+  }
+  for (let a = 0; a < n; a++) for (let b = a + 1; b < n; b++) D[b * n + a] = D[a * n + b];
+  return D;
+}
+
+/** ‖a − b‖² summed block by block in exactly the order of pairwiseSquaredDistances, so results agree bit for bit. */
+export function squaredDistance(a: Float32Array, b: Float32Array): number {
+  const d = a.length;
+  let total = 0;
+  for (let j0 = 0; j0 < d; j0 += BLOCK) {
+    const j1 = Math.min(d, j0 + BLOCK);
+    let s = 0;
+    for (let j = j0; j < j1; j++) {
+      const t = a[j] - b[j];
+      s += t * t;
+    }
+    total += s;
+  }
+  return total;
+}
+
+/**
+ * Squared distances between mixed vectors yᵣ = Σᵢ Wᵣᵢ xᵢ, from the inputs' distance matrix alone, in O(n³).
+ * With G = −½ J D J the Gram matrix of the centred inputs (J = I − 11ᵀ/n) and every row of W summing to 1,
+ * ‖yᵣ − yₛ‖² = (W G Wᵀ)ᵣᵣ + (W G Wᵀ)ₛₛ − 2(W G Wᵀ)ᵣₛ, so Krum after NNM needs no second O(n²d) pass over the data.
+ */
+export function mixedSquaredDistances(D: Float64Array, W: Float64Array, n: number, rows: number): Float64Array {
+  const rowMean = new Float64Array(n);
+  let grand = 0;
+  for (let i = 0; i < n; i++) {
+    let s = 0;
+    for (let k = 0; k < n; k++) s += D[i * n + k];
+    rowMean[i] = s / n;
+    grand += s;
+  }
+  grand /= n * n;
+  const G = new Float64Array(n * n);
+  for (let i = 0; i < n; i++) {
+    for (let k = 0; k < n; k++) G[i * n + k] = -0.5 * (D[i * n + k] - rowMean[i] - rowMean[k] + grand);
+  }
+  const M = new Float64Array(rows * n); // W G
+  for (let r = 0; r < rows; r++) {
+    for (let i = 0; i < n; i++) {
+      const w = W[r * n + i];
+      if (w === 0) continue;
+      for (let k = 0; k < n; k++) M[r * n + k] += w * G[i * n + k];
+    }
+  }
+  const Gy = new Float64Array(rows * rows); // W G Wᵀ
+  for (let r = 0; r < rows; r++) {
+    for (let s = r; s < rows; s++) {
+      let v = 0;
+      for (let k = 0; k < n; k++) v += M[r * n + k] * W[s * n + k];
+      Gy[r * rows + s] = v;
+      Gy[s * rows + r] = v;
+    }
+  }
+  const out = new Float64Array(rows * rows);
+  for (let r = 0; r < rows; r++) {
+    for (let s = r + 1; s < rows; s++) {
+      const v = Math.max(0, Gy[r * rows + r] + Gy[s * rows + s] - 2 * Gy[r * rows + s]); // rounding may dip below 0
+      out[r * rows + s] = v;
+      out[s * rows + r] = v;
+    }
+  }
+  return out;
+}
+
+/**
+ * Indices 0..n−1 other than `skip` (or all when skip < 0), ordered by (distance from row p, index): a stable,
+ * index-based tie-break so every rule is deterministic.
+ */
+export function orderByDistance(D: Float64Array, n: number, p: number, skip: number): Int32Array {
+  const idx: number[] = [];
+  for (let i = 0; i < n; i++) if (i !== skip) idx.push(i);
+  idx.sort((x, y) => D[p * n + x] - D[p * n + y] || x - y);
+  return Int32Array.from(idx);
+}

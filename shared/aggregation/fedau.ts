@@ -1,0 +1,113 @@
+/**
+ * FedAU's online estimate of 1/pₙ (Wang & Ji, ICLR 2024; semantics of IBM/fedau main.py, algorithms.md §1.2):
+ * the mean interval between a client's consecutive participations, each interval cut into pieces of at most K.
+ * Three scalars per client, so it scales to any population. Causal: weight(n) only reflects rounds that
+ * observeRound has already seen, so read weights for a round before observing it.
+ */
+export interface FedAUSnapshot {
+  numClients: number;
+  cutoff: number | null; // null = Infinity (JSON has no Infinity)
+  gap: number[];
+  sum: number[];
+  cnt: number[];
+}
+
+export class FedAUEstimator {
+  readonly numClients: number;
+  readonly cutoff: number;
+  private readonly gap: Float64Array;
+  private readonly sum: Float64Array;
+  private readonly cnt: Float64Array;
+  private rounds = 0;
+
+  constructor(numClients: number, cutoff: number = Infinity) {
+    if (!Number.isInteger(numClients) || numClients < 1) {
+      throw new RangeError(`FedAUEstimator: numClients must be an integer ≥ 1, got ${String(numClients)}`);
+    }
+    if (!(cutoff === Infinity || (Number.isInteger(cutoff) && cutoff >= 1))) {
+      throw new RangeError(`FedAUEstimator: cutoff must be an integer ≥ 1 or Infinity, got ${String(cutoff)}`);
+    }
+    this.numClients = numClients;
+    this.cutoff = cutoff;
+    this.gap = new Float64Array(numClients);
+    this.sum = new Float64Array(numClients);
+    this.cnt = new Float64Array(numClients);
+  }
+
+  /** Rounds observed so far. */
+  get roundsObserved(): number {
+    return this.rounds;
+  }
+
+  /** ωₙ = mean recorded interval, or 1 until the first interval closes. Never exceeds the cutoff. */
+  weight(client: number): number {
+    this.checkClient(client);
+    const c = this.cnt[client];
+    return c > 0 ? this.sum[client] / c : 1;
+  }
+
+  /** Weights of several clients, in order. */
+  weights(clients: ArrayLike<number>): Float64Array {
+    const out = new Float64Array(clients.length);
+    for (let k = 0; k < clients.length; k++) out[k] = this.weight(clients[k]);
+    return out;
+  }
+
+  /**
+   * Closes a round: every client is visited. A participant closes its interval (gap+1); a non-participant's gap
+   * grows and is recorded as an interval of length K once it reaches the cutoff K.
+   */
+  observeRound(participants: Iterable<number>): void {
+    const took = new Uint8Array(this.numClients);
+    for (const p of participants) {
+      this.checkClient(p);
+      took[p] = 1;
+    }
+    const K = this.cutoff;
+    for (let n = 0; n < this.numClients; n++) {
+      if (took[n] === 1) {
+        this.sum[n] += this.gap[n] + 1;
+        this.cnt[n] += 1;
+        this.gap[n] = 0;
+      } else {
+        this.gap[n] += 1;
+        if (this.gap[n] >= K) {
+          this.sum[n] += this.gap[n];
+          this.cnt[n] += 1;
+          this.gap[n] = 0;
+        }
+      }
+    }
+    this.rounds++;
+  }
+
+  /** Plain-JSON state, for checkpoints and durable coordinator state. */
+  snapshot(): FedAUSnapshot {
+    return {
+      numClients: this.numClients,
+      cutoff: this.cutoff === Infinity ? null : this.cutoff,
+      gap: Array.from(this.gap),
+      sum: Array.from(this.sum),
+      cnt: Array.from(this.cnt),
+    };
+  }
+
+  static restore(s: FedAUSnapshot): FedAUEstimator {
+    const e = new FedAUEstimator(s.numClients, s.cutoff ?? Infinity);
+    for (const [name, arr] of [['gap', s.gap], ['sum', s.sum], ['cnt', s.cnt]] as const) {
+      if (!Array.isArray(arr) || arr.length !== s.numClients || !arr.every((v) => Number.isFinite(v) && v >= 0)) {
+        throw new RangeError(`FedAUEstimator.restore: ${name} must hold ${s.numClients} finite numbers ≥ 0`);
+      }
+    }
+    e.gap.set(s.gap);
+    e.sum.set(s.sum);
+    e.cnt.set(s.cnt);
+    return e;
+  }
+
+  private checkClient(c: number): void {
+    if (!Number.isInteger(c) || c < 0 || c >= this.numClients) {
+      throw new RangeError(`FedAUEstimator: client must be an integer in [0, ${this.numClients - 1}], got ${String(c)}`);
+    }
+  }
+}

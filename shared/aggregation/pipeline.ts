@@ -1,0 +1,135 @@
+import { combine } from './combine.js';
+import { FedAUEstimator } from './fedau.js';
+import { RobustAggregator, type RobustSpec } from './robust.js';
+import { ServerOptimizer, type ServerOptimizerSpec } from './server-optimizer.js';
+import { checkUpdates } from './validate.js';
+
+export type Weighting = 'samples' | 'uniform' | 'fedau';
+
+/** One client's contribution to a server step. */
+export interface Contribution {
+  /** Model delta (local − global), or the worker's momentum negated (MoNNA sends −m so that every update points the way to move). */
+  update: Float32Array;
+  /** Examples behind the update (weighting 'samples'). */
+  samples?: number;
+  /** 0-based client index (weighting 'fedau'). */
+  client?: number;
+}
+
+export interface PipelineSpec {
+  weighting: Weighting;
+  /** FedAU interval cutoff K (Infinity or null = none). */
+  fedauCutoff?: number | null;
+  /** Population size N, required for weighting 'fedau' (FedAU divides by all N clients, not the participants). */
+  numClients?: number;
+  robust: RobustSpec;
+  server: ServerOptimizerSpec;
+}
+
+/**
+ * Per-update scale sᵢ so that the plain mean of sᵢ·Δᵢ is the weighting's aggregate:
+ * uniform → 1; samples → n·kᵢ/Σk (the sample-weighted mean); fedau → n·ωᵢ/N (FedAU's Σ ωᵢΔᵢ / N).
+ * Robust rules then see the scaled updates, so each weighting means the same thing under every rule.
+ */
+export function weightingScales(
+  weighting: Weighting,
+  contributions: readonly Contribution[],
+  fedau: FedAUEstimator | null,
+): Float64Array {
+  const n = contributions.length;
+  const s = new Float64Array(n);
+  if (weighting === 'uniform') return s.fill(1);
+  if (weighting === 'samples') {
+    let total = 0;
+    for (let i = 0; i < n; i++) {
+      const k = contributions[i].samples;
+      if (typeof k !== 'number' || !Number.isFinite(k) || k < 0) throw new RangeError(`weighting samples: contribution ${i} has no valid sample count (${String(k)})`);
+      s[i] = k;
+      total += k;
+    }
+    if (total === 0) throw new RangeError('weighting samples: all sample counts are zero');
+    for (let i = 0; i < n; i++) s[i] = (n * s[i]) / total;
+    return s;
+  }
+  if (weighting === 'fedau') {
+    if (fedau === null) throw new RangeError('weighting fedau: needs numClients');
+    for (let i = 0; i < n; i++) {
+      const c = contributions[i].client;
+      if (c === undefined) throw new RangeError(`weighting fedau: contribution ${i} has no client index`);
+      s[i] = (n * fedau.weight(c)) / fedau.numClients;
+    }
+    return s;
+  }
+  throw new RangeError(`unknown weighting ${JSON.stringify(weighting)} (samples, uniform or fedau)`);
+}
+
+export interface StepResult {
+  model: Float32Array;
+  /** The aggregated update the optimizer applied (null when nobody took part). */
+  aggregate: Float32Array | null;
+  /** The per-update scales used (see weightingScales). */
+  scales: Float64Array;
+}
+
+/**
+ * The composable server-side pipeline: client weighting → optional NNM → rule → server optimizer → new model.
+ * Holds the state that spans rounds: the FedAU estimator, the cclip center and the optimizer's moments.
+ */
+export class ServerAggregator {
+  readonly spec: Readonly<PipelineSpec>;
+  readonly fedau: FedAUEstimator | null;
+  readonly robust: RobustAggregator;
+  readonly optimizer: ServerOptimizer;
+
+  constructor(spec: PipelineSpec) {
+    this.spec = spec;
+    if (spec.weighting === 'fedau') {
+      if (spec.numClients === undefined) throw new RangeError('weighting fedau: numClients (the population size N) is required');
+      this.fedau = new FedAUEstimator(spec.numClients, spec.fedauCutoff ?? Infinity);
+    } else {
+      this.fedau = null;
+    }
+    this.robust = new RobustAggregator(spec.robust);
+    this.optimizer = new ServerOptimizer(spec.server);
+  }
+
+  /** Aggregates one round's contributions into an update, without stepping or observing participation. */
+  aggregate(contributions: readonly Contribution[]): { aggregate: Float32Array; scales: Float64Array } {
+    const updates = contributions.map((c) => c.update);
+    checkUpdates('server aggregation', updates);
+    const scales = weightingScales(this.spec.weighting, contributions, this.fedau);
+    const n = updates.length;
+    const { rule, mix } = this.spec.robust;
+    if (rule === 'mean' && mix === 'none') {
+      const c = new Float64Array(n);
+      for (let i = 0; i < n; i++) c[i] = scales[i] / n;
+      return { aggregate: combine(updates, c), scales };
+    }
+    const scaled = scales.every((v) => v === 1) ? updates : updates.map((u, i) => scaleVector(u, scales[i]));
+    return { aggregate: this.robust.aggregate(scaled), scales };
+  }
+
+  /**
+   * One server round: weights are read before the round is observed (FedAU causality), then every client's
+   * participation state advances, then the optimizer steps. An empty round leaves the model unchanged.
+   * `participants` defaults to the contributions' client indices; pass it when some participants' updates
+   * were dropped (late ones count as not participating).
+   */
+  step(model: Float32Array, contributions: readonly Contribution[], participants?: Iterable<number>): StepResult {
+    if (contributions.length === 0) {
+      this.fedau?.observeRound(participants ?? []);
+      return { model: Float32Array.from(model), aggregate: null, scales: new Float64Array(0) };
+    }
+    const { aggregate, scales } = this.aggregate(contributions);
+    if (this.fedau !== null) {
+      this.fedau.observeRound(participants ?? contributions.map((c) => c.client as number));
+    }
+    return { model: this.optimizer.step(model, aggregate), aggregate, scales };
+  }
+}
+
+function scaleVector(u: Float32Array, s: number): Float32Array {
+  const out = new Float32Array(u.length);
+  for (let j = 0; j < u.length; j++) out[j] = u[j] * s;
+  return out;
+}

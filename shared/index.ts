@@ -1,0 +1,3 @@
+// fedpool's library entry: the aggregation rules and the server-side pipeline, platform-free.
+// The wire protocol is exported separately as 'fedpool/protocol'.
+export * from './aggregation/index.js';
