@@ -12,6 +12,11 @@ export interface FedBuffOptions {
    * folded into the server lr. The two differ by exactly a factor K in the server lr. Default 'mean'.
    */
   reduction?: 'mean' | 'sum';
+  /**
+   * FLSim's normalisation: divide s(τ) by s(τ̄) so an update of the typical staleness τ̄ has weight 1
+   * (with poly ½ and τ̄ = 1 the applied weight is √2/√(1+τ)). Default: none (raw s(τ)).
+   */
+  normalizeAt?: number;
   /** Arrivals staler than this are dropped, not buffered (FLSim's max_staleness). Default Infinity. */
   maxStaleness?: number;
   /**
@@ -45,6 +50,7 @@ export class FedBuffBuffer {
   readonly staleness: StalenessSpec;
   readonly reduction: 'mean' | 'sum';
   readonly maxStaleness: number;
+  private readonly norm: number;
   private readonly rule: ((updates: Float32Array[]) => Float32Array) | null;
   private updates: Float32Array[] = [];
   private factors: number[] = [];
@@ -61,6 +67,10 @@ export class FedBuffBuffer {
     this.maxStaleness = options.maxStaleness ?? Infinity;
     if (!(this.maxStaleness >= 0)) throw new RangeError(`FedBuffBuffer: maxStaleness must be ≥ 0, got ${String(this.maxStaleness)}`);
     this.rule = options.rule ?? null;
+    const at = options.normalizeAt;
+    if (at !== undefined && !(Number.isFinite(at) && at >= 0)) throw new RangeError(`FedBuffBuffer: normalizeAt must be a finite number ≥ 0, got ${String(at)}`);
+    this.norm = at === undefined ? 1 : stalenessWeight(this.staleness, at);
+    if (!(this.norm > 0)) throw new RangeError('FedBuffBuffer: s(normalizeAt) is 0, cannot normalise by it');
   }
 
   /** Updates waiting in the buffer. */
@@ -76,7 +86,7 @@ export class FedBuffBuffer {
     if (staleness > this.maxStaleness) return { kind: 'dropped', reason: `staleness ${staleness} exceeds maxStaleness ${this.maxStaleness}` };
     this.dim = update.length;
     this.updates.push(update);
-    this.factors.push(weight * stalenessWeight(this.staleness, staleness));
+    this.factors.push((weight * stalenessWeight(this.staleness, staleness)) / this.norm);
     this.taus.push(staleness);
     if (this.updates.length < this.size) return { kind: 'buffered', count: this.updates.length };
     return this.drain();

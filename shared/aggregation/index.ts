@@ -4,6 +4,7 @@ export { krum, multiKrum, krumScores } from './krum.js';
 export { geometricMedian, type GeometricMedianOptions } from './geometric-median.js';
 export { centeredClipping, type CenteredClippingOptions } from './centered-clipping.js';
 export { nearestNeighborMixing, nna } from './nnm.js';
+export { momentumStep } from './momentum.js';
 export { pairwiseSquaredDistances } from './distances.js';
 export { FedAUEstimator, type FedAUSnapshot } from './fedau.js';
 export { stalenessWeight, type StalenessSpec } from './staleness.js';

@@ -1,0 +1,192 @@
+// FedAU estimator: every invariant of algorithms.md §1.4.
+import test from 'ava';
+import fc from 'fast-check';
+import { FedAUEstimator, ServerAggregator, type Contribution } from '../../../shared/index.js';
+import { rng } from '../../helpers/arbitraries.js';
+
+/** Feeds per-round participation of one client (true/false) and returns the weight after each round. */
+function trace(history: readonly boolean[], cutoff = Infinity): number[] {
+  const e = new FedAUEstimator(1, cutoff);
+  return history.map((p) => {
+    e.observeRound(p ? [0] : []);
+    return e.weight(0);
+  });
+}
+
+const history = fc.array(fc.boolean(), { minLength: 1, maxLength: 300 });
+
+test('§1.4.1 all-participate: ω = 1 after the first round, and stays 1', (t) => {
+  t.deepEqual(trace(Array(50).fill(true)), Array(50).fill(1));
+});
+
+test('§1.4.1 all p = 1: FedAU is exactly FedAvg with full participation', (t) => {
+  const N = 6;
+  const r = rng(7);
+  const spec = { robust: { mix: 'none', rule: 'mean', f: 0 }, server: { optimizer: 'sgd', lr: 1 } } as const;
+  const fedau = new ServerAggregator({ ...spec, weighting: 'fedau', numClients: N });
+  const avg = new ServerAggregator({ ...spec, weighting: 'uniform' });
+  let a = new Float32Array(4);
+  let b = new Float32Array(4);
+  for (let round = 0; round < 10; round++) {
+    const cs: Contribution[] = Array.from({ length: N }, (_, client) => ({ client, update: Float32Array.from({ length: 4 }, () => r() - 0.5) }));
+    a = fedau.step(a, cs).model;
+    b = avg.step(b, cs).model;
+    t.deepEqual(Array.from(a), Array.from(b), `round ${round}`);
+  }
+});
+
+test('§1.4.2 K = 1: ω ≡ 1 whatever the history', (t) => {
+  fc.assert(fc.property(history, (h) => trace(h, 1).every((w) => w === 1)));
+  t.pass();
+});
+
+test('§1.4.3 deterministic period P: ω after m participations is (1 + (m−1)P)/m', (t) => {
+  for (const P of [2, 3, 7]) {
+    const e = new FedAUEstimator(1);
+    let m = 0;
+    for (let round = 0; round < 20 * P; round++) {
+      const takes = round % P === 0;
+      e.observeRound(takes ? [0] : []);
+      if (takes) {
+        m++;
+        t.is(e.weight(0), (1 + (m - 1) * P) / m, `P=${P}, m=${m}`);
+      }
+    }
+  }
+});
+
+/** FedAU's cyclic-L generator (algorithms.md §1.3): start inactive at a random phase, active max(1, round(Lp)) rounds. */
+function cyclic(p: number, L: number, rounds: number, phase: number): boolean[] {
+  const active = Math.max(1, Math.round(L * p));
+  const inactive = Math.max(1, L - active);
+  const out: boolean[] = [];
+  let on = false;
+  let left = inactive - phase;
+  for (let t = 0; t < rounds; t++) {
+    if (left === 0) {
+      on = !on;
+      left = on ? active : inactive;
+    }
+    out.push(on);
+    left--;
+  }
+  return out;
+}
+
+test('§1.4.3 cyclic p = 0.02, L = 100, K = 50: intervals (50, 49, 1) per cycle, ω → 33.33', (t) => {
+  const w = trace(cyclic(0.02, 100, 100 * 300, 0), 50).at(-1)!;
+  t.true(Math.abs(w - 100 / 3) < 0.05, `ω = ${w}`);
+});
+
+/** Mean weight over many clients of one rate after many rounds. */
+function meanWeight(gen: (r: () => number, rounds: number) => boolean[], clients: number, rounds: number, cutoff: number, seed: number): number {
+  const r = rng(seed);
+  let s = 0;
+  for (let c = 0; c < clients; c++) s += trace(gen(r, rounds), cutoff).at(-1)!;
+  return s / clients;
+}
+
+const bernoulli = (p: number) => (r: () => number, rounds: number) => Array.from({ length: rounds }, () => r() < p);
+
+/** Two-state Markov chain with P(off→on) = q, P(on→off) = q(1/p − 1) and stationary rate p (§1.3). */
+const markov = (p: number, q: number) => (r: () => number, rounds: number) => {
+  let down = q * (1 / p - 1);
+  let up = q;
+  if (down > 1) {
+    up /= down;
+    down = 1;
+  }
+  let on = r() < p;
+  return Array.from({ length: rounds }, () => {
+    on = on ? r() >= down : r() < up;
+    return on;
+  });
+};
+
+test('§1.4.4 Bernoulli(p): ω → (1 − (1−p)^K)/p, and 1/p for K = ∞', (t) => {
+  for (const [p, K] of [[0.1, 5], [0.1, Infinity], [0.3, 3], [0.02, 50]] as const) {
+    const theory = K === Infinity ? 1 / p : (1 - Math.pow(1 - p, K)) / p;
+    const got = meanWeight(bernoulli(p), 100, p < 0.05 ? 20000 : 5000, K, 11);
+    t.true(Math.abs(got - theory) / theory < 0.03, `p=${p} K=${K}: ${got.toFixed(3)} vs ${theory.toFixed(3)}`);
+  }
+});
+
+test('§1.4.4 Markov and cyclic with rate p: ω → 1/p for K = ∞', (t) => {
+  const mk = meanWeight(markov(0.1, 0.05), 100, 8000, Infinity, 3);
+  t.true(Math.abs(mk - 10) < 0.5, `markov: ${mk}`);
+  const r = rng(5);
+  let cy = 0;
+  for (let c = 0; c < 20; c++) cy += trace(cyclic(0.1, 100, 5000, Math.floor(r() * 90)), Infinity).at(-1)!;
+  t.true(Math.abs(cy / 20 - 10) < 0.3, `cyclic: ${cy / 20}`);
+});
+
+test('§1.4.5 causality: the weight used in round t does not depend on participation in round t', (t) => {
+  fc.assert(
+    fc.property(history, fc.integer({ min: 1, max: 10 }), (h, K) => {
+      const spec = { weighting: 'fedau', numClients: 2, fedauCutoff: K, robust: { mix: 'none', rule: 'mean', f: 0 }, server: { optimizer: 'sgd', lr: 1 } } as const;
+      // Client 0 follows the history, client 1 always takes part; at the last round client 0 takes part in
+      // one copy and not in the other. Client 1's update scale, read in that round, must be identical.
+      const a = new ServerAggregator(spec);
+      const b = new ServerAggregator(spec);
+      const model = new Float32Array(1);
+      const u = (client: number): Contribution => ({ client, update: Float32Array.of(1) });
+      for (const p of h) {
+        const cs = p ? [u(0), u(1)] : [u(1)];
+        a.step(model, cs);
+        b.step(model, cs);
+      }
+      const withZero = a.step(model, [u(1), u(0)]).scales[0];
+      const withoutZero = b.step(model, [u(1)]).scales[0];
+      // scales are n·ω/N: undo the n to compare ω.
+      return withZero / 2 === withoutZero / 1;
+    }),
+  );
+  t.pass();
+});
+
+test('§1.4.6 first participation has weight 1, however long the wait before it', (t) => {
+  fc.assert(
+    fc.property(fc.integer({ min: 0, max: 500 }), (wait) => {
+      const e = new FedAUEstimator(3);
+      for (let i = 0; i < wait; i++) e.observeRound([1]);
+      return e.weight(0) === 1 && e.weight(2) === 1;
+    }),
+  );
+  t.pass();
+});
+
+test('§1.4.7 the server divides by N, not |S|; an empty round leaves the model unchanged', (t) => {
+  const N = 10;
+  const agg = new ServerAggregator({ weighting: 'fedau', numClients: N, robust: { mix: 'none', rule: 'mean', f: 0 }, server: { optimizer: 'sgd', lr: 1, momentum: 0.9 } });
+  const model = Float32Array.of(1, 2);
+  const step = agg.step(model, [{ client: 3, update: Float32Array.of(10, -20) }]);
+  t.deepEqual(Array.from(step.aggregate!), [1, -2]); // ω = 1 at first participation, divided by N = 10
+  t.deepEqual(Array.from(step.model), [2, 0]);
+  const empty = agg.step(step.model, []);
+  t.is(empty.aggregate, null);
+  t.deepEqual(Array.from(empty.model), [2, 0]); // no momentum drift either
+  t.is(agg.fedau!.roundsObserved, 2);
+});
+
+test('§1.4.8 ω ≤ K always', (t) => {
+  fc.assert(fc.property(history, fc.integer({ min: 1, max: 20 }), (h, K) => trace(h, K).every((w) => w <= K && w >= 1)));
+  t.pass();
+});
+
+test('snapshot/restore continues identically; bad input is a RangeError', (t) => {
+  const e = new FedAUEstimator(4, 5);
+  const r = rng(1);
+  for (let i = 0; i < 30; i++) e.observeRound([0, 1, 2, 3].filter(() => r() < 0.4));
+  const copy = FedAUEstimator.restore(JSON.parse(JSON.stringify(e.snapshot())));
+  for (let i = 0; i < 30; i++) {
+    const p = [0, 1, 2, 3].filter(() => r() < 0.4);
+    e.observeRound(p);
+    copy.observeRound(p);
+  }
+  t.deepEqual(Array.from(copy.weights([0, 1, 2, 3])), Array.from(e.weights([0, 1, 2, 3])));
+  t.throws(() => new FedAUEstimator(0), { instanceOf: RangeError });
+  t.throws(() => new FedAUEstimator(3, 0), { instanceOf: RangeError });
+  t.throws(() => e.observeRound([4]), { instanceOf: RangeError, message: /client/ });
+  t.throws(() => e.weight(-1), { instanceOf: RangeError });
+  t.throws(() => FedAUEstimator.restore({ ...e.snapshot(), gap: [1] }), { instanceOf: RangeError });
+});
