@@ -1,0 +1,55 @@
+// The CLI as users run it: the real bin/fedpool.js (compiled by `npm run build`, which `npm test` runs first).
+import test from 'ava';
+import { spawnSync } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+
+const bin = fileURLToPath(new URL('../../bin/fedpool.js', import.meta.url));
+const run = (...args: string[]) => spawnSync(process.execPath, [bin, ...args], { encoding: 'utf8', env: { ...process.env, FEDPOOL_TOKEN: '' } });
+
+const contractCommands = ['coordinator', 'worker', 'model', 'score', 'train', 'simulate', 'demo'];
+
+test('--help lists every command of the contract', (t) => {
+  const r = run('--help');
+  t.is(r.status, 0, r.stderr);
+  for (const c of contractCommands) t.regex(r.stdout, new RegExp(`^\\s+${c}\\b`, 'm'), c);
+  t.regex(r.stdout, /model init/);
+});
+
+test('every command has --help that documents its contract flags', (t) => {
+  const flags: Record<string, string[]> = {
+    coordinator: ['--host', '--port', '--worker-token', '--client-token', '--state', '--lease-ms', '--metrics-public'],
+    worker: ['--url', '--token', '--name', '--threads', '--backend', '--data', '--scorer-url', '--scorer-api'],
+    'model init': ['--out', '--input', '--output', '--hidden', '--seed'],
+    score: ['--model', '--input', '--output', '--shard-size', '--redundancy', '--select', '--resume'],
+    train: ['--url', '--token', '--config', '--out'],
+    simulate: ['--preset', '--config', '--seeds', '--out', '--live', '--workers'],
+    demo: ['--keep'],
+  };
+  for (const [cmd, fl] of Object.entries(flags)) {
+    const r = run(...cmd.split(' '), '--help');
+    t.is(r.status, 0, `${cmd}: ${r.stderr}`);
+    for (const f of fl) t.true(r.stdout.includes(f), `${cmd} --help lacks ${f}`);
+  }
+});
+
+test('a command not built yet says so in one line and exits 2', (t) => {
+  const r = run('demo');
+  t.is(r.status, 2);
+  t.is(r.stdout, '');
+  t.regex(r.stderr, /^fedpool demo: not built yet \(issue #\d+\)\n$/);
+});
+
+test('user errors: one clear line, non-zero exit', (t) => {
+  for (const [args, pattern] of [
+    [['nope'], /unknown command 'nope'/],
+    [['worker', '--bogus'], /unknown option '--bogus'/],
+    [['coordinator', '--port', 'abc'], /--port.*'abc' is invalid/],
+    [['worker', '--backend', 'tpu'], /--backend.*tpu/],
+    [['worker', '--url', 'ftp://x'], /http/],
+  ] as const) {
+    const r = run(...args);
+    t.not(r.status, 0, args.join(' '));
+    t.regex(r.stderr, pattern);
+    t.true(r.stderr.trim().split('\n').length <= 2, `${args.join(' ')}: ${r.stderr}`);
+  }
+});
