@@ -14,7 +14,26 @@ export function pairwiseSquaredDistances(updates: readonly Float32Array[]): Floa
     const j1 = Math.min(d, j0 + BLOCK);
     for (let a = 0; a < n; a++) {
       const xa = updates[a];
-      for (let b = a + 1; b < n; b++) {
+      let b = a + 1;
+      // Four partners per pass reuse each load of xa[j]. Each pair's sum is still accumulated in coordinate order,
+      // so results are bit-identical to squaredDistance().
+      for (; b + 4 <= n; b += 4) {
+        const y0 = updates[b], y1 = updates[b + 1], y2 = updates[b + 2], y3 = updates[b + 3];
+        let s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+        for (let j = j0; j < j1; j++) {
+          const v = xa[j];
+          const t0 = v - y0[j], t1 = v - y1[j], t2 = v - y2[j], t3 = v - y3[j];
+          s0 += t0 * t0;
+          s1 += t1 * t1;
+          s2 += t2 * t2;
+          s3 += t3 * t3;
+        }
+        D[a * n + b] += s0;
+        D[a * n + b + 1] += s1;
+        D[a * n + b + 2] += s2;
+        D[a * n + b + 3] += s3;
+      }
+      for (; b < n; b++) {
         const xb = updates[b];
         let s = 0;
         for (let j = j0; j < j1; j++) {
