@@ -25,8 +25,8 @@ test('§1.4.1 all p = 1: FedAU is exactly FedAvg with full participation', (t) =
   const spec = { robust: { mix: 'none', rule: 'mean', f: 0 }, server: { optimizer: 'sgd', lr: 1 } } as const;
   const fedau = new ServerAggregator({ ...spec, weighting: 'fedau', numClients: N });
   const avg = new ServerAggregator({ ...spec, weighting: 'uniform' });
-  let a = new Float32Array(4);
-  let b = new Float32Array(4);
+  let a: Float32Array = new Float32Array(4);
+  let b: Float32Array = new Float32Array(4);
   for (let round = 0; round < 10; round++) {
     const cs: Contribution[] = Array.from({ length: N }, (_, client) => ({ client, update: Float32Array.from({ length: 4 }, () => r() - 0.5) }));
     a = fedau.step(a, cs).model;

@@ -66,7 +66,7 @@ test('cclip starts at 0 and then clips around the previous aggregate', (t) => {
 
 test('server optimizers: sgd (with momentum) and adam', (t) => {
   const sgd = new ServerOptimizer({ optimizer: 'sgd', lr: 0.5, momentum: 0.5 });
-  let x = Float32Array.of(0);
+  let x: Float32Array = Float32Array.of(0);
   x = sgd.step(x, Float32Array.of(2)); // buf 2 → x = 1
   t.deepEqual(Array.from(x), [1]);
   x = sgd.step(x, Float32Array.of(2)); // buf 3 → x = 2.5

@@ -1,0 +1,156 @@
+// Aggregation throughput: fedpool's rules beside the fastest idiomatic numpy for the same sizes.
+//
+//   node --import=tsx bench/aggregate.ts [--quick] [--runs N]
+//
+// Each case: one warm-up call, then the best of N (default 5) timed calls, on seeded float32 data. The numpy side
+// (bench/aggregate_numpy.py) makes its own data of the same sizes and runs in a child python3 whose environment
+// lacks OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE (set on some machines here for old OpenBLAS builds; they slow a
+// current numpy); the table footer says which OpenBLAS kernel and thread count numpy then used.
+// fedpool is single-threaded JavaScript; numpy's BLAS calls may use every core.
+import { spawnSync } from 'node:child_process';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import {
+  coordinateMedian,
+  geometricMedian,
+  krum,
+  nearestNeighborMixing,
+  trimmedMean,
+  weightedMean,
+} from '../shared/index.js';
+
+const args = process.argv.slice(2);
+const quick = args.includes('--quick');
+const runsAt = args.indexOf('--runs');
+const runs = runsAt >= 0 ? Number(args[runsAt + 1]) : 5;
+if (!Number.isInteger(runs) || runs < 1) {
+  console.error('usage: node --import=tsx bench/aggregate.ts [--quick] [--runs N]  (N ≥ 1)');
+  process.exit(2);
+}
+
+// Sizes: keep in step with bench/aggregate_numpy.py.
+const [nA, dA] = quick ? [10, 100_000] : [50, 1_000_000];
+const [nB, dB, f] = quick ? [12, 20_000, 2] : [30, 200_000, 5];
+
+function mulberry32(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+/** n rows of d standard normals (Box–Muller, both outputs used). */
+function gaussianRows(rand: () => number, n: number, d: number): Float32Array[] {
+  const rows: Float32Array[] = [];
+  for (let i = 0; i < n; i++) {
+    const x = new Float32Array(d);
+    for (let j = 0; j < d; j += 2) {
+      const r = Math.sqrt(-2 * Math.log(1 - rand()));
+      const th = 2 * Math.PI * rand();
+      x[j] = r * Math.cos(th);
+      if (j + 1 < d) x[j + 1] = r * Math.sin(th);
+    }
+    rows.push(x);
+  }
+  return rows;
+}
+
+function bestMs(fn: () => unknown): number {
+  fn(); // warm-up
+  let best = Infinity;
+  for (let r = 0; r < runs; r++) {
+    const t0 = performance.now();
+    fn();
+    best = Math.min(best, performance.now() - t0);
+  }
+  return best;
+}
+
+interface Row {
+  key: string;
+  label: string;
+  ms: number;
+}
+
+const rand = mulberry32(12345);
+const XA = gaussianRows(rand, nA, dA);
+const w = Array.from({ length: nA }, () => 0.01 + 4.99 * rand());
+const XB = gaussianRows(rand, nB, dB);
+const g = (x: number): string => x.toExponential(0).replace('e+', 'e');
+
+const rows: Row[] = [];
+const add = (key: string, label: string, fn: () => unknown): void => {
+  process.stderr.write(`fedpool ${label} …\n`);
+  rows.push({ key, label, ms: bestMs(fn) });
+};
+add('weightedMean', `weightedMean n=${nA} d=${g(dA)} (weighted)`, () => weightedMean(XA, w));
+add('nearestNeighborMixing', `nearestNeighborMixing n=${nB} d=${g(dB)} f=${f}`, () => nearestNeighborMixing(XB, f));
+add('coordinateMedian', `coordinateMedian n=${nB} d=${g(dB)}`, () => coordinateMedian(XB));
+add('trimmedMean', `trimmedMean n=${nB} d=${g(dB)} f=${f}`, () => trimmedMean(XB, f));
+add('krum', `krum n=${nB} d=${g(dB)} f=${f}`, () => krum(XB, f));
+add('geometricMedian', `geometricMedian n=${nB} d=${g(dB)}`, () => geometricMedian(XB));
+
+// numpy, in a child without the OpenBLAS overrides.
+interface NumpyReport {
+  numpy: string;
+  python: string;
+  blas: Record<string, unknown>;
+  env: Record<string, string | null>;
+  results: { key: string; ms: number; note: string }[];
+}
+const removed = ['OPENBLAS_CORETYPE', 'OPENBLAS_L2_SIZE'].filter((k) => process.env[k] !== undefined);
+const childEnv: NodeJS.ProcessEnv = { ...process.env };
+delete childEnv.OPENBLAS_CORETYPE;
+delete childEnv.OPENBLAS_L2_SIZE;
+const script = path.join(path.dirname(fileURLToPath(import.meta.url)), 'aggregate_numpy.py');
+process.stderr.write('numpy …\n');
+const py = spawnSync('python3', [script, ...(quick ? ['--quick'] : []), '--runs', String(runs)], {
+  env: childEnv,
+  encoding: 'utf8',
+  maxBuffer: 1 << 24,
+});
+let numpy: NumpyReport | null = null;
+let numpyError = '';
+if (py.error) numpyError = `python3 could not be started: ${py.error.message}`;
+else if (py.status !== 0) numpyError = `python3 ${script} exited with status ${String(py.status)}:\n${py.stderr}`;
+else {
+  try {
+    numpy = JSON.parse(py.stdout) as NumpyReport;
+  } catch (e) {
+    numpyError = `could not parse the numpy helper's output (${(e as Error).message})`;
+  }
+}
+
+// Table.
+const header = ['case', 'fedpool ms', 'numpy ms', 'ratio (fedpool/numpy)', 'numpy method'];
+const ms = (x: number): string => (x < 10 ? x.toFixed(2) : x.toFixed(1));
+const body = rows.map((r) => {
+  const np = numpy?.results.find((x) => x.key === r.key);
+  return [r.label, ms(r.ms), np ? ms(np.ms) : 'n/a', np ? (r.ms / np.ms).toFixed(1) + '×' : 'n/a', np?.note ?? ''];
+});
+const widths = header.map((h, c) => Math.max(h.length, ...body.map((b) => b[c].length)));
+const line = (cells: string[]): string => '| ' + cells.map((s, c) => (c === 0 || c === 4 ? s.padEnd(widths[c]) : s.padStart(widths[c]))).join(' | ') + ' |';
+console.log(`\nfedpool aggregation vs numpy${quick ? ' (--quick sizes)' : ''}: best of ${runs} runs after one warm-up\n`);
+console.log(line(header));
+console.log('|' + widths.map((wd, c) => (c === 0 || c === 4 ? ':' + '-'.repeat(wd + 1) : '-'.repeat(wd + 1) + ':')).join('|') + '|');
+for (const b of body) console.log(line(b));
+console.log('');
+console.log(`node ${process.version} (fedpool: single-threaded JS, float64 accumulation)`);
+if (numpy) {
+  const b = numpy.blas;
+  const show = (k: string): string => (b[k] === undefined || b[k] === null ? '?' : String(b[k]));
+  console.log(`python ${numpy.python}, numpy ${numpy.numpy}`);
+  console.log(`numpy BLAS: ${show('name')} ${show('version')}, kernel ${show('corename')}, ${show('threads')} thread(s) (via ${show('source')})`);
+  if (b.config !== undefined) console.log(`  build: ${show('config')}`);
+}
+console.log(
+  `OPENBLAS_CORETYPE/OPENBLAS_L2_SIZE: ${removed.length > 0 ? `removed from numpy's environment (${removed.join(', ')} were set)` : 'not set here (and removed from the child env regardless)'}`,
+);
+if (numpyError) {
+  console.error(`\nnumpy side failed: ${numpyError}`);
+  process.exitCode = 1;
+}
