@@ -1,3 +1,4 @@
 // fedpool's library entry: the aggregation rules and the server-side pipeline, platform-free.
 // The wire protocol is exported separately as 'fedpool/protocol'.
 export * from './aggregation/index.js';
+export { aggregationConfigSchema, parseAggregationConfig, type AggregationConfig } from './config/aggregation.js';
