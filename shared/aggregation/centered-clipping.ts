@@ -1,4 +1,4 @@
-import { checkNonNegative, checkPositiveInt, checkUpdates } from './validate.js';
+import { checkNonNegative, checkInteger, checkUpdates } from './validate.js';
 
 export interface CenteredClippingOptions {
   /** Clipping radius τ ≥ 0 (Infinity allowed: then one iteration is the plain mean). */
@@ -23,7 +23,7 @@ export function centeredClipping(
   const { tau } = options;
   const iters = options.iters ?? 1;
   checkNonNegative('centeredClipping', 'tau', tau, true);
-  checkPositiveInt('centeredClipping', 'iters', iters, 0);
+  checkInteger('centeredClipping', 'iters', iters, 0);
   const n = updates.length;
   const v = Float64Array.from(center);
   const delta = new Float64Array(d);

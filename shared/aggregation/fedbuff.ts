@@ -1,6 +1,6 @@
 import { combine } from './combine.js';
 import { stalenessWeight, type StalenessSpec } from './staleness.js';
-import { checkPositiveInt } from './validate.js';
+import { checkInteger } from './validate.js';
 
 export interface FedBuffOptions {
   /** K: the server steps after every K accepted arrivals. */
@@ -58,7 +58,7 @@ export class FedBuffBuffer {
   private dim = -1;
 
   constructor(options: FedBuffOptions) {
-    checkPositiveInt('FedBuffBuffer', 'size', options.size);
+    checkInteger('FedBuffBuffer', 'size', options.size);
     this.size = options.size;
     this.staleness = options.staleness ?? { kind: 'poly', exponent: 0.5 };
     stalenessWeight(this.staleness, 0); // validates the spec now, not at the first arrival

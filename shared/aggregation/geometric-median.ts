@@ -1,4 +1,4 @@
-import { BLOCK, checkNonNegative, checkPositiveInt, checkUpdates } from './validate.js';
+import { BLOCK, checkNonNegative, checkInteger, checkUpdates } from './validate.js';
 
 export interface GeometricMedianOptions {
   /** Stop when ‖z_new − z‖ ≤ tol·max(1, ‖z‖). Default 1e-7. */
@@ -20,7 +20,7 @@ export function geometricMedian(updates: readonly Float32Array[], options: Geome
   const tol = options.tol ?? 1e-7;
   const maxIter = options.maxIter ?? 1000;
   checkNonNegative('geometricMedian', 'tol', tol);
-  checkPositiveInt('geometricMedian', 'maxIter', maxIter, 0);
+  checkInteger('geometricMedian', 'maxIter', maxIter, 0);
   const n = updates.length;
   let z = new Float64Array(d);
   for (const x of updates) for (let j = 0; j < d; j++) z[j] += x[j];

@@ -51,7 +51,8 @@ export function checkF(rule: string, f: number, n: number, minFactor: number, ex
   }
 }
 
-export function checkPositiveInt(rule: string, name: string, v: number, min = 1): void {
+/** Checks an integer option ≥ min. */
+export function checkInteger(rule: string, name: string, v: number, min = 1): void {
   if (!Number.isInteger(v) || v < min) throw new RangeError(`${rule}: ${name} must be an integer ≥ ${min}, got ${String(v)}`);
 }
 
