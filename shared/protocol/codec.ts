@@ -79,8 +79,10 @@ function decodeTensor(bytes: Uint8Array): Tensor {
   if (size * width !== dataBytes) {
     throw badTensor(`${dtype} shape [${shape.join(',')}] needs ${size * width} bytes, got ${dataBytes}`);
   }
-  // slice() on a plain Uint8Array allocates a new ArrayBuffer at offset 0: the one copy.
-  const own = bytes.slice(header);
+  // The one copy. Not bytes.slice(): when msgpackr is fed a Node Buffer directly, `bytes` is a
+  // Buffer, whose slice() returns a view of the same memory.
+  const own = new Uint8Array(dataBytes);
+  own.set(bytes.subarray(header));
   if (!LITTLE_ENDIAN) swapBytes(own, width);
   switch (dtype) {
     case 'float32':
@@ -249,19 +251,29 @@ export interface DecodeOptions {
 
 export type DecodeResult<M extends Message = Message> = { ok: true; message: M } | { ok: false; error: ProtocolError };
 
+export interface EncodeOptions {
+  /** Refuse ('oversize') to produce a frame larger than this, e.g. the peer's welcome.maxFrameBytes. */
+  maxBytes?: number;
+}
+
 /**
  * Validates then encodes a message. Throws ProtocolError for an invalid message, so an invalid
  * frame is never sent. The result may be a view into msgpackr's shared output buffer: send or
  * copy it, but do not transfer its `.buffer`.
  */
-export function encodeMessage(message: Message): Uint8Array {
+export function encodeMessage(message: Message, options: EncodeOptions = {}): Uint8Array {
   parseMessage(message);
+  let frame: Uint8Array;
   try {
     const buf = packr.pack(message);
-    return new Uint8Array(buf.buffer, buf.byteOffset, buf.byteLength);
+    frame = new Uint8Array(buf.buffer, buf.byteOffset, buf.byteLength);
   } catch (e) {
     throw new ProtocolError('malformed', `could not encode message: ${e instanceof Error ? e.message : typeof e}`, { cause: e });
   }
+  if (options.maxBytes !== undefined && frame.byteLength > options.maxBytes) {
+    throw new ProtocolError('oversize', `${message.type} frame of ${frame.byteLength} bytes exceeds the ${options.maxBytes}-byte limit`);
+  }
+  return frame;
 }
 
 /** A plain Uint8Array view of the frame (never the caller's object: msgpackr caches a DataView on it). */

@@ -1,3 +1,5 @@
+import type * as z from 'zod';
+
 /**
  * The one error type the wire protocol throws. Decoding untrusted frames must never surface
  * anything else, so callers can `catch` once and answer the peer with an `error` message.
@@ -95,4 +97,90 @@ export function describeValue(value: unknown): string {
 /** JSON-quote a (possibly hostile) string for a message, truncated. */
 export function quote(text: string, max = 40): string {
   return JSON.stringify(text.length > max ? `${text.slice(0, max)}…` : text);
+}
+
+// ---- zod issues → ProtocolError ---------------------------------------------------------------
+
+type Path = readonly PropertyKey[];
+
+/** `task.items[3].id` style. */
+function formatPath(path: Path): string {
+  let out = '';
+  for (const key of path) {
+    if (typeof key === 'number') out += `[${key}]`;
+    else out += out === '' ? String(key) : `.${String(key)}`;
+  }
+  return out;
+}
+
+/** Walks `path` through own properties; `found` is false when a key is absent. */
+function valueAt(root: unknown, path: Path): { found: boolean; value: unknown } {
+  let current: unknown = root;
+  for (const key of path) {
+    if (typeof current !== 'object' || current === null || !Object.prototype.hasOwnProperty.call(current, key)) {
+      return { found: false, value: undefined };
+    }
+    current = Reflect.get(current, key);
+  }
+  return { found: true, value: current };
+}
+
+function lowerFirst(text: string): string {
+  return text.charAt(0).toLowerCase() + text.slice(1);
+}
+
+function gotText(value: unknown): string {
+  return typeof value === 'string' ? quote(value) : describeValue(value);
+}
+
+/** Schemas tag custom issues with `params.protocolCode` when 'invalid-field' is not the right code. */
+function protocolCodeOf(issue: z.core.$ZodIssue): ProtocolErrorCode | undefined {
+  if (issue.code !== 'custom' || issue.params === undefined) return undefined;
+  const code: unknown = issue.params['protocolCode'];
+  return code === 'non-finite' || code === 'shape-mismatch' ? code : undefined;
+}
+
+/**
+ * Turns the first zod issue into a one-line ProtocolError naming the field, e.g.
+ * `invalid field "payload.update": expected float32 Tensor, got string`. `input` is the value
+ * that was parsed; it is only read to say what was found at the path.
+ */
+export function fromZodIssue(issue: z.core.$ZodIssue | undefined, input: unknown): ProtocolError {
+  if (issue === undefined) return new ProtocolError('invalid-field', 'invalid message'); // zod always reports one
+  let path: Path = issue.path;
+  const at = (): { found: boolean; value: unknown } => valueAt(input, path);
+  let detail: string;
+  switch (issue.code) {
+    case 'unrecognized_keys':
+      path = [...path, issue.keys[0] ?? '?'];
+      detail = 'unknown field';
+      break;
+    case 'invalid_type': {
+      const { found, value } = at();
+      detail = found ? `expected ${issue.expected}, got ${describeValue(value)}` : 'missing required field';
+      break;
+    }
+    case 'invalid_value':
+      detail = `expected ${issue.values.map((v) => JSON.stringify(v)).join(' | ')}, got ${gotText(at().value)}`;
+      break;
+    case 'invalid_union': {
+      const { found, value } = at();
+      detail = found ? `${lowerFirst(issue.message)}, got ${gotText(value)}` : 'missing required field';
+      break;
+    }
+    case 'custom': {
+      const { found, value } = at();
+      if (!issue.message.startsWith('expected ')) detail = issue.message;
+      else detail = found && value !== undefined ? `${issue.message}, got ${describeValue(value)}` : 'missing required field';
+      break;
+    }
+    default:
+      detail = lowerFirst(issue.message);
+  }
+  const where = formatPath(path);
+  const code = protocolCodeOf(issue) ?? 'invalid-field';
+  const options = where === '' ? {} : { path: where };
+  if (code === 'non-finite') return new ProtocolError(code, `non-finite value in "${where}" ${detail}`, options);
+  if (code === 'shape-mismatch') return new ProtocolError(code, `shape mismatch in "${where}": ${detail}`, options);
+  return new ProtocolError(code, where === '' ? `invalid message: ${detail}` : `invalid field "${where}": ${detail}`, options);
 }

@@ -1,5 +1,5 @@
 // No socket.io import at all (not even types): shared/ must load in a browser worker too.
-import { decodeMessage, encodeMessage, type DecodeOptions } from './codec.js';
+import { decodeMessage, encodeMessage, type DecodeOptions, type EncodeOptions } from './codec.js';
 import { ProtocolError, isProtocolError } from './errors.js';
 import type { CoordinatorMessageType, Message, MessageOf, MessageType, WorkerMessageType } from './messages.js';
 
@@ -62,9 +62,12 @@ export interface MessageReceiver {
   // signature is not assignable to a plain string-keyed one.
 }
 
-/** Validates, encodes and emits `message` under its event name. Returns the frame size in bytes. */
-export function sendMessage(socket: MessageEmitter, message: Message): number {
-  const frame = encodeMessage(message);
+/**
+ * Validates, encodes and emits `message` under its event name; throws ProtocolError (and sends
+ * nothing) if it is invalid or larger than `options.maxBytes`. Returns the frame size in bytes.
+ */
+export function sendMessage(socket: MessageEmitter, message: Message, options: EncodeOptions = {}): number {
+  const frame = encodeMessage(message, options);
   socket.emit(EVENT_NAMES[message.type], frame);
   return frame.byteLength;
 }

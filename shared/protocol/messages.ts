@@ -1,5 +1,5 @@
 import * as z from 'zod';
-import { ProtocolError, describeValue, quote, type ProtocolErrorCode } from './errors.js';
+import { ProtocolError, describeValue, fromZodIssue, quote, type ProtocolErrorCode } from './errors.js';
 import { Tensor, firstNonFinite, type DType } from './tensor.js';
 
 /**
@@ -269,7 +269,7 @@ export const blobSchema = z
     hash: sha256,
     offset: count,
     total: count,
-    data: z.instanceof(Uint8Array, { error: 'expected bytes' }),
+    data: z.instanceof(Uint8Array),
     final: z.boolean(),
   })
   .superRefine((b, ctx) => {
@@ -433,84 +433,8 @@ export function parseMessage(value: unknown, direction?: Direction): Message {
     throw new ProtocolError('unknown-type', `message type ${quote(type)} is not sent by a ${direction}`, { path: 'type' });
   }
   const result = SCHEMAS[type].safeParse(value);
-  if (!result.success) throw issueToError(result.error.issues[0], value);
+  if (!result.success) throw fromZodIssue(result.error.issues[0], value);
   return result.data;
-}
-
-type Path = readonly PropertyKey[];
-
-function formatPath(path: Path): string {
-  let out = '';
-  for (const key of path) {
-    if (typeof key === 'number') out += `[${key}]`;
-    else out += out === '' ? String(key) : `.${String(key)}`;
-  }
-  return out;
-}
-
-/** Walks `path` through own properties; `found` is false when a key is absent. */
-function valueAt(root: unknown, path: Path): { found: boolean; value: unknown } {
-  let current: unknown = root;
-  for (const key of path) {
-    if (typeof current !== 'object' || current === null || !Object.prototype.hasOwnProperty.call(current, key)) {
-      return { found: false, value: undefined };
-    }
-    current = Reflect.get(current, key);
-  }
-  return { found: true, value: current };
-}
-
-function lowerFirst(text: string): string {
-  return text.charAt(0).toLowerCase() + text.slice(1);
-}
-
-function protocolCodeOf(issue: z.core.$ZodIssue): ProtocolErrorCode | undefined {
-  if (issue.code !== 'custom' || issue.params === undefined) return undefined;
-  const code: unknown = issue.params['protocolCode'];
-  return code === 'non-finite' || code === 'shape-mismatch' ? code : undefined;
-}
-
-function issueToError(issue: z.core.$ZodIssue | undefined, input: unknown): ProtocolError {
-  if (issue === undefined) return new ProtocolError('invalid-field', 'invalid message'); // zod always reports one
-  let path: Path = issue.path;
-  let detail: string;
-  switch (issue.code) {
-    case 'unrecognized_keys': {
-      const key = issue.keys[0] ?? '?';
-      path = [...path, key];
-      detail = 'unknown field';
-      break;
-    }
-    case 'invalid_type': {
-      const at = valueAt(input, path);
-      detail = at.found ? `expected ${issue.expected}, got ${describeValue(at.value)}` : 'missing required field';
-      break;
-    }
-    case 'invalid_value': {
-      const at = valueAt(input, path);
-      const got = typeof at.value === 'string' ? quote(at.value) : describeValue(at.value);
-      detail = `expected ${issue.values.map((v) => JSON.stringify(v)).join(' | ')}, got ${got}`;
-      break;
-    }
-    case 'invalid_union': {
-      const at = valueAt(input, path);
-      detail = at.found ? `${lowerFirst(issue.message)}, got ${typeof at.value === 'string' ? quote(at.value) : describeValue(at.value)}` : 'missing required field';
-      break;
-    }
-    case 'custom': {
-      const at = valueAt(input, path);
-      detail = issue.message.startsWith('expected ') && at.found ? `${issue.message}, got ${describeValue(at.value)}` : issue.message;
-      break;
-    }
-    default:
-      detail = lowerFirst(issue.message);
-  }
-  const where = formatPath(path);
-  const code = protocolCodeOf(issue) ?? 'invalid-field';
-  const options = where === '' ? {} : { path: where };
-  if (code === 'non-finite') return new ProtocolError(code, `non-finite value in "${where}" ${detail}`, options);
-  if (code === 'shape-mismatch') return new ProtocolError(code, `shape mismatch in "${where}": ${detail}`, options);
-  return new ProtocolError(code, where === '' ? `invalid message: ${detail}` : `invalid field "${where}": ${detail}`, options);
 }
 
 /** Throws ProtocolError('version') unless the peer speaks our protocol version. */
@@ -522,10 +446,13 @@ export function assertProtocolVersion(version: number): void {
   }
 }
 
-/** Builds an `error` message reporting `error` to the peer (ProtocolErrors keep their code). */
+/**
+ * Builds an `error` message reporting `error` to the peer. ProtocolErrors keep their code and
+ * text; anything else becomes a bare 'internal' so local details (paths, stack text) never leak.
+ */
 export function errorMessage(error: unknown, ref?: string): ErrorMessage {
   const code: PeerErrorCode = error instanceof ProtocolError ? error.code : 'internal';
-  const text = error instanceof Error ? error.message : 'internal error';
+  const text = error instanceof ProtocolError ? error.message : 'internal error';
   const message: ErrorMessage = { type: 'error', code, message: text.slice(0, MAX_REASON_LENGTH) };
   if (ref !== undefined && ref.length >= 1 && ref.length <= MAX_ID_LENGTH) message.ref = ref;
   return message;
