@@ -3,16 +3,19 @@
 // say so in one line and exit 2.
 import { Command, CommanderError, Option } from 'commander';
 import { readFileSync } from 'node:fs';
+import { UserError } from './errors.js';
 import { collect, DEFAULT_URL, integer, url } from './options.js';
 
 const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string };
 
-/** Raised by commands that are declared but not implemented yet; main() turns it into exit code 2. */
-class NotBuilt extends Error {}
-
-function notBuilt(command: string, issue: number): () => never {
-  return () => {
-    throw new NotBuilt(`fedpool ${command}: not built yet (issue #${issue})`);
+/**
+ * Each command's implementation lives in cli/commands/<name>.ts and is imported only when that command runs, so
+ * `fedpool --help` stays fast and one command's dependencies (TF.js, SQLite) never load for another.
+ */
+function lazy(file: string): (options: Record<string, unknown>) => Promise<void> {
+  return async (options) => {
+    const mod = (await import(`./commands/${file}.js`)) as { run: (o: Record<string, unknown>) => Promise<void> };
+    await mod.run(options);
   };
 }
 
@@ -36,7 +39,7 @@ export function buildProgram(): Command {
     .option('--state <file>', "SQLite state file (':memory:' for none)", './fedpool.db')
     .option('--lease-ms <ms>', 'shard lease duration', integer(1), 30000)
     .option('--metrics-public', 'serve /metrics without a token')
-    .action(notBuilt('coordinator', 3));
+    .action(lazy('coordinator'));
 
   program
     .command('worker')
@@ -49,7 +52,7 @@ export function buildProgram(): Command {
     .option('--data <name=path>', 'a local dataset that training jobs may name (repeatable)', collect)
     .option('--scorer-url <url>', 'score through an existing inference server', url)
     .addOption(new Option('--scorer-api <api>', 'API of --scorer-url').choices(['vllm-classify', 'openai-embeddings', 'openrlhf']))
-    .action(notBuilt('worker', 3));
+    .action(lazy('worker'));
 
   const model = program.command('model').description('model bundles: `model init` writes a new one');
   model
@@ -60,7 +63,7 @@ export function buildProgram(): Command {
     .requiredOption('--output <spec>', 'reward or classes:C')
     .option('--hidden <sizes>', 'hidden layer sizes, comma-separated', '64,32')
     .option('--seed <s>', 'initialisation seed', integer(0), 0)
-    .action(notBuilt('model init', 3));
+    .action(lazy('model-init'));
 
   program
     .command('score')
@@ -74,7 +77,7 @@ export function buildProgram(): Command {
     .option('--redundancy <r>', 'score each shard on R workers', integer(1), 1)
     .addOption(new Option('--select <mode>', 'selection per group').choices(['none', 'best-of-n', 'majority', 'weighted-majority']).default('none'))
     .option('--resume <id>', 'wait for an existing job and write its results')
-    .action(notBuilt('score', 3));
+    .action(lazy('score'));
 
   program
     .command('train')
@@ -83,7 +86,7 @@ export function buildProgram(): Command {
     .addOption(tokenOption())
     .requiredOption('--config <file>', 'train.json')
     .option('--out <dir>', 'output directory (model/, metrics.jsonl, config.json)')
-    .action(notBuilt('train', 4));
+    .action(lazy('train'));
 
   program
     .command('simulate')
@@ -94,13 +97,13 @@ export function buildProgram(): Command {
     .option('--out <dir>', 'output directory (metrics.csv, summary.json, report.html)')
     .option('--live', 'drive a real coordinator with simulated workers')
     .option('--workers <n>', 'simulated workers in live mode', integer(1))
-    .action(notBuilt('simulate', 5));
+    .action(lazy('simulate'));
 
   program
     .command('demo')
     .description('start a local coordinator and two workers, run a small scoring and training job')
     .option('--keep', 'keep the demo pool running')
-    .action(notBuilt('demo', 3));
+    .action(lazy('demo'));
 
   return program;
 }
@@ -112,9 +115,9 @@ export async function main(argv: readonly string[]): Promise<number> {
     await program.parseAsync([...argv]);
     return 0;
   } catch (err) {
-    if (err instanceof NotBuilt) {
+    if (err instanceof UserError) {
       process.stderr.write(`${err.message}\n`);
-      return 2;
+      return err.exitCode;
     }
     if (err instanceof CommanderError) {
       // commander already printed its message (or the help text for --help/--version, which exit 0).

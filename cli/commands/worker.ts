@@ -1,0 +1,5 @@
+import { notBuilt } from '../errors.js';
+
+export async function run(_options: Record<string, unknown>): Promise<void> {
+  notBuilt('worker', 3);
+}
