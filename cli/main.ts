@@ -6,7 +6,18 @@ import { readFileSync } from 'node:fs';
 import { UserError } from './errors.js';
 import { collect, DEFAULT_URL, integer, url } from './options.js';
 
-const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string };
+/** The package's version, found whether this runs from source (cli/) or compiled (dist/cli/). */
+function packageVersion(): string {
+  for (const rel of ['../package.json', '../../package.json']) {
+    try {
+      const pkg = JSON.parse(readFileSync(new URL(rel, import.meta.url), 'utf8')) as { name?: string; version?: string };
+      if (pkg.name === 'fedpool' && typeof pkg.version === 'string') return pkg.version;
+    } catch {
+      // not at this level
+    }
+  }
+  return 'unknown';
+}
 
 /**
  * Each command's implementation lives in cli/commands/<name>.ts and is imported only when that command runs, so
@@ -25,7 +36,7 @@ const tokenOption = () => new Option('--token <token>', 'bearer token (or env FE
 export function buildProgram(): Command {
   const program = new Command('fedpool')
     .description('Federated and distributed evaluation and aggregation: scoring pools, federated fine-tuning, simulated populations.')
-    .version(pkg.version)
+    .version(packageVersion())
     .showSuggestionAfterError(true)
     .exitOverride();
 
