@@ -1,5 +1,120 @@
-import { notBuilt } from '../errors.js';
+// fedpool demo: a whole pool on this machine — a coordinator and two workers as real processes on free local
+// ports — then a scoring job through it, printing what happened at each step.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { createInterface } from 'node:readline';
+import { UserError } from '../errors.js';
 
-export async function run(_options: Record<string, unknown>): Promise<void> {
-  notBuilt('demo', 3);
+interface DemoOptions {
+  keep?: boolean;
+}
+
+/** Runs the CLI again as a child: the same script and loader flags this process was started with. */
+function fedpool(args: string[]): ChildProcess {
+  return spawn(process.execPath, [...process.execArgv, process.argv[1], ...args], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+    env: { ...process.env, FEDPOOL_LOG: process.env.FEDPOOL_LOG ?? 'warn' },
+  });
+}
+
+/** Resolves with the first stdout line matching `re`; rejects if the child exits first or after `ms`. */
+function waitForLine(child: ChildProcess, re: RegExp, what: string, ms = 60_000): Promise<RegExpMatchArray> {
+  return new Promise((resolve, reject) => {
+    let stderr = '';
+    child.stderr?.on('data', (d: Buffer) => (stderr = (stderr + d.toString()).slice(-2000)));
+    const timer = setTimeout(() => reject(new UserError(`fedpool demo: ${what} did not start within ${ms / 1000} s`)), ms);
+    const lines = createInterface({ input: child.stdout! });
+    lines.on('line', (line) => {
+      const m = re.exec(line);
+      if (m) {
+        clearTimeout(timer);
+        resolve(m);
+      }
+    });
+    child.once('exit', (code) => {
+      clearTimeout(timer);
+      reject(new UserError(`fedpool demo: ${what} exited with code ${code}: ${stderr.trim().split('\n').at(-1) ?? ''}`));
+    });
+  });
+}
+
+const TOPICS = ['rivers', 'prime numbers', 'photosynthesis', 'the moon', 'sorting', 'volcanoes', 'gradient descent', 'tides'];
+
+/** A small deterministic preference set: groups of candidate answers per prompt, and chosen/rejected pairs. */
+function demoInput(file: string): { items: number; pairs: number } {
+  const out: string[] = [];
+  let items = 0;
+  let pairs = 0;
+  for (let q = 0; q < 200; q++) {
+    const topic = TOPICS[q % TOPICS.length];
+    const prompt = `question ${q}: explain ${topic} briefly`;
+    for (let c = 0; c < 4; c++) {
+      const response = `${c % 2 === 0 ? 'a careful' : 'a short'} answer about ${topic}, take ${c}`;
+      out.push(JSON.stringify({ id: `q${q}-c${c}`, prompt, response, group: `q${q}`, answer: `${(q + c) % 3}` }));
+      items++;
+    }
+    out.push(JSON.stringify({ id: `q${q}-pair`, prompt, chosen: `a careful answer about ${topic}`, rejected: 'no idea' }));
+    pairs++;
+  }
+  writeFileSync(file, `${out.join('\n')}\n`);
+  return { items, pairs };
+}
+
+export async function run(options: Record<string, unknown>): Promise<void> {
+  const { keep = false } = options as DemoOptions;
+  const dir = mkdtempSync(path.join(tmpdir(), 'fedpool-demo-'));
+  const children: ChildProcess[] = [];
+  const workerToken = randomBytes(12).toString('hex');
+  const clientToken = randomBytes(12).toString('hex');
+  const stop = async (): Promise<void> => {
+    await Promise.all(
+      children.map(
+        (c) =>
+          new Promise<void>((resolve) => {
+            if (c.exitCode !== null || c.signalCode !== null) return resolve();
+            c.once('exit', () => resolve());
+            c.kill('SIGTERM');
+          }),
+      ),
+    );
+    rmSync(dir, { recursive: true, force: true });
+  };
+  try {
+    const say = (s: string) => process.stdout.write(`${s}\n`);
+    say('fedpool demo: starting a coordinator and two workers on this machine');
+    const coordinator = fedpool(['coordinator', '--port', '0', '--state', ':memory:', '--worker-token', workerToken, '--client-token', clientToken]);
+    children.push(coordinator);
+    const [, url] = await waitForLine(coordinator, /^fedpool coordinator listening on (http:\/\/\S+)$/, 'the coordinator');
+    say(`  coordinator  ${url}`);
+    for (const name of ['demo-worker-1', 'demo-worker-2']) {
+      const w = fedpool(['worker', '--url', url, '--token', workerToken, '--name', name, '--threads', '1']);
+      children.push(w);
+      const [line] = await waitForLine(w, /^fedpool worker .* connected to .*$/, name);
+      say(`  ${line}`);
+    }
+
+    const modelDir = path.join(dir, 'reward-model');
+    const init = await import('./model-init.js');
+    await init.run({ out: modelDir, input: 'text:256', output: 'reward', hidden: '64,32', seed: 7 });
+    const input = path.join(dir, 'items.jsonl');
+    const counts = demoInput(input);
+    say(`scoring ${counts.items} candidate answers in ${counts.items / 4} groups and ${counts.pairs} preference pairs (weighted-majority selection)`);
+    const score = await import('./score.js');
+    await score.run({ url, token: clientToken, model: modelDir, input, output: path.join(dir, 'scores.jsonl'), shardSize: 64, redundancy: 1, select: 'weighted-majority' });
+    say('federated fine-tuning: not built yet (issue #4) — the demo will train a model here');
+    say(`dashboard: ${url}/?token=${clientToken}`);
+    if (keep) {
+      say('the pool keeps running (--keep); press Ctrl-C to stop it');
+      await new Promise<void>((resolve) => {
+        process.once('SIGINT', resolve);
+        process.once('SIGTERM', resolve);
+      });
+    }
+    say('fedpool demo: done');
+  } finally {
+    await stop();
+  }
 }

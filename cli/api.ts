@@ -1,0 +1,97 @@
+// The coordinator's HTTP API as job submitters use it (fedpool score, train). One line per failure, naming the
+// coordinator and what went wrong, so every command reports connection and token problems the same way.
+import { UserError } from './errors.js';
+
+export interface JobStatus {
+  id: string;
+  kind: string;
+  state: 'queued' | 'running' | 'done' | 'failed' | 'cancelled';
+  progress: { done: number; total: number };
+  error?: string;
+}
+
+export class CoordinatorApi {
+  constructor(
+    readonly url: string,
+    private readonly token: string | undefined,
+  ) {}
+
+  private async request(method: string, path: string, body?: Uint8Array | string, contentType?: string): Promise<Response> {
+    const headers: Record<string, string> = {};
+    if (this.token) headers.authorization = `Bearer ${this.token}`;
+    if (contentType) headers['content-type'] = contentType;
+    let res: Response;
+    try {
+      res = await fetch(new URL(path, this.url), { method, headers, body });
+    } catch (e) {
+      const cause = (e as { cause?: { code?: string; message?: string } }).cause;
+      throw new UserError(`cannot reach the coordinator at ${this.url} (${cause?.code ?? cause?.message ?? String(e)})`);
+    }
+    if (res.status === 401 || res.status === 403) {
+      throw new UserError(`the coordinator at ${this.url} refused the token: ${await errorText(res)}`);
+    }
+    return res;
+  }
+
+  private async json<T>(method: string, path: string, body?: unknown): Promise<T> {
+    const res = await this.request(method, path, body === undefined ? undefined : JSON.stringify(body), body === undefined ? undefined : 'application/json');
+    if (!res.ok) throw new UserError(`coordinator: ${method} ${path} failed (${res.status}): ${await errorText(res)}`);
+    return (await res.json()) as T;
+  }
+
+  async hasBlob(hash: string): Promise<boolean> {
+    const res = await this.request('HEAD', `/api/blobs/${hash}`);
+    return res.ok;
+  }
+
+  async putBlob(hash: string, bytes: Uint8Array): Promise<void> {
+    const res = await this.request('PUT', `/api/blobs/${hash}`, bytes, 'application/octet-stream');
+    if (!res.ok) throw new UserError(`coordinator: uploading blob ${hash.slice(0, 12)}… failed (${res.status}): ${await errorText(res)}`);
+  }
+
+  /** Uploads unless the coordinator already holds it (blobs are content-addressed). */
+  async ensureBlob(hash: string, bytes: Uint8Array): Promise<void> {
+    if (!(await this.hasBlob(hash))) await this.putBlob(hash, bytes);
+  }
+
+  createJob(spec: unknown): Promise<{ id: string }> {
+    return this.json('POST', '/api/jobs', spec);
+  }
+
+  job(id: string): Promise<JobStatus & Record<string, unknown>> {
+    return this.json('GET', `/api/jobs/${encodeURIComponent(id)}`);
+  }
+
+  cancel(id: string): Promise<unknown> {
+    return this.json('DELETE', `/api/jobs/${encodeURIComponent(id)}`);
+  }
+
+  /** Streams the job's results JSONL in input order, calling onLine for each parsed line, until the stream ends. */
+  async followResults(id: string, onLine: (value: unknown) => void): Promise<void> {
+    const res = await this.request('GET', `/api/jobs/${encodeURIComponent(id)}/results?follow=1`);
+    if (!res.ok || res.body === null) throw new UserError(`coordinator: results of job ${id} unavailable (${res.status}): ${await errorText(res)}`);
+    const decoder = new TextDecoder();
+    let buffered = '';
+    for await (const chunk of res.body) {
+      buffered += decoder.decode(chunk as Uint8Array, { stream: true });
+      let nl: number;
+      while ((nl = buffered.indexOf('\n')) >= 0) {
+        const line = buffered.slice(0, nl);
+        buffered = buffered.slice(nl + 1);
+        if (line.trim() !== '') onLine(JSON.parse(line));
+      }
+    }
+    if (buffered.trim() !== '') onLine(JSON.parse(buffered));
+  }
+}
+
+async function errorText(res: Response): Promise<string> {
+  const text = await res.text().catch(() => '');
+  try {
+    const body = JSON.parse(text) as { error?: unknown };
+    if (typeof body.error === 'string') return body.error;
+  } catch {
+    // not JSON
+  }
+  return text.trim().split('\n')[0] || res.statusText;
+}
