@@ -28,7 +28,9 @@ export class CoordinatorApi {
       throw new UserError(`cannot reach the coordinator at ${this.url} (${cause?.code ?? cause?.message ?? String(e)})`);
     }
     if (res.status === 401 || res.status === 403) {
-      throw new UserError(`the coordinator at ${this.url} refused the token: ${await errorText(res)}`);
+      // A HEAD answer has no body to say why: ask a cheap GET route for the reason.
+      const why = method === 'HEAD' ? await errorText(await fetch(new URL('/api/workers', this.url), { headers })) : await errorText(res);
+      throw new UserError(`the coordinator at ${this.url} refused the token: ${why}`);
     }
     return res;
   }
@@ -60,6 +62,10 @@ export class CoordinatorApi {
 
   job(id: string): Promise<JobStatus & Record<string, unknown>> {
     return this.json('GET', `/api/jobs/${encodeURIComponent(id)}`);
+  }
+
+  async meta(id: string): Promise<unknown> {
+    return (await this.json<{ meta: unknown }>('GET', `/api/jobs/${encodeURIComponent(id)}/meta`)).meta;
   }
 
   cancel(id: string): Promise<unknown> {

@@ -48,7 +48,7 @@ function demoInput(file: string): { items: number; pairs: number } {
   const out: string[] = [];
   let items = 0;
   let pairs = 0;
-  for (let q = 0; q < 200; q++) {
+  for (let q = 0; q < 50; q++) {
     const topic = TOPICS[q % TOPICS.length];
     const prompt = `question ${q}: explain ${topic} briefly`;
     for (let c = 0; c < 4; c++) {

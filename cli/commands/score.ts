@@ -51,7 +51,7 @@ export async function run(options: Record<string, unknown>): Promise<void> {
 
 async function resume(api: CoordinatorApi, id: string, output: string, select: 'none' | SelectMode): Promise<void> {
   const job = await api.job(id);
-  const m = job.meta as { format?: unknown; lines?: unknown } | undefined;
+  const m = (await api.meta(id)) as { format?: unknown; lines?: unknown } | null;
   if (job.kind !== 'score' || m?.format !== 'fedpool-score/1' || !Array.isArray(m.lines)) {
     throw new UserError(`fedpool score: job ${id} is not a scoring job submitted by fedpool score`);
   }

@@ -1,0 +1,138 @@
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import pino, { type Logger } from 'pino';
+import { DEFAULT_MAX_FRAME_BYTES } from '../shared/protocol/index.js';
+import { Auth } from './auth.js';
+import { Api, DEFAULT_MAX_BLOB_BYTES, DEFAULT_MAX_JSON_BYTES } from './http.js';
+import { Metrics } from './metrics.js';
+import { Pool } from './pool.js';
+import { heartbeatMsFor, WorkerSockets } from './sockets.js';
+import { MemoryStore } from './store-memory.js';
+import { SqliteStore } from './store-sqlite.js';
+import type { Store } from './store.js';
+
+export interface CoordinatorOptions {
+  host?: string;
+  /** 0 picks a free port. */
+  port?: number;
+  workerTokens?: readonly string[];
+  clientTokens?: readonly string[];
+  /** SQLite file, or ':memory:' for no persistence. Default './fedpool.db'. */
+  state?: string;
+  leaseMs?: number;
+  metricsPublic?: boolean;
+  logger?: Logger;
+  maxFrameBytes?: number;
+  maxJsonBytes?: number;
+  maxBlobBytes?: number;
+  /** Speculative duplicate leases near a job's end (default true). */
+  speculative?: boolean;
+}
+
+export interface Coordinator {
+  /** http://host:port with the real port. */
+  readonly url: string;
+  readonly host: string;
+  readonly port: number;
+  readonly pool: Pool;
+  /** Stops accepting work, disconnects workers, writes pending state, closes everything. */
+  close(): Promise<void>;
+}
+
+/** pino on stderr at FEDPOOL_LOG (default info; 'silent' in tests). */
+export function defaultLogger(): Logger {
+  const wanted = process.env['FEDPOOL_LOG'] ?? 'info';
+  const level = Object.keys(pino.levels.values).includes(wanted) || wanted === 'silent' ? wanted : 'info';
+  return pino({ level, base: { name: 'fedpool-coordinator' } }, pino.destination({ dest: 2, sync: true }));
+}
+
+function openStore(state: string): Store {
+  if (state === ':memory:') return new MemoryStore();
+  try {
+    return new SqliteStore(state);
+  } catch (e) {
+    throw new Error(`cannot open state file ${state}: ${e instanceof Error ? e.message : String(e)}`);
+  }
+}
+
+function hostForUrl(host: string): string {
+  return host.includes(':') && !host.startsWith('[') ? `[${host}]` : host;
+}
+
+export async function startCoordinator(options: CoordinatorOptions = {}): Promise<Coordinator> {
+  const host = options.host ?? '127.0.0.1';
+  const leaseMs = options.leaseMs ?? 30_000;
+  const maxFrameBytes = options.maxFrameBytes ?? DEFAULT_MAX_FRAME_BYTES;
+  const logger = options.logger ?? defaultLogger();
+  const state = options.state ?? './fedpool.db';
+  const auth = new Auth({ worker: options.workerTokens ?? [], client: options.clientTokens ?? [] });
+  if (auth.isOpen('worker')) logger.warn('no worker token configured: any worker may join (use --worker-token)');
+  if (auth.isOpen('client')) logger.warn('no client token configured: the HTTP API is open to anyone who can reach it (use --client-token)');
+
+  const store = openStore(state);
+  const pool = new Pool({
+    store, leaseMs, logger, maxFrameBytes,
+    ...(options.speculative === undefined ? {} : { speculative: options.speculative }),
+  });
+  const metrics = new Metrics({ stats: pool.scheduler.stats, workersConnected: () => pool.registry.size, jobCounts: () => pool.jobCounts() });
+  pool.onJobEnd = (record) => {
+    if (record.finishedAt !== undefined) metrics.jobDuration.observe({ state: record.state }, (record.finishedAt - record.createdAt) / 1000);
+  };
+  let restored: { resumed: number; total: number };
+  try {
+    restored = pool.restore();
+  } catch (e) {
+    store.close();
+    throw new Error(`cannot read state file ${state}: ${e instanceof Error ? e.message : String(e)}`);
+  }
+  if (restored.total > 0) logger.info(restored, 'jobs restored from the state file');
+
+  const api = new Api({
+    pool, auth, metrics, logger, metricsPublic: options.metricsPublic ?? false,
+    maxJsonBytes: options.maxJsonBytes ?? DEFAULT_MAX_JSON_BYTES, maxBlobBytes: options.maxBlobBytes ?? DEFAULT_MAX_BLOB_BYTES,
+  });
+  const http = createServer(api.handle);
+  http.keepAliveTimeout = 5000;
+  const sockets = new WorkerSockets(http, pool, auth, metrics, { leaseMs, heartbeatMs: heartbeatMsFor(leaseMs), maxFrameBytes, logger });
+  pool.sink = sockets;
+
+  try {
+    await new Promise<void>((resolve, reject) => {
+      http.once('error', reject);
+      http.listen(options.port ?? 7447, host, () => {
+        http.off('error', reject);
+        resolve();
+      });
+    });
+  } catch (e) {
+    await sockets.close();
+    pool.close();
+    store.close();
+    const code = e instanceof Error ? Reflect.get(e, 'code') : undefined;
+    const why = code === 'EADDRINUSE' ? 'address already in use' : e instanceof Error ? e.message : String(e);
+    throw new Error(`cannot listen on ${host}:${options.port ?? 7447}: ${why}`);
+  }
+  http.on('error', (e) => logger.error({ err: e.message }, 'http server error'));
+  const port = (http.address() as AddressInfo).port;
+  const url = `http://${hostForUrl(host)}:${port}`;
+  logger.info({ url, state, leaseMs }, 'coordinator listening');
+
+  let closing: Promise<void> | undefined;
+  const close = (): Promise<void> => {
+    closing ??= (async () => {
+      logger.info('coordinator shutting down');
+      sockets.closing = true;
+      api.close();
+      pool.close();
+      await sockets.close();
+      await new Promise<void>((resolve) => {
+        http.close(() => resolve());
+        http.closeAllConnections();
+      });
+      store.close();
+      logger.info('coordinator stopped');
+    })();
+    return closing;
+  };
+  return { url, host, port, pool, close };
+}

@@ -1,0 +1,295 @@
+import { randomBytes } from 'node:crypto';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Logger } from 'pino';
+import { bearerToken, type Auth } from './auth.js';
+import { BlobHashMismatchError, BlobTooLargeError, isSha256 } from './blobs.js';
+import { dashboardHtml } from './dashboard.js';
+import { parseJobRequest } from './jobs.js';
+import type { Metrics } from './metrics.js';
+import { SubmitError, type Pool } from './pool.js';
+import { isTerminal } from './store.js';
+
+export interface ApiOptions {
+  pool: Pool;
+  auth: Auth;
+  metrics: Metrics;
+  logger: Logger;
+  /** Serve /metrics without a token. */
+  metricsPublic: boolean;
+  /** Largest JSON request body (POST /api/jobs). */
+  maxJsonBytes: number;
+  /** Largest blob upload. */
+  maxBlobBytes: number;
+}
+
+export const DEFAULT_MAX_JSON_BYTES = 256 * 1024 * 1024;
+export const DEFAULT_MAX_BLOB_BYTES = 512 * 1024 * 1024;
+/** Shards read from the store per write while streaming results. */
+const RESULT_SHARDS_PER_WRITE = 64;
+
+class HttpError extends Error {
+  constructor(
+    readonly status: number,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+type Params = Record<string, string>;
+type Handler = (req: IncomingMessage, res: ServerResponse, params: Params, url: URL) => void | Promise<void>;
+
+interface Route {
+  method: string;
+  pattern: RegExp;
+  keys: string[];
+  /** 'client': client token (or open); 'none': no token; 'metrics': client token unless --metrics-public. */
+  access: 'client' | 'none' | 'metrics';
+  handler: Handler;
+}
+
+function send(res: ServerResponse, status: number, body: string, type: string, extra: Record<string, string> = {}): void {
+  if (res.headersSent) {
+    res.end();
+    return;
+  }
+  res.writeHead(status, { 'content-type': type, 'content-length': Buffer.byteLength(body), 'cache-control': 'no-store', ...extra });
+  res.end(body);
+}
+
+function json(res: ServerResponse, status: number, value: unknown, extra?: Record<string, string>): void {
+  send(res, status, `${JSON.stringify(value)}\n`, 'application/json; charset=utf-8', extra);
+}
+
+/** A float32 score as the shortest decimal that reads back to the same float32 (9 significant digits suffice). */
+function scoreText(v: number): string {
+  return JSON.stringify(Number(v.toPrecision(9)));
+}
+
+/** The HTTP API of the contract on node:http: a handful of routes, no framework. */
+export class Api {
+  private readonly routes: Route[] = [];
+  private readonly streams = new Set<ServerResponse>();
+  private closing = false;
+
+  constructor(private readonly o: ApiOptions) {
+    const pool = o.pool;
+    this.route('GET', '/healthz', 'none', (_req, res) => json(res, 200, { ok: true }));
+    this.route('GET', '/', 'none', (_req, res) => {
+      const nonce = randomBytes(16).toString('base64');
+      send(res, 200, dashboardHtml(nonce), 'text/html; charset=utf-8', {
+        'content-security-policy': `default-src 'none'; script-src 'nonce-${nonce}'; style-src 'nonce-${nonce}'; connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'`,
+        'x-content-type-options': 'nosniff',
+        'referrer-policy': 'no-referrer',
+      });
+    });
+    this.route('GET', '/metrics', 'metrics', async (_req, res) => {
+      send(res, 200, await o.metrics.registry.metrics(), o.metrics.registry.contentType);
+    });
+    this.route('HEAD', '/api/blobs/:hash', 'client', (_req, res, p) => {
+      const size = isSha256(p.hash ?? '') ? pool.blobs.size(p.hash ?? '') : undefined;
+      res.writeHead(size === undefined ? 404 : 200, size === undefined ? {} : { 'content-length': size, 'content-type': 'application/octet-stream' });
+      res.end();
+    });
+    this.route('PUT', '/api/blobs/:hash', 'client', (req, res, p) => this.putBlob(req, res, p.hash ?? ''));
+    this.route('POST', '/api/jobs', 'client', (req, res) => this.submit(req, res));
+    this.route('GET', '/api/jobs', 'client', (_req, res) => json(res, 200, pool.list()));
+    this.route('GET', '/api/jobs/:id', 'client', (_req, res, p) => json(res, 200, this.job(p.id ?? '')));
+    this.route('DELETE', '/api/jobs/:id', 'client', (_req, res, p) => {
+      const id = p.id ?? '';
+      const before = this.job(id);
+      if (before.state === 'done' || before.state === 'failed') throw new HttpError(409, `job ${id} is already ${before.state}`);
+      pool.cancel(id);
+      json(res, 200, this.job(id));
+    });
+    this.route('GET', '/api/jobs/:id/meta', 'client', (_req, res, p) => {
+      this.job(p.id ?? ''); // 404 for an unknown job, as the other job routes
+      json(res, 200, { meta: pool.meta(p.id ?? '') ?? null });
+    });
+    this.route('GET', '/api/jobs/:id/results', 'client', (_req, res, p, url) => this.results(res, p.id ?? '', url));
+    this.route('GET', '/api/workers', 'client', (_req, res) => json(res, 200, this.workers()));
+  }
+
+  private route(method: string, path: string, access: Route['access'], handler: Handler): void {
+    const keys: string[] = [];
+    const source = path.replace(/:(\w+)/g, (_m, key: string) => {
+      keys.push(key);
+      return '([^/]+)';
+    });
+    this.routes.push({ method, pattern: new RegExp(`^${source}$`), keys, access, handler });
+  }
+
+  /** The request listener for node:http. */
+  readonly handle = (req: IncomingMessage, res: ServerResponse): void => {
+    void this.dispatch(req, res).catch((e: unknown) => {
+      if (e instanceof HttpError) {
+        if (e.status === 413) res.setHeader('connection', 'close');
+        json(res, e.status, { error: e.message });
+        // The client may still be sending a body we will not read.
+        if (e.status === 413) res.on('finish', () => req.destroy());
+        return;
+      }
+      this.o.logger.error({ err: e instanceof Error ? e.stack : String(e), method: req.method, url: req.url }, 'request failed');
+      if (!res.headersSent) json(res, 500, { error: 'internal error' });
+      else res.destroy();
+    });
+  };
+
+  private async dispatch(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const url = new URL(req.url ?? '/', 'http://localhost');
+    const method = req.method ?? 'GET';
+    let pathMatched = false;
+    for (const route of this.routes) {
+      const m = route.pattern.exec(url.pathname);
+      if (m === null) continue;
+      pathMatched = true;
+      if (route.method !== method) continue;
+      const params: Params = {};
+      route.keys.forEach((k, i) => {
+        params[k] = decodeURIComponent(m[i + 1] ?? '');
+      });
+      if (route.access === 'client' || (route.access === 'metrics' && !this.o.metricsPublic)) {
+        const result = this.o.auth.check('client', bearerToken(req.headers.authorization));
+        if (!result.ok) {
+          json(res, result.status, { error: result.reason }, result.status === 401 ? { 'www-authenticate': 'Bearer' } : {});
+          return;
+        }
+      }
+      if (this.closing && method !== 'GET' && method !== 'HEAD') throw new HttpError(503, 'the coordinator is shutting down');
+      await route.handler(req, res, params, url);
+      return;
+    }
+    if (pathMatched) {
+      const allow = this.routes.filter((r) => r.pattern.test(url.pathname)).map((r) => r.method);
+      json(res, 405, { error: `method ${method} not allowed on ${url.pathname}` }, { allow: allow.join(', ') });
+      return;
+    }
+    json(res, 404, { error: `not found: ${method} ${url.pathname}` });
+  }
+
+  private job(id: string) {
+    const s = this.o.pool.status(id);
+    if (s === undefined) throw new HttpError(404, `no job ${id}`);
+    return s;
+  }
+
+  private workers() {
+    const { pool } = this.o;
+    return pool.registry.list().map((w) => {
+      const load = pool.scheduler.workerLoad(w.id) ?? { credit: 0, inFlight: 0 };
+      return {
+        id: w.id,
+        name: w.name,
+        backend: w.capabilities.backend,
+        threads: w.capabilities.threads,
+        device: w.capabilities.device ?? null,
+        memoryBytes: w.capabilities.memoryBytes ?? null,
+        state: w.draining ? 'draining' : load.inFlight > 0 ? 'busy' : 'idle',
+        inFlight: load.inFlight,
+        credit: load.credit,
+        itemsPerSecond: Math.round(w.itemsPerSecond * 10) / 10,
+        shardsDone: w.shardsDone,
+        itemsDone: w.itemsDone,
+        connectedAt: new Date(w.connectedAt).toISOString(),
+        lastSeenAt: new Date(w.lastSeen).toISOString(),
+      };
+    });
+  }
+
+  private async readBody(req: IncomingMessage, limit: number): Promise<Buffer> {
+    const declared = Number(req.headers['content-length']);
+    if (Number.isFinite(declared) && declared > limit) throw new HttpError(413, `request body of ${declared} bytes exceeds the ${limit}-byte limit`);
+    const chunks: Buffer[] = [];
+    let size = 0;
+    for await (const chunk of req) {
+      const b = chunk instanceof Buffer ? chunk : Buffer.from(String(chunk));
+      size += b.byteLength;
+      if (size > limit) throw new HttpError(413, `request body exceeds the ${limit}-byte limit`);
+      chunks.push(b);
+    }
+    return Buffer.concat(chunks);
+  }
+
+  private async putBlob(req: IncomingMessage, res: ServerResponse, hash: string): Promise<void> {
+    if (!isSha256(hash)) throw new HttpError(400, 'blob hash: expected the sha-256 of the body as 64 lowercase hex chars');
+    const limit = this.o.maxBlobBytes;
+    const declared = Number(req.headers['content-length']);
+    if (Number.isFinite(declared) && declared > limit) throw new HttpError(413, `blob of ${declared} bytes exceeds the ${limit}-byte limit`);
+    try {
+      const { size } = await this.o.pool.blobs.receive(req, hash, limit);
+      this.o.logger.info({ hash, size }, 'blob stored');
+      json(res, 201, { hash, size });
+    } catch (e) {
+      if (e instanceof BlobTooLargeError) throw new HttpError(413, e.message);
+      if (e instanceof BlobHashMismatchError) throw new HttpError(400, `blob hash mismatch: ${e.message}`);
+      throw e;
+    }
+  }
+
+  private async submit(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const body = await this.readBody(req, this.o.maxJsonBytes);
+    let value: unknown;
+    try {
+      value = JSON.parse(body.toString('utf8'));
+    } catch (e) {
+      throw new HttpError(400, `body is not valid JSON: ${e instanceof Error ? e.message : String(e)}`);
+    }
+    const parsed = parseJobRequest(value);
+    if (!parsed.ok) throw new HttpError(400, parsed.error);
+    try {
+      const record = this.o.pool.submit(parsed.request, parsed.form, parsed.dim);
+      json(res, 201, { id: record.id });
+    } catch (e) {
+      if (e instanceof SubmitError) throw new HttpError(400, e.message);
+      throw e;
+    }
+  }
+
+  /**
+   * JSONL `{"id","score"}` per item in input order, for the completed prefix of shards. With
+   * `?follow=1` the response stays open and grows with the prefix until the job ends.
+   */
+  private async results(res: ServerResponse, id: string, url: URL): Promise<void> {
+    const { pool } = this.o;
+    const first = pool.progress(id);
+    if (first === undefined) throw new HttpError(404, `no job ${id}`);
+    const follow = ['1', 'true', 'yes'].includes(url.searchParams.get('follow') ?? '');
+    res.writeHead(200, { 'content-type': 'application/x-ndjson; charset=utf-8', 'cache-control': 'no-store', 'x-fedpool-job-state': first.state });
+    let gone = false;
+    const closed = new Promise<void>((resolve) =>
+      res.once('close', () => {
+        gone = true;
+        resolve();
+      }),
+    );
+    this.streams.add(res);
+    try {
+      let next = 0;
+      for (;;) {
+        const p = pool.progress(id);
+        if (p === undefined || gone || this.closing) break;
+        if (next < p.prefixShards) {
+          const to = Math.min(p.prefixShards, next + RESULT_SHARDS_PER_WRITE);
+          let text = '';
+          for (const shard of pool.readResults(id, next, to)) {
+            for (let i = 0; i < shard.ids.length; i++) text += `{"id":${JSON.stringify(shard.ids[i])},"score":${scoreText(shard.scores[i] as number)}}\n`;
+          }
+          next = to;
+          if (!res.write(text)) await Promise.race([new Promise<void>((resolve) => res.once('drain', resolve)), closed]);
+          continue;
+        }
+        if (!follow || isTerminal(p.state) || this.closing) break;
+        await Promise.race([pool.waitForChange(id), closed]);
+      }
+    } finally {
+      this.streams.delete(res);
+      if (!gone) res.end();
+    }
+  }
+
+  /** Stops accepting writes and ends open result streams. */
+  close(): void {
+    this.closing = true;
+    for (const res of this.streams) res.end();
+  }
+}

@@ -1,0 +1,715 @@
+import { Deque, MinHeap } from './queues.js';
+import type { JobState } from './store.js';
+
+/**
+ * The scheduler: a pure state machine over jobs, shards, leases and worker credit. No sockets,
+ * no timers: the caller feeds it events (a worker's pull, a result, a disconnect, "the clock
+ * moved") and sends the leases it grants. Every operation costs O(1) or O(log n) in the number
+ * of shards (plus the leases it touches); nothing scans all shards:
+ *
+ *   - queued shards sit in one deque (fresh shards at the back in submission order, re-queued ones
+ *     at the front); entries are invalidated lazily with a token instead of being removed;
+ *   - lease deadlines sit in a min-heap (lazily deleted);
+ *   - shards that are fully leased and could take a speculative duplicate sit in an
+ *     insertion-ordered map, oldest first (a duplicate is only issued once the shard has been
+ *     out for `speculateFactor` × the job's typical shard time: the "slow" shards);
+ *   - workers with free credit sit in a set.
+ *
+ * Redundancy R: a shard is complete when R results from distinct workers arrived. The first
+ * result's scores are kept; later ones are only compared (within `tolerance`) to record agreement.
+ * A result is accounted at most once per lease, and a shard completes exactly once; results for
+ * leases that are gone (expired, released, of a finished shard or job) are ignored and counted.
+ */
+
+export interface SchedulerOptions {
+  leaseMs: number;
+  /** Injectable clock (ms). */
+  now?: () => number;
+  /** A shard lost this many times (expiry, disconnect, retryable failure) fails its job. Default 10. */
+  maxLosses?: number;
+  /** Idle workers take duplicate leases of outstanding shards when nothing is queued. Default true. */
+  speculative?: boolean;
+  /**
+   * A shard is duplicated only after it has been leased for this many times the job's typical
+   * shard time (a moving average of lease → result). Default 2. Before any shard finished, the
+   * typical time is taken from all jobs, else it is leaseMs / 8.
+   */
+  speculateFactor?: number;
+  /** Entries a worker looks at past ones it cannot take (R > 1: shards it already serves). Default 64. */
+  scanLimit?: number;
+  /** Redundant results agree when |a − b| ≤ tolerance · max(1, |a|, |b|) for every item. Default 1e-5. */
+  tolerance?: number;
+  newLeaseId?: () => string;
+  listener?: SchedulerListener;
+}
+
+export interface ShardDoneEvent {
+  jobId: string;
+  index: number;
+  /** Scores of the first result. */
+  scores: Float32Array;
+  agreed: boolean;
+  workers: string[];
+}
+
+export interface JobStateEvent {
+  jobId: string;
+  state: JobState;
+  at: number;
+  error?: string;
+  /** Leases freed because the job ended: the caller tells these workers to drop them. */
+  dropped: { workerId: string; leaseId: string }[];
+}
+
+export interface SchedulerListener {
+  shardDone?(event: ShardDoneEvent): void;
+  jobState?(event: JobStateEvent): void;
+}
+
+export interface Grant {
+  leaseId: string;
+  workerId: string;
+  jobId: string;
+  shardId: string;
+  shardIndex: number;
+  /** Items [start, start + count) of the job. */
+  start: number;
+  count: number;
+  attempt: number;
+  deadline: number;
+  speculative: boolean;
+}
+
+export type LossReason = 'expired' | 'disconnected' | 'failed' | 'released';
+
+export type ResultOutcome =
+  | { kind: 'accepted'; jobId: string; index: number; items: number; shardDone: boolean }
+  /** unknown-lease: not a current lease of this worker (late, or never issued); duplicate: the shard
+   * was already complete; job-inactive: the job ended; invalid: wrong number of scores (counts as a failure). */
+  | { kind: 'ignored'; reason: 'unknown-lease' | 'duplicate' | 'job-inactive' | 'invalid' };
+
+export interface JobProgress {
+  state: JobState;
+  doneItems: number;
+  totalItems: number;
+  doneShards: number;
+  totalShards: number;
+  /** Shards [0, prefixShards) are complete: the in-order prefix of results. */
+  prefixShards: number;
+  /** Items in that prefix. */
+  prefixItems: number;
+  leases: number;
+  disagreements: number;
+}
+
+export interface SchedulerStats {
+  leased: number;
+  speculative: number;
+  completed: number;
+  itemsDone: number;
+  requeued: Record<LossReason, number>;
+  /** Results ignored because their lease or shard was no longer current. */
+  ignored: number;
+  disagreements: number;
+}
+
+export interface LeaseView {
+  leaseId: string;
+  workerId: string;
+  jobId: string;
+  shardId: string;
+  shardIndex: number;
+  count: number;
+  deadline: number;
+  attempt: number;
+  obsolete: boolean;
+}
+
+export function shardIdOf(jobId: string, index: number): string {
+  return `${jobId}/${index}`;
+}
+
+interface JobS {
+  id: string;
+  R: number;
+  state: JobState;
+  shards: ShardS[];
+  totalShards: number;
+  totalItems: number;
+  remaining: number;
+  doneItems: number;
+  /** Moving average of lease → accepted result, ms. */
+  typicalMs: number | undefined;
+  prefix: number;
+  prefixItems: number;
+  leases: Set<LeaseS>;
+  disagreements: number;
+}
+
+interface ShardS {
+  job: JobS;
+  index: number;
+  start: number;
+  count: number;
+  done: boolean;
+  /** Workers whose result counted. */
+  results: Set<string>;
+  first: Float32Array | undefined;
+  agreed: boolean;
+  /** Current (non-obsolete) leases. */
+  active: Map<string, LeaseS>;
+  issues: number;
+  losses: number;
+  /** 0 when not queued; otherwise equals the token of its live deque entry. */
+  queueToken: number;
+  inSpec: boolean;
+  /** When it last became fully leased (its age as a speculation candidate). */
+  coveredAt: number;
+}
+
+interface LeaseS {
+  id: string;
+  issuedAt: number;
+  shard: ShardS;
+  worker: WorkerS;
+  deadline: number;
+  attempt: number;
+  speculative: boolean;
+  /** The shard completed through another lease; this one only still holds the worker's credit. */
+  obsolete: boolean;
+  gone: boolean;
+}
+
+interface WorkerS {
+  id: string;
+  credit: number;
+  leases: Map<string, LeaseS>;
+}
+
+interface QueueEntry {
+  shard: ShardS;
+  token: number;
+}
+
+function isActive(job: JobS): boolean {
+  return job.state === 'queued' || job.state === 'running';
+}
+
+function live(shard: ShardS): boolean {
+  return !shard.done && isActive(shard.job);
+}
+
+export class Scheduler {
+  readonly stats: SchedulerStats = {
+    leased: 0,
+    speculative: 0,
+    completed: 0,
+    itemsDone: 0,
+    requeued: { expired: 0, disconnected: 0, failed: 0, released: 0 },
+    ignored: 0,
+    disagreements: 0,
+  };
+
+  private readonly leaseMs: number;
+  private readonly now: () => number;
+  private readonly maxLosses: number;
+  private readonly speculative: boolean;
+  private readonly speculateFactor: number;
+  /** Moving average over all jobs, the fallback for a job without finished shards. */
+  private typicalMs: number | undefined;
+  private readonly scanLimit: number;
+  private readonly tolerance: number;
+  private readonly newLeaseId: () => string;
+  private readonly listener: SchedulerListener;
+
+  private readonly jobs = new Map<string, JobS>();
+  private readonly workers = new Map<string, WorkerS>();
+  private readonly leases = new Map<string, LeaseS>();
+  private readonly queue = new Deque<QueueEntry>();
+  private readonly spec = new Map<ShardS, true>();
+  private readonly hungry = new Set<WorkerS>();
+  private readonly deadlines = new MinHeap<LeaseS>((l) => l.deadline);
+  private tokens = 0;
+  private leaseCounter = 0;
+
+  constructor(options: SchedulerOptions) {
+    if (!(options.leaseMs > 0)) throw new RangeError('leaseMs must be positive');
+    this.leaseMs = options.leaseMs;
+    this.now = options.now ?? Date.now;
+    this.maxLosses = options.maxLosses ?? 10;
+    this.speculative = options.speculative ?? true;
+    this.speculateFactor = options.speculateFactor ?? 2;
+    this.scanLimit = Math.max(1, options.scanLimit ?? 64);
+    this.tolerance = options.tolerance ?? 1e-5;
+    this.newLeaseId = options.newLeaseId ?? (() => `L${++this.leaseCounter}`);
+    this.listener = options.listener ?? {};
+  }
+
+  // ---- jobs ----------------------------------------------------------------------------------
+
+  /**
+   * Adds a job of `items` items split into shards of `shardSize`. `done` lists shards that already
+   * have results (a job resumed after a restart); if that is all of them the job is done at once.
+   */
+  addJob(spec: { id: string; items: number; shardSize: number; redundancy: number; done?: Iterable<number> }): void {
+    const { id, items, shardSize, redundancy } = spec;
+    if (this.jobs.has(id)) throw new Error(`job ${id} already exists`);
+    if (!Number.isSafeInteger(items) || items < 1) throw new RangeError('a job needs at least one item');
+    if (!Number.isSafeInteger(shardSize) || shardSize < 1) throw new RangeError('shardSize must be a positive integer');
+    if (!Number.isSafeInteger(redundancy) || redundancy < 1) throw new RangeError('redundancy must be a positive integer');
+    const totalShards = Math.ceil(items / shardSize);
+    const job: JobS = {
+      id, R: redundancy, state: 'queued', shards: [], totalShards, totalItems: items, remaining: totalShards,
+      doneItems: 0, prefix: 0, prefixItems: 0, leases: new Set(), disagreements: 0, typicalMs: undefined,
+    };
+    for (let i = 0; i < totalShards; i++) {
+      const start = i * shardSize;
+      job.shards.push({
+        job, index: i, start, count: Math.min(shardSize, items - start), done: false, results: new Set(), first: undefined,
+        agreed: true, active: new Map(), issues: 0, losses: 0, queueToken: 0, inSpec: false, coveredAt: 0,
+      });
+    }
+    for (const i of spec.done ?? []) {
+      const shard = job.shards[i];
+      if (shard === undefined || shard.done) continue;
+      shard.done = true;
+      job.remaining--;
+      job.doneItems += shard.count;
+    }
+    this.jobs.set(id, job);
+    this.advancePrefix(job);
+    if (job.remaining === 0) {
+      this.endJob(job, 'done');
+      return;
+    }
+    if (job.doneItems > 0) job.state = 'running';
+    for (const shard of job.shards) if (!shard.done) this.refresh(shard, false);
+  }
+
+  /** Cancels a queued or running job; false if it is unknown or already over. */
+  cancel(jobId: string): boolean {
+    const job = this.jobs.get(jobId);
+    if (job === undefined || !isActive(job)) return false;
+    this.endJob(job, 'cancelled');
+    return true;
+  }
+
+  /** Fails a queued or running job (e.g. its leases cannot be built). */
+  failJob(jobId: string, error: string): boolean {
+    const job = this.jobs.get(jobId);
+    if (job === undefined || !isActive(job)) return false;
+    this.endJob(job, 'failed', error);
+    return true;
+  }
+
+  progress(jobId: string): JobProgress | undefined {
+    const job = this.jobs.get(jobId);
+    if (job === undefined) return undefined;
+    return {
+      state: job.state,
+      doneItems: job.doneItems,
+      totalItems: job.totalItems,
+      doneShards: job.totalShards - job.remaining,
+      totalShards: job.totalShards,
+      prefixShards: job.prefix,
+      prefixItems: job.prefixItems,
+      leases: job.leases.size,
+      disagreements: job.disagreements,
+    };
+  }
+
+  // ---- workers -------------------------------------------------------------------------------
+
+  addWorker(workerId: string): void {
+    if (this.workers.has(workerId)) throw new Error(`worker ${workerId} already exists`);
+    this.workers.set(workerId, { id: workerId, credit: 0, leases: new Map() });
+  }
+
+  /** A `pull`: the worker may hold up to `credit` leases from now on. */
+  setCredit(workerId: string, credit: number): void {
+    const w = this.worker(workerId);
+    w.credit = Math.max(0, Math.floor(credit));
+    this.updateHungry(w);
+  }
+
+  /** A disconnect: the worker's leases go back to the queue at once. */
+  removeWorker(workerId: string): void {
+    const w = this.workers.get(workerId);
+    if (w === undefined) return;
+    w.credit = 0;
+    for (const lease of [...w.leases.values()]) this.lose(lease, 'disconnected');
+    this.hungry.delete(w);
+    this.workers.delete(workerId);
+  }
+
+  /**
+   * A `release`: the worker hands these leases back (draining). They are re-queued without
+   * counting as losses, and the worker gets no new leases until its next pull.
+   */
+  release(workerId: string, leaseIds: readonly string[]): number {
+    const w = this.worker(workerId);
+    w.credit = 0;
+    let n = 0;
+    for (const id of leaseIds) {
+      const lease = w.leases.get(id);
+      if (lease === undefined) continue;
+      n++;
+      this.dropLease(lease);
+      if (!lease.obsolete && live(lease.shard) && this.refresh(lease.shard, true)) this.stats.requeued.released++;
+    }
+    this.updateHungry(w);
+    return n;
+  }
+
+  workerLoad(workerId: string): { credit: number; inFlight: number } | undefined {
+    const w = this.workers.get(workerId);
+    return w === undefined ? undefined : { credit: w.credit, inFlight: w.leases.size };
+  }
+
+  // ---- leases --------------------------------------------------------------------------------
+
+  /**
+   * Tops up every worker with free credit, one lease per worker per round so work spreads
+   * evenly. Queued shards first; a worker that finds nothing it can take gets a speculative
+   * duplicate of the oldest fully leased shard (if enabled). Returns the grants to send.
+   */
+  dispatch(): Grant[] {
+    const grants: Grant[] = [];
+    if (this.hungry.size === 0) return grants;
+    const starved = new Set<WorkerS>();
+    let progress = true;
+    while (progress && this.hungry.size > starved.size) {
+      progress = false;
+      if (!this.trimQueue() && this.spec.size === 0) break;
+      for (const w of [...this.hungry]) {
+        if (starved.has(w)) continue;
+        const grant = this.leaseOne(w);
+        // Leases only shrink what is available within one dispatch, so a worker that found
+        // nothing now will find nothing later in this call.
+        if (grant === undefined) starved.add(w);
+        else {
+          grants.push(grant);
+          progress = true;
+        }
+      }
+    }
+    return grants;
+  }
+
+  /** Re-queues shards whose lease deadline passed. Returns how many leases expired. */
+  expire(): number {
+    const now = this.now();
+    let n = 0;
+    for (;;) {
+      const top = this.deadlines.peek();
+      if (top === undefined || top.deadline > now) break;
+      this.deadlines.pop();
+      if (top.gone) continue;
+      n++;
+      this.lose(top, 'expired');
+    }
+    return n;
+  }
+
+  /** The earliest deadline of a current lease, to arm a timer. */
+  nextDeadline(): number | undefined {
+    for (;;) {
+      const top = this.deadlines.peek();
+      if (top === undefined) return undefined;
+      if (!top.gone) return top.deadline;
+      this.deadlines.pop();
+    }
+  }
+
+  /**
+   * When a worker with free credit could next get a speculative duplicate that it cannot get now
+   * (so the caller can arm a timer); undefined when no worker waits or nothing is outstanding.
+   */
+  nextSpeculation(): number | undefined {
+    if (this.hungry.size === 0 || this.spec.size === 0) return undefined;
+    const now = this.now();
+    let next: number | undefined;
+    let seen = 0;
+    for (const s of this.spec.keys()) {
+      if (seen++ >= this.scanLimit) break;
+      const at = this.speculableAt(s);
+      if (at > now && (next === undefined || at < next)) next = at;
+    }
+    return next;
+  }
+
+  lease(leaseId: string): LeaseView | undefined {
+    const l = this.leases.get(leaseId);
+    if (l === undefined) return undefined;
+    return {
+      leaseId: l.id, workerId: l.worker.id, jobId: l.shard.job.id, shardId: shardIdOf(l.shard.job.id, l.shard.index),
+      shardIndex: l.shard.index, count: l.shard.count, deadline: l.deadline, attempt: l.attempt, obsolete: l.obsolete,
+    };
+  }
+
+  /** A worker's result for one of its leases. */
+  complete(workerId: string, leaseId: string, scores: Float32Array): ResultOutcome {
+    const lease = this.leases.get(leaseId);
+    if (lease === undefined || lease.worker.id !== workerId) {
+      this.stats.ignored++;
+      return { kind: 'ignored', reason: 'unknown-lease' };
+    }
+    const shard = lease.shard;
+    if (scores.length !== shard.count) {
+      this.lose(lease, 'failed');
+      return { kind: 'ignored', reason: 'invalid' };
+    }
+    this.dropLease(lease);
+    if (lease.obsolete || shard.done) {
+      this.stats.ignored++;
+      return { kind: 'ignored', reason: 'duplicate' };
+    }
+    if (!isActive(shard.job)) {
+      this.stats.ignored++;
+      return { kind: 'ignored', reason: 'job-inactive' };
+    }
+    const took = this.now() - lease.issuedAt;
+    shard.job.typicalMs = shard.job.typicalMs === undefined ? took : 0.8 * shard.job.typicalMs + 0.2 * took;
+    this.typicalMs = this.typicalMs === undefined ? took : 0.8 * this.typicalMs + 0.2 * took;
+    if (shard.first === undefined) shard.first = scores;
+    else if (shard.agreed && !this.agree(shard.first, scores)) shard.agreed = false;
+    shard.results.add(workerId);
+    const job = shard.job;
+    if (shard.results.size >= job.R) this.finishShard(shard);
+    else this.refresh(shard, false);
+    return { kind: 'accepted', jobId: job.id, index: shard.index, items: shard.count, shardDone: shard.done };
+  }
+
+  /** A worker's `failure` for one of its leases. Non-retryable failures fail the job. */
+  fail(workerId: string, leaseId: string, retryable: boolean, reason: string): ResultOutcome {
+    const lease = this.leases.get(leaseId);
+    if (lease === undefined || lease.worker.id !== workerId) {
+      this.stats.ignored++;
+      return { kind: 'ignored', reason: 'unknown-lease' };
+    }
+    const shard = lease.shard;
+    if (lease.obsolete || !live(shard)) {
+      this.dropLease(lease);
+      this.stats.ignored++;
+      return { kind: 'ignored', reason: shard.done ? 'duplicate' : 'job-inactive' };
+    }
+    if (retryable) this.lose(lease, 'failed');
+    else {
+      this.dropLease(lease);
+      this.endJob(shard.job, 'failed', `shard ${shard.index} failed on worker ${workerId}: ${reason}`);
+    }
+    return { kind: 'accepted', jobId: shard.job.id, index: shard.index, items: shard.count, shardDone: false };
+  }
+
+  // ---- internals -----------------------------------------------------------------------------
+
+  private worker(workerId: string): WorkerS {
+    const w = this.workers.get(workerId);
+    if (w === undefined) throw new Error(`unknown worker ${workerId}`);
+    return w;
+  }
+
+  private updateHungry(w: WorkerS): void {
+    if (this.workers.get(w.id) === w && w.leases.size < w.credit) this.hungry.add(w);
+    else this.hungry.delete(w);
+  }
+
+  private agree(a: Float32Array, b: Float32Array): boolean {
+    const tol = this.tolerance;
+    for (let i = 0; i < a.length; i++) {
+      const x = a[i] as number;
+      const y = b[i] as number;
+      if (Math.abs(x - y) > tol * Math.max(1, Math.abs(x), Math.abs(y))) return false;
+    }
+    return true;
+  }
+
+  /**
+   * Brings a shard's queue / speculation membership in line with its state. Returns true when
+   * it (re-)entered the queue. `front`: re-queued work goes ahead of fresh work.
+   */
+  private refresh(shard: ShardS, front: boolean): boolean {
+    const isLive = live(shard);
+    const need = shard.job.R - shard.results.size;
+    const wanted = isLive ? need - shard.active.size : 0;
+    let queued = false;
+    if (wanted > 0) {
+      if (shard.queueToken === 0) {
+        shard.queueToken = ++this.tokens;
+        const entry = { shard, token: shard.queueToken };
+        if (front) this.queue.pushFront(entry);
+        else this.queue.pushBack(entry);
+        queued = true;
+      }
+    } else {
+      shard.queueToken = 0; // its deque entry, if any, is now stale
+    }
+    const candidate = this.speculative && isLive && need > 0 && shard.active.size === need;
+    if (candidate && !shard.inSpec) {
+      this.spec.set(shard, true);
+      shard.inSpec = true;
+      shard.coveredAt = this.now();
+    } else if (!candidate && shard.inSpec) {
+      this.spec.delete(shard);
+      shard.inSpec = false;
+    }
+    return queued;
+  }
+
+  private entryValid(e: QueueEntry): boolean {
+    return e.token === e.shard.queueToken && live(e.shard);
+  }
+
+  /** Drops stale entries at the head; returns whether any entry is left. */
+  private trimQueue(): boolean {
+    for (;;) {
+      const head = this.queue.at(0);
+      if (head === undefined) return false;
+      if (this.entryValid(head)) return true;
+      this.queue.popFront();
+      if (head.token === head.shard.queueToken) head.shard.queueToken = 0;
+    }
+  }
+
+  private eligible(shard: ShardS, w: WorkerS): boolean {
+    if (shard.results.has(w.id)) return false;
+    for (const l of shard.active.values()) if (l.worker === w) return false;
+    return true;
+  }
+
+  private leaseOne(w: WorkerS): Grant | undefined {
+    if (w.leases.size >= w.credit) {
+      this.hungry.delete(w);
+      return undefined;
+    }
+    let shard: ShardS | undefined;
+    let speculative = false;
+    if (this.trimQueue()) {
+      const n = Math.min(this.queue.length, this.scanLimit);
+      for (let i = 0; i < n; i++) {
+        const e = this.queue.at(i) as QueueEntry;
+        if (this.entryValid(e) && this.eligible(e.shard, w)) {
+          shard = e.shard;
+          break;
+        }
+      }
+    }
+    if (shard === undefined && this.spec.size > 0) {
+      let seen = 0;
+      const now = this.now();
+      for (const s of this.spec.keys()) {
+        if (seen++ >= this.scanLimit) break;
+        if (now >= this.speculableAt(s) && this.eligible(s, w)) {
+          shard = s;
+          speculative = true;
+          break;
+        }
+      }
+    }
+    if (shard === undefined) return undefined;
+    return this.issue(shard, w, speculative);
+  }
+
+  /** When a speculation candidate has been out long enough to count as slow. */
+  private speculableAt(shard: ShardS): number {
+    const typical = shard.job.typicalMs ?? this.typicalMs ?? this.leaseMs / 8;
+    return shard.coveredAt + this.speculateFactor * typical;
+  }
+
+  private issue(shard: ShardS, w: WorkerS, speculative: boolean): Grant {
+    const job = shard.job;
+    const now = this.now();
+    const lease: LeaseS = {
+      id: this.newLeaseId(), issuedAt: now, shard, worker: w, deadline: now + this.leaseMs, attempt: ++shard.issues,
+      speculative, obsolete: false, gone: false,
+    };
+    shard.active.set(lease.id, lease);
+    w.leases.set(lease.id, lease);
+    this.leases.set(lease.id, lease);
+    job.leases.add(lease);
+    this.deadlines.push(lease);
+    this.stats.leased++;
+    if (speculative) this.stats.speculative++;
+    if (job.state === 'queued') this.setState(job, 'running');
+    this.refresh(shard, false);
+    this.updateHungry(w);
+    return {
+      leaseId: lease.id, workerId: w.id, jobId: job.id, shardId: shardIdOf(job.id, shard.index), shardIndex: shard.index,
+      start: shard.start, count: shard.count, attempt: lease.attempt, deadline: lease.deadline, speculative,
+    };
+  }
+
+  /** Forgets a lease everywhere (its heap entry is skipped later). */
+  private dropLease(lease: LeaseS): void {
+    if (lease.gone) return;
+    lease.gone = true;
+    lease.shard.active.delete(lease.id);
+    lease.worker.leases.delete(lease.id);
+    this.leases.delete(lease.id);
+    lease.shard.job.leases.delete(lease);
+    this.updateHungry(lease.worker);
+  }
+
+  private lose(lease: LeaseS, reason: LossReason): void {
+    this.dropLease(lease);
+    const shard = lease.shard;
+    if (lease.obsolete || !live(shard)) return;
+    shard.losses++;
+    if (shard.losses >= this.maxLosses) {
+      this.endJob(shard.job, 'failed', `shard ${shard.index} was lost ${shard.losses} times (last: ${reason})`);
+      return;
+    }
+    if (this.refresh(shard, true)) this.stats.requeued[reason]++;
+  }
+
+  private finishShard(shard: ShardS): void {
+    const job = shard.job;
+    shard.done = true;
+    job.remaining--;
+    job.doneItems += shard.count;
+    this.stats.completed++;
+    this.stats.itemsDone += shard.count;
+    if (!shard.agreed) {
+      job.disagreements++;
+      this.stats.disagreements++;
+    }
+    // Other leases of this shard (speculative twins) keep their worker's credit until answered.
+    for (const l of shard.active.values()) l.obsolete = true;
+    shard.active.clear();
+    this.refresh(shard, false);
+    const scores = shard.first as Float32Array;
+    const workers = [...shard.results];
+    shard.first = undefined;
+    this.advancePrefix(job);
+    this.listener.shardDone?.({ jobId: job.id, index: shard.index, scores, agreed: shard.agreed, workers });
+    if (job.remaining === 0) this.endJob(job, 'done');
+  }
+
+  private advancePrefix(job: JobS): void {
+    while (job.prefix < job.shards.length && (job.shards[job.prefix] as ShardS).done) {
+      job.prefixItems += (job.shards[job.prefix] as ShardS).count;
+      job.prefix++;
+    }
+  }
+
+  private setState(job: JobS, state: JobState, error?: string, dropped: JobStateEvent['dropped'] = []): void {
+    job.state = state;
+    const event: JobStateEvent = { jobId: job.id, state, at: this.now(), dropped };
+    if (error !== undefined) event.error = error;
+    this.listener.jobState?.(event);
+  }
+
+  /** Ends a job: frees all its leases (reported as `dropped`) and its shard objects. */
+  private endJob(job: JobS, state: 'done' | 'failed' | 'cancelled', error?: string): void {
+    job.state = state;
+    const dropped: JobStateEvent['dropped'] = [];
+    for (const lease of [...job.leases]) {
+      this.dropLease(lease);
+      dropped.push({ workerId: lease.worker.id, leaseId: lease.id });
+      this.refresh(lease.shard, false); // leaves the speculation map
+    }
+    // Queued entries of this job go stale lazily (live() is false now).
+    job.shards = [];
+    this.setState(job, state, error, dropped);
+  }
+}

@@ -1,0 +1,119 @@
+import type { JobRecord, ShardItems, Store, StoreBatch, StoredShardResult } from './store.js';
+
+interface MemoryJob {
+  record: JobRecord;
+  shards: ShardItems[];
+  results: ({ scores: Float32Array; agreed: boolean } | undefined)[];
+}
+
+/** The store behind `--state :memory:`: same contract as SQLite, gone on exit. */
+export class MemoryStore implements Store {
+  readonly durable = false;
+  private readonly jobs = new Map<string, MemoryJob>();
+  private readonly blobs = new Map<string, Uint8Array<ArrayBuffer>>();
+  private closed = false;
+
+  private readonly meta = new Map<string, unknown>();
+
+  createJob(job: JobRecord, shards: readonly ShardItems[], meta?: unknown): void {
+    this.open();
+    if (this.jobs.has(job.id)) throw new Error(`job ${job.id} already exists`);
+    if (meta !== undefined) this.meta.set(job.id, structuredClone(meta));
+    this.jobs.set(job.id, { record: { ...job }, shards: [...shards], results: new Array<undefined>(shards.length).fill(undefined) });
+  }
+
+  jobMeta(jobId: string): unknown {
+    this.open();
+    return this.meta.get(jobId);
+  }
+
+  listJobs(): JobRecord[] {
+    this.open();
+    return [...this.jobs.values()].map((j) => ({ ...j.record }));
+  }
+
+  shardItems(jobId: string, index: number): ShardItems | undefined {
+    this.open();
+    return this.jobs.get(jobId)?.shards[index];
+  }
+
+  doneShards(jobId: string): number[] {
+    this.open();
+    const job = this.jobs.get(jobId);
+    const out: number[] = [];
+    job?.results.forEach((r, i) => {
+      if (r !== undefined) out.push(i);
+    });
+    return out;
+  }
+
+  readResults(jobId: string, from: number, to: number): StoredShardResult[] {
+    this.open();
+    const job = this.jobs.get(jobId);
+    if (job === undefined) return [];
+    const out: StoredShardResult[] = [];
+    for (let i = Math.max(0, from); i < Math.min(to, job.results.length); i++) {
+      const r = job.results[i];
+      const items = job.shards[i];
+      if (r !== undefined && items !== undefined) out.push({ index: i, ids: items.ids, scores: r.scores, agreed: r.agreed });
+    }
+    return out;
+  }
+
+  apply(batch: StoreBatch): void {
+    this.open();
+    // Validate everything first so a bad batch changes nothing (the SQLite transaction's semantics).
+    for (const r of batch.results) {
+      const job = this.jobs.get(r.jobId);
+      if (job === undefined || r.index < 0 || r.index >= job.shards.length) throw new Error(`no shard ${r.jobId}:${r.index}`);
+    }
+    for (const u of batch.jobs) if (!this.jobs.has(u.id)) throw new Error(`no job ${u.id}`);
+    for (const r of batch.results) {
+      const job = this.jobs.get(r.jobId);
+      if (job !== undefined) job.results[r.index] = { scores: r.scores, agreed: r.agreed };
+    }
+    for (const u of batch.jobs) {
+      const job = this.jobs.get(u.id);
+      if (job === undefined) continue;
+      job.record.state = u.state;
+      if (u.finishedAt !== undefined) job.record.finishedAt = u.finishedAt;
+      if (u.error !== undefined) job.record.error = u.error;
+    }
+  }
+
+  hasBlob(hash: string): boolean {
+    return this.blobs.has(hash);
+  }
+
+  blobSize(hash: string): number | undefined {
+    return this.blobs.get(hash)?.byteLength;
+  }
+
+  putBlob(hash: string, chunks: readonly Uint8Array[]): void {
+    this.open();
+    if (this.blobs.has(hash)) return;
+    let total = 0;
+    for (const c of chunks) total += c.byteLength;
+    const bytes = new Uint8Array(total);
+    let at = 0;
+    for (const c of chunks) {
+      bytes.set(c, at);
+      at += c.byteLength;
+    }
+    this.blobs.set(hash, bytes);
+  }
+
+  readBlob(hash: string, offset: number, length: number): Uint8Array<ArrayBuffer> {
+    const bytes = this.blobs.get(hash);
+    if (bytes === undefined) throw new Error(`no blob ${hash}`);
+    return bytes.subarray(offset, Math.min(bytes.byteLength, offset + length));
+  }
+
+  close(): void {
+    this.closed = true;
+  }
+
+  private open(): void {
+    if (this.closed) throw new Error('store is closed');
+  }
+}

@@ -1,0 +1,284 @@
+import Database from 'better-sqlite3';
+import * as z from 'zod';
+import { randomBytes } from 'node:crypto';
+import { closeSync, existsSync, mkdirSync, openSync, readSync, renameSync, rmSync, statSync, writeSync } from 'node:fs';
+import { join } from 'node:path';
+import { JOB_STATES, type JobRecord, type JobSpec, type JobState, type ShardItems, type Store, type StoreBatch, type StoredShardResult } from './store.js';
+
+const SCHEMA_VERSION = 1;
+
+const SCHEMA = `
+CREATE TABLE IF NOT EXISTS jobs (
+  seq INTEGER PRIMARY KEY AUTOINCREMENT,
+  id TEXT NOT NULL UNIQUE,
+  spec TEXT NOT NULL,
+  state TEXT NOT NULL,
+  created_at INTEGER NOT NULL,
+  finished_at INTEGER,
+  error TEXT
+);
+CREATE TABLE IF NOT EXISTS shards (
+  job_id TEXT NOT NULL,
+  idx INTEGER NOT NULL,
+  ids TEXT NOT NULL,
+  texts TEXT,
+  features BLOB,
+  scores BLOB,
+  agreed INTEGER,
+  PRIMARY KEY (job_id, idx)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS job_meta (
+  job_id TEXT PRIMARY KEY,
+  json TEXT NOT NULL
+) WITHOUT ROWID;
+`;
+
+interface JobRow {
+  id: string;
+  spec: string;
+  state: string;
+  created_at: number;
+  finished_at: number | null;
+  error: string | null;
+}
+
+interface ItemsRow {
+  ids: string;
+  texts: string | null;
+  features: Buffer | null;
+}
+
+interface ResultRow {
+  idx: number;
+  ids: string;
+  scores: Buffer;
+  agreed: number;
+}
+
+/** A Float32Array that owns aligned memory (SQLite hands back Buffers at arbitrary offsets). */
+function floats(buf: Buffer): Float32Array {
+  const own = new Uint8Array(buf.byteLength);
+  own.set(buf);
+  return new Float32Array(own.buffer, 0, buf.byteLength >>> 2);
+}
+
+function bytesOf(f: Float32Array): Buffer {
+  return Buffer.from(f.buffer, f.byteOffset, f.byteLength);
+}
+
+function isStrings(v: unknown): v is string[] {
+  return Array.isArray(v) && v.every((s) => typeof s === 'string');
+}
+
+function parseStrings(text: string): string[] {
+  const v: unknown = JSON.parse(text);
+  if (!isStrings(v)) throw new Error('corrupt state file: bad id list');
+  return v;
+}
+
+function parseTexts(text: string): [string[], string[]] {
+  const v: unknown = JSON.parse(text);
+  if (!Array.isArray(v) || v.length !== 2 || !isStrings(v[0]) || !isStrings(v[1])) throw new Error('corrupt state file: bad text items');
+  return [v[0], v[1]];
+}
+
+/** Checked on load: the file may come from another fedpool version or be edited by hand. */
+const jobSpecSchema = z.object({
+  kind: z.literal('score'),
+  model: z.string(),
+  items: z.number().int().positive(),
+  shardSize: z.number().int().positive(),
+  redundancy: z.number().int().positive(),
+  batchSize: z.number().int().positive(),
+  form: z.enum(['features', 'text']),
+  dim: z.number().int().nonnegative(),
+});
+
+function parseSpec(text: string, id: string): JobSpec {
+  const r = jobSpecSchema.safeParse(JSON.parse(text));
+  if (!r.success) throw new Error(`corrupt state file: job ${id} has an invalid spec`);
+  return r.data;
+}
+
+function jobState(text: string): JobState {
+  const s = JOB_STATES.find((x) => x === text);
+  if (s === undefined) throw new Error(`corrupt state file: unknown job state ${JSON.stringify(text)}`);
+  return s;
+}
+
+function prepare(db: Database.Database) {
+  return {
+    insertMeta: db.prepare<[string, string]>('INSERT INTO job_meta (job_id, json) VALUES (?, ?)'),
+    readMeta: db.prepare<[string], { json: string }>('SELECT json FROM job_meta WHERE job_id = ?'),
+    insertJob: db.prepare<[string, string, string, number, number | null, string | null]>(
+      'INSERT INTO jobs (id, spec, state, created_at, finished_at, error) VALUES (?, ?, ?, ?, ?, ?)',
+    ),
+    insertShard: db.prepare<[string, number, string, string | null, Buffer | null]>(
+      'INSERT INTO shards (job_id, idx, ids, texts, features) VALUES (?, ?, ?, ?, ?)',
+    ),
+    listJobs: db.prepare<[], JobRow>('SELECT id, spec, state, created_at, finished_at, error FROM jobs ORDER BY seq'),
+    items: db.prepare<[string, number], ItemsRow>('SELECT ids, texts, features FROM shards WHERE job_id = ? AND idx = ?'),
+    done: db.prepare<[string], { idx: number }>('SELECT idx FROM shards WHERE job_id = ? AND scores IS NOT NULL ORDER BY idx'),
+    results: db.prepare<[string, number, number], ResultRow>(
+      'SELECT idx, ids, scores, agreed FROM shards WHERE job_id = ? AND idx >= ? AND idx < ? AND scores IS NOT NULL ORDER BY idx',
+    ),
+    putResult: db.prepare<[Buffer, number, string, number]>('UPDATE shards SET scores = ?, agreed = ? WHERE job_id = ? AND idx = ?'),
+    updateJob: db.prepare<[string, number | null, string | null, string]>(
+      'UPDATE jobs SET state = ?, finished_at = COALESCE(?, finished_at), error = COALESCE(?, error) WHERE id = ?',
+    ),
+  };
+}
+
+/**
+ * The durable store: one SQLite file in WAL mode (jobs, shard items, results) plus a directory
+ * `<file>.blobs/` of content-addressed blob files (models can be hundreds of MB; files let the
+ * coordinator serve 1 MiB ranges without loading whole blobs).
+ */
+export class SqliteStore implements Store {
+  readonly durable = true;
+  private readonly db: Database.Database;
+  private readonly blobDir: string;
+  private readonly stmt: ReturnType<typeof prepare>;
+  private readonly applyTx: (batch: StoreBatch) => void;
+  private readonly createTx: (job: JobRecord, shards: readonly ShardItems[], meta: unknown) => void;
+
+  constructor(file: string) {
+    this.db = new Database(file);
+    this.blobDir = `${file}.blobs`;
+    this.db.pragma('journal_mode = WAL');
+    // NORMAL is durable against process crashes in WAL mode (only an OS crash can lose the last commits).
+    this.db.pragma('synchronous = NORMAL');
+    this.db.pragma('busy_timeout = 5000');
+    const version = Number(this.db.pragma('user_version', { simple: true }));
+    if (version > SCHEMA_VERSION) throw new Error(`state file ${file} has schema version ${version}; this fedpool reads ${SCHEMA_VERSION}`);
+    this.db.exec(SCHEMA);
+    this.db.pragma(`user_version = ${SCHEMA_VERSION}`);
+
+    this.stmt = prepare(this.db);
+
+    this.createTx = this.db.transaction((job: JobRecord, shards: readonly ShardItems[], meta: unknown) => {
+      this.stmt.insertJob.run(job.id, JSON.stringify(job.spec), job.state, job.createdAt, job.finishedAt ?? null, job.error ?? null);
+      if (meta !== undefined) this.stmt.insertMeta.run(job.id, JSON.stringify(meta));
+      shards.forEach((s, i) => {
+        const texts = s.prompts !== undefined && s.responses !== undefined ? JSON.stringify([s.prompts, s.responses]) : null;
+        this.stmt.insertShard.run(job.id, i, JSON.stringify(s.ids), texts, s.features === undefined ? null : bytesOf(s.features));
+      });
+    });
+
+    this.applyTx = this.db.transaction((batch: StoreBatch) => {
+      for (const r of batch.results) {
+        const info = this.stmt.putResult.run(bytesOf(r.scores), r.agreed ? 1 : 0, r.jobId, r.index);
+        if (info.changes !== 1) throw new Error(`no shard ${r.jobId}:${r.index}`);
+      }
+      for (const u of batch.jobs) {
+        const info = this.stmt.updateJob.run(u.state, u.finishedAt ?? null, u.error ?? null, u.id);
+        if (info.changes !== 1) throw new Error(`no job ${u.id}`);
+      }
+    });
+  }
+
+  createJob(job: JobRecord, shards: readonly ShardItems[], meta?: unknown): void {
+    this.createTx(job, shards, meta);
+  }
+
+  jobMeta(jobId: string): unknown {
+    const row = this.stmt.readMeta.get(jobId);
+    return row === undefined ? undefined : (JSON.parse(row.json) as unknown);
+  }
+
+  listJobs(): JobRecord[] {
+    return this.stmt.listJobs.all().map((row) => {
+      const record: JobRecord = { id: row.id, spec: parseSpec(row.spec, row.id), state: jobState(row.state), createdAt: row.created_at };
+      if (row.finished_at !== null) record.finishedAt = row.finished_at;
+      if (row.error !== null) record.error = row.error;
+      return record;
+    });
+  }
+
+  shardItems(jobId: string, index: number): ShardItems | undefined {
+    const row = this.stmt.items.get(jobId, index);
+    if (row === undefined) return undefined;
+    const items: ShardItems = { ids: parseStrings(row.ids) };
+    if (row.features !== null) items.features = floats(row.features);
+    if (row.texts !== null) {
+      const [prompts, responses] = parseTexts(row.texts);
+      items.prompts = prompts;
+      items.responses = responses;
+    }
+    return items;
+  }
+
+  doneShards(jobId: string): number[] {
+    return this.stmt.done.all(jobId).map((r) => r.idx);
+  }
+
+  readResults(jobId: string, from: number, to: number): StoredShardResult[] {
+    return this.stmt.results.all(jobId, from, to).map((r) => ({ index: r.idx, ids: parseStrings(r.ids), scores: floats(r.scores), agreed: r.agreed === 1 }));
+  }
+
+  apply(batch: StoreBatch): void {
+    if (batch.results.length === 0 && batch.jobs.length === 0) return;
+    this.applyTx(batch);
+  }
+
+  private blobPath(hash: string): string {
+    // The hash is validated as 64 hex chars by every caller; re-check so no path can escape the directory.
+    if (!/^[0-9a-f]{64}$/.test(hash)) throw new Error('invalid blob hash');
+    return join(this.blobDir, hash);
+  }
+
+  hasBlob(hash: string): boolean {
+    return existsSync(this.blobPath(hash));
+  }
+
+  blobSize(hash: string): number | undefined {
+    try {
+      return statSync(this.blobPath(hash)).size;
+    } catch {
+      return undefined;
+    }
+  }
+
+  putBlob(hash: string, chunks: readonly Uint8Array[]): void {
+    const path = this.blobPath(hash);
+    if (existsSync(path)) return;
+    mkdirSync(this.blobDir, { recursive: true });
+    // Write aside, then rename: a crash never leaves a truncated file under a valid hash.
+    const tmp = `${path}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`;
+    const fd = openSync(tmp, 'w');
+    try {
+      for (const c of chunks) {
+        let at = 0;
+        while (at < c.byteLength) at += writeSync(fd, c, at, c.byteLength - at);
+      }
+    } catch (e) {
+      closeSync(fd);
+      rmSync(tmp, { force: true });
+      throw e;
+    }
+    closeSync(fd);
+    renameSync(tmp, path);
+  }
+
+  readBlob(hash: string, offset: number, length: number): Uint8Array<ArrayBuffer> {
+    const fd = openSync(this.blobPath(hash), 'r');
+    try {
+      const size = statSync(this.blobPath(hash)).size;
+      const n = Math.max(0, Math.min(length, size - offset));
+      const out = new Uint8Array(n);
+      let at = 0;
+      while (at < n) {
+        const got = readSync(fd, out, at, n - at, offset + at);
+        if (got === 0) break;
+        at += got;
+      }
+      return at === n ? out : out.subarray(0, at);
+    } finally {
+      closeSync(fd);
+    }
+  }
+
+  close(): void {
+    if (this.db.open) this.db.close();
+  }
+}

@@ -1,0 +1,109 @@
+/**
+ * The coordinator's persistence boundary: jobs, their items and per-item results, and
+ * content-addressed blobs. Everything the scheduler needs lives in memory; the store is the
+ * write-through record that lets a restarted coordinator resume unfinished jobs.
+ *
+ * The interface is deliberately narrow and synchronous (better-sqlite3 is synchronous, and a
+ * synchronous store keeps the scheduler free of interleavings). It is shaped to fit Redis later:
+ *   - every write is one call (`createJob`, `apply`, `putBlob`) that maps to one MULTI/EXEC;
+ *   - reads are keyed point/range lookups (job list, one shard's items, a range of results, a
+ *     blob range), i.e. HGET/HGETALL/GETRANGE — there are no ad-hoc queries;
+ *   - a Redis implementation would keep these signatures by serving reads from a small
+ *     in-process cache and pipelining writes (write-behind), or the call sites (job submit,
+ *     lease build, results stream, journal flush, blob serve) — all already async contexts —
+ *     would `await` a Promise-returning variant. Nothing else touches the store.
+ */
+
+export const JOB_STATES = ['queued', 'running', 'done', 'failed', 'cancelled'] as const;
+export type JobState = (typeof JOB_STATES)[number];
+
+export function isTerminal(state: JobState): boolean {
+  return state === 'done' || state === 'failed' || state === 'cancelled';
+}
+
+/** What a job is; fixed at submission. */
+export interface JobSpec {
+  kind: 'score';
+  /** sha-256 of the model bundle blob. */
+  model: string;
+  items: number;
+  shardSize: number;
+  redundancy: number;
+  batchSize: number;
+  /** Item form, the same for every item of a job. */
+  form: 'features' | 'text';
+  /** Feature length for 'features' jobs, 0 for 'text'. */
+  dim: number;
+}
+
+export interface JobRecord {
+  id: string;
+  spec: JobSpec;
+  state: JobState;
+  /** ms since the epoch */
+  createdAt: number;
+  finishedAt?: number;
+  error?: string;
+}
+
+/** The items of one shard, columnar. */
+export interface ShardItems {
+  ids: string[];
+  /** 'features' jobs: ids.length × dim values, row-major. */
+  features?: Float32Array;
+  /** 'text' jobs. */
+  prompts?: string[];
+  responses?: string[];
+}
+
+export interface ShardResult {
+  jobId: string;
+  index: number;
+  scores: Float32Array;
+  /** With redundancy > 1: whether all results agreed within tolerance (always true for R = 1). */
+  agreed: boolean;
+}
+
+export interface StoredShardResult {
+  index: number;
+  ids: string[];
+  scores: Float32Array;
+  agreed: boolean;
+}
+
+export interface JobUpdate {
+  id: string;
+  state: JobState;
+  finishedAt?: number;
+  error?: string;
+}
+
+/** One atomic write: results first, then job state changes that may depend on them. */
+export interface StoreBatch {
+  results: ShardResult[];
+  jobs: JobUpdate[];
+}
+
+export interface Store {
+  /** False for the in-memory store (`--state :memory:`). */
+  readonly durable: boolean;
+  /** Writes a job and all of its shards' items atomically. */
+  /** `meta` is the submitter's opaque JSON (e.g. how to rebuild its output), kept apart so listing jobs never loads it. */
+  createJob(job: JobRecord, shards: readonly ShardItems[], meta?: unknown): void;
+  /** The meta stored with a job, or undefined. */
+  jobMeta(jobId: string): unknown;
+  /** All jobs, in submission order. */
+  listJobs(): JobRecord[];
+  shardItems(jobId: string, index: number): ShardItems | undefined;
+  /** Indices of the shards that have a result, ascending. */
+  doneShards(jobId: string): number[];
+  /** Done shards with index in [from, to), ascending. */
+  readResults(jobId: string, from: number, to: number): StoredShardResult[];
+  apply(batch: StoreBatch): void;
+  hasBlob(hash: string): boolean;
+  blobSize(hash: string): number | undefined;
+  /** Stores bytes already verified to hash to `hash` (a no-op if present). */
+  putBlob(hash: string, chunks: readonly Uint8Array[]): void;
+  readBlob(hash: string, offset: number, length: number): Uint8Array<ArrayBuffer>;
+  close(): void;
+}

@@ -1,0 +1,46 @@
+// startCoordinator in-process (as `fedpool demo` and benchmarks use it).
+import test from 'ava';
+import pino from 'pino';
+import { io } from 'socket.io-client';
+import { PROTOCOL_VERSION, decodeMessage, encodeMessage, type Message } from '../../shared/protocol/index.js';
+import { startCoordinator } from '../../server/coordinator.js';
+import { CLIENT_TOKEN, FakeWorker, WORKER_TOKEN, api, featureItems, submitJob, until, uploadBlob, waitForJob } from './helpers.js';
+
+const quiet = pino({ level: 'silent' });
+
+test('in-process: a job runs, frame-sized limits are enforced at submit, close() releases everything', async (t) => {
+  const c = await startCoordinator({ port: 0, state: ':memory:', logger: quiet, workerTokens: [WORKER_TOKEN], clientTokens: [CLIENT_TOKEN], maxFrameBytes: 64 * 1024 });
+  t.regex(c.url, /^http:\/\/127\.0\.0\.1:\d+$/);
+  const model = await uploadBlob(c.url, Uint8Array.of(5));
+  const tooBig = await api(c.url, '/api/jobs', { method: 'POST', body: JSON.stringify({ model, items: featureItems(100, 200), shardSize: 100 }) });
+  t.is(tooBig.status, 400);
+  t.regex(((await tooBig.json()) as { error: string }).error, /^shardSize: a shard would need about \d+ bytes, more than the 65536-byte frame limit/);
+  const w = await FakeWorker.connect(c.url);
+  w.pull(2);
+  const id = await submitJob(c.url, { model, items: featureItems(100, 200), shardSize: 10 });
+  t.like(await waitForJob(c.url, id), { state: 'done' });
+  t.is(c.pool.progress(id)?.doneItems, 100);
+  await c.close();
+  await c.close(); // idempotent
+  await until(() => w.disconnected, 'worker disconnected by close()');
+  await t.throwsAsync(fetch(`${c.url}/healthz`));
+});
+
+test('hello without an ack gets a welcome event; a second hello is refused', async (t) => {
+  const c = await startCoordinator({ port: 0, state: ':memory:', logger: quiet });
+  t.teardown(() => c.close());
+  const socket = io(c.url, { transports: ['websocket'], reconnection: false, forceNew: true });
+  t.teardown(() => socket.close());
+  const got: Message[] = [];
+  for (const event of ['welcome', 'peer-error']) socket.on(event, (f: unknown) => void got.push(decodeMessage(f)));
+  await new Promise<void>((resolve) => socket.once('connect', () => resolve()));
+  const hello = encodeMessage({ type: 'hello', protocolVersion: PROTOCOL_VERSION, name: 'no-ack', capabilities: { backend: 'wasm', threads: 2, tasks: ['score'] } });
+  socket.emit('hello', hello);
+  await until(() => got.length === 1, 'welcome');
+  t.like(got[0], { type: 'welcome', protocolVersion: PROTOCOL_VERSION, leaseMs: 30_000, heartbeatMs: 5000, maxFrameBytes: 256 * 1024 * 1024 });
+  socket.emit('hello', hello);
+  await until(() => got.length === 2, 'error');
+  t.like(got[1], { type: 'error', code: 'already-registered' });
+  const workers = (await (await api(c.url, '/api/workers', { token: null })).json()) as { name: string; backend: string; threads: number }[];
+  t.like(workers[0], { name: 'no-ack', backend: 'wasm', threads: 2 });
+});

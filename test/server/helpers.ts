@@ -1,0 +1,276 @@
+// Test helpers for the coordinator: spawn the real CLI, talk HTTP, and simulate workers with raw
+// socket.io-client sockets speaking the protocol module (the real worker lives in client/).
+import { spawn, type ChildProcess } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { io, type Socket as ClientSocket } from 'socket.io-client';
+import {
+  PROTOCOL_VERSION,
+  Tensor,
+  decodeMessage,
+  encodeMessage,
+  onMessage,
+  sendMessage,
+  type CoordinatorToWorkerEvents,
+  type MessageOf,
+  type ScoreItem,
+  type WorkerToCoordinatorEvents,
+} from '../../shared/protocol/index.js';
+import { fedpoolEntry } from '../helpers/fedpool.js';
+
+export const WORKER_TOKEN = 'w';
+export const CLIENT_TOKEN = 'c';
+
+export function tempDir(): { dir: string; cleanup: () => void } {
+  const dir = mkdtempSync(join(tmpdir(), 'fedpool-server-'));
+  return { dir, cleanup: () => rmSync(dir, { recursive: true, force: true }) };
+}
+
+export interface CoordinatorProcess {
+  url: string;
+  port: number;
+  proc: ChildProcess;
+  stdout: () => string;
+  stderr: () => string;
+  /** Sends `signal` and resolves with the exit code. */
+  stop: (signal?: NodeJS.Signals) => Promise<number | null>;
+  exited: Promise<number | null>;
+}
+
+/** Spawns `fedpool coordinator` from source and waits for its listening line. */
+export async function startCoordinatorProcess(args: string[] = [], env: Record<string, string> = {}): Promise<CoordinatorProcess> {
+  const childEnv: NodeJS.ProcessEnv = { ...process.env, FEDPOOL_LOG: 'silent', ...env };
+  for (const k of ['FEDPOOL_WORKER_TOKEN', 'FEDPOOL_CLIENT_TOKEN', 'FEDPOOL_TOKEN']) if (!(k in env)) delete childEnv[k];
+  const proc = spawn(process.execPath, ['--import=tsx', fedpoolEntry, 'coordinator', '--port', '0', ...args], { env: childEnv, stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  let err = '';
+  proc.stderr?.setEncoding('utf8').on('data', (d: string) => (err += d));
+  const exited = new Promise<number | null>((resolve) => proc.once('exit', (code) => resolve(code)));
+  const url = await new Promise<string>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`coordinator did not start in 30 s; stderr: ${err}`)), 30_000);
+    proc.stdout?.setEncoding('utf8').on('data', (d: string) => {
+      out += d;
+      const m = /^fedpool coordinator listening on (http:\/\/\S+)$/m.exec(out);
+      if (m?.[1] !== undefined) {
+        clearTimeout(timer);
+        resolve(m[1]);
+      }
+    });
+    void exited.then((code) => {
+      clearTimeout(timer);
+      reject(new Error(`coordinator exited with ${code} before listening; stderr: ${err}`));
+    });
+  });
+  const port = Number(new URL(url).port);
+  return {
+    url, port, proc, exited,
+    stdout: () => out,
+    stderr: () => err,
+    stop: async (signal = 'SIGTERM') => {
+      if (proc.exitCode === null && proc.signalCode === null) proc.kill(signal);
+      return exited;
+    },
+  };
+}
+
+export async function api(url: string, path: string, init: RequestInit & { token?: string | null } = {}): Promise<Response> {
+  const headers = new Headers(init.headers);
+  const token = init.token === undefined ? CLIENT_TOKEN : init.token;
+  if (token !== null) headers.set('authorization', `Bearer ${token}`);
+  return fetch(`${url}${path}`, { ...init, headers });
+}
+
+export async function uploadBlob(url: string, bytes: Uint8Array, token: string | null = CLIENT_TOKEN): Promise<string> {
+  const hash = createHash('sha256').update(bytes).digest('hex');
+  const res = await api(url, `/api/blobs/${hash}`, { method: 'PUT', body: bytes, token, headers: { 'content-type': 'application/octet-stream' } });
+  if (res.status !== 201) throw new Error(`upload failed: ${res.status} ${await res.text()}`);
+  return hash;
+}
+
+export interface JobBody {
+  model: string;
+  items: unknown[];
+  shardSize?: number;
+  redundancy?: number;
+  batchSize?: number;
+}
+
+export async function submitJob(url: string, body: JobBody): Promise<string> {
+  const res = await api(url, '/api/jobs', { method: 'POST', body: JSON.stringify({ kind: 'score', ...body }), headers: { 'content-type': 'application/json' } });
+  const text = await res.text();
+  if (res.status !== 201) throw new Error(`submit failed: ${res.status} ${text}`);
+  return (JSON.parse(text) as { id: string }).id;
+}
+
+export interface JobStatusBody {
+  id: string;
+  state: string;
+  progress: { done: number; total: number };
+  error?: string;
+}
+
+export async function jobStatus(url: string, id: string): Promise<JobStatusBody> {
+  const res = await api(url, `/api/jobs/${id}`);
+  return (await res.json()) as JobStatusBody;
+}
+
+export async function waitForJob(url: string, id: string, states = ['done', 'failed', 'cancelled'], timeoutMs = 30_000): Promise<JobStatusBody> {
+  const end = Date.now() + timeoutMs;
+  for (;;) {
+    const s = await jobStatus(url, id);
+    if (states.includes(s.state)) return s;
+    if (Date.now() > end) throw new Error(`job ${id} still ${s.state} after ${timeoutMs} ms`);
+    await sleep(50);
+  }
+}
+
+export async function results(url: string, id: string, follow = false): Promise<{ id: string; score: number }[]> {
+  const res = await api(url, `/api/jobs/${id}/results${follow ? '?follow=1' : ''}`);
+  if (res.status !== 200) throw new Error(`results: ${res.status} ${await res.text()}`);
+  const text = await res.text();
+  return text.split('\n').filter((l) => l !== '').map((l) => JSON.parse(l) as { id: string; score: number });
+}
+
+export function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+export async function until(predicate: () => boolean | Promise<boolean>, what: string, timeoutMs = 20_000): Promise<void> {
+  const end = Date.now() + timeoutMs;
+  while (!(await predicate())) {
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await sleep(20);
+  }
+}
+
+/** `n` feature items whose expected fake score is the sum of their features. */
+export function featureItems(n: number, dim = 4, prefix = 'i'): { id: string; features: number[] }[] {
+  return Array.from({ length: n }, (_, i) => ({ id: `${prefix}${i}`, features: Array.from({ length: dim }, (_, j) => ((i * 7 + j * 3) % 11) / 4) }));
+}
+
+/** What fake workers return for an item: the float32 sum of its features (or the text length). */
+export function fakeScore(item: ScoreItem): number {
+  if (item.features !== undefined) {
+    let s = 0;
+    for (const v of item.features.data as Float32Array) s += v;
+    return Math.fround(s);
+  }
+  return (item.prompt?.length ?? 0) + (item.response?.length ?? 0);
+}
+
+export function expectedScore(item: { features?: number[]; prompt?: string; response?: string }): number {
+  if (item.features !== undefined) {
+    let s = 0;
+    for (const v of item.features) s += Math.fround(v);
+    return Math.fround(s);
+  }
+  return (item.prompt?.length ?? 0) + (item.response?.length ?? 0);
+}
+
+type Lease = MessageOf<'lease'>;
+
+export interface FakeWorkerOptions {
+  name?: string;
+  token?: string;
+  /** Answer leases automatically with fakeScore (default true). */
+  auto?: boolean;
+  /** Delay before each automatic answer. */
+  delayMs?: number;
+  heartbeat?: boolean;
+}
+
+/** A worker simulated with a raw socket.io-client socket and the protocol module. */
+export class FakeWorker {
+  readonly held = new Map<string, Lease>();
+  readonly leases: Lease[] = [];
+  readonly errors: MessageOf<'error'>[] = [];
+  readonly controls: MessageOf<'job-control'>[] = [];
+  readonly blobs: MessageOf<'blob'>[] = [];
+  maxHeld = 0;
+  credit = 0;
+  workerId = '';
+  auto: boolean;
+  delayMs: number;
+  disconnected = false;
+  private heartbeatTimer: NodeJS.Timeout | undefined;
+
+  private constructor(
+    readonly socket: ClientSocket<CoordinatorToWorkerEvents, WorkerToCoordinatorEvents>,
+    options: FakeWorkerOptions,
+  ) {
+    this.auto = options.auto ?? true;
+    this.delayMs = options.delayMs ?? 0;
+    const opts = { direction: 'coordinator' as const };
+    const fail = (e: Error): void => void this.errors.push({ type: 'error', code: 'local', message: e.message });
+    onMessage(socket, 'lease', (m) => this.onLease(m), fail, opts);
+    onMessage(socket, 'error', (m) => void this.errors.push(m), fail, opts);
+    onMessage(socket, 'job-control', (m) => {
+      this.controls.push(m);
+      for (const [id, l] of this.held) if (l.jobId === m.jobId) this.held.delete(id);
+    }, fail, opts);
+    onMessage(socket, 'blob', (m) => void this.blobs.push(m), fail, opts);
+    socket.on('disconnect', () => {
+      this.disconnected = true;
+      if (this.heartbeatTimer !== undefined) clearInterval(this.heartbeatTimer);
+    });
+  }
+
+  static async connect(url: string, options: FakeWorkerOptions = {}): Promise<FakeWorker> {
+    const socket: ClientSocket<CoordinatorToWorkerEvents, WorkerToCoordinatorEvents> = io(url, {
+      auth: { token: options.token ?? WORKER_TOKEN }, transports: ['websocket'], reconnection: false, forceNew: true,
+    });
+    await new Promise<void>((resolve, reject) => {
+      socket.once('connect', () => resolve());
+      socket.once('connect_error', (e) => reject(e));
+    });
+    const w = new FakeWorker(socket, options);
+    const reply = await socket.timeout(10_000).emitWithAck('hello', encodeMessage({
+      type: 'hello', protocolVersion: PROTOCOL_VERSION, name: options.name ?? 'fake', capabilities: { backend: 'cpu', threads: 1, tasks: ['score'] },
+    }));
+    const welcome = decodeMessage(reply, { direction: 'coordinator' });
+    if (welcome.type !== 'welcome') throw new Error(`expected welcome, got ${JSON.stringify(welcome)}`);
+    w.workerId = welcome.workerId;
+    if (options.heartbeat ?? true) {
+      w.heartbeatTimer = setInterval(() => {
+        if (socket.connected) sendMessage(socket, { type: 'heartbeat', time: Date.now(), inFlight: w.held.size });
+      }, welcome.heartbeatMs);
+    }
+    return w;
+  }
+
+  pull(credit: number): void {
+    this.credit = credit;
+    sendMessage(this.socket, { type: 'pull', credit });
+  }
+
+  private onLease(m: Lease): void {
+    this.leases.push(m);
+    this.held.set(m.leaseId, m);
+    this.maxHeld = Math.max(this.maxHeld, this.held.size);
+    if (this.auto) {
+      const answer = (): void => {
+        if (this.held.has(m.leaseId) && this.socket.connected) this.answer(m);
+      };
+      if (this.delayMs > 0) setTimeout(answer, this.delayMs);
+      else setImmediate(answer);
+    }
+  }
+
+  scoresFor(lease: Lease): Float32Array {
+    if (lease.task.kind !== 'score') throw new Error('not a score lease');
+    return Float32Array.from(lease.task.items.map((it) => fakeScore(it)));
+  }
+
+  /** Sends the (fake) result of a lease it holds, or of any lease given. */
+  answer(lease: Lease, scores = this.scoresFor(lease)): void {
+    this.held.delete(lease.leaseId);
+    sendMessage(this.socket, { type: 'result', leaseId: lease.leaseId, shardId: lease.shardId, payload: { kind: 'scores', scores: Tensor.float32(scores) }, elapsedMs: 1 });
+  }
+
+  close(): void {
+    if (this.heartbeatTimer !== undefined) clearInterval(this.heartbeatTimer);
+    this.socket.close();
+  }
+}

@@ -1,0 +1,565 @@
+// The scheduler as a pure state machine: example-based tests for each rule, then a fast-check
+// model-based test over random sequences of worker and job events.
+import test from 'ava';
+import fc from 'fast-check';
+import { Scheduler, type Grant, type JobStateEvent, type SchedulerOptions, type ShardDoneEvent } from '../../server/scheduler.js';
+
+interface Harness {
+  s: Scheduler;
+  clock: { t: number };
+  done: ShardDoneEvent[];
+  states: JobStateEvent[];
+}
+
+function harness(options: Partial<SchedulerOptions> = {}): Harness {
+  const clock = { t: 1_000 };
+  const done: ShardDoneEvent[] = [];
+  const states: JobStateEvent[] = [];
+  const s = new Scheduler({
+    leaseMs: 1_000,
+    now: () => clock.t,
+    listener: { shardDone: (e) => done.push(e), jobState: (e) => states.push(e) },
+    ...options,
+  });
+  return { s, clock, done, states };
+}
+
+const ones = (n: number): Float32Array => new Float32Array(n).fill(1);
+
+function answer(s: Scheduler, g: Grant, value = 1) {
+  return s.complete(g.workerId, g.leaseId, new Float32Array(g.count).fill(value));
+}
+
+test('a job is split into shards; leases never exceed credit; every shard completes once, then the job', (t) => {
+  const { s, done, states } = harness({ speculative: false });
+  s.addJob({ id: 'J', items: 10, shardSize: 3, redundancy: 1 });
+  t.deepEqual(s.progress('J'), { state: 'queued', doneItems: 0, totalItems: 10, doneShards: 0, totalShards: 4, prefixShards: 0, prefixItems: 0, leases: 0, disagreements: 0 });
+  s.addWorker('a');
+  t.deepEqual(s.dispatch(), [], 'no credit, no lease');
+  s.setCredit('a', 2);
+  const first = s.dispatch();
+  t.deepEqual(first.map((g) => [g.shardIndex, g.start, g.count, g.attempt]), [[0, 0, 3, 1], [1, 3, 3, 1]]);
+  t.deepEqual(s.dispatch(), [], 'credit exhausted');
+  t.is(s.progress('J')?.state, 'running');
+  t.is(answer(s, first[1] as Grant).kind, 'accepted');
+  t.is(s.progress('J')?.prefixShards, 0, 'shard 1 done, but shard 0 is not: no prefix yet');
+  const second = s.dispatch();
+  t.deepEqual(second.map((g) => g.shardIndex), [2]);
+  answer(s, first[0] as Grant);
+  t.deepEqual([s.progress('J')?.prefixShards, s.progress('J')?.prefixItems], [2, 6]);
+  const third = s.dispatch();
+  t.deepEqual(third.map((g) => [g.shardIndex, g.count]), [[3, 1]]);
+  answer(s, second[0] as Grant);
+  answer(s, third[0] as Grant);
+  t.deepEqual(done.map((d) => d.index), [1, 0, 2, 3]);
+  t.deepEqual(states.map((e) => e.state), ['running', 'done']);
+  t.deepEqual(s.progress('J'), { state: 'done', doneItems: 10, totalItems: 10, doneShards: 4, totalShards: 4, prefixShards: 4, prefixItems: 10, leases: 0, disagreements: 0 });
+  t.is(s.stats.completed, 4);
+  t.is(s.stats.itemsDone, 10);
+});
+
+test('work is spread one lease per worker per round', (t) => {
+  const { s } = harness({ speculative: false });
+  s.addJob({ id: 'J', items: 6, shardSize: 1, redundancy: 1 });
+  for (const w of ['a', 'b', 'c']) {
+    s.addWorker(w);
+    s.setCredit(w, 4);
+  }
+  const grants = s.dispatch();
+  t.deepEqual(grants.map((g) => g.workerId), ['a', 'b', 'c', 'a', 'b', 'c']);
+});
+
+test('an expired lease is re-queued first with attempt + 1, and its late result is ignored and counted', (t) => {
+  const { s, clock, done } = harness({ speculative: false });
+  s.addJob({ id: 'J', items: 3, shardSize: 1, redundancy: 1 });
+  s.addWorker('slow');
+  s.setCredit('slow', 1);
+  const [lease] = s.dispatch();
+  t.is(lease?.deadline, 2_000);
+  t.is(s.nextDeadline(), 2_000);
+  clock.t = 1_999;
+  t.is(s.expire(), 0);
+  clock.t = 2_000;
+  t.is(s.expire(), 1);
+  t.is(s.stats.requeued.expired, 1);
+  s.addWorker('fast');
+  s.setCredit('fast', 1);
+  const grants = s.dispatch();
+  // slow has free credit again too; the re-queued shard 0 goes out first.
+  t.deepEqual(grants.map((g) => [g.workerId, g.shardIndex, g.attempt]), [['slow', 0, 2], ['fast', 1, 1]]);
+  t.deepEqual(answer(s, lease as Grant), { kind: 'ignored', reason: 'unknown-lease' });
+  t.is(s.stats.ignored, 1);
+  t.is(done.length, 0);
+  answer(s, grants[0] as Grant);
+  t.deepEqual(done.map((d) => [d.index, d.workers]), [[0, ['slow']]]);
+});
+
+test('a disconnect re-queues the worker’s leases at once, ahead of fresh work', (t) => {
+  const { s } = harness({ speculative: false });
+  s.addJob({ id: 'J', items: 4, shardSize: 1, redundancy: 1 });
+  s.addWorker('a');
+  s.setCredit('a', 2);
+  t.deepEqual(s.dispatch().map((g) => g.shardIndex), [0, 1]);
+  s.removeWorker('a');
+  t.is(s.stats.requeued.disconnected, 2);
+  t.is(s.workerLoad('a'), undefined);
+  s.addWorker('b');
+  s.setCredit('b', 4);
+  const order = s.dispatch().map((g) => g.shardIndex);
+  t.deepEqual(order.slice(2), [2, 3], 'fresh shards after the re-queued ones');
+  t.deepEqual(order.slice(0, 2).sort(), [0, 1]);
+});
+
+test('speculation: an idle worker duplicates the oldest outstanding shard; the first result wins', (t) => {
+  const { s, done, clock } = harness();
+  s.addJob({ id: 'J', items: 2, shardSize: 1, redundancy: 1 });
+  s.addWorker('a');
+  s.setCredit('a', 2);
+  const [a0, a1] = s.dispatch();
+  s.addWorker('b');
+  s.setCredit('b', 3);
+  t.deepEqual(s.dispatch(), [], 'not yet: the shards are not slow');
+  // No shard has finished yet, so "slow" means 2 × leaseMs / 8 = 250 ms out.
+  t.is(s.nextSpeculation(), 1_250);
+  clock.t = 1_250;
+  const dup = s.dispatch();
+  t.deepEqual(dup.map((g) => [g.workerId, g.shardIndex, g.speculative, g.attempt]), [['b', 0, true, 2], ['b', 1, true, 2]], 'one duplicate per shard, oldest first');
+  t.deepEqual(s.dispatch(), [], 'never a third lease of a shard');
+  t.is(answer(s, dup[1] as Grant).kind, 'accepted');
+  t.deepEqual(done.map((d) => [d.index, d.workers]), [[1, ['b']]]);
+  // a's twin lease is obsolete but still holds a's credit until a answers.
+  t.deepEqual(s.workerLoad('a'), { credit: 2, inFlight: 2 });
+  t.deepEqual(answer(s, a1 as Grant), { kind: 'ignored', reason: 'duplicate' });
+  t.deepEqual(s.workerLoad('a'), { credit: 2, inFlight: 1 });
+  t.is(answer(s, a0 as Grant).kind, 'accepted');
+  t.is(done.length, 2);
+  t.is(s.progress('J')?.state, 'done');
+  t.is(s.stats.speculative, 2);
+  // b's remaining duplicate was dropped when the job ended, and reported so b can be told.
+  t.deepEqual(s.workerLoad('b'), { credit: 3, inFlight: 0 });
+});
+
+test('speculation waits for shards slower than twice the job’s typical shard time', (t) => {
+  const { s, clock } = harness({ leaseMs: 60_000 });
+  s.addJob({ id: 'J', items: 3, shardSize: 1, redundancy: 1 });
+  s.addWorker('a');
+  s.setCredit('a', 3);
+  const [g0, g1, g2] = s.dispatch();
+  clock.t += 100;
+  answer(s, g0 as Grant);
+  clock.t += 100;
+  answer(s, g1 as Grant); // typical: 0.8 · 100 + 0.2 · 200 = 120 ms
+  s.addWorker('b');
+  s.setCredit('b', 1);
+  t.deepEqual(s.dispatch(), []);
+  t.is(s.nextSpeculation(), 1_000 + 240, 'g2 was covered at t=1000; 2 × 120 ms later it is slow');
+  clock.t = 1_239;
+  t.deepEqual(s.dispatch(), []);
+  clock.t = 1_240;
+  t.deepEqual(s.dispatch().map((g) => [g.workerId, g.shardIndex, g.speculative]), [['b', 2, true]]);
+  t.is(s.nextSpeculation(), undefined);
+  answer(s, g2 as Grant);
+});
+
+test('a worker never holds two leases of one shard, and speculation can be switched off', (t) => {
+  const on = harness();
+  on.s.addJob({ id: 'J', items: 1, shardSize: 1, redundancy: 1 });
+  on.s.addWorker('a');
+  on.s.setCredit('a', 5);
+  t.is(on.s.dispatch().length, 1);
+  const off = harness({ speculative: false });
+  off.s.addJob({ id: 'J', items: 1, shardSize: 1, redundancy: 1 });
+  off.s.addWorker('a');
+  off.s.addWorker('b');
+  off.s.setCredit('a', 1);
+  off.s.setCredit('b', 1);
+  t.is(off.s.dispatch().length, 1);
+});
+
+test('redundancy R = 2: distinct workers, first scores kept, agreement recorded', (t) => {
+  const { s, done } = harness({ speculative: false });
+  s.addJob({ id: 'J', items: 2, shardSize: 1, redundancy: 2 });
+  s.addWorker('a');
+  s.setCredit('a', 4);
+  const ga = s.dispatch();
+  t.deepEqual(ga.map((g) => g.shardIndex), [0, 1], 'a takes each shard once');
+  s.complete('a', (ga[0] as Grant).leaseId, Float32Array.of(0.5));
+  s.complete('a', (ga[1] as Grant).leaseId, Float32Array.of(0.25));
+  t.deepEqual(s.dispatch(), [], 'a cannot provide the second result itself');
+  t.is(done.length, 0);
+  s.addWorker('b');
+  s.setCredit('b', 4);
+  const gb = s.dispatch();
+  t.deepEqual(gb.map((g) => [g.workerId, g.shardIndex]), [['b', 0], ['b', 1]]);
+  s.complete('b', (gb[0] as Grant).leaseId, Float32Array.of(0.5 + 1e-7));
+  s.complete('b', (gb[1] as Grant).leaseId, Float32Array.of(0.75));
+  t.deepEqual(done.map((d) => [d.index, d.scores[0], d.agreed, d.workers]), [[0, 0.5, true, ['a', 'b']], [1, 0.25, false, ['a', 'b']]]);
+  t.is(s.progress('J')?.disagreements, 1);
+  t.is(s.progress('J')?.state, 'done');
+});
+
+test('cancel drops the job’s leases (reported for job-control), and nothing of it is leased again', (t) => {
+  const { s, states } = harness();
+  s.addJob({ id: 'J', items: 5, shardSize: 1, redundancy: 1 });
+  s.addJob({ id: 'K', items: 1, shardSize: 1, redundancy: 1 });
+  s.addWorker('a');
+  s.setCredit('a', 2);
+  const g = s.dispatch();
+  t.true(s.cancel('J'));
+  t.false(s.cancel('J'), 'already over');
+  t.false(s.cancel('nope'));
+  const end = states.find((e) => e.jobId === 'J' && e.state === 'cancelled');
+  t.deepEqual(end?.dropped.map((d) => d.leaseId).sort(), g.map((x) => x.leaseId).sort());
+  t.deepEqual(s.workerLoad('a'), { credit: 2, inFlight: 0 });
+  t.deepEqual(answer(s, g[0] as Grant), { kind: 'ignored', reason: 'unknown-lease' });
+  const next = s.dispatch();
+  t.deepEqual(next.map((x) => x.jobId), ['K'], 'only the other job is served');
+  t.is(s.progress('J')?.state, 'cancelled');
+});
+
+test('release hands leases back without counting a loss and pauses the worker until its next pull', (t) => {
+  const { s } = harness({ speculative: false, maxLosses: 1 });
+  s.addJob({ id: 'J', items: 3, shardSize: 1, redundancy: 1 });
+  s.addWorker('a');
+  s.setCredit('a', 2);
+  const g = s.dispatch();
+  t.is(s.release('a', [g[0]?.leaseId ?? '', 'unknown']), 1);
+  t.is(s.stats.requeued.released, 1);
+  t.deepEqual(s.dispatch(), [], 'a drains: no new leases');
+  s.addWorker('b');
+  s.setCredit('b', 1);
+  t.deepEqual(s.dispatch().map((x) => [x.workerId, x.shardIndex]), [['b', 0]]);
+  t.is(s.progress('J')?.state, 'running', 'a release is not a loss (maxLosses 1 would fail the job)');
+  s.setCredit('a', 2);
+  t.deepEqual(s.dispatch().map((x) => [x.workerId, x.shardIndex]), [['a', 2]]);
+});
+
+test('failures: retryable re-queues, non-retryable fails the job with the reason', (t) => {
+  const { s, states } = harness({ speculative: false });
+  s.addJob({ id: 'J', items: 2, shardSize: 1, redundancy: 1 });
+  s.addWorker('a');
+  s.setCredit('a', 1);
+  const [g] = s.dispatch();
+  t.is(s.fail('a', g?.leaseId ?? '', true, 'out of memory').kind, 'accepted');
+  t.is(s.stats.requeued.failed, 1);
+  const [again] = s.dispatch();
+  t.deepEqual([again?.shardIndex, again?.attempt], [0, 2]);
+  s.fail('a', again?.leaseId ?? '', false, 'model is not a fedpool bundle');
+  t.is(s.progress('J')?.state, 'failed');
+  t.regex(states.at(-1)?.error ?? '', /shard 0 failed on worker a: model is not a fedpool bundle/);
+  t.deepEqual(s.fail('a', 'x', true, 'r'), { kind: 'ignored', reason: 'unknown-lease' });
+});
+
+test('a shard lost maxLosses times fails its job; a wrong number of scores counts as a loss', (t) => {
+  const { s, clock, states } = harness({ speculative: false, maxLosses: 3 });
+  s.addJob({ id: 'J', items: 4, shardSize: 2, redundancy: 1 });
+  s.addWorker('a');
+  s.setCredit('a', 1);
+  const [g1] = s.dispatch();
+  t.deepEqual(s.complete('a', g1?.leaseId ?? '', ones(3)), { kind: 'ignored', reason: 'invalid' });
+  t.is(s.stats.requeued.failed, 1);
+  const [g2] = s.dispatch();
+  t.is(g2?.shardIndex, 0);
+  clock.t += 5_000;
+  s.expire();
+  t.is(s.progress('J')?.state, 'running');
+  s.dispatch();
+  s.removeWorker('a');
+  t.is(s.progress('J')?.state, 'failed');
+  t.regex(states.at(-1)?.error ?? '', /shard 0 was lost 3 times \(last: disconnected\)/);
+});
+
+test('a resumed job leases only shards without results; one with all results is done at once', (t) => {
+  const { s, states } = harness({ speculative: false });
+  s.addJob({ id: 'J', items: 5, shardSize: 1, redundancy: 1, done: [0, 1, 3] });
+  t.deepEqual(s.progress('J'), { state: 'running', doneItems: 3, totalItems: 5, doneShards: 3, totalShards: 5, prefixShards: 2, prefixItems: 2, leases: 0, disagreements: 0 });
+  s.addWorker('a');
+  s.setCredit('a', 5);
+  t.deepEqual(s.dispatch().map((g) => g.shardIndex), [2, 4]);
+  s.addJob({ id: 'K', items: 2, shardSize: 1, redundancy: 1, done: [0, 1] });
+  t.is(s.progress('K')?.state, 'done');
+  t.deepEqual(states.map((e) => [e.jobId, e.state]), [['K', 'done']]);
+  t.throws(() => s.addJob({ id: 'K', items: 1, shardSize: 1, redundancy: 1 }), { message: /already exists/ });
+  t.throws(() => s.addJob({ id: 'Z', items: 0, shardSize: 1, redundancy: 1 }), { instanceOf: RangeError });
+});
+
+test('jobs are served in submission order', (t) => {
+  const { s } = harness({ speculative: false });
+  s.addJob({ id: 'A', items: 2, shardSize: 1, redundancy: 1 });
+  s.addJob({ id: 'B', items: 2, shardSize: 1, redundancy: 1 });
+  s.addWorker('w');
+  s.setCredit('w', 10);
+  t.deepEqual(s.dispatch().map((g) => g.shardId), ['A/0', 'A/1', 'B/0', 'B/1']);
+});
+
+test('large: 200k shards through 64 workers with expiries and disconnects stays fast (no per-event scans)', (t) => {
+  const { s, clock, done } = harness({ leaseMs: 50 });
+  const shards = 200_000;
+  s.addJob({ id: 'big', items: shards, shardSize: 1, redundancy: 1 });
+  const workers = Array.from({ length: 64 }, (_, i) => `w${i}`);
+  for (const w of workers) {
+    s.addWorker(w);
+    s.setCredit(w, 4);
+  }
+  let round = 0;
+  while (s.progress('big')?.state === 'running' || s.progress('big')?.state === 'queued') {
+    round++;
+    const grants = s.dispatch();
+    for (const [i, g] of grants.entries()) {
+      // Every 97th lease is lost (left to expire); the rest are answered.
+      if ((i + round) % 97 !== 0) answer(s, g);
+    }
+    clock.t += 20;
+    s.expire();
+    if (round % 500 === 0) {
+      const w = workers[round % workers.length] as string;
+      s.removeWorker(w);
+      s.addWorker(w);
+      s.setCredit(w, 4);
+    }
+    if (round > 100_000) break;
+  }
+  t.is(s.progress('big')?.state, 'done');
+  t.is(done.length, shards);
+  t.is(new Set(done.map((d) => d.index)).size, shards);
+});
+
+// ---- model-based ------------------------------------------------------------------------------
+
+interface World {
+  h: Harness;
+  /** Leases the model believes each worker holds. */
+  held: Map<string, Map<string, Grant>>;
+  credit: Map<string, number>;
+  /** Every grant ever issued (for late results). */
+  issued: Grant[];
+  jobs: { id: string; shards: number; R: number }[];
+  workers: string[];
+  nextWorker: number;
+  doneCount: Map<string, number>;
+  failures: string[];
+}
+
+function newWorld(speculative: boolean): World {
+  const w: World = { h: harness({ speculative, maxLosses: 1_000_000, leaseMs: 100 }), held: new Map(), credit: new Map(), issued: [], jobs: [], workers: [], nextWorker: 0, doneCount: new Map(), failures: [] };
+  w.h.s = new Scheduler({
+    leaseMs: 100, now: () => w.h.clock.t, speculative, maxLosses: 1_000_000,
+    listener: {
+      shardDone: (e) => {
+        const key = `${e.jobId}/${e.index}`;
+        w.doneCount.set(key, (w.doneCount.get(key) ?? 0) + 1);
+        const job = w.jobs.find((j) => j.id === e.jobId);
+        if (new Set(e.workers).size !== job?.R) w.failures.push(`${key} completed by ${e.workers.join(',')} with R=${job?.R}`);
+      },
+      jobState: (e) => {
+        for (const d of e.dropped) w.held.get(d.workerId)?.delete(d.leaseId);
+        w.h.states.push(e);
+      },
+    },
+  });
+  return w;
+}
+
+function dispatch(w: World): void {
+  for (const g of w.h.s.dispatch()) {
+    const held = w.held.get(g.workerId);
+    if (held === undefined) {
+      w.failures.push(`grant to unknown worker ${g.workerId}`);
+      continue;
+    }
+    if (held.size >= (w.credit.get(g.workerId) ?? 0)) w.failures.push(`${g.workerId} got a lease beyond its credit ${w.credit.get(g.workerId)}`);
+    for (const other of held.values()) if (other.shardId === g.shardId) w.failures.push(`${g.workerId} holds two leases of ${g.shardId}`);
+    if ((w.doneCount.get(g.shardId) ?? 0) > 0) w.failures.push(`lease of completed shard ${g.shardId}`);
+    const state = w.h.s.progress(g.jobId)?.state;
+    if (state !== 'running') w.failures.push(`lease of ${state} job ${g.jobId}`);
+    held.set(g.leaseId, g);
+    w.issued.push(g);
+  }
+  checkAgreement(w);
+}
+
+/** The model's view of in-flight leases matches the scheduler's, and no shard completed twice. */
+function checkAgreement(w: World): void {
+  for (const id of w.workers) {
+    const load = w.h.s.workerLoad(id);
+    const held = w.held.get(id)?.size ?? 0;
+    if (load?.inFlight !== held) w.failures.push(`${id}: scheduler says ${load?.inFlight} in flight, model ${held}`);
+  }
+  for (const [key, n] of w.doneCount) if (n > 1) w.failures.push(`${key} completed ${n} times`);
+}
+
+type Cmd = fc.Command<World, World>;
+
+class AddJob implements Cmd {
+  constructor(readonly items: number, readonly shardSize: number, readonly R: number) {}
+  check = (): boolean => true;
+  run(w: World): void {
+    const id = `J${w.jobs.length}`;
+    w.h.s.addJob({ id, items: this.items, shardSize: this.shardSize, redundancy: this.R });
+    w.jobs.push({ id, shards: Math.ceil(this.items / this.shardSize), R: this.R });
+    dispatch(w);
+  }
+  toString = (): string => `addJob(${this.items},${this.shardSize},R=${this.R})`;
+}
+
+class AddWorker implements Cmd {
+  check = (): boolean => true;
+  run(w: World): void {
+    const id = `w${w.nextWorker++}`;
+    w.h.s.addWorker(id);
+    w.workers.push(id);
+    w.held.set(id, new Map());
+    w.credit.set(id, 0);
+  }
+  toString = (): string => 'addWorker';
+}
+
+class Pull implements Cmd {
+  constructor(readonly pick: number, readonly credit: number) {}
+  check = (w: World): boolean => w.workers.length > 0;
+  run(w: World): void {
+    const id = w.workers[this.pick % w.workers.length] as string;
+    w.h.s.setCredit(id, this.credit);
+    w.credit.set(id, this.credit);
+    dispatch(w);
+  }
+  toString = (): string => `pull(${this.pick},${this.credit})`;
+}
+
+class Disconnect implements Cmd {
+  constructor(readonly pick: number) {}
+  check = (w: World): boolean => w.workers.length > 0;
+  run(w: World): void {
+    const id = w.workers.splice(this.pick % w.workers.length, 1)[0] as string;
+    w.h.s.removeWorker(id);
+    w.held.delete(id);
+    w.credit.delete(id);
+    dispatch(w);
+  }
+  toString = (): string => `disconnect(${this.pick})`;
+}
+
+class Answer implements Cmd {
+  constructor(readonly pick: number, readonly how: 'result' | 'retry' | 'bad-length' | 'release') {}
+  check = (w: World): boolean => [...w.held.values()].some((m) => m.size > 0);
+  run(w: World): void {
+    const all = [...w.held.values()].flatMap((m) => [...m.values()]);
+    const g = all[this.pick % all.length] as Grant;
+    w.held.get(g.workerId)?.delete(g.leaseId);
+    const s = w.h.s;
+    if (this.how === 'result') s.complete(g.workerId, g.leaseId, ones(g.count));
+    else if (this.how === 'retry') s.fail(g.workerId, g.leaseId, true, 'retry');
+    else if (this.how === 'bad-length') s.complete(g.workerId, g.leaseId, ones(g.count + 1));
+    else {
+      s.release(g.workerId, [g.leaseId]);
+      w.credit.set(g.workerId, 0);
+    }
+    dispatch(w);
+  }
+  toString = (): string => `${this.how}(${this.pick})`;
+}
+
+class LateResult implements Cmd {
+  constructor(readonly pick: number) {}
+  check = (w: World): boolean => w.issued.length > 0;
+  run(w: World): void {
+    const g = w.issued[this.pick % w.issued.length] as Grant;
+    if (w.held.get(g.workerId)?.has(g.leaseId) === true) return; // still current: not a late result
+    const before = w.h.s.stats.ignored;
+    const out = w.h.s.complete(g.workerId, g.leaseId, ones(g.count));
+    if (out.kind !== 'ignored' || w.h.s.stats.ignored !== before + 1) w.failures.push(`late result for ${g.leaseId} was ${JSON.stringify(out)}`);
+    checkAgreement(w);
+  }
+  toString = (): string => `late(${this.pick})`;
+}
+
+class Tick implements Cmd {
+  constructor(readonly ms: number) {}
+  check = (): boolean => true;
+  run(w: World): void {
+    w.h.clock.t += this.ms;
+    w.h.s.expire();
+    for (const m of w.held.values()) for (const [id, g] of m) if (g.deadline <= w.h.clock.t) m.delete(id);
+    dispatch(w);
+  }
+  toString = (): string => `tick(${this.ms})`;
+}
+
+class Cancel implements Cmd {
+  constructor(readonly pick: number) {}
+  check = (w: World): boolean => w.jobs.length > 0;
+  run(w: World): void {
+    w.h.s.cancel((w.jobs[this.pick % w.jobs.length] as { id: string }).id);
+    dispatch(w);
+  }
+  toString = (): string => `cancel(${this.pick})`;
+}
+
+const addJob = fc.tuple(fc.integer({ min: 1, max: 12 }), fc.integer({ min: 1, max: 4 }), fc.integer({ min: 1, max: 3 })).map(([n, s, r]) => new AddJob(n, s, r));
+const pull = fc.tuple(fc.nat(), fc.oneof({ arbitrary: fc.integer({ min: 1, max: 4 }), weight: 5 }, { arbitrary: fc.constant(0), weight: 1 })).map(([p, c]) => new Pull(p, c));
+const answerCmd = fc.tuple(fc.nat(), fc.constantFrom('result', 'result', 'result', 'result', 'retry', 'bad-length', 'release' as const)).map(([p, h]) => new Answer(p, h));
+// Repeats weight the mix towards the common events.
+const commands = [
+  addJob,
+  fc.constant(new AddWorker()),
+  pull,
+  pull,
+  fc.nat().map((p) => new Disconnect(p)),
+  answerCmd,
+  answerCmd,
+  answerCmd,
+  answerCmd,
+  fc.nat().map((p) => new LateResult(p)),
+  fc.integer({ min: 1, max: 150 }).map((ms) => new Tick(ms)),
+  fc.integer({ min: 1, max: 150 }).map((ms) => new Tick(ms)),
+  fc.nat().map((p) => new Cancel(p)),
+];
+
+function modelRun(speculative: boolean) {
+  return fc.property(fc.commands(commands, { maxCommands: 80, size: 'large' }), (cmds) => {
+    const w = newWorld(speculative);
+    fc.modelRun(() => ({ model: w, real: w }), cmds);
+    if (w.failures.length > 0) throw new Error(w.failures.join('; '));
+
+    // Drain: the random workers leave; 3 reliable workers finish everything still running.
+    while (w.workers.length > 0) new Disconnect(0).run(w);
+    const reliable = ['r0', 'r1', 'r2'];
+    for (const id of reliable) {
+      w.h.s.addWorker(id);
+      w.workers.push(id);
+      w.held.set(id, new Map());
+      w.h.s.setCredit(id, 3);
+      w.credit.set(id, 3);
+    }
+    dispatch(w);
+    for (let round = 0; round < 10_000; round++) {
+      const all = [...w.held.values()].flatMap((m) => [...m.values()]);
+      if (all.length === 0) break;
+      for (const g of all) {
+        w.held.get(g.workerId)?.delete(g.leaseId);
+        w.h.s.complete(g.workerId, g.leaseId, ones(g.count));
+      }
+      dispatch(w);
+      checkAgreement(w);
+    }
+    if (w.failures.length > 0) throw new Error(w.failures.join('; '));
+    for (const job of w.jobs) {
+      const p = w.h.s.progress(job.id);
+      if (p === undefined) throw new Error(`lost job ${job.id}`);
+      if (p.state === 'queued' || p.state === 'running') throw new Error(`job ${job.id} still ${p.state} after the drain: shards lost`);
+      if (p.state === 'done') {
+        for (let i = 0; i < job.shards; i++) {
+          const n = w.doneCount.get(`${job.id}/${i}`) ?? 0;
+          if (n !== 1) throw new Error(`${job.id}/${i} completed ${n} times`);
+        }
+        if (p.doneItems !== p.totalItems || p.prefixShards !== job.shards) throw new Error(`${job.id} done with progress ${JSON.stringify(p)}`);
+      }
+    }
+  });
+}
+
+test('model-based: random event sequences never over-lease, complete each shard exactly once, and lose nothing', (t) => {
+  fc.assert(modelRun(true), { numRuns: 400 });
+  fc.assert(modelRun(false), { numRuns: 200 });
+  t.pass();
+});

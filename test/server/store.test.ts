@@ -1,0 +1,139 @@
+// The store contract, run against both implementations; SQLite also across a reopen.
+import test from 'ava';
+import Database from 'better-sqlite3';
+import { createHash } from 'node:crypto';
+import { existsSync, readdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { BLOB_CHUNK_BYTES, BlobHashMismatchError, BlobStore, BlobTooLargeError } from '../../server/blobs.js';
+import { MemoryStore } from '../../server/store-memory.js';
+import { SqliteStore } from '../../server/store-sqlite.js';
+import type { JobRecord, ShardItems, Store } from '../../server/store.js';
+import { tempDir } from './helpers.js';
+
+const job = (id: string, form: 'features' | 'text' = 'features'): JobRecord => ({
+  id, state: 'queued', createdAt: 1_700_000_000_000,
+  spec: { kind: 'score', model: 'a'.repeat(64), items: 5, shardSize: 2, redundancy: 1, batchSize: 8, form, dim: form === 'features' ? 3 : 0 },
+});
+
+const featureShards: ShardItems[] = [
+  { ids: ['a', 'b'], features: Float32Array.of(1, 2, 3, 4, 5, 6) },
+  { ids: ['c', 'd'], features: Float32Array.of(7, 8, 9, 10, 11, 12) },
+  { ids: ['é'], features: Float32Array.of(0.5, -0.5, 1e-30) },
+];
+const textShards: ShardItems[] = [{ ids: ['t1', 't2'], prompts: ['p1', 'p"2\n'], responses: ['r1', ''] }];
+
+function contract(name: string, open: () => { store: Store; reopen?: () => Store; cleanup: () => void }) {
+  test(`${name}: jobs, shard items and results round-trip`, (t) => {
+    const { store, cleanup } = open();
+    t.teardown(cleanup);
+    store.createJob(job('J'), featureShards);
+    store.createJob(job('T', 'text'), textShards);
+    t.throws(() => store.createJob(job('J'), featureShards), { any: true });
+    t.deepEqual(store.listJobs().map((j) => j.id), ['J', 'T']);
+    t.deepEqual(store.listJobs()[0], job('J'));
+    t.deepEqual(store.shardItems('J', 2), featureShards[2]);
+    t.deepEqual(store.shardItems('T', 0), textShards[0]);
+    t.is(store.shardItems('J', 3), undefined);
+    t.is(store.shardItems('nope', 0), undefined);
+    t.deepEqual(store.doneShards('J'), []);
+    store.apply({ results: [{ jobId: 'J', index: 2, scores: Float32Array.of(0.25), agreed: true }, { jobId: 'J', index: 0, scores: Float32Array.of(1, 2), agreed: false }], jobs: [] });
+    t.deepEqual(store.doneShards('J'), [0, 2]);
+    t.deepEqual(store.readResults('J', 0, 3), [
+      { index: 0, ids: ['a', 'b'], scores: Float32Array.of(1, 2), agreed: false },
+      { index: 2, ids: ['é'], scores: Float32Array.of(0.25), agreed: true },
+    ]);
+    t.deepEqual(store.readResults('J', 1, 2), []);
+    store.apply({ results: [], jobs: [{ id: 'J', state: 'failed', finishedAt: 5, error: 'boom' }] });
+    t.like(store.listJobs()[0], { state: 'failed', finishedAt: 5, error: 'boom' });
+    store.apply({ results: [], jobs: [{ id: 'J', state: 'failed' }] });
+    t.like(store.listJobs()[0], { finishedAt: 5, error: 'boom' }, 'an update without them keeps finishedAt and error');
+  });
+
+  test(`${name}: a batch is atomic`, (t) => {
+    const { store, cleanup } = open();
+    t.teardown(cleanup);
+    store.createJob(job('J'), featureShards);
+    t.throws(
+      () => store.apply({ results: [{ jobId: 'J', index: 1, scores: Float32Array.of(1, 1), agreed: true }], jobs: [{ id: 'missing', state: 'done' }] }),
+      { any: true },
+    );
+    t.deepEqual(store.doneShards('J'), [], 'the valid half of a failed batch was not written');
+    t.throws(() => store.apply({ results: [{ jobId: 'J', index: 9, scores: Float32Array.of(1), agreed: true }], jobs: [] }), { any: true });
+  });
+
+  test(`${name}: blobs are content-addressed, served in ranges and chunks`, async (t) => {
+    const { store, cleanup } = open();
+    t.teardown(cleanup);
+    const blobs = new BlobStore(store);
+    const bytes = new Uint8Array(2 * BLOB_CHUNK_BYTES + 123).map((_, i) => (i * 31) % 251);
+    const hash = createHash('sha256').update(bytes).digest('hex');
+    t.false(blobs.has(hash));
+    async function* body(parts: Uint8Array[]) {
+      for (const p of parts) yield p;
+    }
+    await t.throwsAsync(blobs.receive(body([bytes]), 'b'.repeat(64), 1e9), { instanceOf: BlobHashMismatchError });
+    await t.throwsAsync(blobs.receive(body([bytes]), hash, 1000), { instanceOf: BlobTooLargeError });
+    t.false(blobs.has(hash), 'nothing stored after a refused upload');
+    t.deepEqual(await blobs.receive(body([bytes.subarray(0, 1000), bytes.subarray(1000)]), hash, 1e9), { hash, size: bytes.length });
+    t.true(blobs.has(hash));
+    t.is(blobs.size(hash), bytes.length);
+    t.deepEqual(store.readBlob(hash, 10, 5), bytes.subarray(10, 15));
+    const chunks = [...blobs.chunks(hash)];
+    t.deepEqual(chunks.map((c) => [c.offset, c.data.length, c.final]), [[0, BLOB_CHUNK_BYTES, false], [BLOB_CHUNK_BYTES, BLOB_CHUNK_BYTES, false], [2 * BLOB_CHUNK_BYTES, 123, true]]);
+    t.true(chunks.every((c) => c.total === bytes.length && c.hash === hash));
+    const joined = new Uint8Array(bytes.length);
+    for (const c of chunks) joined.set(c.data, c.offset);
+    t.true(Buffer.from(joined).equals(Buffer.from(bytes)));
+    const empty = blobs.put(new Uint8Array(0));
+    t.deepEqual([...blobs.chunks(empty)].map((c) => [c.offset, c.total, c.data.length, c.final]), [[0, 0, 0, true]]);
+    t.is(blobs.size('not-a-hash'), undefined);
+    t.false(blobs.has('../../etc/passwd'));
+  });
+}
+
+contract('memory', () => ({ store: new MemoryStore(), cleanup: () => {} }));
+
+contract('sqlite', () => {
+  const { dir, cleanup } = tempDir();
+  const store = new SqliteStore(join(dir, 'state.db'));
+  return { store, cleanup: () => { store.close(); cleanup(); } };
+});
+
+test('sqlite: state survives a reopen; WAL mode; blobs are files beside the database', (t) => {
+  const { dir, cleanup } = tempDir();
+  t.teardown(cleanup);
+  const file = join(dir, 'state.db');
+  const a = new SqliteStore(file);
+  a.createJob(job('J'), featureShards);
+  a.apply({ results: [{ jobId: 'J', index: 1, scores: Float32Array.of(3, 4), agreed: true }], jobs: [{ id: 'J', state: 'running' }] });
+  const hash = new BlobStore(a).put(Uint8Array.of(1, 2, 3));
+  a.close();
+  const b = new SqliteStore(file);
+  t.teardown(() => b.close());
+  t.like(b.listJobs()[0], { id: 'J', state: 'running' });
+  t.deepEqual(b.doneShards('J'), [1]);
+  t.deepEqual(b.readResults('J', 0, 10)[0]?.scores, Float32Array.of(3, 4));
+  t.deepEqual(b.readBlob(hash, 0, 10), Uint8Array.of(1, 2, 3));
+  t.deepEqual(readdirSync(`${file}.blobs`), [hash]);
+  const db = new Database(file, { readonly: true });
+  t.is(db.pragma('journal_mode', { simple: true }), 'wal');
+  db.close();
+});
+
+test('sqlite: a state file from a newer fedpool is refused', (t) => {
+  const { dir, cleanup } = tempDir();
+  t.teardown(cleanup);
+  const file = join(dir, 'state.db');
+  const db = new Database(file);
+  db.pragma('user_version = 99');
+  db.close();
+  t.throws(() => new SqliteStore(file), { message: /schema version 99/ });
+  t.true(existsSync(file));
+});
+
+test('memory store is not durable and refuses use after close', (t) => {
+  const s = new MemoryStore();
+  t.false(s.durable);
+  s.close();
+  t.throws(() => s.listJobs(), { message: /closed/ });
+});

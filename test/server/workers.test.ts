@@ -1,0 +1,260 @@
+// Workers against a real coordinator process: auth in the handshake, hostile frames, disconnects,
+// lease expiry, late results, credit and draining. Each test runs its own coordinator.
+import test from 'ava';
+import { io } from 'socket.io-client';
+import { PROTOCOL_VERSION, Tensor, decodeMessage, encodeMessage, sendMessage } from '../../shared/protocol/index.js';
+import {
+  CLIENT_TOKEN,
+  FakeWorker,
+  WORKER_TOKEN,
+  api,
+  expectedScore,
+  featureItems,
+  results,
+  startCoordinatorProcess,
+  submitJob,
+  until,
+  uploadBlob,
+  waitForJob,
+  type CoordinatorProcess,
+} from './helpers.js';
+
+async function coordinator(t: { teardown: (fn: () => unknown) => void }, ...extra: string[]): Promise<{ c: CoordinatorProcess; model: string }> {
+  const c = await startCoordinatorProcess(['--state', ':memory:', '--worker-token', WORKER_TOKEN, '--client-token', CLIENT_TOKEN, ...extra]);
+  t.teardown(() => c.stop());
+  const model = await uploadBlob(c.url, Uint8Array.of(1, 2, 3));
+  return { c, model };
+}
+
+async function worker(t: { teardown: (fn: () => unknown) => void }, url: string, options: Parameters<typeof FakeWorker.connect>[1] = {}): Promise<FakeWorker> {
+  const w = await FakeWorker.connect(url, options);
+  t.teardown(() => w.close());
+  return w;
+}
+
+/** A metric's value from /metrics (labels as written, e.g. `{reason="expired"}`). */
+async function metric(url: string, name: string): Promise<number> {
+  const text = await (await api(url, '/metrics')).text();
+  const line = text.split('\n').find((l) => l.startsWith(`${name} `));
+  return line === undefined ? 0 : Number(line.slice(name.length + 1));
+}
+
+async function refusal(url: string, auth: Record<string, unknown>): Promise<string> {
+  const socket = io(url, { auth, transports: ['websocket'], reconnection: false, forceNew: true });
+  try {
+    return await new Promise<string>((resolve, reject) => {
+      socket.once('connect', () => reject(new Error('connected')));
+      socket.once('connect_error', (e) => resolve(e.message));
+    });
+  } finally {
+    socket.close();
+  }
+}
+
+async function checkResults(t: { deepEqual: (a: unknown, b: unknown) => void; true: (v: boolean) => void }, url: string, id: string, items: { id: string; features: number[] }[]): Promise<void> {
+  const r = await results(url, id);
+  t.deepEqual(r.map((x) => x.id), items.map((x) => x.id));
+  t.true(r.every((x, i) => Math.abs(x.score - expectedScore(items[i] as { features: number[] })) <= 1e-6));
+}
+
+test('wrong, missing and client tokens are refused in the handshake with a reason; a running job is unaffected', async (t) => {
+  const { c, model } = await coordinator(t);
+  const items = featureItems(200);
+  const id = await submitJob(c.url, { model, items, shardSize: 10 });
+  const good = await worker(t, c.url, { delayMs: 5 });
+  good.pull(2);
+  t.is(await refusal(c.url, { token: 'guess' }), 'unauthorized: unknown worker token');
+  t.is(await refusal(c.url, { token: CLIENT_TOKEN }), 'unauthorized: this is a client token; workers need a worker token');
+  t.is(await refusal(c.url, {}), 'unauthorized: this coordinator needs a worker token');
+  t.is(await refusal(c.url, { token: 42 }), 'unauthorized: this coordinator needs a worker token');
+  await waitForJob(c.url, id);
+  await checkResults(t, c.url, id, items);
+  t.false(good.disconnected);
+});
+
+test('a protocol version mismatch is answered with unsupported-version and a disconnect', async (t) => {
+  const { c } = await coordinator(t);
+  const socket = io(c.url, { auth: { token: WORKER_TOKEN }, transports: ['websocket'], reconnection: false, forceNew: true });
+  t.teardown(() => socket.close());
+  await new Promise<void>((resolve) => socket.once('connect', () => resolve()));
+  const gone = new Promise<void>((resolve) => socket.once('disconnect', () => resolve()));
+  const reply: unknown = await socket.timeout(5000).emitWithAck('hello', encodeMessage({ type: 'hello', protocolVersion: PROTOCOL_VERSION + 1, name: 'future', capabilities: { backend: 'cpu', threads: 1, tasks: ['score'] } }));
+  t.like(decodeMessage(reply), { type: 'error', code: 'unsupported-version' });
+  await gone;
+  t.pass();
+});
+
+test('malformed frames are answered with errors, > 10 disconnects the sender, and a running job is unaffected', async (t) => {
+  const { c, model } = await coordinator(t);
+  const items = featureItems(300);
+  const id = await submitJob(c.url, { model, items, shardSize: 10 });
+  const good = await worker(t, c.url, { name: 'good', delayMs: 5 });
+  good.pull(2);
+
+  // Before hello: a valid frame is refused as not registered.
+  const stranger = io(c.url, { auth: { token: WORKER_TOKEN }, transports: ['websocket'], reconnection: false, forceNew: true });
+  t.teardown(() => stranger.close());
+  await new Promise<void>((resolve) => stranger.once('connect', () => resolve()));
+  const strangerErrors: string[] = [];
+  stranger.on('peer-error', (f: unknown) => void strangerErrors.push(decodeMessage(f).type === 'error' ? String((decodeMessage(f) as { code: string }).code) : '?'));
+  stranger.emit('pull', encodeMessage({ type: 'pull', credit: 4 }));
+  await until(() => strangerErrors.length === 1, 'not-registered error');
+  t.deepEqual(strangerErrors, ['not-registered']);
+
+  const hostile = await worker(t, c.url, { name: 'hostile', auto: false });
+  const raw = hostile.socket as unknown as { emit: (event: string, ...args: unknown[]) => void };
+  raw.emit('result', new Uint8Array([0xc1, 0xff, 0x00]));
+  raw.emit('heartbeat', encodeMessage({ type: 'pull', credit: 1 }));
+  raw.emit('pull', 'not a frame');
+  raw.emit('bogus-event', 1, 2, 3);
+  raw.emit('lease', encodeMessage({ type: 'heartbeat', time: 1 }));
+  raw.emit('result', encodeMessage({ type: 'result', leaseId: 'L', shardId: 'S', payload: { kind: 'scores', scores: Tensor.float32([1]) } }));
+  await until(() => hostile.errors.length >= 5, 'five error replies');
+  // socket.io runs catch-all listeners first, so unknown events are answered before the rest.
+  t.deepEqual(hostile.errors.map((e) => e.code).sort(), ['malformed', 'malformed', 'malformed', 'unknown-type', 'unknown-type']);
+  t.false(hostile.disconnected, 'still connected after a few errors');
+  for (let i = 0; i < 8; i++) raw.emit('pull', new Uint8Array([0x90 + i]));
+  await until(() => hostile.disconnected, 'disconnect after too many errors');
+  t.true(hostile.errors.some((e) => e.code === 'too-many-errors'));
+
+  await waitForJob(c.url, id);
+  await checkResults(t, c.url, id, items);
+  t.false(good.disconnected);
+  t.true((await metric(c.url, 'fedpool_protocol_errors_total{code="malformed"}')) >= 3);
+  t.is(await metric(c.url, 'fedpool_late_results_ignored_total'), 1, 'the result for an unknown lease was ignored');
+});
+
+test('a result with the wrong number of scores is refused and its shard re-queued', async (t) => {
+  const { c, model } = await coordinator(t);
+  const items = featureItems(10);
+  const id = await submitJob(c.url, { model, items, shardSize: 10 });
+  const w = await worker(t, c.url, { auto: false });
+  w.pull(1);
+  await until(() => w.held.size === 1, 'lease');
+  const [lease] = [...w.held.values()];
+  if (lease === undefined) return t.fail();
+  w.answer(lease, new Float32Array(9));
+  await until(() => w.errors.length === 1 && w.leases.length === 2, 'error and a second lease');
+  t.like(w.errors[0], { code: 'shape-mismatch' });
+  t.like(w.leases[1], { shardId: lease.shardId, attempt: 2 });
+  w.answer(w.leases[1] as typeof lease);
+  await waitForJob(c.url, id);
+  await checkResults(t, c.url, id, items);
+  t.is(await metric(c.url, 'fedpool_shards_requeued_total{reason="failed"}'), 1);
+});
+
+test('a worker that disconnects mid-lease: its shard is re-queued at once and completed by another', async (t) => {
+  const { c, model } = await coordinator(t);
+  const items = featureItems(30);
+  const id = await submitJob(c.url, { model, items, shardSize: 10 });
+  const a = await worker(t, c.url, { name: 'a', auto: false });
+  a.pull(3);
+  await until(() => a.held.size === 3, 'a holds all shards');
+  a.close();
+  await until(async () => (await metric(c.url, 'fedpool_shards_requeued_total{reason="disconnected"}')) === 3, 're-queued');
+  const b = await worker(t, c.url, { name: 'b' });
+  b.pull(2);
+  await waitForJob(c.url, id);
+  await checkResults(t, c.url, id, items);
+  t.deepEqual(b.leases.map((l) => l.attempt), [2, 2, 2]);
+});
+
+test('lease expiry re-issues the shard (attempt 2); the late result is ignored and counted', async (t) => {
+  const { c, model } = await coordinator(t, '--lease-ms', '800');
+  const items = featureItems(5);
+  const id = await submitJob(c.url, { model, items, shardSize: 5 });
+  const a = await worker(t, c.url, { auto: false });
+  a.pull(1);
+  await until(() => a.leases.length === 2, 'the same shard leased again after expiry', 10_000);
+  const [first, second] = a.leases;
+  if (first === undefined || second === undefined) return t.fail();
+  t.is(second.shardId, first.shardId);
+  t.is(second.attempt, 2);
+  t.true(second.deadline > first.deadline);
+  t.is(await metric(c.url, 'fedpool_shards_requeued_total{reason="expired"}'), 1);
+  a.answer(first);
+  await until(async () => (await metric(c.url, 'fedpool_late_results_ignored_total')) === 1, 'late result counted');
+  t.like(await (await api(c.url, `/api/jobs/${id}`)).json(), { state: 'running', progress: { done: 0 } });
+  a.answer(second);
+  await waitForJob(c.url, id);
+  await checkResults(t, c.url, id, items);
+  t.false(a.disconnected, 'heartbeats kept the worker registered');
+});
+
+test('credit is never exceeded, in the worker’s view and the coordinator’s', async (t) => {
+  const { c, model } = await coordinator(t);
+  const items = featureItems(400);
+  const id = await submitJob(c.url, { model, items, shardSize: 5 });
+  const ws = [await worker(t, c.url, { name: 'one', delayMs: 3 }), await worker(t, c.url, { name: 'three', delayMs: 1 })];
+  ws[0]?.pull(1);
+  ws[1]?.pull(3);
+  let over = '';
+  for (;;) {
+    const list = (await (await api(c.url, '/api/workers')).json()) as { name: string; inFlight: number; credit: number }[];
+    for (const w of list) if (w.inFlight > w.credit) over = `${w.name}: ${w.inFlight} > ${w.credit}`;
+    const s = (await (await api(c.url, `/api/jobs/${id}`)).json()) as { state: string };
+    if (s.state === 'done') break;
+  }
+  t.is(over, '');
+  t.true((ws[0]?.maxHeld ?? 99) <= 1);
+  t.true((ws[1]?.maxHeld ?? 99) <= 3);
+  t.is((ws[0]?.leases.length ?? 0) + (ws[1]?.leases.length ?? 0) >= 80, true);
+  await checkResults(t, c.url, id, items);
+});
+
+test('a silent worker is dropped after the lease time and its shard goes to another', async (t) => {
+  const { c, model } = await coordinator(t, '--lease-ms', '600');
+  const items = featureItems(10);
+  const id = await submitJob(c.url, { model, items, shardSize: 10 });
+  const mute = await worker(t, c.url, { name: 'mute', auto: false, heartbeat: false });
+  mute.pull(1);
+  await until(() => mute.disconnected, 'the silent worker is disconnected', 10_000);
+  const b = await worker(t, c.url, { name: 'b' });
+  b.pull(1);
+  await waitForJob(c.url, id);
+  await checkResults(t, c.url, id, items);
+});
+
+test('release: handed-back leases go to others and the releasing worker gets no more until it pulls', async (t) => {
+  const { c, model } = await coordinator(t);
+  const items = featureItems(40);
+  const id = await submitJob(c.url, { model, items, shardSize: 10 });
+  const a = await worker(t, c.url, { name: 'a', auto: false });
+  a.pull(2);
+  await until(() => a.held.size === 2, 'a holds 2');
+  const b = await worker(t, c.url, { name: 'b', auto: false });
+  b.pull(2);
+  await until(() => b.held.size === 2, 'b holds 2');
+  sendMessage(a.socket, { type: 'release', leaseIds: [...a.held.keys()] });
+  a.held.clear();
+  await until(async () => {
+    const list = (await (await api(c.url, '/api/workers')).json()) as { name: string; state: string; inFlight: number }[];
+    return list.some((w) => w.name === 'a' && w.state === 'draining' && w.inFlight === 0);
+  }, 'a draining');
+  b.auto = true;
+  for (const l of [...b.held.values()]) b.answer(l);
+  await waitForJob(c.url, id);
+  await checkResults(t, c.url, id, items);
+  t.is(a.leases.length, 2, 'nothing new for the draining worker');
+  t.is(b.leases.length, 4);
+  t.is(await metric(c.url, 'fedpool_shards_requeued_total{reason="released"}'), 2);
+});
+
+test('speculation: near the end an idle worker duplicates a slow outstanding shard; the first result wins', async (t) => {
+  // With no finished shard to compare with, a shard counts as slow after 2 × leaseMs / 8 = 500 ms.
+  const { c, model } = await coordinator(t, '--lease-ms', '2000');
+  const items = featureItems(10);
+  const id = await submitJob(c.url, { model, items, shardSize: 10 });
+  const slow = await worker(t, c.url, { name: 'slow', auto: false });
+  slow.pull(1);
+  await until(() => slow.held.size === 1, 'slow holds the shard');
+  const fast = await worker(t, c.url, { name: 'fast' });
+  fast.pull(1);
+  await waitForJob(c.url, id);
+  t.like(fast.leases[0], { shardId: slow.leases[0]?.shardId, attempt: 2 });
+  await until(() => slow.controls.length === 1, 'slow told to drop the finished job');
+  slow.answer(slow.leases[0] as NonNullable<(typeof slow.leases)[0]>);
+  await until(async () => (await metric(c.url, 'fedpool_late_results_ignored_total')) === 1, 'the twin result is ignored');
+  await checkResults(t, c.url, id, items);
+  t.is(await metric(c.url, 'fedpool_shards_leased_total{speculative="true"}'), 1);
+});
