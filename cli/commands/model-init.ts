@@ -1,5 +1,93 @@
-import { notBuilt } from '../errors.js';
+// `fedpool model init`: writes a fresh MLP (TF.js LayersModel) and its fedpool.json manifest into a new directory.
+import { UserError } from '../errors.js';
+import { describeInput, describeOutput, parseManifest, type InputSpec, type Manifest, type OutputSpec } from '../../shared/model/manifest.js';
 
-export async function run(_options: Record<string, unknown>): Promise<void> {
-  notBuilt('model init', 3);
+export interface ModelInitOptions {
+  out?: unknown;
+  input?: unknown;
+  output?: unknown;
+  hidden?: unknown;
+  seed?: unknown;
+}
+
+const POSITIVE = /^[1-9]\d*$/;
+
+export function parseInputSpec(value: unknown): InputSpec {
+  const m = typeof value === 'string' ? /^(features|text):(\d+)$/.exec(value.trim()) : null;
+  if (m === null || !POSITIVE.test(m[2])) throw new UserError(`fedpool model init: --input: expected features:DIM or text:DIM (DIM a positive integer), got ${JSON.stringify(value)}`);
+  return { kind: m[1] as InputSpec['kind'], dim: Number(m[2]) };
+}
+
+export function parseOutputSpec(value: unknown): OutputSpec {
+  const v = typeof value === 'string' ? value.trim() : '';
+  if (v === 'reward') return { kind: 'reward' };
+  const m = /^classes:(\d+)$/.exec(v);
+  if (m === null || !POSITIVE.test(m[1]) || Number(m[1]) < 2) {
+    throw new UserError(`fedpool model init: --output: expected reward or classes:C (C an integer ≥ 2), got ${JSON.stringify(value)}`);
+  }
+  return { kind: 'classes', classes: Number(m[1]) };
+}
+
+/** `64,32` → [64, 32]; an empty string (or `none`) → no hidden layer, a linear model. */
+export function parseHidden(value: unknown): number[] {
+  const v = typeof value === 'string' ? value.trim() : Array.isArray(value) ? value.join(',') : String(value ?? '');
+  if (v === '' || v === 'none') return [];
+  const parts = v.split(',').map((s) => s.trim());
+  if (!parts.every((p) => POSITIVE.test(p))) throw new UserError(`fedpool model init: --hidden: expected comma-separated positive integers such as 64,32, got ${JSON.stringify(value)}`);
+  return parts.map(Number);
+}
+
+function parseSeed(value: unknown): number {
+  const n = typeof value === 'number' ? value : typeof value === 'string' && /^\d+$/.test(value.trim()) ? Number(value) : NaN;
+  if (!Number.isSafeInteger(n) || n < 0) throw new UserError(`fedpool model init: --seed: expected a non-negative integer, got ${JSON.stringify(value)}`);
+  return n;
+}
+
+export async function run(options: ModelInitOptions): Promise<void> {
+  const out = options.out;
+  if (typeof out !== 'string' || out === '') throw new UserError("fedpool model init: --out: expected a directory");
+  const input = parseInputSpec(options.input);
+  const output = parseOutputSpec(options.output);
+  let manifest: Manifest;
+  try {
+    manifest = parseManifest(
+      {
+        format: 'fedpool-model',
+        version: 1,
+        kind: output.kind === 'reward' ? 'reward' : 'classifier',
+        input,
+        output,
+        hidden: parseHidden(options.hidden ?? '64,32'),
+        seed: parseSeed(options.seed ?? 0),
+      },
+      'fedpool model init',
+    );
+  } catch (err) {
+    if (err instanceof UserError) throw err;
+    throw new UserError(err instanceof Error ? err.message : String(err)); // a size over the manifest's limits
+  }
+
+  // TF.js loads only now, after the flags are known to be good.
+  const [{ selectBackend }, tfModel, { writeBundleDir }] = await Promise.all([
+    import('../../client/backends.js'),
+    import('../../shared/model/tf-model.js'),
+    import('../../client/scoring/bundle-fs.js'),
+  ]);
+  await selectBackend('cpu'); // initialisation is seeded JS arithmetic: every backend writes the same weights
+  const model = tfModel.buildModel(manifest);
+  try {
+    const files = await tfModel.saveToFiles(model, manifest);
+    try {
+      await writeBundleDir(out, files);
+    } catch (err) {
+      const code = (err as { code?: unknown } | null)?.code;
+      if (err instanceof Error && (err.name === 'BundleError' || typeof code === 'string')) throw new UserError(`fedpool model init: --out ${err.message}`);
+      throw err;
+    }
+    process.stdout.write(
+      `fedpool model written to ${out} (${model.countParams()} parameters, input ${describeInput(input)}, output ${describeOutput(output)})\n`,
+    );
+  } finally {
+    model.dispose();
+  }
 }

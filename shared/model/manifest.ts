@@ -1,0 +1,95 @@
+import * as z from 'zod';
+import { ModelError } from './errors.js';
+
+/**
+ * `fedpool.json`: the manifest that travels beside a TF.js LayersModel. It says how to turn an item into the model's
+ * input (precomputed features, or the built-in text featurizer) and what the output means, so every worker scores an
+ * item the same way without anything pre-installed.
+ */
+
+/** Largest input width accepted; a bound keeps a hostile manifest from asking a worker for absurd allocations. */
+export const MAX_INPUT_DIM = 1 << 20;
+export const MAX_CLASSES = 1 << 16;
+export const MAX_HIDDEN_UNITS = 1 << 16;
+export const MAX_HIDDEN_LAYERS = 64;
+
+const dim = z.int().min(1).max(MAX_INPUT_DIM);
+
+export const inputSpecSchema = z.discriminatedUnion('kind', [
+  z.strictObject({ kind: z.literal('features'), dim }),
+  z.strictObject({ kind: z.literal('text'), dim }),
+]);
+
+export const outputSpecSchema = z.discriminatedUnion('kind', [
+  z.strictObject({ kind: z.literal('reward') }),
+  z.strictObject({ kind: z.literal('classes'), classes: z.int().min(2).max(MAX_CLASSES) }),
+]);
+
+export const manifestSchema = z
+  .strictObject({
+    format: z.literal('fedpool-model'),
+    version: z.literal(1),
+    kind: z.enum(['reward', 'classifier']),
+    input: inputSpecSchema,
+    output: outputSpecSchema,
+    hidden: z.array(z.int().min(1).max(MAX_HIDDEN_UNITS)).max(MAX_HIDDEN_LAYERS),
+    seed: z.int().min(0),
+  })
+  .superRefine((m, ctx) => {
+    // `kind` is redundant with `output.kind`; it is kept for readers of the file, so it must agree.
+    const expected = m.output.kind === 'reward' ? 'reward' : 'classifier';
+    if (m.kind !== expected) {
+      ctx.addIssue({ code: 'custom', path: ['kind'], message: `is "${m.kind}" but output.kind "${m.output.kind}" needs "${expected}"` });
+    }
+  });
+
+export type InputSpec = z.output<typeof inputSpecSchema>;
+export type OutputSpec = z.output<typeof outputSpecSchema>;
+export type Manifest = z.output<typeof manifestSchema>;
+
+/** Validates a parsed `fedpool.json`. Errors are one line: `<where>: <field>: <problem>`. */
+export function parseManifest(json: unknown, where: string): Manifest {
+  const parsed = manifestSchema.safeParse(json);
+  if (parsed.success) return parsed.data;
+  const issue = parsed.error.issues[0];
+  const field = issue.path.map(String).join('.');
+  const message = issue.message.replace(/\s+/g, ' ');
+  throw new ModelError(field === '' ? `${where}: ${message}` : `${where}: ${field}: ${message}`);
+}
+
+/** Number of output units the model must have for this manifest. */
+export function outputUnits(output: OutputSpec): number {
+  return output.kind === 'reward' ? 1 : output.classes;
+}
+
+/**
+ * A score is one number per item: the reward model's output, or for a binary classifier the probability of class 1
+ * (the "positive"/"good" class). A classifier with more classes has no single score, so it is refused up front.
+ */
+export function assertScorable(manifest: Manifest): void {
+  if (manifest.output.kind === 'classes' && manifest.output.classes !== 2) {
+    throw new ModelError(
+      `score needs a reward model or a binary classifier; this model has ${manifest.output.classes} classes`,
+    );
+  }
+}
+
+/** `text:256`, `features:8`, `reward`, `classes:3`: the spellings `fedpool model init` accepts. */
+export function describeInput(input: InputSpec): string {
+  return `${input.kind}:${input.dim}`;
+}
+
+export function describeOutput(output: OutputSpec): string {
+  return output.kind === 'reward' ? 'reward' : `classes:${output.classes}`;
+}
+
+/** Parses and validates fedpool.json bytes. */
+export function manifestFromBytes(bytes: Uint8Array, where = 'fedpool.json'): Manifest {
+  let json: unknown;
+  try {
+    json = JSON.parse(new TextDecoder().decode(bytes)) as unknown;
+  } catch (err) {
+    throw new ModelError(`${where}: not valid JSON (${err instanceof Error ? err.message.replace(/\s+/g, ' ') : String(err)})`);
+  }
+  return parseManifest(json, where);
+}

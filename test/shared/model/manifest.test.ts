@@ -1,0 +1,46 @@
+import test from 'ava';
+import { assertScorable, manifestFromBytes, parseManifest } from '../../../shared/model/manifest.js';
+
+const good = {
+  format: 'fedpool-model',
+  version: 1,
+  kind: 'reward',
+  input: { kind: 'text', dim: 256 },
+  output: { kind: 'reward' },
+  hidden: [64, 32],
+  seed: 7,
+};
+
+test('a valid manifest parses to itself', (t) => {
+  t.deepEqual(parseManifest(good, 'fedpool.json'), good);
+  const classifier = { ...good, kind: 'classifier', input: { kind: 'features', dim: 8 }, output: { kind: 'classes', classes: 3 }, hidden: [] };
+  t.deepEqual(parseManifest(classifier, 'x'), classifier);
+});
+
+test('errors are one line naming the field', (t) => {
+  const bad = (patch: Record<string, unknown>, message: RegExp) =>
+    t.throws(() => parseManifest({ ...good, ...patch }, 'model bundle: fedpool.json'), { name: 'ModelError', message });
+  bad({ format: 'keras' }, /^model bundle: fedpool\.json: format: .*"fedpool-model"/);
+  bad({ version: 2 }, /^model bundle: fedpool\.json: version: /);
+  bad({ input: { kind: 'text', dim: 0 } }, /^model bundle: fedpool\.json: input\.dim: /);
+  bad({ input: { kind: 'image', dim: 3 } }, /^model bundle: fedpool\.json: input\.kind: /);
+  bad({ output: { kind: 'classes', classes: 1 } }, /^model bundle: fedpool\.json: output\.classes: /);
+  bad({ hidden: [64, -1] }, /^model bundle: fedpool\.json: hidden\.1: /);
+  bad({ seed: 1.5 }, /^model bundle: fedpool\.json: seed: /);
+  bad({ extra: true }, /^model bundle: fedpool\.json: .*extra/);
+  bad({ kind: 'classifier' }, /^model bundle: fedpool\.json: kind: is "classifier" but output\.kind "reward" needs "reward"$/);
+  t.throws(() => parseManifest([], 'f'), { message: /^f: / });
+  t.throws(() => manifestFromBytes(new TextEncoder().encode('{nope'), 'fedpool.json'), { message: /^fedpool\.json: not valid JSON/ });
+  for (const msg of [() => parseManifest({}, 'w')]) {
+    const err = t.throws(msg);
+    t.false(err?.message.includes('\n'));
+  }
+});
+
+test('score needs a reward model or a binary classifier', (t) => {
+  t.notThrows(() => assertScorable(parseManifest(good, 'x')));
+  t.notThrows(() => assertScorable(parseManifest({ ...good, kind: 'classifier', output: { kind: 'classes', classes: 2 } }, 'x')));
+  t.throws(() => assertScorable(parseManifest({ ...good, kind: 'classifier', output: { kind: 'classes', classes: 5 } }, 'x')), {
+    message: 'score needs a reward model or a binary classifier; this model has 5 classes',
+  });
+});
