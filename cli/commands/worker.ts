@@ -1,5 +1,138 @@
-import { notBuilt } from '../errors.js';
+// `fedpool worker`: join a coordinator and score shards until SIGTERM/SIGINT (drain, exit 0) or a second signal
+// (exit 130 at once). A refused token is final: one line naming the token problem, non-zero exit.
+import { availableParallelism, hostname } from 'node:os';
+import { statSync } from 'node:fs';
+import * as z from 'zod';
+import { BlobCache, defaultCacheDir } from '../../client/blob-cache.js';
+import type { BackendChoice } from '../../client/backends.js';
+import type { ScoringPool } from '../../client/scoring/pool.js';
+import { TokenRefusedError, VersionRefusedError, Worker, type Scorer, type WorkerLog } from '../../client/worker.js';
+import { BACKENDS } from '../../shared/protocol/index.js';
+import { UserError } from '../errors.js';
 
-export async function run(_options: Record<string, unknown>): Promise<void> {
-  notBuilt('worker', 3);
+const optionsSchema = z.object({
+  url: z.string(),
+  token: z.string().optional(),
+  name: z.string().optional(),
+  threads: z.number().int().min(1).optional(),
+  backend: z.enum(['auto', ...BACKENDS]).default('auto'),
+  data: z.array(z.string()).optional(),
+  scorerUrl: z.string().optional(),
+  scorerApi: z.string().optional(),
+});
+
+export type WorkerCommandOptions = z.input<typeof optionsSchema>;
+
+const LEVELS = ['debug', 'info', 'warn', 'error', 'silent'] as const;
+type Level = (typeof LEVELS)[number];
+
+/** Plain one-line logs on stderr; FEDPOOL_LOG=debug|info|warn|error|silent sets the threshold (default info). */
+function stderrLog(env: NodeJS.ProcessEnv = process.env): WorkerLog {
+  const wanted = (env['FEDPOOL_LOG'] ?? 'info').toLowerCase();
+  const threshold = LEVELS.indexOf((LEVELS as readonly string[]).includes(wanted) ? (wanted as Level) : 'info');
+  const at = (level: Level) => (message: string) => {
+    if (LEVELS.indexOf(level) >= threshold) process.stderr.write(`fedpool worker: ${level === 'info' ? '' : `${level}: `}${message}\n`);
+  };
+  return { debug: at('debug'), info: at('info'), warn: at('warn'), error: at('error') };
+}
+
+/** `--data NAME=PATH` → name → path, checking the format and that each path exists. */
+export function parseDataOptions(values: readonly string[]): Map<string, string> {
+  const out = new Map<string, string>();
+  for (const value of values) {
+    const m = /^([A-Za-z0-9][A-Za-z0-9._-]{0,255})=(.+)$/.exec(value);
+    if (m === null) throw new UserError(`fedpool worker: --data ${JSON.stringify(value)}: expected NAME=PATH (NAME of letters, digits, . _ -)`);
+    const [, name, path] = m as unknown as [string, string, string];
+    if (out.has(name)) throw new UserError(`fedpool worker: --data ${name} is given twice`);
+    try {
+      statSync(path);
+    } catch {
+      throw new UserError(`fedpool worker: --data ${name}: no such file or directory: ${path}`);
+    }
+    out.set(name, path);
+  }
+  return out;
+}
+
+/** The real scoring stack (TF.js in piscina threads), loaded only when a worker runs. */
+async function loadScoring() {
+  const [backends, pool] = await Promise.all([import('../../client/backends.js'), import('../../client/scoring/pool.js')]);
+  return { selectBackend: backends.selectBackend, createScoringPool: pool.createScoringPool };
+}
+
+export async function run(raw: Record<string, unknown>): Promise<void> {
+  const parsed = optionsSchema.safeParse(raw);
+  if (!parsed.success) throw new UserError(`fedpool worker: bad options: ${parsed.error.issues[0]?.message ?? 'invalid'}`);
+  const options = parsed.data;
+  if (options.scorerUrl !== undefined) throw new UserError('fedpool worker: --scorer-url: not built yet (issue #3 follow-up)', 2);
+  if (options.scorerApi !== undefined) throw new UserError('fedpool worker: --scorer-api needs --scorer-url', 2);
+  const datasets = parseDataOptions(options.data ?? []);
+  const name = options.name ?? `${hostname()}-${process.pid}`;
+  const threads = options.threads ?? Math.max(1, availableParallelism() - 1);
+  const token = options.token === '' ? undefined : options.token;
+  const log = stderrLog();
+  if (datasets.size > 0) log.debug(`datasets: ${[...datasets].map(([n, p]) => `${n}=${p}`).join(', ')}`);
+
+  // Signals are handled from the start: a SIGTERM during backend start-up is a clean stop too.
+  let worker: Worker | undefined;
+  let stopRequested = false;
+  let signals = 0;
+  const onSignal = (signal: NodeJS.Signals): void => {
+    signals++;
+    if (signals > 1) {
+      log.warn(`${signal} again: exiting without draining`);
+      process.exit(130);
+    }
+    stopRequested = true;
+    log.info(`${signal}: draining: finishing running leases, handing back the rest (${signal} again exits at once)`);
+    void worker?.drain();
+  };
+  process.on('SIGTERM', onSignal);
+  process.on('SIGINT', onSignal);
+  let pool: ScoringPool | undefined;
+  try {
+    const scoring = await loadScoring();
+    let choice: BackendChoice;
+    try {
+      choice = await scoring.selectBackend(options.backend);
+      for (const t of choice.tried) log.info(`backend ${t.backend} unavailable: ${t.error}`);
+      pool = scoring.createScoringPool({ threads, backend: choice.backend });
+      // Fail now, not on the first lease, if the threads cannot load what the main thread could.
+      await pool.probe();
+    } catch (e) {
+      throw new UserError(`fedpool worker: ${e instanceof Error ? e.message : String(e)}`);
+    }
+    if (stopRequested) return;
+    const backend = choice.backend;
+    const scorer: Scorer = pool;
+    worker = new Worker({
+      url: options.url,
+      token,
+      name,
+      threads,
+      backend,
+      device: choice.device,
+      scorer,
+      blobs: new BlobCache({ dir: defaultCacheDir(), onWarning: (m) => log.warn(m) }),
+      log,
+      onConnected: () => {
+        process.stdout.write(`fedpool worker ${name} connected to ${options.url} (backend=${backend}, threads=${threads})\n`);
+      },
+    });
+    try {
+      await worker.start();
+    } catch (e) {
+      if (e instanceof TokenRefusedError) throw new UserError(`fedpool worker: coordinator refused the token: ${e.reason}`);
+      if (e instanceof VersionRefusedError) throw new UserError(`fedpool worker: ${e.message}`);
+      throw e;
+    }
+  } finally {
+    process.off('SIGTERM', onSignal);
+    process.off('SIGINT', onSignal);
+    await pool?.close();
+    // Everything is closed; should a library still hold the event loop open, do not hang the shell. Unref'd, so
+    // it fires only in that case, after main() has set the exit code.
+    setTimeout(() => process.exit(), 2000).unref();
+  }
+  log.info('stopped');
 }

@@ -1,0 +1,130 @@
+// Pool throughput: items/s of a real coordinator and N real worker processes on this machine, for a small and a
+// 256-wide MLP reward model, plus the coordinator's CPU time per shard (from its own /metrics).
+//
+//   npm run build && node dist/bench/pool.js [--workers 1,2,4] [--items 40000] [--shard-size 1024]
+//                                            [--threads 1] [--backend auto|wasm|webgpu|cpu] [--quick]
+//
+// Children run the compiled CLI (bin/fedpool.js), so this needs `npm run build` first and works where only node
+// is installed (the GPU machine). Each configuration: a fresh coordinator, N workers, one warm-up job (model fetch,
+// backend start-up), then the timed job from submission to its last in-order result.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { cpus, tmpdir } from 'node:os';
+import path from 'node:path';
+import { createInterface } from 'node:readline';
+import { fileURLToPath } from 'node:url';
+import { CoordinatorApi } from '../cli/api.js';
+import { loadModelForSubmit } from '../cli/score/model.js';
+import { run as modelInit } from '../cli/commands/model-init.js';
+
+const args = process.argv.slice(2);
+const flag = (name: string, fallback: string): string => {
+  const i = args.indexOf(`--${name}`);
+  return i >= 0 && args[i + 1] !== undefined ? args[i + 1] : fallback;
+};
+const quick = args.includes('--quick');
+const workerCounts = flag('workers', quick ? '1,2' : '1,2,4').split(',').map(Number);
+const totalItems = Number(flag('items', quick ? '8000' : '40000'));
+const shardSize = Number(flag('shard-size', '1024'));
+const threads = flag('threads', '1');
+const backend = flag('backend', 'auto');
+if (workerCounts.some((n) => !Number.isInteger(n) || n < 1) || !(totalItems > 0) || !(shardSize > 0)) {
+  console.error('usage: node dist/bench/pool.js [--workers 1,2,4] [--items N] [--shard-size N] [--threads K] [--backend B] [--quick]');
+  process.exit(2);
+}
+
+// bench/pool.ts → repo root, whether run from source or from dist/bench/pool.js.
+const here = path.dirname(fileURLToPath(import.meta.url));
+const root = path.basename(path.dirname(here)) === 'dist' ? path.resolve(here, '../..') : path.resolve(here, '..');
+const bin = path.join(root, 'bin', 'fedpool.js');
+
+function fedpool(argv: string[]): ChildProcess {
+  return spawn(process.execPath, [bin, ...argv], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, FEDPOOL_LOG: 'warn' } });
+}
+
+function firstLine(child: ChildProcess, re: RegExp): Promise<RegExpMatchArray> {
+  return new Promise((resolve, reject) => {
+    let err = '';
+    child.stderr?.on('data', (d: Buffer) => (err = (err + d.toString()).slice(-1000)));
+    createInterface({ input: child.stdout! }).on('line', (l) => {
+      const m = re.exec(l);
+      if (m) resolve(m);
+    });
+    child.once('exit', (code) => reject(new Error(`child exited (${code}): ${err}`)));
+  });
+}
+
+async function stopAll(children: ChildProcess[]): Promise<void> {
+  await Promise.all(children.map((c) => new Promise<void>((r) => (c.exitCode !== null ? r() : (c.once('exit', () => r()), c.kill('SIGTERM'))))));
+}
+
+/** Seeded features in [-1, 1). */
+function items(n: number, dim: number, seed: number): { id: string; features: number[] }[] {
+  let s = seed >>> 0;
+  const rand = () => ((s = (Math.imul(s, 1664525) + 1013904223) >>> 0) / 2 ** 32) * 2 - 1;
+  return Array.from({ length: n }, (_, i) => ({ id: `${i}`, features: Array.from({ length: dim }, rand) }));
+}
+
+async function cpuSeconds(url: string, token: string): Promise<number> {
+  const text = await (await fetch(`${url}/metrics`, { headers: { authorization: `Bearer ${token}` } })).text();
+  const m = /^fedpool_process_cpu_seconds_total (\S+)$/m.exec(text);
+  return m ? Number(m[1]) : Number.NaN;
+}
+
+async function runJob(api: CoordinatorApi, model: string, list: { id: string; features: number[] }[]): Promise<number> {
+  const t0 = performance.now();
+  const { id } = await api.createJob({ kind: 'score', model, items: list, shardSize, batchSize: 1024 });
+  let n = 0;
+  await api.followResults(id, () => n++);
+  if (n !== list.length) throw new Error(`job ${id}: ${n} of ${list.length} results`);
+  return (performance.now() - t0) / 1000;
+}
+
+const dir = mkdtempSync(path.join(tmpdir(), 'fedpool-bench-pool-'));
+const models = [
+  { name: 'small MLP 32→32→16→1', input: 'features:32', hidden: '32,16', dim: 32 },
+  { name: 'wide MLP 256→256→256→1', input: 'features:256', hidden: '256,256', dim: 256 },
+];
+const rows: string[] = [];
+try {
+  for (const m of models) {
+    const out = path.join(dir, m.dim.toString());
+    await modelInit({ out, input: m.input, output: 'reward', hidden: m.hidden, seed: 1 });
+    const bundle = await loadModelForSubmit(out);
+    const warm = items(Math.min(2048, totalItems), m.dim, 2);
+    const timed = items(totalItems, m.dim, 3);
+    for (const n of workerCounts) {
+      const children: ChildProcess[] = [];
+      try {
+        const coord = fedpool(['coordinator', '--port', '0', '--state', ':memory:', '--worker-token', 'w', '--client-token', 'c']);
+        children.push(coord);
+        const [, url] = await firstLine(coord, /^fedpool coordinator listening on (\S+)$/);
+        const connected: Promise<RegExpMatchArray>[] = [];
+        for (let k = 0; k < n; k++) {
+          const w = fedpool(['worker', '--url', url, '--token', 'w', '--name', `bench-${k}`, '--threads', threads, '--backend', backend]);
+          children.push(w);
+          connected.push(firstLine(w, /backend=(\S+), threads/));
+        }
+        const got = await Promise.all(connected);
+        const api = new CoordinatorApi(url, 'c');
+        await api.ensureBlob(bundle.hash, bundle.bytes);
+        await runJob(api, bundle.hash, warm);
+        const cpu0 = await cpuSeconds(url, 'c');
+        const seconds = await runJob(api, bundle.hash, timed);
+        const cpu1 = await cpuSeconds(url, 'c');
+        const shards = Math.ceil(totalItems / shardSize);
+        const line = `| ${m.name} | ${n} | ${got[0][1]} | ${Math.round(totalItems / seconds).toLocaleString('en-US')} | ${(((cpu1 - cpu0) * 1000) / shards).toFixed(2)} |`;
+        rows.push(line);
+        process.stderr.write(`${line}\n`);
+      } finally {
+        await stopAll(children);
+      }
+    }
+  }
+} finally {
+  rmSync(dir, { recursive: true, force: true });
+}
+console.log(`\nfedpool pool throughput: ${totalItems} items, shards of ${shardSize}, ${threads} thread(s) per worker, ${cpus().length} cores, node ${process.version}\n`);
+console.log('| model | workers | backend | items/s | coordinator CPU ms/shard |');
+console.log('|:--|--:|:--|--:|--:|');
+for (const r of rows) console.log(r);
