@@ -1,0 +1,153 @@
+// The evaluation pool end to end, as users run it: a real coordinator, real worker processes, the real
+// `fedpool score` — all spawned from source on loopback.
+import test from 'ava';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { readFileSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { readBundleDir } from '../../client/scoring/bundle-fs.js';
+import { scoreInProcess } from '../../client/scoring/reference.js';
+import { selectBackend } from '../../client/backends.js';
+import { fedpoolEntry } from '../helpers/fedpool.js';
+import { CLIENT_TOKEN, WORKER_TOKEN, startCoordinatorProcess, tempDir } from '../server/helpers.js';
+
+const env = (): NodeJS.ProcessEnv => {
+  const e: NodeJS.ProcessEnv = { ...process.env, FEDPOOL_LOG: 'silent' };
+  delete e.FEDPOOL_TOKEN;
+  return e;
+};
+
+function cli(args: string[], cwd?: string): ReturnType<typeof spawnSync> {
+  return spawnSync(process.execPath, ['--import=tsx', fedpoolEntry, ...args], { encoding: 'utf8', env: env(), cwd, timeout: 180_000 });
+}
+
+function startWorker(url: string, name: string, cacheDir: string): { proc: ChildProcess; connected: Promise<void> } {
+  const proc = spawn(process.execPath, ['--import=tsx', fedpoolEntry, 'worker', '--url', url, '--token', WORKER_TOKEN, '--name', name, '--threads', '1', '--backend', 'wasm'], {
+    env: { ...env(), FEDPOOL_CACHE_DIR: cacheDir },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let out = '';
+  const connected = new Promise<void>((resolve, reject) => {
+    proc.stdout?.setEncoding('utf8').on('data', (d: string) => {
+      out += d;
+      if (out.includes(' connected to ')) resolve();
+    });
+    proc.once('exit', (code) => reject(new Error(`worker ${name} exited (${code}) before connecting`)));
+  });
+  return { proc, connected };
+}
+
+function stop(p: ChildProcess): Promise<void> {
+  return new Promise((resolve) => {
+    if (p.exitCode !== null || p.signalCode !== null) return resolve();
+    p.once('exit', () => resolve());
+    p.kill('SIGTERM');
+  });
+}
+
+/** Text items with groups, plus preference pairs every 50th line. */
+function writeInput(file: string, n: number): void {
+  const lines: string[] = [];
+  for (let i = 0; i < n; i++) {
+    if (i % 50 === 49) lines.push(JSON.stringify({ id: `pair-${i}`, prompt: `question ${i % 13}`, chosen: `a good answer ${i}`, rejected: `bad ${i % 7}` }));
+    else lines.push(JSON.stringify({ id: `item-${i}`, prompt: `question ${i % 13}`, response: `answer number ${i} about topic ${i % 17}`, group: `g${i % 40}` }));
+  }
+  writeFileSync(file, `${lines.join('\n')}\n`);
+}
+
+test('3 workers score 6,000 lines through fedpool score: complete, in order, equal to one process; kill -9 of a worker mid-job loses nothing', async (t) => {
+  const { dir, cleanup } = tempDir();
+  t.teardown(cleanup);
+  const model = path.join(dir, 'model');
+  const init = cli(['model', 'init', '--out', model, '--input', 'text:128', '--output', 'reward', '--hidden', '64,32', '--seed', '3']);
+  t.is(init.status, 0, String(init.stderr));
+
+  const coordinator = await startCoordinatorProcess(['--state', path.join(dir, 'state.db'), '--worker-token', WORKER_TOKEN, '--client-token', CLIENT_TOKEN, '--lease-ms', '20000']);
+  const workers = ['a', 'b', 'c'].map((n) => startWorker(coordinator.url, `w-${n}`, path.join(dir, `cache-${n}`)));
+  t.teardown(async () => {
+    await Promise.all(workers.map((w) => stop(w.proc)));
+    await coordinator.stop();
+  });
+  await Promise.all(workers.map((w) => w.connected));
+
+  // Part 1: a clean run, compared against scoring the same model in this process.
+  const input = path.join(dir, 'in.jsonl');
+  const output = path.join(dir, 'out.jsonl');
+  writeInput(input, 6000);
+  const scored = cli(['score', '--url', coordinator.url, '--token', CLIENT_TOKEN, '--model', model, '--input', input, '--output', output, '--shard-size', '128', '--select', 'best-of-n']);
+  t.is(scored.status, 0, String(scored.stderr));
+  t.regex(String(scored.stderr), /^fedpool job \S+ submitted$/m);
+  const summary = JSON.parse(String(scored.stdout).trim().split('\n').at(-1) ?? '{}') as { items: number; scored: number; accuracy: number; selected: Record<string, string> };
+  t.is(summary.items, 6000);
+  t.is(summary.scored, 6120);
+  t.is(Object.keys(summary.selected).length, 40);
+
+  const inLines = readFileSync(input, 'utf8').trim().split('\n').map((l) => JSON.parse(l) as { id: string; prompt: string; response?: string; chosen?: string; rejected?: string });
+  const outLines = readFileSync(output, 'utf8').trim().split('\n').map((l) => JSON.parse(l) as { id: string; score?: number; chosen_score?: number; rejected_score?: number; correct?: boolean });
+  t.deepEqual(outLines.map((l) => l.id), inLines.map((l) => l.id), 'one output line per input line, in input order');
+
+  await selectBackend('wasm');
+  const flat = inLines.flatMap((l) => (l.chosen !== undefined ? [{ prompt: l.prompt, response: l.chosen }, { prompt: l.prompt, response: l.rejected ?? '' }] : [{ prompt: l.prompt, response: l.response ?? '' }]));
+  const reference = await scoreInProcess(await readBundleDir(model), flat, 1024);
+  let k = 0;
+  let worst = 0;
+  let right = 0;
+  for (const l of outLines) {
+    if (l.score !== undefined) worst = Math.max(worst, Math.abs(l.score - reference[k++]));
+    else {
+      worst = Math.max(worst, Math.abs((l.chosen_score ?? NaN) - reference[k++]), Math.abs((l.rejected_score ?? NaN) - reference[k++]));
+      if (l.correct) right++;
+      t.is(l.correct, (l.chosen_score ?? 0) > (l.rejected_score ?? 0));
+    }
+  }
+  t.true(worst <= 1e-5, `max |pool − in-process| = ${worst}`);
+  t.is(summary.accuracy, right / 120);
+
+  // Part 2: kill -9 one worker while a bigger job runs; the job still completes, every line exactly once.
+  const big = path.join(dir, 'big.jsonl');
+  const bigOut = path.join(dir, 'big-out.jsonl');
+  writeInput(big, 30000);
+  const submit = spawn(process.execPath, ['--import=tsx', fedpoolEntry, 'score', '--url', coordinator.url, '--token', CLIENT_TOKEN, '--model', model, '--input', big, '--output', bigOut, '--shard-size', '64'], { env: env(), stdio: ['ignore', 'pipe', 'pipe'] });
+  let submitErr = '';
+  submit.stderr?.setEncoding('utf8').on('data', (d: string) => (submitErr += d));
+  const submitted = submit.stdout?.setEncoding('utf8');
+  let submitOut = '';
+  submitted?.on('data', (d: string) => (submitOut += d));
+  const exit = new Promise<number | null>((resolve) => submit.once('exit', resolve));
+  const jobId = await new Promise<string>((resolve, reject) => {
+    const timer = setInterval(() => {
+      const m = /fedpool job (\S+) submitted/.exec(submitErr);
+      if (m) {
+        clearInterval(timer);
+        resolve(m[1]);
+      }
+    }, 20);
+    void exit.then((c) => reject(new Error(`score exited ${c} before submitting: ${submitErr}`)));
+  });
+  let killedAt = -1;
+  while (killedAt < 0) {
+    const res = await fetch(`${coordinator.url}/api/jobs/${jobId}`, { headers: { authorization: `Bearer ${CLIENT_TOKEN}` } });
+    const job = (await res.json()) as { state: string; progress: { done: number; total: number } };
+    if (job.state === 'done') break;
+    if (job.progress.done > 0) {
+      workers[0].proc.kill('SIGKILL');
+      killedAt = job.progress.done / job.progress.total;
+    } else await new Promise((r) => setTimeout(r, 20));
+  }
+  t.is(await exit, 0, submitErr);
+  t.true(killedAt > 0 && killedAt < 1, `worker killed mid-job (at ${killedAt})`);
+  const ids = readFileSync(bigOut, 'utf8').trim().split('\n').map((l) => (JSON.parse(l) as { id: string }).id);
+  const expected = readFileSync(big, 'utf8').trim().split('\n').map((l) => (JSON.parse(l) as { id: string }).id);
+  t.deepEqual(ids, expected, 'every line exactly once, in order, after the kill');
+  t.regex(submitOut, /"items":30000/);
+});
+
+test('fedpool demo runs to completion', (t) => {
+  const r = cli(['demo']);
+  t.is(r.status, 0, String(r.stderr));
+  const out = String(r.stdout);
+  t.regex(out, /coordinator {2}http:\/\/127\.0\.0\.1:\d+/);
+  t.is(out.match(/fedpool worker demo-worker-\d connected to/g)?.length, 2);
+  t.regex(out, /"items":250,"scored":300/);
+  t.regex(out, /dashboard: http:\/\/127\.0\.0\.1:\d+\/\?token=\w+/);
+  t.regex(out, /fedpool demo: done/);
+});
