@@ -211,7 +211,16 @@ export class Connection {
       if (engine !== undefined && engine.writeBuffer.length > 0) {
         await wait(30_000, new Promise<void>((resolve) => engine.once('drain', () => resolve())));
       }
-      await wait(lingerMs);
+      // The barrier: the coordinator answers an acked heartbeat only after handling every frame sent before it.
+      // An older coordinator without the ack leaves us the plain linger.
+      const barrier = socket
+        .timeout(10_000)
+        .emitWithAck('heartbeat', encodeMessage({ type: 'heartbeat', time: Date.now(), inFlight: 0 }))
+        .then(
+          () => true,
+          () => false,
+        );
+      if (!(await barrier)) await wait(lingerMs);
     }
     this.close();
   }

@@ -149,7 +149,8 @@ class WorkerSession {
     };
 
     on('hello', (m, reply) => this.hello(m, reply), false);
-    on('heartbeat', () => {});
+    // An acked heartbeat is a worker's drain barrier: answering it confirms every earlier frame was handled.
+    on('heartbeat', (_m, reply) => reply?.({ type: 'heartbeat', time: Date.now() }));
     on('pull', (m) => {
       const id = this.id();
       owner.pool.registry.setDraining(id, false);

@@ -43,8 +43,13 @@ export type Frame = Uint8Array;
 /** socket.io acknowledgement carrying the reply frame. */
 export type FrameAck = (reply: Frame) => void;
 
-type Listener<T extends MessageType> = T extends 'hello'
-  ? (frame: Frame, ack: FrameAck) => void // the coordinator answers with welcome (or error)
+// heartbeat's ack is optional: when asked for it is a barrier — socket.io handles one socket's events in order, so
+// the reply means everything sent before it was processed (a draining worker waits for it before disconnecting,
+// or its last results could be dropped).
+type Listener<T extends MessageType> = T extends 'heartbeat'
+  ? (frame: Frame, ack?: FrameAck) => void
+  : T extends 'hello'
+    ? (frame: Frame, ack: FrameAck) => void // the coordinator answers with welcome (or error)
   : (frame: Frame) => void;
 
 /** Events a worker emits: `Server<WorkerToCoordinatorEvents, CoordinatorToWorkerEvents>`. */

@@ -259,7 +259,9 @@ export class FakeCoordinator {
       this.settle(peer, failure.leaseId);
     }, onError, opts);
     onMessage(socket, 'release', (release) => {
-      // Released shards go to the back of the queue (sent again when some result frees credit).
+      // Released shards go to the back of the queue. Like the real coordinator, a worker that releases gets no
+      // more leases until it pulls again (otherwise a draining worker and its coordinator play ping-pong).
+      peer.credit = 0;
       for (const id of release.leaseIds) {
         const lease = peer.outstanding.get(id);
         peer.outstanding.delete(id);
@@ -267,7 +269,10 @@ export class FakeCoordinator {
       }
       on(this.releases, release.leaseIds);
     }, onError, opts);
-    onMessage(socket, 'heartbeat', (hb) => on(this.heartbeats, hb), onError, opts);
+    onMessage(socket, 'heartbeat', (hb, reply) => {
+      on(this.heartbeats, hb);
+      reply?.({ type: 'heartbeat', time: Date.now() }); // the drain barrier, as the real coordinator answers it
+    }, onError, opts);
     onMessage(socket, 'blob-request', ({ hash }) => {
       on(this.blobRequests, hash);
       const bytes = this.blobs.get(hash);
