@@ -15,6 +15,7 @@ import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { CoordinatorApi } from '../cli/api.js';
 import { loadModelForSubmit } from '../cli/score/model.js';
+import { featureColumns } from '../cli/score/plan.js';
 import { run as modelInit } from '../cli/commands/model-init.js';
 
 const args = process.argv.slice(2);
@@ -73,7 +74,9 @@ async function cpuSeconds(url: string, token: string): Promise<number> {
 
 async function runJob(api: CoordinatorApi, model: string, list: { id: string; features: number[] }[]): Promise<number> {
   const t0 = performance.now();
-  const { id } = await api.createJob({ kind: 'score', model, items: list, shardSize, batchSize: 1024 });
+  // The compact column form, as fedpool score sends it.
+  const columns = featureColumns(list.map((it) => it.id), list.map((it) => it.features), list[0].features.length);
+  const { id } = await api.createJob({ kind: 'score', model, columns, shardSize, batchSize: 1024 });
   let n = 0;
   await api.followResults(id, () => n++);
   if (n !== list.length) throw new Error(`job ${id}: ${n} of ${list.length} results`);

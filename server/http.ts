@@ -237,7 +237,7 @@ export class Api {
     const parsed = parseJobRequest(value);
     if (!parsed.ok) throw new HttpError(400, parsed.error);
     try {
-      const record = this.o.pool.submit(parsed.request, parsed.form, parsed.dim);
+      const record = this.o.pool.submit(parsed.request, parsed.form, parsed.dim, parsed.columns);
       json(res, 201, { id: record.id });
     } catch (e) {
       if (e instanceof SubmitError) throw new HttpError(400, e.message);

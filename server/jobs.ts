@@ -38,10 +38,24 @@ const itemSchema = z
     }
   });
 
+/**
+ * The compact form of a job's items, for large jobs: parallel columns, with features as one base64 string of
+ * little-endian float32 (ids.length × dim values, row-major). JSON of decimal numbers costs ~19 bytes per value to
+ * send and far more CPU to parse and validate; this costs 5.3 bytes and one decode.
+ */
+const columnsSchema = z.strictObject({
+  ids: z.array(z.string().min(1).max(MAX_ID_LENGTH)).min(1).max(MAX_JOB_ITEMS),
+  features: z.strictObject({ dim: z.number().int().min(1).max(1 << 20), base64: z.string() }).optional(),
+  prompts: z.array(z.string()).optional(),
+  responses: z.array(z.string()).optional(),
+});
+
 export const jobRequestSchema = z.strictObject({
   kind: z.literal('score').default('score'),
   model: z.string().regex(/^[0-9a-f]{64}$/, 'expected the sha-256 (64 lowercase hex chars) of an uploaded model blob'),
-  items: z.array(itemSchema).min(1).max(MAX_JOB_ITEMS),
+  /** Row form: one object per item. Exactly one of `items` and `columns`. */
+  items: z.array(itemSchema).min(1).max(MAX_JOB_ITEMS).optional(),
+  columns: columnsSchema.optional(),
   shardSize: z.number().int().min(1).max(MAX_SHARD_SIZE).default(256),
   redundancy: z.number().int().min(1).max(MAX_REDUNDANCY).default(1),
   batchSize: z.number().int().min(1).max(MAX_BATCH_SIZE).default(1024),
@@ -73,41 +87,88 @@ export function describeIssue(error: z.ZodError): string {
   return where === '' ? message : `${where}: ${message}`;
 }
 
-export type ParsedJob = { ok: true; request: JobRequest; form: JobSpec['form']; dim: number } | { ok: false; error: string };
+/** A job's items as columns, whichever form they were submitted in. */
+export interface JobColumns {
+  ids: string[];
+  /** 'features' jobs: ids.length × dim values, row-major. */
+  features?: Float32Array;
+  prompts?: string[];
+  responses?: string[];
+}
+
+export type ParsedJob = { ok: true; request: JobRequest; form: JobSpec['form']; dim: number; columns: JobColumns } | { ok: false; error: string };
 
 /** Validates a job request body (already JSON-parsed): field types, then consistency across items. */
 export function parseJobRequest(body: unknown): ParsedJob {
   const result = jobRequestSchema.safeParse(body);
   if (!result.success) return { ok: false, error: describeIssue(result.error) };
   const request = result.data;
-  const first = request.items[0];
+  if ((request.items === undefined) === (request.columns === undefined)) return { ok: false, error: 'items: send exactly one of "items" and "columns"' };
+  if (request.columns !== undefined) return parseColumns(request, request.columns);
+  const first = request.items?.[0];
   if (first === undefined) return { ok: false, error: 'items: needs at least one item' };
   const form = first.features !== undefined ? 'features' : 'text';
   const dim = first.features?.length ?? 0;
-  for (let i = 1; i < request.items.length; i++) {
-    const item = request.items[i] as JobRequest['items'][number];
+  const items = request.items ?? [];
+  for (let i = 1; i < items.length; i++) {
+    const item = items[i];
     const f = item.features;
     if (form === 'features' && f === undefined) return { ok: false, error: `items[${i}]: is a text item, but items[0] has features (one form per job)` };
     if (form === 'text' && f !== undefined) return { ok: false, error: `items[${i}]: has features, but items[0] is a text item (one form per job)` };
     if (f !== undefined && f.length !== dim) return { ok: false, error: `items[${i}].features: has ${f.length} values, items[0] has ${dim}` };
   }
-  return { ok: true, request, form, dim };
+  const columns: JobColumns = { ids: items.map((it) => it.id) };
+  if (form === 'features') {
+    const f = new Float32Array(items.length * dim);
+    items.forEach((it, i) => f.set(it.features ?? [], i * dim));
+    columns.features = f;
+  } else {
+    columns.prompts = items.map((it) => it.prompt ?? '');
+    columns.responses = items.map((it) => it.response ?? '');
+  }
+  return { ok: true, request, form, dim, columns };
 }
 
-/** Splits validated items into shards (columnar, features packed as float32). */
-export function splitShards(request: JobRequest, form: JobSpec['form'], dim: number): ShardItems[] {
+const BASE64 = /^[A-Za-z0-9+/]*={0,2}$/;
+
+function parseColumns(request: JobRequest, c: z.output<typeof columnsSchema>): ParsedJob {
+  const n = c.ids.length;
+  const hasText = c.prompts !== undefined || c.responses !== undefined;
+  if ((c.features !== undefined) === hasText) return { ok: false, error: 'columns: send "features", or "prompts" and "responses"' };
+  if (c.features !== undefined) {
+    const { dim, base64 } = c.features;
+    if (base64.length % 4 !== 0 || !BASE64.test(base64)) return { ok: false, error: 'columns.features.base64: not valid base64' };
+    const bytes = Buffer.from(base64, 'base64');
+    if (bytes.byteLength !== n * dim * 4) {
+      return { ok: false, error: `columns.features.base64: holds ${bytes.byteLength} bytes, ${n} items × ${dim} float32 need ${n * dim * 4}` };
+    }
+    // Copy into an aligned buffer of our own (a decoded Buffer may sit at any offset of a shared pool).
+    const features = new Float32Array(n * dim);
+    new Uint8Array(features.buffer).set(bytes);
+    for (let j = 0; j < features.length; j++) {
+      if (!Number.isFinite(features[j])) return { ok: false, error: `columns.features: item ${Math.floor(j / dim)} value ${j % dim} is ${features[j]}` };
+    }
+    return { ok: true, request, form: 'features', dim, columns: { ids: c.ids, features } };
+  }
+  for (const key of ['prompts', 'responses'] as const) {
+    const col = c[key];
+    if (col === undefined) return { ok: false, error: `columns.${key}: missing (text items need prompts and responses)` };
+    if (col.length !== n) return { ok: false, error: `columns.${key}: has ${col.length} entries for ${n} ids` };
+  }
+  return { ok: true, request, form: 'text', dim: 0, columns: { ids: c.ids, prompts: c.prompts, responses: c.responses } };
+}
+
+/** Splits a job's columns into shards of shardSize items. */
+export function splitShards(columns: JobColumns, shardSize: number, dim: number): ShardItems[] {
   const shards: ShardItems[] = [];
-  const { items, shardSize } = request;
-  for (let start = 0; start < items.length; start += shardSize) {
-    const slice = items.slice(start, start + shardSize);
-    const shard: ShardItems = { ids: slice.map((it) => it.id) };
-    if (form === 'features') {
-      const f = new Float32Array(slice.length * dim);
-      slice.forEach((it, i) => f.set(it.features ?? [], i * dim));
-      shard.features = f;
-    } else {
-      shard.prompts = slice.map((it) => it.prompt ?? '');
-      shard.responses = slice.map((it) => it.response ?? '');
+  const n = columns.ids.length;
+  for (let start = 0; start < n; start += shardSize) {
+    const end = Math.min(n, start + shardSize);
+    const shard: ShardItems = { ids: columns.ids.slice(start, end) };
+    if (columns.features !== undefined) shard.features = columns.features.slice(start * dim, end * dim);
+    else {
+      shard.prompts = columns.prompts?.slice(start, end) ?? [];
+      shard.responses = columns.responses?.slice(start, end) ?? [];
     }
     shards.push(shard);
   }

@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import type { Logger } from 'pino';
 import { Tensor, type LeaseMessage, type ScoreItem } from '../shared/protocol/index.js';
 import { BlobStore } from './blobs.js';
-import { largestShardBytes, splitShards, type JobRequest } from './jobs.js';
+import { largestShardBytes, splitShards, type JobColumns, type JobRequest } from './jobs.js';
 import { Registry } from './registry.js';
 import { Scheduler, type Grant, type JobProgress, type JobStateEvent, type ResultOutcome, type ShardDoneEvent } from './scheduler.js';
 import { isTerminal, JOB_STATES, type JobRecord, type JobSpec, type JobState, type ShardResult, type Store, type JobUpdate, type StoredShardResult } from './store.js';
@@ -133,19 +133,19 @@ export class Pool {
 
   // ---- jobs ----------------------------------------------------------------------------------
 
-  submit(request: JobRequest, form: JobSpec['form'], dim: number): JobRecord {
+  submit(request: JobRequest, form: JobSpec['form'], dim: number, columns: JobColumns): JobRecord {
     if (this.closed) throw new SubmitError('the coordinator is shutting down');
     if (!this.blobs.has(request.model)) {
       throw new SubmitError(`model: unknown blob ${request.model}; upload it first (PUT /api/blobs/${request.model})`);
     }
-    const shards = splitShards(request, form, dim);
+    const shards = splitShards(columns, request.shardSize, dim);
     const biggest = largestShardBytes(shards);
     if (biggest > this.maxFrameBytes) {
       throw new SubmitError(`shardSize: a shard would need about ${biggest} bytes, more than the ${this.maxFrameBytes}-byte frame limit; use a smaller shardSize`);
     }
     const id = `j${this.now().toString(36)}${randomBytes(4).toString('hex')}`;
     const spec: JobSpec = {
-      kind: 'score', model: request.model, items: request.items.length, shardSize: request.shardSize,
+      kind: 'score', model: request.model, items: columns.ids.length, shardSize: request.shardSize,
       redundancy: request.redundancy, batchSize: request.batchSize, form, dim,
     };
     const record: JobRecord = { id, spec, state: 'queued', createdAt: this.now() };

@@ -40,13 +40,13 @@ export async function run(options: Record<string, unknown>): Promise<void> {
   const model = await loadModelForSubmit(o.model);
   checkCompatible(o.input, lines, model.input);
   checkSelectable(lines, o.select);
-  const { items, meta } = planItems(lines);
+  const { columns, meta, scored } = planItems(lines);
 
   await api.ensureBlob(model.hash, model.bytes);
   const started = Date.now();
-  const { id } = await api.createJob({ kind: 'score', model: model.hash, items, shardSize: o.shardSize, redundancy: o.redundancy, batchSize: BATCH_SIZE, meta: { format: 'fedpool-score/1', lines: meta } });
+  const { id } = await api.createJob({ kind: 'score', model: model.hash, columns, shardSize: o.shardSize, redundancy: o.redundancy, batchSize: BATCH_SIZE, meta: { format: 'fedpool-score/1', lines: meta } });
   process.stderr.write(`fedpool job ${id} submitted\n`);
-  await collect(api, id, meta, items.length, o.output, o.select, started);
+  await collect(api, id, meta, scored, o.output, o.select, started);
 }
 
 async function resume(api: CoordinatorApi, id: string, output: string, select: 'none' | SelectMode): Promise<void> {

@@ -3,7 +3,10 @@
 import { pairAccuracy, selectPerGroup, type SelectMode } from '../../shared/scoring/selection.js';
 import type { ScoreLine } from './input.js';
 
-export type JobItem = { id: string; features: number[] } | { id: string; prompt: string; response: string };
+/** The job's items in the coordinator's compact column form (see server/jobs.ts): features as base64 float32. */
+export type JobColumns =
+  | { ids: string[]; features: { dim: number; base64: string } }
+  | { ids: string[]; prompts: string[]; responses: string[] };
 
 /** What the job remembers of each input line (stored as job meta, so --resume can rebuild the output). */
 export interface LineMeta {
@@ -13,23 +16,42 @@ export interface LineMeta {
   answer?: string;
 }
 
-export function planItems(lines: readonly ScoreLine[]): { items: JobItem[]; meta: LineMeta[] } {
-  const items: JobItem[] = [];
+/** Packs features (n × dim float32, little-endian) as base64. */
+export function featureColumns(ids: string[], rows: readonly ArrayLike<number>[], dim: number): JobColumns {
+  const f = new Float32Array(rows.length * dim);
+  rows.forEach((r, i) => f.set(r, i * dim));
+  return { ids, features: { dim, base64: Buffer.from(f.buffer).toString('base64') } };
+}
+
+/** Lines must all be features lines or all text/pair lines (checked against the model before this). */
+export function planItems(lines: readonly ScoreLine[]): { columns: JobColumns; meta: LineMeta[]; scored: number } {
+  const ids: string[] = [];
+  const rows: number[][] = [];
+  const prompts: string[] = [];
+  const responses: string[] = [];
   const meta: LineMeta[] = [];
   lines.forEach((l, k) => {
     const m: LineMeta = { id: l.id };
     if (l.group !== undefined) m.group = l.group;
     if (l.answer !== undefined) m.answer = l.answer;
     // Job item ids are positions, not the user's ids: unique, short, and the output maps back by order.
-    if (l.kind === 'features') items.push({ id: `${k}`, features: l.features });
-    else if (l.kind === 'text') items.push({ id: `${k}`, prompt: l.prompt, response: l.response });
-    else {
+    if (l.kind === 'features') {
+      ids.push(`${k}`);
+      rows.push(l.features);
+    } else if (l.kind === 'text') {
+      ids.push(`${k}`);
+      prompts.push(l.prompt);
+      responses.push(l.response);
+    } else {
       m.pair = true;
-      items.push({ id: `${k}c`, prompt: l.prompt, response: l.chosen }, { id: `${k}r`, prompt: l.prompt, response: l.rejected });
+      ids.push(`${k}c`, `${k}r`);
+      prompts.push(l.prompt, l.prompt);
+      responses.push(l.chosen, l.rejected);
     }
     meta.push(m);
   });
-  return { items, meta };
+  const columns = rows.length > 0 ? featureColumns(ids, rows, rows[0].length) : { ids, prompts, responses };
+  return { columns, meta, scored: ids.length };
 }
 
 export type OutputLine = { id: string; score: number } | { id: string; chosen_score: number; rejected_score: number; correct: boolean };
