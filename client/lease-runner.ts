@@ -84,6 +84,22 @@ export function toScorerItems(items: readonly ScoreItem[]): ScorerItem[] {
   );
 }
 
+/** A score task's items for the scorer, from either form; rows of a matrix are views, not copies. */
+export function taskScorerItems(task: ScoreTask): ScorerItem[] {
+  if (task.matrix !== undefined) {
+    const { ids, features } = task.matrix;
+    const dim = features.shape[1] ?? 0;
+    const data = features.data as Float32Array;
+    return ids.map((_, i) => ({ features: data.subarray(i * dim, (i + 1) * dim) }));
+  }
+  return toScorerItems(task.items ?? []);
+}
+
+/** Number of items in a score task. */
+export function taskSize(task: ScoreTask): number {
+  return task.matrix?.ids.length ?? task.items?.length ?? 0;
+}
+
 export class LeaseRunner {
   private readonly held = new Map<string, Held>(); // by leaseId, in arrival order
   private readonly paused = new Set<string>();
@@ -221,14 +237,15 @@ export class LeaseRunner {
     try {
       const bundle = await channel.bundle(task.modelHash);
       const started = performance.now();
-      const scores = await this.options.scorer.score(task.modelHash, bundle, toScorerItems(task.items), task.batchSize);
+      const size = taskSize(task);
+      const scores = await this.options.scorer.score(task.modelHash, bundle, taskScorerItems(task), task.batchSize);
       const elapsed = performance.now() - started;
-      this.items += task.items.length;
+      this.items += size;
       this.computeMs += elapsed;
       this.held.delete(lease.leaseId);
       if (h.cancelled || !channel.live) return;
-      if (scores.length !== task.items.length) {
-        this.sendFailure(channel, lease, `scorer returned ${scores.length} scores for ${task.items.length} items`, true);
+      if (scores.length !== size) {
+        this.sendFailure(channel, lease, `scorer returned ${scores.length} scores for ${size} items`, true);
         return;
       }
       try {

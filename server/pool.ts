@@ -257,10 +257,9 @@ export class Pool {
     const sink = this.sink;
     if (record === undefined || sink === undefined) return;
     try {
-      const items = this.items(record, grant.shardIndex);
       sink.sendLease(grant.workerId, {
         type: 'lease', leaseId: grant.leaseId, shardId: grant.shardId, jobId: grant.jobId, deadline: grant.deadline, attempt: grant.attempt,
-        task: { kind: 'score', modelHash: record.spec.model, batchSize: record.spec.batchSize, items },
+        task: { kind: 'score', modelHash: record.spec.model, batchSize: record.spec.batchSize, ...this.shardPayload(record, grant.shardIndex) },
       });
     } catch (e) {
       // A shard that cannot be turned into a lease will not get better on retry.
@@ -270,15 +269,13 @@ export class Pool {
     }
   }
 
-  private items(record: JobRecord, index: number): ScoreItem[] {
+  /** Feature shards travel as one matrix (the store already holds them row-major); text shards as items. */
+  private shardPayload(record: JobRecord, index: number): { matrix: { ids: string[]; features: Tensor<'float32'> } } | { items: ScoreItem[] } {
     const shard = this.store.shardItems(record.id, index);
     if (shard === undefined) throw new Error(`shard ${index} of job ${record.id} is missing from the state store`);
-    const dim = record.spec.dim;
     const { features, prompts, responses } = shard;
-    return shard.ids.map((id, i) => {
-      if (features !== undefined) return { id, features: new Tensor('float32', features.subarray(i * dim, (i + 1) * dim)) };
-      return { id, prompt: prompts?.[i] ?? '', response: responses?.[i] ?? '' };
-    });
+    if (features !== undefined) return { matrix: { ids: shard.ids, features: Tensor.float32(features, [shard.ids.length, record.spec.dim]) } };
+    return { items: shard.ids.map((id, i) => ({ id, prompt: prompts?.[i] ?? '', response: responses?.[i] ?? '' })) };
   }
 
   /** One timer for the next lease deadline or the moment a slow shard becomes worth duplicating. */

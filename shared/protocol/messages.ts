@@ -187,12 +187,36 @@ export const scoreItemSchema = z
     }
   });
 
-export const scoreTaskSchema = z.strictObject({
-  kind: z.literal('score'),
-  modelHash: sha256,
-  batchSize: positiveInt,
-  items: z.array(scoreItemSchema).min(1),
-});
+/**
+ * A shard of feature items as one matrix: `ids[i]` names row i of `features` [ids.length, dim]. One tensor per
+ * shard instead of one per item makes a lease one memcpy to encode and decode, not thousands of small objects.
+ */
+export const featureMatrixSchema = z
+  .strictObject({
+    ids: z.array(id).min(1),
+    features: tensorOf('float32'),
+  })
+  .superRefine((m, ctx) => {
+    if (!(m.features instanceof Tensor) || !Array.isArray(m.ids)) return;
+    if (m.features.ndim !== 2 || m.features.shape[0] !== m.ids.length) {
+      shapeIssue(ctx, ['features'], `expected [${m.ids.length}, dim] for ${m.ids.length} ids, got [${m.features.shape.join(',')}]`);
+    }
+  });
+
+/** Exactly one of `items` (any form, one object each) and `matrix` (feature items, one tensor). */
+export const scoreTaskSchema = z
+  .strictObject({
+    kind: z.literal('score'),
+    modelHash: sha256,
+    batchSize: positiveInt,
+    items: z.array(scoreItemSchema).min(1).optional(),
+    matrix: featureMatrixSchema.optional(),
+  })
+  .superRefine((t, ctx) => {
+    if ((t.items === undefined) === (t.matrix === undefined)) {
+      ctx.addIssue({ code: 'custom', path: ['items'], message: 'send exactly one of items and matrix' });
+    }
+  });
 
 export const localTrainingSchema = z.strictObject({
   steps: positiveInt,

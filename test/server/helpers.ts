@@ -260,7 +260,16 @@ export class FakeWorker {
 
   scoresFor(lease: Lease): Float32Array {
     if (lease.task.kind !== 'score') throw new Error('not a score lease');
-    return Float32Array.from(lease.task.items.map((it) => fakeScore(it)));
+    const task = lease.task;
+    // Feature shards arrive as one matrix: score its rows as items.
+    const items: ScoreItem[] =
+      task.matrix !== undefined
+        ? task.matrix.ids.map((id, i) => {
+            const dim = task.matrix?.features.shape[1] ?? 0;
+            return { id, features: Tensor.float32((task.matrix?.features.data as Float32Array).slice(i * dim, (i + 1) * dim)) };
+          })
+        : (task.items ?? []);
+    return Float32Array.from(items.map((it) => fakeScore(it)));
   }
 
   /** Sends the (fake) result of a lease it holds, or of any lease given. */

@@ -30,7 +30,7 @@ test('inconsistent columns are one clear line each', (t) => {
   t.regex(err({}), /exactly one of "items" and "columns"/);
   t.regex(err({ items: [{ id: 'a', features: [1] }], columns: { ids: ['a'], features: { dim: 1, base64: b64([1]) } } }), /exactly one/);
   t.regex(err({ columns: { ids: ['a', 'b'], features: { dim: 2, base64: b64([1, 2]) } } }), /holds 8 bytes, 2 items × 2 float32 need 16/);
-  t.regex(err({ columns: { ids: ['a'], features: { dim: 1, base64: 'not base64!' } } }), /not valid base64/);
+  t.regex(err({ columns: { ids: ['a'], features: { dim: 1, base64: 'not base64!' } } }), /base64: not valid/);
   t.regex(err({ columns: { ids: ['a'], features: { dim: 1, base64: b64([Number.NaN]) } } }), /item 0 value 0 is NaN/);
   t.regex(err({ columns: { ids: ['a', 'b'], prompts: ['p', 'p'], responses: ['r'] } }), /columns\.responses: has 1 entries for 2 ids/);
   t.regex(err({ columns: { ids: ['a'], prompts: ['p'] } }), /columns\.responses: missing/);

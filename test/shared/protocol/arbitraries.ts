@@ -138,12 +138,26 @@ const scoreItemArb: fc.Arbitrary<ScoreItem> = fc.oneof(
   fc.record({ id: idArb, prompt: textArb, response: textArb }),
 );
 
-const scoreTaskArb: fc.Arbitrary<Task> = fc.record({
+const scoreItemsTaskArb: fc.Arbitrary<Task> = fc.record({
   kind: fc.constant('score'),
   modelHash: hashArb,
   batchSize: fc.integer({ min: 1, max: 4096 }),
   items: fc.array(scoreItemArb, { minLength: 1, maxLength: 6 }),
 });
+
+/** Feature shards as one [n, dim] matrix with n ids. */
+const scoreMatrixTaskArb: fc.Arbitrary<Task> = fc
+  .tuple(fc.integer({ min: 1, max: 6 }), fc.integer({ min: 0, max: 8 }))
+  .chain(([n, dim]) =>
+    fc.record({
+      kind: fc.constant('score'),
+      modelHash: hashArb,
+      batchSize: fc.integer({ min: 1, max: 4096 }),
+      matrix: fc.record({ ids: fc.array(idArb, { minLength: n, maxLength: n }), features: float32Arb(fc.constant([n, dim]), false) }),
+    }),
+  );
+
+const scoreTaskArb: fc.Arbitrary<Task> = fc.oneof(scoreItemsTaskArb, scoreMatrixTaskArb);
 
 const centralDataArb: fc.Arbitrary<TrainData> = fc
   .tuple(fc.integer({ min: 0, max: 8 }), fc.integer({ min: 0, max: 6 }), fc.integer({ min: 1, max: 3 }))

@@ -92,6 +92,12 @@ test('nested discriminators and items report their path', (t) => {
   expectCode(t, decodeRaw(lease({ kind: 'score', modelHash: HASH, batchSize: 1, items })), 'invalid-field', 'task.items[1].features');
   const both = [{ id: 'a', prompt: 'p', response: 'r', features: Tensor.float32([1]) }];
   expectCode(t, decodeRaw(lease({ kind: 'score', modelHash: HASH, batchSize: 1, items: both })), 'invalid-field', 'task.items[0]');
+  // The matrix form: rows must match the ids, and a task carries exactly one form.
+  const matrix = { ids: ['a', 'b'], features: Tensor.float32(new Float32Array(6), [3, 2]) };
+  expectCode(t, decodeRaw(lease({ kind: 'score', modelHash: HASH, batchSize: 1, matrix })), 'shape-mismatch', 'task.matrix.features');
+  const ok = { ids: ['a', 'b', 'c'], features: Tensor.float32(new Float32Array(6), [3, 2]) };
+  expectCode(t, decodeRaw(lease({ kind: 'score', modelHash: HASH, batchSize: 1, matrix: ok, items: [{ id: 'a', prompt: 'p', response: 'r' }] })), 'invalid-field', 'task.items');
+  expectCode(t, decodeRaw(lease({ kind: 'score', modelHash: HASH, batchSize: 1 })), 'invalid-field', 'task.items');
   const train = {
     kind: 'train', modelHash: HASH, modelVersion: 1, client: 0, local: { steps: 1, batchSize: 1, lr: 0.1, momentum: 0.5 },
     data: { source: 'central', rows: Tensor.float32(new Float32Array(6), [3, 2]), labels: Tensor.int32([1, 2]) },
