@@ -102,6 +102,8 @@ export interface Session {
 
 class LiveSession implements Session {
   live = true;
+  /** Frames sent so far; the drain barrier repeats while frames keep being sent behind it. */
+  sent = 0;
   constructor(
     readonly id: number,
     readonly welcome: WelcomeMessage,
@@ -113,6 +115,7 @@ class LiveSession implements Session {
     // session gets a new socket), but checking here keeps anything from queueing on a dying one.
     if (!this.live || !this.socket.connected) return false;
     sendMessage(this.socket, message, { maxBytes: this.welcome.maxFrameBytes });
+    this.sent++;
     return true;
   }
 }
@@ -212,15 +215,25 @@ export class Connection {
         await wait(30_000, new Promise<void>((resolve) => engine.once('drain', () => resolve())));
       }
       // The barrier: the coordinator answers an acked heartbeat only after handling every frame sent before it.
-      // An older coordinator without the ack leaves us the plain linger.
-      const barrier = socket
-        .timeout(10_000)
-        .emitWithAck('heartbeat', encodeMessage({ type: 'heartbeat', time: Date.now(), inFlight: 0 }))
-        .then(
-          () => true,
-          () => false,
-        );
-      if (!(await barrier)) await wait(lingerMs);
+      // A lease already on its way when we drained arrives before the answer and is released behind the barrier,
+      // so repeat until a barrier has nothing sent after it. An older coordinator without the ack leaves us the
+      // plain linger.
+      const session = this.current;
+      for (let round = 0; round < 8; round++) {
+        const before = session instanceof LiveSession ? session.sent : 0;
+        const answered = await socket
+          .timeout(10_000)
+          .emitWithAck('heartbeat', encodeMessage({ type: 'heartbeat', time: Date.now(), inFlight: 0 }))
+          .then(
+            () => true,
+            () => false,
+          );
+        if (!answered) {
+          await wait(lingerMs);
+          break;
+        }
+        if (!(session instanceof LiveSession) || session.sent === before) break;
+      }
     }
     this.close();
   }
