@@ -1,0 +1,76 @@
+// fedpool score refuses bad input locally, before anything reaches the coordinator, with one line naming the problem.
+import test from 'ava';
+import { spawnSync } from 'node:child_process';
+import { rmSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { fedpoolEntry } from '../helpers/fedpool.js';
+import { CLIENT_TOKEN, startCoordinatorProcess, tempDir, type CoordinatorProcess } from '../server/helpers.js';
+
+let c: CoordinatorProcess;
+let dir: string;
+let cleanup: () => void;
+
+const cli = (...args: string[]) => {
+  const env: NodeJS.ProcessEnv = { ...process.env, FEDPOOL_LOG: 'silent' };
+  delete env.FEDPOOL_TOKEN;
+  return spawnSync(process.execPath, ['--import=tsx', fedpoolEntry, ...args], { encoding: 'utf8', env, timeout: 60_000 });
+};
+
+test.before(async () => {
+  ({ dir, cleanup } = tempDir());
+  c = await startCoordinatorProcess(['--state', ':memory:', '--client-token', CLIENT_TOKEN]);
+  for (const [name, input] of [['text', 'text:32'], ['feat', 'features:3']]) {
+    const r = cli('model', 'init', '--out', path.join(dir, name), '--input', input, '--output', 'reward', '--hidden', '4');
+    if (r.status !== 0) throw new Error(r.stderr);
+  }
+});
+
+test.after.always(async () => {
+  await c?.stop();
+  cleanup?.();
+});
+
+function score(model: string, lines: string[], ...extra: string[]) {
+  const input = path.join(dir, `in-${Math.random().toString(36).slice(2)}.jsonl`);
+  writeFileSync(input, lines.join('\n') + '\n');
+  const r = cli('score', '--url', c.url, '--token', CLIENT_TOKEN, '--model', path.join(dir, model), '--input', input, '--output', path.join(dir, 'out.jsonl'), ...extra);
+  return { ...r, input };
+}
+
+async function jobCount(): Promise<number> {
+  const res = await fetch(`${c.url}/api/jobs`, { headers: { authorization: `Bearer ${CLIENT_TOKEN}` } });
+  return ((await res.json()) as unknown[]).length;
+}
+
+test.serial('each kind of bad input is one line naming file and line, and nothing is submitted', async (t) => {
+  const ok = JSON.stringify({ id: 'a', prompt: 'p', response: 'r' });
+  const cases: [string, string[], RegExp, string[]?][] = [
+    ['text', [ok, '{"id": "b", "prompt": "p", "response": "r"', ok], /:2: not valid JSON/],
+    ['text', [ok, ok, JSON.stringify({ id: 3, prompt: 'p', response: 'r' })], /:3: "id": /],
+    ['text', [JSON.stringify({ id: 'x', prompt: 'p' })], /:1: "response": /],
+    ['text', [JSON.stringify({ id: 'x', prompt: 'p', chosen: 'c' })], /:1: "rejected": /],
+    ['feat', [JSON.stringify({ id: 'x', features: [1, 2, 3] }), JSON.stringify({ id: 'y', features: [1, 2] })], /:2: "features" has 2 values, the model takes 3/],
+    ['feat', [ok], /:1: the model takes features:3, but this line has text/],
+    ['text', [JSON.stringify({ id: 'x', features: [1, 2, 3] })], /:1: the model takes text:32 .* but this line has features/],
+    ['text', [ok], /--select majority needs item lines with a "group"/, ['--select', 'majority']],
+  ];
+  for (const [model, lines, pattern, extra] of cases) {
+    const r = score(model, lines, ...(extra ?? []));
+    t.is(r.status, 1, `${pattern}: ${r.stderr}`);
+    t.regex(r.stderr, pattern);
+    t.is(r.stderr.trim().split('\n').length, 1, r.stderr);
+  }
+  t.is(await jobCount(), 0, 'nothing was submitted');
+});
+
+test.serial('a broken model bundle is refused before any work is dispatched', async (t) => {
+  rmSync(path.join(dir, 'feat', 'weights.bin'));
+  const r = score('feat', [JSON.stringify({ id: 'x', features: [1, 2, 3] })]);
+  t.is(r.status, 1);
+  t.regex(r.stderr, /weights\.bin/);
+  writeFileSync(path.join(dir, 'text', 'fedpool.json'), '{"format": "something-else"}');
+  const r2 = score('text', [JSON.stringify({ id: 'a', prompt: 'p', response: 'r' })]);
+  t.is(r2.status, 1);
+  t.regex(r2.stderr, /fedpool\.json/);
+  t.is(await jobCount(), 0);
+});
