@@ -18,6 +18,7 @@ import {
   trimmedMean,
   weightedMean,
 } from '../shared/index.js';
+import { mulberry32 } from '../shared/random.js';
 
 const args = process.argv.slice(2);
 const quick = args.includes('--quick');
@@ -32,16 +33,6 @@ if (!Number.isInteger(runs) || runs < 1) {
 const [nA, dA] = quick ? [10, 100_000] : [50, 1_000_000];
 const [nB, dB, f] = quick ? [12, 20_000, 2] : [30, 200_000, 5];
 
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /** n rows of d standard normals (Box–Muller, both outputs used). */
 function gaussianRows(rand: () => number, n: number, d: number): Float32Array[] {

@@ -1,4 +1,5 @@
 import fc from 'fast-check';
+import { mulberry32, normal } from '../../shared/random.js';
 
 /** A float32 vector of length d: integer-valued (exact arithmetic, exact ties) or continuous. */
 export function vector(d: number, integer = false): fc.Arbitrary<Float32Array> {
@@ -54,16 +55,7 @@ export function sameArrays(a: readonly Float32Array[], b: readonly Float32Array[
 }
 
 /** Seeded uniform [0,1) (mulberry32), for tests that build inputs by hand. */
-export function rng(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+export const rng = mulberry32;
 
 /**
  * Updates drawn from a seeded normal distribution rather than shrinkable values: ties then have probability 0,
@@ -80,6 +72,4 @@ export function generalPositionSetWithF(factor: number, extra: number, maxN = 12
     });
 }
 
-export function normal(r: () => number): number {
-  return Math.sqrt(-2 * Math.log(1 - r())) * Math.cos(2 * Math.PI * r());
-}
+export { normal };

@@ -23,6 +23,7 @@ import {
   type RuleName,
   type StalenessSpec,
 } from '../../../shared/index.js';
+import { mulberry32 } from '../../../shared/random.js';
 
 const ORACLE = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../reference/aggregate_ref.py');
 const PYTHON = process.env.FEDPOOL_PYTHON ?? 'python3';
@@ -32,16 +33,6 @@ const RTOL = 1e-4;
 // Seeded randomness: mulberry32 + Box–Muller
 // ---------------------------------------------------------------------------------------------------------------
 
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 class Rng {
   private readonly u: () => number;
