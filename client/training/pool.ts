@@ -1,0 +1,131 @@
+import { extname } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { Piscina } from 'piscina';
+import { BundleError, ModelError } from '../../shared/model/errors.js';
+import type { BackendChoice, BackendRequest } from '../backends.js';
+import type { LocalTrainOptions, LocalTrainResult, TrainData } from './local-train.js';
+import type { TrainProbeResult, TrainTaskFailure, TrainTaskInput, TrainTaskMessage } from './train-task.js';
+
+/**
+ * The worker's fine-tuning thread pool (the scoring pool's twin, client/scoring/pool.ts): local training is
+ * seconds of synchronous tensor work, which must not run on the event loop (socket.io heartbeats, blob transfers),
+ * and `threads` shards train in parallel. Each bundle is shared with the threads through one SharedArrayBuffer;
+ * a shard's data, weights and momentum are copied once into fresh buffers that are transferred (the caller's
+ * arrays stay usable), and the update and momentum are transferred back.
+ */
+
+export interface TrainingPoolOptions {
+  threads: number;
+  /** Backend each thread selects on its first task (normally the concrete one `selectBackend` chose). */
+  backend: BackendRequest;
+  /** How long a thread beyond the first may sit idle before it exits (and drops its models); default 5 min. */
+  idleTimeoutMs?: number;
+}
+
+export interface TrainShard {
+  /** sha-256 of `bundle`. */
+  hash: string;
+  /** The packed model bundle. */
+  bundle: Uint8Array;
+  /** Weights to train from (flat, shared/model/weights.ts order); default the bundle's own. */
+  weights?: Float32Array;
+  /** The client's momentum from its previous round. */
+  momentum?: Float32Array;
+  data: TrainData;
+  opts: Omit<LocalTrainOptions, 'initialMomentum'>;
+}
+
+export interface TrainingPool {
+  /**
+   * Trains one shard in a pool thread: the same trainLocally as in-process, so the same result on the same
+   * backend. A bad bundle, data or option rejects with a ModelError/BundleError/RangeError (not retryable).
+   */
+  train(shard: TrainShard): Promise<LocalTrainResult>;
+  /** Runs a no-op task: the backend a thread got. */
+  probe(): Promise<BackendChoice>;
+  readonly threads: number;
+  /** Waits for running tasks, then stops the threads. */
+  close(): Promise<void>;
+}
+
+const SHARED_BUNDLES = 4;
+
+/** The task module beside this file, with this file's extension: .ts from source (under tsx), .js from dist/. */
+function taskFile(): string {
+  const self = fileURLToPath(import.meta.url);
+  return new URL(`./train-task${extname(self)}`, import.meta.url).href;
+}
+
+function rebuild(failure: TrainTaskFailure['failure']): Error {
+  if (failure.name === 'BundleError') return new BundleError(failure.message);
+  if (failure.name === 'RangeError') return new RangeError(failure.message);
+  return new ModelError(failure.message);
+}
+
+/** A fresh copy of `data` whose buffers can be transferred. */
+function copyData(data: TrainData): { data: TrainData; buffers: ArrayBuffer[] } {
+  if (data.kind === 'classify') {
+    const x = data.x.slice();
+    const labels = data.labels.slice();
+    return { data: { kind: 'classify', x, labels }, buffers: [x.buffer, labels.buffer] };
+  }
+  const chosen = data.chosen.slice();
+  const rejected = data.rejected.slice();
+  return { data: { kind: 'pairs', chosen, rejected }, buffers: [chosen.buffer, rejected.buffer] };
+}
+
+export function createTrainingPool(options: TrainingPoolOptions): TrainingPool {
+  const threads = options.threads;
+  if (!Number.isSafeInteger(threads) || threads < 1) throw new RangeError(`threads must be a positive integer, got ${String(threads)}`);
+  const piscina = new Piscina({
+    filename: taskFile(),
+    minThreads: 1,
+    maxThreads: threads,
+    idleTimeout: options.idleTimeoutMs ?? 5 * 60_000,
+    // Worker threads inherit process.execArgv (so `--import=tsx` under tests), which is what loads the .ts task.
+  });
+  const shared = new Map<string, Uint8Array>(); // LRU by insertion order
+
+  function sharedBundle(hash: string, bundle: Uint8Array): Uint8Array {
+    let view = shared.get(hash);
+    if (view !== undefined) {
+      shared.delete(hash);
+    } else {
+      view = new Uint8Array(new SharedArrayBuffer(bundle.byteLength));
+      view.set(bundle);
+      if (shared.size >= SHARED_BUNDLES) shared.delete(shared.keys().next().value as string);
+    }
+    shared.set(hash, view);
+    return view;
+  }
+
+  return {
+    threads,
+    async train(shard) {
+      const { data, buffers } = copyData(shard.data);
+      const task: TrainTaskInput = { kind: 'train', hash: shard.hash, bundle: sharedBundle(shard.hash, shard.bundle), backend: options.backend, data, opts: { ...shard.opts } };
+      if (shard.weights !== undefined) {
+        task.weights = shard.weights.slice();
+        buffers.push(task.weights.buffer as ArrayBuffer);
+      }
+      if (shard.momentum !== undefined) {
+        task.momentum = shard.momentum.slice();
+        buffers.push(task.momentum.buffer as ArrayBuffer);
+      }
+      const out = (await piscina.run(task satisfies TrainTaskMessage, { transferList: buffers })) as LocalTrainResult | TrainTaskFailure;
+      if ('failure' in out) {
+        if (out.failure.name === 'BundleError') shared.delete(shard.hash); // never keep bytes that failed as that hash
+        throw rebuild(out.failure);
+      }
+      return out;
+    },
+    async probe() {
+      const out = (await piscina.run({ kind: 'probe', backend: options.backend } satisfies TrainTaskMessage)) as TrainProbeResult;
+      return out.choice;
+    },
+    async close() {
+      shared.clear();
+      await piscina.close();
+    },
+  };
+}

@@ -1,0 +1,122 @@
+import { move, transferableSymbol, valueSymbol } from 'piscina';
+import { selectBackend, type BackendChoice, type BackendRequest } from '../backends.js';
+import { BundleError } from '../../shared/model/errors.js';
+import { bundleHash, unpackBundle } from '../../shared/model/bundle.js';
+import { loadFromFiles, type LoadedModel } from '../../shared/model/tf-model.js';
+import { getFlatWeights, setFlatWeights } from '../../shared/model/weights.js';
+import { trainLocally, type LocalTrainOptions, type LocalTrainResult, type TrainData } from './local-train.js';
+
+/**
+ * The piscina task module for fine-tuning shards: runs in a worker thread with its own TF.js instance. Each thread
+ * selects its backend once and keeps the last few models it loaded, by hash, with the bundle's own weights; every
+ * task first sets the weights it trains from (the task's, or the bundle's), since the previous task left the
+ * model at its trained weights.
+ */
+
+export interface TrainTaskInput {
+  kind: 'train';
+  /** sha-256 of `bundle`; checked once per thread when the model is first loaded. */
+  hash: string;
+  /** The packed bundle (the pool passes a SharedArrayBuffer view, shared with all threads). */
+  bundle: Uint8Array;
+  backend: BackendRequest;
+  /** Weights to train from (flat, shared/model/weights.ts order); default the bundle's. */
+  weights?: Float32Array;
+  /** The client's momentum to continue from. */
+  momentum?: Float32Array;
+  data: TrainData;
+  /** Options for trainLocally, without the momentum (given above). */
+  opts: Omit<LocalTrainOptions, 'initialMomentum'>;
+}
+
+export interface TrainProbeInput {
+  kind: 'probe';
+  backend: BackendRequest;
+}
+
+export type TrainTaskMessage = TrainTaskInput | TrainProbeInput;
+
+/** A failure retrying elsewhere cannot fix, returned rather than thrown: structured clone would drop its name. */
+export interface TrainTaskFailure {
+  failure: { name: string; message: string };
+}
+
+export interface TrainProbeResult {
+  choice: BackendChoice;
+}
+
+interface CachedModel extends LoadedModel {
+  /** The bundle's weights, restored for tasks that send none. */
+  initial: Float32Array;
+}
+
+const MODEL_CACHE_SIZE = 4;
+
+let backend: { requested: BackendRequest; ready: Promise<BackendChoice> } | undefined;
+const models = new Map<string, Promise<CachedModel>>(); // insertion order = least recently used first
+
+function ensureBackend(requested: BackendRequest): Promise<BackendChoice> {
+  if (backend === undefined) backend = { requested, ready: selectBackend(requested) };
+  else if (backend.requested !== requested) {
+    return Promise.reject(new Error(`this training thread runs backend ${backend.requested}, not ${requested}`));
+  }
+  return backend.ready;
+}
+
+async function load(hash: string, bundle: Uint8Array): Promise<CachedModel> {
+  const bytes = bundle.slice(); // own, non-shared copy: WebCrypto refuses shared memory
+  const actual = await bundleHash(bytes);
+  if (actual !== hash) throw new BundleError(`model bundle: sha-256 is ${actual}, expected ${hash}`);
+  const loaded = await loadFromFiles(unpackBundle(bytes).files);
+  return { ...loaded, initial: getFlatWeights(loaded.model) };
+}
+
+function cachedModel(hash: string, bundle: Uint8Array): Promise<CachedModel> {
+  const cached = models.get(hash);
+  if (cached !== undefined) {
+    models.delete(hash);
+    models.set(hash, cached);
+    return cached;
+  }
+  const loading = load(hash, bundle);
+  models.set(hash, loading);
+  loading.catch(() => {
+    if (models.get(hash) === loading) models.delete(hash);
+  });
+  while (models.size > MODEL_CACHE_SIZE) {
+    const [oldest, evicted] = models.entries().next().value as [string, Promise<CachedModel>];
+    models.delete(oldest);
+    evicted.then((m) => m.model.dispose(), () => {}); // one task at a time per thread: nothing uses it now
+  }
+  return loading;
+}
+
+/** The result with its buffers transferred, not cloned (piscina's Transferable protocol). */
+function transferable(result: LocalTrainResult): LocalTrainResult {
+  const buffers: ArrayBuffer[] = [result.update.buffer as ArrayBuffer];
+  if (result.momentum !== undefined) buffers.push(result.momentum.buffer as ArrayBuffer);
+  return move({
+    get [transferableSymbol]() {
+      return buffers;
+    },
+    get [valueSymbol]() {
+      return result;
+    },
+  }) as unknown as LocalTrainResult;
+}
+
+export default async function trainTask(task: TrainTaskMessage): Promise<LocalTrainResult | TrainTaskFailure | TrainProbeResult> {
+  if (task.kind === 'probe') return { choice: await ensureBackend(task.backend) };
+  await ensureBackend(task.backend);
+  try {
+    const { model, manifest, initial } = await cachedModel(task.hash, task.bundle);
+    setFlatWeights(model, task.weights ?? initial);
+    const opts: LocalTrainOptions = task.momentum !== undefined ? { ...task.opts, initialMomentum: task.momentum } : { ...task.opts };
+    return transferable(await trainLocally(model, manifest, task.data, opts));
+  } catch (err) {
+    if (err instanceof Error && (err.name === 'ModelError' || err.name === 'BundleError' || err instanceof RangeError)) {
+      return { failure: { name: err.name, message: err.message } };
+    }
+    throw err;
+  }
+}
