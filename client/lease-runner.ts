@@ -1,6 +1,8 @@
 // Executes leases: holds up to `credit` of them, runs up to `maxRunning` at once (the rest wait, their model
 // prefetched, so the pool never idles between batches), and answers each with `result` or `failure` on the session
-// it came from. Draining hands waiting leases back with `release` and lets running ones finish.
+// it came from. Draining hands waiting leases back with `release` and lets running ones finish. Score leases go to
+// the Scorer; train leases (fine-tuning shards) to the Trainer, on central data shipped with the lease or on one of
+// the worker's own datasets.
 import {
   MAX_CREDIT,
   ProtocolError,
@@ -8,9 +10,15 @@ import {
   type LeaseMessage,
   type ScoreItem,
   type ScoreTask,
+  type TrainTask,
+  type ResultPayload,
   type WorkerMessage,
 } from '../shared/protocol/index.js';
+import { fnv1a32, unpackBundle, type Manifest } from '../shared/model/index.js';
 import { BlobError } from './blob-cache.js';
+import { DatasetError, toTrainData, type Dataset } from './training/datasets.js';
+import type { LocalTrainResult, TrainData } from './training/local-train.js';
+import type { TrainShard } from './training/pool.js';
 
 /** One item as the scorer takes it: precomputed features, or the text the model's featurizer reads. */
 export type ScorerItem = { features: Float32Array } | { prompt: string; response: string };
@@ -23,6 +31,17 @@ export interface Scorer {
 }
 
 /** The connection a lease arrived on. Everything about a lease goes back on that connection or nowhere. */
+/** What the lease runner needs from a training pool (client/training/pool.ts provides the real one). */
+export interface Trainer {
+  train(shard: TrainShard): Promise<LocalTrainResult>;
+}
+
+/** The worker's own datasets by name (client/training/datasets.ts `Datasets`). */
+export interface DatasetSource {
+  /** Rejects with a non-retryable error for an unknown name or a bad file. */
+  get(name: string): Promise<Dataset>;
+}
+
 export interface LeaseChannel {
   readonly live: boolean;
   /** False once the connection is gone (the coordinator re-queues that connection's leases itself). */
@@ -39,6 +58,10 @@ export interface RunnerLog {
 
 export interface LeaseRunnerOptions {
   scorer: Scorer;
+  /** Runs train leases; without one, train leases fail (retryable: another worker may train). */
+  trainer?: Trainer | undefined;
+  /** Datasets train leases may name (`data: {source: 'worker', name}`). */
+  datasets?: DatasetSource | undefined;
   /** Leases held at once (the `pull` credit). */
   credit: number;
   /** Leases scored at once (the pool's threads). */
@@ -50,7 +73,7 @@ type State = 'queued' | 'running';
 
 interface Held {
   lease: LeaseMessage;
-  task: ScoreTask;
+  task: ScoreTask | TrainTask;
   channel: LeaseChannel;
   state: State;
   /** Its job was cancelled: finish quietly, send nothing. */
@@ -100,6 +123,39 @@ export function taskSize(task: ScoreTask): number {
   return task.matrix?.ids.length ?? task.items?.length ?? 0;
 }
 
+/** Sets `key` as the most recent entry of an insertion-ordered LRU map of at most `limit` entries. */
+function remember<V>(map: Map<string, V>, key: string, value: V, limit: number): void {
+  map.delete(key);
+  map.set(key, value);
+  while (map.size > limit) map.delete(map.keys().next().value as string);
+}
+
+/** The minibatch seed of a fine-tuning shard: a pure function of (model version, client), so any worker repeats it. */
+export function trainSeed(modelVersion: number, client: number): number {
+  return fnv1a32(`fedpool-train:${modelVersion}:${client}`);
+}
+
+/**
+ * Central rows/labels (the lease's tensors) → classification data. Labels must be class ids: int32 [n], or float32
+ * [n] holding integers. Other label forms are not trainable yet (not retryable).
+ */
+export function centralTrainData(rows: Tensor, labels: Tensor): TrainData {
+  if (!(rows.data instanceof Float32Array)) throw new DatasetError(`central data: rows must be float32, got ${rows.dtype}`);
+  if (labels.ndim !== 1) throw new DatasetError(`central data: labels ${labels.describe()} are not supported yet; send class ids [n]`);
+  let ids: Int32Array;
+  if (labels.data instanceof Int32Array) ids = labels.data;
+  else {
+    const values = labels.data;
+    ids = new Int32Array(values.length);
+    for (let i = 0; i < values.length; i++) {
+      const v = values[i]!;
+      if (!Number.isInteger(v)) throw new DatasetError(`central data: label ${i} is ${v}, not a class id`);
+      ids[i] = v;
+    }
+  }
+  return { kind: 'classify', x: rows.data, labels: ids };
+}
+
 export class LeaseRunner {
   private readonly held = new Map<string, Held>(); // by leaseId, in arrival order
   private readonly paused = new Set<string>();
@@ -109,6 +165,10 @@ export class LeaseRunner {
   private readonly log: RunnerLog;
   private items = 0;
   private computeMs = 0;
+  private readonly manifests = new Map<string, Manifest>();
+  private readonly trainData = new Map<string, Promise<TrainData>>();
+  private readonly momenta = new Map<string, Float32Array>();
+  private readonly weights = new Map<string, Float32Array>();
 
   constructor(private readonly options: LeaseRunnerOptions) {
     this.log = options.log ?? silent;
@@ -147,7 +207,7 @@ export class LeaseRunner {
       return;
     }
     const task = lease.task;
-    if (task.kind !== 'score') {
+    if (task.kind === 'train' && this.options.trainer === undefined) {
       this.sendFailure(channel, lease, `this worker does not run ${task.kind} tasks`, true);
       return;
     }
@@ -237,25 +297,26 @@ export class LeaseRunner {
     try {
       const bundle = await channel.bundle(task.modelHash);
       const started = performance.now();
-      const size = taskSize(task);
-      const scores = await this.options.scorer.score(task.modelHash, bundle, taskScorerItems(task), task.batchSize);
+      let payload: ResultPayload;
+      if (task.kind === 'score') {
+        const size = taskSize(task);
+        const scores = await this.options.scorer.score(task.modelHash, bundle, taskScorerItems(task), task.batchSize);
+        this.items += size;
+        this.computeMs += performance.now() - started;
+        if (scores.length !== size) {
+          this.held.delete(lease.leaseId);
+          if (!h.cancelled && channel.live) this.sendFailure(channel, lease, `scorer returned ${scores.length} scores for ${size} items`, true);
+          return;
+        }
+        payload = { kind: 'scores', scores: Tensor.float32(scores) };
+      } else {
+        payload = await this.train(task, bundle);
+      }
       const elapsed = performance.now() - started;
-      this.items += size;
-      this.computeMs += elapsed;
       this.held.delete(lease.leaseId);
       if (h.cancelled || !channel.live) return;
-      if (scores.length !== size) {
-        this.sendFailure(channel, lease, `scorer returned ${scores.length} scores for ${size} items`, true);
-        return;
-      }
       try {
-        channel.send({
-          type: 'result',
-          leaseId: lease.leaseId,
-          shardId: lease.shardId,
-          payload: { kind: 'scores', scores: Tensor.float32(scores) },
-          elapsedMs: Math.round(elapsed),
-        });
+        channel.send({ type: 'result', leaseId: lease.leaseId, shardId: lease.shardId, payload, elapsedMs: Math.round(elapsed) });
       } catch (e) {
         // sendMessage validates before sending: non-finite scores or an oversize frame become a failure.
         this.sendFailure(channel, lease, e instanceof ProtocolError ? e.message : errorText(e), true);
@@ -275,6 +336,103 @@ export class LeaseRunner {
       }
       this.pump();
     }
+  }
+
+  /** The bundle's manifest, parsed once per model hash. */
+  private manifest(hash: string, bundle: Uint8Array): Manifest {
+    let m = this.manifests.get(hash);
+    if (m === undefined) {
+      m = unpackBundle(bundle).manifest;
+      remember(this.manifests, hash, m, 8);
+    }
+    return m;
+  }
+
+  /** A worker dataset as training data for one model: featurized once per (dataset, model). */
+  private workerData(name: string, hash: string, manifest: Manifest): Promise<TrainData> {
+    const key = `${name}\0${hash}`;
+    let data = this.trainData.get(key);
+    if (data === undefined) {
+      const datasets = this.options.datasets;
+      if (datasets === undefined) return Promise.reject(new DatasetError(`no dataset ${name} on this worker`));
+      data = (async () => {
+        const dataset = await datasets.get(name);
+        // Only pairs need the text featurizer of local-train.ts (which loads TF.js): import it then.
+        const { featurizePairs } = await import('./training/local-train.js');
+        return toTrainData(dataset, manifest, featurizePairs);
+      })();
+      remember(this.trainData, key, data, 8);
+      const loading = data;
+      loading.catch(() => {
+        if (this.trainData.get(key) === loading) this.trainData.delete(key);
+      });
+    }
+    return data;
+  }
+
+  /**
+   * One fine-tuning shard. Momentum (MoNNA): central data (virtual clients) → the lease's momentum in, the new
+   * momentum out (the coordinator keeps it between rounds, so the client can move between workers). A worker's own
+   * dataset → the momentum stays here, keyed by (dataset, model hash); a lease that carries momentum overrides it,
+   * and then the new momentum is sent back too.
+   */
+  private async train(task: TrainTask, bundle: Uint8Array): Promise<Extract<ResultPayload, { kind: 'update' }>> {
+    const trainer = this.options.trainer;
+    if (trainer === undefined) throw new Error('this worker does not run train tasks');
+    const manifest = this.manifest(task.modelHash, bundle);
+    const source = task.data;
+    const data = source.source === 'central' ? centralTrainData(source.rows, source.labels) : await this.workerData(source.name, task.modelHash, manifest);
+    const momentumKey = source.source === 'worker' ? `${source.name}\0${task.modelHash}` : undefined;
+    const sendMomentum = source.source === 'central' || task.momentum !== undefined;
+    const initialMomentum = task.momentum?.data instanceof Float32Array ? task.momentum.data : momentumKey === undefined ? undefined : this.momenta.get(momentumKey);
+    const weights = this.weightsFor(task);
+    const shard: TrainShard = {
+      hash: task.modelHash,
+      bundle,
+      data,
+      opts: {
+        steps: task.local.steps,
+        batchSize: task.local.batchSize,
+        lr: task.local.lr,
+        momentum: task.local.momentum,
+        seed: trainSeed(task.modelVersion, task.client),
+        // A worker dataset's momentum is kept here even when it is not sent.
+        sendMomentum: sendMomentum || momentumKey !== undefined,
+      },
+      ...(weights === undefined ? {} : { weights }),
+      ...(initialMomentum === undefined ? {} : { momentum: initialMomentum }),
+    };
+    let result: LocalTrainResult;
+    try {
+      result = await trainer.train(shard);
+    } catch (e) {
+      // The pool rejects bad options, weights or data with RangeErrors (ModelError is one): no retry can fix them.
+      if (e instanceof RangeError) Object.assign(e, { retryable: false });
+      throw e;
+    }
+    if (momentumKey !== undefined && result.momentum !== undefined) remember(this.momenta, momentumKey, result.momentum, 64);
+    return {
+      kind: 'update',
+      update: Tensor.float32(result.update),
+      ...(sendMomentum && result.momentum !== undefined ? { momentum: Tensor.float32(result.momentum) } : {}),
+      samples: result.samples,
+      loss: result.loss,
+      baseVersion: task.modelVersion,
+    };
+  }
+
+  /**
+   * The weights a lease trains from: its own, else the last ones received for that model@version (the coordinator
+   * may omit weights the worker already holds), else the bundle's (undefined).
+   */
+  private weightsFor(task: TrainTask): Float32Array | undefined {
+    const key = `${task.modelHash}@${task.modelVersion}`;
+    const sent = task.weights?.data;
+    if (sent instanceof Float32Array) {
+      remember(this.weights, key, sent, 2);
+      return sent;
+    }
+    return this.weights.get(key);
   }
 
   private sendFailure(channel: LeaseChannel, lease: LeaseMessage, reason: string, retryable: boolean): void {

@@ -13,10 +13,10 @@ import {
 } from '../shared/protocol/index.js';
 import { BlobCache, BlobReceiver } from './blob-cache.js';
 import { Connection, type BackoffOptions, type RetryInfo, type Session } from './connection.js';
-import { LeaseRunner, type LeaseChannel, type Scorer } from './lease-runner.js';
+import { LeaseRunner, type DatasetSource, type LeaseChannel, type Scorer, type Trainer } from './lease-runner.js';
 
 export { TokenRefusedError, VersionRefusedError } from './connection.js';
-export type { Scorer, ScorerItem } from './lease-runner.js';
+export type { DatasetSource, Scorer, ScorerItem, Trainer } from './lease-runner.js';
 
 export interface WorkerLog {
   debug(message: string): void;
@@ -36,6 +36,10 @@ export interface WorkerOptions {
   backend: Backend;
   device?: string | undefined;
   scorer: Scorer;
+  /** Runs fine-tuning (train) leases; when given, the worker advertises 'train' besides 'score'. */
+  trainer?: Trainer;
+  /** The worker's own datasets (`--data NAME=PATH`) that train leases may name. */
+  datasets?: DatasetSource;
   /** Shared blob cache (memory + optional disk); default: memory only. */
   blobs?: BlobCache;
   log?: WorkerLog;
@@ -77,7 +81,14 @@ export class Worker {
     this.credit = Math.min(MAX_CREDIT, options.credit ?? options.threads * 2);
     this.log = options.log ?? quiet;
     this.blobs = options.blobs ?? new BlobCache();
-    this.runner = new LeaseRunner({ scorer: options.scorer, credit: this.credit, maxRunning: options.threads, log: this.log });
+    this.runner = new LeaseRunner({
+      scorer: options.scorer,
+      trainer: options.trainer,
+      datasets: options.datasets,
+      credit: this.credit,
+      maxRunning: options.threads,
+      log: this.log,
+    });
     this.connection = new Connection({
       url: options.url,
       token: options.token,
@@ -157,7 +168,7 @@ export class Worker {
         ...(device === undefined ? {} : { device: device.slice(0, 256) }),
         memoryBytes: totalmem(),
         ...(itemsPerSecond === undefined ? {} : { itemsPerSecond }),
-        tasks: ['score'],
+        tasks: this.options.trainer === undefined ? ['score'] : ['score', 'train'],
       },
     };
   }

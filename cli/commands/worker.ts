@@ -1,4 +1,4 @@
-// `fedpool worker`: join a coordinator and score shards until SIGTERM/SIGINT (drain, exit 0) or a second signal
+// `fedpool worker`: join a coordinator and score (and fine-tune) shards until SIGTERM/SIGINT (drain, exit 0) or a second signal
 // (exit 130 at once). A refused token is final: one line naming the token problem, non-zero exit.
 import { availableParallelism, hostname } from 'node:os';
 import { statSync } from 'node:fs';
@@ -6,7 +6,9 @@ import * as z from 'zod';
 import { BlobCache, defaultCacheDir } from '../../client/blob-cache.js';
 import type { BackendChoice } from '../../client/backends.js';
 import type { ScoringPool } from '../../client/scoring/pool.js';
-import { TokenRefusedError, VersionRefusedError, Worker, type Scorer, type WorkerLog } from '../../client/worker.js';
+import { Datasets } from '../../client/training/datasets.js';
+import type { TrainingPool } from '../../client/training/pool.js';
+import { TokenRefusedError, VersionRefusedError, Worker, type Scorer, type Trainer, type WorkerLog } from '../../client/worker.js';
 import { BACKENDS } from '../../shared/protocol/index.js';
 import { UserError } from '../errors.js';
 
@@ -90,6 +92,7 @@ export async function run(raw: Record<string, unknown>): Promise<void> {
   process.on('SIGTERM', onSignal);
   process.on('SIGINT', onSignal);
   let pool: ScoringPool | undefined;
+  let training: Promise<TrainingPool> | undefined;
   try {
     const scoring = await loadScoring();
     let choice: BackendChoice;
@@ -105,6 +108,13 @@ export async function run(raw: Record<string, unknown>): Promise<void> {
     if (stopRequested) return;
     const backend = choice.backend;
     const scorer: Scorer = pool;
+    // The training pool (its threads and their TF.js) starts on the first train lease, keeping startup fast.
+    const trainer: Trainer = {
+      async train(shard) {
+        training ??= import('../../client/training/pool.js').then((m) => m.createTrainingPool({ threads, backend }));
+        return (await training).train(shard);
+      },
+    };
     worker = new Worker({
       url: options.url,
       token,
@@ -113,6 +123,8 @@ export async function run(raw: Record<string, unknown>): Promise<void> {
       backend,
       device: choice.device,
       scorer,
+      trainer,
+      datasets: new Datasets(datasets),
       blobs: new BlobCache({ dir: defaultCacheDir(), onWarning: (m) => log.warn(m) }),
       log,
       onConnected: () => {
@@ -130,6 +142,7 @@ export async function run(raw: Record<string, unknown>): Promise<void> {
     process.off('SIGTERM', onSignal);
     process.off('SIGINT', onSignal);
     await pool?.close();
+    await training?.then((t) => t.close(), () => {});
     // Everything is closed; should a library still hold the event loop open, do not hang the shell. Unref'd, so
     // it fires only in that case, after main() has set the exit code.
     setTimeout(() => process.exit(), 2000).unref();

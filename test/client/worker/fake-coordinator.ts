@@ -1,5 +1,6 @@
 // A minimal coordinator for worker tests: real socket.io on 127.0.0.1, the real protocol module, token middleware,
-// hello/welcome, lease top-up to the pulled credit, blob serving in chunks, and a record of everything the worker sent.
+// hello/welcome, lease top-up to the pulled credit (score or train leases), blob serving in chunks, and a record of
+// everything the worker sent.
 import { createHash } from 'node:crypto';
 import { createServer, type Server as HttpServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -16,7 +17,9 @@ import {
   type LeaseMessage,
   type ProtocolError,
   type ResultMessage,
+  type ResultPayload,
   type ScoreItem,
+  type TrainTask,
   type WorkerToCoordinatorEvents,
 } from '../../../shared/protocol/index.js';
 
@@ -43,7 +46,16 @@ export interface Shard {
   modelHash: string;
   items: ScoreItem[];
   batchSize?: number;
+  /** A fine-tuning shard: the lease carries this task instead of scoring `items`. */
+  train?: TrainTask;
 }
+
+/** A train shard for `task` (its modelHash is the task's). */
+export function trainShard(jobId: string, task: TrainTask): Shard {
+  return { jobId, modelHash: task.modelHash, items: [], train: task };
+}
+
+export type UpdatePayload = Extract<ResultPayload, { kind: 'update' }>;
 
 interface Peer {
   socket: CoordSocket;
@@ -61,7 +73,7 @@ export interface Received<M> {
 }
 
 function shardOf(lease: LeaseMessage): Shard {
-  if (lease.task.kind !== 'score') throw new Error('score leases only');
+  if (lease.task.kind === 'train') return trainShard(lease.jobId, lease.task);
   return { jobId: lease.jobId, modelHash: lease.task.modelHash, items: lease.task.items ?? [], batchSize: lease.task.batchSize };
 }
 
@@ -135,6 +147,13 @@ export class FakeCoordinator {
     await new Promise<void>((resolve) => void this.io.close(() => resolve()));
   }
 
+  /** Update results (fine-tuning shards), by shard id, in arrival order. */
+  get updates(): { shardId: string; payload: UpdatePayload; connection: number }[] {
+    return this.results.flatMap(({ message, connection }) =>
+      message.payload.kind === 'update' ? [{ shardId: message.shardId, payload: message.payload, connection }] : [],
+    );
+  }
+
   addBlob(bytes: Uint8Array, hash = sha256(bytes)): string {
     this.blobs.set(hash, bytes);
     return hash;
@@ -196,7 +215,7 @@ export class FakeCoordinator {
       jobId: shard.jobId,
       deadline: Date.now() + (this.options.leaseMs ?? 30_000),
       attempt: 1,
-      task: { kind: 'score', modelHash: shard.modelHash, batchSize: shard.batchSize ?? 64, items: shard.items },
+      task: shard.train ?? { kind: 'score', modelHash: shard.modelHash, batchSize: shard.batchSize ?? 64, items: shard.items },
     };
     peer.outstanding.set(lease.leaseId, lease);
     this.leasesSent.push({ message: lease, connection: peer.n });
