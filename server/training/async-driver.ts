@@ -1,0 +1,275 @@
+// Asynchronous FedBuff training as a pure state machine: keep `concurrency` shards in flight, weight each arrival by
+// its staleness, step the model every `buffer` arrivals (algorithms.md §3.1), robust rules over the buffer.
+import { combine } from '../../shared/aggregation/combine.js';
+import { FedBuffBuffer } from '../../shared/aggregation/fedbuff.js';
+import type { PipelineSpec } from '../../shared/aggregation/pipeline.js';
+import { minInputs } from '../../shared/aggregation/robust.js';
+import type { StalenessSpec } from '../../shared/aggregation/staleness.js';
+import { createParticipation, type Participation } from '../../shared/data/participation.js';
+import {
+  checkCount,
+  DriverAggregator,
+  payloadProblem,
+  restoreMomenta,
+  SeededRandom,
+  snapshotMomenta,
+  withPopulation,
+  type ClientArrival,
+  type DispatchOrder,
+  type DriverSnapshotBase,
+  type ParticipationSetting,
+  type StepMetrics,
+} from './types.js';
+
+export interface AsyncDriverConfig {
+  numClients: number;
+  /** Shards kept in flight (a client trains one shard at a time). */
+  concurrency: number;
+  /** K: the model steps after every K buffered arrivals. */
+  buffer: number;
+  /** s(τ), τ = server steps since the shard's dispatch. */
+  staleness: StalenessSpec;
+  /** Arrivals with τ above this are dropped (null/undefined: never). */
+  maxStaleness: number | null;
+  /** Server steps to take. */
+  steps: number;
+  seed: number;
+  /**
+   * Simulated availability (null: always available). Availability "round" r is the participation process's round;
+   * it follows the model version, and moves past it only while nothing is in flight and no idle client is
+   * available (so an idle server waits out unavailable rounds instead of stalling).
+   */
+  participation: ParticipationSetting | null;
+  pipeline: PipelineSpec;
+}
+
+export type AsyncAcceptResult =
+  | { status: 'refused'; stepped: false; reason: string }
+  | { status: 'dropped'; stepped: false; staleness: number; reason: string }
+  | { status: 'buffered'; stepped: false; staleness: number }
+  | { status: 'stepped'; stepped: true; staleness: number; metrics: StepMetrics; weights: Float32Array };
+
+/**
+ * Plain-JSON state. Captured: version, weights, momenta, FedAU counters, RNG, the participation round. Not captured:
+ * shards in flight and the partly filled buffer (after restore nothing is in flight; arrivals of older dispatches are
+ * refused), the server optimizer's moments and the cclip center (restart from zero; see SyncDriverSnapshot).
+ */
+export interface AsyncDriverSnapshot extends DriverSnapshotBase {
+  kind: 'async';
+  participationRound: number;
+}
+
+interface InFlight {
+  version: number;
+  dispatchedAt: number;
+}
+
+interface Buffered {
+  client: number;
+  samples: number;
+  loss: number;
+}
+
+/** How many consecutive unavailable participation rounds fill() skips before giving up for this call. */
+const MAX_IDLE_SKIP = 10_000;
+
+export class AsyncDriver {
+  readonly config: Readonly<AsyncDriverConfig>;
+  readonly aggregator: DriverAggregator;
+  private readonly participation: Participation | null;
+  private readonly buf: FedBuffBuffer;
+  private rng: SeededRandom;
+  private current: Float32Array;
+  private ver = 0;
+  private partRound = 0;
+  private inFlight = new Map<number, InFlight>();
+  private buffered: Buffered[] = [];
+  private momenta = new Map<number, Float32Array>();
+  private counters = { accepted: 0, dropped: 0, refused: 0 };
+
+  constructor(config: AsyncDriverConfig, initialWeights: Float32Array, restored?: AsyncDriverSnapshot) {
+    const where = 'AsyncDriver';
+    checkCount(where, 'numClients', config.numClients);
+    checkCount(where, 'concurrency', config.concurrency);
+    checkCount(where, 'buffer', config.buffer);
+    checkCount(where, 'steps', config.steps, 0);
+    if (config.concurrency > config.numClients) throw new RangeError(`${where}: concurrency ${config.concurrency} exceeds the ${config.numClients} clients`);
+    if (!(initialWeights instanceof Float32Array) || initialWeights.length === 0) throw new RangeError(`${where}: initial weights must be a non-empty Float32Array`);
+    const pipeline = withPopulation(config.pipeline, config.numClients);
+    this.config = { ...config, pipeline };
+    const { rule, mix, f } = pipeline.robust;
+    const need = minInputs(rule, mix, f);
+    if (config.buffer < need) throw new RangeError(`${where}: buffer ${config.buffer} is too small for ${mix === 'nnm' ? 'nnm+' : ''}${rule} with f = ${f} (needs ≥ ${need})`);
+    this.aggregator = new DriverAggregator(pipeline, restored?.fedau ?? null);
+    this.participation = config.participation === null ? null : createParticipation(config.participation, config.numClients, config.participation.seed ?? config.seed);
+    this.buf = new FedBuffBuffer({
+      size: config.buffer,
+      staleness: config.staleness,
+      maxStaleness: config.maxStaleness ?? Infinity,
+      rule: (scaled) => this.reduce(scaled),
+    });
+    this.current = Float32Array.from(initialWeights);
+    this.rng = new SeededRandom(config.seed);
+    if (restored !== undefined) {
+      if (restored.kind !== 'async') throw new RangeError(`${where}.restore: not an async snapshot`);
+      if (restored.weights.length !== initialWeights.length) throw new RangeError(`${where}.restore: snapshot has ${restored.weights.length} weights, the model has ${initialWeights.length}`);
+      this.current = Float32Array.from(restored.weights);
+      this.ver = restored.version;
+      this.partRound = restored.participationRound;
+      this.momenta = restoreMomenta(restored.momenta, config.numClients, initialWeights.length);
+      this.rng = SeededRandom.fromState(restored.rng);
+    }
+  }
+
+  static restore(config: AsyncDriverConfig, snapshot: AsyncDriverSnapshot): AsyncDriver {
+    return new AsyncDriver(config, Float32Array.from(snapshot.weights), snapshot);
+  }
+
+  get version(): number {
+    return this.ver;
+  }
+  get weights(): Float32Array {
+    return this.current;
+  }
+  get done(): boolean {
+    return this.ver >= this.config.steps;
+  }
+  /** Clients with a shard in flight, ascending. */
+  get inFlightClients(): number[] {
+    return [...this.inFlight.keys()].sort((a, b) => a - b);
+  }
+  /** Arrivals waiting in the buffer. */
+  get bufferedCount(): number {
+    return this.buf.count;
+  }
+  /** Running totals: buffered-or-stepped arrivals, staleness drops, refusals. */
+  get stats(): { accepted: number; dropped: number; refused: number } {
+    return { ...this.counters };
+  }
+  momentumOf(client: number): Float32Array | undefined {
+    return this.momenta.get(client);
+  }
+
+  /**
+   * Tops the shards in flight up to `concurrency`: a seeded uniform choice among idle clients available in the
+   * current participation round. Returns [] when done, full, or nobody idle is available.
+   */
+  fill(now: number): DispatchOrder[] {
+    if (this.done) return [];
+    const want = this.config.concurrency - this.inFlight.size;
+    if (want <= 0) return [];
+    if (this.partRound < this.ver) this.partRound = this.ver;
+    let candidates = this.idleAvailable();
+    for (let skip = 0; candidates.length === 0 && this.inFlight.size === 0 && this.participation !== null && skip < MAX_IDLE_SKIP; skip++) {
+      this.partRound++;
+      candidates = this.idleAvailable();
+    }
+    const chosen = this.rng.sample(candidates, want);
+    return chosen.map((client) => {
+      this.inFlight.set(client, { version: this.ver, dispatchedAt: now });
+      const m = this.momenta.get(client);
+      return m === undefined ? { client, version: this.ver, weights: this.current } : { client, version: this.ver, weights: this.current, momentum: m };
+    });
+  }
+
+  /** Frees a client whose shard will not come back (lease expired, worker gone); its late arrival is then refused. */
+  abandon(client: number): boolean {
+    return this.inFlight.delete(client);
+  }
+
+  /** Why accept() would refuse this arrival, or null. A drop for staleness is not a refusal. */
+  refusal(arrival: ClientArrival): string | null {
+    if (this.done) return 'training is done';
+    const f = this.inFlight.get(arrival.client);
+    if (f === undefined) return `client ${String(arrival.client)} has no shard in flight`;
+    if (f.version !== arrival.baseVersion) return `client ${arrival.client}'s shard was built on version ${f.version}, not ${String(arrival.baseVersion)}`;
+    if (this.config.pipeline.weighting === 'samples' && !(arrival.samples > 0)) return 'weighting samples: an update needs samples > 0';
+    return payloadProblem(arrival, this.current.length);
+  }
+
+  /**
+   * A finished shard: frees its client, computes τ = version − baseVersion, drops it when τ > maxStaleness,
+   * else buffers it with weight (weighting) · s(τ); on the K-th buffered arrival the server optimizer steps.
+   */
+  accept(arrival: ClientArrival, now: number): AsyncAcceptResult {
+    const why = this.refusal(arrival);
+    if (why !== null) {
+      this.counters.refused++;
+      return { status: 'refused', stepped: false, reason: why };
+    }
+    this.inFlight.delete(arrival.client);
+    const tau = this.ver - arrival.baseVersion;
+    const weighting = this.config.pipeline.weighting;
+    const fedau = this.aggregator.fedau;
+    // FedAU weights are read before the step that observes this buffer's round (causal).
+    const w = weighting === 'samples' ? arrival.samples : weighting === 'fedau' && fedau !== null ? fedau.weight(arrival.client) : 1;
+    // Listed before add() so that reduce(), which runs inside add() on the K-th arrival, sees the whole buffer.
+    this.buffered.push({ client: arrival.client, samples: arrival.samples, loss: arrival.loss });
+    const r = this.buf.add(arrival.update, tau, w);
+    if (r.kind === 'dropped') {
+      this.buffered.pop();
+      this.counters.dropped++;
+      return { status: 'dropped', stepped: false, staleness: tau, reason: r.reason };
+    }
+    this.counters.accepted++;
+    if (arrival.momentum !== undefined) this.momenta.set(arrival.client, Float32Array.from(arrival.momentum));
+    if (r.kind === 'buffered') return { status: 'buffered', stepped: false, staleness: tau };
+    // Ready: reduce() has aggregated the buffer; step the model and close FedAU's round on this buffer's clients.
+    const batch = this.buffered;
+    this.buffered = [];
+    const participants = new Set(batch.map((b) => b.client));
+    this.aggregator.fedau?.observeRound(participants);
+    this.current = this.aggregator.optimizer.step(this.current, r.aggregate);
+    this.ver++;
+    const metrics: StepMetrics = {
+      step: this.ver,
+      time: now,
+      loss: batch.reduce((s, b) => s + b.loss, 0) / batch.length,
+      participants: participants.size,
+      staleness_mean: r.stalenessMean,
+    };
+    return { status: 'stepped', stepped: true, staleness: tau, metrics, weights: this.current };
+  }
+
+  snapshot(): AsyncDriverSnapshot {
+    return {
+      kind: 'async',
+      version: this.ver,
+      weights: Array.from(this.current),
+      momenta: snapshotMomenta(this.momenta),
+      fedau: this.aggregator.fedau?.snapshot() ?? null,
+      rng: this.rng.state,
+      participationRound: this.partRound,
+    };
+  }
+
+  private idleAvailable(): number[] {
+    const a = this.participation === null ? null : this.participation.available(this.partRound);
+    const out: number[] = [];
+    for (let i = 0; i < this.config.numClients; i++) if (!this.inFlight.has(i) && (a === null || a[i] === 1)) out.push(i);
+    return out;
+  }
+
+  /**
+   * The buffer's rule over the K updates it already scaled by weightᵢ·s(τᵢ), returning the aggregate (reduction
+   * 'mean' passes it through). The weighting's normalisation is applied here, as weightingScales does per sync round:
+   * samples → ·n/Σk (so the mean is Σ kᵢsᵢΔᵢ/Σk), fedau → ·n/N (FedAU's Σ ωᵢsᵢΔᵢ/N), uniform → ·1; then the
+   * pipeline's robust rule, or the plain mean.
+   */
+  private reduce(scaled: Float32Array[]): Float32Array {
+    const n = scaled.length;
+    const spec = this.config.pipeline;
+    let factor = 1;
+    if (spec.weighting === 'samples') {
+      const total = this.buffered.reduce((s, b) => s + b.samples, 0);
+      if (!(total > 0)) throw new RangeError('weighting samples: all sample counts in the buffer are zero');
+      factor = n / total;
+    } else if (spec.weighting === 'fedau') {
+      factor = n / this.config.numClients;
+    }
+    const { rule, mix } = spec.robust;
+    if (rule === 'mean' && mix === 'none') return combine(scaled, new Float64Array(n).fill(factor / n));
+    const inputs = factor === 1 ? scaled : scaled.map((u) => u.map((v) => v * factor));
+    return this.aggregator.robust.aggregate(inputs);
+  }
+}

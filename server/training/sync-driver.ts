@@ -1,0 +1,212 @@
+// Synchronous rounds (FedAvg / FedAU, optionally MoNNA-robust) as a pure state machine: the coordinator turns
+// DispatchOrders into leases, feeds finished shards to accept(), and calls closeRound() at the round deadline.
+import type { Contribution, PipelineSpec } from '../../shared/aggregation/pipeline.js';
+import { minInputs } from '../../shared/aggregation/robust.js';
+import { createParticipation, type Participation } from '../../shared/data/participation.js';
+import {
+  checkCount,
+  DriverAggregator,
+  payloadProblem,
+  restoreMomenta,
+  SeededRandom,
+  snapshotMomenta,
+  withPopulation,
+  type ClientArrival,
+  type DispatchOrder,
+  type DriverSnapshotBase,
+  type ParticipationSetting,
+  type StepMetrics,
+} from './types.js';
+
+export interface SyncDriverConfig {
+  numClients: number;
+  /** At most this many available clients are sampled per round. */
+  clientsPerRound: number;
+  rounds: number;
+  /** Simulated availability (null: every client is available every round). Round r asks available(r). */
+  participation: ParticipationSetting | null;
+  /** Seeds client sampling, and participation unless it has its own seed. */
+  seed: number;
+  pipeline: PipelineSpec;
+}
+
+export interface SyncRoundResult {
+  weights: Float32Array;
+  metrics: StepMetrics;
+  /** Why the step left the model unchanged although updates arrived (too few for the robust rule), if so. */
+  skipped?: string;
+}
+
+/**
+ * Plain-JSON state between rounds. Captured: version (= closed rounds), weights, per-client momentum, FedAU counters,
+ * the sampling RNG (as of the start of the open round, if one is open). Not captured: an open round's dispatches and
+ * arrivals — restore() lands between rounds and startRound() re-runs the same round index with the same sample;
+ * the server optimizer's moments (sgd momentum / adam) and the cclip center, which the shared classes do not expose,
+ * restart from zero (exact for sgd with momentum 0 and every rule but cclip).
+ */
+export interface SyncDriverSnapshot extends DriverSnapshotBase {
+  kind: 'sync';
+}
+
+interface OpenRound {
+  index: number;
+  startedAt: number;
+  dispatched: Set<number>;
+  arrived: Map<number, ClientArrival>;
+}
+
+export class SyncDriver {
+  readonly config: Readonly<SyncDriverConfig>;
+  readonly aggregator: DriverAggregator;
+  private readonly participation: Participation | null;
+  private rng: SeededRandom;
+  private rngAtRoundStart: number;
+  private current: Float32Array;
+  private ver = 0;
+  private open: OpenRound | null = null;
+  private momenta = new Map<number, Float32Array>();
+
+  constructor(config: SyncDriverConfig, initialWeights: Float32Array, restored?: SyncDriverSnapshot) {
+    const where = 'SyncDriver';
+    checkCount(where, 'numClients', config.numClients);
+    checkCount(where, 'clientsPerRound', config.clientsPerRound);
+    checkCount(where, 'rounds', config.rounds, 0);
+    if (!(initialWeights instanceof Float32Array) || initialWeights.length === 0) throw new RangeError(`${where}: initial weights must be a non-empty Float32Array`);
+    const pipeline = withPopulation(config.pipeline, config.numClients);
+    this.config = { ...config, pipeline };
+    this.aggregator = new DriverAggregator(pipeline, restored?.fedau ?? null);
+    this.participation = config.participation === null ? null : createParticipation(config.participation, config.numClients, config.participation.seed ?? config.seed);
+    this.current = Float32Array.from(initialWeights);
+    this.rng = new SeededRandom(config.seed);
+    if (restored !== undefined) {
+      if (restored.kind !== 'sync') throw new RangeError(`${where}.restore: not a sync snapshot`);
+      checkCount(where, 'snapshot version', restored.version, 0);
+      if (restored.weights.length !== initialWeights.length) throw new RangeError(`${where}.restore: snapshot has ${restored.weights.length} weights, the model has ${initialWeights.length}`);
+      this.current = Float32Array.from(restored.weights);
+      this.ver = restored.version;
+      this.momenta = restoreMomenta(restored.momenta, config.numClients, initialWeights.length);
+      this.rng = SeededRandom.fromState(restored.rng);
+    }
+    this.rngAtRoundStart = this.rng.state;
+  }
+
+  /** Rebuilds a driver from snapshot() output (the config must be the one the snapshot was taken under). */
+  static restore(config: SyncDriverConfig, snapshot: SyncDriverSnapshot): SyncDriver {
+    return new SyncDriver(config, Float32Array.from(snapshot.weights), snapshot);
+  }
+
+  /** Closed rounds so far; also the version of the current model. */
+  get version(): number {
+    return this.ver;
+  }
+  get weights(): Float32Array {
+    return this.current;
+  }
+  get done(): boolean {
+    return this.ver >= this.config.rounds;
+  }
+  get roundOpen(): boolean {
+    return this.open !== null;
+  }
+  /** Clients dispatched in the open round whose update has not arrived yet. */
+  get pending(): number[] {
+    if (this.open === null) return [];
+    const o = this.open;
+    return [...o.dispatched].filter((c) => !o.arrived.has(c)).sort((a, b) => a - b);
+  }
+  /** The stored momentum of a client (undefined before its first accepted shard). */
+  momentumOf(client: number): Float32Array | undefined {
+    return this.momenta.get(client);
+  }
+
+  /**
+   * Opens round `version`: the clients available in it (participation process), then a seeded uniform sample of at
+   * most clientsPerRound of them. Each order carries the current weights and that client's momentum. An empty list
+   * is a valid round (close it to move on; the model stays unchanged).
+   */
+  startRound(now: number): DispatchOrder[] {
+    if (this.done) throw new RangeError(`SyncDriver.startRound: training is done (${this.ver} of ${this.config.rounds} rounds)`);
+    if (this.open !== null) throw new RangeError(`SyncDriver.startRound: round ${this.open.index} is still open`);
+    const index = this.ver;
+    let available: number[];
+    if (this.participation === null) {
+      available = Array.from({ length: this.config.numClients }, (_, i) => i);
+    } else {
+      const a = this.participation.available(index);
+      available = [];
+      for (let i = 0; i < a.length; i++) if (a[i] === 1) available.push(i);
+    }
+    this.rngAtRoundStart = this.rng.state;
+    const chosen = this.rng.sample(available, this.config.clientsPerRound).sort((a, b) => a - b);
+    this.open = { index, startedAt: now, dispatched: new Set(chosen), arrived: new Map() };
+    return chosen.map((client) => {
+      const m = this.momenta.get(client);
+      return m === undefined ? { client, version: index, weights: this.current } : { client, version: index, weights: this.current, momentum: m };
+    });
+  }
+
+  /** Why accept() would refuse this arrival now, or null if it would take it. */
+  refusal(arrival: ClientArrival): string | null {
+    const o = this.open;
+    if (o === null) return 'no round is open';
+    if (arrival.baseVersion !== o.index) return `built on version ${String(arrival.baseVersion)}, the open round is ${o.index}`;
+    if (!o.dispatched.has(arrival.client)) return `client ${String(arrival.client)} was not dispatched in round ${o.index}`;
+    if (o.arrived.has(arrival.client)) return `client ${arrival.client} already delivered round ${o.index}`;
+    if (this.config.pipeline.weighting === 'samples' && !(arrival.samples > 0)) return 'weighting samples: an update needs samples > 0';
+    return payloadProblem(arrival, this.current.length);
+  }
+
+  /** Takes a dispatched client's update for the open round, once. Late, duplicate, foreign or malformed ones: false. */
+  accept(arrival: ClientArrival, _now: number): boolean {
+    if (this.refusal(arrival) !== null) return false;
+    (this.open as OpenRound).arrived.set(arrival.client, arrival);
+    return true;
+  }
+
+  /**
+   * Closes the open round: ServerAggregator.step over the arrived updates, with participants = the clients whose
+   * update arrived (late and missing ones count as absent for FedAU). Stores the arrived clients' momentum. An empty
+   * round, or one with fewer updates than the robust rule needs (reported in `skipped`), leaves the model unchanged
+   * and FedAU sees nobody in it.
+   */
+  closeRound(now: number): SyncRoundResult {
+    const o = this.open;
+    if (o === null) throw new RangeError('SyncDriver.closeRound: no round is open');
+    const arrivals = [...o.arrived.values()].sort((a, b) => a.client - b.client);
+    const { rule, mix, f } = this.config.pipeline.robust;
+    const need = minInputs(rule, mix, f);
+    let skipped: string | undefined;
+    let used = arrivals;
+    if (arrivals.length > 0 && arrivals.length < need) {
+      skipped = `${arrivals.length} updates arrived, the robust rule needs ${need}`;
+      used = [];
+    }
+    const contributions: Contribution[] = used.map((a) => ({ update: a.update, samples: a.samples, client: a.client }));
+    const result = this.aggregator.step(this.current, contributions, used.map((a) => a.client));
+    this.current = result.model;
+    for (const a of arrivals) if (a.momentum !== undefined) this.momenta.set(a.client, Float32Array.from(a.momentum));
+    this.open = null;
+    this.ver++;
+    this.rngAtRoundStart = this.rng.state;
+    const metrics: StepMetrics = {
+      step: this.ver,
+      time: now,
+      loss: used.length === 0 ? null : used.reduce((s, a) => s + a.loss, 0) / used.length,
+      participants: used.length,
+      staleness_mean: used.length === 0 ? null : 0,
+    };
+    return skipped === undefined ? { weights: this.current, metrics } : { weights: this.current, metrics, skipped };
+  }
+
+  /** See SyncDriverSnapshot for what is captured. JSON-safe. */
+  snapshot(): SyncDriverSnapshot {
+    return {
+      kind: 'sync',
+      version: this.ver,
+      weights: Array.from(this.current),
+      momenta: snapshotMomenta(this.momenta),
+      fedau: this.aggregator.fedau?.snapshot() ?? null,
+      rng: this.open === null ? this.rng.state : this.rngAtRoundStart,
+    };
+  }
+}

@@ -1,0 +1,160 @@
+// Shared types of the coordinator's training state machines (issue 4): SyncDriver (FedAvg / FedAU rounds) and
+// AsyncDriver (FedBuff steps). Both are pure: no sockets, no timers; every method that depends on time takes `now`
+// (milliseconds, any monotone clock the caller chooses), so the coordinator and the simulator drive them alike.
+import { FedAUEstimator, type FedAUSnapshot } from '../../shared/aggregation/fedau.js';
+import { ServerAggregator, type PipelineSpec } from '../../shared/aggregation/pipeline.js';
+import type { ParticipationSpec } from '../../shared/data/participation.js';
+
+/** A client's finished shard, as the coordinator receives it. */
+export interface ClientArrival {
+  /** 0-based virtual client index. */
+  client: number;
+  /** The model version the shard was built on (DispatchOrder.version). */
+  baseVersion: number;
+  /** Model delta (local − global), or −momentum for MoNNA: the direction the server should move. */
+  update: Float32Array;
+  /** The client's Polyak momentum after this shard; the driver keeps it and sends it back with the next order. */
+  momentum?: Float32Array;
+  /** Examples behind the update (weighting 'samples'). */
+  samples: number;
+  /** Mean training loss of the shard. */
+  loss: number;
+}
+
+/** One shard to start: train `client` from `weights` (model `version`), resuming from `momentum` if given. */
+export interface DispatchOrder {
+  client: number;
+  version: number;
+  /** The current global model. Shared with the driver and other orders of this version: treat as read-only. */
+  weights: Float32Array;
+  /** The client's stored momentum (absent before its first accepted shard). Read-only, like weights. */
+  momentum?: Float32Array;
+}
+
+/** One server step, as a metrics.jsonl line minus `accuracy` (eval adds it). */
+export interface StepMetrics {
+  /** Model version after the step (1-based server step count). */
+  step: number;
+  /** The `now` the step was taken at. */
+  time: number;
+  /** Mean loss over the updates this step aggregated; null when it aggregated none. */
+  loss: number | null;
+  /** Distinct clients whose updates this step aggregated. */
+  participants: number;
+  /** Mean staleness τ of those updates (0 in sync mode); null when none. */
+  staleness_mean: number | null;
+}
+
+/** Simulated availability: a participation spec with an optional seed of its own (default: the driver's seed). */
+export type ParticipationSetting = ParticipationSpec & { readonly seed?: number };
+
+/** Plain-JSON form of a Float32Array (exact: every float32 is a double). */
+export type PlainVector = number[];
+
+/** State both drivers persist (see their snapshot() for what is and is not captured). */
+export interface DriverSnapshotBase {
+  version: number;
+  weights: PlainVector;
+  /** [client, momentum] pairs. */
+  momenta: Array<[number, PlainVector]>;
+  fedau: FedAUSnapshot | null;
+  /** SeededRandom state. */
+  rng: number;
+}
+
+/**
+ * mulberry32 (the same sequence as shared/random.ts for the same seed) with its 32-bit state exposed, so a
+ * driver's random choices survive snapshot/restore.
+ */
+export class SeededRandom {
+  private a: number;
+  constructor(seed: number) {
+    this.a = seed >>> 0;
+  }
+  get state(): number {
+    return this.a;
+  }
+  static fromState(state: number): SeededRandom {
+    const r = new SeededRandom(0);
+    r.a = state >>> 0;
+    return r;
+  }
+  next(): number {
+    this.a = (this.a + 0x6d2b79f5) >>> 0;
+    let t = this.a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  }
+  /** A uniform sample of min(k, items.length) items without replacement (partial Fisher–Yates on a copy). */
+  sample<T>(items: readonly T[], k: number): T[] {
+    const a = items.slice();
+    const m = Math.min(k, a.length);
+    for (let i = 0; i < m; i++) {
+      const j = i + Math.floor(this.next() * (a.length - i));
+      const tmp = a[i];
+      a[i] = a[j];
+      a[j] = tmp;
+    }
+    return a.slice(0, m);
+  }
+}
+
+/** Fills in PipelineSpec.numClients for FedAU from the driver's population when the spec leaves it out. */
+export function withPopulation(pipeline: PipelineSpec, numClients: number): PipelineSpec {
+  if (pipeline.weighting === 'fedau' && (pipeline.numClients === undefined || pipeline.numClients === 0)) return { ...pipeline, numClients };
+  if (pipeline.weighting === 'fedau' && pipeline.numClients !== numClients) {
+    throw new RangeError(`training driver: pipeline.numClients (${String(pipeline.numClients)}) differs from numClients (${numClients})`);
+  }
+  return pipeline;
+}
+
+export function checkCount(where: string, name: string, v: number, min = 1): void {
+  if (!Number.isInteger(v) || v < min) throw new RangeError(`${where}: ${name} must be an integer ≥ ${min}, got ${String(v)}`);
+}
+
+/** Why an arrival's payload is unusable (wrong length, non-finite values, bad samples/loss), or null. */
+export function payloadProblem(a: ClientArrival, dim: number): string | null {
+  if (!(a.update instanceof Float32Array)) return 'update is not a Float32Array';
+  if (a.update.length !== dim) return `update has ${a.update.length} values, the model has ${dim}`;
+  for (let j = 0; j < dim; j++) if (!Number.isFinite(a.update[j])) return `update has a non-finite value at ${j}`;
+  if (a.momentum !== undefined && (!(a.momentum instanceof Float32Array) || a.momentum.length !== dim)) return 'momentum does not match the model size';
+  if (typeof a.samples !== 'number' || !Number.isFinite(a.samples) || a.samples < 0) return `samples must be a finite number ≥ 0, got ${String(a.samples)}`;
+  if (typeof a.loss !== 'number' || Number.isNaN(a.loss)) return `loss must be a number, got ${String(a.loss)}`;
+  return null;
+}
+
+export function snapshotMomenta(m: ReadonlyMap<number, Float32Array>): Array<[number, PlainVector]> {
+  return [...m.entries()].sort((x, y) => x[0] - y[0]).map(([c, v]) => [c, Array.from(v)]);
+}
+
+export function restoreMomenta(pairs: ReadonlyArray<readonly [number, PlainVector]>, numClients: number, dim: number): Map<number, Float32Array> {
+  const out = new Map<number, Float32Array>();
+  for (const [c, v] of pairs) {
+    if (!Number.isInteger(c) || c < 0 || c >= numClients) throw new RangeError(`restore: momentum for unknown client ${String(c)}`);
+    if (v.length !== dim) throw new RangeError(`restore: momentum of client ${c} has ${v.length} values, the model has ${dim}`);
+    out.set(c, Float32Array.from(v));
+  }
+  return out;
+}
+
+/**
+ * A ServerAggregator whose FedAU estimator can start from a snapshot (the base class builds a fresh one and has
+ * no setter). Everything else — weighting, NNM, rule, optimizer, step() — is the base class's.
+ */
+export class DriverAggregator extends ServerAggregator {
+  override readonly fedau: FedAUEstimator | null;
+
+  constructor(spec: PipelineSpec, fedau: FedAUSnapshot | null = null) {
+    super(spec);
+    if (spec.weighting !== 'fedau') {
+      if (fedau !== null) throw new RangeError('restore: snapshot has FedAU state but the pipeline does not weight by fedau');
+      this.fedau = null;
+    } else if (fedau === null) {
+      this.fedau = new FedAUEstimator(spec.numClients as number, spec.fedauCutoff ?? Infinity);
+    } else {
+      if (fedau.numClients !== spec.numClients) throw new RangeError(`restore: FedAU state is for ${fedau.numClients} clients, the pipeline has ${String(spec.numClients)}`);
+      this.fedau = FedAUEstimator.restore(fedau);
+    }
+  }
+}
