@@ -72,6 +72,31 @@ export class CoordinatorApi {
     return this.json('DELETE', `/api/jobs/${encodeURIComponent(id)}`);
   }
 
+  /** Raw bytes of a GET (e.g. a training job's model bundle). */
+  async bytes(path: string): Promise<Uint8Array> {
+    const res = await this.request('GET', path);
+    if (!res.ok) throw new UserError(`coordinator: GET ${path} failed (${res.status}): ${await errorText(res)}`);
+    return new Uint8Array(await res.arrayBuffer());
+  }
+
+  /** Streams a JSONL route, calling onLine for each parsed line, until the stream ends. */
+  async followLines(path: string, onLine: (value: unknown) => void): Promise<void> {
+    const res = await this.request('GET', path);
+    if (!res.ok || res.body === null) throw new UserError(`coordinator: GET ${path} failed (${res.status}): ${await errorText(res)}`);
+    const decoder = new TextDecoder();
+    let buffered = '';
+    for await (const chunk of res.body) {
+      buffered += decoder.decode(chunk as Uint8Array, { stream: true });
+      let nl: number;
+      while ((nl = buffered.indexOf('\n')) >= 0) {
+        const line = buffered.slice(0, nl);
+        buffered = buffered.slice(nl + 1);
+        if (line.trim() !== '') onLine(JSON.parse(line));
+      }
+    }
+    if (buffered.trim() !== '') onLine(JSON.parse(buffered));
+  }
+
   /** Streams the job's results JSONL in input order, calling onLine for each parsed line, until the stream ends. */
   async followResults(id: string, onLine: (value: unknown) => void): Promise<void> {
     const res = await this.request('GET', `/api/jobs/${encodeURIComponent(id)}/results?follow=1`);

@@ -41,6 +41,12 @@ export class BlobStore {
     return isSha256(hash) ? this.store.blobSize(hash) : undefined;
   }
 
+  /** The whole blob, or undefined when absent. */
+  read(hash: string): Uint8Array | undefined {
+    const size = this.size(hash);
+    return size === undefined ? undefined : this.store.readBlob(hash, 0, size);
+  }
+
   /** Stores `bytes`, returning their hash. */
   put(bytes: Uint8Array): string {
     const hash = sha256Hex(bytes);

@@ -8,6 +8,8 @@ import { parseJobRequest } from './jobs.js';
 import type { Metrics } from './metrics.js';
 import { SubmitError, type Pool } from './pool.js';
 import { isTerminal } from './store.js';
+import { parseTrainJobRequest } from './training/job-request.js';
+import { TrainSubmitError } from './training/training-job.js';
 
 export interface ApiOptions {
   pool: Pool;
@@ -93,13 +95,14 @@ export class Api {
     });
     this.route('PUT', '/api/blobs/:hash', 'client', (req, res, p) => this.putBlob(req, res, p.hash ?? ''));
     this.route('POST', '/api/jobs', 'client', (req, res) => this.submit(req, res));
-    this.route('GET', '/api/jobs', 'client', (_req, res) => json(res, 200, pool.list()));
+    this.route('GET', '/api/jobs', 'client', (_req, res) => json(res, 200, [...pool.list(), ...pool.training.list()]));
     this.route('GET', '/api/jobs/:id', 'client', (_req, res, p) => json(res, 200, this.job(p.id ?? '')));
     this.route('DELETE', '/api/jobs/:id', 'client', (_req, res, p) => {
       const id = p.id ?? '';
       const before = this.job(id);
       if (before.state === 'done' || before.state === 'failed') throw new HttpError(409, `job ${id} is already ${before.state}`);
-      pool.cancel(id);
+      if (pool.training.has(id)) pool.training.cancel(id);
+      else pool.cancel(id);
       json(res, 200, this.job(id));
     });
     this.route('GET', '/api/jobs/:id/meta', 'client', (_req, res, p) => {
@@ -107,6 +110,15 @@ export class Api {
       json(res, 200, { meta: pool.meta(p.id ?? '') ?? null });
     });
     this.route('GET', '/api/jobs/:id/results', 'client', (_req, res, p, url) => this.results(res, p.id ?? '', url));
+    this.route('GET', '/api/jobs/:id/metrics', 'client', (_req, res, p, url) => this.trainMetrics(res, p.id ?? '', url));
+    this.route('GET', '/api/jobs/:id/model', 'client', async (_req, res, p) => {
+      const id = p.id ?? '';
+      if (!pool.training.has(id)) throw new HttpError(404, pool.has(id) ? `job ${id} is not a training job` : `no job ${id}`);
+      const bytes = await pool.training.modelBundle(id);
+      if (bytes === undefined) throw new HttpError(404, `no model for job ${id}`);
+      res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': bytes.byteLength, 'cache-control': 'no-store' });
+      res.end(bytes);
+    });
     this.route('GET', '/api/workers', 'client', (_req, res) => json(res, 200, this.workers()));
   }
 
@@ -168,7 +180,7 @@ export class Api {
   }
 
   private job(id: string) {
-    const s = this.o.pool.status(id);
+    const s = this.o.pool.training.status(id) ?? this.o.pool.status(id);
     if (s === undefined) throw new HttpError(404, `no job ${id}`);
     return s;
   }
@@ -234,6 +246,17 @@ export class Api {
     } catch (e) {
       throw new HttpError(400, `body is not valid JSON: ${e instanceof Error ? e.message : String(e)}`);
     }
+    if (typeof value === 'object' && value !== null && Reflect.get(value, 'kind') === 'train') {
+      const t = parseTrainJobRequest(value);
+      if (!t.ok) throw new HttpError(400, t.error);
+      try {
+        json(res, 201, { id: this.o.pool.training.submit(t.request).id });
+      } catch (e) {
+        if (e instanceof TrainSubmitError) throw new HttpError(400, e.message);
+        throw e;
+      }
+      return;
+    }
     const parsed = parseJobRequest(value);
     if (!parsed.ok) throw new HttpError(400, parsed.error);
     try {
@@ -280,6 +303,40 @@ export class Api {
         }
         if (!follow || isTerminal(p.state) || this.closing) break;
         await Promise.race([pool.waitForChange(id), closed]);
+      }
+    } finally {
+      this.streams.delete(res);
+      if (!gone) res.end();
+    }
+  }
+
+  /** metrics.jsonl of a training job; with `?follow=1` the stream stays open until the job ends. */
+  private async trainMetrics(res: ServerResponse, id: string, url: URL): Promise<void> {
+    const training = this.o.pool.training;
+    if (training.metrics(id, 0) === undefined) throw new HttpError(404, this.o.pool.has(id) ? `job ${id} is not a training job` : `no job ${id}`);
+    const follow = ['1', 'true', 'yes'].includes(url.searchParams.get('follow') ?? '');
+    res.writeHead(200, { 'content-type': 'application/x-ndjson; charset=utf-8', 'cache-control': 'no-store' });
+    let gone = false;
+    const closed = new Promise<void>((resolve) =>
+      res.once('close', () => {
+        gone = true;
+        resolve();
+      }),
+    );
+    this.streams.add(res);
+    try {
+      let next = 0;
+      for (;;) {
+        const m = training.metrics(id, next);
+        if (m === undefined || gone || this.closing) break;
+        if (m.lines.length > 0) {
+          next += m.lines.length;
+          const text = m.lines.map((l) => `${JSON.stringify(l)}\n`).join('');
+          if (!res.write(text)) await Promise.race([new Promise<void>((resolve) => res.once('drain', resolve)), closed]);
+          continue;
+        }
+        if (!follow || m.ended) break;
+        await Promise.race([training.waitForChange(id), closed]);
       }
     } finally {
       this.streams.delete(res);

@@ -5,6 +5,7 @@ import { BlobStore } from './blobs.js';
 import { largestShardBytes, splitShards, type JobColumns, type JobRequest } from './jobs.js';
 import { Registry } from './registry.js';
 import { Scheduler, type Grant, type JobProgress, type JobStateEvent, type ResultOutcome, type ShardDoneEvent } from './scheduler.js';
+import { TrainingService } from './training/training-job.js';
 import { isTerminal, JOB_STATES, type JobRecord, type JobSpec, type JobState, type ShardResult, type Store, type JobUpdate, type StoredShardResult } from './store.js';
 
 /** Where the pool sends what the scheduler decides; implemented by the socket layer. */
@@ -70,6 +71,8 @@ export class Pool {
   readonly scheduler: Scheduler;
   readonly registry: Registry;
   readonly blobs: BlobStore;
+  /** Training jobs (issue 4): their own leases, dispatched within the same worker credit. */
+  readonly training: TrainingService;
   sink: LeaseSink | undefined;
   /** Called when a job ends in this process (for metrics). */
   onJobEnd: ((record: JobRecord) => void) | undefined;
@@ -108,6 +111,16 @@ export class Pool {
       ...(options.maxLosses === undefined ? {} : { maxLosses: options.maxLosses }),
     };
     this.scheduler = new Scheduler(schedulerOptions);
+    this.training = new TrainingService({
+      registry: this.registry,
+      scheduler: this.scheduler,
+      blobs: this.blobs,
+      sink: () => this.sink,
+      log: this.log,
+      leaseMs: options.leaseMs,
+      newLeaseId: () => `${this.bootId}.${++this.leaseSeq}`,
+      now: this.now,
+    });
   }
 
   /** Loads jobs from the store; unfinished ones go back to the queue with their done shards kept. */
@@ -249,6 +262,7 @@ export class Pool {
     if (this.closed) return;
     const grants = this.scheduler.dispatch();
     for (const grant of grants) this.send(grant);
+    this.training.pump();
     this.armTimer();
   }
 
@@ -372,6 +386,7 @@ export class Pool {
     if (this.closed) return;
     this.flush();
     this.closed = true;
+    this.training.close();
     if (this.timer !== undefined) clearTimeout(this.timer);
     for (const id of [...this.waiters.keys()]) this.wake(id);
   }

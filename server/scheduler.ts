@@ -184,6 +184,8 @@ interface WorkerS {
   id: string;
   credit: number;
   leases: Map<string, LeaseS>;
+  /** Leases the worker holds for other services (training), which count against the same credit. */
+  external: number;
 }
 
 interface QueueEntry {
@@ -322,7 +324,7 @@ export class Scheduler {
 
   addWorker(workerId: string): void {
     if (this.workers.has(workerId)) throw new Error(`worker ${workerId} already exists`);
-    this.workers.set(workerId, { id: workerId, credit: 0, leases: new Map() });
+    this.workers.set(workerId, { id: workerId, credit: 0, leases: new Map(), external: 0 });
   }
 
   /** A `pull`: the worker may hold up to `credit` leases from now on. */
@@ -361,6 +363,15 @@ export class Scheduler {
     return n;
   }
 
+  /** How many leases the worker holds outside this scheduler (training); they use up its credit too. */
+  setExternalLoad(workerId: string, n: number): void {
+    const w = this.workers.get(workerId);
+    if (w === undefined) return;
+    w.external = Math.max(0, n);
+    this.updateHungry(w);
+  }
+
+  /** `inFlight` counts this scheduler's leases only. */
   workerLoad(workerId: string): { credit: number; inFlight: number } | undefined {
     const w = this.workers.get(workerId);
     return w === undefined ? undefined : { credit: w.credit, inFlight: w.leases.size };
@@ -510,7 +521,7 @@ export class Scheduler {
   }
 
   private updateHungry(w: WorkerS): void {
-    if (this.workers.get(w.id) === w && w.leases.size < w.credit) this.hungry.add(w);
+    if (this.workers.get(w.id) === w && w.leases.size + w.external < w.credit) this.hungry.add(w);
     else this.hungry.delete(w);
   }
 
@@ -578,7 +589,7 @@ export class Scheduler {
   }
 
   private leaseOne(w: WorkerS): Grant | undefined {
-    if (w.leases.size >= w.credit) {
+    if (w.leases.size + w.external >= w.credit) {
       this.hungry.delete(w);
       return undefined;
     }

@@ -159,12 +159,13 @@ class WorkerSession {
     });
     on('result', (m) => this.result(m));
     on('failure', (m) => {
+      if (owner.pool.training.fail(this.id(), m.leaseId, m.reason)) return;
       const outcome = owner.pool.fail(this.id(), m.leaseId, m.retryable, m.reason);
       if (outcome.kind === 'accepted') this.log.warn({ lease: m.leaseId, retryable: m.retryable, reason: m.reason }, 'worker reported a failure');
     });
     on('release', (m) => {
       const id = this.id();
-      const n = owner.pool.scheduler.release(id, m.leaseIds);
+      const n = owner.pool.scheduler.release(id, owner.pool.training.release(id, m.leaseIds));
       owner.pool.registry.setDraining(id, true);
       this.log.info({ worker: id, released: n }, 'worker released leases');
       owner.pool.pump();
@@ -190,6 +191,7 @@ class WorkerSession {
       owner.unregister(id);
       owner.pool.registry.remove(id);
       owner.pool.scheduler.removeWorker(id);
+      owner.pool.training.removeWorker(id);
       this.log.info({ worker: id, reason }, 'worker disconnected');
       owner.pool.pump();
     });
@@ -228,6 +230,11 @@ class WorkerSession {
   private result(m: Extract<Message, { type: 'result' }>): void {
     const id = this.id();
     const pool = this.owner.pool;
+    if (pool.training.owns(m.leaseId)) {
+      const ignored = pool.training.result(id, m);
+      if (ignored !== null) this.log.debug({ worker: id, lease: m.leaseId, reason: ignored }, 'training result ignored');
+      return;
+    }
     const lease = pool.scheduler.lease(m.leaseId);
     if (lease !== undefined && lease.workerId === id) {
       if (lease.shardId !== m.shardId) {

@@ -33,10 +33,10 @@ test('every command has --help that documents its contract flags', (t) => {
 });
 
 test('a command not built yet says so in one line and exits 2', (t) => {
-  const r = run('train', '--config', 'x.json');
+  const r = run('simulate', '--config', 'x.json');
   t.is(r.status, 2);
   t.is(r.stdout, '');
-  t.regex(r.stderr, /^fedpool train: not built yet \(issue #\d+\)\n$/);
+  t.regex(r.stderr, /^fedpool simulate: not built yet \(issue #\d+\)\n$/);
 });
 
 test('user errors: one clear line, non-zero exit', (t) => {

@@ -126,7 +126,7 @@ test('job requests are validated: 400 with one line naming the field or item', a
     [{ model, items: featureItems(1), shardSize: 0 }, /^shardSize: /],
     [{ model, items: featureItems(1), redundancy: 1.5 }, /^redundancy: /],
     [{ model, items: featureItems(1), shardsize: 2 }, /^shardsize: unknown field$/],
-    [{ kind: 'train', model, items: featureItems(1) }, /^kind: /],
+    [{ kind: 'train', model, items: featureItems(1) }, /^config: /],
     [[1, 2], /expected object/],
     [{ model, items: featureItems(1), batchSize: -1 }, /^batchSize: /],
   ];

@@ -563,3 +563,16 @@ test('model-based: random event sequences never over-lease, complete each shard 
   fc.assert(modelRun(false), { numRuns: 200 });
   t.pass();
 });
+
+test('leases held for training count against the same credit', (t) => {
+  const { s } = harness({ speculative: false });
+  s.addJob({ id: 'J', items: 6, shardSize: 1, redundancy: 1 });
+  s.addWorker('a');
+  s.setCredit('a', 3);
+  s.setExternalLoad('a', 2); // two train leases out
+  t.is(s.dispatch().length, 1, 'only the credit left over by training');
+  t.is(s.dispatch().length, 0);
+  s.setExternalLoad('a', 0); // training answered
+  t.is(s.dispatch().length, 2);
+  t.deepEqual(s.workerLoad('a'), { credit: 3, inFlight: 3 });
+});

@@ -1,0 +1,141 @@
+// Federated training end to end: a real coordinator, two real worker processes and the real `fedpool train`, all
+// spawned from source on loopback. Synthetic Gaussian classes, central data, Dirichlet(0.5) over 12 clients.
+import test from 'ava';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { readFileSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { readBundleDir } from '../../client/scoring/bundle-fs.js';
+import { validateBundle } from '../../shared/model/bundle.js';
+import { fedpoolEntry } from '../helpers/fedpool.js';
+import { CLIENT_TOKEN, WORKER_TOKEN, startCoordinatorProcess, tempDir } from '../server/helpers.js';
+
+const env = (): NodeJS.ProcessEnv => {
+  const e: NodeJS.ProcessEnv = { ...process.env, FEDPOOL_LOG: 'silent' };
+  delete e.FEDPOOL_TOKEN;
+  return e;
+};
+
+function cli(args: string[]): Promise<{ status: number | null; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    const p = spawn(process.execPath, ['--import=tsx', fedpoolEntry, ...args], { env: env(), stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    p.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d));
+    p.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
+    p.once('exit', (status) => resolve({ status, stdout, stderr }));
+  });
+}
+
+function startWorker(url: string, name: string, cacheDir: string): { proc: ChildProcess; connected: Promise<void> } {
+  const proc = spawn(process.execPath, ['--import=tsx', fedpoolEntry, 'worker', '--url', url, '--token', WORKER_TOKEN, '--name', name, '--threads', '1', '--backend', 'wasm'], {
+    env: { ...env(), FEDPOOL_CACHE_DIR: cacheDir },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let out = '';
+  const connected = new Promise<void>((resolve, reject) => {
+    proc.stdout?.setEncoding('utf8').on('data', (d: string) => {
+      out += d;
+      if (out.includes(' connected to ')) resolve();
+    });
+    proc.once('exit', (code) => reject(new Error(`worker ${name} exited (${code}) before connecting`)));
+  });
+  return { proc, connected };
+}
+
+function stop(p: ChildProcess): Promise<void> {
+  return new Promise((resolve) => {
+    if (p.exitCode !== null || p.signalCode !== null) return resolve();
+    p.once('exit', () => resolve());
+    p.kill('SIGTERM');
+  });
+}
+
+/** 3 Gaussian classes in 8 dims, means ±2 apart on different axes. */
+function writeGaussian(file: string, n: number, seed: number): void {
+  let s = seed >>> 0;
+  const rand = (): number => {
+    s = (s + 0x6d2b79f5) >>> 0;
+    let t = s;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+  const normal = (): number => Math.sqrt(-2 * Math.log(1 - rand())) * Math.cos(2 * Math.PI * rand());
+  const lines: string[] = [];
+  for (let i = 0; i < n; i++) {
+    const label = i % 3;
+    const features = Array.from({ length: 8 }, (_, j) => +((j === label ? 2 : j === label + 3 ? -2 : 0) + normal()).toFixed(4));
+    lines.push(JSON.stringify({ features, label }));
+  }
+  writeFileSync(file, `${lines.join('\n')}\n`);
+}
+
+test('fedpool train: sync FedAvg and async FedBuff over 2 real workers; a bad config is one line', async (t) => {
+  t.timeout(120_000);
+  const { dir, cleanup } = tempDir();
+  t.teardown(cleanup);
+  const init = spawnSync(process.execPath, ['--import=tsx', fedpoolEntry, 'model', 'init', '--out', path.join(dir, 'model'), '--input', 'features:8', '--output', 'classes:3', '--hidden', '16', '--seed', '2'], { encoding: 'utf8', env: env() });
+  t.is(init.status, 0, String(init.stderr));
+  writeGaussian(path.join(dir, 'train.jsonl'), 1200, 1);
+  writeGaussian(path.join(dir, 'val.jsonl'), 300, 2);
+
+  const coordinator = await startCoordinatorProcess(['--state', ':memory:', '--worker-token', WORKER_TOKEN, '--client-token', CLIENT_TOKEN, '--lease-ms', '20000']);
+  const workers = ['a', 'b'].map((n) => startWorker(coordinator.url, `w-${n}`, path.join(dir, `cache-${n}`)));
+  t.teardown(async () => {
+    await Promise.all(workers.map((w) => stop(w.proc)));
+    await coordinator.stop();
+  });
+  await Promise.all(workers.map((w) => w.connected));
+
+  const base = {
+    model: 'model',
+    task: 'classify',
+    data: { source: 'central', path: 'train.jsonl', partition: { clients: 12, kind: 'dirichlet', alpha: 0.5, seed: 3 } },
+    eval: { path: 'val.jsonl', every: 1 },
+    local: { steps: 10, batchSize: 32, lr: 0.1, momentum: 0.5 },
+  };
+
+  // A bad config: one line, exit 1, nothing submitted.
+  writeFileSync(path.join(dir, 'bad.json'), JSON.stringify({ ...base, mode: 'sync', rounds: 8 }));
+  const bad = await cli(['train', '--url', coordinator.url, '--token', CLIENT_TOKEN, '--config', path.join(dir, 'bad.json')]);
+  t.is(bad.status, 1);
+  t.regex(bad.stderr, /^train\.json: clientsPerRound: required for mode 'sync'\n$/);
+  const jobsBefore = (await (await fetch(`${coordinator.url}/api/jobs`, { headers: { authorization: `Bearer ${CLIENT_TOKEN}` } })).json()) as unknown[];
+  t.is(jobsBefore.length, 0);
+
+  // Sync FedAvg: 8 rounds of 6 clients.
+  writeFileSync(path.join(dir, 'sync.json'), JSON.stringify({ ...base, mode: 'sync', rounds: 8, clientsPerRound: 6, roundDeadlineMs: 20000 }));
+  const out = path.join(dir, 'out-sync');
+  const [sync, asyncRun] = await Promise.all([
+    cli(['train', '--url', coordinator.url, '--token', CLIENT_TOKEN, '--config', path.join(dir, 'sync.json'), '--out', out]),
+    (async () => {
+      writeFileSync(path.join(dir, 'async.json'), JSON.stringify({ ...base, eval: { path: 'val.jsonl', every: 4 }, mode: 'async', steps: 12, concurrency: 4, buffer: 2 }));
+      return cli(['train', '--url', coordinator.url, '--token', CLIENT_TOKEN, '--config', path.join(dir, 'async.json'), '--out', path.join(dir, 'out-async')]);
+    })(),
+  ]);
+  t.is(sync.status, 0, sync.stderr);
+  t.regex(sync.stderr, /^fedpool job \S+ submitted$/m);
+  const summary = JSON.parse(sync.stdout.trim().split('\n').at(-1) ?? '{}') as { steps: number; final_accuracy: number };
+  t.is(summary.steps, 8);
+  const metrics = readFileSync(path.join(out, 'metrics.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as { step: number; accuracy: number; participants: number; staleness_mean: number });
+  t.is(metrics.length, 8);
+  t.deepEqual(metrics.map((m) => m.step), [1, 2, 3, 4, 5, 6, 7, 8]);
+  const first = metrics[0]!.accuracy;
+  const last = metrics[7]!.accuracy;
+  t.true(last >= 0.8, `final accuracy ${last}`);
+  t.true(last > first, `accuracy ${first} → ${last}`);
+  t.is(summary.final_accuracy, last);
+  t.true(metrics.every((m) => m.participants > 0 && m.participants <= 6));
+  const files = await readBundleDir(path.join(out, 'model'));
+  t.notThrows(() => validateBundle(files));
+  const config = JSON.parse(readFileSync(path.join(out, 'config.json'), 'utf8')) as { mode: string; rounds: number };
+  t.is(config.mode, 'sync');
+  t.is(config.rounds, 8);
+
+  // Async FedBuff: 12 steps, concurrency 4, buffer 2.
+  t.is(asyncRun.status, 0, asyncRun.stderr);
+  const am = readFileSync(path.join(dir, 'out-async', 'metrics.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as { step: number; staleness_mean: number | null; accuracy: number | null });
+  t.is(am.length, 12);
+  t.true(am.every((m) => typeof m.staleness_mean === 'number' && m.staleness_mean >= 0));
+  t.is(am.filter((m) => m.accuracy !== null).length, 3);
+});
