@@ -6,6 +6,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { createInterface } from 'node:readline';
+import { mulberry32, normal } from '../../shared/random.js';
 import { UserError } from '../errors.js';
 
 interface DemoOptions {
@@ -63,6 +64,18 @@ function demoInput(file: string): { items: number; pairs: number } {
   return { items, pairs };
 }
 
+/** Three Gaussian classes in 8 dimensions, seeded: `{"features", "label"}` lines. */
+function gaussianClasses(file: string, n: number, seed: number): void {
+  const rand = mulberry32(seed);
+  const lines: string[] = [];
+  for (let i = 0; i < n; i++) {
+    const label = i % 3;
+    const features = Array.from({ length: 8 }, (_, j) => +((j === label ? 2 : j === label + 3 ? -2 : 0) + normal(rand)).toFixed(4));
+    lines.push(JSON.stringify({ features, label }));
+  }
+  writeFileSync(file, `${lines.join('\n')}\n`);
+}
+
 export async function run(options: Record<string, unknown>): Promise<void> {
   const { keep = false } = options as DemoOptions;
   const dir = mkdtempSync(path.join(tmpdir(), 'fedpool-demo-'));
@@ -104,7 +117,24 @@ export async function run(options: Record<string, unknown>): Promise<void> {
     say(`scoring ${counts.items} candidate answers in ${counts.items / 4} groups and ${counts.pairs} preference pairs (weighted-majority selection)`);
     const score = await import('./score.js');
     await score.run({ url, token: clientToken, model: modelDir, input, output: path.join(dir, 'scores.jsonl'), shardSize: 64, redundancy: 1, select: 'weighted-majority' });
-    say('federated fine-tuning: not built yet (issue #4) — the demo will train a model here');
+    const trainDir = path.join(dir, 'train');
+    await init.run({ out: path.join(trainDir, 'model'), input: 'features:8', output: 'classes:3', hidden: '16', seed: 2 });
+    gaussianClasses(path.join(trainDir, 'train.jsonl'), 1200, 1);
+    gaussianClasses(path.join(trainDir, 'val.jsonl'), 300, 2);
+    const config = {
+      model: 'model',
+      task: 'classify',
+      data: { source: 'central', path: 'train.jsonl', partition: { clients: 12, kind: 'dirichlet', alpha: 0.5, seed: 3 } },
+      eval: { path: 'val.jsonl', every: 1 },
+      mode: 'sync',
+      rounds: 6,
+      clientsPerRound: 6,
+      local: { steps: 10, batchSize: 32, lr: 0.1, momentum: 0.5 },
+    };
+    writeFileSync(path.join(trainDir, 'train.json'), JSON.stringify(config, null, 2));
+    say('federated fine-tuning: 12 clients with Dirichlet(0.5) label skew, 6 FedAvg rounds of 6 clients, local SGD with momentum');
+    const train = await import('./train.js');
+    await train.run({ url, token: clientToken, config: path.join(trainDir, 'train.json'), out: path.join(trainDir, 'out') });
     say(`dashboard: ${url}/?token=${clientToken}`);
     if (keep) {
       say('the pool keeps running (--keep); press Ctrl-C to stop it');

@@ -148,6 +148,9 @@ test('fedpool demo runs to completion', (t) => {
   t.regex(out, /coordinator {2}http:\/\/127\.0\.0\.1:\d+/);
   t.is(out.match(/fedpool worker demo-worker-\d connected to/g)?.length, 2);
   t.regex(out, /"items":250,"scored":300/);
+  const trained = /^\{"job":"\w+","steps":6,.*"final_accuracy":([\d.]+)/m.exec(out);
+  t.truthy(trained, 'the demo runs a federated training job');
+  t.true(Number(trained?.[1]) > 0.8, `accuracy after 6 FedAvg rounds: ${trained?.[1]}`);
   t.regex(out, /dashboard: http:\/\/127\.0\.0\.1:\d+\/\?token=\w+/);
   t.regex(out, /fedpool demo: done/);
 });

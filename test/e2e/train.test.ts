@@ -8,6 +8,7 @@ import { readBundleDir } from '../../client/scoring/bundle-fs.js';
 import { validateBundle } from '../../shared/model/bundle.js';
 import { fedpoolEntry } from '../helpers/fedpool.js';
 import { CLIENT_TOKEN, WORKER_TOKEN, startCoordinatorProcess, tempDir } from '../server/helpers.js';
+import { mulberry32, normal } from '../../shared/random.js';
 
 const env = (): NodeJS.ProcessEnv => {
   const e: NodeJS.ProcessEnv = { ...process.env, FEDPOOL_LOG: 'silent' };
@@ -52,19 +53,11 @@ function stop(p: ChildProcess): Promise<void> {
 
 /** 3 Gaussian classes in 8 dims, means ±2 apart on different axes. */
 function writeGaussian(file: string, n: number, seed: number): void {
-  let s = seed >>> 0;
-  const rand = (): number => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-  const normal = (): number => Math.sqrt(-2 * Math.log(1 - rand())) * Math.cos(2 * Math.PI * rand());
+  const rand = mulberry32(seed);
   const lines: string[] = [];
   for (let i = 0; i < n; i++) {
     const label = i % 3;
-    const features = Array.from({ length: 8 }, (_, j) => +((j === label ? 2 : j === label + 3 ? -2 : 0) + normal()).toFixed(4));
+    const features = Array.from({ length: 8 }, (_, j) => +((j === label ? 2 : j === label + 3 ? -2 : 0) + normal(rand)).toFixed(4));
     lines.push(JSON.stringify({ features, label }));
   }
   writeFileSync(file, `${lines.join('\n')}\n`);
