@@ -98,22 +98,10 @@ export class CoordinatorApi {
   }
 
   /** Streams the job's results JSONL in input order, calling onLine for each parsed line, until the stream ends. */
-  async followResults(id: string, onLine: (value: unknown) => void): Promise<void> {
-    const res = await this.request('GET', `/api/jobs/${encodeURIComponent(id)}/results?follow=1`);
-    if (!res.ok || res.body === null) throw new UserError(`coordinator: results of job ${id} unavailable (${res.status}): ${await errorText(res)}`);
-    const decoder = new TextDecoder();
-    let buffered = '';
-    for await (const chunk of res.body) {
-      buffered += decoder.decode(chunk as Uint8Array, { stream: true });
-      let nl: number;
-      while ((nl = buffered.indexOf('\n')) >= 0) {
-        const line = buffered.slice(0, nl);
-        buffered = buffered.slice(nl + 1);
-        if (line.trim() !== '') onLine(JSON.parse(line));
-      }
-    }
-    if (buffered.trim() !== '') onLine(JSON.parse(buffered));
+  followResults(id: string, onLine: (value: unknown) => void): Promise<void> {
+    return this.followLines(`/api/jobs/${encodeURIComponent(id)}/results?follow=1`, onLine);
   }
+
 }
 
 async function errorText(res: Response): Promise<string> {

@@ -1,9 +1,7 @@
-import { extname } from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { Piscina } from 'piscina';
 import { ModelError, BundleError } from '../../shared/model/errors.js';
 import type { ModelItem } from '../../shared/model/featurizer.js';
 import type { BackendChoice, BackendRequest } from '../backends.js';
+import { createTensorThreads } from '../thread-pool.js';
 import type { ProbeResult, TaskFailure, TaskInput } from './score-task.js';
 
 /**
@@ -38,15 +36,6 @@ export interface ScoringPool {
   close(): Promise<void>;
 }
 
-/** Bundles kept shared with the threads; each thread caches up to the same number of loaded models. */
-const SHARED_BUNDLES = 4;
-
-/** The task module beside this file, with this file's extension: .ts from source (under tsx), .js from dist/. */
-function taskFile(): string {
-  const self = fileURLToPath(import.meta.url);
-  return new URL(`./score-task${extname(self)}`, import.meta.url).href;
-}
-
 /**
  * A features shard as one row-major matrix, when every item has features of one length (else undefined: the items
  * go as they are and the thread reports what is wrong with them). Why copy here rather than transfer each item's
@@ -69,29 +58,8 @@ function rebuild(failure: TaskFailure['failure']): Error {
 }
 
 export function createScoringPool(options: ScoringPoolOptions): ScoringPool {
-  const threads = options.threads;
-  if (!Number.isSafeInteger(threads) || threads < 1) throw new RangeError(`threads must be a positive integer, got ${String(threads)}`);
-  const piscina = new Piscina({
-    filename: taskFile(),
-    minThreads: 1,
-    maxThreads: threads,
-    idleTimeout: options.idleTimeoutMs ?? 5 * 60_000,
-    // Worker threads inherit process.execArgv (so `--import=tsx` under tests), which is what loads the .ts task.
-  });
-  const shared = new Map<string, Uint8Array>(); // LRU by insertion order
-
-  function sharedBundle(hash: string, bundle: Uint8Array): Uint8Array {
-    let view = shared.get(hash);
-    if (view !== undefined) {
-      shared.delete(hash);
-    } else {
-      view = new Uint8Array(new SharedArrayBuffer(bundle.byteLength));
-      view.set(bundle);
-      if (shared.size >= SHARED_BUNDLES) shared.delete(shared.keys().next().value as string);
-    }
-    shared.set(hash, view);
-    return view;
-  }
+  const pool = createTensorThreads(import.meta.url, 'score-task', options.threads, options.idleTimeoutMs);
+  const { piscina, threads, sharedBundle } = pool;
 
   return {
     threads,
@@ -103,7 +71,7 @@ export function createScoringPool(options: ScoringPoolOptions): ScoringPool {
         ? piscina.run({ ...common, matrix } satisfies TaskInput, { transferList: [matrix.x.buffer as ArrayBuffer] })
         : piscina.run({ ...common, items } satisfies TaskInput))) as Float32Array | TaskFailure;
       if (!(out instanceof Float32Array)) {
-        if (out.failure.name === 'BundleError') shared.delete(hash); // never keep bytes that failed as that hash
+        if (out.failure.name === 'BundleError') pool.forget(hash);
         throw rebuild(out.failure);
       }
       if (out.length !== items.length) throw new Error(`scoring thread returned ${out.length} scores for ${items.length} items`);
@@ -113,9 +81,6 @@ export function createScoringPool(options: ScoringPoolOptions): ScoringPool {
       const out = (await piscina.run({ kind: 'probe', backend: options.backend } satisfies TaskInput)) as ProbeResult;
       return out.choice;
     },
-    async close() {
-      shared.clear();
-      await piscina.close();
-    },
+    close: () => pool.close(),
   };
 }

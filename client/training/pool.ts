@@ -1,8 +1,6 @@
-import { extname } from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { Piscina } from 'piscina';
 import { BundleError, ModelError } from '../../shared/model/errors.js';
 import type { BackendChoice, BackendRequest } from '../backends.js';
+import { createTensorThreads } from '../thread-pool.js';
 import type { LocalTrainOptions, LocalTrainResult, TrainData } from './local-train.js';
 import type { TrainProbeResult, TrainTaskFailure, TrainTaskInput, TrainTaskMessage } from './train-task.js';
 
@@ -48,14 +46,6 @@ export interface TrainingPool {
   close(): Promise<void>;
 }
 
-const SHARED_BUNDLES = 4;
-
-/** The task module beside this file, with this file's extension: .ts from source (under tsx), .js from dist/. */
-function taskFile(): string {
-  const self = fileURLToPath(import.meta.url);
-  return new URL(`./train-task${extname(self)}`, import.meta.url).href;
-}
-
 function rebuild(failure: TrainTaskFailure['failure']): Error {
   if (failure.name === 'BundleError') return new BundleError(failure.message);
   if (failure.name === 'RangeError') return new RangeError(failure.message);
@@ -75,29 +65,8 @@ function copyData(data: TrainData): { data: TrainData; buffers: ArrayBuffer[] } 
 }
 
 export function createTrainingPool(options: TrainingPoolOptions): TrainingPool {
-  const threads = options.threads;
-  if (!Number.isSafeInteger(threads) || threads < 1) throw new RangeError(`threads must be a positive integer, got ${String(threads)}`);
-  const piscina = new Piscina({
-    filename: taskFile(),
-    minThreads: 1,
-    maxThreads: threads,
-    idleTimeout: options.idleTimeoutMs ?? 5 * 60_000,
-    // Worker threads inherit process.execArgv (so `--import=tsx` under tests), which is what loads the .ts task.
-  });
-  const shared = new Map<string, Uint8Array>(); // LRU by insertion order
-
-  function sharedBundle(hash: string, bundle: Uint8Array): Uint8Array {
-    let view = shared.get(hash);
-    if (view !== undefined) {
-      shared.delete(hash);
-    } else {
-      view = new Uint8Array(new SharedArrayBuffer(bundle.byteLength));
-      view.set(bundle);
-      if (shared.size >= SHARED_BUNDLES) shared.delete(shared.keys().next().value as string);
-    }
-    shared.set(hash, view);
-    return view;
-  }
+  const pool = createTensorThreads(import.meta.url, 'train-task', options.threads, options.idleTimeoutMs);
+  const { piscina, threads, sharedBundle } = pool;
 
   return {
     threads,
@@ -114,7 +83,7 @@ export function createTrainingPool(options: TrainingPoolOptions): TrainingPool {
       }
       const out = (await piscina.run(task satisfies TrainTaskMessage, { transferList: buffers })) as LocalTrainResult | TrainTaskFailure;
       if ('failure' in out) {
-        if (out.failure.name === 'BundleError') shared.delete(shard.hash); // never keep bytes that failed as that hash
+        if (out.failure.name === 'BundleError') pool.forget(shard.hash);
         throw rebuild(out.failure);
       }
       return out;
@@ -123,9 +92,6 @@ export function createTrainingPool(options: TrainingPoolOptions): TrainingPool {
       const out = (await piscina.run({ kind: 'probe', backend: options.backend } satisfies TrainTaskMessage)) as TrainProbeResult;
       return out.choice;
     },
-    async close() {
-      shared.clear();
-      await piscina.close();
-    },
+    close: () => pool.close(),
   };
 }

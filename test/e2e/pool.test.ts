@@ -1,7 +1,7 @@
 // The evaluation pool end to end, as users run it: a real coordinator, real worker processes, the real
 // `fedpool score` — all spawned from source on loopback.
 import test from 'ava';
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { readBundleDir } from '../../client/scoring/bundle-fs.js';
@@ -9,39 +9,12 @@ import { scoreInProcess } from '../../client/scoring/reference.js';
 import { selectBackend } from '../../client/backends.js';
 import { fedpoolEntry } from '../helpers/fedpool.js';
 import { CLIENT_TOKEN, WORKER_TOKEN, startCoordinatorProcess, tempDir } from '../server/helpers.js';
+import { cleanEnv, startWorker, stop } from './processes.js';
 
-const env = (): NodeJS.ProcessEnv => {
-  const e: NodeJS.ProcessEnv = { ...process.env, FEDPOOL_LOG: 'silent' };
-  delete e.FEDPOOL_TOKEN;
-  return e;
-};
+const env = cleanEnv;
 
 function cli(args: string[], cwd?: string): ReturnType<typeof spawnSync> {
   return spawnSync(process.execPath, ['--import=tsx', fedpoolEntry, ...args], { encoding: 'utf8', env: env(), cwd, timeout: 180_000 });
-}
-
-function startWorker(url: string, name: string, cacheDir: string): { proc: ChildProcess; connected: Promise<void> } {
-  const proc = spawn(process.execPath, ['--import=tsx', fedpoolEntry, 'worker', '--url', url, '--token', WORKER_TOKEN, '--name', name, '--threads', '1', '--backend', 'wasm'], {
-    env: { ...env(), FEDPOOL_CACHE_DIR: cacheDir },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  let out = '';
-  const connected = new Promise<void>((resolve, reject) => {
-    proc.stdout?.setEncoding('utf8').on('data', (d: string) => {
-      out += d;
-      if (out.includes(' connected to ')) resolve();
-    });
-    proc.once('exit', (code) => reject(new Error(`worker ${name} exited (${code}) before connecting`)));
-  });
-  return { proc, connected };
-}
-
-function stop(p: ChildProcess): Promise<void> {
-  return new Promise((resolve) => {
-    if (p.exitCode !== null || p.signalCode !== null) return resolve();
-    p.once('exit', () => resolve());
-    p.kill('SIGTERM');
-  });
 }
 
 /** Text items with groups, plus preference pairs every 50th line. */

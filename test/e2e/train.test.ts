@@ -1,7 +1,7 @@
 // Federated training end to end: a real coordinator, two real worker processes and the real `fedpool train`, all
 // spawned from source on loopback. Synthetic Gaussian classes, central data, Dirichlet(0.5) over 12 clients.
 import test from 'ava';
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { readBundleDir } from '../../client/scoring/bundle-fs.js';
@@ -9,12 +9,9 @@ import { validateBundle } from '../../shared/model/bundle.js';
 import { fedpoolEntry } from '../helpers/fedpool.js';
 import { CLIENT_TOKEN, WORKER_TOKEN, startCoordinatorProcess, tempDir } from '../server/helpers.js';
 import { mulberry32, normal } from '../../shared/random.js';
+import { cleanEnv, startWorker, stop } from './processes.js';
 
-const env = (): NodeJS.ProcessEnv => {
-  const e: NodeJS.ProcessEnv = { ...process.env, FEDPOOL_LOG: 'silent' };
-  delete e.FEDPOOL_TOKEN;
-  return e;
-};
+const env = cleanEnv;
 
 function cli(args: string[]): Promise<{ status: number | null; stdout: string; stderr: string }> {
   return new Promise((resolve) => {
@@ -24,30 +21,6 @@ function cli(args: string[]): Promise<{ status: number | null; stdout: string; s
     p.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d));
     p.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
     p.once('exit', (status) => resolve({ status, stdout, stderr }));
-  });
-}
-
-function startWorker(url: string, name: string, cacheDir: string): { proc: ChildProcess; connected: Promise<void> } {
-  const proc = spawn(process.execPath, ['--import=tsx', fedpoolEntry, 'worker', '--url', url, '--token', WORKER_TOKEN, '--name', name, '--threads', '1', '--backend', 'wasm'], {
-    env: { ...env(), FEDPOOL_CACHE_DIR: cacheDir },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  let out = '';
-  const connected = new Promise<void>((resolve, reject) => {
-    proc.stdout?.setEncoding('utf8').on('data', (d: string) => {
-      out += d;
-      if (out.includes(' connected to ')) resolve();
-    });
-    proc.once('exit', (code) => reject(new Error(`worker ${name} exited (${code}) before connecting`)));
-  });
-  return { proc, connected };
-}
-
-function stop(p: ChildProcess): Promise<void> {
-  return new Promise((resolve) => {
-    if (p.exitCode !== null || p.signalCode !== null) return resolve();
-    p.once('exit', () => resolve());
-    p.kill('SIGTERM');
   });
 }
 
