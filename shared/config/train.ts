@@ -194,7 +194,9 @@ export function parseTrainConfig(json: unknown, baseDir: string, resolvePath: Pa
       const keys = issue.keys;
       fail([...where, keys[0]].join('.'), keys.length > 1 ? `unknown keys ${keys.join(', ')}` : 'unknown key');
     }
-    fail(where.join('.'), issue.message.replace(/\s+/g, ' '));
+    const message = issue.message.replace(/\s+/g, ' ');
+    // zod says "Invalid input: expected string, received undefined" for a missing field: say what users mean.
+    fail(where.join('.'), /received undefined$/.test(message) ? 'missing (required)' : message.replace(/^Invalid input: /, ''));
   }
   const raw = parsed.data;
   const clients = trainClientCount(raw);
