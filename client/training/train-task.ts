@@ -1,8 +1,7 @@
 import { move, transferableSymbol, valueSymbol } from 'piscina';
-import { selectBackend, type BackendChoice, type BackendRequest } from '../backends.js';
-import { BundleError } from '../../shared/model/errors.js';
-import { bundleHash, unpackBundle } from '../../shared/model/bundle.js';
-import { loadFromFiles, type LoadedModel } from '../../shared/model/tf-model.js';
+import type { BackendChoice, BackendRequest } from '../backends.js';
+import type { LoadedModel } from '../../shared/model/tf-model.js';
+import { ensureBackend, modelCache } from '../thread-state.js';
 import { getFlatWeights, setFlatWeights } from '../../shared/model/weights.js';
 import { trainLocally, type LocalTrainOptions, type LocalTrainResult, type TrainData } from './local-train.js';
 
@@ -50,46 +49,7 @@ interface CachedModel extends LoadedModel {
   initial: Float32Array;
 }
 
-const MODEL_CACHE_SIZE = 4;
-
-let backend: { requested: BackendRequest; ready: Promise<BackendChoice> } | undefined;
-const models = new Map<string, Promise<CachedModel>>(); // insertion order = least recently used first
-
-function ensureBackend(requested: BackendRequest): Promise<BackendChoice> {
-  if (backend === undefined) backend = { requested, ready: selectBackend(requested) };
-  else if (backend.requested !== requested) {
-    return Promise.reject(new Error(`this training thread runs backend ${backend.requested}, not ${requested}`));
-  }
-  return backend.ready;
-}
-
-async function load(hash: string, bundle: Uint8Array): Promise<CachedModel> {
-  const bytes = bundle.slice(); // own, non-shared copy: WebCrypto refuses shared memory
-  const actual = await bundleHash(bytes);
-  if (actual !== hash) throw new BundleError(`model bundle: sha-256 is ${actual}, expected ${hash}`);
-  const loaded = await loadFromFiles(unpackBundle(bytes).files);
-  return { ...loaded, initial: getFlatWeights(loaded.model) };
-}
-
-function cachedModel(hash: string, bundle: Uint8Array): Promise<CachedModel> {
-  const cached = models.get(hash);
-  if (cached !== undefined) {
-    models.delete(hash);
-    models.set(hash, cached);
-    return cached;
-  }
-  const loading = load(hash, bundle);
-  models.set(hash, loading);
-  loading.catch(() => {
-    if (models.get(hash) === loading) models.delete(hash);
-  });
-  while (models.size > MODEL_CACHE_SIZE) {
-    const [oldest, evicted] = models.entries().next().value as [string, Promise<CachedModel>];
-    models.delete(oldest);
-    evicted.then((m) => m.model.dispose(), () => {}); // one task at a time per thread: nothing uses it now
-  }
-  return loading;
-}
+const cachedModel = modelCache((loaded): CachedModel => ({ ...loaded, initial: getFlatWeights(loaded.model) }));
 
 /** The result with its buffers transferred, not cloned (piscina's Transferable protocol). */
 function transferable(result: LocalTrainResult): LocalTrainResult {
