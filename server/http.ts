@@ -276,8 +276,47 @@ export class Api {
     const { pool } = this.o;
     const first = pool.progress(id);
     if (first === undefined) throw new HttpError(404, `no job ${id}`);
+    let next = 0;
+    await this.streamJsonl(res, url, { 'x-fedpool-job-state': first.state }, () => pool.waitForChange(id), () => {
+      const p = pool.progress(id);
+      if (p === undefined) return undefined;
+      if (next >= p.prefixShards) return { text: '', ended: isTerminal(p.state) };
+      const to = Math.min(p.prefixShards, next + RESULT_SHARDS_PER_WRITE);
+      let text = '';
+      for (const shard of pool.readResults(id, next, to)) {
+        for (let i = 0; i < shard.ids.length; i++) text += `{"id":${JSON.stringify(shard.ids[i])},"score":${scoreText(shard.scores[i] as number)}}\n`;
+      }
+      next = to;
+      return { text, ended: false };
+    });
+  }
+
+  /** metrics.jsonl of a training job; with `?follow=1` the stream stays open until the job ends. */
+  private async trainMetrics(res: ServerResponse, id: string, url: URL): Promise<void> {
+    const training = this.o.pool.training;
+    if (training.metrics(id, 0) === undefined) throw new HttpError(404, this.o.pool.has(id) ? `job ${id} is not a training job` : `no job ${id}`);
+    let next = 0;
+    await this.streamJsonl(res, url, {}, () => training.waitForChange(id), () => {
+      const m = training.metrics(id, next);
+      if (m === undefined) return undefined;
+      next += m.lines.length;
+      return { text: m.lines.map((l) => `${JSON.stringify(l)}\n`).join(''), ended: m.ended };
+    });
+  }
+
+  /**
+   * The one JSONL streaming loop: writes what `read` has (respecting backpressure) until it has nothing new; with
+   * `?follow=1` it then waits for `changed` until `read` says the job ended, the client goes away or we shut down.
+   */
+  private async streamJsonl(
+    res: ServerResponse,
+    url: URL,
+    headers: Record<string, string>,
+    changed: () => Promise<void>,
+    read: () => { text: string; ended: boolean } | undefined,
+  ): Promise<void> {
     const follow = ['1', 'true', 'yes'].includes(url.searchParams.get('follow') ?? '');
-    res.writeHead(200, { 'content-type': 'application/x-ndjson; charset=utf-8', 'cache-control': 'no-store', 'x-fedpool-job-state': first.state });
+    res.writeHead(200, { 'content-type': 'application/x-ndjson; charset=utf-8', 'cache-control': 'no-store', ...headers });
     let gone = false;
     const closed = new Promise<void>((resolve) =>
       res.once('close', () => {
@@ -287,22 +326,15 @@ export class Api {
     );
     this.streams.add(res);
     try {
-      let next = 0;
       for (;;) {
-        const p = pool.progress(id);
-        if (p === undefined || gone || this.closing) break;
-        if (next < p.prefixShards) {
-          const to = Math.min(p.prefixShards, next + RESULT_SHARDS_PER_WRITE);
-          let text = '';
-          for (const shard of pool.readResults(id, next, to)) {
-            for (let i = 0; i < shard.ids.length; i++) text += `{"id":${JSON.stringify(shard.ids[i])},"score":${scoreText(shard.scores[i] as number)}}\n`;
-          }
-          next = to;
-          if (!res.write(text)) await Promise.race([new Promise<void>((resolve) => res.once('drain', resolve)), closed]);
+        const chunk = read();
+        if (chunk === undefined || gone || this.closing) break;
+        if (chunk.text !== '') {
+          if (!res.write(chunk.text)) await Promise.race([new Promise<void>((resolve) => res.once('drain', resolve)), closed]);
           continue;
         }
-        if (!follow || isTerminal(p.state) || this.closing) break;
-        await Promise.race([pool.waitForChange(id), closed]);
+        if (!follow || chunk.ended || this.closing) break;
+        await Promise.race([changed(), closed]);
       }
     } finally {
       this.streams.delete(res);
@@ -310,39 +342,6 @@ export class Api {
     }
   }
 
-  /** metrics.jsonl of a training job; with `?follow=1` the stream stays open until the job ends. */
-  private async trainMetrics(res: ServerResponse, id: string, url: URL): Promise<void> {
-    const training = this.o.pool.training;
-    if (training.metrics(id, 0) === undefined) throw new HttpError(404, this.o.pool.has(id) ? `job ${id} is not a training job` : `no job ${id}`);
-    const follow = ['1', 'true', 'yes'].includes(url.searchParams.get('follow') ?? '');
-    res.writeHead(200, { 'content-type': 'application/x-ndjson; charset=utf-8', 'cache-control': 'no-store' });
-    let gone = false;
-    const closed = new Promise<void>((resolve) =>
-      res.once('close', () => {
-        gone = true;
-        resolve();
-      }),
-    );
-    this.streams.add(res);
-    try {
-      let next = 0;
-      for (;;) {
-        const m = training.metrics(id, next);
-        if (m === undefined || gone || this.closing) break;
-        if (m.lines.length > 0) {
-          next += m.lines.length;
-          const text = m.lines.map((l) => `${JSON.stringify(l)}\n`).join('');
-          if (!res.write(text)) await Promise.race([new Promise<void>((resolve) => res.once('drain', resolve)), closed]);
-          continue;
-        }
-        if (!follow || m.ended) break;
-        await Promise.race([training.waitForChange(id), closed]);
-      }
-    } finally {
-      this.streams.delete(res);
-      if (!gone) res.end();
-    }
-  }
 
   /** Stops accepting writes and ends open result streams. */
   close(): void {
