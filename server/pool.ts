@@ -6,7 +6,7 @@ import { largestShardBytes, splitShards, type JobColumns, type JobRequest } from
 import { Registry } from './registry.js';
 import { Scheduler, type Grant, type JobProgress, type JobStateEvent, type ResultOutcome, type ShardDoneEvent } from './scheduler.js';
 import { TrainingService } from './training/training-job.js';
-import { isTerminal, JOB_STATES, type JobRecord, type JobSpec, type JobState, type ShardResult, type Store, type JobUpdate, type StoredShardResult } from './store.js';
+import { isTerminal, JOB_STATES, type JobRecord, type JobSpec, type JobState, type JobStatusBase, type ShardResult, type Store, type JobUpdate, type StoredShardResult } from './store.js';
 
 /** Where the pool sends what the scheduler decides; implemented by the socket layer. */
 export interface LeaseSink {
@@ -27,15 +27,8 @@ export interface PoolOptions {
 }
 
 /** The public view of a job (GET /api/jobs/:id). */
-export interface JobStatus {
-  id: string;
+export interface JobStatus extends JobStatusBase {
   kind: 'score';
-  state: JobState;
-  progress: { done: number; total: number };
-  createdAt: string;
-  finishedAt?: string;
-  error?: string;
-  model: string;
   shardSize: number;
   redundancy: number;
   batchSize: number;

@@ -107,3 +107,15 @@ export interface Store {
   readBlob(hash: string, offset: number, length: number): Uint8Array<ArrayBuffer>;
   close(): void;
 }
+
+/** What GET /api/jobs/:id says of every job, whatever its kind. */
+export interface JobStatusBase {
+  id: string;
+  state: JobState;
+  progress: { done: number; total: number };
+  createdAt: string;
+  finishedAt?: string;
+  error?: string;
+  /** sha-256 of the model bundle blob. */
+  model: string;
+}

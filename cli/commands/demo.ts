@@ -6,7 +6,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { createInterface } from 'node:readline';
-import { mulberry32, normal } from '../../shared/random.js';
+import { gaussianClasses } from '../demo-data.js';
 import { UserError } from '../errors.js';
 
 interface DemoOptions {
@@ -64,17 +64,6 @@ function demoInput(file: string): { items: number; pairs: number } {
   return { items, pairs };
 }
 
-/** Three Gaussian classes in 8 dimensions, seeded: `{"features", "label"}` lines. */
-function gaussianClasses(file: string, n: number, seed: number): void {
-  const rand = mulberry32(seed);
-  const lines: string[] = [];
-  for (let i = 0; i < n; i++) {
-    const label = i % 3;
-    const features = Array.from({ length: 8 }, (_, j) => +((j === label ? 2 : j === label + 3 ? -2 : 0) + normal(rand)).toFixed(4));
-    lines.push(JSON.stringify({ features, label }));
-  }
-  writeFileSync(file, `${lines.join('\n')}\n`);
-}
 
 export async function run(options: Record<string, unknown>): Promise<void> {
   const { keep = false } = options as DemoOptions;

@@ -12,7 +12,7 @@ import { Tensor, type LeaseMessage, type Message } from '../../shared/protocol/i
 import type { BlobStore } from '../blobs.js';
 import type { Registry } from '../registry.js';
 import type { Scheduler } from '../scheduler.js';
-import { isTerminal, type JobState } from '../store.js';
+import { isTerminal, type JobState, type JobStatusBase } from '../store.js';
 import { AsyncDriver } from './async-driver.js';
 import type { CentralRows, TrainJobRequest } from './job-request.js';
 import { SyncDriver } from './sync-driver.js';
@@ -31,15 +31,8 @@ export interface TrainMetricLine {
 }
 
 /** GET /api/jobs/:id for a training job. */
-export interface TrainJobStatus {
-  id: string;
+export interface TrainJobStatus extends JobStatusBase {
   kind: 'train';
-  state: JobState;
-  progress: { done: number; total: number };
-  createdAt: string;
-  finishedAt?: string;
-  error?: string;
-  model: string;
   mode: 'sync' | 'async';
   clients: number;
 }

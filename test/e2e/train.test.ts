@@ -8,7 +8,7 @@ import { readBundleDir } from '../../client/scoring/bundle-fs.js';
 import { validateBundle } from '../../shared/model/bundle.js';
 import { fedpoolEntry } from '../helpers/fedpool.js';
 import { CLIENT_TOKEN, WORKER_TOKEN, startCoordinatorProcess, tempDir } from '../server/helpers.js';
-import { mulberry32, normal } from '../../shared/random.js';
+import { gaussianClasses } from '../../cli/demo-data.js';
 import { cleanEnv, startWorker, stop } from './processes.js';
 
 const env = cleanEnv;
@@ -24,17 +24,6 @@ function cli(args: string[]): Promise<{ status: number | null; stdout: string; s
   });
 }
 
-/** 3 Gaussian classes in 8 dims, means ±2 apart on different axes. */
-function writeGaussian(file: string, n: number, seed: number): void {
-  const rand = mulberry32(seed);
-  const lines: string[] = [];
-  for (let i = 0; i < n; i++) {
-    const label = i % 3;
-    const features = Array.from({ length: 8 }, (_, j) => +((j === label ? 2 : j === label + 3 ? -2 : 0) + normal(rand)).toFixed(4));
-    lines.push(JSON.stringify({ features, label }));
-  }
-  writeFileSync(file, `${lines.join('\n')}\n`);
-}
 
 test('fedpool train: sync FedAvg and async FedBuff over 2 real workers; a bad config is one line', async (t) => {
   t.timeout(120_000);
@@ -42,8 +31,8 @@ test('fedpool train: sync FedAvg and async FedBuff over 2 real workers; a bad co
   t.teardown(cleanup);
   const init = spawnSync(process.execPath, ['--import=tsx', fedpoolEntry, 'model', 'init', '--out', path.join(dir, 'model'), '--input', 'features:8', '--output', 'classes:3', '--hidden', '16', '--seed', '2'], { encoding: 'utf8', env: env() });
   t.is(init.status, 0, String(init.stderr));
-  writeGaussian(path.join(dir, 'train.jsonl'), 1200, 1);
-  writeGaussian(path.join(dir, 'val.jsonl'), 300, 2);
+  gaussianClasses(path.join(dir, 'train.jsonl'), 1200, 1);
+  gaussianClasses(path.join(dir, 'val.jsonl'), 300, 2);
 
   const coordinator = await startCoordinatorProcess(['--state', ':memory:', '--worker-token', WORKER_TOKEN, '--client-token', CLIENT_TOKEN, '--lease-ms', '20000']);
   const workers = ['a', 'b'].map((n) => startWorker(coordinator.url, `w-${n}`, path.join(dir, `cache-${n}`)));
