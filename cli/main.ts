@@ -61,6 +61,7 @@ export function buildProgram(): Command {
     .option('--threads <k>', 'tensor threads (default: cores − 1, at least 1)', integer(1, 1024))
     .addOption(new Option('--backend <backend>', 'tensor backend').choices(['auto', 'webgpu', 'tfjs-node-gpu', 'tfjs-node', 'wasm', 'cpu']).default('auto'))
     .option('--data <name=path>', 'a local dataset that training jobs may name (repeatable)', collect)
+    .option('--delay-ms <ms>', 'wait this long before sending each result (experiments: slow or heterogeneous workers)', integer(0))
     .option('--scorer-url <url>', 'score through an existing inference server', url)
     .addOption(new Option('--scorer-api <api>', 'API of --scorer-url').choices(['vllm-classify', 'openai-embeddings', 'openrlhf']))
     .action(lazy('worker'));

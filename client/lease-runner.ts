@@ -38,6 +38,8 @@ export interface Trainer {
 
 /** The worker's own datasets by name (client/training/datasets.ts `Datasets`). */
 export interface DatasetSource {
+  /** The names the worker announces in its hello. */
+  readonly names: readonly string[];
   /** Rejects with a non-retryable error for an unknown name or a bad file. */
   get(name: string): Promise<Dataset>;
 }
@@ -66,6 +68,8 @@ export interface LeaseRunnerOptions {
   credit: number;
   /** Leases scored at once (the pool's threads). */
   maxRunning: number;
+  /** Extra milliseconds before each result is sent (experiments with slow or heterogeneous workers). */
+  delayMs?: number;
   log?: RunnerLog;
 }
 
@@ -155,6 +159,21 @@ export function centralTrainData(rows: Tensor, labels: Tensor): TrainData {
   }
   return { kind: 'classify', x: rows.data, labels: ids };
 }
+
+/** Central preference pairs (featurized by the submitter) as training data. */
+export function centralPairsData(chosen: Tensor, rejected: Tensor): TrainData {
+  if (!(chosen.data instanceof Float32Array) || !(rejected.data instanceof Float32Array)) throw new DatasetError('central pairs: chosen and rejected must be float32');
+  return { kind: 'pairs', chosen: chosen.data, rejected: rejected.data };
+}
+
+/** The label-flipping attack (algorithms.md §2.2): class y → C − 1 − y; pairs train with chosen and rejected swapped. */
+export function flipLabels(data: TrainData, manifest: Manifest): TrainData {
+  if (data.kind === 'pairs') return { kind: 'pairs', chosen: data.rejected, rejected: data.chosen };
+  const classes = manifest.output.kind === 'classes' ? manifest.output.classes : 0;
+  return { kind: 'classify', x: data.x, labels: data.labels.map((y) => classes - 1 - y) };
+}
+
+const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
 
 export class LeaseRunner {
   private readonly held = new Map<string, Held>(); // by leaseId, in arrival order
@@ -312,6 +331,7 @@ export class LeaseRunner {
       } else {
         payload = await this.train(task, bundle);
       }
+      if (this.options.delayMs !== undefined && this.options.delayMs > 0) await sleep(this.options.delayMs);
       const elapsed = performance.now() - started;
       this.held.delete(lease.leaseId);
       if (h.cancelled || !channel.live) return;
@@ -356,10 +376,7 @@ export class LeaseRunner {
       const datasets = this.options.datasets;
       if (datasets === undefined) return Promise.reject(new DatasetError(`no dataset ${name} on this worker`));
       data = (async () => {
-        const dataset = await datasets.get(name);
-        // Only pairs need the text featurizer of local-train.ts (which loads TF.js): import it then.
-        const { featurizePairs } = await import('./training/local-train.js');
-        return toTrainData(dataset, manifest, featurizePairs);
+        return toTrainData(await datasets.get(name), manifest);
       })();
       remember(this.trainData, key, data, 8);
       const loading = data;
@@ -381,7 +398,11 @@ export class LeaseRunner {
     if (trainer === undefined) throw new Error('this worker does not run train tasks');
     const manifest = this.manifest(task.modelHash, bundle);
     const source = task.data;
-    const data = source.source === 'central' ? centralTrainData(source.rows, source.labels) : await this.workerData(source.name, task.modelHash, manifest);
+    let data: TrainData;
+    if (source.source === 'central') data = centralTrainData(source.rows, source.labels);
+    else if (source.source === 'central-pairs') data = centralPairsData(source.chosen, source.rejected);
+    else data = await this.workerData(source.name, task.modelHash, manifest);
+    if (task.flipLabels === true) data = flipLabels(data, manifest);
     const momentumKey = source.source === 'worker' ? `${source.name}\0${task.modelHash}` : undefined;
     const sendMomentum = source.source === 'central' || task.momentum !== undefined;
     const initialMomentum = task.momentum?.data instanceof Float32Array ? task.momentum.data : momentumKey === undefined ? undefined : this.momenta.get(momentumKey);

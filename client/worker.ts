@@ -4,6 +4,7 @@
 import { totalmem } from 'node:os';
 import {
   MAX_CREDIT,
+  MAX_DATASETS,
   PROTOCOL_VERSION,
   errorMessage,
   type Backend,
@@ -40,6 +41,8 @@ export interface WorkerOptions {
   trainer?: Trainer;
   /** The worker's own datasets (`--data NAME=PATH`) that train leases may name. */
   datasets?: DatasetSource;
+  /** Extra milliseconds before each result (experiments with slow or heterogeneous workers). */
+  delayMs?: number;
   /** Shared blob cache (memory + optional disk); default: memory only. */
   blobs?: BlobCache;
   log?: WorkerLog;
@@ -85,6 +88,7 @@ export class Worker {
       scorer: options.scorer,
       trainer: options.trainer,
       datasets: options.datasets,
+      ...(options.delayMs === undefined ? {} : { delayMs: options.delayMs }),
       credit: this.credit,
       maxRunning: options.threads,
       log: this.log,
@@ -169,6 +173,9 @@ export class Worker {
         memoryBytes: totalmem(),
         ...(itemsPerSecond === undefined ? {} : { itemsPerSecond }),
         tasks: this.options.trainer === undefined ? ['score'] : ['score', 'train'],
+        ...(this.options.trainer !== undefined && this.options.datasets !== undefined && this.options.datasets.names.length > 0
+          ? { datasets: this.options.datasets.names.slice(0, MAX_DATASETS) }
+          : {}),
       },
     };
   }

@@ -106,6 +106,7 @@ export class Pool {
     this.scheduler = new Scheduler(schedulerOptions);
     this.training = new TrainingService({
       registry: this.registry,
+      store: options.store,
       scheduler: this.scheduler,
       blobs: this.blobs,
       sink: () => this.sink,
@@ -133,8 +134,9 @@ export class Pool {
       this.scheduler.addJob({ id: record.id, items: record.spec.items, shardSize: record.spec.shardSize, redundancy: record.spec.redundancy, done });
     }
     this.flush();
+    const training = this.training.restore();
     this.pump();
-    return { resumed, total: records.length };
+    return { resumed: resumed + training.resumed, total: records.length + training.total };
   }
 
   // ---- jobs ----------------------------------------------------------------------------------

@@ -1,4 +1,4 @@
-import type { JobRecord, ShardItems, Store, StoreBatch, StoredShardResult } from './store.js';
+import type { JobRecord, JobUpdate, ShardItems, Store, StoreBatch, StoredShardResult, TrainCheckpoint, TrainJobRecord } from './store.js';
 
 interface MemoryJob {
   record: JobRecord;
@@ -14,6 +14,9 @@ export class MemoryStore implements Store {
   private closed = false;
 
   private readonly meta = new Map<string, unknown>();
+  /** Insertion order is submission order. */
+  private readonly trainJobs = new Map<string, TrainJobRecord>();
+  private readonly checkpoints = new Map<string, TrainCheckpoint>();
 
   createJob(job: JobRecord, shards: readonly ShardItems[], meta?: unknown): void {
     this.open();
@@ -79,6 +82,46 @@ export class MemoryStore implements Store {
       if (u.finishedAt !== undefined) job.record.finishedAt = u.finishedAt;
       if (u.error !== undefined) job.record.error = u.error;
     }
+  }
+
+  createTrainJob(job: TrainJobRecord): void {
+    this.open();
+    if (this.trainJobs.has(job.id)) throw new Error(`train job ${job.id} already exists`);
+    // A JSON round trip, as SQLite stores it: callers can't mutate the stored config, and what comes back is plain JSON.
+    const config = JSON.stringify(job.config);
+    if (config === undefined) throw new Error(`train job ${job.id}: config is not JSON`);
+    const record: TrainJobRecord = { id: job.id, state: job.state, createdAt: job.createdAt, model: job.model, config: JSON.parse(config) as unknown };
+    if (job.finishedAt !== undefined) record.finishedAt = job.finishedAt;
+    if (job.error !== undefined) record.error = job.error;
+    if (job.data !== undefined) record.data = job.data;
+    if (job.eval !== undefined) record.eval = job.eval;
+    this.trainJobs.set(job.id, record);
+  }
+
+  updateTrainJob(update: JobUpdate): void {
+    this.open();
+    const job = this.trainJobs.get(update.id);
+    if (job === undefined) throw new Error(`no job ${update.id}`);
+    job.state = update.state;
+    if (update.finishedAt !== undefined) job.finishedAt = update.finishedAt;
+    if (update.error !== undefined) job.error = update.error;
+  }
+
+  listTrainJobs(): TrainJobRecord[] {
+    this.open();
+    return [...this.trainJobs.values()].map((j) => structuredClone(j));
+  }
+
+  saveTrainCheckpoint(jobId: string, checkpoint: TrainCheckpoint): void {
+    this.open();
+    if (!this.trainJobs.has(jobId)) throw new Error(`no job ${jobId}`);
+    this.checkpoints.set(jobId, { step: checkpoint.step, state: new Uint8Array(checkpoint.state), metrics: checkpoint.metrics });
+  }
+
+  trainCheckpoint(jobId: string): TrainCheckpoint | undefined {
+    this.open();
+    const c = this.checkpoints.get(jobId);
+    return c === undefined ? undefined : { step: c.step, state: new Uint8Array(c.state), metrics: c.metrics };
   }
 
   hasBlob(hash: string): boolean {

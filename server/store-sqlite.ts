@@ -3,7 +3,19 @@ import * as z from 'zod';
 import { randomBytes } from 'node:crypto';
 import { closeSync, existsSync, mkdirSync, openSync, readSync, renameSync, rmSync, statSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
-import { JOB_STATES, type JobRecord, type JobSpec, type JobState, type ShardItems, type Store, type StoreBatch, type StoredShardResult } from './store.js';
+import {
+  JOB_STATES,
+  type JobRecord,
+  type JobSpec,
+  type JobState,
+  type JobUpdate,
+  type ShardItems,
+  type Store,
+  type StoreBatch,
+  type StoredShardResult,
+  type TrainCheckpoint,
+  type TrainJobRecord,
+} from './store.js';
 
 const SCHEMA_VERSION = 1;
 
@@ -31,6 +43,24 @@ CREATE TABLE IF NOT EXISTS job_meta (
   job_id TEXT PRIMARY KEY,
   json TEXT NOT NULL
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS train_jobs (
+  seq INTEGER PRIMARY KEY AUTOINCREMENT,
+  id TEXT NOT NULL UNIQUE,
+  state TEXT NOT NULL,
+  created_at INTEGER NOT NULL,
+  finished_at INTEGER,
+  error TEXT,
+  model TEXT NOT NULL,
+  config TEXT NOT NULL,
+  data TEXT,
+  eval TEXT
+);
+CREATE TABLE IF NOT EXISTS train_checkpoints (
+  job_id TEXT PRIMARY KEY,
+  step INTEGER NOT NULL,
+  state BLOB NOT NULL,
+  metrics TEXT NOT NULL
+) WITHOUT ROWID;
 `;
 
 interface JobRow {
@@ -40,6 +70,24 @@ interface JobRow {
   created_at: number;
   finished_at: number | null;
   error: string | null;
+}
+
+interface TrainJobRow {
+  id: string;
+  state: string;
+  created_at: number;
+  finished_at: number | null;
+  error: string | null;
+  model: string;
+  config: string;
+  data: string | null;
+  eval: string | null;
+}
+
+interface CheckpointRow {
+  step: number;
+  state: Buffer;
+  metrics: string;
 }
 
 interface ItemsRow {
@@ -60,6 +108,13 @@ function floats(buf: Buffer): Float32Array {
   const own = new Uint8Array(buf.byteLength);
   own.set(buf);
   return new Float32Array(own.buffer, 0, buf.byteLength >>> 2);
+}
+
+/** A plain Uint8Array copy of our own (not a Buffer, which may be a view into a shared pool). */
+function ownBytes(buf: Buffer): Uint8Array {
+  const own = new Uint8Array(buf.byteLength);
+  own.set(buf);
+  return own;
 }
 
 function bytesOf(f: Float32Array): Buffer {
@@ -126,6 +181,20 @@ function prepare(db: Database.Database) {
     updateJob: db.prepare<[string, number | null, string | null, string]>(
       'UPDATE jobs SET state = ?, finished_at = COALESCE(?, finished_at), error = COALESCE(?, error) WHERE id = ?',
     ),
+    insertTrainJob: db.prepare<[string, string, number, number | null, string | null, string, string, string | null, string | null]>(
+      'INSERT INTO train_jobs (id, state, created_at, finished_at, error, model, config, data, eval) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)',
+    ),
+    updateTrainJob: db.prepare<[string, number | null, string | null, string]>(
+      'UPDATE train_jobs SET state = ?, finished_at = COALESCE(?, finished_at), error = COALESCE(?, error) WHERE id = ?',
+    ),
+    listTrainJobs: db.prepare<[], TrainJobRow>(
+      'SELECT id, state, created_at, finished_at, error, model, config, data, eval FROM train_jobs ORDER BY seq',
+    ),
+    hasTrainJob: db.prepare<[string], { one: number }>('SELECT 1 AS one FROM train_jobs WHERE id = ?'),
+    putCheckpoint: db.prepare<[string, number, Buffer, string]>(
+      'INSERT OR REPLACE INTO train_checkpoints (job_id, step, state, metrics) VALUES (?, ?, ?, ?)',
+    ),
+    readCheckpoint: db.prepare<[string], CheckpointRow>('SELECT step, state, metrics FROM train_checkpoints WHERE job_id = ?'),
   };
 }
 
@@ -141,6 +210,9 @@ export class SqliteStore implements Store {
   private readonly stmt: ReturnType<typeof prepare>;
   private readonly applyTx: (batch: StoreBatch) => void;
   private readonly createTx: (job: JobRecord, shards: readonly ShardItems[], meta: unknown) => void;
+  private readonly createTrainTx: (job: TrainJobRecord) => void;
+  private readonly updateTrainTx: (update: JobUpdate) => void;
+  private readonly checkpointTx: (jobId: string, checkpoint: TrainCheckpoint) => void;
 
   constructor(file: string) {
     this.db = new Database(file);
@@ -174,6 +246,24 @@ export class SqliteStore implements Store {
         const info = this.stmt.updateJob.run(u.state, u.finishedAt ?? null, u.error ?? null, u.id);
         if (info.changes !== 1) throw new Error(`no job ${u.id}`);
       }
+    });
+
+    this.createTrainTx = this.db.transaction((job: TrainJobRecord) => {
+      const config = JSON.stringify(job.config);
+      if (config === undefined) throw new Error(`train job ${job.id}: config is not JSON`);
+      this.stmt.insertTrainJob.run(
+        job.id, job.state, job.createdAt, job.finishedAt ?? null, job.error ?? null, job.model, config, job.data ?? null, job.eval ?? null,
+      );
+    });
+
+    this.updateTrainTx = this.db.transaction((u: JobUpdate) => {
+      const info = this.stmt.updateTrainJob.run(u.state, u.finishedAt ?? null, u.error ?? null, u.id);
+      if (info.changes !== 1) throw new Error(`no job ${u.id}`);
+    });
+
+    this.checkpointTx = this.db.transaction((jobId: string, c: TrainCheckpoint) => {
+      if (this.stmt.hasTrainJob.get(jobId) === undefined) throw new Error(`no job ${jobId}`);
+      this.stmt.putCheckpoint.run(jobId, c.step, Buffer.from(c.state.buffer, c.state.byteOffset, c.state.byteLength), c.metrics);
     });
   }
 
@@ -219,6 +309,41 @@ export class SqliteStore implements Store {
   apply(batch: StoreBatch): void {
     if (batch.results.length === 0 && batch.jobs.length === 0) return;
     this.applyTx(batch);
+  }
+
+  createTrainJob(job: TrainJobRecord): void {
+    this.createTrainTx(job);
+  }
+
+  updateTrainJob(update: JobUpdate): void {
+    this.updateTrainTx(update);
+  }
+
+  listTrainJobs(): TrainJobRecord[] {
+    return this.stmt.listTrainJobs.all().map((row) => {
+      let config: unknown;
+      try {
+        config = JSON.parse(row.config);
+      } catch {
+        throw new Error(`corrupt state file: train job ${row.id} has an invalid config`);
+      }
+      const record: TrainJobRecord = { id: row.id, state: jobState(row.state), createdAt: row.created_at, model: row.model, config };
+      if (row.finished_at !== null) record.finishedAt = row.finished_at;
+      if (row.error !== null) record.error = row.error;
+      if (row.data !== null) record.data = row.data;
+      if (row.eval !== null) record.eval = row.eval;
+      return record;
+    });
+  }
+
+  saveTrainCheckpoint(jobId: string, checkpoint: TrainCheckpoint): void {
+    this.checkpointTx(jobId, checkpoint);
+  }
+
+  trainCheckpoint(jobId: string): TrainCheckpoint | undefined {
+    const row = this.stmt.readCheckpoint.get(jobId);
+    if (row === undefined) return undefined;
+    return { step: row.step, state: ownBytes(row.state), metrics: row.metrics };
   }
 
   private blobPath(hash: string): string {

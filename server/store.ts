@@ -84,6 +84,34 @@ export interface StoreBatch {
   jobs: JobUpdate[];
 }
 
+/** A training job (issue 4), fixed at submission; its evolving state lives in checkpoints. */
+export interface TrainJobRecord {
+  id: string;
+  state: JobState;
+  /** ms since the epoch */
+  createdAt: number;
+  finishedAt?: number;
+  error?: string;
+  /** sha-256 of the initial model bundle blob. */
+  model: string;
+  /** The resolved train.json (plain JSON). */
+  config: unknown;
+  /** sha-256 of the blob holding the packed central data (server/training/persist.ts), absent for worker data. */
+  data?: string;
+  /** sha-256 of the blob holding the packed evaluation data, if any. */
+  eval?: string;
+}
+
+/** The latest checkpoint of a training job: what a restarted coordinator resumes from. */
+export interface TrainCheckpoint {
+  /** Server steps taken (the model version). */
+  step: number;
+  /** The packed training state (server/training/persist.ts: driver snapshot, client bindings, elapsed time). */
+  state: Uint8Array;
+  /** metrics.jsonl up to and including `step`. */
+  metrics: string;
+}
+
 export interface Store {
   /** False for the in-memory store (`--state :memory:`). */
   readonly durable: boolean;
@@ -105,6 +133,15 @@ export interface Store {
   /** Stores bytes already verified to hash to `hash` (a no-op if present). */
   putBlob(hash: string, chunks: readonly Uint8Array[]): void;
   readBlob(hash: string, offset: number, length: number): Uint8Array<ArrayBuffer>;
+  /** Records a new training job (its data blobs are put first). */
+  createTrainJob(job: TrainJobRecord): void;
+  /** A training job's state change (error/finishedAt as in JobUpdate). */
+  updateTrainJob(update: JobUpdate): void;
+  /** All training jobs, in submission order. */
+  listTrainJobs(): TrainJobRecord[];
+  /** Replaces the job's checkpoint (one per job: the latest), atomically. */
+  saveTrainCheckpoint(jobId: string, checkpoint: TrainCheckpoint): void;
+  trainCheckpoint(jobId: string): TrainCheckpoint | undefined;
   close(): void;
 }
 

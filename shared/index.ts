@@ -6,3 +6,4 @@ export { parseTrainConfig, ConfigError, type TrainConfig } from './config/train.
 export { partitionIid, partitionDirichlet } from './data/partition.js';
 export { createParticipation } from './data/participation.js';
 export { mulberry32, normal } from './random.js';
+export { VECTOR_ATTACKS, byzantineVectors, alieZ, inverseNormalCdf, optimalAttack, type VectorAttack, type AttackInput } from './attacks.js';

@@ -1,6 +1,8 @@
 // fedpool train (issue 4): validate train.json, the model and the data locally, upload the model once, submit a
 // training job, follow its metrics per server step, then write DIR/model/, DIR/metrics.jsonl and DIR/config.json.
-// So far the coordinator runs the classify task on central data; other configs are refused there with one line.
+// Central data is read with the workers' dataset parser (same line forms, same featurizer) and sent as columns;
+// worker-held data is not read here at all. A coordinator restart mid-job is waited out: the job resumes there from
+// its last checkpoint and the metrics are followed again.
 import { SingleBar } from 'cli-progress';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
@@ -8,7 +10,7 @@ import { readBundleDir, writeBundleDir } from '../../client/scoring/bundle-fs.js
 import { ConfigError, parseTrainConfig, type TrainConfig } from '../../shared/config/train.js';
 import { bundleHash, packBundle, unpackBundle, validateBundle } from '../../shared/model/bundle.js';
 import { ModelError } from '../../shared/model/errors.js';
-import { featurizeText } from '../../shared/model/featurizer.js';
+import { DatasetError, parseDataset, toTrainData } from '../../client/training/datasets.js';
 import type { Manifest } from '../../shared/model/manifest.js';
 import { CoordinatorApi } from '../api.js';
 import { UserError } from '../errors.js';
@@ -20,12 +22,10 @@ interface TrainOptions {
   out?: string;
 }
 
-interface Columns {
-  dim: number;
-  n: number;
-  rows: string;
-  labels: string;
-}
+type Columns = { dim: number; n: number; rows: string; labels: string } | { dim: number; n: number; chosen: string; rejected: string };
+
+/** How long the metrics follower keeps retrying an unreachable coordinator (it may be restarting). */
+const RECONNECT_MS = 120_000;
 
 interface MetricLine {
   step: number;
@@ -37,17 +37,14 @@ interface MetricLine {
 export async function run(options: Record<string, unknown>): Promise<void> {
   const o = options as unknown as TrainOptions;
   const config = await readConfig(o.config);
-  if (config.task !== 'classify') throw new UserError(`fedpool train: task '${config.task}' is not supported yet (only 'classify')`);
-  if (config.data.source !== 'central') throw new UserError("fedpool train: data.source 'worker' is not supported yet (only 'central')");
-
-  const model = await readModel(config.model);
-  const data = await readClassifyData(config.data.path, model.manifest);
-  const evalData = config.eval === undefined ? undefined : await readClassifyData(config.eval.path, model.manifest);
+  const model = await readModel(config.model, config.task);
+  const data = config.data.source === 'central' ? await readData(config.data.path, model.manifest, config.task) : undefined;
+  const evalData = config.eval === undefined ? undefined : await readData(config.eval.path, model.manifest, config.task);
 
   const api = new CoordinatorApi(o.url, o.token || undefined);
   await api.ensureBlob(model.hash, model.bytes);
   const started = Date.now();
-  const { id } = await api.createJob({ kind: 'train', model: model.hash, config, data, ...(evalData === undefined ? {} : { eval: evalData }) });
+  const { id } = await api.createJob({ kind: 'train', model: model.hash, config, ...(data === undefined ? {} : { data }), ...(evalData === undefined ? {} : { eval: evalData }) });
   process.stderr.write(`fedpool job ${id} submitted\n`);
 
   const out = path.resolve(o.out ?? `fedpool-train-${id}`);
@@ -57,22 +54,28 @@ export async function run(options: Record<string, unknown>): Promise<void> {
   const total = config.mode === 'sync' ? config.rounds : config.steps;
   const bar = process.stderr.isTTY ? new SingleBar({ format: 'training [{bar}] {value}/{total} steps | loss {loss} | acc {acc}', stream: process.stderr }) : null;
   bar?.start(total, 0, { loss: '-', acc: '-' });
-  const lines: MetricLine[] = [];
-  let text = '';
+  // By step: after a coordinator restart the job resumes from its last checkpoint and repeats the later steps.
+  const byStep = new Map<number, { line: MetricLine; text: string }>();
+  const show = (m: MetricLine): void => {
+    const loss = m.loss === null ? '-' : m.loss.toFixed(4);
+    const acc = m.accuracy === null ? '-' : m.accuracy.toFixed(4);
+    if (bar !== null) bar.update(m.step, { loss, acc });
+    else process.stderr.write(`step ${m.step}/${total} loss ${loss} accuracy ${acc}\n`);
+  };
   try {
-    await api.followLines(`/api/jobs/${encodeURIComponent(id)}/metrics?follow=1`, (value) => {
+    await followMetrics(api, id, (value) => {
       const m = value as MetricLine;
-      lines.push(m);
-      text += `${JSON.stringify(value)}\n`;
-      const loss = m.loss === null ? '-' : m.loss.toFixed(4);
-      const acc = m.accuracy === null ? '-' : m.accuracy.toFixed(4);
-      if (bar !== null) bar.update(m.step, { loss, acc });
-      else process.stderr.write(`step ${m.step}/${total} loss ${loss} accuracy ${acc}\n`);
+      const seen = byStep.get(m.step);
+      const text = JSON.stringify(value);
+      byStep.set(m.step, { line: m, text });
+      if (seen?.text !== text) show(m);
     });
   } finally {
     bar?.stop();
-    await writeFile(path.join(out, 'metrics.jsonl'), text);
+    const sorted = [...byStep.entries()].sort((a, b) => a[0] - b[0]).map(([, v]) => v);
+    await writeFile(path.join(out, 'metrics.jsonl'), sorted.map((v) => `${v.text}\n`).join(''));
   }
+  const lines = [...byStep.entries()].sort((a, b) => a[0] - b[0]).map(([, v]) => v.line);
   const job = await api.job(id);
   if (job.state !== 'done') {
     throw new UserError(`fedpool train: job ${id} ended ${job.state}${job.error ? `: ${job.error}` : ''} after ${lines.length} of ${total} steps (metrics kept in ${out})`);
@@ -114,11 +117,49 @@ async function readConfig(file: string): Promise<TrainConfig> {
   }
 }
 
-async function readModel(dir: string): Promise<{ hash: string; bytes: Uint8Array; manifest: Manifest }> {
+/**
+ * Follows the job's metrics to the end. A dropped connection or a refused one (the coordinator restarting) is retried
+ * for RECONNECT_MS, each time from the first line (the caller keys lines by step); HTTP errors are final.
+ */
+async function followMetrics(api: CoordinatorApi, id: string, onLine: (value: unknown) => void): Promise<void> {
+  const path = `/api/jobs/${encodeURIComponent(id)}/metrics?follow=1`;
+  let lostAt: number | undefined;
+  for (;;) {
+    let ended = false;
+    try {
+      await api.followLines(path, (v) => {
+        lostAt = undefined;
+        onLine(v);
+      });
+      ended = true;
+    } catch (e) {
+      if (e instanceof UserError) throw e;
+      lostAt ??= Date.now();
+      if (Date.now() - lostAt > RECONNECT_MS) throw new UserError(`fedpool train: lost the coordinator while following job ${id}: ${e instanceof Error ? e.message : String(e)}`);
+      process.stderr.write(`fedpool train: connection lost (${e instanceof Error ? e.message : String(e)}); retrying\n`);
+      await new Promise((r) => setTimeout(r, 1000));
+    }
+    if (ended) {
+      // The stream also ends when the coordinator shuts down; only a finished job ends the follow.
+      try {
+        const job = await api.job(id);
+        if (job.state === 'done' || job.state === 'failed' || job.state === 'cancelled') return;
+      } catch (e) {
+        if (e instanceof UserError && !/ECONNREFUSED|fetch failed/.test(e.message)) throw e;
+      }
+      lostAt ??= Date.now();
+      if (Date.now() - lostAt > RECONNECT_MS) throw new UserError(`fedpool train: job ${id} did not finish and the coordinator stopped answering`);
+      await new Promise((r) => setTimeout(r, 1000));
+    }
+  }
+}
+
+async function readModel(dir: string, task: TrainConfig['task']): Promise<{ hash: string; bytes: Uint8Array; manifest: Manifest }> {
   try {
     const files = await readBundleDir(dir);
     const { manifest } = validateBundle(files, dir);
-    if (manifest.output.kind !== 'classes') throw new UserError(`${dir}: the classify task needs a classifier model (this one is a ${manifest.output.kind} model)`);
+    if (task === 'classify' && manifest.output.kind !== 'classes') throw new UserError(`${dir}: the classify task needs a classifier model (this one is a ${manifest.output.kind} model)`);
+    if (task === 'reward-pairs' && manifest.output.kind !== 'reward') throw new UserError(`${dir}: the reward-pairs task needs a reward model (this one is a classifier)`);
     const bytes = packBundle(files);
     return { hash: await bundleHash(bytes), bytes, manifest };
   } catch (e) {
@@ -127,63 +168,36 @@ async function readModel(dir: string): Promise<{ hash: string; bytes: Uint8Array
   }
 }
 
-/** `{"features":[…],"label":k}` or `{"text":"…","label":k}` lines → base64 columns; every line checked. */
-async function readClassifyData(file: string, manifest: Manifest): Promise<Columns> {
+const base64 = (a: Float32Array | Int32Array): string => Buffer.from(a.buffer, a.byteOffset, a.byteLength).toString('base64');
+
+/**
+ * A central data file as the columns the coordinator takes: `{"features"|"text", "label"}` lines for classify,
+ * `{"prompt", "chosen", "rejected"}` lines for reward-pairs — the line forms of a worker's `--data` file, parsed and
+ * featurized by the same code. Every line is checked; the first problem is one line naming file:line.
+ */
+async function readData(file: string, manifest: Manifest, task: TrainConfig['task']): Promise<Columns> {
   let text: string;
   try {
     text = await readFile(file, 'utf8');
   } catch (e) {
     throw new UserError(`${file}: cannot read (${(e as NodeJS.ErrnoException).code ?? String(e)})`);
   }
-  const dim = manifest.input.dim;
-  const classes = manifest.output.kind === 'classes' ? manifest.output.classes : 0;
-  const rows: Float32Array[] = [];
-  const labels: number[] = [];
-  const src = text.split('\n');
-  for (let i = 0; i < src.length; i++) {
-    const raw = src[i]!.trim();
-    if (raw === '') continue;
-    const where = `${file}:${i + 1}`;
-    let v: unknown;
-    try {
-      v = JSON.parse(raw);
-    } catch {
-      throw new UserError(`${where}: not valid JSON`);
+  try {
+    const dataset = parseDataset('', file, text);
+    const want = task === 'classify' ? 'labelled examples ({"features"|"text", "label"})' : 'preference pairs ({"prompt", "chosen", "rejected"})';
+    if ((dataset.kind === 'pairs') !== (task === 'reward-pairs')) throw new UserError(`${file}: task '${task}' needs ${want}`);
+    const data = toTrainData(dataset, manifest);
+    const dim = manifest.input.dim;
+    if (data.kind === 'pairs') return { dim, n: data.chosen.length / dim, chosen: base64(data.chosen), rejected: base64(data.rejected) };
+    const classes = manifest.output.kind === 'classes' ? manifest.output.classes : 0;
+    const bad = data.labels.findIndex((l) => l >= classes);
+    if (bad >= 0) throw new UserError(`${file}: example ${bad + 1} has label ${data.labels[bad]}; the model has ${classes} classes`);
+    for (let j = 0; j < data.x.length; j++) {
+      if (!Number.isFinite(data.x[j])) throw new UserError(`${file}: example ${Math.floor(j / dim) + 1}: feature ${j % dim} is not a finite float32 number`);
     }
-    if (typeof v !== 'object' || v === null || Array.isArray(v)) throw new UserError(`${where}: expected an object {"features"|"text", "label"}`);
-    const label: unknown = Reflect.get(v, 'label');
-    if (typeof label !== 'number' || !Number.isInteger(label) || label < 0 || label >= classes) {
-      throw new UserError(`${where}: "label" must be an integer class id in [0, ${classes})`);
-    }
-    const features: unknown = Reflect.get(v, 'features');
-    const t: unknown = Reflect.get(v, 'text');
-    let row: Float32Array;
-    if (features !== undefined) {
-      if (manifest.input.kind !== 'features') throw new UserError(`${where}: the model takes text:${dim}, but this line has features`);
-      if (!Array.isArray(features) || features.length !== dim) throw new UserError(`${where}: "features" must be an array of ${dim} numbers`);
-      row = new Float32Array(dim);
-      for (let j = 0; j < dim; j++) {
-        const x: unknown = features[j];
-        if (typeof x !== 'number' || !Number.isFinite(x) || !Number.isFinite(Math.fround(x))) throw new UserError(`${where}: features[${j}] is not a finite float32 number`);
-        row[j] = x;
-      }
-    } else if (typeof t === 'string') {
-      if (manifest.input.kind !== 'text') throw new UserError(`${where}: the model takes features:${dim}, but this line has text`);
-      row = featurizeText({ prompt: '', response: t }, dim);
-    } else {
-      throw new UserError(`${where}: needs "features" (an array) or "text" (a string)`);
-    }
-    rows.push(row);
-    labels.push(label);
+    return { dim, n: data.labels.length, rows: base64(data.x), labels: base64(data.labels) };
+  } catch (e) {
+    if (e instanceof DatasetError) throw new UserError(e.message);
+    throw e;
   }
-  if (rows.length === 0) throw new UserError(`${file}: no data lines`);
-  const flat = new Float32Array(rows.length * dim);
-  rows.forEach((r, i) => flat.set(r, i * dim));
-  const ints = Int32Array.from(labels);
-  return {
-    dim,
-    n: rows.length,
-    rows: Buffer.from(flat.buffer, flat.byteOffset, flat.byteLength).toString('base64'),
-    labels: Buffer.from(ints.buffer, ints.byteOffset, ints.byteLength).toString('base64'),
-  };
 }

@@ -19,6 +19,7 @@ const optionsSchema = z.object({
   threads: z.number().int().min(1).optional(),
   backend: z.enum(['auto', ...BACKENDS]).default('auto'),
   data: z.array(z.string()).optional(),
+  delayMs: z.number().int().min(0).optional(),
   scorerUrl: z.string().optional(),
   scorerApi: z.string().optional(),
 });
@@ -125,6 +126,7 @@ export async function run(raw: Record<string, unknown>): Promise<void> {
       scorer,
       trainer,
       datasets: new Datasets(datasets),
+      ...(options.delayMs === undefined ? {} : { delayMs: options.delayMs }),
       blobs: new BlobCache({ dir: defaultCacheDir(), onWarning: (m) => log.warn(m) }),
       log,
       onConnected: () => {

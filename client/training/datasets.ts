@@ -74,6 +74,8 @@ export function parseLine(text: string): Line {
 
 /** Parses a whole JSONL file's text; every line is checked, the first bad one named as `path:line: why`. */
 export function parseDataset(name: string, path: string, text: string): Dataset {
+  // Errors name the dataset (a worker's --data NAME) when there is one, then file:line.
+  const prefix = name === '' ? '' : `dataset ${name}: `;
   const lines: Line[] = [];
   const raw = text.split('\n');
   for (let i = 0; i < raw.length; i++) {
@@ -83,19 +85,19 @@ export function parseDataset(name: string, path: string, text: string): Dataset 
     try {
       line = parseLine(t);
     } catch (e) {
-      throw new DatasetError(`dataset ${name}: ${path}:${i + 1}: ${(e as Error).message}`);
+      throw new DatasetError(`${prefix}${path}:${i + 1}: ${(e as Error).message}`);
     }
     const first = lines[0];
     if (first !== undefined) {
-      if (line.kind !== first.kind) throw new DatasetError(`dataset ${name}: ${path}:${i + 1}: a ${line.kind} line in a file of ${first.kind} lines`);
+      if (line.kind !== first.kind) throw new DatasetError(`${prefix}${path}:${i + 1}: a ${line.kind} line in a file of ${first.kind} lines`);
       if (line.kind === 'features' && first.kind === 'features' && line.features.length !== first.features.length) {
-        throw new DatasetError(`dataset ${name}: ${path}:${i + 1}: ${line.features.length} features; line 1 has ${first.features.length}`);
+        throw new DatasetError(`${prefix}${path}:${i + 1}: ${line.features.length} features; line 1 has ${first.features.length}`);
       }
     }
     lines.push(line);
   }
   const first = lines[0];
-  if (first === undefined) throw new DatasetError(`dataset ${name}: ${path}: no examples (empty file)`);
+  if (first === undefined) throw new DatasetError(`${prefix}${path}: no examples (empty file)`);
   if (first.kind === 'features') {
     const dim = first.features.length;
     const x = new Float32Array(lines.length * dim);
@@ -119,12 +121,18 @@ export function datasetSize(d: Dataset): number {
   return d.kind === 'pairs' ? d.pairs.length : d.labels.length;
 }
 
-/**
- * The dataset as training data for a model. `featurizePairs` (local-train.ts, which loads TF.js) is passed in so
- * this module stays light. Mismatches with the model are DatasetErrors (not retryable).
- */
-export function toTrainData(d: Dataset, manifest: Manifest, featurizePairs: (pairs: readonly TextPair[], m: Manifest) => PairsData): TrainData {
-  const where = `dataset ${d.name}`;
+/** Featurizes text preference pairs with the manifest's featurizer into `pairs` training data. */
+export function featurizePairs(pairs: readonly TextPair[], manifest: Manifest): PairsData {
+  return {
+    kind: 'pairs',
+    chosen: featurizeBatch(pairs.map((p) => ({ prompt: p.prompt, response: p.chosen })), manifest),
+    rejected: featurizeBatch(pairs.map((p) => ({ prompt: p.prompt, response: p.rejected })), manifest),
+  };
+}
+
+/** The dataset as training data for a model. Mismatches with the model are DatasetErrors (not retryable). */
+export function toTrainData(d: Dataset, manifest: Manifest): TrainData {
+  const where = d.name === '' ? d.path : `dataset ${d.name}`;
   const wantClasses = (): void => {
     if (manifest.output.kind !== 'classes') throw new DatasetError(`${where} holds labelled examples; this model outputs a reward (train it on preference pairs)`);
   };

@@ -281,11 +281,5 @@ export interface TextPair {
   rejected: string;
 }
 
-/** Featurizes text preference pairs with the manifest's featurizer into `pairs` training data. */
-export function featurizePairs(pairs: readonly TextPair[], manifest: Manifest): PairsData {
-  return {
-    kind: 'pairs',
-    chosen: featurizeBatch(pairs.map((p) => ({ prompt: p.prompt, response: p.chosen })), manifest),
-    rejected: featurizeBatch(pairs.map((p) => ({ prompt: p.prompt, response: p.rejected })), manifest),
-  };
-}
+/** Featurizes text preference pairs (kept beside the dataset parser, which must not load TF.js). */
+export { featurizePairs } from './datasets.js';

@@ -6,6 +6,7 @@ import type { PipelineSpec } from '../../shared/aggregation/pipeline.js';
 import { minInputs } from '../../shared/aggregation/robust.js';
 import type { StalenessSpec } from '../../shared/aggregation/staleness.js';
 import { createParticipation, type Participation } from '../../shared/data/participation.js';
+import type { Adversary } from './adversary.js';
 import {
   checkCount,
   DriverAggregator,
@@ -41,6 +42,8 @@ export interface AsyncDriverConfig {
    */
   participation: ParticipationSetting | null;
   pipeline: PipelineSpec;
+  /** Byzantine clients whose updates are replaced by an attack on arrival (robustness experiments). */
+  adversary?: Adversary | null;
 }
 
 export type AsyncAcceptResult =
@@ -68,6 +71,8 @@ interface Buffered {
   client: number;
   samples: number;
   loss: number;
+  /** The raw update of an honest client (what an attacker in this buffer builds on); undefined for Byzantine ones. */
+  honest: Float32Array | undefined;
 }
 
 /** How many consecutive unavailable participation rounds fill() skips before giving up for this call. */
@@ -154,15 +159,16 @@ export class AsyncDriver {
    * Tops the shards in flight up to `concurrency`: a seeded uniform choice among idle clients available in the
    * current participation round. Returns [] when done, full, or nobody idle is available.
    */
-  fill(now: number): DispatchOrder[] {
+  /** Tops up the shards in flight from idle clients that are available and `reachable` (default: all). */
+  fill(now: number, reachable: (client: number) => boolean = () => true): DispatchOrder[] {
     if (this.done) return [];
     const want = this.config.concurrency - this.inFlight.size;
     if (want <= 0) return [];
     if (this.partRound < this.ver) this.partRound = this.ver;
-    let candidates = this.idleAvailable();
+    let candidates = this.idleAvailable(reachable);
     for (let skip = 0; candidates.length === 0 && this.inFlight.size === 0 && this.participation !== null && skip < MAX_IDLE_SKIP; skip++) {
       this.partRound++;
-      candidates = this.idleAvailable();
+      candidates = this.idleAvailable(reachable);
     }
     const chosen = this.rng.sample(candidates, want);
     return chosen.map((client) => {
@@ -191,12 +197,15 @@ export class AsyncDriver {
    * A finished shard: frees its client, computes τ = version − baseVersion, drops it when τ > maxStaleness,
    * else buffers it with weight (weighting) · s(τ); on the K-th buffered arrival the server optimizer steps.
    */
-  accept(arrival: ClientArrival, now: number): AsyncAcceptResult {
-    const why = this.refusal(arrival);
+  accept(received: ClientArrival, now: number): AsyncAcceptResult {
+    const why = this.refusal(received);
     if (why !== null) {
       this.counters.refused++;
       return { status: 'refused', stepped: false, reason: why };
     }
+    const adversary = this.config.adversary ?? null;
+    const byzantine = adversary?.isByzantine(received.client) ?? false;
+    const arrival = adversary === null || !byzantine ? received : adversary.applyOne(received, this.honestInBuffer(), this.ver, this.buffered.length);
     this.inFlight.delete(arrival.client);
     const tau = this.ver - arrival.baseVersion;
     const weighting = this.config.pipeline.weighting;
@@ -204,7 +213,7 @@ export class AsyncDriver {
     // FedAU weights are read before the step that observes this buffer's round (causal).
     const w = weighting === 'samples' ? arrival.samples : weighting === 'fedau' && fedau !== null ? fedau.weight(arrival.client) : 1;
     // Listed before add() so that reduce(), which runs inside add() on the K-th arrival, sees the whole buffer.
-    this.buffered.push({ client: arrival.client, samples: arrival.samples, loss: arrival.loss });
+    this.buffered.push({ client: arrival.client, samples: arrival.samples, loss: arrival.loss, honest: byzantine ? undefined : arrival.update });
     const r = this.buf.add(arrival.update, tau, w);
     if (r.kind === 'dropped') {
       this.buffered.pop();
@@ -231,6 +240,12 @@ export class AsyncDriver {
     return { status: 'stepped', stepped: true, staleness: tau, metrics, weights: this.current };
   }
 
+  private honestInBuffer(): Float32Array[] {
+    const out: Float32Array[] = [];
+    for (const b of this.buffered) if (b.honest !== undefined) out.push(b.honest);
+    return out;
+  }
+
   snapshot(): AsyncDriverSnapshot {
     return {
       kind: 'async',
@@ -243,10 +258,10 @@ export class AsyncDriver {
     };
   }
 
-  private idleAvailable(): number[] {
+  private idleAvailable(reachable: (client: number) => boolean): number[] {
     const a = this.participation === null ? null : this.participation.available(this.partRound);
     const out: number[] = [];
-    for (let i = 0; i < this.config.numClients; i++) if (!this.inFlight.has(i) && (a === null || a[i] === 1)) out.push(i);
+    for (let i = 0; i < this.config.numClients; i++) if (!this.inFlight.has(i) && (a === null || a[i] === 1) && reachable(i)) out.push(i);
     return out;
   }
 

@@ -94,6 +94,31 @@ export class TrainModel {
     return { loss: loss / n, accuracy: correct / n };
   }
 
+  /**
+   * Preference pairs on a reward model: accuracy = share of pairs with r(chosen) > r(rejected) (ties wrong, as in
+   * `fedpool score`), loss = mean Bradley–Terry loss −log σ(r_chosen − r_rejected).
+   */
+  evaluatePairs(weights: Float32Array, chosen: Float32Array, rejected: Float32Array): EvalResult {
+    setFlatWeights(this.model, weights);
+    const dim = this.manifest.input.dim;
+    const n = chosen.length / dim;
+    let loss = 0;
+    let correct = 0;
+    for (let start = 0; start < n; start += EVAL_BATCH) {
+      const m = Math.min(EVAL_BATCH, n - start);
+      const [rc, rr] = [chosen, rejected].map((rows) =>
+        tf.tidy(() => (this.model.predict(tf.tensor2d(rows.subarray(start * dim, (start + m) * dim), [m, dim])) as tf.Tensor).dataSync() as Float32Array),
+      ) as [Float32Array, Float32Array];
+      for (let i = 0; i < m; i++) {
+        const margin = rc[i]! - rr[i]!;
+        if (margin > 0) correct++;
+        // softplus(−margin), computed without overflow.
+        loss += margin > 0 ? Math.log1p(Math.exp(-margin)) : -margin + Math.log1p(Math.exp(margin));
+      }
+    }
+    return { loss: loss / n, accuracy: correct / n };
+  }
+
   /** The packed bundle with `weights` in place of the initial ones. */
   async bundleWith(weights: Float32Array): Promise<Uint8Array> {
     if (this.patchable) {

@@ -3,6 +3,7 @@
 import type { Contribution, PipelineSpec } from '../../shared/aggregation/pipeline.js';
 import { minInputs } from '../../shared/aggregation/robust.js';
 import { createParticipation, type Participation } from '../../shared/data/participation.js';
+import type { Adversary } from './adversary.js';
 import {
   checkCount,
   DriverAggregator,
@@ -28,6 +29,8 @@ export interface SyncDriverConfig {
   /** Seeds client sampling, and participation unless it has its own seed. */
   seed: number;
   pipeline: PipelineSpec;
+  /** Byzantine clients whose updates are replaced by an attack before aggregation (robustness experiments). */
+  adversary?: Adversary | null;
 }
 
 export interface SyncRoundResult {
@@ -124,17 +127,22 @@ export class SyncDriver {
    * most clientsPerRound of them. Each order carries the current weights and that client's momentum. An empty list
    * is a valid round (close it to move on; the model stays unchanged).
    */
-  startRound(now: number): DispatchOrder[] {
+  /**
+   * Samples the round's clients among those available (participation) and `reachable` (default: all; worker-held
+   * datasets pass the clients whose worker is connected).
+   */
+  startRound(now: number, reachable: (client: number) => boolean = () => true): DispatchOrder[] {
     if (this.done) throw new RangeError(`SyncDriver.startRound: training is done (${this.ver} of ${this.config.rounds} rounds)`);
     if (this.open !== null) throw new RangeError(`SyncDriver.startRound: round ${this.open.index} is still open`);
     const index = this.ver;
     let available: number[];
     if (this.participation === null) {
-      available = Array.from({ length: this.config.numClients }, (_, i) => i);
+      available = [];
+      for (let i = 0; i < this.config.numClients; i++) if (reachable(i)) available.push(i);
     } else {
       const a = this.participation.available(index);
       available = [];
-      for (let i = 0; i < a.length; i++) if (a[i] === 1) available.push(i);
+      for (let i = 0; i < a.length; i++) if (a[i] === 1 && reachable(i)) available.push(i);
     }
     this.rngAtRoundStart = this.rng.state;
     const chosen = this.rng.sample(available, this.config.clientsPerRound).sort((a, b) => a - b);
@@ -172,7 +180,8 @@ export class SyncDriver {
   closeRound(now: number): SyncRoundResult {
     const o = this.open;
     if (o === null) throw new RangeError('SyncDriver.closeRound: no round is open');
-    const arrivals = [...o.arrived.values()].sort((a, b) => a.client - b.client);
+    const sorted = [...o.arrived.values()].sort((a, b) => a.client - b.client);
+    const arrivals = this.config.adversary?.apply(sorted, this.ver) ?? sorted;
     const { rule, mix, f } = this.config.pipeline.robust;
     const need = minInputs(rule, mix, f);
     let skipped: string | undefined;

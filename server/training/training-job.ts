@@ -1,23 +1,28 @@
 // Training jobs on the coordinator (issue 4): a TrainingJob owns a SyncDriver or AsyncDriver (the pure state
-// machines) and the central rows; the TrainingService turns the drivers' DispatchOrders into `train` leases for
-// workers whose hello listed 'train', within their credit, and feeds results, failures, expiries and disconnects
-// back to the drivers. Round deadlines and lease expiries are timers here. The Pool's pump calls pump().
+// machines) and its data; the TrainingService turns the drivers' DispatchOrders into `train` leases for workers whose
+// hello listed 'train', within their credit, and feeds results, failures, expiries and disconnects back to the
+// drivers. Round deadlines and lease expiries are timers here. The Pool's pump calls pump().
 //
-// Not persisted: a training job lives in this process only (rows, driver state, metrics); a restart loses it.
+// Data: central (the coordinator ships each virtual client's partition with its lease) or worker-held (client i is
+// the i-th worker that announced the dataset; its leases go to that worker only and the data never leaves it).
+// Persistence: the job record and its data are stored at submission; a checkpoint (driver snapshot, client bindings,
+// metrics) every `checkpointEvery` steps, at the end and at shutdown. A restarted coordinator resumes from it.
 import { randomBytes } from 'node:crypto';
 import type { Logger } from 'pino';
-import { trainPipelineSpec, type TrainConfig } from '../../shared/config/train.js';
+import { ConfigError, parseTrainConfig, trainPipelineSpec, type TrainConfig } from '../../shared/config/train.js';
 import { partitionDirichlet, partitionIid } from '../../shared/data/partition.js';
-import { Tensor, type LeaseMessage, type Message } from '../../shared/protocol/index.js';
+import { Tensor, type LeaseMessage, type Message, type TrainTask } from '../../shared/protocol/index.js';
 import type { BlobStore } from '../blobs.js';
-import type { Registry } from '../registry.js';
+import type { Registry, WorkerInfo } from '../registry.js';
 import type { Scheduler } from '../scheduler.js';
-import { isTerminal, type JobState, type JobStatusBase } from '../store.js';
-import { AsyncDriver } from './async-driver.js';
-import type { CentralRows, TrainJobRequest } from './job-request.js';
-import { SyncDriver } from './sync-driver.js';
+import { isTerminal, type JobState, type JobStatusBase, type Store, type TrainJobRecord } from '../store.js';
+import { Adversary } from './adversary.js';
+import { AsyncDriver, type AsyncDriverSnapshot } from './async-driver.js';
+import type { CentralData, TrainJobRequest } from './job-request.js';
+import { packCentralData, packState, unpackCentralData, unpackState } from './persist.js';
+import { SyncDriver, type SyncDriverSnapshot } from './sync-driver.js';
 import type { ClientArrival, DispatchOrder, ParticipationSetting, StepMetrics } from './types.js';
-import type { TrainModel } from './evaluator.js';
+import type { EvalResult, TrainModel } from './evaluator.js';
 
 /** One metrics.jsonl line. `time` is seconds since the job started; accuracy/eval_loss null when not evaluated. */
 export interface TrainMetricLine {
@@ -45,6 +50,7 @@ export interface TrainingSink {
 
 export interface TrainingHost {
   registry: Registry;
+  store: Store;
   scheduler: Scheduler;
   blobs: BlobStore;
   sink: () => TrainingSink | undefined;
@@ -79,9 +85,26 @@ class LoadTrackingLeases extends Map<string, TrainLease> {
 interface TrainLease {
   jobId: string;
   workerId: string;
-  client: number;
-  version: number;
+  order: DispatchOrder;
+  /** 1 for the first lease of this order; a lost central shard is re-leased within its round (sync). */
+  attempt: number;
   timer: NodeJS.Timeout;
+}
+
+/** Most leases of one sync order (a central client's shard re-leased after lost workers). */
+const MAX_ATTEMPTS = 3;
+
+type DriverSnapshot = SyncDriverSnapshot | AsyncDriverSnapshot;
+
+/** What a checkpoint's packed state holds besides the vectors (weights, then each stored momentum). */
+interface CheckpointHeader {
+  snapshot: Omit<DriverSnapshot, 'weights' | 'momenta'>;
+  momentumClients: number[];
+  numClients: number;
+  /** Worker-held data: [worker name, client] pairs. */
+  bindings: Array<[string, number]>;
+  /** Seconds of training before this checkpoint (metrics' `time` continues from it after a restart). */
+  elapsed: number;
 }
 
 type Driver = { kind: 'sync'; d: SyncDriver } | { kind: 'async'; d: AsyncDriver };
@@ -92,44 +115,68 @@ class TrainingJob {
   error: string | undefined;
   driver: Driver | undefined;
   model: TrainModel | undefined;
-  readonly metrics: TrainMetricLine[] = [];
-  /** Orders waiting for a worker with free credit. */
-  queue: DispatchOrder[] = [];
+  metrics: TrainMetricLine[] = [];
+  /** Orders waiting for a worker with free credit (with the lease attempt they will be). */
+  queue: Array<{ order: DispatchOrder; attempt: number }> = [];
   /** Sync: clients of the open round whose answer (update, failure, expiry) is still due. */
   outstanding = new Set<number>();
   roundTimer: NodeJS.Timeout | undefined;
+  /** `now()` at which training time 0 lies (earlier than the start after a restart). */
   startedAt = 0;
   waiters = new Set<() => void>();
+  /** Virtual clients; for worker data fixed when training starts (data.clients, or the workers holding it then). */
+  numClients: number;
+  /** Worker-held data: worker name → client. */
+  readonly bindings = new Map<string, number>();
+  adversary: Adversary | null = null;
+  /** A checkpoint to resume from (set by restore, consumed when the driver is built). */
+  resumeFrom: { snapshot: DriverSnapshot; elapsed: number } | undefined;
+  /** Weights of a job that ended before a restart (served by modelBundle). */
+  finalWeights: Float32Array | undefined;
+  checkpointedStep = -1;
 
   constructor(
     readonly id: string,
     readonly config: TrainConfig,
     readonly modelHash: string,
-    readonly data: CentralRows,
-    readonly evalRows: CentralRows | undefined,
-    readonly parts: number[][],
+    readonly data: CentralData | undefined,
+    readonly evalData: CentralData | undefined,
+    /** Row indices of each central client (null for worker-held data). */
+    readonly parts: number[][] | null,
     readonly createdAt: number,
-  ) {}
+  ) {
+    this.numClients = parts?.length ?? (config.data.source === 'worker' ? (config.data.clients ?? 0) : 0);
+  }
 
   get total(): number {
     return this.config.mode === 'sync' ? this.config.rounds : this.config.steps;
   }
 
   get done(): number {
-    return this.driver?.d.version ?? 0;
+    return this.driver?.d.version ?? this.metrics.at(-1)?.step ?? 0;
   }
 
-  /** The rows and labels of a virtual client. */
-  clientData(client: number): { rows: Float32Array; labels: Int32Array } {
+  /** The dataset name workers must hold, for worker-held data. */
+  get datasetName(): string | undefined {
+    return this.config.data.source === 'worker' ? this.config.data.name : undefined;
+  }
+
+  /** The lease's data for a client: its central rows or pairs, or the worker's own dataset. */
+  leaseData(client: number): TrainTask['data'] {
+    const d = this.data;
+    if (d === undefined || this.parts === null) return { source: 'worker', name: this.datasetName ?? '' };
     const idx = this.parts[client] ?? [];
-    const dim = this.data.dim;
-    const rows = new Float32Array(idx.length * dim);
-    const labels = new Int32Array(idx.length);
-    idx.forEach((r, i) => {
-      rows.set(this.data.rows.subarray(r * dim, (r + 1) * dim), i * dim);
-      labels[i] = this.data.labels[r]!;
-    });
-    return { rows, labels };
+    const dim = d.dim;
+    const gather = (src: Float32Array): Float32Array => {
+      const out = new Float32Array(idx.length * dim);
+      idx.forEach((r, i) => out.set(src.subarray(r * dim, (r + 1) * dim), i * dim));
+      return out;
+    };
+    if (d.kind === 'pairs') {
+      return { source: 'central-pairs', chosen: Tensor.float32(gather(d.chosen), [idx.length, dim]), rejected: Tensor.float32(gather(d.rejected), [idx.length, dim]) };
+    }
+    const labels = Int32Array.from(idx, (r) => d.labels[r]!);
+    return { source: 'central', rows: Tensor.float32(gather(d.rows), [idx.length, dim]), labels: Tensor.int32(labels) };
   }
 
   wake(): void {
@@ -139,12 +186,29 @@ class TrainingJob {
   }
 }
 
+/** Whether a worker can train a job: runs train tasks, not draining, and holds the job's dataset if it names one. */
+function eligible(w: WorkerInfo, dataset: string | undefined): boolean {
+  if (w.draining || !w.capabilities.tasks.includes('train')) return false;
+  return dataset === undefined || (w.capabilities.datasets ?? []).includes(dataset);
+}
+
+function partition(config: TrainConfig, data: CentralData | undefined): number[][] | null {
+  if (config.data.source !== 'central' || data === undefined) return null;
+  const part = config.data.partition;
+  if (part.kind === 'iid' || data.kind === 'pairs') return partitionIid(data.n, part.clients, part.seed);
+  let numClasses = 0;
+  for (const l of data.labels) numClasses = Math.max(numClasses, l + 1);
+  return partitionDirichlet(data.labels, numClasses, part.clients, part.alpha ?? 0.3, part.seed);
+}
+
 export class TrainingService {
   private readonly jobs = new Map<string, TrainingJob>();
   /** Every change tells the score scheduler how many train leases the worker holds, so the two together never exceed its credit. */
   private readonly leases = new LoadTrackingLeases((workerId) => this.host.scheduler.setExternalLoad(workerId, this.held(workerId)));
   private readonly now: () => number;
   private closed = false;
+  private pumping = false;
+  private pumpAgain = false;
 
   constructor(private readonly host: TrainingHost) {
     this.now = host.now ?? Date.now;
@@ -157,63 +221,181 @@ export class TrainingService {
     const bundle = this.host.blobs.read(request.model);
     if (bundle === undefined) throw new TrainSubmitError(`model: unknown blob ${request.model}; upload it first (PUT /api/blobs/${request.model})`);
     const { config, data } = request;
-    if (config.data.source !== 'central') throw new TrainSubmitError("config.data.source: only 'central' data is supported");
-    const part = config.data.partition;
-    let numClasses = 0;
-    for (const l of data.labels) numClasses = Math.max(numClasses, l + 1);
-    const parts = part.kind === 'iid' ? partitionIid(data.n, part.clients, part.seed) : partitionDirichlet(data.labels, numClasses, part.clients, part.alpha ?? 0.3, part.seed);
     const id = `t${this.now().toString(36)}${randomBytes(4).toString('hex')}`;
-    const job = new TrainingJob(id, config, request.model, data, request.eval, parts, this.now());
+    const job = new TrainingJob(id, config, request.model, data, request.eval, partition(config, data), this.now());
+    // Durable before it is acknowledged: the data as blobs, then the record.
+    const record: TrainJobRecord = { id, state: 'queued', createdAt: job.createdAt, model: request.model, config };
+    if (data !== undefined) record.data = this.host.blobs.put(packCentralData(data));
+    if (request.eval !== undefined) record.eval = this.host.blobs.put(packCentralData(request.eval));
+    this.host.store.createTrainJob(record);
     this.jobs.set(id, job);
-    this.host.log.info({ job: id, mode: config.mode, clients: part.clients, rows: data.n }, 'training job submitted');
-    void this.start(job, bundle).catch((e: unknown) => this.finish(job, 'failed', e instanceof Error ? e.message : String(e)));
+    this.host.log.info({ job: id, mode: config.mode, task: config.task, source: config.data.source, clients: job.numClients || undefined }, 'training job submitted');
+    this.start(job, bundle);
     return this.statusOf(job);
   }
 
-  private async start(job: TrainingJob, bundle: Uint8Array): Promise<void> {
+  /** Loads training jobs from the store: finished ones for their status, metrics and model; unfinished ones resume from their last checkpoint. */
+  restore(): { resumed: number; total: number } {
+    const records = this.host.store.listTrainJobs();
+    let resumed = 0;
+    for (const record of records) {
+      let config: TrainConfig;
+      try {
+        config = parseTrainConfig(record.config, '', (_base, p) => p);
+      } catch (e) {
+        this.host.log.error({ job: record.id, err: e instanceof ConfigError ? e.message : String(e) }, 'stored training job has an invalid config; skipped');
+        continue;
+      }
+      const data = this.readData(record.data);
+      const evalData = this.readData(record.eval);
+      const job = new TrainingJob(record.id, config, record.model, data, evalData, partition(config, data), record.createdAt);
+      const cp = this.host.store.trainCheckpoint(record.id);
+      let resumeFrom: TrainingJob['resumeFrom'];
+      if (cp !== undefined) {
+        const { header, vectors } = unpackState(cp.state) as { header: CheckpointHeader; vectors: Float32Array[] };
+        job.metrics = cp.metrics.split('\n').filter((l) => l !== '').map((l) => JSON.parse(l) as TrainMetricLine);
+        job.numClients = header.numClients;
+        for (const [name, client] of header.bindings) job.bindings.set(name, client);
+        const [weights, ...momenta] = vectors;
+        const snapshot = { ...header.snapshot, weights: Array.from(weights ?? []), momenta: header.momentumClients.map((c, i) => [c, Array.from(momenta[i] ?? [])]) } as DriverSnapshot;
+        resumeFrom = { snapshot, elapsed: header.elapsed };
+        job.finalWeights = weights;
+        job.checkpointedStep = cp.step;
+      }
+      this.jobs.set(record.id, job);
+      if (isTerminal(record.state)) {
+        job.state = record.state;
+        job.finishedAt = record.finishedAt;
+        job.error = record.error;
+        continue;
+      }
+      const bundle = this.host.blobs.read(record.model);
+      if (bundle === undefined || (config.data.source === 'central' && data === undefined)) {
+        this.finish(job, 'failed', 'its model or data blob is missing from the state store');
+        continue;
+      }
+      job.resumeFrom = resumeFrom;
+      resumed++;
+      this.host.log.info({ job: record.id, step: cp?.step ?? 0 }, 'training job resumes');
+      this.start(job, bundle);
+    }
+    return { resumed, total: records.length };
+  }
+
+  private readData(hash: string | undefined): CentralData | undefined {
+    if (hash === undefined) return undefined;
+    const bytes = this.host.blobs.read(hash);
+    return bytes === undefined ? undefined : unpackCentralData(bytes);
+  }
+
+  private start(job: TrainingJob, bundle: Uint8Array): void {
+    void this.load(job, bundle).catch((e: unknown) => this.finish(job, 'failed', e instanceof Error ? e.message : String(e)));
+  }
+
+  /** Loads the model on the coordinator (evaluation, serving), checks it against the task and data, then starts. */
+  private async load(job: TrainingJob, bundle: Uint8Array): Promise<void> {
     const { TrainModel } = await import('./evaluator.js');
     const model = await TrainModel.load(bundle);
-    if (job.state !== 'queued') {
+    if (job.state !== 'queued' || this.closed) {
       model.dispose();
       return;
     }
     const { config } = job;
-    if (model.manifest.output.kind !== 'classes') throw new Error('the classify task needs a classifier model (output kind classes)');
-    if (model.manifest.input.dim !== job.data.dim) throw new Error(`data.dim: ${job.data.dim}, the model takes ${model.manifest.input.dim} features`);
-    const classes = model.classes;
-    for (const rows of [job.data, job.evalRows]) {
-      if (rows === undefined) continue;
-      for (let i = 0; i < rows.labels.length; i++) {
-        if (rows.labels[i]! >= classes) throw new Error(`label ${rows.labels[i]} of row ${i} is not below the model's ${classes} classes`);
+    const out = model.manifest.output.kind;
+    if (config.task === 'classify' && out !== 'classes') throw new Error('the classify task needs a classifier model (output kind classes)');
+    if (config.task === 'reward-pairs' && out !== 'reward') throw new Error('the reward-pairs task needs a reward model (output kind reward)');
+    const dim = model.manifest.input.dim;
+    for (const [what, d] of [['data', job.data], ['eval', job.evalData]] as const) {
+      if (d === undefined) continue;
+      if (d.dim !== dim) throw new Error(`${what}.dim: ${d.dim}, the model takes ${dim} features`);
+      if (d.kind !== 'classify') continue;
+      for (let i = 0; i < d.labels.length; i++) {
+        if (d.labels[i]! >= model.classes) throw new Error(`${what}: label ${d.labels[i]} of row ${i} is not below the model's ${model.classes} classes`);
       }
     }
     job.model = model;
-    const pipeline = trainPipelineSpec(config);
-    const participation = (config.participation ?? null) as ParticipationSetting | null;
-    const numClients = job.parts.length;
-    const seed = config.data.source === 'central' ? config.data.partition.seed : 1;
-    if (config.mode === 'sync') {
-      job.driver = {
-        kind: 'sync',
-        d: new SyncDriver({ numClients, clientsPerRound: config.clientsPerRound, rounds: config.rounds, participation, seed, pipeline }, model.initialWeights),
-      };
-    } else {
-      job.driver = {
-        kind: 'async',
-        d: new AsyncDriver(
-          { numClients, concurrency: config.concurrency, buffer: config.buffer, staleness: config.staleness, maxStaleness: config.maxStaleness, steps: config.steps, seed, participation, pipeline },
-          model.initialWeights,
-        ),
-      };
-    }
-    job.state = 'running';
-    job.startedAt = this.now();
-    job.wake();
-    this.advance(job);
+    this.tryStart(job);
     this.pump();
   }
 
-  /** Opens the next round (sync) or tops up the shards in flight (async). */
+  /** Builds the driver once the model is loaded and (worker-held data) the client count is known. */
+  private tryStart(job: TrainingJob): void {
+    if (job.driver !== undefined || job.state !== 'queued' || job.model === undefined) return;
+    const { config } = job;
+    const dataset = job.datasetName;
+    if (dataset !== undefined && job.numClients === 0) {
+      // No data.clients: the clients are the workers holding the dataset when training starts.
+      const holders = this.host.registry.list().filter((w) => eligible(w, dataset)).length;
+      if (holders === 0) return;
+      job.numClients = holders;
+    }
+    const numClients = job.numClients;
+    const pipeline = trainPipelineSpec(config);
+    const participation = (config.participation ?? null) as ParticipationSetting | null;
+    const seed = config.data.source === 'central' ? config.data.partition.seed : 1;
+    job.adversary = config.adversary === undefined ? null : new Adversary({ ...config.adversary, seed });
+    const initial = job.model.initialWeights;
+    const resume = job.resumeFrom;
+    job.resumeFrom = undefined;
+    if (config.mode === 'sync') {
+      const c = { numClients, clientsPerRound: Math.min(config.clientsPerRound, numClients), rounds: config.rounds, participation, seed, pipeline, adversary: job.adversary };
+      job.driver = { kind: 'sync', d: resume?.snapshot.kind === 'sync' ? SyncDriver.restore(c, resume.snapshot) : new SyncDriver(c, initial) };
+    } else {
+      const c = {
+        numClients, concurrency: Math.min(config.concurrency, numClients), buffer: config.buffer, staleness: config.staleness, maxStaleness: config.maxStaleness,
+        steps: config.steps, seed, participation, pipeline, adversary: job.adversary,
+      };
+      job.driver = { kind: 'async', d: resume?.snapshot.kind === 'async' ? AsyncDriver.restore(c, resume.snapshot) : new AsyncDriver(c, initial) };
+    }
+    job.finalWeights = undefined;
+    job.metrics = job.metrics.filter((m) => m.step <= (job.driver?.d.version ?? 0));
+    job.state = 'running';
+    job.startedAt = this.now() - (resume?.elapsed ?? 0) * 1000;
+    this.host.store.updateTrainJob({ id: job.id, state: 'running' });
+    this.bindWorkers(job);
+    job.wake();
+    this.advance(job);
+  }
+
+  /** Worker-held data: gives each newly seen holder of the dataset the lowest free client id, while any is free. */
+  private bindWorkers(job: TrainingJob): void {
+    const dataset = job.datasetName;
+    if (dataset === undefined || job.bindings.size >= job.numClients) return;
+    for (const w of this.host.registry.list()) {
+      if (job.bindings.size >= job.numClients) return;
+      if (!eligible(w, dataset) || job.bindings.has(w.name)) continue;
+      const used = new Set(job.bindings.values());
+      let client = 0;
+      while (used.has(client)) client++;
+      job.bindings.set(w.name, client);
+      this.host.log.info({ job: job.id, worker: w.name, client }, 'worker dataset joins the training job as a client');
+    }
+  }
+
+  /** The connected worker that trains `client` of a worker-data job, if any. */
+  private workerOf(job: TrainingJob, client: number): string | undefined {
+    const dataset = job.datasetName;
+    for (const w of this.host.registry.list()) {
+      if (job.bindings.get(w.name) === client && eligible(w, dataset)) return w.id;
+    }
+    return undefined;
+  }
+
+  /** Which clients can be trained now: central data needs any train worker; worker data needs the client's own. */
+  private reachability(job: TrainingJob): { any: boolean; reachable: (client: number) => boolean } {
+    if (job.datasetName === undefined) {
+      const any = this.host.registry.list().some((w) => eligible(w, undefined));
+      return { any, reachable: () => any };
+    }
+    const connected = new Set<number>();
+    for (const w of this.host.registry.list()) {
+      const c = job.bindings.get(w.name);
+      if (c !== undefined && eligible(w, job.datasetName)) connected.add(c);
+    }
+    return { any: connected.size > 0, reachable: (c) => connected.has(c) };
+  }
+
+  /** Opens the next round (sync) or tops up the shards in flight (async); waits while no client can train. */
   private advance(job: TrainingJob): void {
     const dr = job.driver;
     if (dr === undefined || job.state !== 'running') return;
@@ -221,10 +403,12 @@ export class TrainingService {
       this.finish(job, 'done');
       return;
     }
+    if (dr.kind === 'sync' && dr.d.roundOpen) return;
+    const { any, reachable } = this.reachability(job);
+    if (!any) return;
     if (dr.kind === 'sync') {
-      if (dr.d.roundOpen) return;
-      const orders = dr.d.startRound(this.now());
-      job.queue = orders;
+      const orders = dr.d.startRound(this.now(), reachable);
+      job.queue = orders.map((order) => ({ order, attempt: 1 }));
       job.outstanding = new Set(orders.map((o) => o.client));
       if (orders.length === 0) {
         setImmediate(() => this.closeRound(job));
@@ -232,7 +416,7 @@ export class TrainingService {
       }
       job.roundTimer = setTimeout(() => this.closeRound(job), job.config.mode === 'sync' ? job.config.roundDeadlineMs : 0);
     } else {
-      job.queue.push(...dr.d.fill(this.now()));
+      job.queue.push(...dr.d.fill(this.now(), reachable).map((order) => ({ order, attempt: 1 })));
     }
   }
 
@@ -250,26 +434,53 @@ export class TrainingService {
     this.pump();
   }
 
+  private evaluate(job: TrainingJob, weights: Float32Array): EvalResult | null {
+    const d = job.evalData;
+    const model = job.model;
+    if (d === undefined || model === undefined) return null;
+    return d.kind === 'pairs' ? model.evaluatePairs(weights, d.chosen, d.rejected) : model.evaluate(weights, d.rows, d.labels);
+  }
+
   private record(job: TrainingJob, m: StepMetrics, weights: Float32Array): void {
-    let accuracy: number | null = null;
-    let evalLoss: number | null = null;
     const ev = job.config.eval;
-    if (ev !== undefined && job.evalRows !== undefined && job.model !== undefined && (m.step % ev.every === 0 || m.step === job.total)) {
-      const r = job.model.evaluate(weights, job.evalRows.rows, job.evalRows.labels);
-      accuracy = r.accuracy;
-      evalLoss = r.loss;
-    }
+    const r = ev !== undefined && (m.step % ev.every === 0 || m.step === job.total) ? this.evaluate(job, weights) : null;
     job.metrics.push({
       step: m.step,
       time: (m.time - job.startedAt) / 1000,
       loss: m.loss,
-      accuracy,
-      eval_loss: evalLoss,
+      accuracy: r?.accuracy ?? null,
+      eval_loss: r?.loss ?? null,
       participants: m.participants,
       staleness_mean: m.staleness_mean,
     });
-    this.host.log.info({ job: job.id, step: m.step, loss: m.loss, accuracy }, 'training step');
+    this.host.log.info({ job: job.id, step: m.step, loss: m.loss, accuracy: r?.accuracy }, 'training step');
+    if (m.step % job.config.checkpointEvery === 0) this.checkpoint(job);
     job.wake();
+  }
+
+  /** Persists the job's training state and metrics (the latest checkpoint replaces the previous one). */
+  private checkpoint(job: TrainingJob): void {
+    const dr = job.driver;
+    if (dr === undefined || job.checkpointedStep === dr.d.version) return;
+    const { weights, momenta, ...rest } = dr.d.snapshot();
+    const header: CheckpointHeader = {
+      snapshot: rest,
+      momentumClients: momenta.map(([c]) => c),
+      numClients: job.numClients,
+      bindings: [...job.bindings],
+      elapsed: (this.now() - job.startedAt) / 1000,
+    };
+    const vectors = [Float32Array.from(weights), ...momenta.map(([, v]) => Float32Array.from(v))];
+    try {
+      this.host.store.saveTrainCheckpoint(job.id, {
+        step: dr.d.version,
+        state: packState({ header, vectors }),
+        metrics: job.metrics.map((l) => `${JSON.stringify(l)}\n`).join(''),
+      });
+      job.checkpointedStep = dr.d.version;
+    } catch (e) {
+      this.host.log.error({ job: job.id, err: e instanceof Error ? e.message : String(e) }, 'cannot write a training checkpoint');
+    }
   }
 
   private finish(job: TrainingJob, state: 'done' | 'failed' | 'cancelled', error?: string): void {
@@ -280,6 +491,12 @@ export class TrainingService {
     if (job.roundTimer !== undefined) clearTimeout(job.roundTimer);
     job.roundTimer = undefined;
     job.queue = [];
+    this.checkpoint(job);
+    try {
+      this.host.store.updateTrainJob({ id: job.id, state, finishedAt: job.finishedAt, ...(error === undefined ? {} : { error }) });
+    } catch (e) {
+      this.host.log.error({ job: job.id, err: e instanceof Error ? e.message : String(e) }, 'cannot record the training job state');
+    }
     const workers = new Set<string>();
     for (const [leaseId, l] of this.leases) {
       if (l.jobId !== job.id) continue;
@@ -322,7 +539,7 @@ export class TrainingService {
   private statusOf(job: TrainingJob): TrainJobStatus {
     const s: TrainJobStatus = {
       id: job.id, kind: 'train', state: job.state, progress: { done: job.done, total: job.total },
-      createdAt: new Date(job.createdAt).toISOString(), model: job.modelHash, mode: job.config.mode, clients: job.parts.length,
+      createdAt: new Date(job.createdAt).toISOString(), model: job.modelHash, mode: job.config.mode, clients: job.numClients,
     };
     if (job.finishedAt !== undefined) s.finishedAt = new Date(job.finishedAt).toISOString();
     if (job.error !== undefined) s.error = job.error;
@@ -347,8 +564,16 @@ export class TrainingService {
   async modelBundle(id: string): Promise<Uint8Array | undefined> {
     const job = this.jobs.get(id);
     if (job === undefined) return undefined;
-    if (job.model === undefined || job.driver === undefined) return this.host.blobs.read(job.modelHash);
-    return job.model.bundleWith(job.driver.d.weights);
+    const weights = job.driver?.d.weights ?? job.finalWeights;
+    if (weights === undefined) return this.host.blobs.read(job.modelHash);
+    if (job.model === undefined) {
+      // A job that ended before a restart: load its model once to write the checkpointed weights into it.
+      const bundle = this.host.blobs.read(job.modelHash);
+      if (bundle === undefined) return undefined;
+      const { TrainModel } = await import('./evaluator.js');
+      job.model ??= await TrainModel.load(bundle);
+    }
+    return job.model.bundleWith(weights);
   }
 
   // ---- leases --------------------------------------------------------------------------------
@@ -360,58 +585,103 @@ export class TrainingService {
     return n;
   }
 
-  /** Sends queued orders to workers that run 'train' and have free credit (score leases and train leases together). */
+  /**
+   * Starts jobs that can start, binds new dataset holders, opens rounds that waited for workers, and sends queued
+   * orders within the workers' free credit (score and train leases together). Re-entrant calls are folded into one.
+   */
   pump(): void {
     if (this.closed) return;
+    if (this.pumping) {
+      this.pumpAgain = true;
+      return;
+    }
+    this.pumping = true;
+    try {
+      do {
+        this.pumpAgain = false;
+        this.pumpOnce();
+      } while (this.pumpAgain && !this.closed);
+    } finally {
+      this.pumping = false;
+    }
+  }
+
+  private pumpOnce(): void {
     const sink = this.host.sink();
     if (sink === undefined) return;
+    for (const job of this.jobs.values()) {
+      if (job.state === 'queued') this.tryStart(job);
+      if (job.state !== 'running') continue;
+      this.bindWorkers(job);
+      this.advance(job);
+    }
     const free = new Map<string, number>();
     for (const w of this.host.registry.list()) {
-      if (w.draining || !w.capabilities.tasks.includes('train')) continue;
+      if (!eligible(w, undefined)) continue;
       const load = this.host.scheduler.workerLoad(w.id);
       if (load === undefined) continue;
       const n = load.credit - load.inFlight - this.held(w.id);
       if (n > 0) free.set(w.id, n);
     }
-    for (const job of this.jobs.values()) {
+    const take = (w: string): void => {
+      const n = free.get(w) ?? 0;
+      if (n <= 1) free.delete(w);
+      else free.set(w, n - 1);
+    };
+    for (const job of [...this.jobs.values()]) {
       if (job.state !== 'running') continue;
-      while (job.queue.length > 0 && free.size > 0) {
-        // The worker with the most free credit, so shards spread over the pool.
-        let best: string | undefined;
-        let most = 0;
-        for (const [w, n] of free) {
-          if (n > most) {
-            best = w;
-            most = n;
+      if (job.datasetName === undefined) {
+        while (job.queue.length > 0 && free.size > 0 && job.state === 'running') {
+          // The worker with the most free credit, so shards spread over the pool.
+          let best: string | undefined;
+          let most = 0;
+          for (const [w, n] of free) {
+            if (n > most) {
+              best = w;
+              most = n;
+            }
           }
+          if (best === undefined) break;
+          take(best);
+          const q = job.queue.shift() as { order: DispatchOrder; attempt: number };
+          this.send(job, q.order, q.attempt, best, sink);
         }
-        if (best === undefined) break;
-        if (most <= 1) free.delete(best);
-        else free.set(best, most - 1);
-        const order = job.queue.shift() as DispatchOrder;
-        this.send(job, order, best, sink);
+        continue;
       }
+      // Worker-held data: each order goes to its client's own worker; one that is gone misses its turn.
+      const waiting: TrainingJob['queue'] = [];
+      const missed: DispatchOrder[] = [];
+      for (const q of job.queue) {
+        const w = this.workerOf(job, q.order.client);
+        if (w === undefined) missed.push(q.order);
+        else if ((free.get(w) ?? 0) > 0) {
+          take(w);
+          this.send(job, q.order, q.attempt, w, sink);
+        } else waiting.push(q);
+      }
+      job.queue = waiting;
+      for (const order of missed) this.miss(job, order);
     }
   }
 
-  private send(job: TrainingJob, order: DispatchOrder, workerId: string, sink: TrainingSink): void {
+  private send(job: TrainingJob, order: DispatchOrder, attempt: number, workerId: string, sink: TrainingSink): void {
+    if (job.state !== 'running') return;
     const leaseId = this.host.newLeaseId();
     const deadline = this.now() + this.host.leaseMs;
-    const { rows, labels } = job.clientData(order.client);
-    const dim = job.data.dim;
     const message: LeaseMessage = {
-      type: 'lease', leaseId, shardId: `${job.id}.v${order.version}.c${order.client}`, jobId: job.id, deadline, attempt: 1,
+      type: 'lease', leaseId, shardId: `${job.id}.v${order.version}.c${order.client}`, jobId: job.id, deadline, attempt,
       task: {
         kind: 'train', modelHash: job.modelHash, modelVersion: order.version, client: order.client,
         weights: Tensor.float32(order.weights),
         ...(order.momentum === undefined ? {} : { momentum: Tensor.float32(order.momentum) }),
         local: job.config.local,
-        data: { source: 'central', rows: Tensor.float32(rows, [labels.length, dim]), labels: Tensor.int32(labels) },
+        data: job.leaseData(order.client),
+        ...(job.adversary?.flipsLabels(order.client) === true ? { flipLabels: true } : {}),
       },
     };
     const timer = setTimeout(() => this.lost(leaseId, 'lease expired'), this.host.leaseMs + 1);
     timer.unref();
-    this.leases.set(leaseId, { jobId: job.id, workerId, client: order.client, version: order.version, timer });
+    this.leases.set(leaseId, { jobId: job.id, workerId, order, attempt, timer });
     try {
       sink.sendLease(workerId, message);
     } catch (e) {
@@ -435,12 +705,12 @@ export class TrainingService {
     const dr = job?.driver;
     if (job === undefined || dr === undefined || job.state !== 'running') return 'job not running';
     if (m.payload.kind !== 'update') {
-      this.miss(job, lease);
+      this.miss(job, lease.order);
       return 'a train lease needs an update payload';
     }
     const p = m.payload;
     const arrival: ClientArrival = {
-      client: lease.client,
+      client: lease.order.client,
       baseVersion: p.baseVersion,
       update: p.update.data as Float32Array,
       ...(p.momentum === undefined ? {} : { momentum: p.momentum.data as Float32Array }),
@@ -450,16 +720,19 @@ export class TrainingService {
     const now = this.now();
     if (dr.kind === 'sync') {
       const why = dr.d.refusal(arrival);
-      if (why !== null) return why;
+      if (why !== null) {
+        this.miss(job, lease.order);
+        return why;
+      }
       dr.d.accept(arrival, now);
-      job.outstanding.delete(lease.client);
+      job.outstanding.delete(lease.order.client);
       if (job.outstanding.size === 0) this.closeRound(job);
       else this.pump();
       return null;
     }
     const r = dr.d.accept(arrival, now);
     if (r.status === 'refused') {
-      dr.d.abandon(lease.client);
+      dr.d.abandon(lease.order.client);
     } else if (r.status === 'stepped') {
       this.record(job, r.metrics, r.weights);
     }
@@ -472,12 +745,14 @@ export class TrainingService {
   fail(workerId: string, leaseId: string, reason: string): boolean {
     const lease = this.leases.get(leaseId);
     if (lease === undefined || lease.workerId !== workerId) return false;
-    this.host.log.warn({ job: lease.jobId, client: lease.client, reason }, 'train lease failed');
-    this.lost(leaseId, reason);
+    this.host.log.warn({ job: lease.jobId, client: lease.order.client, reason }, 'train lease failed');
+    this.drop(leaseId);
+    const job = this.jobs.get(lease.jobId);
+    if (job?.state === 'running') this.miss(job, lease.order);
     return true;
   }
 
-  /** Released leases (a draining worker): lost like failures. Returns the ids that are not training leases. */
+  /** Released leases (a draining worker): lost like an expiry. Returns the ids that are not training leases. */
   release(workerId: string, leaseIds: readonly string[]): string[] {
     const rest: string[] = [];
     for (const id of leaseIds) {
@@ -490,33 +765,53 @@ export class TrainingService {
 
   removeWorker(workerId: string): void {
     for (const [id, l] of [...this.leases]) if (l.workerId === workerId) this.lost(id, 'worker disconnected');
+    this.pump();
   }
 
-  private lost(leaseId: string, _why: string): void {
+  private drop(leaseId: string): TrainLease | undefined {
     const lease = this.leases.get(leaseId);
-    if (lease === undefined) return;
+    if (lease === undefined) return undefined;
     clearTimeout(lease.timer);
     this.leases.delete(leaseId);
-    const job = this.jobs.get(lease.jobId);
-    if (job === undefined || job.state !== 'running') return;
-    this.miss(job, lease);
+    return lease;
   }
 
-  private miss(job: TrainingJob, lease: TrainLease): void {
+  /**
+   * A lease whose worker went away or ran out of time. A central client's shard of the open sync round is leased
+   * again (another worker can train it); otherwise the client misses its turn.
+   */
+  private lost(leaseId: string, why: string): void {
+    const lease = this.drop(leaseId);
+    if (lease === undefined) return;
+    const job = this.jobs.get(lease.jobId);
+    if (job === undefined || job.state !== 'running') return;
+    const dr = job.driver;
+    if (dr?.kind === 'sync' && job.datasetName === undefined && dr.d.version === lease.order.version && dr.d.roundOpen && lease.attempt < MAX_ATTEMPTS && why !== 'lease expired') {
+      job.queue.push({ order: lease.order, attempt: lease.attempt + 1 });
+      this.pump();
+      return;
+    }
+    this.miss(job, lease.order);
+  }
+
+  /** The client's shard will not arrive: it counts as absent from the round (sync) or frees its slot (async). */
+  private miss(job: TrainingJob, order: DispatchOrder): void {
     const dr = job.driver;
     if (dr === undefined) return;
     if (dr.kind === 'sync') {
-      if (dr.d.version !== lease.version) return;
-      job.outstanding.delete(lease.client);
+      if (dr.d.version !== order.version || !job.outstanding.delete(order.client)) return;
       if (job.outstanding.size === 0) this.closeRound(job);
       return;
     }
-    dr.d.abandon(lease.client);
+    dr.d.abandon(order.client);
     this.advance(job);
     this.pump();
   }
 
+  /** Checkpoints running jobs (a restart resumes them) and stops all timers. */
   close(): void {
+    if (this.closed) return;
+    for (const job of this.jobs.values()) if (job.state === 'running') this.checkpoint(job);
     this.closed = true;
     for (const l of this.leases.values()) clearTimeout(l.timer);
     this.leases.clear();

@@ -98,6 +98,8 @@ export const trainConfigSchema = z.strictObject({
   participation: participationConfigSchema.optional(),
   local: localConfigSchema.default({ steps: 10, batchSize: 32, lr: 0.05, momentum: 0.9 }),
   adversary: adversaryConfigSchema.optional(),
+  /** The coordinator persists the model and training state every this many server steps (and at the end). */
+  checkpointEvery: count.default(10),
   aggregation: aggregationConfigSchema.default({
     weighting: 'samples',
     fedauCutoff: null,
@@ -205,6 +207,7 @@ export function parseTrainConfig(json: unknown, baseDir: string, resolvePath: Pa
     const part = raw.data.partition;
     if (part.kind === 'iid' && part.alpha !== undefined) fail('data.partition.alpha', "only for kind 'dirichlet'");
     if (part.kind === 'dirichlet' && part.alpha === undefined) part.alpha = 0.3;
+    if (part.kind === 'dirichlet' && raw.task === 'reward-pairs') fail('data.partition.kind', "'dirichlet' splits by class label; reward-pairs data has none (use 'iid')");
   }
 
   let modeFields: SyncFields | AsyncFields;

@@ -11,6 +11,8 @@ import { Tensor, firstNonFinite, type DType } from './tensor.js';
 
 export const PROTOCOL_VERSION = 1;
 export const MAX_ID_LENGTH = 256;
+/** Most dataset names a worker may announce. */
+export const MAX_DATASETS = 64;
 export const MAX_REASON_LENGTH = 4096;
 /** Upper bound of `pull.credit`, and therefore of leases a worker can hold (and release) at once. */
 export const MAX_CREDIT = 1024;
@@ -75,6 +77,8 @@ export const capabilitiesSchema = z.strictObject({
   /** Self-reported throughput, a scheduling hint only. */
   itemsPerSecond: z.number().nonnegative().optional(),
   tasks: z.array(z.enum(TASK_KINDS)).min(1).max(TASK_KINDS.length),
+  /** Names of the worker's own datasets (`--data NAME=PATH`) that training jobs with `data.source: 'worker'` may use. */
+  datasets: z.array(id).max(MAX_DATASETS).optional(),
 });
 
 export const helloSchema = z.strictObject({
@@ -240,13 +244,28 @@ export const centralDataSchema = z
     }
   });
 
+/** Preference pairs shipped with the lease: `chosen` and `rejected` are featurized rows [n, features], row i of each is pair i. */
+export const centralPairsSchema = z
+  .strictObject({
+    source: z.literal('central-pairs'),
+    chosen: tensorOf('float32'),
+    rejected: tensorOf('float32'),
+  })
+  .superRefine((d, ctx) => {
+    if (!(d.chosen instanceof Tensor) || !(d.rejected instanceof Tensor)) return;
+    if (d.chosen.ndim !== 2) shapeIssue(ctx, ['chosen'], `expected 2 dims [pairs, features], got [${d.chosen.shape.join(',')}]`);
+    else if (d.rejected.ndim !== 2 || d.rejected.shape[0] !== d.chosen.shape[0] || d.rejected.shape[1] !== d.chosen.shape[1]) {
+      shapeIssue(ctx, ['rejected'], `expected [${d.chosen.shape.join(',')}] like chosen, got [${d.rejected.shape.join(',')}]`);
+    }
+  });
+
 /** A dataset the worker was started with (`fedpool worker --data NAME=PATH`). */
 export const workerDataSchema = z.strictObject({
   source: z.literal('worker'),
   name: id,
 });
 
-export const trainDataSchema = z.discriminatedUnion('source', [centralDataSchema, workerDataSchema]);
+export const trainDataSchema = z.discriminatedUnion('source', [centralDataSchema, centralPairsSchema, workerDataSchema]);
 
 export const trainTaskSchema = z
   .strictObject({
@@ -261,6 +280,11 @@ export const trainTaskSchema = z
     momentum: tensorOf('float32').optional(),
     local: localTrainingSchema,
     data: trainDataSchema,
+    /**
+     * Label-flipping attack (robustness experiments): train on labels y → C − 1 − y, or with chosen and rejected
+     * swapped for pairs. Only the coordinator of an `adversary` experiment sets it.
+     */
+    flipLabels: z.boolean().optional(),
   })
   .superRefine((t, ctx) => {
     if (t.weights instanceof Tensor && t.momentum instanceof Tensor && t.weights.size !== t.momentum.size) {

@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { BLOB_CHUNK_BYTES, BlobHashMismatchError, BlobStore, BlobTooLargeError } from '../../server/blobs.js';
 import { MemoryStore } from '../../server/store-memory.js';
 import { SqliteStore } from '../../server/store-sqlite.js';
-import type { JobRecord, ShardItems, Store } from '../../server/store.js';
+import type { JobRecord, ShardItems, Store, TrainJobRecord } from '../../server/store.js';
 import { tempDir } from './helpers.js';
 
 const job = (id: string, form: 'features' | 'text' = 'features'): JobRecord => ({
@@ -20,6 +20,15 @@ const featureShards: ShardItems[] = [
   { ids: ['c', 'd'], features: Float32Array.of(7, 8, 9, 10, 11, 12) },
   { ids: ['é'], features: Float32Array.of(0.5, -0.5, 1e-30) },
 ];
+const trainJob = (id: string, over: Partial<TrainJobRecord> = {}): TrainJobRecord => ({
+  id, state: 'queued', createdAt: 1_700_000_000_000, model: 'a'.repeat(64),
+  config: { task: 'classify', rounds: 3, lr: 0.05, data: { source: 'central', partition: { clients: 4 } }, tags: ['x', null] },
+  data: 'b'.repeat(64), ...over,
+});
+
+/** Bytes that are not valid UTF-8 and include every byte value. */
+const stateBytes = Uint8Array.from({ length: 1031 }, (_, i) => (i * 131 + 7) % 256);
+
 const textShards: ShardItems[] = [{ ids: ['t1', 't2'], prompts: ['p1', 'p"2\n'], responses: ['r1', ''] }];
 
 function contract(name: string, open: () => { store: Store; reopen?: () => Store; cleanup: () => void }) {
@@ -59,6 +68,77 @@ function contract(name: string, open: () => { store: Store; reopen?: () => Store
     );
     t.deepEqual(store.doneShards('J'), [], 'the valid half of a failed batch was not written');
     t.throws(() => store.apply({ results: [{ jobId: 'J', index: 9, scores: Float32Array.of(1), agreed: true }], jobs: [] }), { any: true });
+  });
+
+  test(`${name}: training jobs round-trip in submission order`, (t) => {
+    const { store, cleanup } = open();
+    t.teardown(cleanup);
+    t.deepEqual(store.listTrainJobs(), []);
+    const b = trainJob('B', { eval: 'c'.repeat(64) });
+    const a = trainJob('A', { data: undefined, state: 'running' });
+    store.createTrainJob(b);
+    store.createTrainJob(a);
+    store.createTrainJob(trainJob('C', { state: 'done', finishedAt: 9, error: 'was slow' }));
+    t.throws(() => store.createTrainJob(trainJob('B')), { any: true });
+    t.deepEqual(store.listTrainJobs().map((j) => j.id), ['B', 'A', 'C'], 'submission order, not id order');
+    const [gotB, gotA, gotC] = store.listTrainJobs();
+    t.deepEqual(gotB, b);
+    t.deepEqual(gotA, { id: 'A', state: 'running', createdAt: 1_700_000_000_000, model: 'a'.repeat(64), config: a.config });
+    t.false(gotA !== undefined && 'data' in gotA, 'absent data is absent, not undefined');
+    t.deepEqual(gotC, trainJob('C', { state: 'done', finishedAt: 9, error: 'was slow' }));
+    t.deepEqual(store.listJobs(), [], 'training jobs are not scoring jobs');
+
+    // Callers can't reach the stored records.
+    (b.config as { rounds: number }).rounds = 99;
+    if (gotB !== undefined) {
+      gotB.state = 'failed';
+      (gotB.config as { tags: unknown[] }).tags.push('mutated');
+    }
+    t.deepEqual(store.listTrainJobs()[0], trainJob('B', { eval: 'c'.repeat(64) }));
+  });
+
+  test(`${name}: training job updates set state, error and finishedAt`, (t) => {
+    const { store, cleanup } = open();
+    t.teardown(cleanup);
+    store.createTrainJob(trainJob('T'));
+    store.createTrainJob(trainJob('U'));
+    store.updateTrainJob({ id: 'T', state: 'running' });
+    t.like(store.listTrainJobs()[0], { id: 'T', state: 'running' });
+    t.false('finishedAt' in (store.listTrainJobs()[0] ?? {}));
+    store.updateTrainJob({ id: 'T', state: 'failed', finishedAt: 5, error: 'boom' });
+    t.like(store.listTrainJobs()[0], { state: 'failed', finishedAt: 5, error: 'boom' });
+    store.updateTrainJob({ id: 'T', state: 'failed' });
+    t.like(store.listTrainJobs()[0], { finishedAt: 5, error: 'boom' }, 'an update without them keeps finishedAt and error');
+    t.like(store.listTrainJobs()[1], { id: 'U', state: 'queued' }, 'other jobs untouched');
+    t.throws(() => store.updateTrainJob({ id: 'missing', state: 'done' }), { message: 'no job missing' });
+    t.throws(() => store.apply({ results: [], jobs: [{ id: 'T', state: 'done' }] }), { message: 'no job T' }, 'apply only sees scoring jobs');
+  });
+
+  test(`${name}: a training checkpoint is replaced by the latest, bytes exact`, (t) => {
+    const { store, cleanup } = open();
+    t.teardown(cleanup);
+    store.createTrainJob(trainJob('T'));
+    store.createTrainJob(trainJob('U'));
+    t.is(store.trainCheckpoint('T'), undefined);
+    t.is(store.trainCheckpoint('nope'), undefined);
+    t.throws(() => store.saveTrainCheckpoint('nope', { step: 1, state: stateBytes, metrics: '' }), { message: 'no job nope' });
+
+    // From an unaligned view into a bigger buffer (as a Buffer might be).
+    const big = new Uint8Array(stateBytes.length + 5);
+    big.set(stateBytes, 3);
+    const view = big.subarray(3, 3 + stateBytes.length);
+    store.saveTrainCheckpoint('T', { step: 1, state: view, metrics: '{"step":1}\n' });
+    big.fill(0);
+    const first = store.trainCheckpoint('T');
+    t.deepEqual(first, { step: 1, state: stateBytes, metrics: '{"step":1}\n' });
+    t.is(Object.getPrototypeOf(first?.state), Uint8Array.prototype, 'a plain Uint8Array');
+    first?.state.fill(0);
+    t.deepEqual(store.trainCheckpoint('T')?.state, stateBytes, 'the returned bytes are a copy');
+
+    store.saveTrainCheckpoint('T', { step: 2, state: Uint8Array.of(9, 8, 7), metrics: '{"step":1}\n{"step":2}\n' });
+    store.saveTrainCheckpoint('U', { step: 0, state: new Uint8Array(0), metrics: '' });
+    t.deepEqual(store.trainCheckpoint('T'), { step: 2, state: Uint8Array.of(9, 8, 7), metrics: '{"step":1}\n{"step":2}\n' }, 'latest wins');
+    t.deepEqual(store.trainCheckpoint('U'), { step: 0, state: new Uint8Array(0), metrics: '' });
   });
 
   test(`${name}: blobs are content-addressed, served in ranges and chunks`, async (t) => {
@@ -120,6 +200,46 @@ test('sqlite: state survives a reopen; WAL mode; blobs are files beside the data
   db.close();
 });
 
+test('sqlite: training jobs and checkpoints survive a reopen', (t) => {
+  const { dir, cleanup } = tempDir();
+  t.teardown(cleanup);
+  const file = join(dir, 'state.db');
+  const a = new SqliteStore(file);
+  a.createTrainJob(trainJob('T1'));
+  a.createTrainJob(trainJob('T2', { data: undefined, eval: 'c'.repeat(64) }));
+  a.updateTrainJob({ id: 'T1', state: 'failed', finishedAt: 7, error: 'oops' });
+  a.saveTrainCheckpoint('T2', { step: 1, state: Uint8Array.of(1), metrics: 'a\n' });
+  a.saveTrainCheckpoint('T2', { step: 40, state: stateBytes, metrics: 'a\nb\n' });
+  a.close();
+  const b = new SqliteStore(file);
+  t.teardown(() => b.close());
+  t.deepEqual(b.listTrainJobs(), [
+    trainJob('T1', { state: 'failed', finishedAt: 7, error: 'oops' }),
+    { id: 'T2', state: 'queued', createdAt: 1_700_000_000_000, model: 'a'.repeat(64), config: trainJob('T2').config, eval: 'c'.repeat(64) },
+  ]);
+  t.deepEqual(b.trainCheckpoint('T2'), { step: 40, state: stateBytes, metrics: 'a\nb\n' });
+  t.is(b.trainCheckpoint('T1'), undefined);
+});
+
+test('sqlite: a state file from before training jobs gains their tables on open', (t) => {
+  const { dir, cleanup } = tempDir();
+  t.teardown(cleanup);
+  const file = join(dir, 'state.db');
+  const a = new SqliteStore(file);
+  a.createJob(job('J'), featureShards);
+  a.close();
+  const db = new Database(file);
+  db.exec('DROP TABLE train_checkpoints; DROP TABLE train_jobs;');
+  db.close();
+  const b = new SqliteStore(file);
+  t.teardown(() => b.close());
+  t.deepEqual(b.listJobs().map((j) => j.id), ['J']);
+  t.deepEqual(b.listTrainJobs(), []);
+  b.createTrainJob(trainJob('T'));
+  b.saveTrainCheckpoint('T', { step: 3, state: stateBytes, metrics: '' });
+  t.deepEqual(b.trainCheckpoint('T')?.state, stateBytes);
+});
+
 test('sqlite: a state file from a newer fedpool is refused', (t) => {
   const { dir, cleanup } = tempDir();
   t.teardown(cleanup);
@@ -136,4 +256,6 @@ test('memory store is not durable and refuses use after close', (t) => {
   t.false(s.durable);
   s.close();
   t.throws(() => s.listJobs(), { message: /closed/ });
+  t.throws(() => s.listTrainJobs(), { message: /closed/ });
+  t.throws(() => s.createTrainJob(trainJob('T')), { message: /closed/ });
 });
