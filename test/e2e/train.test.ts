@@ -1,7 +1,7 @@
 // Federated training end to end: a real coordinator, two real worker processes and the real `fedpool train`, all
 // spawned from source on loopback. Synthetic Gaussian classes, central data, Dirichlet(0.5) over 12 clients.
 import test from 'ava';
-import { spawn, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { readBundleDir } from '../../client/scoring/bundle-fs.js';
@@ -9,21 +9,10 @@ import { validateBundle } from '../../shared/model/bundle.js';
 import { fedpoolEntry } from '../helpers/fedpool.js';
 import { CLIENT_TOKEN, WORKER_TOKEN, startCoordinatorProcess, tempDir } from '../server/helpers.js';
 import { gaussianClasses } from '../../cli/demo-data.js';
-import { cleanEnv, startWorker, stop } from './processes.js';
+import { cleanEnv, fedpool, startWorker, stop } from './processes.js';
 
+const cli = fedpool;
 const env = cleanEnv;
-
-function cli(args: string[]): Promise<{ status: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    const p = spawn(process.execPath, ['--import=tsx', fedpoolEntry, ...args], { env: env(), stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    p.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d));
-    p.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
-    p.once('exit', (status) => resolve({ status, stdout, stderr }));
-  });
-}
-
 
 test('fedpool train: sync FedAvg and async FedBuff over 2 real workers; a bad config is one line', async (t) => {
   t.timeout(120_000);
