@@ -10,6 +10,9 @@ export interface JobStatus {
   error?: string;
 }
 
+/** The coordinator did not answer at all (down, restarting, wrong address): a caller may retry. */
+export class UnreachableError extends UserError {}
+
 export class CoordinatorApi {
   constructor(
     readonly url: string,
@@ -25,7 +28,7 @@ export class CoordinatorApi {
       res = await fetch(new URL(path, this.url), { method, headers, body });
     } catch (e) {
       const cause = (e as { cause?: { code?: string; message?: string } }).cause;
-      throw new UserError(`cannot reach the coordinator at ${this.url} (${cause?.code ?? cause?.message ?? String(e)})`);
+      throw new UnreachableError(`cannot reach the coordinator at ${this.url} (${cause?.code ?? cause?.message ?? String(e)})`);
     }
     if (res.status === 401 || res.status === 403) {
       // A HEAD answer has no body to say why: ask a cheap GET route for the reason.

@@ -202,6 +202,7 @@ export class Api {
         itemsPerSecond: Math.round(w.itemsPerSecond * 10) / 10,
         shardsDone: w.shardsDone,
         itemsDone: w.itemsDone,
+        trainShardsDone: w.trainShardsDone,
         connectedAt: new Date(w.connectedAt).toISOString(),
         lastSeenAt: new Date(w.lastSeen).toISOString(),
       };

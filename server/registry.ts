@@ -13,6 +13,8 @@ export interface WorkerInfo {
   /** Measured from results: items / compute second, smoothed. 0 until the first result. */
   itemsPerSecond: number;
   shardsDone: number;
+  /** Fine-tuning shards whose update was accepted. */
+  trainShardsDone: number;
   itemsDone: number;
 }
 
@@ -37,7 +39,7 @@ export class Registry {
   add(name: string, capabilities: Capabilities, prefix: string): WorkerInfo {
     const id = `${prefix}${++this.counter}`;
     const now = this.now();
-    const info: WorkerInfo = { id, name, capabilities, connectedAt: now, lastSeen: now, draining: false, itemsPerSecond: 0, shardsDone: 0, itemsDone: 0 };
+    const info: WorkerInfo = { id, name, capabilities, connectedAt: now, lastSeen: now, draining: false, itemsPerSecond: 0, shardsDone: 0, trainShardsDone: 0, itemsDone: 0 };
     this.workers.set(id, info);
     return info;
   }
@@ -70,6 +72,12 @@ export class Registry {
       const rate = (items * 1000) / elapsedMs;
       w.itemsPerSecond = w.itemsPerSecond === 0 ? rate : EWMA_ALPHA * rate + (1 - EWMA_ALPHA) * w.itemsPerSecond;
     }
+  }
+
+  /** An accepted fine-tuning update. */
+  recordTrainResult(id: string): void {
+    const w = this.workers.get(id);
+    if (w !== undefined) w.trainShardsDone++;
   }
 
   /** Workers not heard from for longer than `silenceMs`. */

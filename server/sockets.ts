@@ -232,7 +232,8 @@ class WorkerSession {
     const pool = this.owner.pool;
     if (pool.training.owns(m.leaseId)) {
       const ignored = pool.training.result(id, m);
-      if (ignored !== null) this.log.debug({ worker: id, lease: m.leaseId, reason: ignored }, 'training result ignored');
+      if (ignored === null) pool.registry.recordTrainResult(id);
+      else this.log.debug({ worker: id, lease: m.leaseId, reason: ignored }, 'training result ignored');
       return;
     }
     const lease = pool.scheduler.lease(m.leaseId);

@@ -12,7 +12,7 @@ import { bundleHash, packBundle, unpackBundle, validateBundle } from '../../shar
 import { ModelError } from '../../shared/model/errors.js';
 import { DatasetError, parseDataset, toTrainData } from '../../client/training/datasets.js';
 import type { Manifest } from '../../shared/model/manifest.js';
-import { CoordinatorApi } from '../api.js';
+import { CoordinatorApi, UnreachableError } from '../api.js';
 import { UserError } from '../errors.js';
 
 interface TrainOptions {
@@ -133,7 +133,7 @@ async function followMetrics(api: CoordinatorApi, id: string, onLine: (value: un
       });
       ended = true;
     } catch (e) {
-      if (e instanceof UserError) throw e;
+      if (e instanceof UserError && !(e instanceof UnreachableError)) throw e;
       lostAt ??= Date.now();
       if (Date.now() - lostAt > RECONNECT_MS) throw new UserError(`fedpool train: lost the coordinator while following job ${id}: ${e instanceof Error ? e.message : String(e)}`);
       process.stderr.write(`fedpool train: connection lost (${e instanceof Error ? e.message : String(e)}); retrying\n`);
@@ -145,7 +145,7 @@ async function followMetrics(api: CoordinatorApi, id: string, onLine: (value: un
         const job = await api.job(id);
         if (job.state === 'done' || job.state === 'failed' || job.state === 'cancelled') return;
       } catch (e) {
-        if (e instanceof UserError && !/ECONNREFUSED|fetch failed/.test(e.message)) throw e;
+        if (!(e instanceof UnreachableError)) throw e;
       }
       lostAt ??= Date.now();
       if (Date.now() - lostAt > RECONNECT_MS) throw new UserError(`fedpool train: job ${id} did not finish and the coordinator stopped answering`);
