@@ -1,8 +1,10 @@
 // AsyncDriver (FedBuff): an in-test event loop with seeded shard durations drives it on the quadratic objective.
 import test from 'ava';
+import { Adversary } from '../../../server/training/adversary.js';
 import { AsyncDriver, type AsyncDriverConfig } from '../../../server/training/async-driver.js';
 import type { StepMetrics } from '../../../server/training/types.js';
 import type { PipelineSpec } from '../../../shared/aggregation/pipeline.js';
+import { createParticipation } from '../../../shared/data/participation.js';
 import { mulberry32 } from '../../../shared/random.js';
 import { gaussianCenters, halfSqDist, plainMean, quadratic, type Quadratic } from './quadratic.js';
 
@@ -163,4 +165,82 @@ test('snapshot/restore round-trips through JSON; in-flight shards are not carrie
 
 test('a buffer too small for the robust rule is refused at construction', (t) => {
   t.throws(() => new AsyncDriver(config({ buffer: 4, pipeline: { ...plainMean, robust: { mix: 'nnm', rule: 'trimmed-mean', f: 2 } } }), new Float32Array(1)), { message: /needs ≥ 5/ });
+});
+
+test('fill(now, reachable) dispatches only reachable idle clients, intersected with participation', (t) => {
+  const even = (c: number) => c % 2 === 0;
+  const d = new AsyncDriver(config({ numClients: 10, concurrency: 8 }), new Float32Array(2));
+  const first = d.fill(0, even).map((o) => o.client);
+  t.deepEqual([...first].sort((a, b) => a - b), [0, 2, 4, 6, 8], 'only the 5 reachable, although 8 are wanted');
+  t.deepEqual(d.fill(1, even), [], 'all reachable ones are in flight');
+  t.deepEqual(d.fill(1, () => false), []);
+  const rest = d.fill(2).map((o) => o.client);
+  t.is(rest.length, 3);
+  t.true(rest.every((c) => !even(c)), 'the default reaches everyone');
+
+  // Participation: the first dispatch is available(r) ∩ reachable for the first round r where that is non-empty.
+  const participation = { kind: 'bernoulli' as const, p: 0.5, seed: 4 };
+  const avail = createParticipation(participation, 10, 4);
+  const reachable = (c: number) => c >= 3;
+  let expected: number[] = [];
+  let sawExclusion = false;
+  for (let r = 0; expected.length === 0 && r < 100; r++) {
+    const a = avail.available(r);
+    expected = [...Array(10).keys()].filter((c) => a[c] === 1 && reachable(c));
+    if ([...Array(10).keys()].some((c) => a[c] === 1 && !reachable(c))) sawExclusion = true;
+  }
+  const p = new AsyncDriver(config({ numClients: 10, concurrency: 10, participation }), new Float32Array(2));
+  t.deepEqual(p.fill(0, reachable).map((o) => o.client).sort((a, b) => a - b), expected);
+  t.true(sawExclusion, 'the test saw available but unreachable clients');
+});
+
+test('async adversary: a Byzantine arrival is replaced using the honest updates already buffered', (t) => {
+  const u = [Float32Array.of(2, 4), Float32Array.of(6, -8), Float32Array.of(100, 100), Float32Array.of(-50, 7), Float32Array.of(1, 1)];
+  const make = (clients: number[]) =>
+    new AsyncDriver(
+      config({ numClients: 5, concurrency: 5, buffer: 3, steps: 5, staleness: { kind: 'constant' }, adversary: new Adversary({ clients, attack: 'sign-flip', scale: 1, seed: 1 }) }),
+      new Float32Array(2),
+    );
+  const deliver = (d: AsyncDriver, order: number[]) => {
+    let last: ReturnType<AsyncDriver['accept']> | undefined;
+    for (const c of order) last = d.accept({ client: c, baseVersion: 0, update: Float32Array.from(u[c]!), samples: 1, loss: 0 }, 1);
+    return last;
+  };
+  const expectWeights = (w: Float32Array, want: number[], label: string) => {
+    for (let j = 0; j < want.length; j++) t.true(Math.abs(w[j]! - want[j]!) < 1e-5, `${label}[${j}] = ${w[j]}, want ${want[j]}`);
+  };
+
+  // 0, 1 honest, then 2 (Byzantine) sends −mean(u0, u1) = (−4, 2): the step is the mean of (2,4), (6,−8), (−4,2).
+  const d1 = make([2]);
+  t.is(d1.fill(0).length, 5);
+  const r1 = deliver(d1, [0, 1, 2]);
+  t.is(r1?.status, 'stepped');
+  expectWeights(d1.weights, [4 / 3, -2 / 3], 'honest first');
+
+  // Byzantine first: the buffer holds nothing honest, so it flips its own update: mean of (−100,−100), (2,4), (6,−8).
+  const d2 = make([2]);
+  d2.fill(0);
+  deliver(d2, [2, 0, 1]);
+  expectWeights(d2.weights, [-92 / 3, -104 / 3], 'Byzantine first');
+
+  // Two Byzantine after one honest: both build on u0 only (not on each other): mean of (2,4), (−2,−4), (−2,−4).
+  const d3 = make([2, 3]);
+  d3.fill(0);
+  deliver(d3, [0, 2, 3]);
+  expectWeights(d3.weights, [-2 / 3, -4 / 3], 'two Byzantine');
+
+  // A later buffer does not see the previous buffer's honest updates: after the step, 2 arrives first in a fresh buffer.
+  const d4 = make([3]);
+  d4.fill(0);
+  deliver(d4, [0, 1, 4]);
+  const w1 = Array.from(d4.weights);
+  // Clients 2 and 3 are still in flight from version 0; 0, 1 and 4 go out again on version 1.
+  t.deepEqual(d4.fill(2).map((o) => [o.client, o.version]).sort((a, b) => a[0]! - b[0]!), [[0, 1], [1, 1], [4, 1]]);
+  const r = d4.accept({ client: 3, baseVersion: 0, update: Float32Array.from(u[3]!), samples: 1, loss: 0 }, 3);
+  t.is(r.status, 'buffered');
+  t.is(d4.accept({ client: 2, baseVersion: 0, update: Float32Array.from(u[2]!), samples: 1, loss: 0 }, 3).status, 'buffered');
+  const last = d4.accept({ client: 0, baseVersion: 1, update: Float32Array.from(u[0]!), samples: 1, loss: 0 }, 5);
+  t.is(last.status, 'stepped');
+  // Buffer 2: 3 → −u3 = (50, −7) (nothing honest buffered yet), u2, u0 (τ = 1 and 0 are both weight 1 with constant staleness).
+  expectWeights(d4.weights, [w1[0]! + (50 + 100 + 2) / 3, w1[1]! + (-7 + 100 + 4) / 3], 'second buffer');
 });

@@ -1,8 +1,10 @@
 // SyncDriver: FedAvg / FedAU rounds on an in-test quadratic objective; late arrivals, empty rounds, momentum,
 // snapshot/restore, and a Byzantine round with MoNNA-style nnm + trimmed-mean.
 import test from 'ava';
+import { Adversary } from '../../../server/training/adversary.js';
 import { SyncDriver, type SyncDriverConfig } from '../../../server/training/sync-driver.js';
 import type { PipelineSpec } from '../../../shared/aggregation/pipeline.js';
+import { createParticipation } from '../../../shared/data/participation.js';
 import { mulberry32, normal } from '../../../shared/random.js';
 import { gaussianCenters, halfSqDist, plainMean, quadratic, type Quadratic } from './quadratic.js';
 
@@ -179,4 +181,76 @@ test('2 of 10 clients sending scaled sign flips: mean diverges, nnm + trimmed-me
   t.log(`½‖x − x_clean‖²: mean under attack ${errMean.toExponential(2)}, nnm+trimmed-mean under attack ${errRobust.toExponential(3)} (clean run vs optimum ${errClean.toExponential(2)})`);
   t.true(errMean > 100 || !Number.isFinite(errMean));
   t.true(errRobust < 0.05);
+});
+
+test('startRound(now, reachable) dispatches only reachable clients, intersected with participation', (t) => {
+  const even = (c: number) => c % 2 === 0;
+  const d = new SyncDriver(config({ numClients: 10, clientsPerRound: 10, rounds: 3 }), new Float32Array(2));
+  t.deepEqual(d.startRound(0, even).map((o) => o.client), [0, 2, 4, 6, 8]);
+  d.closeRound(1);
+  t.deepEqual(d.startRound(10, () => false), [], 'nobody reachable: an empty round');
+  d.closeRound(11);
+  t.deepEqual(d.startRound(20).map((o) => o.client), [0, 1, 2, 3, 4, 5, 6, 7, 8, 9], 'default: all reachable');
+
+  // clientsPerRound below the reachable count: a sample of the reachable ones only.
+  const small = new SyncDriver(config({ numClients: 10, clientsPerRound: 3, rounds: 20 }), new Float32Array(2));
+  for (let r = 0; r < 20; r++) {
+    const got = small.startRound(r, even).map((o) => o.client);
+    t.is(got.length, 3);
+    t.true(got.every(even), JSON.stringify(got));
+    small.closeRound(r);
+  }
+
+  // Participation: round r dispatches available(r) ∩ reachable (clientsPerRound = numClients, so no sampling).
+  const participation = { kind: 'bernoulli' as const, p: 0.5, seed: 3 };
+  const avail = createParticipation(participation, 10, 3);
+  const reachable = (c: number) => c < 6;
+  const p = new SyncDriver(config({ numClients: 10, clientsPerRound: 10, rounds: 8, participation }), new Float32Array(2));
+  let sawExclusion = false;
+  for (let r = 0; r < 8; r++) {
+    const a = avail.available(r);
+    const expected = [...Array(10).keys()].filter((c) => a[c] === 1 && reachable(c));
+    if ([...Array(10).keys()].some((c) => a[c] === 1 && !reachable(c))) sawExclusion = true;
+    t.deepEqual(p.startRound(r, reachable).map((o) => o.client), expected, `round ${r}`);
+    p.closeRound(r);
+  }
+  t.true(sawExclusion, 'the test saw available but unreachable clients');
+});
+
+test('with an adversary, a round aggregates the attacked updates (mean, 2 of 5 scaled-sign-flipped)', (t) => {
+  const updates = [
+    [1, 2],
+    [9, 9],
+    [3, -4],
+    [-9, 9],
+    [2, 5],
+  ];
+  const runRound = (adversary: Adversary | null): Float32Array => {
+    const d = new SyncDriver(config({ numClients: 5, clientsPerRound: 5, rounds: 1, adversary }), Float32Array.of(10, 20));
+    for (const o of d.startRound(0)) {
+      t.true(d.accept({ client: o.client, baseVersion: o.version, update: Float32Array.from(updates[o.client]!), samples: 10, loss: 1 }, 1));
+    }
+    return d.closeRound(2).weights;
+  };
+  // Honest mean μ over clients 0, 2, 4; clients 1 and 3 send −10μ: the mean of five is (3μ − 20μ)/5 = −17μ/5.
+  const mu = [0, 1].map((j) => (updates[0]![j]! + updates[2]![j]! + updates[4]![j]!) / 3);
+  const attacked = runRound(new Adversary({ clients: [1, 3], attack: 'scaled-sign-flip', scale: 10, seed: 1 }));
+  const plain = runRound(null);
+  for (let j = 0; j < 2; j++) {
+    const want = [10, 20][j]! + (-17 * mu[j]!) / 5;
+    t.true(Math.abs(attacked[j]! - want) < 1e-4, `attacked[${j}] = ${attacked[j]}, want ${want}`);
+    const wantPlain = [10, 20][j]! + updates.reduce((s, u) => s + u[j]!, 0) / 5;
+    t.true(Math.abs(plain[j]! - wantPlain) < 1e-4, `plain[${j}] = ${plain[j]}, want ${wantPlain}`);
+  }
+});
+
+test('with an adversary, a robust rule sees the attacked updates too (median of 3 honest + 2 sign-flipped)', (t) => {
+  // Coordinate-wise median of {1, 2, 3, −2, −2} = 1 (μ = 2, so both Byzantine send −2): not the honest median 2.
+  const pipeline: PipelineSpec = { weighting: 'uniform', robust: { mix: 'none', rule: 'median', f: 2 }, server: { optimizer: 'sgd', lr: 1 } };
+  const adversary = new Adversary({ clients: [3, 4], attack: 'sign-flip', scale: 1, seed: 1 });
+  const d = new SyncDriver(config({ numClients: 5, clientsPerRound: 5, rounds: 1, pipeline, adversary }), new Float32Array(1));
+  const own = [1, 2, 3, 100, 100];
+  for (const o of d.startRound(0)) d.accept({ client: o.client, baseVersion: 0, update: Float32Array.of(own[o.client]!), samples: 1, loss: 0 }, 1);
+  const r = d.closeRound(2);
+  t.is(r.weights[0], 1);
 });

@@ -61,6 +61,7 @@ test('minimal configs get documented defaults', (t) => {
     clientsPerRound: 2,
     roundDeadlineMs: 60_000,
     local: { steps: 10, batchSize: 32, lr: 0.05, momentum: 0.9 },
+    checkpointEvery: 10,
     aggregation: { weighting: 'samples', fedauCutoff: null, robust: { mix: 'none', rule: 'mean', f: 0 }, server: { optimizer: 'sgd', lr: 1, momentum: 0 } },
   });
   const dir = parseTrainConfig({ model: 'm', task: 'classify', data: { source: 'central', path: 'd', partition: { clients: 4, kind: 'dirichlet' } }, rounds: 1, clientsPerRound: 1 }, '');
@@ -159,6 +160,31 @@ test('each invalid field gives a one-line error naming it', (t) => {
   }
   // async with a known worker count makes fedau fine
   t.notThrows(() => parseTrainConfig({ ...asyncCfg, data: { source: 'worker', name: 'x', clients: 10 }, aggregation: { weighting: 'fedau' } }, '/'));
+});
+
+test('checkpointEvery defaults to 10, takes a positive integer, refuses others', (t) => {
+  t.is(parseTrainConfig(sync, '/cfg').checkpointEvery, 10);
+  t.is(parseTrainConfig(asyncCfg, '/cfg').checkpointEvery, 10);
+  t.is(parseTrainConfig({ ...sync, checkpointEvery: 3 }, '/cfg').checkpointEvery, 3);
+  for (const bad of [0, -1, 2.5, '5', null]) {
+    const msg = error({ ...sync, checkpointEvery: bad });
+    t.regex(msg, /^train\.json: checkpointEvery: /, String(bad));
+    t.false(msg.includes('\n'));
+  }
+});
+
+test("task 'reward-pairs' with a dirichlet partition is refused with one line naming data.partition.kind", (t) => {
+  const base = { ...sync, task: 'reward-pairs', aggregation: undefined };
+  const msg = error({ ...base, data: { source: 'central', path: 'p', partition: { clients: 20, kind: 'dirichlet' } } });
+  t.regex(msg, /^train\.json: data\.partition\.kind: /);
+  t.regex(msg, /dirichlet/);
+  t.false(msg.includes('\n'), msg);
+  t.is(error({ ...base, data: { source: 'central', path: 'p', partition: { clients: 20, kind: 'dirichlet', alpha: 1 } } }), msg);
+  const e = t.throws(() => parseTrainConfig({ ...base, data: { source: 'central', path: 'p', partition: { clients: 20, kind: 'dirichlet' } } }, '/'), { instanceOf: ConfigError });
+  t.is(e?.field, 'data.partition.kind');
+  // iid reward pairs, and dirichlet classify, are fine.
+  t.notThrows(() => parseTrainConfig({ ...base, data: { source: 'central', path: 'p', partition: { clients: 20, kind: 'iid' } } }, '/'));
+  t.notThrows(() => parseTrainConfig({ ...base, task: 'classify', data: { source: 'central', path: 'p', partition: { clients: 20, kind: 'dirichlet' } } }, '/'));
 });
 
 test('ConfigError carries the field', (t) => {
