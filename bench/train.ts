@@ -134,8 +134,16 @@ const here = path.dirname(fileURLToPath(import.meta.url));
 const root = path.basename(path.dirname(here)) === 'dist' ? path.resolve(here, '../..') : path.resolve(here, '..');
 const bin = path.join(root, 'bin', 'fedpool.js');
 
+/** The last warnings of every child (workers log failed leases there), shown when a job trains nothing. */
+const childWarnings: string[] = [];
+
 function fedpool(argv: string[]): ChildProcess {
-  return spawn(process.execPath, [bin, ...argv], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, FEDPOOL_LOG: 'warn' } });
+  const child = spawn(process.execPath, [bin, ...argv], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, FEDPOOL_LOG: 'warn' } });
+  createInterface({ input: child.stderr! }).on('line', (l) => {
+    childWarnings.push(`${argv[0]}: ${l}`);
+    if (childWarnings.length > 20) childWarnings.shift();
+  });
+  return child;
 }
 
 function firstLine(child: ChildProcess, re: RegExp): Promise<RegExpMatchArray> {
@@ -203,6 +211,8 @@ async function trainJob(api: CoordinatorApi, url: string, body: { model: string;
   const last = lines.at(-1);
   if (last === undefined || cpuFirst === undefined) throw new Error(`job ${id}: no metrics`);
   const shards = lines.reduce((a, l) => a + l.participants, 0);
+  // A round without updates means the workers' shards failed: a throughput figure would be meaningless.
+  if (lines.some((l) => l.participants === 0)) throw new Error(`job ${id}: ${lines.filter((l) => l.participants === 0).length} of ${lines.length} steps aggregated no update; last warnings:\n${childWarnings.join('\n')}`);
   return { steps: lines.length, shards, seconds: last.time, cpuMsPerStep: lines.length > 1 ? ((cpuLast - (await cpuFirst)) * 1000) / (lines.length - 1) : Number.NaN };
 }
 

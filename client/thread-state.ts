@@ -24,7 +24,7 @@ export function ensureBackend(requested: BackendRequest): Promise<BackendChoice>
  * keeps the bundle's own weights). The bundle's sha-256 is checked when a model is first loaded; a failed load is
  * not cached, so the next task retries.
  */
-export function modelCache<T extends LoadedModel>(prepare: (loaded: LoadedModel) => T): (hash: string, bundle: Uint8Array) => Promise<T> {
+export function modelCache<T extends LoadedModel>(prepare: (loaded: LoadedModel) => T | Promise<T>): (hash: string, bundle: Uint8Array) => Promise<T> {
   const models = new Map<string, Promise<T>>(); // insertion order = least recently used first
   const load = async (hash: string, bundle: Uint8Array): Promise<T> => {
     const bytes = bundle.slice(); // own, non-shared copy: WebCrypto refuses shared memory, and the pool may reuse it

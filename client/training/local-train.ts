@@ -2,7 +2,7 @@ import * as tf from '@tensorflow/tfjs';
 import { ModelError } from '../../shared/model/errors.js';
 import { featurizeBatch, fnv1a32 } from '../../shared/model/featurizer.js';
 import { outputUnits, type Manifest } from '../../shared/model/manifest.js';
-import { getFlatWeights, parameterCount } from '../../shared/model/weights.js';
+import { parameterCount, readFlat } from '../../shared/model/weights.js';
 import { mulberry32 } from '../../shared/random.js';
 
 /**
@@ -209,7 +209,8 @@ export async function trainLocally(model: tf.LayersModel, manifest: Manifest, da
   const sampler = new MinibatchSampler(n, batch, opts.seed);
   const start = opts.startStep ?? 0;
   const vars = variablesOf(model);
-  const initial = getFlatWeights(model);
+  // The starting weights stay on the backend; the update is taken there and read back once.
+  const initial = vars.map((v) => tf.clone(v));
   const beta = opts.momentum;
   const classes = outputUnits(manifest.output);
 
@@ -252,22 +253,19 @@ export async function trainLocally(model: tf.LayersModel, manifest: Manifest, da
     const meanLoss = tf.tidy(() => tf.mean(tf.stack(losses)));
     const loss = (await meanLoss.data())[0];
     meanLoss.dispose();
-    const trained = getFlatWeights(model);
-    const update = new Float32Array(params);
-    for (let j = 0; j < params; j++) update[j] = trained[j] - initial[j];
-    const result: LocalTrainResult = { update, samples: Math.min(n, opts.steps * batch), loss };
-    if (opts.sendMomentum === true) {
-      const momentum = new Float32Array(params);
-      let o = 0;
-      for (const mv of m) {
-        const values = mv.dataSync();
-        momentum.set(values, o);
-        o += values.length;
-      }
-      result.momentum = momentum;
+    const deltas = tf.tidy(() => vars.map((v, i) => tf.sub(v, initial[i]!)));
+    let update: Float32Array;
+    try {
+      update = await readFlat(deltas);
+    } finally {
+      tf.dispose(deltas);
     }
+    const result: LocalTrainResult = { update, samples: Math.min(n, opts.steps * batch), loss };
+    // Async reads: webgpu in Node has no synchronous path.
+    if (opts.sendMomentum === true) result.momentum = await readFlat(m);
     return result;
   } finally {
+    tf.dispose(initial);
     tf.dispose(losses);
     tf.dispose(inputs);
     tf.dispose(m);

@@ -2,7 +2,7 @@ import { move, transferableSymbol, valueSymbol } from 'piscina';
 import type { BackendChoice, BackendRequest } from '../backends.js';
 import type { LoadedModel } from '../../shared/model/tf-model.js';
 import { ensureBackend, modelCache } from '../thread-state.js';
-import { getFlatWeights, setFlatWeights } from '../../shared/model/weights.js';
+import { readFlatWeights, setFlatWeights } from '../../shared/model/weights.js';
 import { trainLocally, type LocalTrainOptions, type LocalTrainResult, type TrainData } from './local-train.js';
 
 /**
@@ -49,7 +49,7 @@ interface CachedModel extends LoadedModel {
   initial: Float32Array;
 }
 
-const cachedModel = modelCache((loaded): CachedModel => ({ ...loaded, initial: getFlatWeights(loaded.model) }));
+const cachedModel = modelCache(async (loaded): Promise<CachedModel> => ({ ...loaded, initial: await readFlatWeights(loaded.model) }));
 
 /** The result with its buffers transferred, not cloned (piscina's Transferable protocol). */
 function transferable(result: LocalTrainResult): LocalTrainResult {

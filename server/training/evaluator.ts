@@ -4,7 +4,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { packBundle, unpackBundle, type BundleFiles } from '../../shared/model/bundle.js';
 import { loadFromFiles, saveToFiles, WEIGHTS_FILE } from '../../shared/model/tf-model.js';
-import { getFlatWeights, setFlatWeights } from '../../shared/model/weights.js';
+import { readFlatWeights, setFlatWeights } from '../../shared/model/weights.js';
 import type { Manifest } from '../../shared/model/manifest.js';
 
 let backend: Promise<string> | undefined;
@@ -50,7 +50,7 @@ export class TrainModel {
     await initBackend();
     const { files, weightPaths } = unpackBundle(bundle);
     const { model, manifest } = await loadFromFiles(files);
-    const flat = getFlatWeights(model);
+    const flat = await readFlatWeights(model);
     const bin = files.get(WEIGHTS_FILE);
     let patchable = weightPaths.length === 1 && weightPaths[0] === WEIGHTS_FILE && bin !== undefined && bin.byteLength === flat.byteLength;
     if (patchable && bin !== undefined) {

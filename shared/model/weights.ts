@@ -19,16 +19,33 @@ export function parameterCount(model: tf.LayersModel): number {
   return n;
 }
 
-/** The trainable weights concatenated, in the order documented above. The result owns its buffer. */
-export function getFlatWeights(model: tf.LayersModel): Float32Array {
-  const out = new Float32Array(parameterCount(model));
+function concat(parts: readonly ArrayLike<number>[], total: number): Float32Array {
+  const out = new Float32Array(total);
   let offset = 0;
-  for (const w of model.trainableWeights) {
-    const values = w.read().dataSync();
+  for (const values of parts) {
     out.set(values, offset);
     offset += values.length;
   }
   return out;
+}
+
+/**
+ * The trainable weights concatenated, in the order documented above. The result owns its buffer. Synchronous reads
+ * work on the CPU backends (wasm, cpu, tfjs-node) only; code that may run on webgpu uses readFlatWeights.
+ */
+export function getFlatWeights(model: tf.LayersModel): Float32Array {
+  return concat(model.trainableWeights.map((w) => w.read().dataSync()), parameterCount(model));
+}
+
+/** getFlatWeights for every backend: webgpu in Node cannot read tensors synchronously (no OffscreenCanvas). */
+export async function readFlatWeights(model: tf.LayersModel): Promise<Float32Array> {
+  return readFlat(model.trainableWeights.map((w) => w.read()));
+}
+
+/** Tensors' values concatenated in order, read asynchronously (every backend). The result owns its buffer. */
+export async function readFlat(tensors: readonly tf.Tensor[]): Promise<Float32Array> {
+  const parts = await Promise.all(tensors.map((t) => t.data()));
+  return concat(parts as Float32Array[], parts.reduce((n, p) => n + p.length, 0));
 }
 
 /**
