@@ -14,6 +14,9 @@ import {
   restoreMomenta,
   SeededRandom,
   snapshotMomenta,
+  plainCopy,
+  binaryCopy,
+  type PlainVector,
   withPopulation,
   type ClientArrival,
   type DispatchOrder,
@@ -57,7 +60,7 @@ export type AsyncAcceptResult =
  * shards in flight and the partly filled buffer (after restore nothing is in flight; arrivals of older dispatches are
  * refused), the server optimizer's moments and the cclip center (restart from zero; see SyncDriverSnapshot).
  */
-export interface AsyncDriverSnapshot extends DriverSnapshotBase {
+export interface AsyncDriverSnapshot<V extends ArrayLike<number> = PlainVector> extends DriverSnapshotBase<V> {
   kind: 'async';
   participationRound: number;
 }
@@ -92,7 +95,7 @@ export class AsyncDriver {
   private momenta = new Map<number, Float32Array>();
   private counters = { accepted: 0, dropped: 0, refused: 0 };
 
-  constructor(config: AsyncDriverConfig, initialWeights: Float32Array, restored?: AsyncDriverSnapshot) {
+  constructor(config: AsyncDriverConfig, initialWeights: Float32Array, restored?: AsyncDriverSnapshot<ArrayLike<number>>) {
     const where = 'AsyncDriver';
     checkCount(where, 'numClients', config.numClients);
     checkCount(where, 'concurrency', config.concurrency);
@@ -126,7 +129,7 @@ export class AsyncDriver {
     }
   }
 
-  static restore(config: AsyncDriverConfig, snapshot: AsyncDriverSnapshot): AsyncDriver {
+  static restore(config: AsyncDriverConfig, snapshot: AsyncDriverSnapshot<ArrayLike<number>>): AsyncDriver {
     return new AsyncDriver(config, Float32Array.from(snapshot.weights), snapshot);
   }
 
@@ -247,11 +250,20 @@ export class AsyncDriver {
   }
 
   snapshot(): AsyncDriverSnapshot {
+    return this.snapshotWith(plainCopy);
+  }
+
+  /** snapshot() with Float32Array copies instead of number arrays (for binary checkpoints). */
+  binarySnapshot(): AsyncDriverSnapshot<Float32Array> {
+    return this.snapshotWith(binaryCopy);
+  }
+
+  private snapshotWith<V extends ArrayLike<number>>(copy: (v: Float32Array) => V): AsyncDriverSnapshot<V> {
     return {
       kind: 'async',
       version: this.ver,
-      weights: Array.from(this.current),
-      momenta: snapshotMomenta(this.momenta),
+      weights: copy(this.current),
+      momenta: snapshotMomenta(this.momenta, copy),
       fedau: this.aggregator.fedau?.snapshot() ?? null,
       rng: this.rng.state,
       participationRound: this.partRound,

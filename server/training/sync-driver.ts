@@ -11,6 +11,9 @@ import {
   restoreMomenta,
   SeededRandom,
   snapshotMomenta,
+  plainCopy,
+  binaryCopy,
+  type PlainVector,
   withPopulation,
   type ClientArrival,
   type DispatchOrder,
@@ -47,7 +50,7 @@ export interface SyncRoundResult {
  * the server optimizer's moments (sgd momentum / adam) and the cclip center, which the shared classes do not expose,
  * restart from zero (exact for sgd with momentum 0 and every rule but cclip).
  */
-export interface SyncDriverSnapshot extends DriverSnapshotBase {
+export interface SyncDriverSnapshot<V extends ArrayLike<number> = PlainVector> extends DriverSnapshotBase<V> {
   kind: 'sync';
 }
 
@@ -69,7 +72,7 @@ export class SyncDriver {
   private open: OpenRound | null = null;
   private momenta = new Map<number, Float32Array>();
 
-  constructor(config: SyncDriverConfig, initialWeights: Float32Array, restored?: SyncDriverSnapshot) {
+  constructor(config: SyncDriverConfig, initialWeights: Float32Array, restored?: SyncDriverSnapshot<ArrayLike<number>>) {
     const where = 'SyncDriver';
     checkCount(where, 'numClients', config.numClients);
     checkCount(where, 'clientsPerRound', config.clientsPerRound);
@@ -94,7 +97,7 @@ export class SyncDriver {
   }
 
   /** Rebuilds a driver from snapshot() output (the config must be the one the snapshot was taken under). */
-  static restore(config: SyncDriverConfig, snapshot: SyncDriverSnapshot): SyncDriver {
+  static restore(config: SyncDriverConfig, snapshot: SyncDriverSnapshot<ArrayLike<number>>): SyncDriver {
     return new SyncDriver(config, Float32Array.from(snapshot.weights), snapshot);
   }
 
@@ -209,11 +212,20 @@ export class SyncDriver {
 
   /** See SyncDriverSnapshot for what is captured. JSON-safe. */
   snapshot(): SyncDriverSnapshot {
+    return this.snapshotWith(plainCopy);
+  }
+
+  /** snapshot() with Float32Array copies instead of number arrays (for binary checkpoints). */
+  binarySnapshot(): SyncDriverSnapshot<Float32Array> {
+    return this.snapshotWith(binaryCopy);
+  }
+
+  private snapshotWith<V extends ArrayLike<number>>(copy: (v: Float32Array) => V): SyncDriverSnapshot<V> {
     return {
       kind: 'sync',
       version: this.ver,
-      weights: Array.from(this.current),
-      momenta: snapshotMomenta(this.momenta),
+      weights: copy(this.current),
+      momenta: snapshotMomenta(this.momenta, copy),
       fedau: this.aggregator.fedau?.snapshot() ?? null,
       rng: this.open === null ? this.rng.state : this.rngAtRoundStart,
     };

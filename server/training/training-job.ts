@@ -94,7 +94,7 @@ interface TrainLease {
 /** Most leases of one sync order (a central client's shard re-leased after lost workers). */
 const MAX_ATTEMPTS = 3;
 
-type DriverSnapshot = SyncDriverSnapshot | AsyncDriverSnapshot;
+type DriverSnapshot = SyncDriverSnapshot<Float32Array> | AsyncDriverSnapshot<Float32Array>;
 
 /** What a checkpoint's packed state holds besides the vectors (weights, then each stored momentum). */
 interface CheckpointHeader {
@@ -257,7 +257,7 @@ export class TrainingService {
         job.numClients = header.numClients;
         for (const [name, client] of header.bindings) job.bindings.set(name, client);
         const [weights, ...momenta] = vectors;
-        const snapshot = { ...header.snapshot, weights: Array.from(weights ?? []), momenta: header.momentumClients.map((c, i) => [c, Array.from(momenta[i] ?? [])]) } as DriverSnapshot;
+        const snapshot = { ...header.snapshot, weights: weights ?? new Float32Array(0), momenta: header.momentumClients.map((c, i) => [c, momenta[i] ?? new Float32Array(0)]) } as DriverSnapshot;
         resumeFrom = { snapshot, elapsed: header.elapsed };
         job.finalWeights = weights;
         job.checkpointedStep = cp.step;
@@ -462,7 +462,7 @@ export class TrainingService {
   private checkpoint(job: TrainingJob): void {
     const dr = job.driver;
     if (dr === undefined || job.checkpointedStep === dr.d.version) return;
-    const { weights, momenta, ...rest } = dr.d.snapshot();
+    const { weights, momenta, ...rest } = dr.d.binarySnapshot();
     const header: CheckpointHeader = {
       snapshot: rest,
       momentumClients: momenta.map(([c]) => c),
@@ -470,7 +470,7 @@ export class TrainingService {
       bindings: [...job.bindings],
       elapsed: (this.now() - job.startedAt) / 1000,
     };
-    const vectors = [Float32Array.from(weights), ...momenta.map(([, v]) => Float32Array.from(v))];
+    const vectors = [weights, ...momenta.map(([, v]) => v)];
     try {
       this.host.store.saveTrainCheckpoint(job.id, {
         step: dr.d.version,

@@ -51,12 +51,16 @@ export type ParticipationSetting = ParticipationSpec & { readonly seed?: number 
 /** Plain-JSON form of a Float32Array (exact: every float32 is a double). */
 export type PlainVector = number[];
 
-/** State both drivers persist (see their snapshot() for what is and is not captured). */
-export interface DriverSnapshotBase {
+/**
+ * State both drivers persist (see their snapshot() for what is and is not captured). Vectors are plain number arrays
+ * in the JSON form (snapshot()) and Float32Array copies in the binary form (binarySnapshot(), what checkpoints store
+ * without turning millions of floats into JS numbers); restore takes either.
+ */
+export interface DriverSnapshotBase<V extends ArrayLike<number> = PlainVector> {
   version: number;
-  weights: PlainVector;
+  weights: V;
   /** [client, momentum] pairs. */
-  momenta: Array<[number, PlainVector]>;
+  momenta: Array<[number, V]>;
   fedau: FedAUSnapshot | null;
   /** SeededRandom state. */
   rng: number;
@@ -124,11 +128,14 @@ export function payloadProblem(a: ClientArrival, dim: number): string | null {
   return null;
 }
 
-export function snapshotMomenta(m: ReadonlyMap<number, Float32Array>): Array<[number, PlainVector]> {
-  return [...m.entries()].sort((x, y) => x[0] - y[0]).map(([c, v]) => [c, Array.from(v)]);
+export function snapshotMomenta<V extends ArrayLike<number>>(m: ReadonlyMap<number, Float32Array>, copy: (v: Float32Array) => V): Array<[number, V]> {
+  return [...m.entries()].sort((x, y) => x[0] - y[0]).map(([c, v]) => [c, copy(v)]);
 }
 
-export function restoreMomenta(pairs: ReadonlyArray<readonly [number, PlainVector]>, numClients: number, dim: number): Map<number, Float32Array> {
+export const plainCopy = (v: Float32Array): PlainVector => Array.from(v);
+export const binaryCopy = (v: Float32Array): Float32Array => v.slice();
+
+export function restoreMomenta(pairs: ReadonlyArray<readonly [number, ArrayLike<number>]>, numClients: number, dim: number): Map<number, Float32Array> {
   const out = new Map<number, Float32Array>();
   for (const [c, v] of pairs) {
     if (!Number.isInteger(c) || c < 0 || c >= numClients) throw new RangeError(`restore: momentum for unknown client ${String(c)}`);
