@@ -7,16 +7,15 @@
 // Children run the compiled CLI (bin/fedpool.js), so this needs `npm run build` first and works where only node
 // is installed (the GPU machine). Each configuration: a fresh coordinator, N workers, one warm-up job (model fetch,
 // backend start-up), then the timed job from submission to its last in-order result.
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { cpus, tmpdir } from 'node:os';
 import path from 'node:path';
-import { createInterface } from 'node:readline';
-import { fileURLToPath } from 'node:url';
 import { CoordinatorApi } from '../cli/api.js';
 import { loadModelForSubmit } from '../cli/score/model.js';
 import { featureColumns } from '../cli/score/plan.js';
 import { run as modelInit } from '../cli/commands/model-init.js';
+import { cpuSeconds, startPool, stopAll } from './processes.js';
 
 const args = process.argv.slice(2);
 const flag = (name: string, fallback: string): string => {
@@ -34,42 +33,11 @@ if (workerCounts.some((n) => !Number.isInteger(n) || n < 1) || !(totalItems > 0)
   process.exit(2);
 }
 
-// bench/pool.ts → repo root, whether run from source or from dist/bench/pool.js.
-const here = path.dirname(fileURLToPath(import.meta.url));
-const root = path.basename(path.dirname(here)) === 'dist' ? path.resolve(here, '../..') : path.resolve(here, '..');
-const bin = path.join(root, 'bin', 'fedpool.js');
-
-function fedpool(argv: string[]): ChildProcess {
-  return spawn(process.execPath, [bin, ...argv], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, FEDPOOL_LOG: 'warn' } });
-}
-
-function firstLine(child: ChildProcess, re: RegExp): Promise<RegExpMatchArray> {
-  return new Promise((resolve, reject) => {
-    let err = '';
-    child.stderr?.on('data', (d: Buffer) => (err = (err + d.toString()).slice(-1000)));
-    createInterface({ input: child.stdout! }).on('line', (l) => {
-      const m = re.exec(l);
-      if (m) resolve(m);
-    });
-    child.once('exit', (code) => reject(new Error(`child exited (${code}): ${err}`)));
-  });
-}
-
-async function stopAll(children: ChildProcess[]): Promise<void> {
-  await Promise.all(children.map((c) => new Promise<void>((r) => (c.exitCode !== null ? r() : (c.once('exit', () => r()), c.kill('SIGTERM'))))));
-}
-
 /** Seeded features in [-1, 1). */
 function items(n: number, dim: number, seed: number): { id: string; features: number[] }[] {
   let s = seed >>> 0;
   const rand = () => ((s = (Math.imul(s, 1664525) + 1013904223) >>> 0) / 2 ** 32) * 2 - 1;
   return Array.from({ length: n }, (_, i) => ({ id: `${i}`, features: Array.from({ length: dim }, rand) }));
-}
-
-async function cpuSeconds(url: string, token: string): Promise<number> {
-  const text = await (await fetch(`${url}/metrics`, { headers: { authorization: `Bearer ${token}` } })).text();
-  const m = /^fedpool_process_cpu_seconds_total (\S+)$/m.exec(text);
-  return m ? Number(m[1]) : Number.NaN;
 }
 
 /** Seconds from submission to the last in-order result, and of that the submission itself (encode, upload, split). */
@@ -102,16 +70,7 @@ try {
     for (const n of workerCounts) {
       const children: ChildProcess[] = [];
       try {
-        const coord = fedpool(['coordinator', '--port', '0', '--state', ':memory:', '--worker-token', 'w', '--client-token', 'c']);
-        children.push(coord);
-        const [, url] = await firstLine(coord, /^fedpool coordinator listening on (\S+)$/);
-        const connected: Promise<RegExpMatchArray>[] = [];
-        for (let k = 0; k < n; k++) {
-          const w = fedpool(['worker', '--url', url, '--token', 'w', '--name', `bench-${k}`, '--threads', threads, '--backend', backend]);
-          children.push(w);
-          connected.push(firstLine(w, /backend=(\S+), threads/));
-        }
-        const got = await Promise.all(connected);
+        const { url, backend: used } = await startPool(children, n, ['--threads', threads, '--backend', backend]);
         const api = new CoordinatorApi(url, 'c');
         await api.ensureBlob(bundle.hash, bundle.bytes);
         await runJob(api, bundle.hash, warm);
@@ -120,7 +79,7 @@ try {
         const cpu1 = await cpuSeconds(url, 'c');
         const shards = Math.ceil(totalItems / shardSize);
         const rate = (s: number) => Math.round(totalItems / s).toLocaleString('en-US');
-        const line = `| ${m.name} | ${n} | ${got[0][1]} | ${rate(total)} | ${submit.toFixed(2)} | ${rate(total - submit)} | ${(((cpu1 - cpu0) * 1000) / shards).toFixed(2)} |`;
+        const line = `| ${m.name} | ${n} | ${used} | ${rate(total)} | ${submit.toFixed(2)} | ${rate(total - submit)} | ${(((cpu1 - cpu0) * 1000) / shards).toFixed(2)} |`;
         rows.push(line);
         process.stderr.write(`${line}\n`);
       } finally {

@@ -22,12 +22,10 @@
 //
 //   npm run build && node dist/bench/train.js [--workers 1,2] [--rounds 10] [--local-steps 1,10] [--batch 32]
 //                                             [--reps 5] [--mode sync|async] [--threads 1] [--backend auto] [--quick]
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { cpus, tmpdir } from 'node:os';
 import path from 'node:path';
-import { createInterface } from 'node:readline';
-import { fileURLToPath } from 'node:url';
 import { CoordinatorApi } from '../cli/api.js';
 import { run as modelInit } from '../cli/commands/model-init.js';
 import { readBundleDir } from '../client/scoring/bundle-fs.js';
@@ -35,6 +33,7 @@ import { ServerAggregator, type Contribution } from '../shared/aggregation/pipel
 import { parseAggregationConfig } from '../shared/config/aggregation.js';
 import { parseTrainConfig } from '../shared/config/train.js';
 import { bundleHash, packBundle } from '../shared/model/bundle.js';
+import { cpuSeconds, startPool, stopAll, type StderrLine } from './processes.js';
 
 const args = process.argv.slice(2);
 const flag = (name: string, fallback: string): string => {
@@ -129,44 +128,13 @@ const aggRows: string[] = [];
 
 // ---- 2. end to end -------------------------------------------------------------------------------------------
 
-// bench/train.ts → repo root, whether run from source or from dist/bench/train.js.
-const here = path.dirname(fileURLToPath(import.meta.url));
-const root = path.basename(path.dirname(here)) === 'dist' ? path.resolve(here, '../..') : path.resolve(here, '..');
-const bin = path.join(root, 'bin', 'fedpool.js');
-
 /** The last warnings of every child (workers log failed leases there), shown when a job trains nothing. */
 const childWarnings: string[] = [];
 
-function fedpool(argv: string[]): ChildProcess {
-  const child = spawn(process.execPath, [bin, ...argv], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, FEDPOOL_LOG: 'warn' } });
-  createInterface({ input: child.stderr! }).on('line', (l) => {
-    childWarnings.push(`${argv[0]}: ${l}`);
-    if (childWarnings.length > 20) childWarnings.shift();
-  });
-  return child;
-}
-
-function firstLine(child: ChildProcess, re: RegExp): Promise<RegExpMatchArray> {
-  return new Promise((resolve, reject) => {
-    let err = '';
-    child.stderr?.on('data', (d: Buffer) => (err = (err + d.toString()).slice(-1000)));
-    createInterface({ input: child.stdout! }).on('line', (l) => {
-      const m = re.exec(l);
-      if (m) resolve(m);
-    });
-    child.once('exit', (code) => reject(new Error(`child exited (${code}): ${err}`)));
-  });
-}
-
-async function stopAll(children: ChildProcess[]): Promise<void> {
-  await Promise.all(children.map((c) => new Promise<void>((r) => (c.exitCode !== null ? r() : (c.once('exit', () => r()), c.kill('SIGTERM'))))));
-}
-
-async function cpuSeconds(url: string, token: string): Promise<number> {
-  const text = await (await fetch(`${url}/metrics`, { headers: { authorization: `Bearer ${token}` } })).text();
-  const m = /^fedpool_process_cpu_seconds_total (\S+)$/m.exec(text);
-  return m ? Number(m[1]) : Number.NaN;
-}
+const recordWarning: StderrLine = (line, argv) => {
+  childWarnings.push(`${argv[0]}: ${line}`);
+  if (childWarnings.length > 20) childWarnings.shift();
+};
 
 /** n seeded Gaussian class rows of `dim` features, as the base64 columns `fedpool train` sends. */
 function classifyColumns(n: number, dim: number, seed: number): { dim: number; n: number; rows: string; labels: string } {
@@ -244,23 +212,14 @@ try {
         );
       const children: ChildProcess[] = [];
       try {
-        const coord = fedpool(['coordinator', '--port', '0', '--state', ':memory:', '--worker-token', 'w', '--client-token', 'c']);
-        children.push(coord);
-        const [, url] = await firstLine(coord, /^fedpool coordinator listening on (\S+)$/);
-        const connected: Promise<RegExpMatchArray>[] = [];
-        for (let k = 0; k < w; k++) {
-          const child = fedpool(['worker', '--url', url, '--token', 'w', '--name', `bench-${k}`, '--threads', threads, '--backend', backend]);
-          children.push(child);
-          connected.push(firstLine(child, /backend=(\S+), threads/));
-        }
-        const got = await Promise.all(connected);
+        const { url, backend: used } = await startPool(children, w, ['--threads', threads, '--backend', backend], recordWarning);
         const api = new CoordinatorApi(url, 'c');
         await api.ensureBlob(hash, bytes);
         await trainJob(api, url, { model: hash, config: config(1, 1), data });
         for (const steps of localSteps) {
           const r = await trainJob(api, url, { model: hash, config: config(steps, rounds), data });
           const line =
-            `| ${m.name} | ${params.toLocaleString('en-US')} | ${w} | ${got[0][1]} | ${steps} | ${r.steps} × ${perStep} | ${fmt(r.seconds)} | ` +
+            `| ${m.name} | ${params.toLocaleString('en-US')} | ${w} | ${used} | ${steps} | ${r.steps} × ${perStep} | ${fmt(r.seconds)} | ` +
             `${fmt(r.shards / r.seconds)} | ${fmt(r.steps / r.seconds)} | ${fmt(r.cpuMsPerStep, 0)} |`;
           e2eRows.push(line);
           process.stderr.write(`${line}\n`);

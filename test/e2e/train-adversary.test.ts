@@ -1,30 +1,21 @@
 // train.json's `adversary` on real workers: 2 of 10 virtual clients send scaled sign flips (−10·μ of the honest
 // updates). Plain mean aggregation degrades; NNM + trimmed mean (f = 2) stays near the attack-free run.
 import test from 'ava';
-import { spawnSync } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { gaussianClasses } from '../../cli/demo-data.js';
-import { fedpoolEntry } from '../helpers/fedpool.js';
-import { CLIENT_TOKEN, WORKER_TOKEN, startCoordinatorProcess, tempDir } from '../server/helpers.js';
-import { cleanEnv, fedpool, readMetrics, startWorker, stop } from './processes.js';
+import { CLIENT_TOKEN, tempDir } from '../server/helpers.js';
+import { fedpool, modelInit, readMetrics, startTrainingPool } from './processes.js';
 
 test('2 of 10 clients send scaled sign flips: mean degrades, nnm + trimmed-mean stays within a few points of the clean run', async (t) => {
   t.timeout(150_000);
   const { dir, cleanup } = tempDir();
   t.teardown(cleanup);
-  const init = spawnSync(process.execPath, ['--import=tsx', fedpoolEntry, 'model', 'init', '--out', path.join(dir, 'model'), '--input', 'features:8', '--output', 'classes:3', '--hidden', '16', '--seed', '3'], { encoding: 'utf8', env: cleanEnv() });
-  t.is(init.status, 0, init.stderr);
+  modelInit(dir, ['--input', 'features:8', '--output', 'classes:3', '--hidden', '16', '--seed', '3']);
   gaussianClasses(path.join(dir, 'train.jsonl'), 1000, 11);
   gaussianClasses(path.join(dir, 'val.jsonl'), 300, 12);
 
-  const coordinator = await startCoordinatorProcess(['--state', ':memory:', '--worker-token', WORKER_TOKEN, '--client-token', CLIENT_TOKEN, '--lease-ms', '30000']);
-  const workers = ['a', 'b'].map((n) => startWorker(coordinator.url, `w-${n}`, path.join(dir, `cache-${n}`)));
-  t.teardown(async () => {
-    await Promise.all(workers.map((w) => stop(w.proc)));
-    await coordinator.stop();
-  });
-  await Promise.all(workers.map((w) => w.connected));
+  const { coordinator } = await startTrainingPool(t, dir, { workers: ['a', 'b'], leaseMs: 30_000 });
 
   const base = {
     model: 'model',

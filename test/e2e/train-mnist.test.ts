@@ -2,15 +2,13 @@
 // over 20 virtual clients, trained in sync rounds by 3 real worker processes: test accuracy rises far above chance.
 // Everything is seeded: the model, the image picks, the partition and the client sampling.
 import test from 'ava';
-import { spawn, spawnSync } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { readBundleDir } from '../../client/scoring/bundle-fs.js';
 import { validateBundle } from '../../shared/model/bundle.js';
-import { fedpoolEntry } from '../helpers/fedpool.js';
 import { loadMnist, writeMnistJsonl } from '../helpers/mnist.js';
-import { CLIENT_TOKEN, WORKER_TOKEN, startCoordinatorProcess, tempDir } from '../server/helpers.js';
-import { cleanEnv, startWorker, stop } from './processes.js';
+import { CLIENT_TOKEN, tempDir } from '../server/helpers.js';
+import { fedpool as cli, modelInit, startTrainingPool } from './processes.js';
 
 // 14×14 images (2×2 average pooling, dim 196): a quarter of the weights and of the bytes on the wire. 3,000 training
 // rows (300 a class), 500 test rows. With these settings the final test accuracy measured 0.86–0.90 over 7 seed
@@ -22,32 +20,15 @@ const CLIENTS_PER_ROUND = 10;
 const EVAL_EVERY = 3;
 const MIN_FINAL_ACCURACY = 0.75; // chance is 0.1
 
-function cli(args: string[]): Promise<{ status: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    const p = spawn(process.execPath, ['--import=tsx', fedpoolEntry, ...args], { env: cleanEnv(), stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    p.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d));
-    p.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
-    p.once('exit', (status) => resolve({ status, stdout, stderr }));
-  });
-}
-
 test('fedpool train: MNIST, Dirichlet(0.3) over 20 clients, 3 real workers: test accuracy far above chance', async (t) => {
   t.timeout(120_000);
   const { dir, cleanup } = tempDir();
   t.teardown(cleanup);
 
   // Start the processes first: their TF.js start-up overlaps with writing the data.
-  const coordinator = await startCoordinatorProcess(['--state', ':memory:', '--worker-token', WORKER_TOKEN, '--client-token', CLIENT_TOKEN, '--lease-ms', '30000']);
-  const workers = ['a', 'b', 'c'].map((n) => startWorker(coordinator.url, `w-${n}`, path.join(dir, `cache-${n}`)));
-  t.teardown(async () => {
-    await Promise.all(workers.map((w) => stop(w.proc)));
-    await coordinator.stop();
-  });
+  const { coordinator, workers } = await startTrainingPool(t, dir, { workers: ['a', 'b', 'c'], leaseMs: 30_000, connect: false });
 
-  const init = spawnSync(process.execPath, ['--import=tsx', fedpoolEntry, 'model', 'init', '--out', path.join(dir, 'model'), '--input', `features:${DIM}`, '--output', 'classes:10', '--hidden', '32', '--seed', '1'], { encoding: 'utf8', env: cleanEnv() });
-  t.is(init.status, 0, String(init.stderr));
+  modelInit(dir, ['--input', `features:${DIM}`, '--output', 'classes:10', '--hidden', '32', '--seed', '1']);
   const { train, test: heldOut } = loadMnist({ perClassTrain: 300, perClassTest: 50, seed: 4, pool: POOL });
   writeMnistJsonl(path.join(dir, 'train.jsonl'), train);
   writeMnistJsonl(path.join(dir, 'val.jsonl'), heldOut);

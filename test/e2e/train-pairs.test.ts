@@ -1,31 +1,22 @@
 // A text reward model fine-tuned on preference pairs across real workers (task reward-pairs, central data), its
 // pairwise accuracy on held-out pairs measured with `fedpool score` before and after.
 import test from 'ava';
-import { spawnSync } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { fedpoolEntry } from '../helpers/fedpool.js';
 import { preferencePairs } from '../helpers/preferences.js';
-import { CLIENT_TOKEN, WORKER_TOKEN, startCoordinatorProcess, tempDir } from '../server/helpers.js';
-import { cleanEnv, fedpool, readMetrics, startWorker, stop, summaryOf } from './processes.js';
+import { CLIENT_TOKEN, tempDir } from '../server/helpers.js';
+import { fedpool, modelInit, readMetrics, startTrainingPool, summaryOf } from './processes.js';
 
 test('reward-pairs: federated Bradley–Terry training raises held-out pairwise accuracy, as `fedpool score` measures it', async (t) => {
   t.timeout(150_000);
   const { dir, cleanup } = tempDir();
   t.teardown(cleanup);
-  const init = spawnSync(process.execPath, ['--import=tsx', fedpoolEntry, 'model', 'init', '--out', path.join(dir, 'model'), '--input', 'text:128', '--output', 'reward', '--hidden', '16', '--seed', '5'], { encoding: 'utf8', env: cleanEnv() });
-  t.is(init.status, 0, init.stderr);
+  modelInit(dir, ['--input', 'text:128', '--output', 'reward', '--hidden', '16', '--seed', '5']);
   preferencePairs(path.join(dir, 'train.jsonl'), 800, 1);
   preferencePairs(path.join(dir, 'val.jsonl'), 200, 2);
   preferencePairs(path.join(dir, 'heldout.jsonl'), 300, 3);
 
-  const coordinator = await startCoordinatorProcess(['--state', ':memory:', '--worker-token', WORKER_TOKEN, '--client-token', CLIENT_TOKEN, '--lease-ms', '30000']);
-  const workers = ['a', 'b'].map((n) => startWorker(coordinator.url, `w-${n}`, path.join(dir, `cache-${n}`)));
-  t.teardown(async () => {
-    await Promise.all(workers.map((w) => stop(w.proc)));
-    await coordinator.stop();
-  });
-  await Promise.all(workers.map((w) => w.connected));
+  const { coordinator } = await startTrainingPool(t, dir, { workers: ['a', 'b'], leaseMs: 30_000 });
   const score = async (model: string, out: string): Promise<number> => {
     const r = await fedpool(['score', '--url', coordinator.url, '--token', CLIENT_TOKEN, '--model', model, '--input', path.join(dir, 'heldout.jsonl'), '--output', path.join(dir, out)]);
     t.is(r.status, 0, r.stderr);

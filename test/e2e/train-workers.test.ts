@@ -2,18 +2,13 @@
 // under simulated participation, workers of very different speeds, a worker killed mid-round, and a coordinator
 // restarted mid-job (the job resumes from its checkpoint and `fedpool train` follows it to the end).
 import test from 'ava';
-import { spawnSync } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { gaussianClasses } from '../../cli/demo-data.js';
-import { fedpoolEntry } from '../helpers/fedpool.js';
 import { CLIENT_TOKEN, WORKER_TOKEN, api, startCoordinatorProcess, tempDir, until } from '../server/helpers.js';
-import { cleanEnv, fedpool, readMetrics, startWorker, stop, summaryOf } from './processes.js';
+import { fedpool, modelInit, readMetrics, startTrainingPool, summaryOf } from './processes.js';
 
-function modelInit(dir: string): void {
-  const r = spawnSync(process.execPath, ['--import=tsx', fedpoolEntry, 'model', 'init', '--out', path.join(dir, 'model'), '--input', 'features:8', '--output', 'classes:3', '--hidden', '16', '--seed', '4'], { encoding: 'utf8', env: cleanEnv() });
-  if (r.status !== 0) throw new Error(r.stderr);
-}
+const modelArgs = ['--input', 'features:8', '--output', 'classes:3', '--hidden', '16', '--seed', '4'];
 
 interface JobInfo {
   id: string;
@@ -39,20 +34,19 @@ test('worker-held datasets: each worker trains on its own --data file under Bern
   t.timeout(120_000);
   const { dir, cleanup } = tempDir();
   t.teardown(cleanup);
-  modelInit(dir);
+  modelInit(dir, modelArgs);
   gaussianClasses(path.join(dir, 'val.jsonl'), 300, 20);
   const names = ['a', 'b', 'c'];
   names.forEach((n, i) => gaussianClasses(path.join(dir, `local-${n}.jsonl`), 200, 21 + i));
 
-  const coordinator = await startCoordinatorProcess(['--state', ':memory:', '--worker-token', WORKER_TOKEN, '--client-token', CLIENT_TOKEN, '--lease-ms', '30000']);
-  const workers = names.map((n) => startWorker(coordinator.url, `w-${n}`, path.join(dir, `cache-${n}`), ['--data', `local=${path.join(dir, `local-${n}.jsonl`)}`]));
-  // A worker without the dataset: it must get no leases of this job.
-  const bystander = startWorker(coordinator.url, 'w-none', path.join(dir, 'cache-none'));
-  t.teardown(async () => {
-    await Promise.all([...workers, bystander].map((w) => stop(w.proc)));
-    await coordinator.stop();
+  const { coordinator } = await startTrainingPool(t, dir, {
+    workers: [
+      ...names.map((n) => ({ name: n, extra: ['--data', `local=${path.join(dir, `local-${n}.jsonl`)}`] })),
+      // A worker without the dataset: it must get no leases of this job.
+      'none',
+    ],
+    leaseMs: 30_000,
   });
-  await Promise.all([...workers, bystander].map((w) => w.connected));
 
   writeFileSync(path.join(dir, 'train.json'), JSON.stringify({
     ...base,
@@ -80,17 +74,11 @@ test('async with heterogeneous worker speeds logs staleness; killing a worker mi
   t.timeout(150_000);
   const { dir, cleanup } = tempDir();
   t.teardown(cleanup);
-  modelInit(dir);
+  modelInit(dir, modelArgs);
   gaussianClasses(path.join(dir, 'train.jsonl'), 900, 30);
   gaussianClasses(path.join(dir, 'val.jsonl'), 300, 31);
-  const coordinator = await startCoordinatorProcess(['--state', ':memory:', '--worker-token', WORKER_TOKEN, '--client-token', CLIENT_TOKEN, '--lease-ms', '30000']);
   const speeds = { fast: 0, medium: 150, slow: 600, doomed: 100 };
-  const workers = Object.entries(speeds).map(([n, ms]) => startWorker(coordinator.url, `w-${n}`, path.join(dir, `cache-${n}`), ['--delay-ms', String(ms)]));
-  t.teardown(async () => {
-    await Promise.all(workers.map((w) => stop(w.proc)));
-    await coordinator.stop();
-  });
-  await Promise.all(workers.map((w) => w.connected));
+  const { coordinator, workers } = await startTrainingPool(t, dir, { workers: Object.entries(speeds).map(([n, ms]) => ({ name: n, extra: ['--delay-ms', String(ms)] })), leaseMs: 30_000 });
 
   const data = { source: 'central', path: 'train.jsonl', partition: { clients: 12, kind: 'dirichlet', alpha: 0.5, seed: 6 } };
   writeFileSync(path.join(dir, 'async.json'), JSON.stringify({ ...base, data, mode: 'async', steps: 16, concurrency: 6, buffer: 3 }));
@@ -122,19 +110,13 @@ test('a coordinator restarted mid-job resumes the training job from its checkpoi
   t.timeout(150_000);
   const { dir, cleanup } = tempDir();
   t.teardown(cleanup);
-  modelInit(dir);
+  modelInit(dir, modelArgs);
   gaussianClasses(path.join(dir, 'train.jsonl'), 600, 40);
   gaussianClasses(path.join(dir, 'val.jsonl'), 300, 41);
   const state = path.join(dir, 'state.db');
   const args = ['--state', state, '--worker-token', WORKER_TOKEN, '--client-token', CLIENT_TOKEN, '--lease-ms', '30000'];
-  let coordinator = await startCoordinatorProcess(args);
-  const url = coordinator.url;
-  const workers = ['a', 'b'].map((n) => startWorker(url, `w-${n}`, path.join(dir, `cache-${n}`), ['--delay-ms', '100']));
-  t.teardown(async () => {
-    await Promise.all(workers.map((w) => stop(w.proc)));
-    await coordinator.stop();
-  });
-  await Promise.all(workers.map((w) => w.connected));
+  const pool = await startTrainingPool(t, dir, { workers: ['a', 'b'].map((n) => ({ name: n, extra: ['--delay-ms', '100'] })), coordinatorArgs: args });
+  const url = pool.coordinator.url;
 
   writeFileSync(path.join(dir, 'train.json'), JSON.stringify({
     ...base,
@@ -144,8 +126,8 @@ test('a coordinator restarted mid-job resumes the training job from its checkpoi
   }));
   const run = fedpool(['train', '--url', url, '--token', CLIENT_TOKEN, '--config', path.join(dir, 'train.json'), '--out', path.join(dir, 'out')]);
   await until(async () => (await trainJobs(url))[0]?.progress.done! >= 5, 'step 5', 60_000);
-  t.is(await coordinator.stop('SIGTERM'), 0);
-  coordinator = await startCoordinatorProcess([...args, '--port', String(new URL(url).port)]);
+  t.is(await pool.coordinator.stop('SIGTERM'), 0);
+  pool.coordinator = await startCoordinatorProcess([...args, '--port', String(new URL(url).port)]);
   const r = await run;
   t.is(r.status, 0, r.stderr);
   const m = readMetrics(path.join(dir, 'out', 'metrics.jsonl'));
@@ -154,6 +136,6 @@ test('a coordinator restarted mid-job resumes the training job from its checkpoi
   // Time continues across the restart instead of starting again from 0.
   for (let i = 1; i < m.length; i++) t.true(m[i]!.time >= m[i - 1]!.time, `time ${m[i - 1]!.time} → ${m[i]!.time}`);
   t.is(summaryOf<{ steps: number }>(r.stdout).steps, 14);
-  const [job] = await trainJobs(coordinator.url);
+  const [job] = await trainJobs(pool.coordinator.url);
   t.is(job?.state, 'done');
 });

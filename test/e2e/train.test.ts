@@ -1,35 +1,23 @@
 // Federated training end to end: a real coordinator, two real worker processes and the real `fedpool train`, all
 // spawned from source on loopback. Synthetic Gaussian classes, central data, Dirichlet(0.5) over 12 clients.
 import test from 'ava';
-import { spawnSync } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { readBundleDir } from '../../client/scoring/bundle-fs.js';
 import { validateBundle } from '../../shared/model/bundle.js';
-import { fedpoolEntry } from '../helpers/fedpool.js';
-import { CLIENT_TOKEN, WORKER_TOKEN, startCoordinatorProcess, tempDir } from '../server/helpers.js';
+import { CLIENT_TOKEN, tempDir } from '../server/helpers.js';
 import { gaussianClasses } from '../../cli/demo-data.js';
-import { cleanEnv, fedpool, startWorker, stop } from './processes.js';
-
-const cli = fedpool;
-const env = cleanEnv;
+import { fedpool as cli, modelInit, startTrainingPool } from './processes.js';
 
 test('fedpool train: sync FedAvg and async FedBuff over 2 real workers; a bad config is one line', async (t) => {
   t.timeout(120_000);
   const { dir, cleanup } = tempDir();
   t.teardown(cleanup);
-  const init = spawnSync(process.execPath, ['--import=tsx', fedpoolEntry, 'model', 'init', '--out', path.join(dir, 'model'), '--input', 'features:8', '--output', 'classes:3', '--hidden', '16', '--seed', '2'], { encoding: 'utf8', env: env() });
-  t.is(init.status, 0, String(init.stderr));
+  modelInit(dir, ['--input', 'features:8', '--output', 'classes:3', '--hidden', '16', '--seed', '2']);
   gaussianClasses(path.join(dir, 'train.jsonl'), 1200, 1);
   gaussianClasses(path.join(dir, 'val.jsonl'), 300, 2);
 
-  const coordinator = await startCoordinatorProcess(['--state', ':memory:', '--worker-token', WORKER_TOKEN, '--client-token', CLIENT_TOKEN, '--lease-ms', '20000']);
-  const workers = ['a', 'b'].map((n) => startWorker(coordinator.url, `w-${n}`, path.join(dir, `cache-${n}`)));
-  t.teardown(async () => {
-    await Promise.all(workers.map((w) => stop(w.proc)));
-    await coordinator.stop();
-  });
-  await Promise.all(workers.map((w) => w.connected));
+  const { coordinator } = await startTrainingPool(t, dir, { workers: ['a', 'b'], leaseMs: 20_000 });
 
   const base = {
     model: 'model',
