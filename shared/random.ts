@@ -16,3 +16,56 @@ export function mulberry32(seed: number): () => number {
 export function normal(uniform: () => number): number {
   return Math.sqrt(-2 * Math.log(1 - uniform())) * Math.cos(2 * Math.PI * uniform());
 }
+
+// Marsaglia & Tsang's ziggurat (J. Stat. Software 5(8), 2000), 128 strips: ~98% of draws cost one 32-bit integer,
+// a compare and a multiply — several times cheaper than Box–Muller's log, sqrt and cos. Tables built once.
+const ZIG_R = 3.442619855899;
+const kn = new Float64Array(128);
+const wn = new Float64Array(128);
+const fn = new Float64Array(128);
+{
+  const m1 = 2147483648;
+  const vn = 9.91256303526217e-3;
+  let dn = ZIG_R;
+  let tn = dn;
+  const q = vn / Math.exp(-0.5 * dn * dn);
+  kn[0] = (dn / q) * m1;
+  kn[1] = 0;
+  wn[0] = q / m1;
+  wn[127] = dn / m1;
+  fn[0] = 1;
+  fn[127] = Math.exp(-0.5 * dn * dn);
+  for (let i = 126; i >= 1; i--) {
+    dn = Math.sqrt(-2 * Math.log(vn / dn + Math.exp(-0.5 * dn * dn)));
+    kn[i + 1] = (dn / tn) * m1;
+    tn = dn;
+    fn[i] = Math.exp(-0.5 * dn * dn);
+    wn[i] = dn / m1;
+  }
+}
+
+/** One N(0, 1) draw by the ziggurat; `uniform` must give 32 random bits as k/2³² (mulberry32 does). */
+export function ziggurat(uniform: () => number): number {
+  for (;;) {
+    const hz = (uniform() * 4294967296) | 0; // the source's 32 bits as a signed integer
+    const iz = hz & 127;
+    const x = hz * wn[iz];
+    if (Math.abs(hz) < kn[iz]) return x;
+    if (iz === 0) {
+      // The tail beyond R (Marsaglia 1964).
+      let a: number;
+      let b: number;
+      do {
+        a = -Math.log(1 - uniform()) / ZIG_R;
+        b = -Math.log(1 - uniform());
+      } while (b + b < a * a);
+      return hz > 0 ? ZIG_R + a : -ZIG_R - a;
+    }
+    if (fn[iz] + uniform() * (fn[iz - 1] - fn[iz]) < Math.exp(-0.5 * x * x)) return x;
+  }
+}
+
+/** Fills `out` with independent N(0, std²) draws (ziggurat). Deterministic per source. */
+export function gaussianFill(uniform: () => number, out: Float64Array | Float32Array, std = 1): void {
+  for (let i = 0; i < out.length; i++) out[i] = std * ziggurat(uniform);
+}

@@ -58,5 +58,18 @@ export function combineRows(updates: readonly Float32Array[], coeffs: Float64Arr
 
 /** Σ_i coeffs[i]·updates[i] as one vector. */
 export function combine(updates: readonly Float32Array[], coeffs: Float64Array): Float32Array {
+  const n = updates.length;
+  const d = n === 0 ? 0 : updates[0].length;
+  // Short vectors (simulations with d ≈ 10 call this millions of times): no blocking, no row bookkeeping.
+  if (d <= BLOCK) {
+    const acc = new Float64Array(d);
+    for (let i = 0; i < n; i++) {
+      const c = coeffs[i];
+      if (c === 0) continue;
+      const x = updates[i];
+      for (let j = 0; j < d; j++) acc[j] += c * x[j];
+    }
+    return Float32Array.from(acc);
+  }
   return combineRows(updates, coeffs, 1)[0];
 }

@@ -19,6 +19,7 @@ export class FedAUEstimator {
   private readonly sum: Float64Array;
   private readonly cnt: Float64Array;
   private rounds = 0;
+  private took: Uint8Array | undefined;
 
   constructor(numClients: number, cutoff: number = Infinity) {
     if (!Number.isInteger(numClients) || numClients < 1) {
@@ -58,14 +59,21 @@ export class FedAUEstimator {
    * grows and is recorded as an interval of length K once it reaches the cutoff K.
    */
   observeRound(participants: Iterable<number>): void {
-    const took = new Uint8Array(this.numClients);
-    for (const p of participants) {
-      this.checkClient(p);
-      took[p] = 1;
+    // One marks buffer per estimator, cleared as it is read: simulations call this for every round.
+    const took = (this.took ??= new Uint8Array(this.numClients));
+    try {
+      for (const p of participants) {
+        this.checkClient(p);
+        took[p] = 1;
+      }
+    } catch (e) {
+      took.fill(0); // a bad id changes nothing
+      throw e;
     }
     const K = this.cutoff;
     for (let n = 0; n < this.numClients; n++) {
       if (took[n] === 1) {
+        took[n] = 0;
         this.sum[n] += this.gap[n] + 1;
         this.cnt[n] += 1;
         this.gap[n] = 0;

@@ -4,7 +4,12 @@ import { RobustAggregator, type RobustSpec } from './robust.js';
 import { ServerOptimizer, type ServerOptimizerSpec } from './server-optimizer.js';
 import { checkUpdates } from './validate.js';
 
-export type Weighting = 'samples' | 'uniform' | 'fedau';
+/**
+ * samples: Σ kᵢΔᵢ/Σk over participants; uniform: the participants' plain mean; fedau: Σ ωᵢΔᵢ/N with FedAU's
+ * estimated ωᵢ; known: Σ Δᵢ/(N·pᵢ) with the true participation rates (the oracle baseline); all: Σ Δᵢ/N (FedAvg
+ * "average all": every absent client counts as a zero update).
+ */
+export type Weighting = 'samples' | 'uniform' | 'fedau' | 'known' | 'all';
 
 /** One client's contribution to a server step. */
 export interface Contribution {
@@ -20,8 +25,10 @@ export interface PipelineSpec {
   weighting: Weighting;
   /** FedAU interval cutoff K (Infinity or null = none). */
   fedauCutoff?: number | null;
-  /** Population size N, required for weighting 'fedau' (FedAU divides by all N clients, not the participants). */
+  /** Population size N, required for weightings 'fedau', 'known' and 'all' (they divide by all N clients, not the participants). */
   numClients?: number;
+  /** Weighting 'known': each client's true participation rate pₙ ∈ (0, 1] (length N). */
+  rates?: ArrayLike<number>;
   robust: RobustSpec;
   server: ServerOptimizerSpec;
 }
@@ -35,6 +42,7 @@ export function weightingScales(
   weighting: Weighting,
   contributions: readonly Contribution[],
   fedau: FedAUEstimator | null,
+  population?: { numClients?: number | undefined; rates?: ArrayLike<number> | undefined },
 ): Float64Array {
   const n = contributions.length;
   const s = new Float64Array(n);
@@ -60,7 +68,23 @@ export function weightingScales(
     }
     return s;
   }
-  throw new RangeError(`unknown weighting ${JSON.stringify(weighting)} (samples, uniform or fedau)`);
+  if (weighting === 'known' || weighting === 'all') {
+    const N = population?.numClients;
+    if (N === undefined || !Number.isInteger(N) || N < 1) throw new RangeError(`weighting ${weighting}: needs numClients`);
+    const rates = population?.rates;
+    if (weighting === 'known' && (rates === undefined || rates.length !== N)) throw new RangeError(`weighting known: needs rates for all ${N} clients`);
+    for (let i = 0; i < n; i++) {
+      if (weighting === 'all') {
+        s[i] = n / N;
+        continue;
+      }
+      const c = contributions[i].client;
+      if (c === undefined || !Number.isInteger(c) || c < 0 || c >= N) throw new RangeError(`weighting known: contribution ${i} has no valid client index (${String(c)})`);
+      s[i] = n / (N * (rates as ArrayLike<number>)[c]!);
+    }
+    return s;
+  }
+  throw new RangeError(`unknown weighting ${JSON.stringify(weighting)} (samples, uniform, fedau, known or all)`);
 }
 
 export interface StepResult {
@@ -89,6 +113,12 @@ export class ServerAggregator {
     } else {
       this.fedau = null;
     }
+    if (spec.weighting === 'known') {
+      const r = spec.rates;
+      if (spec.numClients === undefined || r === undefined || r.length !== spec.numClients) throw new RangeError('weighting known: numClients and rates (one per client) are required');
+      for (let i = 0; i < r.length; i++) if (!(r[i]! > 0 && r[i]! <= 1)) throw new RangeError(`weighting known: rates[${i}] must be in (0, 1], got ${String(r[i])}`);
+    }
+    if (spec.weighting === 'all' && spec.numClients === undefined) throw new RangeError('weighting all: numClients (the population size N) is required');
     this.robust = new RobustAggregator(spec.robust);
     this.optimizer = new ServerOptimizer(spec.server);
   }
@@ -97,7 +127,7 @@ export class ServerAggregator {
   aggregate(contributions: readonly Contribution[]): { aggregate: Float32Array; scales: Float64Array } {
     const updates = contributions.map((c) => c.update);
     checkUpdates('server aggregation', updates);
-    const scales = weightingScales(this.spec.weighting, contributions, this.fedau);
+    const scales = weightingScales(this.spec.weighting, contributions, this.fedau, this.spec);
     const n = updates.length;
     const { rule, mix } = this.spec.robust;
     if (rule === 'mean' && mix === 'none') {
