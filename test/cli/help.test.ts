@@ -32,11 +32,14 @@ test('every command has --help that documents its contract flags', (t) => {
   }
 });
 
-test('a command not built yet says so in one line and exits 2', (t) => {
-  const r = run('simulate', '--config', 'x.json');
-  t.is(r.status, 2);
-  t.is(r.stdout, '');
-  t.regex(r.stderr, /^fedpool simulate: not built yet \(issue #\d+\)\n$/);
+test('a part not built yet says so in one line and exits 2', (t) => {
+  for (const args of [['--config', 'x.json'], ['--preset', 'monna-attacks'], ['--preset', 'fedau-participation', '--live']]) {
+    const r = run('simulate', ...args);
+    t.is(r.status, 2, args.join(' '));
+    t.is(r.stdout, '');
+    t.regex(r.stderr, /^fedpool simulate: .*not built yet.*issue #5.*\n$/);
+    t.is(r.stderr.split('\n').length, 2);
+  }
 });
 
 test('user errors: one clear line, non-zero exit', (t) => {
