@@ -71,3 +71,15 @@ test('sync engine: runs are deterministic per seed and differ across seeds', (t)
   t.deepEqual(run(1), run(1));
   t.notDeepEqual(run(1).rows.map((x) => x.loss), run(2).rows.map((x) => x.loss));
 });
+
+test('runner: threads change nothing — the same results, in grid order, as one thread', async (t) => {
+  const { simulate, gridOf } = await import('../../simulations/runner.js');
+  const one = await simulate({ preset: 'fedau-participation', seeds: 2, threads: 1 });
+  const seen: number[] = [];
+  const two = await simulate({ preset: 'fedau-participation', seeds: 2, threads: 2, onProgress: (done) => seen.push(done) });
+  t.deepEqual(two, one);
+  t.deepEqual(seen, Array.from({ length: 24 }, (_, i) => i + 1));
+  t.deepEqual(one.map((r) => [r.experiment, r.algorithm, r.seed]), gridOf('fedau-participation', 2).map((g) => [g.experiment, g.algorithm, g.seed]));
+  t.throws(() => gridOf('fedau-participation', 0), { instanceOf: RangeError });
+  t.throws(() => gridOf('nope', 1), { message: /unknown preset "nope"/ });
+});
