@@ -6,7 +6,7 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { readBundleDir } from '../../client/scoring/bundle-fs.js';
 import { validateBundle } from '../../shared/model/bundle.js';
-import { loadMnist, writeMnistJsonl } from '../helpers/mnist.js';
+import { loadMnist, writeMnistJsonl } from '../../simulations/data/mnist.js';
 import { CLIENT_TOKEN, tempDir } from '../server/helpers.js';
 import { fedpool as cli, modelInit, startTrainingPool } from './processes.js';
 

