@@ -32,7 +32,9 @@ export interface SoftmaxTask extends Task {
   readonly samplesPerClient: number;
   /** Class means, C×F row-major. */
   readonly means: Float64Array;
-  /** Training rows (numClients·S × F) and labels; client n owns rows [n·S, (n+1)·S). */
+  /** Client n owns training rows [offsets[n], offsets[n+1]) (length numClients + 1); samplesPerClient is S for generated data, the rounded mean for real data. */
+  readonly offsets: Int32Array;
+  /** Training rows × F and labels, clients' rows contiguous (generated data: client n owns rows [n·S, (n+1)·S)). */
   readonly trainX: Float32Array;
   readonly trainY: Int32Array;
   readonly testX: Float32Array;
@@ -118,7 +120,6 @@ export function createSoftmaxTask(opts: SoftmaxOptions): SoftmaxTask {
   checkInt(T, 'testSamples', 1);
   if (!(alpha > 0) || !Number.isFinite(alpha)) throw new RangeError(`softmax task: alpha must be a finite number > 0, got ${String(alpha)}`);
   const scale = opts.meanScale ?? 0.6;
-  const P = C * F + C;
 
   const means = new Float64Array(C * F);
   gaussianFill(stream(opts.seed, 0), means, scale);
@@ -157,12 +158,38 @@ export function createSoftmaxTask(opts: SoftmaxOptions): SoftmaxTask {
   const testX = new Float32Array(T * F);
   fillRows(testX, testY, stream(opts.seed, 3));
 
+  const offsets = Int32Array.from({ length: N + 1 }, (_, n) => n * S);
+  return buildSoftmaxTask({ name: 'softmax', classes: C, features: F, means, samplesPerClient: S, offsets, trainX, trainY, testX, testY });
+}
+
+interface SoftmaxData {
+  name: string;
+  classes: number;
+  features: number;
+  means: Float64Array;
+  samplesPerClient: number;
+  offsets: Int32Array;
+  trainX: Float32Array;
+  trainY: Int32Array;
+  testX: Float32Array;
+  testY: Int32Array;
+}
+
+/** The task over rows already laid out client by client (generated, or real data reordered by a partition). */
+function buildSoftmaxTask(data: SoftmaxData): SoftmaxTask {
+  const { classes: C, features: F, means, samplesPerClient: S, offsets, trainX, trainY, testX, testY } = data;
+  const N = offsets.length - 1;
+  const T = testY.length;
+  const P = C * F + C;
+  let largest = 0;
+  for (let n = 0; n < N; n++) largest = Math.max(largest, offsets[n + 1]! - offsets[n]!);
+
   // Scratch (a task instance is used by one thread at a time).
   const yW = new Float64Array(P);
   const grad = new Float64Array(P);
   const mom = new Float64Array(P);
   const logits = new Float64Array(C);
-  const order = new Int32Array(S);
+  const order = new Int32Array(largest);
 
   const row = new Float64Array(F); // scratch: the current row in float64
   const evalW = new Float64Array(P); // scratch: the model being evaluated, in float64 (keeps the loops monomorphic)
@@ -211,13 +238,14 @@ export function createSoftmaxTask(opts: SoftmaxOptions): SoftmaxTask {
   };
 
   const task: SoftmaxTask = {
-    name: 'softmax',
+    name: data.name,
     numClients: N,
     dim: P,
     classes: C,
     features: F,
     samplesPerClient: S,
     means,
+    offsets,
     trainX,
     trainY,
     testX,
@@ -238,6 +266,8 @@ export function createSoftmaxTask(opts: SoftmaxOptions): SoftmaxTask {
       const beta = o.momentum;
       const lr = o.lr;
       const flip = o.flipLabels === true;
+      const base = offsets[client]!;
+      const S = offsets[client + 1]! - base;
       const B = Math.max(1, Math.min(S, Math.floor(o.batchSize)));
       for (let p = 0; p < P; p++) yW[p] = x[p];
       const useMomentum = beta !== 0;
@@ -245,7 +275,6 @@ export function createSoftmaxTask(opts: SoftmaxOptions): SoftmaxTask {
         if (momentum !== undefined) for (let p = 0; p < P; p++) mom[p] = momentum[p];
         else mom.fill(0);
       }
-      const base = client * S;
       for (let i = 0; i < S; i++) order[i] = base + i;
       let lossSum = 0;
       for (let step = 0; step < o.steps; step++) {
@@ -299,7 +328,7 @@ export interface CentralisedResult {
  * as the estimate of the centralised optimum. Deterministic (no randomness).
  */
 export function centralisedOptimum(task: SoftmaxTask, steps = 300, lr = 1): CentralisedResult {
-  const rows = task.numClients * task.samplesPerClient;
+  const rows = task.trainY.length;
   const w = new Float64Array(task.dim);
   let trainLoss = NaN;
   const g = new Float64Array(task.dim);
@@ -310,4 +339,43 @@ export function centralisedOptimum(task: SoftmaxTask, steps = 300, lr = 1): Cent
   const model = Float32Array.from(w);
   const e = task.lossOn(model, task.testX, task.testY, 0, task.testY.length);
   return { model, loss: e.loss, accuracy: e.accuracy, trainLoss };
+}
+
+/** Real rows and labels (one [n, F] matrix each for training and test) for createDataSoftmaxTask. */
+export interface LabelledRows {
+  features: Float32Array;
+  labels: Int32Array;
+}
+
+/**
+ * Softmax regression on real data (MNIST, SpamAssassin): the training rows are reordered so that each client's rows
+ * (`parts[n]`, e.g. a Dirichlet partition by label) are contiguous; the test rows are the shared evaluation set.
+ */
+export function createDataSoftmaxTask(opts: { name: string; classes: number; features: number; train: LabelledRows; test: LabelledRows; parts: readonly (readonly number[])[] }): SoftmaxTask {
+  const { classes: C, features: F, train, test, parts } = opts;
+  checkInt(C, 'classes', 2);
+  checkInt(F, 'features', 1);
+  const n = train.labels.length;
+  if (train.features.length !== n * F || test.features.length !== test.labels.length * F) throw new RangeError(`${opts.name} task: features must hold rows × ${F} values`);
+  if (parts.length === 0) throw new RangeError(`${opts.name} task: needs at least one client`);
+  let total = 0;
+  for (const p of parts) total += p.length;
+  const trainX = new Float32Array(total * F);
+  const trainY = new Int32Array(total);
+  const offsets = new Int32Array(parts.length + 1);
+  let at = 0;
+  parts.forEach((rows, client) => {
+    if (rows.length === 0) throw new RangeError(`${opts.name} task: client ${client} has no rows`);
+    for (const r of rows) {
+      if (!(r >= 0 && r < n) || !Number.isInteger(r)) throw new RangeError(`${opts.name} task: client ${client} names row ${r}, not one of the ${n} rows`);
+      trainX.set(train.features.subarray(r * F, (r + 1) * F), at * F);
+      trainY[at++] = train.labels[r]!;
+    }
+    offsets[client + 1] = at;
+  });
+  for (const y of [...trainY, ...test.labels]) if (!(y >= 0 && y < C)) throw new RangeError(`${opts.name} task: label ${y} is not a class in [0, ${C})`);
+  return buildSoftmaxTask({
+    name: opts.name, classes: C, features: F, means: new Float64Array(0), samplesPerClient: Math.round(total / parts.length),
+    offsets, trainX, trainY, testX: Float32Array.from(test.features), testY: Int32Array.from(test.labels),
+  });
 }
