@@ -1,15 +1,32 @@
 // Seeded randomness for everything that must be reproducible: simulations, attacks, delays, test and benchmark data.
 
+/** A uniform source that can also fill normals itself (mulberry32's, with its state inlined in the loop). */
+type FastSource = (() => number) & { fillGaussian?: (out: Float64Array | Float32Array, std: number) => void };
+
 /** mulberry32: a small, fast 32-bit PRNG; uniform in [0, 1). Same seed, same sequence, on every platform. */
 export function mulberry32(seed: number): () => number {
   let a = seed >>> 0;
-  return () => {
+  const next: FastSource = () => {
     a = (a + 0x6d2b79f5) >>> 0;
     let t = a;
     t = Math.imul(t ^ (t >>> 15), t | 1);
     t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
     return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
   };
+  // gaussianFill's hot path: the ziggurat's common case with the generator step inlined (no call per draw). It
+  // consumes exactly the numbers `next` would, so results equal the generic path's bit for bit.
+  next.fillGaussian = (out, std) => {
+    for (let i = 0; i < out.length; i++) {
+      a = (a + 0x6d2b79f5) >>> 0;
+      let t = a;
+      t = Math.imul(t ^ (t >>> 15), t | 1);
+      t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+      const hz = t ^ (t >>> 14); // the 32 bits as a signed integer, as ziggurat() reads them
+      const iz = hz & 127;
+      out[i] = std * (Math.abs(hz) < kn[iz] ? hz * wn[iz] : zigguratSlow(hz, iz, next));
+    }
+  };
+  return next;
 }
 
 /** One standard normal from a uniform source (Box–Muller; 1 − u keeps the log finite). */
@@ -46,9 +63,16 @@ const fn = new Float64Array(128);
 
 /** One N(0, 1) draw by the ziggurat; `uniform` must give 32 random bits as k/2³² (mulberry32 does). */
 export function ziggurat(uniform: () => number): number {
+  const hz = (uniform() * 4294967296) | 0; // the source's 32 bits as a signed integer
+  const iz = hz & 127;
+  return Math.abs(hz) < kn[iz] ? hz * wn[iz] : zigguratSlow(hz, iz, uniform);
+}
+
+/** The ziggurat's rare cases (outside the strips' cores), starting from a rejected draw `hz`. */
+function zigguratSlow(hz0: number, iz0: number, uniform: () => number): number {
+  let hz = hz0;
+  let iz = iz0;
   for (;;) {
-    const hz = (uniform() * 4294967296) | 0; // the source's 32 bits as a signed integer
-    const iz = hz & 127;
     const x = hz * wn[iz];
     if (Math.abs(hz) < kn[iz]) return x;
     if (iz === 0) {
@@ -62,10 +86,14 @@ export function ziggurat(uniform: () => number): number {
       return hz > 0 ? ZIG_R + a : -ZIG_R - a;
     }
     if (fn[iz] + uniform() * (fn[iz - 1] - fn[iz]) < Math.exp(-0.5 * x * x)) return x;
+    hz = (uniform() * 4294967296) | 0;
+    iz = hz & 127;
   }
 }
 
 /** Fills `out` with independent N(0, std²) draws (ziggurat). Deterministic per source. */
 export function gaussianFill(uniform: () => number, out: Float64Array | Float32Array, std = 1): void {
+  const fast = (uniform as FastSource).fillGaussian;
+  if (fast !== undefined) return fast(out, std);
   for (let i = 0; i < out.length; i++) out[i] = std * ziggurat(uniform);
 }

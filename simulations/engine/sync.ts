@@ -1,13 +1,35 @@
 // Synchronous rounds on a virtual clock: each round asks the participation process who is available, samples up to
 // `clientsPerRound` of them, lets each train locally (the Task), and hands the updates to the very ServerAggregator
 // the coordinator uses (weighting → NNM → rule → server optimizer). A round lasts as long as its slowest client.
+// Optional Byzantine clients (algorithms.md §2.2) join every round with vectors built from that round's honest updates.
+import { centeredClipping } from '../../shared/aggregation/centered-clipping.js';
+import { nearestNeighborMixing } from '../../shared/aggregation/nnm.js';
 import { ServerAggregator, type Contribution, type PipelineSpec } from '../../shared/aggregation/pipeline.js';
+import { RobustAggregator } from '../../shared/aggregation/robust.js';
+import { byzantineVectors, optimalAttack } from '../../shared/attacks.js';
 import type { Participation } from '../../shared/data/participation.js';
 import { mulberry32 } from '../../shared/random.js';
 import type { LocalOptions, MetricRow, Rng, RunResult, Task } from '../types.js';
 
 /** Seconds a client's local job takes (drawn per job). */
 export type Duration = (client: number, rng: Rng) => number;
+
+/** Byzantine behaviours of algorithms.md §2.2 ('none': the Byzantine clients send nothing). */
+export const SYNC_ATTACKS = ['none', 'sign-flip', 'scaled-sign-flip', 'alie', 'foe', 'label-flip', 'mimic'] as const;
+export type SyncAttack = (typeof SYNC_ATTACKS)[number];
+
+/**
+ * f Byzantine clients, present in every round besides the honest participants, all sending the same vector
+ * (§2.2), built from the round's honest updates: sign-flip −μ; scaled-sign-flip −(h/f)·μ (the plain mean of all n
+ * is 0); alie μ + z·σ and foe (1 − z)·μ with z line-searched over {¼, …, 16} against the defence in use
+ * ("alie opt"/"foe opt", shared/attacks.ts optimalAttack); label-flip the mean of the honest participants' updates
+ * trained on flipped labels (each keeps a separate flipped-label momentum when clientMomentum is on); mimic a
+ * copy of the first honest participant's update. h is the number of honest participants of the round.
+ */
+export interface ByzantineSpec {
+  clients: number;
+  attack: SyncAttack;
+}
 
 export interface SyncRunSpec {
   experiment: string;
@@ -34,6 +56,14 @@ export interface SyncRunSpec {
   duration?: Duration;
   /** Keep each client's Polyak momentum across its rounds (worker momentum, MoNNA). */
   clientMomentum?: boolean;
+  /**
+   * Server step size of round t (0-based): the aggregate is multiplied by it before the server optimizer (with sgd,
+   * lr 1: x ← x + γ_t·F(…)). Server-coordinated MoNNA (algorithms.md §2.3) sends −m (one local step at lr 1) and
+   * steps x ← x − γ_t·F(NNM(m…)) here, so rules with absolute scales (cclip's τ) see the momenta themselves.
+   */
+  serverLr?: (t: number) => number;
+  /** Byzantine clients (default none). Needs weighting 'uniform'. */
+  byzantine?: ByzantineSpec;
 }
 
 export function runSync(spec: SyncRunSpec): RunResult {
@@ -46,6 +76,11 @@ export function runSync(spec: SyncRunSpec): RunResult {
   const timeRng = mulberry32(spec.seed * 2654435761 + 3);
   const aggregator = new ServerAggregator(spec.pipeline);
   const momenta = spec.clientMomentum === true ? new Map<number, Float32Array>() : null;
+  const byz = checkByzantine(spec);
+  const byzRng = mulberry32(spec.seed * 2654435761 + 4);
+  const flippedMomenta = momenta !== null && byz?.attack === 'label-flip' ? new Map<number, Float32Array>() : null;
+  const flipped = new Float32Array(d);
+  const probe = byz === null || (byz.attack !== 'alie' && byz.attack !== 'foe') ? null : defenceProbe(spec.pipeline, aggregator);
   const everyone = Int32Array.from({ length: N }, (_, i) => i);
   const tail = spec.averageTail ?? 0;
   const tailStart = tail > 0 ? Math.floor(rounds * (1 - tail)) : rounds;
@@ -90,7 +125,47 @@ export function runSync(spec: SyncRunSpec): RunResult {
     }
     updates += contributions.length;
     time += contributions.length > 0 ? roundTime : spec.duration === undefined ? 1 : 0;
-    x = aggregator.step(x, contributions).model;
+    if (byz !== null && byz.attack !== 'none' && contributions.length > 0) {
+      const honest = contributions.map((c) => c.update);
+      let vectors: Float32Array[];
+      if (byz.attack === 'label-flip') {
+        // The mean of the honest participants' updates trained on flipped labels, from a separate training stream.
+        const mean = new Float64Array(d);
+        const flipOpts: LocalOptions = { ...local, flipLabels: true };
+        for (let k = 0; k < chosen.length; k++) {
+          const client = chosen[k]!;
+          let m: Float32Array | undefined;
+          if (flippedMomenta !== null) {
+            m = flippedMomenta.get(client);
+            if (m === undefined) flippedMomenta.set(client, (m = new Float32Array(d)));
+          }
+          task.localUpdate(client, x, flipOpts, byzRng, flipped, m);
+          for (let j = 0; j < d; j++) mean[j] += flipped[j]!;
+        }
+        updates += chosen.length;
+        const b = new Float32Array(d);
+        for (let j = 0; j < d; j++) b[j] = mean[j]! / chosen.length;
+        vectors = Array.from({ length: byz.clients }, () => Float32Array.from(b));
+      } else if (byz.attack === 'alie' || byz.attack === 'foe') {
+        vectors = optimalAttack(byz.attack, { honest, byzantine: byz.clients }, probe!).vectors;
+      } else {
+        vectors = byzantineVectors(byz.attack, { honest, byzantine: byz.clients });
+      }
+      vectors.forEach((v, i) => contributions.push({ update: v, samples: 0, client: N + i }));
+    }
+    const lr = spec.serverLr?.(t);
+    if (lr === undefined) {
+      x = aggregator.step(x, contributions).model;
+    } else if (contributions.length > 0) {
+      if (!(Number.isFinite(lr) && lr >= 0)) throw new RangeError(`runSync: serverLr(${t}) must be a finite number ≥ 0, got ${String(lr)}`);
+      // ServerAggregator.step with the aggregate scaled by γ_t (FedAU, when used, observes the same participants).
+      const { aggregate } = aggregator.aggregate(contributions);
+      aggregator.fedau?.observeRound(contributions.map((c) => c.client as number));
+      for (let j = 0; j < d; j++) aggregate[j] *= lr;
+      x = aggregator.optimizer.step(x, aggregate);
+    } else {
+      aggregator.fedau?.observeRound([]);
+    }
     if (t >= tailStart) {
       for (let j = 0; j < d; j++) avg[j] += x[j]!;
       averaged++;
@@ -114,6 +189,33 @@ export function runSync(spec: SyncRunSpec): RunResult {
     finalAccuracy = last?.accuracy ?? null;
   }
   return { experiment: spec.experiment, algorithm: spec.algorithm, seed: spec.seed, rows, finalLoss, finalAccuracy, timeToTarget, updates };
+}
+
+function checkByzantine(spec: SyncRunSpec): ByzantineSpec | null {
+  const b = spec.byzantine;
+  if (b === undefined) return null;
+  if (!Number.isInteger(b.clients) || b.clients < 0) throw new RangeError(`runSync: byzantine.clients must be an integer ≥ 0, got ${String(b.clients)}`);
+  if (!(SYNC_ATTACKS as readonly string[]).includes(b.attack)) throw new RangeError(`runSync: unknown attack ${JSON.stringify(b.attack)} (one of ${SYNC_ATTACKS.join(', ')})`);
+  if (b.clients === 0) return null;
+  if (spec.pipeline.weighting !== 'uniform') throw new RangeError(`runSync: Byzantine clients need weighting 'uniform', got ${JSON.stringify(spec.pipeline.weighting)}`);
+  return b;
+}
+
+/**
+ * The defence the ALIE/FOE line search probes: the pipeline's robust stage (weighting 'uniform' is the identity),
+ * without touching the aggregator's state — cclip starts from the aggregator's current center, as the real step will.
+ */
+function defenceProbe(pipeline: PipelineSpec, aggregator: ServerAggregator): (all: Float32Array[]) => Float32Array {
+  const robust = pipeline.robust;
+  if (robust.rule === 'cclip') {
+    return (all) => {
+      const y = robust.mix === 'nnm' ? nearestNeighborMixing(all, robust.f) : all;
+      const center = aggregator.robust.clippingCenter ?? new Float32Array(all[0]!.length);
+      return centeredClipping(y, center, { tau: robust.tau ?? 1, iters: robust.iters });
+    };
+  }
+  const stateless = new RobustAggregator(robust);
+  return (all) => stateless.aggregate(all);
 }
 
 function finiteOrNull(v: number): number | null {
