@@ -52,6 +52,9 @@ export interface SyncRunSpec {
   averageTail?: number;
   /** Loss target for time-to-target (virtual time of the first logged row at or below it). */
   target?: number;
+  /** End the run at the first logged row at or below `target`, or past this virtual time. */
+  stopAtTarget?: boolean;
+  maxTime?: number;
   /** Local job durations (default: every job takes 1). */
   duration?: Duration;
   /** Keep each client's Polyak momentum across its rounds (worker momentum, MoNNA). */
@@ -173,6 +176,8 @@ export function runSync(spec: SyncRunSpec): RunResult {
     if ((t + 1) % spec.logEvery === 0 || t + 1 === rounds) {
       const e = log(t + 1);
       if (!Number.isFinite(e.loss)) break; // diverged: nothing more to learn from this run
+      if (spec.stopAtTarget === true && timeToTarget !== null) break;
+      if (spec.maxTime !== undefined && time >= spec.maxTime) break;
     }
   }
   let finalLoss: number | null;

@@ -90,6 +90,8 @@ export const fedbuffSpeed: Preset = {
         pipeline: { weighting: 'uniform', robust: { mix: 'none', rule: 'mean', f: 0 }, server },
         logEvery: 1,
         target,
+        stopAtTarget: true,
+        maxTime: FEDBUFF_SPEED.timeCap,
         duration,
       });
       return cut(r, target);
