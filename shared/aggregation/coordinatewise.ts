@@ -24,8 +24,30 @@ function sortedWindowMean(updates: readonly Float32Array[], lo: number, hi: numb
   const n = updates.length;
   const d = updates[0].length;
   const out = new Float32Array(d);
-  const col = new Float64Array(n);
   const count = hi - lo;
+  if (n <= 32) {
+    // Few inputs: insert each value as it is read, into col[1..n] behind a −∞ sentinel at col[0] (no value is
+    // below it, NaN included, so the scan needs no bounds test). Same order as sortColumn, so the same sums.
+    const col = new Float64Array(n + 1);
+    col[0] = -Infinity;
+    for (let j = 0; j < d; j++) {
+      col[1] = updates[0][j];
+      for (let i = 1; i < n; i++) {
+        const v = updates[i][j];
+        let k = i;
+        while (col[k] > v) {
+          col[k + 1] = col[k];
+          k--;
+        }
+        col[k + 1] = v;
+      }
+      let s = 0;
+      for (let k = lo + 1; k <= hi; k++) s += col[k];
+      out[j] = s / count;
+    }
+    return out;
+  }
+  const col = new Float64Array(n);
   for (let j = 0; j < d; j++) {
     for (let i = 0; i < n; i++) col[i] = updates[i][j];
     sortColumn(col, n);

@@ -12,40 +12,67 @@ export function pairwiseSquaredDistances(updates: readonly Float32Array[]): Floa
   // Column blocks keep the n input slices in cache while all pairs use them.
   for (let j0 = 0; j0 < d; j0 += BLOCK) {
     const j1 = Math.min(d, j0 + BLOCK);
-    for (let a = 0; a < n; a++) {
-      const xa = updates[a];
-      let b = a + 1;
-      // Four partners per pass reuse each load of xa[j]. Each pair's sum is still accumulated in coordinate order,
-      // so results are bit-identical to squaredDistance().
+    let a = 0;
+    // Two rows against four partners per pass: six loads serve eight pairs. Each pair's sum is still accumulated
+    // in coordinate order, so results are bit-identical to squaredDistance().
+    for (; a + 1 < n; a += 2) {
+      const xa = updates[a], xc = updates[a + 1];
+      D[a * n + a + 1] += blockDistance(xa, xc, j0, j1);
+      let b = a + 2;
       for (; b + 4 <= n; b += 4) {
         const y0 = updates[b], y1 = updates[b + 1], y2 = updates[b + 2], y3 = updates[b + 3];
-        let s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+        let s0 = 0, s1 = 0, s2 = 0, s3 = 0, u0 = 0, u1 = 0, u2 = 0, u3 = 0;
         for (let j = j0; j < j1; j++) {
-          const v = xa[j];
-          const t0 = v - y0[j], t1 = v - y1[j], t2 = v - y2[j], t3 = v - y3[j];
+          const v = xa[j], w = xc[j];
+          const p0 = y0[j], p1 = y1[j], p2 = y2[j], p3 = y3[j];
+          const t0 = v - p0, t1 = v - p1, t2 = v - p2, t3 = v - p3;
           s0 += t0 * t0;
           s1 += t1 * t1;
           s2 += t2 * t2;
           s3 += t3 * t3;
+          const q0 = w - p0, q1 = w - p1, q2 = w - p2, q3 = w - p3;
+          u0 += q0 * q0;
+          u1 += q1 * q1;
+          u2 += q2 * q2;
+          u3 += q3 * q3;
         }
-        D[a * n + b] += s0;
-        D[a * n + b + 1] += s1;
-        D[a * n + b + 2] += s2;
-        D[a * n + b + 3] += s3;
+        const ra = a * n + b, rc = ra + n;
+        D[ra] += s0;
+        D[ra + 1] += s1;
+        D[ra + 2] += s2;
+        D[ra + 3] += s3;
+        D[rc] += u0;
+        D[rc + 1] += u1;
+        D[rc + 2] += u2;
+        D[rc + 3] += u3;
       }
       for (; b < n; b++) {
         const xb = updates[b];
-        let s = 0;
+        let s = 0, u = 0;
         for (let j = j0; j < j1; j++) {
-          const t = xa[j] - xb[j];
+          const p = xb[j];
+          const t = xa[j] - p, q = xc[j] - p;
           s += t * t;
+          u += q * q;
         }
         D[a * n + b] += s;
+        D[(a + 1) * n + b] += u;
       }
     }
+    // An odd n leaves the last row, which has no partner after it.
   }
   for (let a = 0; a < n; a++) for (let b = a + 1; b < n; b++) D[b * n + a] = D[a * n + b];
   return D;
+}
+
+/** Σ_{j0 ≤ j < j1} (x_j − y_j)², in coordinate order. */
+function blockDistance(x: Float32Array, y: Float32Array, j0: number, j1: number): number {
+  let s = 0;
+  for (let j = j0; j < j1; j++) {
+    const t = x[j] - y[j];
+    s += t * t;
+  }
+  return s;
 }
 
 /** ‖a − b‖² summed block by block in exactly the order of pairwiseSquaredDistances, so results agree bit for bit. */
@@ -116,8 +143,30 @@ export function mixedSquaredDistances(D: Float64Array, W: Float64Array, n: numbe
  * index-based tie-break so every rule is deterministic.
  */
 export function orderByDistance(D: Float64Array, n: number, p: number, skip: number): Int32Array {
-  const idx: number[] = [];
-  for (let i = 0; i < n; i++) if (i !== skip) idx.push(i);
-  idx.sort((x, y) => D[p * n + x] - D[p * n + y] || x - y);
-  return Int32Array.from(idx);
+  const out = new Int32Array(skip >= 0 && skip < n ? n - 1 : n);
+  const row = p * n;
+  // NaN distances make the comparator inconsistent, so the order is whatever the native sort makes of it: keep that.
+  let hasNaN = false;
+  for (let i = 0; i < n; i++) if (Number.isNaN(D[row + i])) hasNaN = true;
+  if (n > 32 || hasNaN) {
+    const idx: number[] = [];
+    for (let i = 0; i < n; i++) if (i !== skip) idx.push(i);
+    idx.sort((x, y) => D[row + x] - D[row + y] || x - y);
+    out.set(idx);
+    return out;
+  }
+  // Few inputs: insertion sort on (distance, index), the same order as the comparator above.
+  let m = 0;
+  for (let i = 0; i < n; i++) {
+    if (i === skip) continue;
+    const dv = D[row + i];
+    let k = m - 1;
+    while (k >= 0 && (D[row + out[k]] - dv || out[k] - i) > 0) {
+      out[k + 1] = out[k];
+      k--;
+    }
+    out[k + 1] = i;
+    m++;
+  }
+  return out;
 }
