@@ -85,6 +85,7 @@ export function runSync(spec: SyncRunSpec): RunResult {
   const flipped = new Float32Array(d);
   const probe = byz === null || (byz.attack !== 'alie' && byz.attack !== 'foe') ? null : defenceProbe(spec.pipeline, aggregator);
   const everyone = Int32Array.from({ length: N }, (_, i) => i);
+  const availableList = new Int32Array(N); // reused every round
   const tail = spec.averageTail ?? 0;
   const tailStart = tail > 0 ? Math.floor(rounds * (1 - tail)) : rounds;
   const avg = new Float64Array(d);
@@ -106,9 +107,9 @@ export function runSync(spec: SyncRunSpec): RunResult {
     let chosen: ArrayLike<number> = everyone;
     if (spec.participation !== null) {
       const a = spec.participation.available(t);
-      const list: number[] = [];
-      for (let i = 0; i < N; i++) if (a[i] === 1) list.push(i);
-      chosen = list;
+      let count = 0;
+      for (let i = 0; i < N; i++) if (a[i] === 1) availableList[count++] = i;
+      chosen = availableList.subarray(0, count);
     }
     if (spec.clientsPerRound !== undefined && chosen.length > spec.clientsPerRound) chosen = sample(chosen, spec.clientsPerRound, sampleRng);
     const contributions: Contribution[] = [];
