@@ -104,7 +104,7 @@ export function buildProgram(): Command {
     .command('simulate')
     .description('simulate client populations and compare aggregation rules')
     .addOption(new Option('--preset <name>', 'a built-in experiment').choices(['fedau-participation', 'monna-attacks', 'fedbuff-speed']).conflicts('config'))
-    .option('--config <file>', 'sim.json')
+    .option('--config <file>', 'sim.json: your own grid of experiments × algorithms (docs/sim-config.md)')
     .option('--seeds <s>', 'number of seeds (run in parallel threads)', integer(1), 1)
     .option('--out <dir>', 'output directory (metrics.csv, summary.json, report.html)')
     .option('--live', 'drive a real coordinator with simulated workers')

@@ -5,12 +5,17 @@ import { availableParallelism } from 'node:os';
 import { extname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Piscina } from 'piscina';
+import type { SimConfig } from './config.js';
+import { presetFromConfig } from './presets/from-config.js';
 import { presetNamed } from './presets/index.js';
 import runTask, { type RunRequest } from './thread-task.js';
 import type { RunResult } from './types.js';
 
 export interface SimulateOptions {
+  /** A fixed preset's name; ignored when `config` is given. */
   preset: string;
+  /** A parsed sim.json (`parseSimConfig`): run its grid instead of a fixed preset. */
+  config?: SimConfig;
   /** Seeds 1..seeds. */
   seeds: number;
   /** Worker threads (default: min(cores, runs); 1 runs everything in this thread). */
@@ -19,20 +24,20 @@ export interface SimulateOptions {
   onProgress?: (done: number, total: number, last: RunResult) => void;
 }
 
-export function gridOf(presetName: string, seeds: number): RunRequest[] {
-  const preset = presetNamed(presetName);
+export function gridOf(presetName: string, seeds: number, config?: SimConfig): RunRequest[] {
+  const preset = config === undefined ? presetNamed(presetName) : presetFromConfig(config);
   if (!Number.isInteger(seeds) || seeds < 1) throw new RangeError(`seeds must be an integer ≥ 1, got ${String(seeds)}`);
   const grid: RunRequest[] = [];
   for (const experiment of preset.experiments) {
     for (const algorithm of preset.algorithms) {
-      for (let seed = 1; seed <= seeds; seed++) grid.push({ preset: preset.name, experiment, algorithm, seed });
+      for (let seed = 1; seed <= seeds; seed++) grid.push({ preset: preset.name, experiment, algorithm, seed, ...(config !== undefined && { config }) });
     }
   }
   return grid;
 }
 
 export async function simulate(options: SimulateOptions): Promise<RunResult[]> {
-  const grid = gridOf(options.preset, options.seeds);
+  const grid = gridOf(options.preset, options.seeds, options.config);
   const threads = Math.max(1, Math.min(options.threads ?? (options.seeds > 1 ? availableParallelism() : 1), grid.length));
   const results: RunResult[] = new Array<RunResult>(grid.length);
   let done = 0;

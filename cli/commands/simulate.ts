@@ -1,13 +1,15 @@
-// fedpool simulate (issue 5): run a preset's grid over seeds 1..S (in parallel threads), then write DIR/metrics.csv,
-// DIR/summary.json and DIR/report.html and print the summary table.
+// fedpool simulate (issue 5): run a preset's grid (or a sim.json's, docs/sim-config.md) over seeds 1..S (in parallel
+// threads), then write DIR/metrics.csv, DIR/summary.json and DIR/report.html and print the summary table.
 import { SingleBar } from 'cli-progress';
-import { mkdir, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { z } from 'zod';
 import { metricsCsv } from '../../simulations/report/csv.js';
 import { reportHtml } from '../../simulations/report/html.js';
 import { summarize, summaryStats, summaryTable } from '../../simulations/report/summary.js';
-import { presets } from '../../simulations/presets/index.js';
+import { parseSimConfig, SimConfigError, type SimConfig } from '../../simulations/config.js';
+import { presetFromConfig } from '../../simulations/presets/from-config.js';
+import { presets, type Preset } from '../../simulations/presets/index.js';
 import { simulate } from '../../simulations/runner.js';
 import { UserError } from '../errors.js';
 
@@ -25,11 +27,18 @@ export async function run(raw: Record<string, unknown>): Promise<void> {
   if (!parsed.success) throw new UserError(`fedpool simulate: bad options: ${parsed.error.issues[0]?.message ?? 'invalid'}`);
   const o = parsed.data;
   if (o.live === true) throw new UserError('fedpool simulate: --live is not built yet (issue #5, later increment)', 2);
-  if (o.config !== undefined) throw new UserError('fedpool simulate: --config sim.json is not built yet (issue #5, later increment); use --preset', 2);
-  if (o.preset === undefined) throw new UserError('fedpool simulate: give --preset NAME (or --config sim.json)');
-  const preset = presets.get(o.preset);
-  if (preset === undefined) {
-    throw new UserError(`fedpool simulate: preset ${o.preset} is not built yet (built: ${[...presets.keys()].join(', ')}; issue #5, later increment)`, 2);
+  if (o.config !== undefined && o.preset !== undefined) throw new UserError('fedpool simulate: give --preset NAME or --config sim.json, not both');
+  let preset: Preset | undefined;
+  let config: SimConfig | undefined;
+  if (o.config !== undefined) {
+    config = await readConfig(o.config);
+    preset = presetFromConfig(config);
+  } else {
+    if (o.preset === undefined) throw new UserError('fedpool simulate: give --preset NAME (or --config sim.json)');
+    preset = presets.get(o.preset);
+    if (preset === undefined) {
+      throw new UserError(`fedpool simulate: preset ${o.preset} is not built yet (built: ${[...presets.keys()].join(', ')}; issue #5, later increment)`, 2);
+    }
   }
   const out = path.resolve(o.out ?? `fedpool-sim-${preset.name}`);
   await mkdir(out, { recursive: true });
@@ -42,6 +51,7 @@ export async function run(raw: Record<string, unknown>): Promise<void> {
   try {
     results = await simulate({
       preset: preset.name,
+      ...(config !== undefined && { config }),
       seeds: o.seeds,
       onProgress: (done, _total, r) => {
         const last = `${r.experiment} ${r.algorithm} seed ${r.seed}`;
@@ -56,8 +66,31 @@ export async function run(raw: Record<string, unknown>): Promise<void> {
   const summary = summarize(results);
   await writeFile(path.join(out, 'metrics.csv'), metricsCsv(results.flatMap((r) => r.rows)));
   await writeFile(path.join(out, 'summary.json'), `${JSON.stringify(summary, null, 2)}\n`);
-  await writeFile(path.join(out, 'report.html'), reportHtml(results, { title: `fedpool simulate --preset ${preset.name} --seeds ${o.seeds}`, generatedAt: new Date().toISOString(), presets: [preset] }));
+  await writeFile(path.join(out, 'report.html'), reportHtml(results, { title: `fedpool simulate ${config === undefined ? `--preset ${preset.name}` : `--config ${path.basename(o.config ?? '')}`} --seeds ${o.seeds}`, generatedAt: new Date().toISOString(), presets: [preset] }));
   process.stdout.write(`${summaryTable(summaryStats(results))}\n`);
   process.stdout.write(`final loss: ${preset.lossLabel}\n`);
   process.stdout.write(`${results.length} runs, ${results.reduce((a, r) => a + r.updates, 0).toLocaleString('en-US')} client updates in ${seconds.toFixed(2)} s; wrote ${out}/{metrics.csv,summary.json,report.html}\n`);
+}
+
+/** Reads and validates sim.json: every problem is one line naming the file and the field (exit 1, nothing run). */
+async function readConfig(file: string): Promise<SimConfig> {
+  const name = path.basename(file);
+  let text: string;
+  try {
+    text = await readFile(file, 'utf8');
+  } catch (e) {
+    throw new UserError(`fedpool simulate: ${file}: cannot read (${(e as NodeJS.ErrnoException).code ?? String(e)})`);
+  }
+  let json: unknown;
+  try {
+    json = JSON.parse(text);
+  } catch (e) {
+    throw new UserError(`fedpool simulate: ${name}: not valid JSON (${e instanceof Error ? e.message.replace(/\s+/g, ' ') : String(e)})`);
+  }
+  try {
+    return parseSimConfig(json, name);
+  } catch (e) {
+    if (e instanceof SimConfigError) throw new UserError(`fedpool simulate: ${e.message}`);
+    throw e;
+  }
 }

@@ -32,8 +32,8 @@ test('every command has --help that documents its contract flags', (t) => {
   }
 });
 
-test('a part not built yet says so in one line and exits 2', (t) => {
-  for (const args of [['--config', 'x.json'], ['--preset', 'fedau-participation', '--live']]) {
+test('a part not built yet says so in one line and exits 2 (only simulate --live is left)', (t) => {
+  for (const args of [['--preset', 'fedau-participation', '--live'], ['--config', 'x.json', '--live']]) {
     const r = run('simulate', ...args);
     t.is(r.status, 2, args.join(' '));
     t.is(r.stdout, '');
