@@ -5,9 +5,13 @@ type FastSource = (() => number) & { fillGaussian?: (out: Float64Array | Float32
 
 /** mulberry32: a small, fast 32-bit PRNG; uniform in [0, 1). Same seed, same sequence, on every platform. */
 export function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
+  // The state lives in a one-element typed array: a 32-bit integer kept in a closure variable would be boxed (a heap
+  // number) on every store once it leaves the small-integer range, i.e. an allocation per draw.
+  const state = new Int32Array(1);
+  state[0] = seed >>> 0;
   const next: FastSource = () => {
-    a = (a + 0x6d2b79f5) >>> 0;
+    const a = (state[0] + 0x6d2b79f5) | 0;
+    state[0] = a;
     let t = a;
     t = Math.imul(t ^ (t >>> 15), t | 1);
     t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
@@ -16,15 +20,23 @@ export function mulberry32(seed: number): () => number {
   // gaussianFill's hot path: the ziggurat's common case with the generator step inlined (no call per draw). It
   // consumes exactly the numbers `next` would, so results equal the generic path's bit for bit.
   next.fillGaussian = (out, std) => {
-    for (let i = 0; i < out.length; i++) {
-      a = (a + 0x6d2b79f5) >>> 0;
+    let a = state[0];
+    for (let i = 0, n = out.length; i < n; i++) {
+      a = (a + 0x6d2b79f5) | 0;
       let t = a;
       t = Math.imul(t ^ (t >>> 15), t | 1);
       t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
       const hz = t ^ (t >>> 14); // the 32 bits as a signed integer, as ziggurat() reads them
       const iz = hz & 127;
-      out[i] = std * (Math.abs(hz) < kn[iz] ? hz * wn[iz] : zigguratSlow(hz, iz, next));
+      if (Math.abs(hz) < kn[iz]) {
+        out[i] = std * (hz * wn[iz]);
+      } else {
+        state[0] = a; // the rare path draws from `next` itself
+        out[i] = std * zigguratSlow(hz, iz, next);
+        a = state[0];
+      }
     }
+    state[0] = a;
   };
   return next;
 }

@@ -70,19 +70,48 @@ export class FedAUEstimator {
       took.fill(0); // a bad id changes nothing
       throw e;
     }
+    this.closeRound(took);
+  }
+
+  /** observeRound for the first `count` entries of a list (default all), without iterating it as an Iterable. */
+  observeClients(clients: ArrayLike<number>, count: number = clients.length): void {
+    if (!Number.isInteger(count) || count < 0 || count > clients.length) {
+      throw new RangeError(`FedAUEstimator: count must be an integer in [0, ${clients.length}], got ${String(count)}`);
+    }
+    const took = (this.took ??= new Uint8Array(this.numClients));
+    for (let k = 0; k < count; k++) {
+      const p = clients[k];
+      if (!Number.isInteger(p) || p < 0 || p >= this.numClients) {
+        took.fill(0); // a bad id changes nothing
+        this.checkClient(p);
+      }
+      took[p] = 1;
+    }
+    this.closeRound(took);
+  }
+
+  /**
+   * The round's bookkeeping for marked participants (clears the marks).
+   */
+  private closeRound(took: Uint8Array): void {
     const K = this.cutoff;
-    for (let n = 0; n < this.numClients; n++) {
+    const gap = this.gap;
+    const sum = this.sum;
+    const cnt = this.cnt;
+    for (let n = 0, N = this.numClients; n < N; n++) {
       if (took[n] === 1) {
         took[n] = 0;
-        this.sum[n] += this.gap[n] + 1;
-        this.cnt[n] += 1;
-        this.gap[n] = 0;
+        sum[n] += gap[n] + 1;
+        cnt[n] += 1;
+        gap[n] = 0;
       } else {
-        this.gap[n] += 1;
-        if (this.gap[n] >= K) {
-          this.sum[n] += this.gap[n];
-          this.cnt[n] += 1;
-          this.gap[n] = 0;
+        const g = gap[n] + 1;
+        if (g >= K) {
+          sum[n] += g;
+          cnt[n] += 1;
+          gap[n] = 0;
+        } else {
+          gap[n] = g;
         }
       }
     }

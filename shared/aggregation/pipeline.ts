@@ -2,7 +2,7 @@ import { combine } from './combine.js';
 import { FedAUEstimator } from './fedau.js';
 import { RobustAggregator, type RobustSpec } from './robust.js';
 import { ServerOptimizer, type ServerOptimizerSpec } from './server-optimizer.js';
-import { checkUpdates } from './validate.js';
+import { BLOCK, checkUpdates } from './validate.js';
 
 /**
  * samples: Σ kᵢΔᵢ/Σk over participants; uniform: the participants' plain mean; fedau: Σ ωᵢΔᵢ/N with FedAU's
@@ -44,9 +44,24 @@ export function weightingScales(
   fedau: FedAUEstimator | null,
   population?: { numClients?: number | undefined; rates?: ArrayLike<number> | undefined },
 ): Float64Array {
+  const s = new Float64Array(contributions.length);
+  fillWeightingScales(weighting, contributions, fedau, population, s);
+  return s;
+}
+
+/** weightingScales written into s[0 … n) (s may be longer: a scratch array). */
+function fillWeightingScales(
+  weighting: Weighting,
+  contributions: readonly Contribution[],
+  fedau: FedAUEstimator | null,
+  population: { numClients?: number | undefined; rates?: ArrayLike<number> | undefined } | undefined,
+  s: Float64Array,
+): void {
   const n = contributions.length;
-  const s = new Float64Array(n);
-  if (weighting === 'uniform') return s.fill(1);
+  if (weighting === 'uniform') {
+    s.fill(1, 0, n);
+    return;
+  }
   if (weighting === 'samples') {
     let total = 0;
     for (let i = 0; i < n; i++) {
@@ -57,32 +72,33 @@ export function weightingScales(
     }
     if (total === 0) throw new RangeError('weighting samples: all sample counts are zero');
     for (let i = 0; i < n; i++) s[i] = (n * s[i]) / total;
-    return s;
+    return;
   }
   if (weighting === 'fedau') {
     if (fedau === null) throw new RangeError('weighting fedau: needs numClients');
+    const N = fedau.numClients;
     for (let i = 0; i < n; i++) {
       const c = contributions[i].client;
       if (c === undefined) throw new RangeError(`weighting fedau: contribution ${i} has no client index`);
-      s[i] = (n * fedau.weight(c)) / fedau.numClients;
+      s[i] = (n * fedau.weight(c)) / N;
     }
-    return s;
+    return;
   }
   if (weighting === 'known' || weighting === 'all') {
     const N = population?.numClients;
     if (N === undefined || !Number.isInteger(N) || N < 1) throw new RangeError(`weighting ${weighting}: needs numClients`);
+    if (weighting === 'all') {
+      s.fill(n / N, 0, n);
+      return;
+    }
     const rates = population?.rates;
-    if (weighting === 'known' && (rates === undefined || rates.length !== N)) throw new RangeError(`weighting known: needs rates for all ${N} clients`);
+    if (rates === undefined || rates.length !== N) throw new RangeError(`weighting known: needs rates for all ${N} clients`);
     for (let i = 0; i < n; i++) {
-      if (weighting === 'all') {
-        s[i] = n / N;
-        continue;
-      }
       const c = contributions[i].client;
       if (c === undefined || !Number.isInteger(c) || c < 0 || c >= N) throw new RangeError(`weighting known: contribution ${i} has no valid client index (${String(c)})`);
-      s[i] = n / (N * (rates as ArrayLike<number>)[c]!);
+      s[i] = n / (N * rates[c]!);
     }
-    return s;
+    return;
   }
   throw new RangeError(`unknown weighting ${JSON.stringify(weighting)} (samples, uniform, fedau, known or all)`);
 }
@@ -104,6 +120,12 @@ export class ServerAggregator {
   readonly fedau: FedAUEstimator | null;
   readonly robust: RobustAggregator;
   readonly optimizer: ServerOptimizer;
+  /** Scratch: the float64 accumulator of the fused mean, and the client ids a step observes. */
+  private acc = new Float64Array(0);
+  private ids = new Float64Array(0);
+  /** Scratch of stepModel: the scales and the aggregate, which it does not hand out. */
+  private scaleScratch = new Float64Array(0);
+  private aggScratch = new Float32Array(0);
 
   constructor(spec: PipelineSpec) {
     this.spec = spec;
@@ -125,6 +147,13 @@ export class ServerAggregator {
 
   /** Aggregates one round's contributions into an update, without stepping or observing participation. */
   aggregate(contributions: readonly Contribution[]): { aggregate: Float32Array; scales: Float64Array } {
+    const d = this.fusedMeanDim(contributions);
+    if (d >= 0) {
+      const scales = weightingScales(this.spec.weighting, contributions, this.fedau, this.spec);
+      const aggregate = new Float32Array(d);
+      this.meanInto(contributions, scales, aggregate);
+      return { aggregate, scales };
+    }
     const updates = contributions.map((c) => c.update);
     checkUpdates('server aggregation', updates);
     const scales = weightingScales(this.spec.weighting, contributions, this.fedau, this.spec);
@@ -151,10 +180,79 @@ export class ServerAggregator {
       return { model: Float32Array.from(model), aggregate: null, scales: new Float64Array(0) };
     }
     const { aggregate, scales } = this.aggregate(contributions);
-    if (this.fedau !== null) {
-      this.fedau.observeRound(participants ?? contributions.map((c) => c.client as number));
-    }
+    this.observe(contributions, participants);
     return { model: this.optimizer.step(model, aggregate), aggregate, scales };
+  }
+
+  /**
+   * step(…).model: the same round, returning only the new model. Nothing else is handed out, so the plain mean's
+   * scales and aggregate live in the aggregator's scratch arrays (simulations call this for every round).
+   */
+  stepModel(model: Float32Array, contributions: readonly Contribution[], participants?: Iterable<number>): Float32Array {
+    const d = contributions.length === 0 ? -1 : this.fusedMeanDim(contributions);
+    if (d < 0) return this.step(model, contributions, participants).model;
+    const n = contributions.length;
+    if (this.scaleScratch.length < n) this.scaleScratch = new Float64Array(Math.max(n, 2 * this.scaleScratch.length));
+    fillWeightingScales(this.spec.weighting, contributions, this.fedau, this.spec, this.scaleScratch);
+    if (this.aggScratch.length !== d) this.aggScratch = new Float32Array(d);
+    this.meanInto(contributions, this.scaleScratch, this.aggScratch);
+    this.observe(contributions, participants);
+    return this.optimizer.step(model, this.aggScratch);
+  }
+
+  /**
+   * For the fused plain mean (rule mean, no mixing, a non-empty array of updates of length d ≤ BLOCK): d, after the
+   * same checks and errors as checkUpdates on contributions.map((c) => c.update) — every update is read first (a
+   * missing contribution is a TypeError before any RangeError), and the first bad update in index order is reported.
+   * −1 when the general path must run (other rules; long updates, which combine's blocked kernel sums in another order).
+   */
+  private fusedMeanDim(contributions: readonly Contribution[]): number {
+    const { rule, mix } = this.spec.robust;
+    if (rule !== 'mean' || mix !== 'none' || !Array.isArray(contributions)) return -1;
+    const n = contributions.length;
+    let problem: string | null = null;
+    let d = 0;
+    for (let i = 0; i < n; i++) {
+      const u = contributions[i].update;
+      if (problem !== null) continue;
+      if (!(u instanceof Float32Array)) problem = `server aggregation: update ${i} is not a Float32Array`;
+      else if (i === 0) d = u.length;
+      else if (u.length !== d) problem = `server aggregation: updates have unequal lengths (update 0 has ${d}, update ${i} has ${u.length})`;
+    }
+    if (n === 0) throw new RangeError('server aggregation: needs at least one update, got none');
+    if (problem !== null) throw new RangeError(problem);
+    return d > BLOCK ? -1 : d;
+  }
+
+  /** out = Σ (scales[i]/n)·updates[i], accumulated in float64 in combine's short-vector order. */
+  private meanInto(contributions: readonly Contribution[], scales: Float64Array, out: Float32Array): void {
+    const n = contributions.length;
+    const d = out.length;
+    let acc = this.acc;
+    if (acc.length !== d) acc = this.acc = new Float64Array(d);
+    else acc.fill(0);
+    for (let i = 0; i < n; i++) {
+      const c = scales[i] / n;
+      if (c === 0) continue;
+      const x = contributions[i].update;
+      for (let j = 0; j < d; j++) acc[j] += c * x[j];
+    }
+    for (let j = 0; j < d; j++) out[j] = acc[j];
+  }
+
+  /** FedAU observes the round's participants (default: the contributions' clients). */
+  private observe(contributions: readonly Contribution[], participants: Iterable<number> | undefined): void {
+    if (this.fedau === null) return;
+    if (participants !== undefined) {
+      this.fedau.observeRound(participants);
+      return;
+    }
+    // The contributions' clients, gathered in a scratch list the aggregator owns (never handed out).
+    const n = contributions.length;
+    let ids = this.ids;
+    if (ids.length < n) ids = this.ids = new Float64Array(Math.max(n, 2 * ids.length));
+    for (let i = 0; i < n; i++) ids[i] = contributions[i].client as number;
+    this.fedau.observeClients(ids, n);
   }
 }
 

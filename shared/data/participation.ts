@@ -28,6 +28,11 @@ export interface Participation {
    * The returned array is a fresh copy.
    */
   available(round: number): Uint8Array;
+  /**
+   * As `available`, without the copy: the generator's own state, valid until the next call to `available` or
+   * `availability`. Callers must not write to it. (Optional, so other Participation implementations need not have it.)
+   */
+  availability?(round: number): Uint8Array;
 }
 
 function checkP(p: number, where: string): number {
@@ -139,16 +144,23 @@ export function createParticipation(spec: ParticipationSpec, numClients: number,
       throw new RangeError(`participation: unknown kind ${JSON.stringify((spec as { kind?: unknown }).kind)}`);
   }
   let current = -1;
+  const advance = (round: number): void => {
+    if (!Number.isInteger(round) || round < 0) throw new RangeError(`participation: round must be an integer ≥ 0, got ${String(round)}`);
+    if (round < current) throw new RangeError(`participation: rounds must be asked in order (asked ${round} after ${current})`);
+    while (current < round) {
+      step();
+      current++;
+    }
+  };
   return {
     rates,
     available(round: number): Uint8Array {
-      if (!Number.isInteger(round) || round < 0) throw new RangeError(`participation: round must be an integer ≥ 0, got ${String(round)}`);
-      if (round < current) throw new RangeError(`participation: rounds must be asked in order (asked ${round} after ${current})`);
-      while (current < round) {
-        step();
-        current++;
-      }
+      advance(round);
       return state.slice();
+    },
+    availability(round: number): Uint8Array {
+      advance(round);
+      return state;
     },
   };
 }

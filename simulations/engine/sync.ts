@@ -96,6 +96,8 @@ export function runSync(spec: SyncRunSpec): RunResult {
   let timeToTarget: number | null = null;
   const rows: MetricRow[] = [];
   const buffers: Float32Array[] = [];
+  const contributions: Contribution[] = []; // this round's, reused
+  const pool: Contribution[] = []; // honest contributions' objects, reused
   const log = (step: number): { loss: number; accuracy: number | null } => {
     const e = task.evaluate(x);
     rows.push({ experiment: spec.experiment, algorithm: spec.algorithm, seed: spec.seed, step, time, loss: finiteOrNull(e.loss), accuracy: e.accuracy });
@@ -105,16 +107,22 @@ export function runSync(spec: SyncRunSpec): RunResult {
   log(0);
   for (let t = 0; t < rounds; t++) {
     let chosen: ArrayLike<number> = everyone;
+    let numChosen = N; // chosen[0 … numChosen): no per-round view of availableList
     if (spec.participation !== null) {
-      const a = spec.participation.available(t);
+      const p = spec.participation;
+      const a = p.availability !== undefined ? p.availability(t) : p.available(t); // read only, before the next round
       let count = 0;
       for (let i = 0; i < N; i++) if (a[i] === 1) availableList[count++] = i;
-      chosen = availableList.subarray(0, count);
+      chosen = availableList;
+      numChosen = count;
     }
-    if (spec.clientsPerRound !== undefined && chosen.length > spec.clientsPerRound) chosen = sample(chosen, spec.clientsPerRound, sampleRng);
-    const contributions: Contribution[] = [];
+    if (spec.clientsPerRound !== undefined && numChosen > spec.clientsPerRound) {
+      chosen = sample(chosen, numChosen, spec.clientsPerRound, sampleRng);
+      numChosen = chosen.length;
+    }
+    contributions.length = 0;
     let roundTime = 0;
-    for (let k = 0; k < chosen.length; k++) {
+    for (let k = 0; k < numChosen; k++) {
       const client = chosen[k]!;
       const out = (buffers[k] ??= new Float32Array(d));
       let m: Float32Array | undefined;
@@ -123,7 +131,15 @@ export function runSync(spec: SyncRunSpec): RunResult {
         if (m === undefined) momenta.set(client, (m = new Float32Array(d)));
       }
       const r = task.localUpdate(client, x, local, trainRng, out, m);
-      contributions.push({ update: out, samples: r.samples, client });
+      // The aggregator keeps neither the list nor its entries, so both are reused round after round.
+      let c = pool[k];
+      if (c === undefined) pool.push((c = { update: out, samples: r.samples, client }));
+      else {
+        c.update = out;
+        c.samples = r.samples;
+        c.client = client;
+      }
+      contributions.push(c);
       if (spec.duration !== undefined) roundTime = Math.max(roundTime, spec.duration(client, timeRng));
       else roundTime = 1;
     }
@@ -136,7 +152,7 @@ export function runSync(spec: SyncRunSpec): RunResult {
         // The mean of the honest participants' updates trained on flipped labels, from a separate training stream.
         const mean = new Float64Array(d);
         const flipOpts: LocalOptions = { ...local, flipLabels: true };
-        for (let k = 0; k < chosen.length; k++) {
+        for (let k = 0; k < numChosen; k++) {
           const client = chosen[k]!;
           let m: Float32Array | undefined;
           if (flippedMomenta !== null) {
@@ -146,9 +162,9 @@ export function runSync(spec: SyncRunSpec): RunResult {
           task.localUpdate(client, x, flipOpts, byzRng, flipped, m);
           for (let j = 0; j < d; j++) mean[j] += flipped[j]!;
         }
-        updates += chosen.length;
+        updates += numChosen;
         const b = new Float32Array(d);
-        for (let j = 0; j < d; j++) b[j] = mean[j]! / chosen.length;
+        for (let j = 0; j < d; j++) b[j] = mean[j]! / numChosen;
         vectors = Array.from({ length: byz.clients }, () => Float32Array.from(b));
       } else if (byz.attack === 'alie' || byz.attack === 'foe') {
         vectors = optimalAttack(byz.attack, { honest, byzantine: byz.clients }, probe!).vectors;
@@ -159,7 +175,7 @@ export function runSync(spec: SyncRunSpec): RunResult {
     }
     const lr = spec.serverLr?.(t);
     if (lr === undefined) {
-      x = aggregator.step(x, contributions).model;
+      x = aggregator.stepModel(x, contributions);
     } else if (contributions.length > 0) {
       if (!(Number.isFinite(lr) && lr >= 0)) throw new RangeError(`runSync: serverLr(${t}) must be a finite number ≥ 0, got ${String(lr)}`);
       // ServerAggregator.step with the aggregate scaled by γ_t (FedAU, when used, observes the same participants).
@@ -228,9 +244,10 @@ function finiteOrNull(v: number): number | null {
   return Number.isFinite(v) ? v : null;
 }
 
-/** k of the items, uniformly without replacement (partial Fisher–Yates on a copy), in ascending order. */
-function sample(items: ArrayLike<number>, k: number, rng: Rng): number[] {
-  const a = Array.from(items);
+/** k of the first `count` items, uniformly without replacement (partial Fisher–Yates on a copy), in ascending order. */
+function sample(items: ArrayLike<number>, count: number, k: number, rng: Rng): number[] {
+  const a: number[] = [];
+  for (let i = 0; i < count; i++) a.push(items[i]!);
   for (let i = 0; i < k; i++) {
     const j = i + Math.floor(rng() * (a.length - i));
     const tmp = a[i]!;
