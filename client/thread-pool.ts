@@ -3,6 +3,15 @@
 import { extname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Piscina } from 'piscina';
+import { BundleError, ModelError } from '../shared/model/errors.js';
+import type { TaskFailure } from './thread-state.js';
+
+/** The error a task's returned failure stood for (BundleError, RangeError, else ModelError), with its name. */
+export function rebuildFailure(failure: TaskFailure['failure']): Error {
+  if (failure.name === 'BundleError') return new BundleError(failure.message);
+  if (failure.name === 'RangeError') return new RangeError(failure.message);
+  return new ModelError(failure.message);
+}
 
 /** Bundles kept shared with the threads; each thread caches up to the same number of loaded models. */
 export const SHARED_BUNDLES = 4;

@@ -5,6 +5,29 @@ import { BundleError } from '../shared/model/errors.js';
 import { bundleHash, unpackBundle } from '../shared/model/bundle.js';
 import { loadFromFiles, type LoadedModel } from '../shared/model/tf-model.js';
 
+/** Every task module answers a probe with the backend its thread runs on. */
+export interface ProbeTaskInput {
+  kind: 'probe';
+  backend: BackendRequest;
+}
+
+export interface ProbeResult {
+  choice: BackendChoice;
+}
+
+/** A failure retrying elsewhere cannot fix, returned rather than thrown: structured clone would drop its name. */
+export interface TaskFailure {
+  failure: { name: string; message: string };
+}
+
+/** ModelError and BundleError: a bad model fails on every worker. */
+export const isModelProblem = (e: Error): boolean => e.name === 'ModelError' || e.name === 'BundleError';
+
+/** `err` as a TaskFailure when `permanent` says no other worker could avoid it, else undefined (thrown: retryable). */
+export function permanentFailure(err: unknown, permanent: (e: Error) => boolean): TaskFailure | undefined {
+  return err instanceof Error && permanent(err) ? { failure: { name: err.name, message: err.message } } : undefined;
+}
+
 /** Models each thread keeps loaded (the pools share as many bundles with their threads). */
 export const MODEL_CACHE_SIZE = 4;
 

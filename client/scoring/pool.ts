@@ -1,7 +1,6 @@
-import { ModelError, BundleError } from '../../shared/model/errors.js';
 import type { ModelItem } from '../../shared/model/featurizer.js';
 import type { BackendChoice, BackendRequest } from '../backends.js';
-import { createTensorThreads } from '../thread-pool.js';
+import { createTensorThreads, rebuildFailure } from '../thread-pool.js';
 import type { ProbeResult, TaskFailure, TaskInput } from './score-task.js';
 
 /**
@@ -53,10 +52,6 @@ function packFeatures(items: readonly ModelItem[]): { x: Float32Array; rows: num
   return { x, rows: items.length, cols };
 }
 
-function rebuild(failure: TaskFailure['failure']): Error {
-  return failure.name === 'BundleError' ? new BundleError(failure.message) : new ModelError(failure.message);
-}
-
 export function createScoringPool(options: ScoringPoolOptions): ScoringPool {
   const pool = createTensorThreads(import.meta.url, 'score-task', options.threads, options.idleTimeoutMs);
   const { piscina, threads, sharedBundle } = pool;
@@ -72,7 +67,7 @@ export function createScoringPool(options: ScoringPoolOptions): ScoringPool {
         : piscina.run({ ...common, items } satisfies TaskInput))) as Float32Array | TaskFailure;
       if (!(out instanceof Float32Array)) {
         if (out.failure.name === 'BundleError') pool.forget(hash);
-        throw rebuild(out.failure);
+        throw rebuildFailure(out.failure);
       }
       if (out.length !== items.length) throw new Error(`scoring thread returned ${out.length} scores for ${items.length} items`);
       return out;

@@ -1,6 +1,6 @@
 import { move } from 'piscina';
-import type { BackendChoice, BackendRequest } from '../backends.js';
-import { ensureBackend, modelCache } from '../thread-state.js';
+import type { BackendRequest } from '../backends.js';
+import { ensureBackend, isModelProblem, modelCache, permanentFailure, type ProbeResult, type ProbeTaskInput, type TaskFailure } from '../thread-state.js';
 import type { ModelItem } from '../../shared/model/featurizer.js';
 import { scoreBatch, scoreFeatureMatrix, type LoadedModel } from '../../shared/model/tf-model.js';
 
@@ -26,22 +26,8 @@ export interface ScoreTaskInput {
   matrix?: { x: Float32Array; rows: number; cols: number };
 }
 
-export interface ProbeTaskInput {
-  kind: 'probe';
-  backend: BackendRequest;
-}
-
 export type TaskInput = ScoreTaskInput | ProbeTaskInput;
-
-/** A failure retrying elsewhere cannot fix, returned rather than thrown: structured clone would drop its name. */
-export interface TaskFailure {
-  failure: { name: string; message: string };
-}
-
-/** What a probe returns: the backend this thread runs on. */
-export interface ProbeResult {
-  choice: BackendChoice;
-}
+export type { ProbeResult, TaskFailure };
 
 export default async function scoreTask(task: TaskInput): Promise<Float32Array | TaskFailure | ProbeResult> {
   if (task.kind === 'probe') return { choice: await ensureBackend(task.backend) };
@@ -53,9 +39,8 @@ export default async function scoreTask(task: TaskInput): Promise<Float32Array |
       : await scoreBatch(m, manifest, task.items ?? [], task.batchSize);
     return move(scores) as Float32Array; // transferred back, not copied
   } catch (err) {
-    if (err instanceof Error && (err.name === 'ModelError' || err.name === 'BundleError')) {
-      return { failure: { name: err.name, message: err.message } };
-    }
+    const failure = permanentFailure(err, isModelProblem);
+    if (failure !== undefined) return failure;
     throw err;
   }
 }

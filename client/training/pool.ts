@@ -1,8 +1,8 @@
-import { BundleError, ModelError } from '../../shared/model/errors.js';
 import type { BackendChoice, BackendRequest } from '../backends.js';
-import { createTensorThreads } from '../thread-pool.js';
+import { createTensorThreads, rebuildFailure } from '../thread-pool.js';
+import type { ProbeResult, TaskFailure } from '../thread-state.js';
 import type { LocalTrainOptions, LocalTrainResult, TrainData } from './local-train.js';
-import type { TrainProbeResult, TrainTaskFailure, TrainTaskInput, TrainTaskMessage } from './train-task.js';
+import type { TrainTaskInput, TrainTaskMessage } from './train-task.js';
 
 /**
  * The worker's fine-tuning thread pool (the scoring pool's twin, client/scoring/pool.ts): local training is
@@ -46,12 +46,6 @@ export interface TrainingPool {
   close(): Promise<void>;
 }
 
-function rebuild(failure: TrainTaskFailure['failure']): Error {
-  if (failure.name === 'BundleError') return new BundleError(failure.message);
-  if (failure.name === 'RangeError') return new RangeError(failure.message);
-  return new ModelError(failure.message);
-}
-
 /** A fresh copy of `data` whose buffers can be transferred. */
 function copyData(data: TrainData): { data: TrainData; buffers: ArrayBuffer[] } {
   if (data.kind === 'classify') {
@@ -81,15 +75,15 @@ export function createTrainingPool(options: TrainingPoolOptions): TrainingPool {
         task.momentum = shard.momentum.slice();
         buffers.push(task.momentum.buffer as ArrayBuffer);
       }
-      const out = (await piscina.run(task satisfies TrainTaskMessage, { transferList: buffers })) as LocalTrainResult | TrainTaskFailure;
+      const out = (await piscina.run(task satisfies TrainTaskMessage, { transferList: buffers })) as LocalTrainResult | TaskFailure;
       if ('failure' in out) {
         if (out.failure.name === 'BundleError') pool.forget(shard.hash);
-        throw rebuild(out.failure);
+        throw rebuildFailure(out.failure);
       }
       return out;
     },
     async probe() {
-      const out = (await piscina.run({ kind: 'probe', backend: options.backend } satisfies TrainTaskMessage)) as TrainProbeResult;
+      const out = (await piscina.run({ kind: 'probe', backend: options.backend } satisfies TrainTaskMessage)) as ProbeResult;
       return out.choice;
     },
     close: () => pool.close(),

@@ -1,7 +1,7 @@
 import { move, transferableSymbol, valueSymbol } from 'piscina';
-import type { BackendChoice, BackendRequest } from '../backends.js';
+import type { BackendRequest } from '../backends.js';
 import type { LoadedModel } from '../../shared/model/tf-model.js';
-import { ensureBackend, modelCache } from '../thread-state.js';
+import { ensureBackend, isModelProblem, modelCache, permanentFailure, type ProbeResult, type ProbeTaskInput, type TaskFailure } from '../thread-state.js';
 import { readFlatWeights, setFlatWeights } from '../../shared/model/weights.js';
 import { trainLocally, type LocalTrainOptions, type LocalTrainResult, type TrainData } from './local-train.js';
 
@@ -28,21 +28,7 @@ export interface TrainTaskInput {
   opts: Omit<LocalTrainOptions, 'initialMomentum'>;
 }
 
-export interface TrainProbeInput {
-  kind: 'probe';
-  backend: BackendRequest;
-}
-
-export type TrainTaskMessage = TrainTaskInput | TrainProbeInput;
-
-/** A failure retrying elsewhere cannot fix, returned rather than thrown: structured clone would drop its name. */
-export interface TrainTaskFailure {
-  failure: { name: string; message: string };
-}
-
-export interface TrainProbeResult {
-  choice: BackendChoice;
-}
+export type TrainTaskMessage = TrainTaskInput | ProbeTaskInput;
 
 interface CachedModel extends LoadedModel {
   /** The bundle's weights, restored for tasks that send none. */
@@ -65,7 +51,7 @@ function transferable(result: LocalTrainResult): LocalTrainResult {
   }) as unknown as LocalTrainResult;
 }
 
-export default async function trainTask(task: TrainTaskMessage): Promise<LocalTrainResult | TrainTaskFailure | TrainProbeResult> {
+export default async function trainTask(task: TrainTaskMessage): Promise<LocalTrainResult | TaskFailure | ProbeResult> {
   if (task.kind === 'probe') return { choice: await ensureBackend(task.backend) };
   await ensureBackend(task.backend);
   try {
@@ -74,9 +60,9 @@ export default async function trainTask(task: TrainTaskMessage): Promise<LocalTr
     const opts: LocalTrainOptions = task.momentum !== undefined ? { ...task.opts, initialMomentum: task.momentum } : { ...task.opts };
     return transferable(await trainLocally(model, manifest, task.data, opts));
   } catch (err) {
-    if (err instanceof Error && (err.name === 'ModelError' || err.name === 'BundleError' || err instanceof RangeError)) {
-      return { failure: { name: err.name, message: err.message } };
-    }
+    // Also RangeError: bad options, weights or data.
+    const failure = permanentFailure(err, (e) => isModelProblem(e) || e instanceof RangeError);
+    if (failure !== undefined) return failure;
     throw err;
   }
 }
