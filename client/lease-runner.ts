@@ -404,7 +404,8 @@ export class LeaseRunner {
     else data = await this.workerData(source.name, task.modelHash, manifest);
     if (task.flipLabels === true) data = flipLabels(data, manifest);
     const momentumKey = source.source === 'worker' ? `${source.name}\0${task.modelHash}` : undefined;
-    const sendMomentum = source.source === 'central' || task.momentum !== undefined;
+    // Coordinator-held clients (rows or pairs) carry their momentum with the shard; a worker's own dataset keeps it here.
+    const sendMomentum = source.source !== 'worker' || task.momentum !== undefined;
     const initialMomentum = task.momentum?.data instanceof Float32Array ? task.momentum.data : momentumKey === undefined ? undefined : this.momenta.get(momentumKey);
     const weights = this.weightsFor(task);
     const shard: TrainShard = {

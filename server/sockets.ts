@@ -159,7 +159,7 @@ class WorkerSession {
     });
     on('result', (m) => this.result(m));
     on('failure', (m) => {
-      if (owner.pool.training.fail(this.id(), m.leaseId, m.reason)) return;
+      if (owner.pool.training.fail(this.id(), m.leaseId, m.reason, m.retryable)) return;
       const outcome = owner.pool.fail(this.id(), m.leaseId, m.retryable, m.reason);
       if (outcome.kind === 'accepted') this.log.warn({ lease: m.leaseId, retryable: m.retryable, reason: m.reason }, 'worker reported a failure');
     });

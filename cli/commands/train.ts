@@ -4,7 +4,7 @@
 // worker-held data is not read here at all. A coordinator restart mid-job is waited out: the job resumes there from
 // its last checkpoint and the metrics are followed again.
 import { SingleBar } from 'cli-progress';
-import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { readBundleDir, writeBundleDir } from '../../client/scoring/bundle-fs.js';
 import { ConfigError, parseTrainConfig, type TrainConfig } from '../../shared/config/train.js';
@@ -40,6 +40,9 @@ export async function run(options: Record<string, unknown>): Promise<void> {
   const model = await readModel(config.model, config.task);
   const data = config.data.source === 'central' ? await readData(config.data.path, model.manifest, config.task) : undefined;
   const evalData = config.eval === undefined ? undefined : await readData(config.eval.path, model.manifest, config.task);
+
+  // DIR/model/ is written only after training: refuse an occupied one now, not after the job has run.
+  if (o.out !== undefined) await checkEmptyModelDir(path.resolve(o.out, 'model'));
 
   const api = new CoordinatorApi(o.url, o.token || undefined);
   await api.ensureBlob(model.hash, model.bytes);
@@ -152,6 +155,18 @@ async function followMetrics(api: CoordinatorApi, id: string, onLine: (value: un
       await new Promise((r) => setTimeout(r, 1000));
     }
   }
+}
+
+async function checkEmptyModelDir(dir: string): Promise<void> {
+  let entries: string[];
+  try {
+    entries = await readdir(dir);
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT') return;
+    throw new UserError(`${dir}: cannot use as the output model directory (${code ?? String(e)})`);
+  }
+  if (entries.length > 0) throw new UserError(`${dir}: not empty (an earlier run's model?); choose another --out`);
 }
 
 async function readModel(dir: string, task: TrainConfig['task']): Promise<{ hash: string; bytes: Uint8Array; manifest: Manifest }> {

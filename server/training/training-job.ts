@@ -246,21 +246,39 @@ export class TrainingService {
         this.host.log.error({ job: record.id, err: e instanceof ConfigError ? e.message : String(e) }, 'stored training job has an invalid config; skipped');
         continue;
       }
-      const data = this.readData(record.data);
-      const evalData = this.readData(record.eval);
+      let data: CentralData | undefined;
+      let evalData: CentralData | undefined;
+      let unreadable: string | undefined;
+      try {
+        data = this.readData(record.data);
+        evalData = this.readData(record.eval);
+      } catch (e) {
+        unreadable = `its data cannot be read from the state store: ${e instanceof Error ? e.message : String(e)}`;
+      }
       const job = new TrainingJob(record.id, config, record.model, data, evalData, partition(config, data), record.createdAt);
-      const cp = this.host.store.trainCheckpoint(record.id);
+      let cp: ReturnType<Store['trainCheckpoint']>;
       let resumeFrom: TrainingJob['resumeFrom'];
-      if (cp !== undefined) {
-        const { header, vectors } = unpackState(cp.state) as { header: CheckpointHeader; vectors: Float32Array[] };
-        job.metrics = cp.metrics.split('\n').filter((l) => l !== '').map((l) => JSON.parse(l) as TrainMetricLine);
-        job.numClients = header.numClients;
-        for (const [name, client] of header.bindings) job.bindings.set(name, client);
-        const [weights, ...momenta] = vectors;
-        const snapshot = { ...header.snapshot, weights: weights ?? new Float32Array(0), momenta: header.momentumClients.map((c, i) => [c, momenta[i] ?? new Float32Array(0)]) } as DriverSnapshot;
-        resumeFrom = { snapshot, elapsed: header.elapsed };
-        job.finalWeights = weights;
-        job.checkpointedStep = cp.step;
+      try {
+        cp = this.host.store.trainCheckpoint(record.id);
+      } catch (e) {
+        unreadable ??= `its checkpoint cannot be read: ${e instanceof Error ? e.message : String(e)}`;
+      }
+      // One damaged record must not keep the coordinator from starting: that job fails, the others go on.
+      if (cp !== undefined && unreadable === undefined) {
+        try {
+          const { header, vectors } = unpackState(cp.state) as { header: CheckpointHeader; vectors: Float32Array[] };
+          job.metrics = cp.metrics.split('\n').filter((l) => l !== '').map((l) => JSON.parse(l) as TrainMetricLine);
+          job.numClients = header.numClients;
+          for (const [name, client] of header.bindings) job.bindings.set(name, client);
+          const [weights, ...momenta] = vectors;
+          const snapshot = { ...header.snapshot, weights: weights ?? new Float32Array(0), momenta: header.momentumClients.map((c, i) => [c, momenta[i] ?? new Float32Array(0)]) } as DriverSnapshot;
+          resumeFrom = { snapshot, elapsed: header.elapsed };
+          job.finalWeights = weights;
+          job.checkpointedStep = cp.step;
+        } catch (e) {
+          unreadable = `its checkpoint cannot be read: ${e instanceof Error ? e.message : String(e)}`;
+          job.metrics = [];
+        }
       }
       this.jobs.set(record.id, job);
       if (isTerminal(record.state)) {
@@ -270,8 +288,8 @@ export class TrainingService {
         continue;
       }
       const bundle = this.host.blobs.read(record.model);
-      if (bundle === undefined || (config.data.source === 'central' && data === undefined)) {
-        this.finish(job, 'failed', 'its model or data blob is missing from the state store');
+      if (unreadable !== undefined || bundle === undefined || (config.data.source === 'central' && data === undefined)) {
+        this.finish(job, 'failed', unreadable ?? 'its model or data blob is missing from the state store');
         continue;
       }
       job.resumeFrom = resumeFrom;
@@ -398,7 +416,7 @@ export class TrainingService {
   /** Opens the next round (sync) or tops up the shards in flight (async); waits while no client can train. */
   private advance(job: TrainingJob): void {
     const dr = job.driver;
-    if (dr === undefined || job.state !== 'running') return;
+    if (dr === undefined || job.state !== 'running' || this.closed) return;
     if (dr.d.done) {
       this.finish(job, 'done');
       return;
@@ -422,7 +440,7 @@ export class TrainingService {
 
   private closeRound(job: TrainingJob): void {
     const dr = job.driver;
-    if (dr?.kind !== 'sync' || !dr.d.roundOpen || job.state !== 'running') return;
+    if (dr?.kind !== 'sync' || !dr.d.roundOpen || job.state !== 'running' || this.closed) return;
     if (job.roundTimer !== undefined) clearTimeout(job.roundTimer);
     job.roundTimer = undefined;
     job.queue = [];
@@ -741,14 +759,19 @@ export class TrainingService {
     return r.status === 'refused' ? r.reason : null;
   }
 
-  /** A `failure` for a training lease: the client misses the round (sync) or is abandoned (async). */
-  fail(workerId: string, leaseId: string, reason: string): boolean {
+  /**
+   * A `failure` for a training lease: the client misses the round (sync) or is abandoned (async). A failure no retry
+   * can fix (a bad model, a bad dataset) fails the job: retrying would loop (async) or "train" nothing (sync).
+   */
+  fail(workerId: string, leaseId: string, reason: string, retryable = true): boolean {
     const lease = this.leases.get(leaseId);
     if (lease === undefined || lease.workerId !== workerId) return false;
-    this.host.log.warn({ job: lease.jobId, client: lease.order.client, reason }, 'train lease failed');
+    this.host.log.warn({ job: lease.jobId, client: lease.order.client, reason, retryable }, 'train lease failed');
     this.drop(leaseId);
     const job = this.jobs.get(lease.jobId);
-    if (job?.state === 'running') this.miss(job, lease.order);
+    if (job?.state !== 'running') return true;
+    if (!retryable) this.finish(job, 'failed', `client ${lease.order.client} on worker ${this.host.registry.get(workerId)?.name ?? workerId}: ${reason}`);
+    else this.miss(job, lease.order);
     return true;
   }
 

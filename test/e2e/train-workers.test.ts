@@ -68,6 +68,21 @@ test('worker-held datasets: each worker trains on its own --data file under Bern
   t.is(done['w-none'], 0);
   for (const n of names) t.true(done[`w-${n}`]! > 0, JSON.stringify(done));
   t.is(Object.values(done).reduce((a, b) => a + b, 0), m.reduce((s, l) => s + l.participants, 0));
+
+  // An occupied --out/model is refused before anything is submitted.
+  const again = await fedpool(['train', '--url', coordinator.url, '--token', CLIENT_TOKEN, '--config', path.join(dir, 'train.json'), '--out', path.join(dir, 'out')]);
+  t.is(again.status, 1);
+  t.regex(again.stderr, /^\S+model: not empty .*choose another --out\n$/);
+  t.is((await trainJobs(coordinator.url)).length, 1);
+
+  // A failure no retry can fix (the workers' labels do not fit a 2-class model) fails the job with the reason,
+  // instead of leasing the same shards again and again.
+  const two = path.join(dir, 'two-classes');
+  modelInit(two, ['--input', 'features:8', '--output', 'classes:2', '--hidden', '4']);
+  writeFileSync(path.join(dir, 'bad.json'), JSON.stringify({ ...base, eval: undefined, model: 'two-classes/model', data: { source: 'worker', name: 'local' }, mode: 'async', steps: 5, concurrency: 3, buffer: 2 }));
+  const bad = await fedpool(['train', '--url', coordinator.url, '--token', CLIENT_TOKEN, '--config', path.join(dir, 'bad.json'), '--out', path.join(dir, 'out-bad')]);
+  t.is(bad.status, 1);
+  t.regex(bad.stderr, /job \S+ ended failed: client \d on worker w-[abc]: .*label/);
 });
 
 test('async with heterogeneous worker speeds logs staleness; killing a worker mid-round stalls neither async nor sync training', async (t) => {
@@ -126,8 +141,12 @@ test('a coordinator restarted mid-job resumes the training job from its checkpoi
   }));
   const run = fedpool(['train', '--url', url, '--token', CLIENT_TOKEN, '--config', path.join(dir, 'train.json'), '--out', path.join(dir, 'out')]);
   await until(async () => (await trainJobs(url))[0]?.progress.done! >= 5, 'step 5', 60_000);
+  const doneAtStop = (await trainJobs(url))[0]!.progress.done;
   t.is(await pool.coordinator.stop('SIGTERM'), 0);
   pool.coordinator = await startCoordinatorProcess([...args, '--port', String(new URL(url).port)]);
+  // Resumed from the shutdown checkpoint, not started over.
+  const resumedAt = (await trainJobs(pool.coordinator.url))[0]!.progress.done;
+  t.true(resumedAt >= doneAtStop && doneAtStop < 14, `stopped at ${doneAtStop}, resumed at ${resumedAt}`);
   const r = await run;
   t.is(r.status, 0, r.stderr);
   const m = readMetrics(path.join(dir, 'out', 'metrics.jsonl'));

@@ -256,7 +256,9 @@ test('reportHtml: small for 36 runs × 60 points; long series downsampled to ≤
 
   const long = [1, 2].map((s) => run('long', 'a', s, { points: 5000, jitter: true }));
   const big = reportHtml(long, { title: 't', generatedAt: 'g' });
-  for (const m of big.matchAll(/<path class="line" d="([^"]*)"/g)) {
+  const paths = [...big.matchAll(/<path class="line" d="([^"]*)"/g)];
+  t.true(paths.length >= 2, 'the plot lines are found'); // or the loop below would check nothing
+  for (const m of paths) {
     const n = (m[1].match(/[ML]/g) ?? []).length;
     t.true(n <= MAX_POINTS, `line with ${n} points`);
   }
