@@ -235,6 +235,9 @@ export function parseSimConfig(json: unknown, file = 'sim.json'): SimConfig {
     if (s !== null) {
       if (s.kind === 'uniform' && s.max < s.min) fail(`${expField(ei, 'speeds')}.max`, `${s.max} is below min ${s.min}`);
       if (s.kind === 'log-normal' && s.jitter !== undefined && s.jitter[1] < s.jitter[0]) fail(`${expField(ei, 'speeds')}.jitter`, 'high is below low');
+      // An async run needs time to pass: a job that can take 0 would redispatch at the same instant for ever.
+      const zero = (s.kind === 'constant' && s.value === 0) || (s.kind === 'half-normal' && s.sd === 0 && s.min === 0) || (s.kind === 'uniform' && s.max === 0);
+      if (anyAsync && zero) fail(expField(ei, 'speeds'), 'jobs of duration 0 keep the virtual clock still; async algorithms need durations > 0');
     }
     const b = e.byzantine;
     if (b !== null && b.clients > 0) {
@@ -252,6 +255,8 @@ export function parseSimConfig(json: unknown, file = 'sim.json'): SimConfig {
       if (a.clientsPerRound !== undefined && a.clientsPerRound > N) fail(`${at}.clientsPerRound`, `${a.clientsPerRound} exceeds the ${N} clients`);
       if (a.fedauCutoff !== null && a.weighting !== 'fedau') fail(`${at}.fedauCutoff`, "only for weighting 'fedau'");
       if (a.weighting === 'known') {
+        // 1/p is the oracle weight only when every available client takes part; sampling lowers the real rate.
+        if (a.clientsPerRound !== undefined) fail(`${at}.clientsPerRound`, "not with weighting 'known' (the rates it knows are availability, not the chance of being sampled)");
         experiments.forEach((e, i) => {
           if (e.participation === null) fail(`${at}.weighting`, `'known' needs participation (the true rates), experiment ${JSON.stringify(e.name)} has none${cfg.experiments === undefined ? '' : ` (experiments.${i})`}`);
         });

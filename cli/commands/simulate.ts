@@ -41,7 +41,11 @@ export async function run(raw: Record<string, unknown>): Promise<void> {
     }
   }
   const out = path.resolve(o.out ?? `fedpool-sim-${preset.name}`);
-  await mkdir(out, { recursive: true });
+  try {
+    await mkdir(out, { recursive: true });
+  } catch (e) {
+    throw new UserError(`fedpool simulate: --out ${out}: cannot create (${(e as NodeJS.ErrnoException).code ?? String(e)})`);
+  }
 
   const started = performance.now();
   const total = preset.experiments.length * preset.algorithms.length * o.seeds;

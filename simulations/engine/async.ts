@@ -174,7 +174,8 @@ export function runAsync(spec: AsyncRunSpec): AsyncRunResult {
       const update = pool.pop() ?? new Float32Array(d);
       task.localUpdate(client, x, local, trainRng, update);
       const dur = duration(client, timeRng);
-      if (!(dur >= 0) || !Number.isFinite(dur)) throw new RangeError(`async engine: duration of client ${client} is ${String(dur)}`);
+      // 0 would redispatch at the same instant for ever (the clock never reaches maxTime).
+      if (!(dur > 0) || !Number.isFinite(dur)) throw new RangeError(`async engine: duration of client ${client} is ${String(dur)}; jobs must take a finite time > 0`);
       queue.push(now + dur, { kind: 'arrival', job: { client, version, tick: tickIndex, update } }, 0);
       inFlight++;
       dispatched++;

@@ -49,23 +49,42 @@ function spamAssassin(): SpamEmail[] {
   return emails;
 }
 
+/** Every email featurized once per process and bucket count (the seed only changes the split, not the features). */
+const featurized = new Map<number, LabelledRows>();
+
+function spamRows(dim: number): LabelledRows {
+  let rows = featurized.get(dim);
+  if (rows === undefined) {
+    const all = spamAssassin();
+    const features = new Float32Array(all.length * dim);
+    const labels = new Int32Array(all.length);
+    all.forEach((e, i) => {
+      features.set(featurizeText({ prompt: '', response: e.text }, dim), i * dim);
+      labels[i] = e.group.startsWith('spam') ? 1 : 0;
+    });
+    rows = { features, labels };
+    featurized.set(dim, rows);
+  }
+  return rows;
+}
+
 /** Label 1 = spam. Features: the featurizer's `text:DIM` buckets of the whole email (headers included). */
 export function createSpamTask(o: SpamTaskOptions): SoftmaxTask {
   const dim = o.dim ?? 256;
-  const all = spamAssassin();
-  const order = Array.from(all.keys());
+  const all = spamRows(dim);
+  const order = Array.from(all.labels.keys());
   const rand = mulberry32(o.seed);
   for (let i = order.length - 1; i > 0; i--) {
     const j = Math.floor(rand() * (i + 1));
     [order[i], order[j]] = [order[j]!, order[i]!];
   }
-  const nTest = Math.round(all.length * (o.testFraction ?? 0.2));
+  const nTest = Math.round(order.length * (o.testFraction ?? 0.2));
   const rows = (idx: number[]): LabelledRows => {
     const features = new Float32Array(idx.length * dim);
     const labels = new Int32Array(idx.length);
     idx.forEach((e, i) => {
-      features.set(featurizeText({ prompt: '', response: all[e]!.text }, dim), i * dim);
-      labels[i] = all[e]!.group.startsWith('spam') ? 1 : 0;
+      features.set(all.features.subarray(e * dim, (e + 1) * dim), i * dim);
+      labels[i] = all.labels[e]!;
     });
     return { features, labels };
   };

@@ -78,6 +78,8 @@ test('bad configs: one line naming the field', (t) => {
     [{ ...base, algorithms: [{ name: 'b', mode: 'async', concurrency: 2, buffer: 2 }] }, 'maxTime', /required when an algorithm has mode async/],
     [{ ...base, algorithms: [{ name: 'a' }, { name: 'a' }] }, 'algorithms.1.name', /used twice/],
     [{ ...base, experiments: [{ name: 'e', speeds: { kind: 'uniform', min: 2, max: 1 } }] }, 'experiments.0.speeds.max', /below min/],
+    [{ ...base, maxTime: 5, speeds: { kind: 'constant', value: 0 }, algorithms: [{ name: 'b', mode: 'async', concurrency: 2, buffer: 1 }] }, 'speeds', /durations > 0$/],
+    [{ ...base, participation: { kind: 'bernoulli', p: 0.5 }, algorithms: [{ name: 'a', weighting: 'known', clientsPerRound: 3 }] }, 'algorithms.0.clientsPerRound', /not with weighting 'known'/],
   ];
   for (const [cfg, field, problem] of cases) {
     const e = t.throws(() => parseSimConfig(cfg, 'my.json'), { instanceOf: SimConfigError }, field);
