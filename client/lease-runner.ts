@@ -329,7 +329,7 @@ export class LeaseRunner {
         }
         payload = { kind: 'scores', scores: Tensor.float32(scores) };
       } else {
-        payload = await this.train(task, bundle);
+        payload = await this.train(task, bundle, lease.jobId);
       }
       if (this.options.delayMs !== undefined && this.options.delayMs > 0) await sleep(this.options.delayMs);
       const elapsed = performance.now() - started;
@@ -390,10 +390,10 @@ export class LeaseRunner {
   /**
    * One fine-tuning shard. Momentum (MoNNA): central data (virtual clients) → the lease's momentum in, the new
    * momentum out (the coordinator keeps it between rounds, so the client can move between workers). A worker's own
-   * dataset → the momentum stays here, keyed by (dataset, model hash); a lease that carries momentum overrides it,
-   * and then the new momentum is sent back too.
+   * dataset → the momentum stays here, keyed by (job, dataset, model hash): two jobs on the same dataset and model
+   * never share one; a lease that carries momentum overrides it, and then the new momentum is sent back too.
    */
-  private async train(task: TrainTask, bundle: Uint8Array): Promise<Extract<ResultPayload, { kind: 'update' }>> {
+  private async train(task: TrainTask, bundle: Uint8Array, jobId: string): Promise<Extract<ResultPayload, { kind: 'update' }>> {
     const trainer = this.options.trainer;
     if (trainer === undefined) throw new Error('this worker does not run train tasks');
     const manifest = this.manifest(task.modelHash, bundle);
@@ -403,7 +403,7 @@ export class LeaseRunner {
     else if (source.source === 'central-pairs') data = centralPairsData(source.chosen, source.rejected);
     else data = await this.workerData(source.name, task.modelHash, manifest);
     if (task.flipLabels === true) data = flipLabels(data, manifest);
-    const momentumKey = source.source === 'worker' ? `${source.name}\0${task.modelHash}` : undefined;
+    const momentumKey = source.source === 'worker' ? `${jobId}\0${source.name}\0${task.modelHash}` : undefined;
     // Coordinator-held clients (rows or pairs) carry their momentum with the shard; a worker's own dataset keeps it here.
     const sendMomentum = source.source !== 'worker' || task.momentum !== undefined;
     const initialMomentum = task.momentum?.data instanceof Float32Array ? task.momentum.data : momentumKey === undefined ? undefined : this.momenta.get(momentumKey);

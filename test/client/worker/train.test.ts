@@ -194,7 +194,7 @@ test('dataset files: the three line forms, one-line errors naming file:line, laz
   await t.throwsAsync(sets.get('b'), { message: 'no dataset b on this worker' });
 });
 
-test('the CLI worker trains on its own --data JSONL dataset: an update, momentum kept on the worker', async (t) => {
+test('the CLI worker trains on its own --data JSONL dataset: an update, momentum kept on the worker for its job only', async (t) => {
   const data = classifyData(40, 11);
   const path = join(scratch, 'mine.jsonl');
   writeFileSync(path, Array.from(data.labels, (label, i) => JSON.stringify({ features: [...data.x.subarray(i * DIM, (i + 1) * DIM)], label })).join('\n') + '\n');
@@ -202,17 +202,18 @@ test('the CLI worker trains on its own --data JSONL dataset: an update, momentum
   t.teardown(() => coord.close());
   const hash = coord.addBlob(bundle);
   const task: TrainTask = { kind: 'train', modelHash: hash, modelVersion: 2, client: 1, local, data: { source: 'worker', name: 'mine' } };
-  coord.enqueue(trainShard('J', task), trainShard('J', { ...task, modelVersion: 3 }));
+  // A second job on the same dataset and model must not inherit job J's momentum.
+  coord.enqueue(trainShard('J', task), trainShard('J', { ...task, modelVersion: 3 }), trainShard('K', { ...task, modelVersion: 3 }));
 
   const child = spawn(process.execPath, ['--import=tsx', entry, 'worker', '--url', coord.url, '--backend', 'cpu', '--threads', '1', '--data', `mine=${path}`], { cwd: root, env });
   let stderr = '';
   child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
   const exit = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
   t.teardown(() => void child.kill('SIGKILL'));
-  await coord.until(() => coord.results.length + coord.failures.length >= 2, 'two answers', 45_000);
+  await coord.until(() => coord.results.length + coord.failures.length >= 3, 'three answers', 45_000);
   t.deepEqual(coord.failures, [], stderr);
   t.like(coord.hellos[0]!.message.capabilities, { tasks: ['score', 'train'] });
-  const [a, b] = coord.updates.map((u) => u.payload);
+  const [a, b, c] = coord.updates.map((u) => u.payload);
   const { model, manifest } = await loadFromFiles(files);
   const params = parameterCount(model);
   const initial = getFlatWeights(model);
@@ -220,12 +221,16 @@ test('the CLI worker trains on its own --data JSONL dataset: an update, momentum
   // The second lease (no weights: the bundle's) continues from the momentum the first left on the worker.
   setFlatWeights(model, initial);
   const expectedB = await trainLocally(model, manifest, data, { ...local, seed: trainSeed(3, 1), initialMomentum: expected.momentum! });
+  setFlatWeights(model, initial);
+  const expectedC = await trainLocally(model, manifest, data, { ...local, seed: trainSeed(3, 1) });
   model.dispose();
   t.is(a?.update.size, params);
   t.like(a, { baseVersion: 2, samples: 40, momentum: undefined });
   t.like(b, { baseVersion: 3, momentum: undefined });
   t.true(Math.abs((a?.loss ?? NaN) - expected.loss) < 1e-4, `${a?.loss} vs ${expected.loss}`);
   t.true(Math.abs((b?.loss ?? NaN) - expectedB.loss) < 1e-4, `${b?.loss} vs ${expectedB.loss}`);
+  t.true(Math.abs(expectedB.loss - expectedC.loss) > 1e-3, 'the momentum changes the loss, so the next check can tell');
+  t.true(Math.abs((c?.loss ?? NaN) - expectedC.loss) < 1e-4, `job K: ${c?.loss} vs ${expectedC.loss} (fresh momentum)`);
   child.kill('SIGTERM');
   t.is(await exit, 0, stderr);
 });
