@@ -7,6 +7,7 @@ import { z } from 'zod';
 import { minInputs } from '../shared/aggregation/robust.js';
 import { robustConfigSchema, serverOptimizerConfigSchema } from '../shared/config/aggregation.js';
 import { stalenessConfigSchema } from '../shared/config/train.js';
+import { P2P_ATTACKS } from './engine/p2p.js';
 import { SYNC_ATTACKS } from './engine/sync.js';
 
 /** A sim.json problem: the message is one line, `sim.json: <field.path>: <problem>`. */
@@ -78,13 +79,16 @@ export const simSpeedsSchema = z.discriminatedUnion('kind', [
   z.strictObject({ kind: z.literal('per-example'), perExample: positive, sd: nonNegative.default(0), samples: count }),
 ]);
 
-export const simByzantineSchema = z.strictObject({ clients: z.number().int().nonnegative(), attack: z.enum(SYNC_ATTACKS) });
+/** `z`: a fixed z for alie/foe (sync: instead of the line search; p2p: instead of its default). */
+export const simByzantineSchema = z.strictObject({ clients: z.number().int().nonnegative(), attack: z.enum(SYNC_ATTACKS), z: positive.optional() });
 
 export const simLocalSchema = z.strictObject({
   steps: count.default(5),
   lr: positive.default(0.1),
   batchSize: count.default(16),
   momentum: z.number().min(0).lt(1).default(0),
+  /** Sync only: each client keeps its Polyak momentum between its jobs (worker momentum, MoNNA). Absent = false. */
+  keepMomentum: z.boolean().optional(),
 });
 
 const defaultServer = { optimizer: 'sgd', lr: 1, momentum: 0 } as const;
@@ -97,6 +101,8 @@ const syncAlgorithmSchema = z.strictObject({
   robust: robustConfigSchema.default({ mix: 'none', rule: 'mean', f: 0 }),
   server: serverOptimizerConfigSchema.default(defaultServer),
   clientsPerRound: count.optional(),
+  /** τ: the aggregate is scaled by γ_t = 1/(1 + t/τ) before the server optimizer (t = 0-based round). */
+  lrDecay: positive.optional(),
 });
 
 const asyncAlgorithmSchema = z.strictObject({
@@ -111,10 +117,22 @@ const asyncAlgorithmSchema = z.strictObject({
   server: serverOptimizerConfigSchema.default(defaultServer),
 });
 
+/** Peer-to-peer MoNNA / NNA (engine/p2p.ts): momentum and lr default to local's, f to the experiment's Byzantine clients. */
+const p2pAlgorithmSchema = z.strictObject({
+  name: label,
+  mode: z.literal('p2p'),
+  momentum: z.number().min(0).lt(1).optional(),
+  lr: positive.optional(),
+  lrDecay: positive.optional(),
+  lrDecayEvery: count.optional(),
+  f: z.number().int().nonnegative().optional(),
+  evaluate: z.enum(['node0', 'mean']).default('node0'),
+});
+
 /** `mode` defaults to 'sync' (filled in before the discriminated union looks at it). */
 export const simAlgorithmSchema = z.preprocess(
   (v) => (v !== null && typeof v === 'object' && !Array.isArray(v) && !('mode' in v) ? { ...v, mode: 'sync' } : v),
-  z.discriminatedUnion('mode', [syncAlgorithmSchema, asyncAlgorithmSchema]),
+  z.discriminatedUnion('mode', [syncAlgorithmSchema, asyncAlgorithmSchema, p2pAlgorithmSchema]),
 );
 
 export const simExperimentSchema = z.strictObject({
@@ -151,6 +169,7 @@ export type SimByzantineConfig = z.infer<typeof simByzantineSchema>;
 export type SimAlgorithmConfig = z.infer<typeof simAlgorithmSchema>;
 export type SimSyncAlgorithmConfig = z.infer<typeof syncAlgorithmSchema>;
 export type SimAsyncAlgorithmConfig = z.infer<typeof asyncAlgorithmSchema>;
+export type SimP2PAlgorithmConfig = z.infer<typeof p2pAlgorithmSchema>;
 
 /** One experiment with the top-level settings it inherits filled in (null: none). */
 export interface ResolvedExperiment {
@@ -214,10 +233,16 @@ export function parseSimConfig(json: unknown, file = 'sim.json'): SimConfig {
 
   const anySync = cfg.algorithms.some((a) => a.mode === 'sync');
   const anyAsync = cfg.algorithms.some((a) => a.mode === 'async');
-  if (anySync && cfg.rounds === undefined) fail('rounds', 'required when an algorithm has mode sync');
+  const anyP2P = cfg.algorithms.some((a) => a.mode === 'p2p');
+  if ((anySync || anyP2P) && cfg.rounds === undefined) fail('rounds', `required when an algorithm has mode ${anySync ? 'sync' : 'p2p'}`);
   if (anyAsync && cfg.maxTime === undefined) fail('maxTime', 'required when an algorithm has mode async (the virtual-time cap)');
   if (cfg.stopAtTarget && cfg.target === undefined) fail('stopAtTarget', 'needs a target');
   if (cfg.averageTail > 0 && !anySync) fail('averageTail', 'only for sync algorithms');
+  if (cfg.local.keepMomentum === true) {
+    if (anyAsync) fail('local.keepMomentum', 'async algorithms do not keep per-client momentum (engine/async.ts has none); drop it or the async algorithms');
+    if (!anySync) fail('local.keepMomentum', 'only for sync algorithms (p2p nodes always keep their own momentum)');
+    if (cfg.local.momentum === 0) fail('local.keepMomentum', 'needs local.momentum > 0 (with β = 0 there is no momentum to keep)');
+  }
 
   experiments.forEach((e, i) => {
     const ei = cfg.experiments === undefined ? null : i;
@@ -230,6 +255,7 @@ export function parseSimConfig(json: unknown, file = 'sim.json'): SimConfig {
         if (p.p.by === 'data' && cfg.task.kind !== 'quadratic') fail(`${field}.by`, "'data' needs task kind 'quadratic' (p_n follows its z_n)");
       }
       if (anyAsync) fail(expField(ei, 'participation'), 'async algorithms do not model availability; drop participation or the async algorithms');
+      if (anyP2P) fail(expField(ei, 'participation'), 'p2p algorithms have every node in every round; drop participation or the p2p algorithms');
     }
     const s = e.speeds;
     if (s !== null) {
@@ -238,10 +264,21 @@ export function parseSimConfig(json: unknown, file = 'sim.json'): SimConfig {
       // An async run needs time to pass: a job that can take 0 would redispatch at the same instant for ever.
       const zero = (s.kind === 'constant' && s.value === 0) || (s.kind === 'half-normal' && s.sd === 0 && s.min === 0) || (s.kind === 'uniform' && s.max === 0);
       if (anyAsync && zero) fail(expField(ei, 'speeds'), 'jobs of duration 0 keep the virtual clock still; async algorithms need durations > 0');
+      if (anyP2P) fail(expField(ei, 'speeds'), 'p2p rounds all take 1 (their virtual time is the round count); drop speeds or the p2p algorithms');
     }
     const b = e.byzantine;
+    if (b !== null && b.z !== undefined && b.attack !== 'alie' && b.attack !== 'foe') fail(`${expField(ei, 'byzantine')}.z`, `only for attack 'alie' or 'foe', got '${b.attack}'`);
     if (b !== null && b.clients > 0) {
-      if (anyAsync) fail(`${expField(ei, 'byzantine')}`, 'Byzantine clients are simulated for sync algorithms only');
+      if (anyAsync) fail(`${expField(ei, 'byzantine')}`, 'Byzantine clients are simulated for sync and p2p algorithms only');
+      if (anyP2P) {
+        if (!(P2P_ATTACKS as readonly string[]).includes(b.attack)) fail(`${expField(ei, 'byzantine')}.attack`, `'${b.attack}' is not simulated for p2p algorithms (they take ${P2P_ATTACKS.join(', ')})`);
+        if (b.attack === 'alie' && b.z === undefined) {
+          // p2p's default z is the original ALIE constant (shared/attacks.ts alieZ), defined only for s ≥ 1.
+          const n = N + b.clients;
+          const s = Math.floor(n / 2 + 1) - b.clients;
+          if (s < 1) fail(`${expField(ei, 'byzantine')}.z`, `required for p2p algorithms here: the default z = Φ⁻¹((n − s)/n) needs s = ⌊n/2 + 1⌋ − f ≥ 1, but n = ${n}, f = ${b.clients} give s = ${s}`);
+        }
+      }
       cfg.algorithms.forEach((a, k) => {
         if (a.mode === 'sync' && a.weighting !== 'uniform') fail(`algorithms.${k}.weighting`, `Byzantine clients (${expField(ei, 'byzantine')}) need 'uniform', got '${a.weighting}'`);
       });
@@ -265,6 +302,18 @@ export function parseSimConfig(json: unknown, file = 'sim.json'): SimConfig {
       const perStep = (a.clientsPerRound ?? N) + maxByzantine;
       const need = minInputs(rule, mix, f);
       if (perStep < need) fail(`${at}.robust.f`, `${mix === 'nnm' ? 'nnm + ' : ''}${rule} with f = ${f} needs at least ${need} updates per step, but a step aggregates at most ${perStep}`);
+    } else if (a.mode === 'p2p') {
+      if (a.lrDecayEvery !== undefined && a.lrDecay === undefined) fail(`${at}.lrDecayEvery`, 'only with lrDecay');
+      // runP2P's own rule: every honest node receives n vectors (the Byzantine ones only when they attack) and NNA
+      // averages the n − f nearest, so n > 2f.
+      experiments.forEach((e) => {
+        const byzantine = e.byzantine?.clients ?? 0;
+        const received = N + (e.byzantine === null || e.byzantine.attack === 'none' ? 0 : byzantine);
+        const f = a.f ?? byzantine;
+        if (!(received > 2 * f)) {
+          fail(`${at}.f`, `NNA with f = ${f}${a.f === undefined ? " (the experiment's Byzantine clients)" : ''} needs more than ${2 * f} received vectors, but experiment ${JSON.stringify(e.name)} gives ${received} (${N} honest + ${received - N} Byzantine)`);
+        }
+      });
     } else {
       if (a.concurrency > N) fail(`${at}.concurrency`, `${a.concurrency} exceeds the ${N} clients`);
       if (a.kind === 'fedbuff') {

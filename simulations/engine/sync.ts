@@ -22,13 +22,16 @@ export type SyncAttack = (typeof SYNC_ATTACKS)[number];
  * f Byzantine clients, present in every round besides the honest participants, all sending the same vector
  * (§2.2), built from the round's honest updates: sign-flip −μ; scaled-sign-flip −(h/f)·μ (the plain mean of all n
  * is 0); alie μ + z·σ and foe (1 − z)·μ with z line-searched over {¼, …, 16} against the defence in use
- * ("alie opt"/"foe opt", shared/attacks.ts optimalAttack); label-flip the mean of the honest participants' updates
- * trained on flipped labels (each keeps a separate flipped-label momentum when clientMomentum is on); mimic a
- * copy of the first honest participant's update. h is the number of honest participants of the round.
+ * ("alie opt"/"foe opt", shared/attacks.ts optimalAttack), or with the fixed `z` when one is given; label-flip the
+ * mean of the honest participants' updates trained on flipped labels (each keeps a separate flipped-label momentum
+ * when clientMomentum is on); mimic a copy of the first honest participant's update. h is the number of honest
+ * participants of the round.
  */
 export interface ByzantineSpec {
   clients: number;
   attack: SyncAttack;
+  /** alie/foe: a fixed z > 0 instead of the line search (no defence probe then). */
+  z?: number;
 }
 
 export interface SyncRunSpec {
@@ -83,7 +86,7 @@ export function runSync(spec: SyncRunSpec): RunResult {
   const byzRng = mulberry32(spec.seed * 2654435761 + 4);
   const flippedMomenta = momenta !== null && byz?.attack === 'label-flip' ? new Map<number, Float32Array>() : null;
   const flipped = new Float32Array(d);
-  const probe = byz === null || (byz.attack !== 'alie' && byz.attack !== 'foe') ? null : defenceProbe(spec.pipeline, aggregator);
+  const probe = byz === null || (byz.attack !== 'alie' && byz.attack !== 'foe') || byz.z !== undefined ? null : defenceProbe(spec.pipeline, aggregator);
   const everyone = Int32Array.from({ length: N }, (_, i) => i);
   const availableList = new Int32Array(N); // reused every round
   const tail = spec.averageTail ?? 0;
@@ -166,8 +169,10 @@ export function runSync(spec: SyncRunSpec): RunResult {
         const b = new Float32Array(d);
         for (let j = 0; j < d; j++) b[j] = mean[j]! / numChosen;
         vectors = Array.from({ length: byz.clients }, () => Float32Array.from(b));
-      } else if (byz.attack === 'alie' || byz.attack === 'foe') {
+      } else if ((byz.attack === 'alie' || byz.attack === 'foe') && byz.z === undefined) {
         vectors = optimalAttack(byz.attack, { honest, byzantine: byz.clients }, probe!).vectors;
+      } else if (byz.attack === 'alie' || byz.attack === 'foe') {
+        vectors = byzantineVectors(byz.attack, { honest, byzantine: byz.clients, scale: byz.z });
       } else {
         vectors = byzantineVectors(byz.attack, { honest, byzantine: byz.clients });
       }
@@ -218,6 +223,10 @@ function checkByzantine(spec: SyncRunSpec): ByzantineSpec | null {
   if (b === undefined) return null;
   if (!Number.isInteger(b.clients) || b.clients < 0) throw new RangeError(`runSync: byzantine.clients must be an integer ≥ 0, got ${String(b.clients)}`);
   if (!(SYNC_ATTACKS as readonly string[]).includes(b.attack)) throw new RangeError(`runSync: unknown attack ${JSON.stringify(b.attack)} (one of ${SYNC_ATTACKS.join(', ')})`);
+  if (b.z !== undefined) {
+    if (b.attack !== 'alie' && b.attack !== 'foe') throw new RangeError(`runSync: byzantine.z is only for attack 'alie' or 'foe', got ${JSON.stringify(b.attack)}`);
+    if (!(Number.isFinite(b.z) && b.z > 0)) throw new RangeError(`runSync: byzantine.z must be a finite number > 0, got ${String(b.z)}`);
+  }
   if (b.clients === 0) return null;
   if (spec.pipeline.weighting !== 'uniform') throw new RangeError(`runSync: Byzantine clients need weighting 'uniform', got ${JSON.stringify(spec.pipeline.weighting)}`);
   return b;

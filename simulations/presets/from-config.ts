@@ -2,10 +2,13 @@
 // so the runner, its threads, the report and the CLI treat it like a fixed preset. Seeding follows the presets: the
 // task from the seed, participation from seed + 1000 (as fedau-participation), speeds from seed + 5000 (as
 // fedbuff-speed), and the engines' own streams from the seed. Node-only through the real-data tasks (mnist, spam).
+// p2p algorithms run engine/p2p.ts: honest node i trains on client i, the experiment's Byzantine clients become
+// Byzantine nodes, and every round takes 1 on the virtual clock.
 import type { PipelineSpec } from '../../shared/aggregation/pipeline.js';
 import { createParticipation, type ParticipationSpec } from '../../shared/data/participation.js';
-import { resolvedExperiments, type ResolvedExperiment, type SimConfig, type SimSpeedsConfig } from '../config.js';
+import { resolvedExperiments, type ResolvedExperiment, type SimConfig, type SimP2PAlgorithmConfig, type SimSpeedsConfig } from '../config.js';
 import { runAsync, type AsyncAlgorithm } from '../engine/async.js';
+import { P2P_ATTACKS, runP2P, type P2PAttack, type P2PRunSpec } from '../engine/p2p.js';
 import { createSpeeds, type SpeedSpec } from '../engine/speeds.js';
 import { runSync, type Duration } from '../engine/sync.js';
 import { createQuadraticTask } from '../tasks/quadratic.js';
@@ -14,7 +17,7 @@ import { createSoftmaxTask } from '../tasks/softmax.js';
 import type { RunResult, Task } from '../types.js';
 import type { Preset } from './preset.js';
 
-function makeTask(cfg: SimConfig, seed: number): Task & { z?: Float64Array } {
+export function makeTask(cfg: SimConfig, seed: number): Task & { z?: Float64Array } {
   const t = cfg.task;
   const numClients = cfg.clients;
   switch (t.kind) {
@@ -34,12 +37,12 @@ function makeTask(cfg: SimConfig, seed: number): Task & { z?: Float64Array } {
   }
 }
 
-function speedSpec(s: SimSpeedsConfig): SpeedSpec {
+export function speedSpec(s: SimSpeedsConfig): SpeedSpec {
   return s.kind === 'log-normal' && s.jitter === undefined ? { kind: 'log-normal', mu: s.mu, sigma: s.sigma } : s;
 }
 
 /** The participation spec of an experiment (p 'by data': p_n = min + (max − min)·z_n², algorithms.md §1.5). */
-function participationSpec(e: ResolvedExperiment, task: { z?: Float64Array }): ParticipationSpec | null {
+export function participationSpec(e: ResolvedExperiment, task: { z?: Float64Array }): ParticipationSpec | null {
   const p = e.participation;
   if (p === null) return null;
   let prob: ParticipationSpec['p'];
@@ -59,10 +62,45 @@ function participationSpec(e: ResolvedExperiment, task: { z?: Float64Array }): P
   }
 }
 
+function isP2PAttack(a: string): a is P2PAttack {
+  return (P2P_ATTACKS as readonly string[]).includes(a);
+}
+
+/**
+ * The runP2P spec of a p2p algorithm in an experiment (the config's rounds, cut, as a sync run would stop, at the
+ * first logged round at or past maxTime: every p2p round takes 1).
+ */
+export function p2pSpec(cfg: SimConfig, e: ResolvedExperiment, a: SimP2PAlgorithmConfig, experiment: string, seed: number, task: Task): P2PRunSpec {
+  if (e.participation !== null || e.speeds !== null) throw new RangeError(`${cfg.name}: p2p algorithm ${a.name} takes neither participation nor speeds`);
+  const rounds = cfg.rounds ?? 1;
+  const cap = cfg.maxTime === undefined ? rounds : Math.min(rounds, Math.ceil(cfg.maxTime / cfg.logEvery) * cfg.logEvery);
+  const b = e.byzantine !== null && e.byzantine.clients > 0 ? e.byzantine : null;
+  if (b !== null && !isP2PAttack(b.attack)) throw new RangeError(`${cfg.name}: attack ${b.attack} is not simulated for p2p algorithms`);
+  return {
+    experiment, algorithm: a.name, seed, task,
+    ...(b !== null && isP2PAttack(b.attack) && { byzantine: { nodes: b.clients, attack: b.attack, ...(b.z !== undefined && { z: b.z }) } }),
+    f: a.f ?? b?.clients ?? 0,
+    rounds: cap,
+    lr: a.lr ?? cfg.local.lr,
+    ...(a.lrDecay !== undefined && { lrDecay: a.lrDecay }),
+    ...(a.lrDecayEvery !== undefined && { lrDecayEvery: a.lrDecayEvery }),
+    momentum: a.momentum ?? cfg.local.momentum,
+    batchSize: cfg.local.batchSize,
+    logEvery: cfg.logEvery,
+    evaluate: a.evaluate,
+    ...(cfg.target !== undefined && { target: cfg.target }),
+  };
+}
+
 function describe(cfg: SimConfig): string {
   if (cfg.description !== undefined) return cfg.description;
   const modes = [...new Set(cfg.algorithms.map((a) => a.mode))].join(' + ');
   return `sim.json: ${cfg.task.kind} task, ${cfg.clients} clients, ${modes} algorithms`;
+}
+
+/** A sync algorithm's `lrDecay` τ: the aggregate of round t (0-based) is scaled by γ_t = 1/(1 + t/τ). */
+export function serverLrDecay(tau: number): (t: number) => number {
+  return (t) => 1 / (1 + t / tau);
 }
 
 /** The Preset a parsed sim.json describes. Experiment names are `NAME/EXPERIMENT`; algorithm names as written. */
@@ -70,12 +108,14 @@ export function presetFromConfig(cfg: SimConfig): Preset {
   const experiments = new Map(resolvedExperiments(cfg).map((e) => [`${cfg.name}/${e.name}`, e]));
   const algorithms = new Map(cfg.algorithms.map((a) => [a.name, a]));
   const tail = cfg.averageTail;
+  const modes = new Set(cfg.algorithms.map((a) => a.mode));
+  const lastIterate = modes.has('p2p') ? (modes.has('async') ? 'async, p2p' : 'p2p') : 'async';
   return {
     name: cfg.name,
     description: describe(cfg),
     experiments: [...experiments.keys()],
     algorithms: [...algorithms.keys()],
-    lossLabel: tail > 0 ? `loss of the iterate average over the last ${tail} of the rounds (sync), of the last iterate (async)` : 'loss of the last iterate',
+    lossLabel: tail > 0 ? `loss of the iterate average over the last ${tail} of the rounds (sync), of the last iterate (${lastIterate})` : 'loss of the last iterate',
     run(experiment: string, algorithm: string, seed: number): RunResult {
       const e = experiments.get(experiment);
       if (e === undefined) throw new RangeError(`${cfg.name}: unknown experiment ${experiment}`);
@@ -83,10 +123,22 @@ export function presetFromConfig(cfg: SimConfig): Preset {
       if (a === undefined) throw new RangeError(`${cfg.name}: unknown algorithm ${algorithm}`);
       const N = cfg.clients;
       const task = makeTask(cfg, seed);
+      if (a.mode === 'p2p') {
+        const { models: _m, ...r } = runP2P(p2pSpec(cfg, e, a, experiment, seed, task));
+        if (!cfg.stopAtTarget) return r;
+        // Stop at the target as a sync run does: keep the rows up to the first that reaches it (later rounds cannot
+        // change them), and count the updates of the rounds up to it.
+        const k = r.rows.findIndex((row) => row.loss !== null && row.loss <= (cfg.target ?? -Infinity));
+        if (k < 0 || k === r.rows.length - 1) return r;
+        const rows = r.rows.slice(0, k + 1);
+        const last = rows[k]!;
+        return { ...r, rows, finalLoss: last.loss, finalAccuracy: last.accuracy, updates: N * last.step };
+      }
+      const { keepMomentum, ...local } = cfg.local;
       const duration: Duration | undefined = e.speeds === null ? undefined : createSpeeds(speedSpec(e.speeds), N, seed + 5000);
       const common = {
         experiment, algorithm, seed, task,
-        local: cfg.local,
+        local,
         ...(cfg.target !== undefined && { target: cfg.target }),
         ...(cfg.stopAtTarget && { stopAtTarget: true }),
         ...(duration !== undefined && { duration }),
@@ -108,6 +160,8 @@ export function presetFromConfig(cfg: SimConfig): Preset {
           participation,
           ...(a.clientsPerRound !== undefined && { clientsPerRound: a.clientsPerRound }),
           pipeline,
+          ...(keepMomentum === true && { clientMomentum: true }),
+          ...(a.lrDecay !== undefined && { serverLr: serverLrDecay(a.lrDecay) }),
           logEvery: cfg.logEvery,
           averageTail: tail,
           ...(cfg.maxTime !== undefined && { maxTime: cfg.maxTime }),

@@ -67,7 +67,7 @@ test('bad configs: one line naming the field', (t) => {
     [{ ...base, algorithms: [{ mode: 'sync' }] }, 'algorithms.0.name', /missing \(required\)$/],
     [{ ...base, rounds: undefined }, 'rounds', /required when an algorithm has mode sync/],
     [{ ...base, task: { kind: 'cnn' } }, 'task.kind', /not one of quadratic, softmax, mnist, spam$/],
-    [{ ...base, algorithms: [{ name: 'a', mode: 'later' }] }, 'algorithms.0.mode', /not one of sync, async$/],
+    [{ ...base, algorithms: [{ name: 'a', mode: 'later' }] }, 'algorithms.0.mode', /not one of sync, async, p2p$/],
     [{ ...base, algorithms: [{ name: 'a', robust: { rule: 'mode' } }] }, 'algorithms.0.robust.rule', /expected one of "mean"/],
     [{ ...base, algorithms: [{ name: 'a', robust: { rule: 'krum', f: 4 } }] }, 'algorithms.0.robust.f', /krum with f = 4 needs at least 11 updates per step, but a step aggregates at most 10$/],
     [{ ...base, algorithms: [{ name: 'a', clientsPerRound: 5, robust: { mix: 'nnm', rule: 'trimmed-mean', f: 3 } }] }, 'algorithms.0.robust.f', /nnm \+ trimmed-mean with f = 3 needs at least 7/],
