@@ -4,7 +4,7 @@
 import { Command, CommanderError, Option } from 'commander';
 import { readFileSync } from 'node:fs';
 import { UserError } from './errors.js';
-import { collect, DEFAULT_URL, integer, url } from './options.js';
+import { collect, DEFAULT_URL, integer, positiveNumber, url } from './options.js';
 
 /** The package's version, found whether this runs from source (cli/) or compiled (dist/cli/). */
 function packageVersion(): string {
@@ -107,8 +107,10 @@ export function buildProgram(): Command {
     .option('--config <file>', 'sim.json: your own grid of experiments × algorithms (docs/sim-config.md)')
     .option('--seeds <s>', 'number of seeds (run in parallel threads)', integer(1), 1)
     .option('--out <dir>', 'output directory (metrics.csv, summary.json, report.html)')
-    .option('--live', 'drive a real coordinator with simulated workers')
-    .option('--workers <n>', 'simulated workers in live mode', integer(1))
+    .option('--live', 'run a sim.json on a real coordinator with simulated socket.io workers (report: + the coordinator CPU and memory)')
+    .option('--workers <n>', 'live: simulated workers, one per client (default: the config\'s clients); Byzantine workers come on top', integer(1))
+    .option('--processes <p>', 'live: processes the workers are spread over (default: one per 250, at most 4)', integer(1))
+    .option('--time-scale <s>', 'live: wall-clock seconds per unit of virtual time (job durations of the speed model)', positiveNumber, 0.02)
     .action(lazy('simulate'));
 
   program

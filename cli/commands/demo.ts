@@ -1,45 +1,16 @@
 // fedpool demo: a whole pool on this machine — a coordinator and two workers as real processes on free local
 // ports — then a scoring job through it, printing what happened at each step.
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { createInterface } from 'node:readline';
+import { fedpoolChild as fedpool, waitForLine as waitFor } from '../children.js';
 import { gaussianClasses } from '../demo-data.js';
 import { UserError } from '../errors.js';
 
 interface DemoOptions {
   keep?: boolean;
-}
-
-/** Runs the CLI again as a child: the same script and loader flags this process was started with. */
-function fedpool(args: string[]): ChildProcess {
-  return spawn(process.execPath, [...process.execArgv, process.argv[1], ...args], {
-    stdio: ['ignore', 'pipe', 'pipe'],
-    env: { ...process.env, FEDPOOL_LOG: process.env.FEDPOOL_LOG ?? 'warn' },
-  });
-}
-
-/** Resolves with the first stdout line matching `re`; rejects if the child exits first or after `ms`. */
-function waitForLine(child: ChildProcess, re: RegExp, what: string, ms = 60_000): Promise<RegExpMatchArray> {
-  return new Promise((resolve, reject) => {
-    let stderr = '';
-    child.stderr?.on('data', (d: Buffer) => (stderr = (stderr + d.toString()).slice(-2000)));
-    const timer = setTimeout(() => reject(new UserError(`fedpool demo: ${what} did not start within ${ms / 1000} s`)), ms);
-    const lines = createInterface({ input: child.stdout! });
-    lines.on('line', (line) => {
-      const m = re.exec(line);
-      if (m) {
-        clearTimeout(timer);
-        resolve(m);
-      }
-    });
-    child.once('exit', (code) => {
-      clearTimeout(timer);
-      reject(new UserError(`fedpool demo: ${what} exited with code ${code}: ${stderr.trim().split('\n').at(-1) ?? ''}`));
-    });
-  });
 }
 
 const TOPICS = ['rivers', 'prime numbers', 'photosynthesis', 'the moon', 'sorting', 'volcanoes', 'gradient descent', 'tides'];
@@ -89,12 +60,12 @@ export async function run(options: Record<string, unknown>): Promise<void> {
     say('fedpool demo: starting a coordinator and two workers on this machine');
     const coordinator = fedpool(['coordinator', '--port', '0', '--state', ':memory:', '--worker-token', workerToken, '--client-token', clientToken]);
     children.push(coordinator);
-    const [, url] = await waitForLine(coordinator, /^fedpool coordinator listening on (http:\/\/\S+)$/, 'the coordinator');
+    const [, url] = await waitFor(coordinator, /^fedpool coordinator listening on (http:\/\/\S+)$/, 'the coordinator', 'fedpool demo');
     say(`  coordinator  ${url}`);
     for (const name of ['demo-worker-1', 'demo-worker-2']) {
       const w = fedpool(['worker', '--url', url, '--token', workerToken, '--name', name, '--threads', '1']);
       children.push(w);
-      const [line] = await waitForLine(w, /^fedpool worker .* connected to .*$/, name);
+      const [line] = await waitFor(w, /^fedpool worker .* connected to .*$/, name, 'fedpool demo');
       say(`  ${line}`);
     }
 

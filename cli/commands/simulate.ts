@@ -11,6 +11,7 @@ import { parseSimConfig, SimConfigError, type SimConfig } from '../../simulation
 import { presetFromConfig } from '../../simulations/presets/from-config.js';
 import { presets, type Preset } from '../../simulations/presets/index.js';
 import { simulate } from '../../simulations/runner.js';
+import type { RunResult } from '../../simulations/types.js';
 import { UserError } from '../errors.js';
 
 const optionsSchema = z.object({
@@ -20,14 +21,17 @@ const optionsSchema = z.object({
   out: z.string().optional(),
   live: z.boolean().optional(),
   workers: z.number().int().min(1).optional(),
+  processes: z.number().int().min(1).optional(),
+  timeScale: z.number().positive().finite().default(0.02),
 });
 
 export async function run(raw: Record<string, unknown>): Promise<void> {
   const parsed = optionsSchema.safeParse(raw);
   if (!parsed.success) throw new UserError(`fedpool simulate: bad options: ${parsed.error.issues[0]?.message ?? 'invalid'}`);
   const o = parsed.data;
-  if (o.live === true) throw new UserError('fedpool simulate: --live is not built yet (issue #5, later increment)', 2);
   if (o.config !== undefined && o.preset !== undefined) throw new UserError('fedpool simulate: give --preset NAME or --config sim.json, not both');
+  if (o.live === true) return runLiveCommand(o);
+  for (const flag of ['workers', 'processes'] as const) if (o[flag] !== undefined) throw new UserError(`fedpool simulate: --${flag} is for --live runs`);
   let preset: Preset | undefined;
   let config: SimConfig | undefined;
   if (o.config !== undefined) {
@@ -40,12 +44,7 @@ export async function run(raw: Record<string, unknown>): Promise<void> {
       throw new UserError(`fedpool simulate: preset ${o.preset} is not built yet (built: ${[...presets.keys()].join(', ')}; issue #5, later increment)`, 2);
     }
   }
-  const out = path.resolve(o.out ?? `fedpool-sim-${preset.name}`);
-  try {
-    await mkdir(out, { recursive: true });
-  } catch (e) {
-    throw new UserError(`fedpool simulate: --out ${out}: cannot create (${(e as NodeJS.ErrnoException).code ?? String(e)})`);
-  }
+  const out = await outputDir(o.out, preset.name);
 
   const started = performance.now();
   const total = preset.experiments.length * preset.algorithms.length * o.seeds;
@@ -67,13 +66,62 @@ export async function run(raw: Record<string, unknown>): Promise<void> {
     bar?.stop();
   }
   const seconds = (performance.now() - started) / 1000;
-  const summary = summarize(results);
-  await writeFile(path.join(out, 'metrics.csv'), metricsCsv(results.flatMap((r) => r.rows)));
-  await writeFile(path.join(out, 'summary.json'), `${JSON.stringify(summary, null, 2)}\n`);
-  await writeFile(path.join(out, 'report.html'), reportHtml(results, { title: `fedpool simulate ${config === undefined ? `--preset ${preset.name}` : `--config ${path.basename(o.config ?? '')}`} --seeds ${o.seeds}`, generatedAt: new Date().toISOString(), presets: [preset] }));
+  await writeOutputs(out, results, `fedpool simulate ${config === undefined ? `--preset ${preset.name}` : `--config ${path.basename(o.config ?? '')}`} --seeds ${o.seeds}`, preset);
   process.stdout.write(`${summaryTable(summaryStats(results))}\n`);
   process.stdout.write(`final loss: ${preset.lossLabel}\n`);
   process.stdout.write(`${results.length} runs, ${results.reduce((a, r) => a + r.updates, 0).toLocaleString('en-US')} client updates in ${seconds.toFixed(2)} s; wrote ${out}/{metrics.csv,summary.json,report.html}\n`);
+}
+
+/** `--live --config sim.json [--workers N]`: the same grid on a real coordinator with simulated workers. */
+async function runLiveCommand(o: z.infer<typeof optionsSchema>): Promise<void> {
+  if (o.config === undefined) throw new UserError('fedpool simulate --live: give --config sim.json (the presets run in the simulator only)');
+  let config = await readConfig(o.config);
+  const file = path.basename(o.config);
+  // --workers N sets the population (the config's clients), checked again against the rest of the config.
+  if (o.workers !== undefined && o.workers !== config.clients) {
+    try {
+      config = parseSimConfig({ ...config, clients: o.workers }, `${file} with --workers ${o.workers}`);
+    } catch (e) {
+      if (e instanceof SimConfigError) throw new UserError(`fedpool simulate --live: ${e.message}`);
+      throw e;
+    }
+  }
+  const preset = presetFromConfig(config);
+  const out = await outputDir(o.out, preset.name);
+  const { runLive, liveTable } = await import('../simulate-live/live.js');
+  const started = performance.now();
+  const live = await runLive({
+    config, file, seeds: o.seeds, timeScale: o.timeScale,
+    ...(o.processes !== undefined && { processes: o.processes }),
+    log: (line) => process.stderr.write(`${line}\n`),
+    onRun: (done, total, r, s) => {
+      process.stderr.write(`fedpool simulate --live: ${done}/${total} ${r.experiment} ${r.algorithm} seed ${r.seed}: ${s.server_steps} steps, ${s.client_updates} updates in ${s.wall_s.toFixed(1)} s, coordinator CPU ${s.coordinator_cpu_percent.toFixed(1)} %, RSS ${s.coordinator_rss_peak_mb.toFixed(1)} MB\n`);
+    },
+  });
+  const seconds = (performance.now() - started) / 1000;
+  const title = `fedpool simulate --live --config ${file} --workers ${config.clients} --seeds ${o.seeds}`;
+  await writeOutputs(out, live.results, title, preset);
+  await writeFile(path.join(out, 'live.json'), `${JSON.stringify({ config: file, workers: live.workers, timeScale: o.timeScale, runs: live.stats }, null, 2)}\n`);
+  process.stdout.write(`${summaryTable(summaryStats(live.results))}\n`);
+  process.stdout.write(`final loss: the coordinator's eval loss of the last model; time: wall seconds / ${o.timeScale} (virtual units)\n\n`);
+  process.stdout.write(`${liveTable(live.stats)}\n`);
+  process.stdout.write(`${live.results.length} live runs with ${live.workers.honest + live.workers.byzantine} workers in ${seconds.toFixed(1)} s; wrote ${out}/{metrics.csv,summary.json,report.html,live.json}\n`);
+}
+
+async function outputDir(given: string | undefined, name: string): Promise<string> {
+  const out = path.resolve(given ?? `fedpool-sim-${name}`);
+  try {
+    await mkdir(out, { recursive: true });
+  } catch (e) {
+    throw new UserError(`fedpool simulate: --out ${out}: cannot create (${(e as NodeJS.ErrnoException).code ?? String(e)})`);
+  }
+  return out;
+}
+
+async function writeOutputs(out: string, results: RunResult[], title: string, preset: Preset): Promise<void> {
+  await writeFile(path.join(out, 'metrics.csv'), metricsCsv(results.flatMap((r) => r.rows)));
+  await writeFile(path.join(out, 'summary.json'), `${JSON.stringify(summarize(results), null, 2)}\n`);
+  await writeFile(path.join(out, 'report.html'), reportHtml(results, { title, generatedAt: new Date().toISOString(), presets: [preset] }));
 }
 
 /** Reads and validates sim.json: every problem is one line naming the file and the field (exit 1, nothing run). */

@@ -1,0 +1,133 @@
+// `fedpool simulate --live`: a sim.json on a real coordinator process with simulated socket.io workers in worker-host
+// processes, through the CLI from source. The runs must learn, reproduce the simulator's qualitative finding under
+// attack, report the coordinator's CPU and memory, stop async runs at maxTime, and leave no process behind.
+import test from 'ava';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { fedpool } from './processes.js';
+
+const dir = mkdtempSync(path.join(tmpdir(), 'fedpool-live-'));
+test.after.always(() => rmSync(dir, { recursive: true, force: true }));
+
+interface LiveJson {
+  workers: { honest: number; byzantine: number; processes: number };
+  runs: { experiment: string; algorithm: string; seed: number; state: string; server_steps: number; client_updates: number; coordinator_cpu_s: number; coordinator_rss_peak_mb: number; coordinator_heap_peak_mb: number }[];
+}
+interface Summary {
+  experiment: string;
+  algorithm: string;
+  final_loss_mean: number | null;
+}
+
+function write(name: string, config: unknown): string {
+  const file = path.join(dir, name);
+  writeFileSync(file, JSON.stringify(config));
+  return file;
+}
+
+/** The coordinator's pid from the progress line; after the command it must be gone. */
+function coordinatorPid(stderr: string): number {
+  const m = /\(pid (\d+)\)/.exec(stderr);
+  if (m === null) throw new Error(`no coordinator pid in: ${stderr}`);
+  return Number(m[1]);
+}
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+function metricRows(out: string): string[][] {
+  const lines = readFileSync(path.join(out, 'metrics.csv'), 'utf8').trim().split('\n');
+  if (lines[0] !== 'experiment,algorithm,seed,step,time,loss,accuracy') throw new Error(`metrics.csv header: ${lines[0]}`);
+  return lines.slice(1).map((l) => l.split(','));
+}
+
+test('sync rounds with participation and Byzantine workers: averaging collapses under scaled sign flip, NNM + CWTM holds; CPU and memory reported', async (t) => {
+  const file = write('sync.json', {
+    name: 'live-sync',
+    task: { kind: 'softmax', samplesPerClient: 30, alpha: 1, testSamples: 600 },
+    clients: 12,
+    rounds: 8,
+    logEvery: 2,
+    local: { steps: 5, lr: 0.1, batchSize: 16 },
+    participation: { kind: 'bernoulli', p: 0.8 },
+    experiments: [{ name: 'clean' }, { name: 'ssf', byzantine: { clients: 2, attack: 'scaled-sign-flip' } }],
+    algorithms: [
+      { name: 'fedavg', weighting: 'uniform' },
+      { name: 'nnm-cwtm', weighting: 'uniform', robust: { mix: 'nnm', rule: 'trimmed-mean', f: 2 } },
+    ],
+  });
+  const out = path.join(dir, 'sync-out');
+  const r = await fedpool(['simulate', '--live', '--config', file, '--out', out, '--time-scale', '0.005']);
+  t.is(r.status, 0, r.stderr);
+  t.regex(r.stderr, /12 workers \+ 2 Byzantine in 1 process/);
+  t.false(alive(coordinatorPid(r.stderr)), 'the coordinator process is gone');
+
+  const rows = metricRows(out);
+  for (const run of ['live-sync/clean,fedavg', 'live-sync/clean,nnm-cwtm', 'live-sync/ssf,fedavg', 'live-sync/ssf,nnm-cwtm']) {
+    const mine = rows.filter((c) => `${c[0]},${c[1]}` === run);
+    t.deepEqual(mine.map((c) => Number(c[3])), [0, 2, 4, 6, 8], run);
+    const times = mine.map((c) => Number(c[4]));
+    t.true(times.every((x, i) => i === 0 || x > times[i - 1]!), `${run}: time increases`);
+  }
+  const summary = JSON.parse(readFileSync(path.join(out, 'summary.json'), 'utf8')) as Summary[];
+  const loss = (e: string, a: string): number => summary.find((s) => s.experiment === `live-sync/${e}` && s.algorithm === a)!.final_loss_mean!;
+  t.true(loss('clean', 'fedavg') < 0.8 * Math.log(10), `clean FedAvg learns: ${loss('clean', 'fedavg')}`);
+  t.true(loss('ssf', 'nnm-cwtm') < 0.8 * Math.log(10), `NNM + CWTM holds: ${loss('ssf', 'nnm-cwtm')}`);
+  // Averaging never leaves the chance level ln 10 of the zero model; the robust pipeline learns as if clean.
+  t.true(loss('ssf', 'fedavg') > 0.95 * Math.log(10) && loss('ssf', 'fedavg') > 1.5 * loss('ssf', 'nnm-cwtm'), `averaging collapses: ${loss('ssf', 'fedavg')} vs ${loss('ssf', 'nnm-cwtm')}`);
+
+  const live = JSON.parse(readFileSync(path.join(out, 'live.json'), 'utf8')) as LiveJson;
+  t.deepEqual(live.workers, { honest: 12, byzantine: 2, processes: 1 });
+  t.is(live.runs.length, 4);
+  for (const s of live.runs) {
+    t.like(s, { state: 'done', server_steps: 8 });
+    t.true(s.client_updates > 8 && s.coordinator_cpu_s > 0 && s.coordinator_rss_peak_mb > 20 && s.coordinator_heap_peak_mb > 1, JSON.stringify(s));
+  }
+  t.regex(r.stdout, /coord CPU %/);
+  t.regex(readFileSync(path.join(out, 'report.html'), 'utf8'), /fedpool simulate --live/);
+});
+
+test('async FedBuff runs until maxTime on the virtual clock; --workers sets the population, spread over --processes', async (t) => {
+  const file = write('async.json', {
+    name: 'live-async',
+    task: { kind: 'softmax', samplesPerClient: 20, alpha: 0.5, testSamples: 400 },
+    clients: 30,
+    maxTime: 30,
+    logEvery: 3,
+    speeds: { kind: 'exponential', mean: 1 },
+    algorithms: [{ name: 'fedbuff-3', mode: 'async', concurrency: 6, buffer: 3 }],
+  });
+  const out = path.join(dir, 'async-out');
+  const r = await fedpool(['simulate', '--live', '--config', file, '--out', out, '--workers', '16', '--processes', '2', '--time-scale', '0.01']);
+  t.is(r.status, 0, r.stderr);
+  t.false(alive(coordinatorPid(r.stderr)));
+  const live = JSON.parse(readFileSync(path.join(out, 'live.json'), 'utf8')) as LiveJson;
+  t.deepEqual(live.workers, { honest: 16, byzantine: 0, processes: 2 });
+  t.like(live.runs[0], { state: 'cancelled' });
+  t.true(live.runs[0]!.server_steps >= 3, `${live.runs[0]!.server_steps} steps`);
+  const rows = metricRows(out);
+  const times = rows.map((c) => Number(c[4]));
+  t.true(times.some((x) => x >= 30 * 0.5), 'it ran for a good part of maxTime');
+  t.true(rows.filter((c) => Number(c[4]) >= 30).length <= 1, `stopped at maxTime: ${times.join(' ')}`);
+  t.true(Number(rows.at(-1)![5]) < Number(rows[0]![5]), 'the loss went down');
+});
+
+test('live refusals: presets, simulator-only settings, live flags without --live', async (t) => {
+  const preset = await fedpool(['simulate', '--live', '--preset', 'fedau-participation']);
+  t.is(preset.status, 1);
+  t.is(preset.stderr.trim(), 'fedpool simulate --live: give --config sim.json (the presets run in the simulator only)');
+  const quadratic = write('quad.json', { name: 'q', task: { kind: 'quadratic' }, clients: 4, rounds: 2, algorithms: [{ name: 'a' }] });
+  const q = await fedpool(['simulate', '--live', '--config', quadratic]);
+  t.is(q.status, 1);
+  t.is(q.stderr.trim(), "fedpool simulate --live: quad.json: task.kind: live mode trains a real model on the coordinator; 'quadratic' has none (use softmax, mnist or spam)");
+  const flags = await fedpool(['simulate', '--config', quadratic, '--workers', '3']);
+  t.is(flags.status, 1);
+  t.is(flags.stderr.trim(), 'fedpool simulate: --workers is for --live runs');
+});
