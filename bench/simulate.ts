@@ -4,6 +4,8 @@
 //    together as arrays (the fast way to write it in numpy). Both print their errors, which must agree statistically.
 // 2. Client updates per second of the sync engine for N = 1,000 / 10,000 / 100,000 clients on the quadratic task
 //    (d = 10, I = 5, Bernoulli participation p = 0.1, FedAU weighting), each for a fixed number of rounds.
+// 3. The same on the softmax task (10 classes, 20 features, 210 parameters, 20 rows per client, I = 5 minibatch
+//    steps of 16 rows): every client takes part every round, FedAvg's uniform mean. Task creation is not timed.
 //
 //   npm run build && node dist/bench/simulate.js [--seeds 3] [--quick]
 import { spawnSync } from 'node:child_process';
@@ -15,6 +17,7 @@ import { runSync } from '../simulations/engine/sync.js';
 import { summarize } from '../simulations/report/summary.js';
 import { simulate } from '../simulations/runner.js';
 import { createQuadraticTask } from '../simulations/tasks/quadratic.js';
+import { createSoftmaxTask } from '../simulations/tasks/softmax.js';
 
 const args = process.argv.slice(2);
 const quick = args.includes('--quick');
@@ -68,6 +71,28 @@ for (const N of quick ? [1_000, 10_000] : [1_000, 10_000, 100_000]) {
     participation: createParticipation({ kind: 'bernoulli', p: 0.1 }, N, 2),
     local: { steps: 5, lr: 0.1, batchSize: 1, momentum: 0 },
     pipeline: { weighting: 'fedau', numClients: N, robust: { mix: 'none', rule: 'mean', f: 0 }, server: { optimizer: 'sgd', lr: 1 } },
+    logEvery: rounds,
+  });
+  const s = (performance.now() - t0) / 1000;
+  console.log(`| ${N.toLocaleString('en-US')} | ${rounds} | ${r.updates.toLocaleString('en-US')} | ${s.toFixed(2)} | ${Math.round(r.updates / s).toLocaleString('en-US')} |`);
+}
+
+// ---- 3. client updates per second, softmax -------------------------------------------------------
+// 100,000 clients × 20 rows × 20 features of float32 is 160 MB of training data; the update buffers add N·210 floats.
+const SOFTMAX = { samplesPerClient: 20, classes: 10, features: 20, steps: 5, batchSize: 16 } as const;
+console.log(`\nsync engine, softmax C = ${SOFTMAX.classes}, F = ${SOFTMAX.features} (d = ${SOFTMAX.classes * (SOFTMAX.features + 1)}), ${SOFTMAX.samplesPerClient} rows per client, I = ${SOFTMAX.steps}, batch ${SOFTMAX.batchSize}, every client every round, FedAvg uniform mean, one thread:\n`);
+console.log('| clients N | rounds | client updates | seconds | updates/s |');
+console.log('|--:|--:|--:|--:|--:|');
+for (const N of quick ? [1_000, 10_000] : [1_000, 10_000, 100_000]) {
+  // About 40,000 client updates per case, a second or two at ~20,000/s; N = 100,000 needs its one full round.
+  const rounds = Math.max(1, Math.round(40_000 / N / (quick ? 10 : 1)));
+  const task = createSoftmaxTask({ numClients: N, samplesPerClient: SOFTMAX.samplesPerClient, classes: SOFTMAX.classes, features: SOFTMAX.features, alpha: 1, seed: 1 });
+  const t0 = performance.now();
+  const r = runSync({
+    experiment: 'bench', algorithm: 'fedavg', seed: 1, task, rounds,
+    participation: null,
+    local: { steps: SOFTMAX.steps, lr: 0.1, batchSize: SOFTMAX.batchSize, momentum: 0 },
+    pipeline: { weighting: 'uniform', robust: { mix: 'none', rule: 'mean', f: 0 }, server: { optimizer: 'sgd', lr: 1 } },
     logEvery: rounds,
   });
   const s = (performance.now() - t0) / 1000;

@@ -27,8 +27,10 @@ export function centeredClipping(
   const n = updates.length;
   const v = Float64Array.from(center);
   const delta = new Float64Array(d);
+  const coef = new Float64Array(n);
+  const skip = new Uint8Array(n); // xᵢ = v contributes nothing (and avoids τ/0)
   for (let it = 0; it < iters; it++) {
-    delta.fill(0);
+    // All n clipping coefficients first (they depend only on v), then delta in one sweep over the inputs.
     for (let i = 0; i < n; i++) {
       const x = updates[i];
       let sq = 0;
@@ -37,9 +39,22 @@ export function centeredClipping(
         sq += t * t;
       }
       const norm = Math.sqrt(sq);
-      if (norm === 0) continue; // xᵢ = v contributes nothing (and avoids τ/0)
-      const c = Math.min(1, tau / norm) / n;
-      for (let j = 0; j < d; j++) delta[j] += c * (x[j] - v[j]);
+      skip[i] = norm === 0 ? 1 : 0;
+      coef[i] = Math.min(1, tau / norm) / n;
+    }
+    delta.fill(0);
+    for (let i = 0; i < n; i++) {
+      if (skip[i] === 1) continue;
+      const c = coef[i];
+      const x = updates[i];
+      // Pair inputs when the next one contributes too: ((δ + c·(x−v)) + c'·(x'−v)) is the same sum, one write.
+      if (i + 1 < n && skip[i + 1] === 0) {
+        const c2 = coef[++i];
+        const y = updates[i];
+        for (let j = 0; j < d; j++) delta[j] = delta[j] + c * (x[j] - v[j]) + c2 * (y[j] - v[j]);
+      } else {
+        for (let j = 0; j < d; j++) delta[j] += c * (x[j] - v[j]);
+      }
     }
     for (let j = 0; j < d; j++) v[j] += delta[j];
   }

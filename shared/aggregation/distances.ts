@@ -6,6 +6,47 @@ import { BLOCK } from './validate.js';
  * Direct differences (not ‖a‖²+‖b‖²−2a·b) so identical inputs are exactly 0 apart and index tie-breaks are exact.
  */
 export function pairwiseSquaredDistances(updates: readonly Float32Array[]): Float64Array {
+  // Byzantine inputs are often f copies of one vector (and the ALIE/FOE line search builds them 7× a round): compute
+  // the distances of the distinct inputs only and spread them. A copy's distances are exactly its original's, and a
+  // finite copy is exactly 0 from it, as computed (x − x = 0); non-finite vectors never count as copies (∞ − ∞ is NaN).
+  const n = updates.length;
+  const first = copyOfPrevious(updates);
+  if (first !== null) {
+    const distinct: Float32Array[] = [];
+    const at = new Int32Array(n);
+    for (let i = 0; i < n; i++) {
+      if (first[i] === i) distinct.push(updates[i]);
+      at[i] = distinct.length - 1;
+    }
+    const Du = distinctSquaredDistances(distinct);
+    const m = distinct.length;
+    const D = new Float64Array(n * n);
+    for (let a = 0; a < n; a++) for (let b = 0; b < n; b++) D[a * n + b] = Du[at[a] * m + at[b]];
+    return D;
+  }
+  return distinctSquaredDistances(updates);
+}
+
+/**
+ * null when no input is a copy of the one before it; else first[i] = the index of the first of the run of copies
+ * input i belongs to (i itself when it starts one). A copy: same length, every x[j] − y[j] === 0 (so both finite).
+ */
+function copyOfPrevious(updates: readonly Float32Array[]): Int32Array | null {
+  const n = updates.length;
+  let first: Int32Array | null = null;
+  for (let i = 1; i < n; i++) {
+    const x = updates[i - 1], y = updates[i];
+    let same = x.length === y.length;
+    for (let j = 0; same && j < x.length; j++) same = x[j] - y[j] === 0;
+    if (!same) continue;
+    if (first === null) first = Int32Array.from({ length: n }, (_, k) => k);
+    first[i] = first[i - 1];
+  }
+  return first;
+}
+
+/** pairwiseSquaredDistances without the search for copies. */
+function distinctSquaredDistances(updates: readonly Float32Array[]): Float64Array {
   const n = updates.length;
   const d = n === 0 ? 0 : updates[0].length;
   const D = new Float64Array(n * n);

@@ -34,12 +34,8 @@ export function geometricMedian(updates: readonly Float32Array[], options: Geome
       beta[i] = 1 / Math.max(beta[i], EPS);
       total += beta[i];
     }
-    next.fill(0);
-    for (let i = 0; i < n; i++) {
-      const c = beta[i] / total;
-      const x = updates[i];
-      for (let j = 0; j < d; j++) next[j] += c * x[j];
-    }
+    for (let i = 0; i < n; i++) beta[i] /= total;
+    weightedSum(updates, beta, next);
     let step = 0;
     let norm = 0;
     for (let j = 0; j < d; j++) {
@@ -53,6 +49,28 @@ export function geometricMedian(updates: readonly Float32Array[], options: Geome
   return Float32Array.from(z);
 }
 
+/**
+ * out = Σᵢ cᵢ·xᵢ, each coordinate summed from 0 in input order. Four inputs per pass, written
+ * ((((out + c₀x₀) + c₁x₁) + c₂x₂) + c₃x₃) so the sums are bit-identical to one input per pass, with a quarter of
+ * the read-modify-writes of out (which dominate this loop in JS).
+ */
+function weightedSum(updates: readonly Float32Array[], c: Float64Array, out: Float64Array): void {
+  const n = updates.length;
+  const d = out.length;
+  out.fill(0);
+  let i = 0;
+  for (; i + 3 < n; i += 4) {
+    const x0 = updates[i], x1 = updates[i + 1], x2 = updates[i + 2], x3 = updates[i + 3];
+    const c0 = c[i], c1 = c[i + 1], c2 = c[i + 2], c3 = c[i + 3];
+    for (let j = 0; j < d; j++) out[j] = out[j] + c0 * x0[j] + c1 * x1[j] + c2 * x2[j] + c3 * x3[j];
+  }
+  for (; i < n; i++) {
+    const x = updates[i];
+    const ci = c[i];
+    for (let j = 0; j < d; j++) out[j] += ci * x[j];
+  }
+}
+
 /** out[i] = ‖z − xᵢ‖, blocked over coordinates. */
 function distancesTo(z: Float64Array, updates: readonly Float32Array[], out: Float64Array): void {
   const n = updates.length;
@@ -60,7 +78,21 @@ function distancesTo(z: Float64Array, updates: readonly Float32Array[], out: Flo
   out.fill(0);
   for (let j0 = 0; j0 < d; j0 += BLOCK) {
     const j1 = Math.min(d, j0 + BLOCK);
-    for (let i = 0; i < n; i++) {
+    // Two inputs per pass share the loads of z; each sum still runs in coordinate order.
+    let i = 0;
+    for (; i + 1 < n; i += 2) {
+      const x = updates[i], y = updates[i + 1];
+      let s = 0, u = 0;
+      for (let j = j0; j < j1; j++) {
+        const zj = z[j];
+        const t = zj - x[j], v = zj - y[j];
+        s += t * t;
+        u += v * v;
+      }
+      out[i] += s;
+      out[i + 1] += u;
+    }
+    if (i < n) {
       const x = updates[i];
       let s = 0;
       for (let j = j0; j < j1; j++) {
