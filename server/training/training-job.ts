@@ -131,18 +131,23 @@ class TrainingJob {
   adversary: Adversary | null = null;
   /** A checkpoint to resume from (set by restore, consumed when the driver is built). */
   resumeFrom: { snapshot: DriverSnapshot; elapsed: number } | undefined;
-  /** Weights of a job that ended before a restart (served by modelBundle). */
+  /** Weights of an ended job (served by modelBundle): its driver's last weights, or the checkpoint's after a restart. */
   finalWeights: Float32Array | undefined;
+  /** The driver's version when the job ended and dropped its driver. */
+  finalVersion: number | undefined;
   checkpointedStep = -1;
+  /** modelBundle calls using `model` now; an ended job disposes it when the last one returns. */
+  modelUsers = 0;
 
   constructor(
     readonly id: string,
     readonly config: TrainConfig,
     readonly modelHash: string,
-    readonly data: CentralData | undefined,
-    readonly evalData: CentralData | undefined,
+    /** Training data, partitions and eval data: dropped when the job ends (release). */
+    public data: CentralData | undefined,
+    public evalData: CentralData | undefined,
     /** Row indices of each central client (null for worker-held data). */
-    readonly parts: number[][] | null,
+    public parts: number[][] | null,
     readonly createdAt: number,
   ) {
     this.numClients = parts?.length ?? (config.data.source === 'worker' ? (config.data.clients ?? 0) : 0);
@@ -153,7 +158,7 @@ class TrainingJob {
   }
 
   get done(): number {
-    return this.driver?.d.version ?? this.metrics.at(-1)?.step ?? 0;
+    return this.driver?.d.version ?? this.finalVersion ?? this.metrics.at(-1)?.step ?? 0;
   }
 
   /** The dataset name workers must hold, for worker-held data. */
@@ -183,6 +188,34 @@ class TrainingJob {
     const w = this.waiters;
     this.waiters = new Set();
     for (const resolve of w) resolve();
+  }
+
+  /**
+   * Drops what only training needs once the job has ended (after its final checkpoint): the driver (keeping its
+   * weights and version), the data, partitions, eval data, client bindings, the adversary, and the model (disposed
+   * now, or by the last modelBundle call still using it). What an ended job serves stays: state, metrics, weights.
+   */
+  release(): void {
+    const dr = this.driver;
+    if (dr !== undefined) {
+      this.finalWeights = dr.d.weights;
+      this.finalVersion = dr.d.version;
+      this.driver = undefined;
+    }
+    this.data = undefined;
+    this.evalData = undefined;
+    this.parts = null;
+    this.adversary = null;
+    this.resumeFrom = undefined;
+    this.bindings.clear();
+    this.queue = [];
+    this.outstanding = new Set();
+    if (this.modelUsers === 0) this.disposeModel();
+  }
+
+  disposeModel(): void {
+    this.model?.dispose();
+    this.model = undefined;
   }
 }
 
@@ -285,6 +318,7 @@ export class TrainingService {
         job.state = record.state;
         job.finishedAt = record.finishedAt;
         job.error = record.error;
+        job.release();
         continue;
       }
       const bundle = this.host.blobs.read(record.model);
@@ -529,6 +563,7 @@ export class TrainingService {
         this.host.log.warn({ worker: w, err: String(e) }, 'cannot send job-control');
       }
     }
+    job.release();
     this.host.log.info({ job: job.id, state, error }, 'training job ended');
     job.wake();
     this.pump();
@@ -584,14 +619,28 @@ export class TrainingService {
     if (job === undefined) return undefined;
     const weights = job.driver?.d.weights ?? job.finalWeights;
     if (weights === undefined) return this.host.blobs.read(job.modelHash);
-    if (job.model === undefined) {
-      // A job that ended before a restart: load its model once to write the checkpointed weights into it.
+    const model = job.model;
+    if (model === undefined) {
+      // An ended job (its model was disposed) or one still loading: load the model for this call only, so ended
+      // jobs hold no model between requests.
       const bundle = this.host.blobs.read(job.modelHash);
       if (bundle === undefined) return undefined;
       const { TrainModel } = await import('./evaluator.js');
-      job.model ??= await TrainModel.load(bundle);
+      const temporary = await TrainModel.load(bundle);
+      try {
+        return await temporary.bundleWith(weights);
+      } finally {
+        temporary.dispose();
+      }
     }
-    return job.model.bundleWith(weights);
+    job.modelUsers++;
+    try {
+      return await model.bundleWith(weights);
+    } finally {
+      job.modelUsers--;
+      // The job ended while this call used the model: the last user disposes it.
+      if (job.modelUsers === 0 && isTerminal(job.state) && job.model === model) job.disposeModel();
+    }
   }
 
   // ---- leases --------------------------------------------------------------------------------
@@ -840,7 +889,7 @@ export class TrainingService {
     this.leases.clear();
     for (const job of this.jobs.values()) {
       if (job.roundTimer !== undefined) clearTimeout(job.roundTimer);
-      job.model?.dispose();
+      if (job.modelUsers === 0) job.disposeModel();
       job.wake();
     }
   }

@@ -1,0 +1,152 @@
+// TrainingService: a job that has ended keeps only what the HTTP API serves (state, progress, metrics, the model with
+// its final weights); its driver, data, partitions, eval data, bindings and TF.js model are dropped, so a long-running
+// coordinator does not grow with every finished job. In-process: real Registry, Scheduler, MemoryStore and BlobStore;
+// the sink answers each train lease at once with a small update.
+import test from 'ava';
+import pino from 'pino';
+import { BlobStore } from '../../../server/blobs.js';
+import { Registry } from '../../../server/registry.js';
+import { Scheduler } from '../../../server/scheduler.js';
+import { MemoryStore } from '../../../server/store-memory.js';
+import { TrainingService, type TrainingSink } from '../../../server/training/training-job.js';
+import type { CentralData } from '../../../server/training/job-request.js';
+import { parseTrainConfig } from '../../../shared/config/train.js';
+import { packBundle, unpackBundle } from '../../../shared/model/bundle.js';
+import { parseManifest } from '../../../shared/model/manifest.js';
+import { buildModel, saveToFiles, WEIGHTS_FILE } from '../../../shared/model/tf-model.js';
+import { Tensor, type LeaseMessage } from '../../../shared/protocol/index.js';
+
+const DIM = 4;
+const CLASSES = 3;
+
+async function modelBundle(): Promise<Uint8Array> {
+  const manifest = parseManifest({ format: 'fedpool-model', version: 1, kind: 'classifier', input: { kind: 'features', dim: DIM }, output: { kind: 'classes', classes: CLASSES }, hidden: [], seed: 1 }, 'test model');
+  const model = buildModel(manifest);
+  try {
+    return packBundle(await saveToFiles(model, manifest));
+  } finally {
+    model.dispose();
+  }
+}
+
+function rows(n: number): CentralData {
+  const x = new Float32Array(n * DIM).map((_, i) => Math.sin(i));
+  return { kind: 'classify', dim: DIM, n, rows: x, labels: Int32Array.from({ length: n }, (_, i) => i % CLASSES) };
+}
+
+/** The service's per-job state (private): what an ended job must no longer hold. */
+interface JobInternals {
+  driver: unknown;
+  model: unknown;
+  data: unknown;
+  evalData: unknown;
+  parts: unknown;
+  adversary: unknown;
+  bindings: Map<string, number>;
+  queue: unknown[];
+  outstanding: Set<number>;
+}
+
+async function setup(t: import('ava').ExecutionContext) {
+  const store = new MemoryStore();
+  const blobs = new BlobStore(store);
+  const registry = new Registry();
+  const scheduler = new Scheduler({ leaseMs: 60_000 });
+  let seq = 0;
+  // eslint-disable-next-line prefer-const
+  let service: TrainingService;
+  const sink: TrainingSink = {
+    sendLease(workerId: string, m: LeaseMessage): void {
+      if (m.task.kind !== 'train') return;
+      const size = m.task.weights?.size ?? 0;
+      setImmediate(() => {
+        service.result(workerId, {
+          type: 'result', leaseId: m.leaseId, shardId: m.shardId,
+          payload: { kind: 'update', update: Tensor.float32(new Float32Array(size).fill(0.01)), samples: 5, loss: 1, baseVersion: m.task.kind === 'train' ? m.task.modelVersion : 0 },
+        });
+      });
+    },
+    dropJob(): void {},
+  };
+  service = new TrainingService({ registry, store, scheduler, blobs, sink: () => sink, log: pino({ level: 'silent' }), leaseMs: 60_000, newLeaseId: () => `L${++seq}` });
+  t.teardown(() => service.close());
+  for (const name of ['a', 'b']) {
+    const w = registry.add(name, { backend: 'cpu', threads: 1, tasks: ['train'] }, 'w');
+    scheduler.addWorker(w.id);
+    scheduler.setCredit(w.id, 4);
+  }
+  const model = blobs.put(await modelBundle());
+  const internals = (id: string): JobInternals => (service as unknown as { jobs: Map<string, JobInternals> }).jobs.get(id)!;
+  const until = async (id: string, ok: () => boolean): Promise<void> => {
+    while (!ok()) await Promise.race([service.waitForChange(id), new Promise((r) => setTimeout(r, 50))]);
+  };
+  return { service, model, internals, until };
+}
+
+function trainConfig(mode: 'sync' | 'async'): ReturnType<typeof parseTrainConfig> {
+  const base = {
+    model: 'model', task: 'classify',
+    data: { source: 'central', path: 'train.jsonl', partition: { clients: 6, kind: 'iid', seed: 3 } },
+    eval: { path: 'val.jsonl', every: 1 },
+    local: { steps: 1, batchSize: 8, lr: 0.1 },
+  };
+  const json = mode === 'sync' ? { ...base, mode, rounds: 3, clientsPerRound: 3, roundDeadlineMs: 30_000 } : { ...base, mode, steps: 4, concurrency: 2, buffer: 2 };
+  return parseTrainConfig(json, '/', (_base, p) => p);
+}
+
+function assertReleased(t: import('ava').ExecutionContext, j: JobInternals): void {
+  t.is(j.driver, undefined, 'driver dropped');
+  t.is(j.model, undefined, 'TF.js model disposed and dropped');
+  t.is(j.data, undefined, 'training data dropped');
+  t.is(j.evalData, undefined, 'eval data dropped');
+  t.is(j.parts, null, 'partitions dropped');
+  t.is(j.adversary, null);
+  t.is(j.bindings.size, 0);
+  t.is(j.queue.length, 0);
+  t.is(j.outstanding.size, 0);
+}
+
+for (const mode of ['sync', 'async'] as const) {
+  test(`a finished ${mode} job drops its driver, data, eval data and model but still serves state, metrics and the final model`, async (t) => {
+    const { service, model, internals, until } = await setup(t);
+    const total = mode === 'sync' ? 3 : 4;
+    const { id } = service.submit({ model, config: trainConfig(mode), data: rows(60), eval: rows(30) });
+    await until(id, () => internals(id).driver !== undefined);
+    const running = internals(id);
+    t.not(running.model, undefined);
+    t.not(running.evalData, undefined);
+
+    await until(id, () => service.status(id)?.state !== 'running');
+    const status = service.status(id)!;
+    t.is(status.state, 'done');
+    t.deepEqual(status.progress, { done: total, total });
+    assertReleased(t, internals(id));
+
+    // What the HTTP API serves for an ended job is still there.
+    const metrics = service.metrics(id, 0)!;
+    t.true(metrics.ended);
+    t.deepEqual(metrics.lines.map((l) => l.step), Array.from({ length: total }, (_, i) => i + 1));
+    t.true(metrics.lines.every((l) => typeof l.accuracy === 'number'));
+    const bundle = await service.modelBundle(id);
+    t.truthy(bundle);
+    const initial = await service.modelBundle(id); // served again: a temporary model each time, nothing kept
+    t.deepEqual(initial, bundle);
+    t.is(internals(id).model, undefined, 'modelBundle keeps no model for an ended job');
+    const weights = unpackBundle(bundle!).files.get(WEIGHTS_FILE)!;
+    const original = unpackBundle((await modelBundle())).files.get(WEIGHTS_FILE)!;
+    t.notDeepEqual(weights, original, 'the bundle carries the trained weights');
+  });
+}
+
+test('a cancelled job drops its training state too', async (t) => {
+  const { service, model, internals, until } = await setup(t);
+  const config = trainConfig('sync');
+  const { id } = service.submit({ model, config: { ...config, rounds: 1000 } as typeof config, data: rows(60), eval: rows(30) });
+  await until(id, () => (service.metrics(id, 0)?.lines.length ?? 0) >= 2);
+  t.true(service.cancel(id));
+  t.is(service.status(id)?.state, 'cancelled');
+  const done = service.status(id)!.progress.done;
+  t.true(done >= 2);
+  assertReleased(t, internals(id));
+  t.truthy(await service.modelBundle(id));
+});
