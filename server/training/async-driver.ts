@@ -143,6 +143,11 @@ export class AsyncDriver {
     return this.ver >= this.config.steps;
   }
   /** Clients with a shard in flight, ascending. */
+  /** Whether fill() would dispatch anything (fewer than `concurrency` shards in flight). */
+  get wantsMore(): boolean {
+    return !this.done && this.inFlight.size < this.config.concurrency;
+  }
+
   get inFlightClients(): number[] {
     return [...this.inFlight.keys()].sort((a, b) => a - b);
   }

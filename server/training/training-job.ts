@@ -64,21 +64,49 @@ export class TrainSubmitError extends Error {}
 
 /** A lease map that reports each worker whose lease count changed. */
 class LoadTrackingLeases extends Map<string, TrainLease> {
+  /** Leases per worker, kept with the map: the pump asks for every worker's count, often. */
+  private readonly perWorker = new Map<string, number>();
+
   constructor(private readonly changed: (workerId: string) => void) {
     super();
   }
 
+  held(workerId: string): number {
+    return this.perWorker.get(workerId) ?? 0;
+  }
+
+  private count(workerId: string, by: number): void {
+    const n = (this.perWorker.get(workerId) ?? 0) + by;
+    if (n > 0) this.perWorker.set(workerId, n);
+    else this.perWorker.delete(workerId);
+  }
+
   override set(key: string, value: TrainLease): this {
+    const before = super.get(key);
     super.set(key, value);
-    this.changed?.(value.workerId); // undefined while Map's constructor runs
+    // perWorker is undefined while Map's constructor runs (it calls set for no entries, but keep it safe).
+    if (this.perWorker === undefined) return this;
+    if (before !== undefined) this.count(before.workerId, -1);
+    this.count(value.workerId, 1);
+    if (before !== undefined && before.workerId !== value.workerId) this.changed(before.workerId);
+    this.changed(value.workerId);
     return this;
   }
 
   override delete(key: string): boolean {
     const lease = super.get(key);
     const removed = super.delete(key);
-    if (lease !== undefined) this.changed(lease.workerId);
+    if (lease !== undefined) {
+      this.count(lease.workerId, -1);
+      this.changed(lease.workerId);
+    }
     return removed;
+  }
+
+  /** Only at shutdown: no load updates then. */
+  override clear(): void {
+    super.clear();
+    this.perWorker.clear();
   }
 }
 
@@ -413,24 +441,27 @@ export class TrainingService {
   private bindWorkers(job: TrainingJob): void {
     const dataset = job.datasetName;
     if (dataset === undefined || job.bindings.size >= job.numClients) return;
+    const used = new Set(job.bindings.values());
+    let client = 0;
     for (const w of this.host.registry.list()) {
       if (job.bindings.size >= job.numClients) return;
       if (!eligible(w, dataset) || job.bindings.has(w.name)) continue;
-      const used = new Set(job.bindings.values());
-      let client = 0;
       while (used.has(client)) client++;
+      used.add(client);
       job.bindings.set(w.name, client);
       this.host.log.info({ job: job.id, worker: w.name, client }, 'worker dataset joins the training job as a client');
     }
   }
 
-  /** The connected worker that trains `client` of a worker-data job, if any. */
-  private workerOf(job: TrainingJob, client: number): string | undefined {
+  /** The connected workers that train the clients of a worker-data job: client → worker id (one pass over the workers). */
+  private clientWorkers(job: TrainingJob): Map<number, string> {
     const dataset = job.datasetName;
+    const out = new Map<number, string>();
     for (const w of this.host.registry.list()) {
-      if (job.bindings.get(w.name) === client && eligible(w, dataset)) return w.id;
+      const client = job.bindings.get(w.name);
+      if (client !== undefined && !out.has(client) && eligible(w, dataset)) out.set(client, w.id);
     }
-    return undefined;
+    return out;
   }
 
   /** Which clients can be trained now: central data needs any train worker; worker data needs the client's own. */
@@ -456,6 +487,8 @@ export class TrainingService {
       return;
     }
     if (dr.kind === 'sync' && dr.d.roundOpen) return;
+    // Reachability walks every worker: only when the async driver has room for more shards.
+    if (dr.kind === 'async' && !dr.d.wantsMore) return;
     const { any, reachable } = this.reachability(job);
     if (!any) return;
     if (dr.kind === 'sync') {
@@ -647,9 +680,7 @@ export class TrainingService {
 
   /** Training leases a worker holds. */
   held(workerId: string): number {
-    let n = 0;
-    for (const l of this.leases.values()) if (l.workerId === workerId) n++;
-    return n;
+    return this.leases.held(workerId);
   }
 
   /**
@@ -682,6 +713,10 @@ export class TrainingService {
       this.bindWorkers(job);
       this.advance(job);
     }
+    // Everything below costs a pass over the workers: only when some order is waiting for credit.
+    let waiting = false;
+    for (const job of this.jobs.values()) if (job.state === 'running' && job.queue.length > 0) waiting = true;
+    if (!waiting) return;
     const free = new Map<string, number>();
     for (const w of this.host.registry.list()) {
       if (!eligible(w, undefined)) continue;
@@ -716,17 +751,19 @@ export class TrainingService {
         continue;
       }
       // Worker-held data: each order goes to its client's own worker; one that is gone misses its turn.
-      const waiting: TrainingJob['queue'] = [];
+      if (job.queue.length === 0) continue;
+      const workerOf = this.clientWorkers(job);
+      const later: TrainingJob['queue'] = [];
       const missed: DispatchOrder[] = [];
       for (const q of job.queue) {
-        const w = this.workerOf(job, q.order.client);
+        const w = workerOf.get(q.order.client);
         if (w === undefined) missed.push(q.order);
         else if ((free.get(w) ?? 0) > 0) {
           take(w);
           this.send(job, q.order, q.attempt, w, sink);
-        } else waiting.push(q);
+        } else later.push(q);
       }
-      job.queue = waiting;
+      job.queue = later;
       for (const order of missed) this.miss(job, order);
     }
   }
