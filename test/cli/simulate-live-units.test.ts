@@ -1,6 +1,7 @@
 // The pure parts of `fedpool simulate --live`: the simulated workers' linear trainer against the real worker's local
 // training, the layout transposition, the plan's refusals and its train.json, and the coordinator's /metrics parse.
 import test from 'ava';
+import { readFileSync } from 'node:fs';
 import { selectBackend } from '../../client/backends.js';
 import { trainLocally, type ClassifyData } from '../../client/training/local-train.js';
 import { LinearTrainer, toBundleLayout, toTaskLayout } from '../../cli/simulate-live/linear-trainer.js';
@@ -139,4 +140,11 @@ test('worker names sort in index order; /metrics figures are read from the Prome
   const r = parseResources('# HELP x\nfedpool_process_cpu_seconds_total 1.5\nfedpool_process_resident_memory_bytes 1048576\nfedpool_nodejs_heap_size_used_bytes 2e6\n');
   t.deepEqual(r, { cpuSeconds: 1.5, rssBytes: 1048576, heapBytes: 2e6 });
   t.throws(() => parseResources('nothing'), { message: /no fedpool_process_cpu_seconds_total/ });
+});
+
+test('docs/examples/live-population.json (the README’s live benchmark) parses and plans', (t) => {
+  const json = JSON.parse(readFileSync(new URL('../../docs/examples/live-population.json', import.meta.url), 'utf8')) as unknown;
+  const p = planLive(parseSimConfig(json), 1, 'live-population.json');
+  t.deepEqual(p.runs.map((r) => r.algorithm), ['fedavg', 'fedau']);
+  t.is(p.honest, 1000);
 });
