@@ -1,5 +1,6 @@
 // Runs a preset's grid for seeds 1..S: every (experiment, algorithm, seed) run is independent, so they spread over
-// worker threads (piscina) when there are several seeds; with one seed they run in this thread (no start-up cost).
+// worker threads (piscina) when there are several seeds or the preset's runs are heavy; otherwise they run in this
+// thread (no start-up cost).
 // Results come back in grid order whatever order the threads finish in, so output files are deterministic.
 import { availableParallelism } from 'node:os';
 import { extname } from 'node:path';
@@ -8,6 +9,7 @@ import { Piscina } from 'piscina';
 import type { SimConfig } from './config.js';
 import { presetFromConfig } from './presets/from-config.js';
 import { presetNamed } from './presets/index.js';
+import type { Preset } from './presets/preset.js';
 import runTask, { type RunRequest } from './thread-task.js';
 import type { RunResult } from './types.js';
 
@@ -18,14 +20,18 @@ export interface SimulateOptions {
   config?: SimConfig;
   /** Seeds 1..seeds. */
   seeds: number;
-  /** Worker threads (default: min(cores, runs); 1 runs everything in this thread). */
+  /** Worker threads (default: min(cores, runs) for several seeds or heavy runs, else 1); 1 runs everything in this thread. */
   threads?: number;
   /** Called after each finished run. */
   onProgress?: (done: number, total: number, last: RunResult) => void;
 }
 
+function presetOf(presetName: string, config?: SimConfig): Preset {
+  return config === undefined ? presetNamed(presetName) : presetFromConfig(config);
+}
+
 export function gridOf(presetName: string, seeds: number, config?: SimConfig): RunRequest[] {
-  const preset = config === undefined ? presetNamed(presetName) : presetFromConfig(config);
+  const preset = presetOf(presetName, config);
   if (!Number.isInteger(seeds) || seeds < 1) throw new RangeError(`seeds must be an integer ≥ 1, got ${String(seeds)}`);
   const grid: RunRequest[] = [];
   for (const experiment of preset.experiments) {
@@ -38,7 +44,8 @@ export function gridOf(presetName: string, seeds: number, config?: SimConfig): R
 
 export async function simulate(options: SimulateOptions): Promise<RunResult[]> {
   const grid = gridOf(options.preset, options.seeds, options.config);
-  const threads = Math.max(1, Math.min(options.threads ?? (options.seeds > 1 ? availableParallelism() : 1), grid.length));
+  const parallel = options.seeds > 1 || presetOf(options.preset, options.config).heavyRuns === true;
+  const threads = Math.max(1, Math.min(options.threads ?? (parallel ? availableParallelism() : 1), grid.length));
   const results: RunResult[] = new Array<RunResult>(grid.length);
   let done = 0;
   const finish = (i: number, r: RunResult): void => {

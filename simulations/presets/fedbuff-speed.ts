@@ -75,6 +75,7 @@ export const fedbuffSpeed: Preset = {
   experiments: ['fedbuff-speed/lognormal'],
   algorithms,
   lossLabel: 'test loss at the target or the time cap (target = centralised optimum + 0.03)',
+  heavyRuns: true,
   run(experiment: string, algorithm: string, seed: number): RunResult {
     if (experiment !== 'fedbuff-speed/lognormal') throw new RangeError(`fedbuff-speed: unknown experiment ${experiment}`);
     const { task, target } = fedbuffSpeedSetup(seed);

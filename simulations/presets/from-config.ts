@@ -116,6 +116,8 @@ export function presetFromConfig(cfg: SimConfig): Preset {
     experiments: [...experiments.keys()],
     algorithms: [...algorithms.keys()],
     lossLabel: tail > 0 ? `loss of the iterate average over the last ${tail} of the rounds (sync), of the last iterate (${lastIterate})` : 'loss of the last iterate',
+    // Softmax-type tasks (generated or real data) take ~0.1 s and more per run; the quadratic task's runs are tiny.
+    heavyRuns: cfg.task.kind !== 'quadratic',
     run(experiment: string, algorithm: string, seed: number): RunResult {
       const e = experiments.get(experiment);
       if (e === undefined) throw new RangeError(`${cfg.name}: unknown experiment ${experiment}`);

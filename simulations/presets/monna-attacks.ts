@@ -95,6 +95,7 @@ export const monnaAttacks: Preset = {
   experiments: Object.keys(attacks).map((a) => `monna-attacks/${a}`),
   algorithms: Object.keys(rules),
   lossLabel: 'test loss of the last iterate (capped at 99)',
+  heavyRuns: true,
   run(experiment: string, algorithm: string, seed: number): RunResult {
     return runMonna(experiment, algorithm, seed);
   },
