@@ -437,15 +437,22 @@ export class TrainingService {
     this.advance(job);
   }
 
-  /** Worker-held data: gives each newly seen holder of the dataset the lowest free client id, while any is free. */
+  /**
+   * Worker-held data: gives each newly seen holder of the dataset the lowest free client id, while any is free. New
+   * holders are taken in name order, not connection order, so the workers present when the job starts are clients
+   * 0, 1, … by `--name` whatever order they connected in.
+   */
   private bindWorkers(job: TrainingJob): void {
     const dataset = job.datasetName;
     if (dataset === undefined || job.bindings.size >= job.numClients) return;
+    const fresh = this.host.registry.list().filter((w) => eligible(w, dataset) && !job.bindings.has(w.name));
+    if (fresh.length === 0) return;
+    fresh.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
     const used = new Set(job.bindings.values());
     let client = 0;
-    for (const w of this.host.registry.list()) {
+    for (const w of fresh) {
       if (job.bindings.size >= job.numClients) return;
-      if (!eligible(w, dataset) || job.bindings.has(w.name)) continue;
+      if (job.bindings.has(w.name)) continue; // two connections under one name: the first binds
       while (used.has(client)) client++;
       used.add(client);
       job.bindings.set(w.name, client);

@@ -150,3 +150,42 @@ test('a cancelled job drops its training state too', async (t) => {
   assertReleased(t, internals(id));
   t.truthy(await service.modelBundle(id));
 });
+
+test('worker-held data: the holders present at the start are clients 0, 1, … in name order, whatever order they connected in', async (t) => {
+  const store = new MemoryStore();
+  const blobs = new BlobStore(store);
+  const registry = new Registry();
+  const scheduler = new Scheduler({ leaseMs: 60_000 });
+  const trainedBy = new Map<number, string>();
+  let seq = 0;
+  // eslint-disable-next-line prefer-const
+  let service: TrainingService;
+  const sink: TrainingSink = {
+    sendLease(workerId: string, m: LeaseMessage): void {
+      if (m.task.kind !== 'train') return;
+      trainedBy.set(m.task.client, registry.get(workerId)!.name);
+      const size = m.task.weights?.size ?? 0;
+      setImmediate(() => service.result(workerId, {
+        type: 'result', leaseId: m.leaseId, shardId: m.shardId,
+        payload: { kind: 'update', update: Tensor.float32(new Float32Array(size).fill(0.01)), samples: 5, loss: 1, baseVersion: m.task.kind === 'train' ? m.task.modelVersion : 0 },
+      }));
+    },
+    dropJob(): void {},
+  };
+  service = new TrainingService({ registry, store, scheduler, blobs, sink: () => sink, log: pino({ level: 'silent' }), leaseMs: 60_000, newLeaseId: () => `L${++seq}` });
+  t.teardown(() => service.close());
+  // Connected in an order that is neither the name order nor its reverse.
+  for (const name of ['sim-0002', 'sim-0000', 'sim-0003', 'sim-0001']) {
+    const w = registry.add(name, { backend: 'cpu', threads: 1, tasks: ['train'], datasets: ['d'] }, 'w');
+    scheduler.addWorker(w.id);
+    scheduler.setCredit(w.id, 1);
+  }
+  const model = blobs.put(await modelBundle());
+  const config = parseTrainConfig({
+    model: 'model', task: 'classify', data: { source: 'worker', name: 'd', clients: 4 },
+    mode: 'sync', rounds: 2, clientsPerRound: 4, local: { steps: 1, batchSize: 8, lr: 0.1 },
+  }, '/', (_base, p) => p);
+  const { id } = service.submit({ model, config });
+  while (service.status(id)?.state !== 'done') await Promise.race([service.waitForChange(id), new Promise((r) => setTimeout(r, 50))]);
+  t.deepEqual([...trainedBy.entries()].sort((a, b) => a[0] - b[0]), [[0, 'sim-0000'], [1, 'sim-0001'], [2, 'sim-0002'], [3, 'sim-0003']]);
+});
