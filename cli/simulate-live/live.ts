@@ -10,6 +10,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { extname } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { z } from 'zod';
 import { bundleHash, packBundle } from '../../shared/model/bundle.js';
 import { parseManifest } from '../../shared/model/manifest.js';
 import type { SimConfig } from '../../simulations/config.js';
@@ -20,7 +21,8 @@ import { CoordinatorApi } from '../api.js';
 import { fedpoolChild, waitForLine } from '../children.js';
 import { UserError } from '../errors.js';
 import { fromHostSchema, type FromHost, type ToHost } from './host-messages.js';
-import { planLive, type LivePlan, type LiveRun } from './plan.js';
+import { linearModel, toTaskLayout } from './linear-trainer.js';
+import { LEASE_MS, planLive, type LivePlan, type LiveRun } from './plan.js';
 
 const WHO = 'fedpool simulate --live';
 
@@ -81,7 +83,7 @@ export function parseResources(text: string): Resources {
 }
 
 async function scrape(url: string): Promise<Resources> {
-  const res = await fetch(new URL('/metrics', url));
+  const res = await fetch(new URL('/metrics', url), { signal: AbortSignal.timeout(10_000) });
   if (!res.ok) throw new UserError(`${WHO}: the coordinator's /metrics answered ${res.status}`);
   return parseResources(await res.text());
 }
@@ -91,12 +93,22 @@ class HostProcess {
   private waiters: { type: FromHost['type']; resolve: () => void; reject: (e: Error) => void }[] = [];
   private stderr = '';
   failure: Error | undefined;
+  /** Rejects when the host fails (exits, errs, sends nonsense): raced against every wait for a job. */
+  readonly failed: Promise<never>;
+  private rejectFailed!: (e: Error) => void;
+  /** Set once we asked it to stop: its exit is then no failure. */
+  stopping = false;
 
   constructor(
     readonly child: ChildProcess,
     readonly index: number,
   ) {
+    this.failed = new Promise<never>((_resolve, reject) => (this.rejectFailed = reject));
+    this.failed.catch(() => {}); // observed through `failure` and races; never unhandled
     child.stderr?.on('data', (d: Buffer) => (this.stderr = (this.stderr + d.toString()).slice(-2000)));
+    child.on('error', (e) => this.fail(`process error: ${e.message}`));
+    // A dying host closes its channel just before it exits: give the exit (and its signal) a moment to say why.
+    child.on('disconnect', () => setTimeout(() => this.fail('closed its IPC channel'), 1000).unref());
     child.on('message', (raw: unknown) => {
       const parsed = fromHostSchema.safeParse(raw);
       if (!parsed.success) return this.fail(`sent a bad message (${parsed.error.issues[0]?.message ?? 'invalid'})`);
@@ -109,13 +121,17 @@ class HostProcess {
   }
 
   private fail(why: string): void {
-    this.failure ??= new UserError(`${WHO}: worker host ${this.index}: ${why}`);
+    if (this.stopping || this.failure !== undefined) return;
+    this.failure = new UserError(`${WHO}: worker host ${this.index}: ${why}`);
+    this.rejectFailed(this.failure);
     for (const w of this.waiters.splice(0)) w.reject(this.failure);
   }
 
   send(message: ToHost): void {
     if (this.failure !== undefined) throw this.failure;
-    this.child.send(message);
+    this.child.send(message, (e) => {
+      if (e !== null) this.fail(`cannot send it ${message.type}: ${e.message}`);
+    });
   }
 
   wait(type: FromHost['type'], ms: number, what: string): Promise<void> {
@@ -161,13 +177,14 @@ async function zeroModel(features: number, classes: number): Promise<{ hash: str
 
 const base64 = (a: Float32Array | Int32Array): string => Buffer.from(a.buffer, a.byteOffset, a.byteLength).toString('base64');
 
-interface MetricLine {
-  step: number;
-  time: number;
-  participants?: number;
-  eval_loss?: number | null;
-  accuracy?: number | null;
-}
+/** A coordinator metrics.jsonl line, as far as live mode reads it (validated: a bad line stops the run). */
+const metricLineSchema = z.object({
+  step: z.number().int().nonnegative(),
+  time: z.number().finite().nonnegative(),
+  participants: z.number().int().nonnegative().optional(),
+  eval_loss: z.number().nullable().optional(),
+  accuracy: z.number().nullable().optional(),
+});
 
 export async function runLive(o: LiveOptions): Promise<LiveOutcome> {
   const cfg = o.config;
@@ -178,6 +195,22 @@ export async function runLive(o: LiveOptions): Promise<LiveOutcome> {
   const tmp = mkdtempSync(path.join(tmpdir(), 'fedpool-live-'));
   const hosts: HostProcess[] = [];
   let coordinator: ChildProcess | undefined;
+  // Ctrl-C or a kill of this process must not leave the coordinator (its own process group member or not) running:
+  // kill every child by the PID we started it with, remove the temporary state, and exit.
+  const killAll = (): void => {
+    for (const c of [coordinator, ...hosts.map((h) => h.child)]) {
+      if (c !== undefined && c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
+    }
+  };
+  const onSignal = (signal: NodeJS.Signals): void => {
+    o.log(`${WHO}: ${signal}: stopping the coordinator and the workers`);
+    killAll();
+    rmSync(tmp, { recursive: true, force: true });
+    process.exit(signal === 'SIGINT' ? 130 : 143);
+  };
+  process.once('SIGINT', onSignal);
+  process.once('SIGTERM', onSignal);
+  process.once('exit', killAll);
   const tasks = new Map<number, SoftmaxTask>();
   const taskFor = (seed: number): SoftmaxTask => {
     let t = tasks.get(seed);
@@ -189,7 +222,8 @@ export async function runLive(o: LiveOptions): Promise<LiveOutcome> {
     return t;
   };
   try {
-    coordinator = fedpoolChild(['coordinator', '--port', '0', '--state', path.join(tmp, 'coordinator.db'), '--metrics-public']);
+    // Long leases: a simulated job may sleep for minutes of scaled virtual time, and a dead host is noticed here.
+    coordinator = fedpoolChild(['coordinator', '--port', '0', '--state', path.join(tmp, 'coordinator.db'), '--metrics-public', '--lease-ms', String(LEASE_MS)]);
     const [, url] = await waitForLine(coordinator, /^fedpool coordinator listening on (http:\/\/\S+)$/, 'the coordinator', WHO);
     const api = new CoordinatorApi(url!, undefined);
     o.log(`${WHO}: coordinator ${url} (pid ${coordinator.pid}); starting ${plan.honest} workers${plan.byzantine > 0 ? ` + ${plan.byzantine} Byzantine` : ''} in ${processes} process${processes === 1 ? '' : 'es'}`);
@@ -207,7 +241,7 @@ export async function runLive(o: LiveOptions): Promise<LiveOutcome> {
       host.send({ type: 'start', url: url!, config: cfg, first, count, total, honest: plan.honest, seeds: o.seeds, timeScale: o.timeScale });
     }
     await Promise.all(connected);
-    o.log(`${WHO}: ${total} workers connected`);
+    o.log(`${WHO}: ${total} workers connected (worker hosts: pid ${hosts.map((h) => h.child.pid).join(', ')})`);
 
     const first = taskFor(1);
     const model = await zeroModel(first.features, first.classes);
@@ -229,6 +263,7 @@ export async function runLive(o: LiveOptions): Promise<LiveOutcome> {
     return { results, stats, workers: { honest: plan.honest, byzantine: plan.byzantine, processes: hosts.length }, plan };
   } finally {
     for (const h of hosts) {
+      h.stopping = true;
       try {
         h.send({ type: 'stop' });
       } catch {
@@ -238,6 +273,9 @@ export async function runLive(o: LiveOptions): Promise<LiveOutcome> {
     await Promise.all(hosts.map((h) => stopChild(h.child, null, 15_000)));
     if (coordinator !== undefined) await stopChild(coordinator, 'SIGTERM', 15_000);
     rmSync(tmp, { recursive: true, force: true });
+    process.off('SIGINT', onSignal);
+    process.off('SIGTERM', onSignal);
+    process.off('exit', killAll);
   }
 }
 
@@ -246,10 +284,14 @@ async function runOne(api: CoordinatorApi, url: string, run: LiveRun, task: Soft
   let peakRss = before.rssBytes;
   let peakHeap = before.heapBytes;
   const eval0 = task.evaluate(task.initial());
-  const rows: MetricRow[] = [{ experiment: run.experiment, algorithm: run.algorithm, seed: run.seed, step: 0, time: 0, loss: eval0.loss, accuracy: eval0.accuracy }];
+  const rows: MetricRow[] = [{ experiment: run.experiment, algorithm: run.algorithm, seed: run.seed, step: 0, time: 0, loss: finiteOrNull(eval0.loss), accuracy: eval0.accuracy }];
+  const row = (step: number, time: number, loss: number | null, accuracy: number | null): MetricRow => ({ experiment: run.experiment, algorithm: run.algorithm, seed: run.seed, step, time, loss, accuracy });
+  // The coordinator evaluates at these steps (eval.every = logEvery, and a sync job's last round).
+  const lastRound = run.train.mode === 'sync' ? run.train.rounds : null;
+  const evaluated = (step: number): boolean => step % cfg.logEvery === 0 || step === lastRound;
   let timeToTarget: number | null = null;
   let updates = 0;
-  let steps = 0;
+  let last = { step: 0, time: 0 };
   const started = performance.now();
   const { id } = await api.createJob({
     kind: 'train',
@@ -270,49 +312,84 @@ async function runOne(api: CoordinatorApi, url: string, run: LiveRun, task: Soft
       }
     }
   })();
-  let stopping = false;
+  // Stopping = cancelling the job; a cancel that fails is sent again on the next line or watchdog tick (one that
+  // fails because the job has just ended is harmless: no more lines come).
+  let stopped = false;
+  let cancelling: Promise<void> | undefined;
   const stop = (): void => {
-    if (stopping) return;
-    stopping = true;
-    void api.cancel(id).catch(() => {}); // it may have just finished
+    stopped = true;
+    cancelling ??= api.cancel(id).then(
+      () => {},
+      () => {
+        cancelling = undefined;
+      },
+    );
   };
-  try {
-    await api.followLines(`/api/jobs/${encodeURIComponent(id)}/metrics?follow=1`, (value) => {
-      const m = value as MetricLine;
-      steps = Math.max(steps, m.step);
-      updates += m.participants ?? 0;
-      const time = m.time / timeScale;
-      if (typeof m.eval_loss === 'number') {
-        rows.push({ experiment: run.experiment, algorithm: run.algorithm, seed: run.seed, step: m.step, time, loss: Number.isFinite(m.eval_loss) ? m.eval_loss : null, accuracy: m.accuracy ?? null });
-        if (timeToTarget === null && cfg.target !== undefined && m.eval_loss <= cfg.target) {
-          timeToTarget = time;
-          if (cfg.stopAtTarget) stop();
-        }
+  // The virtual-time cap, on the wall clock too: a run whose workers stopped answering sends no more lines.
+  const watchdog = cfg.maxTime === undefined ? undefined : setInterval(() => {
+    if ((performance.now() - started) / 1000 > cfg.maxTime! * timeScale + 60) stop();
+  }, 1000);
+  const follow = api.followLines(`/api/jobs/${encodeURIComponent(id)}/metrics?follow=1`, (value) => {
+    const parsed = metricLineSchema.safeParse(value);
+    if (!parsed.success) throw new UserError(`${WHO}: job ${id} sent a bad metrics line: ${JSON.stringify(value).slice(0, 200)}`);
+    const m = parsed.data;
+    const time = m.time / timeScale;
+    last = { step: m.step, time };
+    if (stopped) {
+      stop(); // a cancel that failed is sent again
+      return;
+    }
+    updates += m.participants ?? 0;
+    if (evaluated(m.step)) {
+      const loss = typeof m.eval_loss === 'number' && Number.isFinite(m.eval_loss) ? m.eval_loss : null; // NaN arrives as null
+      rows.push(row(m.step, time, loss, m.accuracy ?? null));
+      if (timeToTarget === null && cfg.target !== undefined && loss !== null && loss <= cfg.target) {
+        timeToTarget = time;
+        if (cfg.stopAtTarget) stop();
       }
-      if (cfg.maxTime !== undefined && time >= cfg.maxTime) stop();
-    });
+      if (loss === null) stop(); // diverged: the simulator ends such runs too
+    }
+    if (cfg.maxTime !== undefined && time >= cfg.maxTime) stop();
+  });
+  follow.catch(() => {}); // raced below; a stream cut by a failure elsewhere is not an error of its own
+  try {
+    await Promise.race([follow, ...hosts.map((h) => h.failed)]);
+  } catch (e) {
+    await api.cancel(id).catch(() => {});
+    throw e;
   } finally {
     sampling = false;
+    if (watchdog !== undefined) clearInterval(watchdog);
     await sampler;
   }
   const wall = (performance.now() - started) / 1000;
   const after = await scrape(url);
   const job = await api.job(id);
-  const failed = hosts.find((h) => h.failure !== undefined);
-  if (failed !== undefined) throw failed.failure!;
   if (job.state === 'failed') throw new UserError(`${WHO}: job ${id} (${run.experiment} ${run.algorithm} seed ${run.seed}) failed: ${job.error ?? 'no reason given'}`);
-  const last = rows.at(-1)!;
+  // The model the job ended with, when no evaluated row shows it (a cancel lands between evaluations).
+  const finalStep = job.progress.done;
+  if (rows.at(-1)!.step !== finalStep && finalStep > 0) {
+    const bundle = await api.bytes(`/api/jobs/${encodeURIComponent(id)}/model`);
+    const m = linearModel(bundle);
+    const e = task.evaluate(toTaskLayout(m.initial, m.features, m.classes));
+    rows.push(row(finalStep, last.time, finiteOrNull(e.loss), e.accuracy));
+  }
+  const final = rows.at(-1)!;
   const cpu = after.cpuSeconds - before.cpuSeconds;
   const mb = (b: number): number => Math.round((b / 2 ** 20) * 10) / 10;
   return {
-    result: { experiment: run.experiment, algorithm: run.algorithm, seed: run.seed, rows, finalLoss: last.loss, finalAccuracy: last.accuracy, timeToTarget, updates },
+    result: { experiment: run.experiment, algorithm: run.algorithm, seed: run.seed, rows, finalLoss: final.loss, finalAccuracy: final.accuracy, timeToTarget, updates },
     stat: {
       experiment: run.experiment, algorithm: run.algorithm, seed: run.seed, job: id, state: job.state,
-      wall_s: round3(wall), server_steps: steps, client_updates: updates, updates_per_s: round3(updates / wall),
+      wall_s: round3(wall), server_steps: finalStep, client_updates: updates, updates_per_s: round3(updates / wall),
       coordinator_cpu_s: round3(cpu), coordinator_cpu_percent: Math.round((cpu / wall) * 1000) / 10,
       coordinator_rss_peak_mb: mb(peakRss), coordinator_heap_peak_mb: mb(peakHeap),
     },
   };
+}
+
+function finiteOrNull(x: number): number | null {
+  return Number.isFinite(x) ? x : null;
 }
 
 function round3(x: number): number {

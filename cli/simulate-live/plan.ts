@@ -9,6 +9,12 @@ import { participationSpec } from '../../simulations/presets/from-config.js';
 import { UserError } from '../errors.js';
 import { datasetName } from './host-messages.js';
 
+/**
+ * Coordinator leases and sync round deadlines in live mode: a simulated job may sleep for minutes of scaled virtual
+ * time (the simulator's rounds wait for their slowest client), and a dead worker host is detected by live.ts.
+ */
+export const LEASE_MS = 600_000;
+
 /** Async jobs run until the virtual-time cap (the simulator's `maxTime`), then are cancelled: steps is only a bound. */
 export const ASYNC_STEP_BOUND = 1_000_000;
 
@@ -59,6 +65,12 @@ export function planLive(cfg: SimConfig, seeds: number, file: string): LivePlan 
     if (b.attack === 'mimic') fail(`${field}.attack`, "'mimic' is simulator-only; the coordinator's adversary has sign-flip, scaled-sign-flip, alie, foe and label-flip");
     if ((b.attack === 'alie' || b.attack === 'foe') && b.z === undefined) fail(`${field}.z`, `live ${b.attack} needs a fixed z (the line search against the defence is simulator-only)`);
   });
+  const attacked = experiments.some((e) => e.byzantine !== null && e.byzantine.attack !== 'none' && e.byzantine.clients > 0);
+  cfg.algorithms.forEach((a, k) => {
+    // The coordinator samples clientsPerRound among all available clients, Byzantine ones included; the simulator's
+    // attackers join every round beside the sampled honest clients.
+    if (attacked && a.mode === 'sync' && a.clientsPerRound !== undefined) fail(`algorithms.${k}.clientsPerRound`, "not with Byzantine clients live (the coordinator's sampling would leave attackers out of some rounds)");
+  });
   const byzantine = Math.max(0, ...experiments.map((e) => (e.byzantine === null || e.byzantine.attack === 'none' ? 0 : e.byzantine.clients)));
 
   const runs: LiveRun[] = [];
@@ -107,7 +119,7 @@ function trainJson(cfg: SimConfig, e: ResolvedExperiment, k: number, seed: numbe
     };
   }
   if (b !== null) {
-    const honestPerRound = Math.min(a.mode === 'sync' ? (a.clientsPerRound ?? N) : N, rates === null ? N : rates.slice(0, N).reduce((s, p) => s + p, 0));
+    const honestPerRound = rates === null ? N : rates.slice(0, N).reduce((s, p) => s + p, 0);
     // The simulator's scaled sign flip sends −(h/f)·μ with h this round's honest count; live uses its expectation.
     const scale = b.attack === 'scaled-sign-flip' ? Math.max(honestPerRound / f, 1e-6) : b.attack === 'alie' || b.attack === 'foe' ? b.z : undefined;
     json.adversary = { clients: Array.from({ length: f }, (_, i) => N + i), attack: b.attack, ...(scale !== undefined && { scale }) };
@@ -116,7 +128,8 @@ function trainJson(cfg: SimConfig, e: ResolvedExperiment, k: number, seed: numbe
     Object.assign(json, {
       mode: 'sync',
       rounds: cfg.rounds,
-      clientsPerRound: a.clientsPerRound === undefined ? clients : a.clientsPerRound + f,
+      clientsPerRound: a.clientsPerRound ?? clients,
+      roundDeadlineMs: LEASE_MS,
       aggregation: { weighting: a.weighting, fedauCutoff: a.fedauCutoff, robust: a.robust, server: a.server },
     });
   } else if (a.mode === 'async') {

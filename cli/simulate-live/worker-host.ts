@@ -74,9 +74,12 @@ class Host {
     return duration(k, rng) * this.start.timeScale * 1000;
   }
 
-  setRun(experiment: string, seed: number): void {
+  async setRun(experiment: string, seed: number): Promise<void> {
     const e = resolvedExperiments(this.cfg).find((x) => x.name === experiment);
     if (e === undefined) throw new Error(`no experiment ${experiment}`);
+    // A cancelled job's leases may still be sleeping: let them finish before the delay streams restart, so each run
+    // draws its delays from the start of its own streams.
+    for (const t0 = Date.now(); this.workers.some((w) => w.inFlight > 0) && Date.now() - t0 < 60_000; ) await new Promise((r) => setTimeout(r, 20));
     this.task(seed); // build the rows now, not inside the first lease
     const duration = e.speeds === null ? null : createSpeeds(speedSpec(e.speeds), this.start.honest, seed + 5000);
     this.run = { duration, rngs: new Map(), seed };
@@ -132,8 +135,10 @@ process.on('message', (raw: unknown) => {
       host.connect();
     } else if (m.type === 'run') {
       if (host === undefined) throw new Error('run before start');
-      host.setRun(m.experiment, m.seed);
-      send({ type: 'ready' });
+      host.setRun(m.experiment, m.seed).then(
+        () => send({ type: 'ready' }),
+        (e: unknown) => send({ type: 'error', message: e instanceof Error ? e.message : String(e) }),
+      );
     } else {
       void (host?.stop() ?? Promise.resolve()).finally(() => process.exit(0));
     }

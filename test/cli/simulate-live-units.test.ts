@@ -6,7 +6,7 @@ import { selectBackend } from '../../client/backends.js';
 import { trainLocally, type ClassifyData } from '../../client/training/local-train.js';
 import { LinearTrainer, toBundleLayout, toTaskLayout } from '../../cli/simulate-live/linear-trainer.js';
 import { parseResources } from '../../cli/simulate-live/live.js';
-import { ASYNC_STEP_BOUND, planLive } from '../../cli/simulate-live/plan.js';
+import { ASYNC_STEP_BOUND, LEASE_MS, planLive } from '../../cli/simulate-live/plan.js';
 import { workerName } from '../../cli/simulate-live/host-messages.js';
 import { packBundle } from '../../shared/model/bundle.js';
 import { parseManifest } from '../../shared/model/manifest.js';
@@ -103,13 +103,14 @@ test('plan: what the coordinator cannot run is refused before anything starts, o
   refuse({ experiments: [{ name: 'a' }, { name: 'm', byzantine: { clients: 2, attack: 'mimic' } }] }, "experiments.1.byzantine.attack: 'mimic' is simulator-only; the coordinator's adversary has sign-flip, scaled-sign-flip, alie, foe and label-flip");
   refuse({ algorithms: [{ name: 'p', mode: 'p2p' }] }, "algorithms.0.mode: 'p2p' has no coordinator; live mode runs sync and async algorithms");
   refuse({ algorithms: [{ name: 'd', weighting: 'uniform', lrDecay: 10 }] }, 'algorithms.0.lrDecay: the coordinator has no server step-size schedule');
+  refuse({ byzantine: { clients: 2, attack: 'sign-flip' }, algorithms: [{ name: 's', weighting: 'uniform', clientsPerRound: 4 }] }, "algorithms.0.clientsPerRound: not with Byzantine clients live (the coordinator's sampling would leave attackers out of some rounds)");
 });
 
 test('plan: one train.json per experiment × algorithm × seed, Byzantine workers after the honest ones, participation and attack carried over', (t) => {
   const p = plan({
     participation: { kind: 'markov', p: { min: 0.2, max: 0.6 }, q: 0.1 },
     experiments: [{ name: 'clean' }, { name: 'ssf', byzantine: { clients: 2, attack: 'scaled-sign-flip' } }, { name: 'alie', byzantine: { clients: 3, attack: 'alie', z: 1.5 } }],
-    algorithms: [{ name: 'fedavg', weighting: 'uniform' }, { name: 'robust', weighting: 'uniform', clientsPerRound: 5, robust: { mix: 'nnm', rule: 'trimmed-mean', f: 2 } }],
+    algorithms: [{ name: 'fedavg', weighting: 'uniform' }, { name: 'robust', weighting: 'uniform', robust: { mix: 'nnm', rule: 'trimmed-mean', f: 2 } }],
   }, 2);
   t.is(p.honest, 10);
   t.is(p.byzantine, 3);
@@ -122,9 +123,9 @@ test('plan: one train.json per experiment × algorithm × seed, Byzantine worker
   t.is(rates.length, 10);
   t.true(Math.abs(rates[0]! - 0.2) < 1e-12 && Math.abs(rates[9]! - 0.6) < 1e-12);
   const ssf = p.runs.find((r) => r.experiment === 'live/ssf' && r.algorithm === 'robust' && r.seed === 2)!.train;
-  t.like(ssf, { clientsPerRound: 7, data: { name: 'sim-s2', clients: 12 }, adversary: { clients: [10, 11], attack: 'scaled-sign-flip' } });
+  t.like(ssf, { clientsPerRound: 12, roundDeadlineMs: LEASE_MS, data: { name: 'sim-s2', clients: 12 }, adversary: { clients: [10, 11], attack: 'scaled-sign-flip' } });
   t.deepEqual((ssf.participation!.p as number[]).slice(10), [1, 1], 'Byzantine clients join every round');
-  t.true(Math.abs(ssf.adversary!.scale - 4 / 2) < 1e-9, 'scale = expected honest per round (min(5 sampled, Σp = 4)) / f');
+  t.true(Math.abs(ssf.adversary!.scale - 4 / 2) < 1e-9, 'scale = expected honest per round (Σp = 4) / f');
   t.like(p.runs.find((r) => r.experiment === 'live/alie')!.train, { adversary: { clients: [10, 11, 12], attack: 'alie', scale: 1.5 } });
 });
 

@@ -5,7 +5,9 @@ import test from 'ava';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { fedpool } from './processes.js';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { fedpoolEntry } from '../helpers/fedpool.js';
+import { cleanEnv, fedpool } from './processes.js';
 
 const dir = mkdtempSync(path.join(tmpdir(), 'fedpool-live-'));
 test.after.always(() => rmSync(dir, { recursive: true, force: true }));
@@ -33,13 +35,24 @@ function coordinatorPid(stderr: string): number {
   return Number(m[1]);
 }
 
+/** Whether a process runs; a zombie (killed, not yet reaped by whoever inherited it) counts as gone. */
 function alive(pid: number): boolean {
   try {
     process.kill(pid, 0);
-    return true;
   } catch {
     return false;
   }
+  try {
+    return !/^\d+ \(.*\) Z/.test(readFileSync(`/proc/${pid}/stat`, 'utf8'));
+  } catch {
+    return true; // no /proc: kill(0) said it exists
+  }
+}
+
+/** Waits up to `ms` for the process to be gone. */
+async function gone(pid: number, ms = 5000): Promise<boolean> {
+  for (const t0 = Date.now(); Date.now() - t0 < ms; await new Promise((r) => setTimeout(r, 100))) if (!alive(pid)) return true;
+  return !alive(pid);
 }
 
 function metricRows(out: string): string[][] {
@@ -115,7 +128,8 @@ test('async FedBuff runs until maxTime on the virtual clock; --workers sets the 
   const rows = metricRows(out);
   const times = rows.map((c) => Number(c[4]));
   t.true(times.some((x) => x >= 30 * 0.5), 'it ran for a good part of maxTime');
-  t.true(rows.filter((c) => Number(c[4]) >= 30).length <= 1, `stopped at maxTime: ${times.join(' ')}`);
+  // The row that crossed maxTime, and at most one more: the model the job ended with (the cancel lands a little later).
+  t.true(rows.filter((c) => Number(c[4]) >= 30).length <= 2, `stopped at maxTime: ${times.join(' ')}`);
   t.true(Number(rows.at(-1)![5]) < Number(rows[0]![5]), 'the loss went down');
 });
 
@@ -130,4 +144,55 @@ test('live refusals: presets, simulator-only settings, live flags without --live
   const flags = await fedpool(['simulate', '--config', quadratic, '--workers', '3']);
   t.is(flags.status, 1);
   t.is(flags.stderr.trim(), 'fedpool simulate: --workers is for --live runs');
+});
+
+/** A live run long enough to interrupt: the CLI from source, with its stderr collected and its exit awaited. */
+function startLong(name: string): { proc: ChildProcess; stderr: () => string; exited: Promise<number | null>; line: (re: RegExp) => Promise<RegExpMatchArray> } {
+  const file = write(`${name}.json`, {
+    name, task: { kind: 'softmax', samplesPerClient: 20, testSamples: 200 }, clients: 6, rounds: 100_000,
+    logEvery: 50, algorithms: [{ name: 'fedavg', weighting: 'uniform' }],
+  });
+  const proc = spawn(process.execPath, ['--import=tsx', fedpoolEntry, 'simulate', '--live', '--config', file, '--out', path.join(dir, `${name}-out`), '--time-scale', '0.01'], { env: cleanEnv(), stdio: ['ignore', 'pipe', 'pipe'] });
+  let stderr = '';
+  const waiting: { re: RegExp; resolve: (m: RegExpMatchArray) => void }[] = [];
+  proc.stderr!.setEncoding('utf8').on('data', (d: string) => {
+    stderr += d;
+    for (const w of [...waiting]) {
+      const m = w.re.exec(stderr);
+      if (m !== null) {
+        waiting.splice(waiting.indexOf(w), 1);
+        w.resolve(m);
+      }
+    }
+  });
+  const exited = new Promise<number | null>((resolve) => proc.once('exit', (code, signal) => resolve(code ?? (signal === null ? null : 128))));
+  const line = (re: RegExp): Promise<RegExpMatchArray> => new Promise((resolve, reject) => {
+    const m = re.exec(stderr);
+    if (m !== null) return resolve(m);
+    waiting.push({ re, resolve });
+    void exited.then(() => reject(new Error(`exited before ${re}: ${stderr}`)));
+  });
+  return { proc, stderr: () => stderr, exited, line };
+}
+
+test('a worker host that dies mid-job ends the run with one line naming it; nothing is left running', async (t) => {
+  const run = startLong('host-dies');
+  const pid = coordinatorPid((await run.line(/\(pid \d+\)/))[0]);
+  const [, host] = await run.line(/worker hosts: pid (\d+)\)/);
+  await new Promise((r) => setTimeout(r, 1500)); // the job is running
+  process.kill(Number(host), 'SIGKILL');
+  t.is(await run.exited, 1, run.stderr());
+  t.regex(run.stderr(), /fedpool simulate --live: worker host 0: exited \(SIGKILL\)/);
+  t.true(await gone(pid), 'the coordinator was stopped');
+});
+
+test('SIGTERM to the command stops the coordinator and the workers by PID and exits 143', async (t) => {
+  const run = startLong('sigterm');
+  const pid = coordinatorPid((await run.line(/\(pid \d+\)/))[0]);
+  const [, host] = await run.line(/worker hosts: pid (\d+)\)/);
+  await new Promise((r) => setTimeout(r, 1000));
+  run.proc.kill('SIGTERM');
+  t.is(await run.exited, 143, run.stderr());
+  t.true(await gone(pid), 'the coordinator is gone');
+  t.true(await gone(Number(host)), 'the worker host is gone');
 });
