@@ -5,7 +5,7 @@ import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { z } from 'zod';
 import { metricsCsv } from '../../simulations/report/csv.js';
-import { reportHtml } from '../../simulations/report/html.js';
+import { reportHtml, type ReportTable } from '../../simulations/report/html.js';
 import { summarize, summaryStats, summaryTable } from '../../simulations/report/summary.js';
 import { parseSimConfig, SimConfigError, type SimConfig } from '../../simulations/config.js';
 import { presetFromConfig } from '../../simulations/presets/from-config.js';
@@ -88,7 +88,7 @@ async function runLiveCommand(o: z.infer<typeof optionsSchema>): Promise<void> {
   }
   const preset = presetFromConfig(config);
   const out = await outputDir(o.out, preset.name);
-  const { runLive, liveTable } = await import('../simulate-live/live.js');
+  const { runLive, liveTable, liveReportTable } = await import('../simulate-live/live.js');
   const started = performance.now();
   const live = await runLive({
     config, file, seeds: o.seeds, timeScale: o.timeScale,
@@ -100,7 +100,7 @@ async function runLiveCommand(o: z.infer<typeof optionsSchema>): Promise<void> {
   });
   const seconds = (performance.now() - started) / 1000;
   const title = `fedpool simulate --live --config ${file} --workers ${config.clients} --seeds ${o.seeds}`;
-  await writeOutputs(out, live.results, title, preset);
+  await writeOutputs(out, live.results, title, preset, [liveReportTable(live.stats)]);
   await writeFile(path.join(out, 'live.json'), `${JSON.stringify({ config: file, workers: live.workers, timeScale: o.timeScale, runs: live.stats }, null, 2)}\n`);
   process.stdout.write(`${summaryTable(summaryStats(live.results))}\n`);
   process.stdout.write(`final loss: the coordinator's eval loss of the last model; time: wall seconds / ${o.timeScale} (virtual units)\n\n`);
@@ -118,10 +118,10 @@ async function outputDir(given: string | undefined, name: string): Promise<strin
   return out;
 }
 
-async function writeOutputs(out: string, results: RunResult[], title: string, preset: Preset): Promise<void> {
+async function writeOutputs(out: string, results: RunResult[], title: string, preset: Preset, tables?: ReportTable[]): Promise<void> {
   await writeFile(path.join(out, 'metrics.csv'), metricsCsv(results.flatMap((r) => r.rows)));
   await writeFile(path.join(out, 'summary.json'), `${JSON.stringify(summarize(results), null, 2)}\n`);
-  await writeFile(path.join(out, 'report.html'), reportHtml(results, { title, generatedAt: new Date().toISOString(), presets: [preset] }));
+  await writeFile(path.join(out, 'report.html'), reportHtml(results, { title, generatedAt: new Date().toISOString(), presets: [preset], ...(tables !== undefined && { tables }) }));
 }
 
 /** Reads and validates sim.json: every problem is one line naming the file and the field (exit 1, nothing run). */

@@ -32,6 +32,24 @@ export interface ReportOptions {
   generatedAt: string;
   /** Group experiments under their presets (name, description, loss label); others go under "Other experiments". */
   presets?: readonly ReportPresetInfo[];
+  /** Extra tables at the end (e.g. live mode's coordinator cost per job): cells are shown as text. */
+  tables?: readonly ReportTable[];
+}
+
+export interface ReportTable {
+  title: string;
+  note?: string;
+  headers: readonly string[];
+  rows: readonly (readonly (string | number)[])[];
+}
+
+function extraTableHtml(t: ReportTable): string {
+  const out: string[] = [`<h2>${escapeHtml(t.title)}</h2>`];
+  if (t.note !== undefined) out.push(`<p class="note">${escapeHtml(t.note)}</p>`);
+  out.push(`<table><thead><tr>${t.headers.map((h) => `<th>${escapeHtml(h)}</th>`).join('')}</tr></thead><tbody>`);
+  for (const r of t.rows) out.push(`<tr>${r.map((c) => `<td>${escapeHtml(String(c))}</td>`).join('')}</tr>`);
+  out.push('</tbody></table>');
+  return out.join('');
 }
 
 export const MAX_POINTS = 300;
@@ -478,6 +496,7 @@ export function reportHtml(results: readonly RunResult[], opts: ReportOptions): 
       out.push('</section>');
     }
   }
+  for (const t of opts.tables ?? []) out.push(extraTableHtml(t));
   out.push('</body></html>');
   return `${out.join('\n')}\n`;
 }

@@ -104,7 +104,10 @@ test('sync rounds with participation and Byzantine workers: averaging collapses 
     t.true(s.client_updates > 8 && s.coordinator_cpu_s > 0 && s.coordinator_rss_peak_mb > 20 && s.coordinator_heap_peak_mb > 1, JSON.stringify(s));
   }
   t.regex(r.stdout, /coord CPU %/);
-  t.regex(readFileSync(path.join(out, 'report.html'), 'utf8'), /fedpool simulate --live/);
+  const html = readFileSync(path.join(out, 'report.html'), 'utf8');
+  t.regex(html, /fedpool simulate --live/);
+  t.regex(html, /<h2>Coordinator cost per job \(live\)<\/h2>/);
+  t.is((html.match(/<td>live-sync\/(clean|ssf)<\/td>/g) ?? []).length, 4, 'one cost row per job');
 });
 
 test('async FedBuff runs until maxTime on the virtual clock; --workers sets the population, spread over --processes', async (t) => {
