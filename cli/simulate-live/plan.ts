@@ -105,7 +105,7 @@ function trainJson(cfg: SimConfig, e: ResolvedExperiment, k: number, seed: numbe
   const json: Record<string, unknown> = {
     model: 'live-model',
     task: 'classify',
-    data: { source: 'worker', name: datasetName(seed), clients },
+    data: { source: 'worker', name: datasetName(seed), clients, seed },
     eval: { path: 'live-eval', every: cfg.logEvery },
     local,
   };

@@ -412,7 +412,7 @@ export class TrainingService {
     const numClients = job.numClients;
     const pipeline = trainPipelineSpec(config);
     const participation = (config.participation ?? null) as ParticipationSetting | null;
-    const seed = config.data.source === 'central' ? config.data.partition.seed : 1;
+    const seed = config.data.source === 'central' ? config.data.partition.seed : config.data.seed;
     job.adversary = config.adversary === undefined ? null : new Adversary({ ...config.adversary, seed });
     const initial = job.model.initialWeights;
     const resume = job.resumeFrom;

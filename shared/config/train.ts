@@ -34,6 +34,8 @@ export const dataConfigSchema = z.discriminatedUnion('source', [
     name: z.string().min(1),
     /** Expected number of worker datasets (clients); needed for fedau, adversary and an array p. Optional. */
     clients: count.optional(),
+    /** Seeds the job's own choices (clients sampled per round, async dispatch, random attack noise). */
+    seed: z.number().int().default(1),
   }),
 ]);
 

@@ -151,12 +151,14 @@ test('a cancelled job drops its training state too', async (t) => {
   t.truthy(await service.modelBundle(id));
 });
 
-test('worker-held data: the holders present at the start are clients 0, 1, … in name order, whatever order they connected in', async (t) => {
+/** A worker-data sync job on four workers; returns client → worker name of every lease and the clients per round. */
+async function workerDataRun(t: import('ava').ExecutionContext, data: Record<string, unknown>, clientsPerRound: number): Promise<{ trainedBy: Map<number, string>; rounds: number[][] }> {
   const store = new MemoryStore();
   const blobs = new BlobStore(store);
   const registry = new Registry();
   const scheduler = new Scheduler({ leaseMs: 60_000 });
   const trainedBy = new Map<number, string>();
+  const rounds: number[][] = [];
   let seq = 0;
   // eslint-disable-next-line prefer-const
   let service: TrainingService;
@@ -164,6 +166,7 @@ test('worker-held data: the holders present at the start are clients 0, 1, … i
     sendLease(workerId: string, m: LeaseMessage): void {
       if (m.task.kind !== 'train') return;
       trainedBy.set(m.task.client, registry.get(workerId)!.name);
+      (rounds[m.task.modelVersion] ??= []).push(m.task.client);
       const size = m.task.weights?.size ?? 0;
       setImmediate(() => service.result(workerId, {
         type: 'result', leaseId: m.leaseId, shardId: m.shardId,
@@ -182,10 +185,23 @@ test('worker-held data: the holders present at the start are clients 0, 1, … i
   }
   const model = blobs.put(await modelBundle());
   const config = parseTrainConfig({
-    model: 'model', task: 'classify', data: { source: 'worker', name: 'd', clients: 4 },
-    mode: 'sync', rounds: 2, clientsPerRound: 4, local: { steps: 1, batchSize: 8, lr: 0.1 },
+    model: 'model', task: 'classify', data: { source: 'worker', name: 'd', clients: 4, ...data },
+    mode: 'sync', rounds: 6, clientsPerRound, local: { steps: 1, batchSize: 8, lr: 0.1 },
   }, '/', (_base, p) => p);
   const { id } = service.submit({ model, config });
   while (service.status(id)?.state !== 'done') await Promise.race([service.waitForChange(id), new Promise((r) => setTimeout(r, 50))]);
+  return { trainedBy, rounds: rounds.map((r) => [...r].sort()) };
+}
+
+test('worker-held data: the holders present at the start are clients 0, 1, … in name order, whatever order they connected in', async (t) => {
+  const { trainedBy } = await workerDataRun(t, {}, 4);
   t.deepEqual([...trainedBy.entries()].sort((a, b) => a[0] - b[0]), [[0, 'sim-0000'], [1, 'sim-0001'], [2, 'sim-0002'], [3, 'sim-0003']]);
+});
+
+test('worker-held data: data.seed seeds the clients sampled per round (same seed, same sample)', async (t) => {
+  const a = await workerDataRun(t, { seed: 1 }, 2);
+  const again = await workerDataRun(t, { seed: 1 }, 2);
+  const b = await workerDataRun(t, { seed: 2 }, 2);
+  t.deepEqual(again.rounds, a.rounds);
+  t.notDeepEqual(b.rounds, a.rounds);
 });

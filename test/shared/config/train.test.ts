@@ -71,7 +71,7 @@ test('minimal configs get documented defaults', (t) => {
 test('async defaults: poly(0.5) staleness, no max staleness; worker data keeps its name', (t) => {
   const cfg = parseTrainConfig(asyncCfg, '/cfg');
   t.is(cfg.model, '/abs/model');
-  t.deepEqual(cfg.data, { source: 'worker', name: 'prefs' });
+  t.deepEqual(cfg.data, { source: 'worker', name: 'prefs', seed: 1 });
   t.is(cfg.mode, 'async');
   if (cfg.mode !== 'async') return;
   t.deepEqual(cfg.staleness, { kind: 'poly', exponent: 0.5 });
