@@ -172,15 +172,18 @@ export class ServerAggregator {
    * One server round: weights are read before the round is observed (FedAU causality), then every client's
    * participation state advances, then the optimizer steps. An empty round leaves the model unchanged.
    * `participants` defaults to the contributions' client indices; pass it when some participants' updates
-   * were dropped (late ones count as not participating).
+   * were dropped (late ones count as not participating). `stepSize` multiplies the aggregate before the optimizer.
    */
-  step(model: Float32Array, contributions: readonly Contribution[], participants?: Iterable<number>): StepResult {
+  step(model: Float32Array, contributions: readonly Contribution[], participants?: Iterable<number>, stepSize = 1): StepResult {
     if (contributions.length === 0) {
       this.fedau?.observeRound(participants ?? []);
       return { model: Float32Array.from(model), aggregate: null, scales: new Float64Array(0) };
     }
     const { aggregate, scales } = this.aggregate(contributions);
     this.observe(contributions, participants);
+    // A server step-size schedule γ_t scales the aggregate itself, so rules with absolute scales (cclip's τ) and the
+    // optimizer's state see what the clients sent (simulations: server-coordinated MoNNA, sim.json lrDecay).
+    if (stepSize !== 1) for (let j = 0; j < aggregate.length; j++) aggregate[j] *= stepSize;
     return { model: this.optimizer.step(model, aggregate), aggregate, scales };
   }
 

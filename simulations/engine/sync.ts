@@ -181,15 +181,9 @@ export function runSync(spec: SyncRunSpec): RunResult {
     const lr = spec.serverLr?.(t);
     if (lr === undefined) {
       x = aggregator.stepModel(x, contributions);
-    } else if (contributions.length > 0) {
-      if (!(Number.isFinite(lr) && lr >= 0)) throw new RangeError(`runSync: serverLr(${t}) must be a finite number ≥ 0, got ${String(lr)}`);
-      // ServerAggregator.step with the aggregate scaled by γ_t (FedAU, when used, observes the same participants).
-      const { aggregate } = aggregator.aggregate(contributions);
-      aggregator.fedau?.observeRound(contributions.map((c) => c.client as number));
-      for (let j = 0; j < d; j++) aggregate[j] *= lr;
-      x = aggregator.optimizer.step(x, aggregate);
     } else {
-      aggregator.fedau?.observeRound([]);
+      if (!(Number.isFinite(lr) && lr >= 0)) throw new RangeError(`runSync: serverLr(${t}) must be a finite number ≥ 0, got ${String(lr)}`);
+      x = aggregator.step(x, contributions, undefined, lr).model;
     }
     if (t >= tailStart) {
       for (let j = 0; j < d; j++) avg[j] += x[j]!;
