@@ -300,10 +300,12 @@ async function runOne(api: CoordinatorApi, url: string, run: LiveRun, task: Soft
     config: run.train,
     eval: { dim: task.features, n: task.testY.length, rows: base64(task.testX), labels: base64(task.testY) },
   });
+  // Once a second: each scrape costs the coordinator a walk of its handles and file descriptors (one per socket), so
+  // sampling faster would inflate the very CPU figure it measures.
   let sampling = true;
   const sampler = (async () => {
     while (sampling) {
-      await new Promise((r) => setTimeout(r, 250));
+      await new Promise((r) => setTimeout(r, 1000));
       try {
         const r = await scrape(url);
         peakRss = Math.max(peakRss, r.rssBytes);
@@ -365,6 +367,8 @@ async function runOne(api: CoordinatorApi, url: string, run: LiveRun, task: Soft
   }
   const wall = (performance.now() - started) / 1000;
   const after = await scrape(url);
+  peakRss = Math.max(peakRss, after.rssBytes);
+  peakHeap = Math.max(peakHeap, after.heapBytes);
   const job = await api.job(id);
   if (job.state === 'failed') throw new UserError(`${WHO}: job ${id} (${run.experiment} ${run.algorithm} seed ${run.seed}) failed: ${job.error ?? 'no reason given'}`);
   // The model the job ended with, when no evaluated row shows it (a cancel lands between evaluations).
@@ -408,7 +412,7 @@ function liveCells(s: LiveRunStats): string[] {
 export function liveReportTable(stats: readonly LiveRunStats[]): ReportTable {
   return {
     title: 'Coordinator cost per job (live)',
-    note: 'CPU as a share of one core and peak resident memory of the coordinator process, sampled from its /metrics every 250 ms; updates are what it aggregated (Byzantine workers included).',
+    note: 'CPU as a share of one core and peak resident memory of the coordinator process, sampled from its /metrics every second; updates are what it aggregated (Byzantine workers included).',
     headers: LIVE_HEADERS,
     rows: stats.map(liveCells),
   };
