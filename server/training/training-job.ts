@@ -770,7 +770,7 @@ export class TrainingService {
           this.send(job, q.order, q.attempt, w, sink);
         } else later.push(q);
       }
-      job.queue = later;
+      if (job.state === 'running') job.queue = later; // a failed send may have ended (and released) the job
       for (const order of missed) this.miss(job, order);
     }
   }
