@@ -144,6 +144,10 @@ test('live refusals: presets, simulator-only settings, live flags without --live
   const q = await fedpool(['simulate', '--live', '--config', quadratic]);
   t.is(q.status, 1);
   t.is(q.stderr.trim(), "fedpool simulate --live: quad.json: task.kind: live mode trains a real model on the coordinator; 'quadratic' has none (use softmax, mnist or spam)");
+  const rates = write('rates.json', { name: 'r', task: { kind: 'softmax' }, clients: 4, rounds: 2, participation: { kind: 'bernoulli', p: [0.5, 0.5, 0.5, 0.5] }, algorithms: [{ name: 'a' }] });
+  const resized = await fedpool(['simulate', '--live', '--config', rates, '--workers', '3']);
+  t.is(resized.status, 1);
+  t.is(resized.stderr.trim(), 'fedpool simulate --live: rates.json with --workers 3: participation.p: has 4 entries but there are 3 clients');
   const flags = await fedpool(['simulate', '--config', quadratic, '--workers', '3']);
   t.is(flags.status, 1);
   t.is(flags.stderr.trim(), 'fedpool simulate: --workers is for --live runs');
