@@ -89,16 +89,20 @@ async function scrape(url: string): Promise<Resources> {
   return parseResources(await res.text());
 }
 
-/** A worker-host process and its IPC conversation. */
+/**
+ * A worker-host process and its IPC conversation. A failure (exit, error, nonsense) is recorded once and reaches
+ * every wait, pending or later; sending never throws, so no wait's promise is left unobserved by a throw between
+ * creating it and handing it to Promise.all (a dead host once crashed the command with an unhandled rejection).
+ */
 class HostProcess {
-  private waiters: { type: FromHost['type']; resolve: () => void; reject: (e: Error) => void }[] = [];
+  private waiters: { type: FromHost['type']; timer: NodeJS.Timeout; resolve: () => void; reject: (e: Error) => void }[] = [];
   private stderr = '';
   failure: Error | undefined;
   /** Rejects when the host fails (exits, errs, sends nonsense): raced against every wait for a job. */
   readonly failed: Promise<never>;
   private rejectFailed!: (e: Error) => void;
   /** Set once we asked it to stop: its exit is then no failure. */
-  stopping = false;
+  private stopping = false;
 
   constructor(
     readonly child: ChildProcess,
@@ -116,7 +120,11 @@ class HostProcess {
       const m = parsed.data;
       if (m.type === 'error') return this.fail(m.message);
       const at = this.waiters.findIndex((w) => w.type === m.type);
-      if (at >= 0) this.waiters.splice(at, 1)[0]!.resolve();
+      if (at >= 0) {
+        const [w] = this.waiters.splice(at, 1);
+        clearTimeout(w!.timer);
+        w!.resolve();
+      }
     });
     child.on('exit', (code, signal) => this.fail(`exited (${signal ?? `code ${code}`})${this.stderr.trim() === '' ? '' : `: ${this.stderr.trim().split('\n').at(-1)}`}`));
   }
@@ -125,22 +133,40 @@ class HostProcess {
     if (this.stopping || this.failure !== undefined) return;
     this.failure = new UserError(`${WHO}: worker host ${this.index}: ${why}`);
     this.rejectFailed(this.failure);
-    for (const w of this.waiters.splice(0)) w.reject(this.failure);
+    for (const w of this.waiters.splice(0)) {
+      clearTimeout(w.timer);
+      w.reject(this.failure);
+    }
   }
 
+  /** Sends a message; after a failure or a stop it sends nothing (the failure reaches the waits instead). */
   send(message: ToHost): void {
-    if (this.failure !== undefined) throw this.failure;
+    if (this.failure !== undefined || this.stopping || !this.child.connected) return;
     this.child.send(message, (e) => {
       if (e !== null) this.fail(`cannot send it ${message.type}: ${e.message}`);
     });
   }
 
+  /** Resolves on the host's next `type` message; rejects on its failure, or after `ms`. */
   wait(type: FromHost['type'], ms: number, what: string): Promise<void> {
     if (this.failure !== undefined) return Promise.reject(this.failure);
     return new Promise((resolve, reject) => {
-      const timer = setTimeout(() => reject(new UserError(`${WHO}: worker host ${this.index}: ${what} took over ${Math.round(ms / 1000)} s`)), ms);
-      this.waiters.push({ type, resolve: () => (clearTimeout(timer), resolve()), reject: (e) => (clearTimeout(timer), reject(e)) });
+      const timer = setTimeout(() => {
+        this.waiters = this.waiters.filter((w) => w.timer !== timer);
+        reject(new UserError(`${WHO}: worker host ${this.index}: ${what} took over ${Math.round(ms / 1000)} s`));
+      }, ms);
+      this.waiters.push({ type, timer, resolve, reject });
     });
+  }
+
+  /**
+   * Asks the host to stop (its exit is no failure from now on). Pending waits are dropped with their timers: they
+   * belong to a step that has already failed elsewhere, and their timers must not keep the command alive.
+   */
+  stop(): void {
+    if (this.failure === undefined && !this.stopping && this.child.connected) this.child.send({ type: 'stop' } satisfies ToHost, () => {});
+    this.stopping = true;
+    for (const w of this.waiters.splice(0)) clearTimeout(w.timer);
   }
 }
 
@@ -238,8 +264,8 @@ export async function runLive(o: LiveOptions): Promise<LiveOutcome> {
       const child = fork(fileURLToPath(hostModule), [], { stdio: ['ignore', 'ignore', 'pipe', 'ipc'], env: { ...process.env, FEDPOOL_LOG: process.env.FEDPOOL_LOG ?? 'warn' } });
       const host = new HostProcess(child, i);
       hosts.push(host);
-      connected.push(host.wait('connected', 60_000 + 50 * count, `connecting ${count} workers`));
       host.send({ type: 'start', url: url!, config: cfg, first, count, total, honest: plan.honest, seeds: o.seeds, timeScale: o.timeScale });
+      connected.push(host.wait('connected', 60_000 + 50 * count, `connecting ${count} workers`));
     }
     await Promise.all(connected);
     o.log(`${WHO}: ${total} workers connected (worker hosts: pid ${hosts.map((h) => h.child.pid).join(', ')})`);
@@ -252,9 +278,8 @@ export async function runLive(o: LiveOptions): Promise<LiveOutcome> {
     const stats: LiveRunStats[] = [];
     for (const run of plan.runs) {
       await Promise.all(hosts.map((h) => {
-        const ready = h.wait('ready', 120_000, `preparing seed ${run.seed}`);
         h.send({ type: 'run', experiment: run.experimentName, seed: run.seed });
-        return ready;
+        return h.wait('ready', 120_000, `preparing seed ${run.seed}`);
       }));
       const { result, stat } = await runOne(api, url!, run, taskFor(run.seed), model.hash, cfg, o.timeScale, hosts);
       results.push(result);
@@ -263,14 +288,7 @@ export async function runLive(o: LiveOptions): Promise<LiveOutcome> {
     }
     return { results, stats, workers: { honest: plan.honest, byzantine: plan.byzantine, processes: hosts.length }, plan };
   } finally {
-    for (const h of hosts) {
-      h.stopping = true;
-      try {
-        h.send({ type: 'stop' });
-      } catch {
-        // already gone
-      }
-    }
+    for (const h of hosts) h.stop();
     await Promise.all(hosts.map((h) => stopChild(h.child, null, 15_000)));
     if (coordinator !== undefined) await stopChild(coordinator, 'SIGTERM', 15_000);
     rmSync(tmp, { recursive: true, force: true });

@@ -1,16 +1,39 @@
 // `fedpool simulate --live`: a sim.json on a real coordinator process with simulated socket.io workers in worker-host
 // processes, through the CLI from source. The runs must learn, reproduce the simulator's qualitative finding under
 // attack, report the coordinator's CPU and memory, stop async runs at maxTime, and leave no process behind.
-import test from 'ava';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import test, { type ExecutionContext } from 'ava';
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { spawn, type ChildProcess } from 'node:child_process';
-import { fedpoolEntry } from '../helpers/fedpool.js';
-import { cleanEnv, fedpool } from './processes.js';
+import { alive, cleanEnv, gone, runFedpool, startFedpool, type Child, type RunResult } from '../helpers/processes.js';
+import { sleep } from '../server/helpers.js';
 
-const dir = mkdtempSync(path.join(tmpdir(), 'fedpool-live-'));
+const dir = mkdtempSync(path.join(tmpdir(), 'fedpool-live-test-'));
 test.after.always(() => rmSync(dir, { recursive: true, force: true }));
+
+/**
+ * A temp folder of the command's own (its TMPDIR): the command keeps its coordinator state there, and must leave
+ * it empty however it ends.
+ */
+function commandTmp(name: string): string {
+  const d = path.join(dir, `tmp-${name}`);
+  mkdirSync(d);
+  return d;
+}
+
+/** What the command left in its temp folder (tsx's compile cache, made by the test setup, does not count). */
+function leftIn(tmp: string): string[] {
+  return readdirSync(tmp).filter((f) => !/^tsx-\d+$/.test(f));
+}
+
+function fedpool(args: string[], tmp: string): Promise<RunResult> {
+  return runFedpool(args, { env: cleanEnv({ TMPDIR: tmp }) });
+}
+
+/** stderr without the progress lines: what the command said went wrong, or nothing. */
+function complaints(stderr: string): string[] {
+  return stderr.split('\n').filter((l) => l !== '' && !/^fedpool simulate --live: (coordinator http|\d+ workers (\+ \d+ Byzantine )?connected|\d+\/\d+ )/.test(l));
+}
 
 interface LiveJson {
   workers: { honest: number; byzantine: number; processes: number };
@@ -35,26 +58,6 @@ function coordinatorPid(stderr: string): number {
   return Number(m[1]);
 }
 
-/** Whether a process runs; a zombie (killed, not yet reaped by whoever inherited it) counts as gone. */
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-  } catch {
-    return false;
-  }
-  try {
-    return !/^\d+ \(.*\) Z/.test(readFileSync(`/proc/${pid}/stat`, 'utf8'));
-  } catch {
-    return true; // no /proc: kill(0) said it exists
-  }
-}
-
-/** Waits up to `ms` for the process to be gone. */
-async function gone(pid: number, ms = 5000): Promise<boolean> {
-  for (const t0 = Date.now(); Date.now() - t0 < ms; await new Promise((r) => setTimeout(r, 100))) if (!alive(pid)) return true;
-  return !alive(pid);
-}
-
 function metricRows(out: string): string[][] {
   const lines = readFileSync(path.join(out, 'metrics.csv'), 'utf8').trim().split('\n');
   if (lines[0] !== 'experiment,algorithm,seed,step,time,loss,accuracy') throw new Error(`metrics.csv header: ${lines[0]}`);
@@ -77,8 +80,11 @@ test('sync rounds with participation and Byzantine workers: averaging collapses 
     ],
   });
   const out = path.join(dir, 'sync-out');
-  const r = await fedpool(['simulate', '--live', '--config', file, '--out', out, '--time-scale', '0.005']);
+  const tmp = commandTmp('sync');
+  const r = await fedpool(['simulate', '--live', '--config', file, '--out', out, '--time-scale', '0.005'], tmp);
   t.is(r.status, 0, r.stderr);
+  t.deepEqual(complaints(r.stderr), []);
+  t.deepEqual(leftIn(tmp), [], 'the coordinator state is removed');
   t.regex(r.stderr, /12 workers \+ 2 Byzantine in 1 process/);
   t.false(alive(coordinatorPid(r.stderr)), 'the coordinator process is gone');
 
@@ -121,8 +127,10 @@ test('async FedBuff runs until maxTime on the virtual clock; --workers sets the 
     algorithms: [{ name: 'fedbuff-3', mode: 'async', concurrency: 6, buffer: 3 }],
   });
   const out = path.join(dir, 'async-out');
-  const r = await fedpool(['simulate', '--live', '--config', file, '--out', out, '--workers', '16', '--processes', '2', '--time-scale', '0.01']);
+  const tmp = commandTmp('async');
+  const r = await fedpool(['simulate', '--live', '--config', file, '--out', out, '--workers', '16', '--processes', '2', '--time-scale', '0.01'], tmp);
   t.is(r.status, 0, r.stderr);
+  t.deepEqual(leftIn(tmp), []);
   t.false(alive(coordinatorPid(r.stderr)));
   const live = JSON.parse(readFileSync(path.join(out, 'live.json'), 'utf8')) as LiveJson;
   t.deepEqual(live.workers, { honest: 16, byzantine: 0, processes: 2 });
@@ -137,6 +145,8 @@ test('async FedBuff runs until maxTime on the virtual clock; --workers sets the 
 });
 
 test('live refusals: presets, simulator-only settings, live flags without --live', async (t) => {
+  const tmp = commandTmp('refusals');
+  const fedpool = (args: string[]): Promise<RunResult> => runFedpool(args, { env: cleanEnv({ TMPDIR: tmp }) });
   const preset = await fedpool(['simulate', '--live', '--preset', 'fedau-participation']);
   t.is(preset.status, 1);
   t.is(preset.stderr.trim(), 'fedpool simulate --live: give --config sim.json (the presets run in the simulator only)');
@@ -151,55 +161,60 @@ test('live refusals: presets, simulator-only settings, live flags without --live
   const flags = await fedpool(['simulate', '--config', quadratic, '--workers', '3']);
   t.is(flags.status, 1);
   t.is(flags.stderr.trim(), 'fedpool simulate: --workers is for --live runs');
+  t.deepEqual(leftIn(tmp), []);
 });
 
-/** A live run long enough to interrupt: the CLI from source, with its stderr collected and its exit awaited. */
-function startLong(name: string): { proc: ChildProcess; stderr: () => string; exited: Promise<number | null>; line: (re: RegExp) => Promise<RegExpMatchArray> } {
+/** A live run long enough to interrupt (100,000 rounds), started with `t`'s teardown as the backstop. */
+function startLong(t: ExecutionContext, name: string): { run: Child; tmp: string } {
   const file = write(`${name}.json`, {
     name, task: { kind: 'softmax', samplesPerClient: 20, testSamples: 200 }, clients: 6, rounds: 100_000,
     logEvery: 50, algorithms: [{ name: 'fedavg', weighting: 'uniform' }],
   });
-  const proc = spawn(process.execPath, ['--import=tsx', fedpoolEntry, 'simulate', '--live', '--config', file, '--out', path.join(dir, `${name}-out`), '--time-scale', '0.01'], { env: cleanEnv(), stdio: ['ignore', 'pipe', 'pipe'] });
-  let stderr = '';
-  const waiting: { re: RegExp; resolve: (m: RegExpMatchArray) => void }[] = [];
-  proc.stderr!.setEncoding('utf8').on('data', (d: string) => {
-    stderr += d;
-    for (const w of [...waiting]) {
-      const m = w.re.exec(stderr);
-      if (m !== null) {
-        waiting.splice(waiting.indexOf(w), 1);
-        w.resolve(m);
-      }
-    }
-  });
-  const exited = new Promise<number | null>((resolve) => proc.once('exit', (code, signal) => resolve(code ?? (signal === null ? null : 128))));
-  const line = (re: RegExp): Promise<RegExpMatchArray> => new Promise((resolve, reject) => {
-    const m = re.exec(stderr);
-    if (m !== null) return resolve(m);
-    waiting.push({ re, resolve });
-    void exited.then(() => reject(new Error(`exited before ${re}: ${stderr}`)));
-  });
-  return { proc, stderr: () => stderr, exited, line };
+  const tmp = commandTmp(name);
+  const run = startFedpool(t, ['simulate', '--live', '--config', file, '--out', path.join(dir, `${name}-out`), '--time-scale', '0.01'], { env: cleanEnv({ TMPDIR: tmp }) });
+  return { run, tmp };
 }
 
-test('a worker host that dies mid-job ends the run with one line naming it; nothing is left running', async (t) => {
-  const run = startLong('host-dies');
-  const pid = coordinatorPid((await run.line(/\(pid \d+\)/))[0]);
-  const [, host] = await run.line(/worker hosts: pid (\d+)\)/);
-  await new Promise((r) => setTimeout(r, 1500)); // the job is running
-  process.kill(Number(host), 'SIGKILL');
-  t.is(await run.exited, 1, run.stderr());
-  t.regex(run.stderr(), /fedpool simulate --live: worker host 0: exited \(SIGKILL\)/);
-  t.true(await gone(pid), 'the coordinator was stopped');
-});
+/** The coordinator URL and PID, and the worker host's PID, from the command's progress lines. */
+async function started(run: Child): Promise<{ url: string; coordinator: number; host: number }> {
+  const [, url, coordinator] = await run.line(/coordinator (http:\/\/\S+) \(pid (\d+)\)/, { stream: 'stderr' });
+  const [, host] = await run.line(/worker hosts: pid (\d+)\)/, { stream: 'stderr' });
+  return { url: url!, coordinator: Number(coordinator), host: Number(host) };
+}
+
+/** Waits until the coordinator has a training job with at least one step done: the run is mid-job. */
+async function midJob(url: string): Promise<void> {
+  for (const end = Date.now() + 120_000; Date.now() < end; await sleep(50)) {
+    const jobs = (await (await fetch(`${url}/api/jobs`)).json()) as { state: string; progress: { done: number } }[];
+    if (jobs.some((j) => j.state === 'running' && j.progress.done > 0)) return;
+  }
+  throw new Error('no training job made progress within 120 s');
+}
+
+// The host dies at two moments: mid-job (the job's wait races the host's failure), and just after the workers
+// connected, before the first job (a dead host once crashed the command there with an unhandled rejection and a
+// stack trace, leaving its temp folder).
+for (const when of ['mid-job', 'before the first job'] as const) {
+  test(`a worker host that dies ${when} ends the run with one line naming it; nothing is left running or on disk`, async (t) => {
+    const { run, tmp } = startLong(t, `host-dies-${when === 'mid-job' ? 'mid' : 'early'}`);
+    const { url, coordinator, host } = await started(run);
+    if (when === 'mid-job') await midJob(url);
+    process.kill(host, 'SIGKILL');
+    t.is(await run.status, 1, run.stderr());
+    t.deepEqual(complaints(run.stderr()), ['fedpool simulate --live: worker host 0: exited (SIGKILL)']);
+    t.true(await gone(coordinator), 'the coordinator was stopped');
+    t.deepEqual(leftIn(tmp), [], 'the coordinator state is removed');
+  });
+}
 
 test('SIGTERM to the command stops the coordinator and the workers by PID and exits 143', async (t) => {
-  const run = startLong('sigterm');
-  const pid = coordinatorPid((await run.line(/\(pid \d+\)/))[0]);
-  const [, host] = await run.line(/worker hosts: pid (\d+)\)/);
-  await new Promise((r) => setTimeout(r, 1000));
+  const { run, tmp } = startLong(t, 'sigterm');
+  const { url, coordinator, host } = await started(run);
+  await midJob(url);
   run.proc.kill('SIGTERM');
-  t.is(await run.exited, 143, run.stderr());
-  t.true(await gone(pid), 'the coordinator is gone');
-  t.true(await gone(Number(host)), 'the worker host is gone');
+  t.is(await run.status, 143, run.stderr());
+  t.deepEqual(complaints(run.stderr()), ['fedpool simulate --live: SIGTERM: stopping the coordinator and the workers']);
+  t.true(await gone(coordinator), 'the coordinator is gone');
+  t.true(await gone(host), 'the worker host is gone');
+  t.deepEqual(leftIn(tmp), [], 'the coordinator state is removed');
 });
