@@ -1,5 +1,5 @@
 // The store contract, run against both implementations; SQLite also across a reopen.
-import test from 'ava';
+import test, { type ThrowsAnyExpectation, type ThrowsExpectation } from 'ava';
 import Database from 'better-sqlite3';
 import { createHash } from 'node:crypto';
 import { existsSync, readdirSync } from 'node:fs';
@@ -31,13 +31,23 @@ const stateBytes = Uint8Array.from({ length: 1031 }, (_, i) => (i * 131 + 7) % 2
 
 const textShards: ShardItems[] = [{ ids: ['t1', 't2'], prompts: ['p1', 'p"2\n'], responses: ['r1', ''] }];
 
-function contract(name: string, open: () => { store: Store; reopen?: () => Store; cleanup: () => void }) {
+/**
+ * What a store throws when an id is taken: the memory store's own Error, SQLite's UNIQUE constraint. Spelled out so
+ * that a TypeError from a bug does not pass for the refusal. `any: true` only because better-sqlite3's SqliteError is
+ * not a native error to ava (it is built without the Error constructor); class, name or code, and message still pin it.
+ */
+type DuplicateIdError = (table: 'jobs' | 'train_jobs', id: string) => ThrowsAnyExpectation;
+
+/** A write naming a job or shard that does not exist: both stores throw their own plain Error. */
+const missing = (what: string): ThrowsExpectation<Error> => ({ instanceOf: Error, name: 'Error', message: `no ${what}` });
+
+function contract(name: string, open: () => { store: Store; reopen?: () => Store; cleanup: () => void }, duplicateId: DuplicateIdError) {
   test(`${name}: jobs, shard items and results round-trip`, (t) => {
     const { store, cleanup } = open();
     t.teardown(cleanup);
     store.createJob(job('J'), featureShards);
     store.createJob(job('T', 'text'), textShards);
-    t.throws(() => store.createJob(job('J'), featureShards), { any: true });
+    t.throws(() => store.createJob(job('J'), featureShards), duplicateId('jobs', 'J'));
     t.deepEqual(store.listJobs().map((j) => j.id), ['J', 'T']);
     t.deepEqual(store.listJobs()[0], job('J'));
     t.deepEqual(store.shardItems('J', 2), featureShards[2]);
@@ -64,10 +74,10 @@ function contract(name: string, open: () => { store: Store; reopen?: () => Store
     store.createJob(job('J'), featureShards);
     t.throws(
       () => store.apply({ results: [{ jobId: 'J', index: 1, scores: Float32Array.of(1, 1), agreed: true }], jobs: [{ id: 'missing', state: 'done' }] }),
-      { any: true },
+      missing('job missing'),
     );
     t.deepEqual(store.doneShards('J'), [], 'the valid half of a failed batch was not written');
-    t.throws(() => store.apply({ results: [{ jobId: 'J', index: 9, scores: Float32Array.of(1), agreed: true }], jobs: [] }), { any: true });
+    t.throws(() => store.apply({ results: [{ jobId: 'J', index: 9, scores: Float32Array.of(1), agreed: true }], jobs: [] }), missing('shard J:9'));
   });
 
   test(`${name}: training jobs round-trip in submission order`, (t) => {
@@ -79,7 +89,7 @@ function contract(name: string, open: () => { store: Store; reopen?: () => Store
     store.createTrainJob(b);
     store.createTrainJob(a);
     store.createTrainJob(trainJob('C', { state: 'done', finishedAt: 9, error: 'was slow' }));
-    t.throws(() => store.createTrainJob(trainJob('B')), { any: true });
+    t.throws(() => store.createTrainJob(trainJob('B')), duplicateId('train_jobs', 'B'));
     t.deepEqual(store.listTrainJobs().map((j) => j.id), ['B', 'A', 'C'], 'submission order, not id order');
     const [gotB, gotA, gotC] = store.listTrainJobs();
     t.deepEqual(gotB, b);
@@ -171,13 +181,22 @@ function contract(name: string, open: () => { store: Store; reopen?: () => Store
   });
 }
 
-contract('memory', () => ({ store: new MemoryStore(), cleanup: () => {} }));
+contract('memory', () => ({ store: new MemoryStore(), cleanup: () => {} }), (table, id) => ({
+  any: true,
+  instanceOf: Error,
+  name: 'Error',
+  message: `${table === 'jobs' ? 'job' : 'train job'} ${id} already exists`,
+}));
 
-contract('sqlite', () => {
-  const { dir, cleanup } = tempDir();
-  const store = new SqliteStore(join(dir, 'state.db'));
-  return { store, cleanup: () => { store.close(); cleanup(); } };
-});
+contract(
+  'sqlite',
+  () => {
+    const { dir, cleanup } = tempDir();
+    const store = new SqliteStore(join(dir, 'state.db'));
+    return { store, cleanup: () => { store.close(); cleanup(); } };
+  },
+  (table) => ({ any: true, instanceOf: Database.SqliteError, code: 'SQLITE_CONSTRAINT_UNIQUE', message: `UNIQUE constraint failed: ${table}.id` }),
+);
 
 test('sqlite: state survives a reopen; WAL mode; blobs are files beside the database', (t) => {
   const { dir, cleanup } = tempDir();

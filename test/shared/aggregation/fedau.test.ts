@@ -2,7 +2,7 @@
 import test from 'ava';
 import fc from 'fast-check';
 import { FedAUEstimator, ServerAggregator, type Contribution } from '../../../shared/index.js';
-import { rng } from '../../helpers/arbitraries.js';
+import { relErr, rng } from '../../helpers/arbitraries.js';
 
 /** Feeds per-round participation of one client (true/false) and returns the weight after each round. */
 function trace(history: readonly boolean[], cutoff = Infinity): number[] {
@@ -120,26 +120,91 @@ test('§1.4.4 Markov and cyclic with rate p: ω → 1/p for K = ∞', (t) => {
   t.true(Math.abs(cy / 20 - 10) < 0.3, `cyclic: ${cy / 20}`);
 });
 
-test('§1.4.5 causality: the weight used in round t does not depend on participation in round t', (t) => {
+/** One client's part in a round: absent, sends an update, or takes part but its update is dropped (late). */
+type Part = 'absent' | 'sends' | 'late';
+
+const causalCase = fc.integer({ min: 2, max: 6 }).chain((N) =>
+  fc.record({
+    N: fc.constant(N),
+    // null is the config's spelling of "no cutoff".
+    K: fc.constantFrom<number | null>(1, 2, 3, 5, 10, Infinity, null),
+    rounds: fc.array(
+      fc.record({
+        parts: fc.array(fc.constantFrom<Part>('absent', 'sends', 'sends', 'late'), { minLength: N, maxLength: N }),
+        // Nonzero first coordinates: a weight error must move the model. The second coordinate is always 1.
+        values: fc.array(fc.integer({ min: 1, max: 16 }).chain((v) => fc.constantFrom(v / 4, -v / 4)), { minLength: N, maxLength: N }),
+        reversed: fc.boolean(), // contribution order is not client order
+      }),
+      { minLength: 1, maxLength: 40 },
+    ),
+  }),
+);
+
+test('§1.4.5 causality: every participant\'s weight in round t is read before round t is observed (step, stepModel, general path)', (t) => {
+  // Failures throw, so fast-check shrinks to the shortest history and reports it with the message.
   fc.assert(
-    fc.property(history, fc.integer({ min: 1, max: 10 }), (h, K) => {
-      const spec = { weighting: 'fedau', numClients: 2, fedauCutoff: K, robust: { mix: 'none', rule: 'mean', f: 0 }, server: { optimizer: 'sgd', lr: 1 } } as const;
-      // Client 0 follows the history, client 1 always takes part; at the last round client 0 takes part in
-      // one copy and not in the other. Client 1's update scale, read in that round, must be identical.
-      const a = new ServerAggregator(spec);
-      const b = new ServerAggregator(spec);
-      const model = new Float32Array(1);
-      const u = (client: number): Contribution => ({ client, update: Float32Array.of(1) });
-      for (const p of h) {
-        const cs = p ? [u(0), u(1)] : [u(1)];
-        a.step(model, cs);
-        b.step(model, cs);
+    fc.property(causalCase, ({ N, K, rounds }) => {
+      const server = { optimizer: 'sgd', lr: 1 } as const;
+      const fused = { weighting: 'fedau', numClients: N, fedauCutoff: K, robust: { mix: 'none', rule: 'mean', f: 0 }, server } as const;
+      // trimmed-mean with f = 0 is the plain mean computed by the robust rule: step's general (unfused) path.
+      const general = { ...fused, robust: { mix: 'none', rule: 'trimmed-mean', f: 0 } } as const;
+      const viaStep = new ServerAggregator(fused);
+      const viaStepModel = new ServerAggregator(fused);
+      const viaGeneral = new ServerAggregator(general);
+      // The reference: weights read for the round, then the round observed.
+      const ref = new FedAUEstimator(N, K ?? Infinity);
+      let xStep: Float32Array = new Float32Array(2);
+      let xStepModel: Float32Array = new Float32Array(2);
+      let xGeneral: Float32Array = new Float32Array(2);
+      const xRef = new Float32Array(2);
+      for (const [r, { parts, values, reversed }] of rounds.entries()) {
+        const senders = parts.flatMap((p, c) => (p === 'sends' ? [c] : []));
+        if (reversed) senders.reverse();
+        const took = parts.flatMap((p, c) => (p === 'absent' ? [] : [c]));
+        const cs: Contribution[] = senders.map((client) => ({ client, update: Float32Array.of(values[client], 1) }));
+        // Without late clients the participants default to the contributions' clients (the other observe path).
+        const participants = took.length === senders.length ? undefined : took;
+
+        const w = ref.weights(senders);
+        ref.observeRound(took);
+        const n = senders.length;
+        const mean = [0, 0];
+        for (let i = 0; i < n; i++) {
+          mean[0] += (w[i] / N) * values[senders[i]];
+          mean[1] += w[i] / N;
+        }
+        const agg = Float32Array.from(mean);
+        for (let j = 0; j < 2; j++) xRef[j] += agg[j];
+
+        const a = viaStep.step(xStep, cs, participants);
+        const g = viaGeneral.step(xGeneral, cs, participants);
+        xStepModel = viaStepModel.stepModel(xStepModel, cs, participants);
+        xStep = a.model;
+        xGeneral = g.model;
+        const where = `round ${r}, N ${N}, K ${String(K)}, senders [${senders.join(',')}], took [${took.join(',')}]`;
+        for (const [name, scales] of [['step', a.scales], ['general', g.scales]] as const) {
+          if (scales.length !== n) throw new Error(`${name} ${where}: ${scales.length} scales for ${n} contributions`);
+          for (let i = 0; i < n; i++) {
+            const want = (n * w[i]) / N;
+            if (Math.abs(scales[i] - want) > 1e-12 * want) {
+              throw new Error(`${name} ${where}: client ${senders[i]} scale ${scales[i]}, want n·ω/N = ${want} (ω = ${w[i]})`);
+            }
+          }
+        }
+        if (n > 0 && (a.aggregate === null || relErr(a.aggregate, agg) > 1e-6)) {
+          throw new Error(`step ${where}: aggregate ${String(a.aggregate)}, want ${String(agg)}`);
+        }
+        for (const [name, x] of [['step', xStep], ['stepModel', xStepModel], ['general', xGeneral]] as const) {
+          if (relErr(x, xRef) > 1e-5) {
+            throw new Error(`${name} ${where}: model ${String(x)}, want ${String(xRef)}`);
+          }
+        }
       }
-      const withZero = a.step(model, [u(1), u(0)]).scales[0];
-      const withoutZero = b.step(model, [u(1)]).scales[0];
-      // scales are n·ω/N: undo the n to compare ω.
-      return withZero / 2 === withoutZero / 1;
+      // All three observed the same rounds as the reference.
+      const want = ref.snapshot();
+      return [viaStep, viaStepModel, viaGeneral].every((s) => JSON.stringify(s.fedau?.snapshot()) === JSON.stringify(want));
     }),
+    { numRuns: 200, includeErrorInReport: true },
   );
   t.pass();
 });

@@ -8,6 +8,7 @@ import {
   weightedMean,
   nearestNeighborMixing,
   minInputs,
+  mulberry32,
   type PipelineSpec,
 } from '../../../shared/index.js';
 import { relErr, rng, normal } from '../../helpers/arbitraries.js';
@@ -78,6 +79,61 @@ test('server optimizers: sgd (with momentum) and adam', (t) => {
   t.throws(() => new ServerOptimizer({ optimizer: 'sgd', lr: -1 }), { instanceOf: RangeError });
   t.throws(() => new ServerOptimizer({ optimizer: 'sgd', lr: 1, momentum: 1 }), { instanceOf: RangeError });
   t.throws(() => sgd.step(Float32Array.of(1, 2), Float32Array.of(1)), { instanceOf: RangeError, message: /parameters/ });
+});
+
+/** FedAdam written out in float64 (g = −Δ, bias-corrected moments); the model is stored in float32 after each step. */
+function referenceAdam(lr: number, b1: number, b2: number, eps: number, d: number): (x: Float32Array, delta: Float32Array) => Float32Array {
+  const m = new Float64Array(d);
+  const v = new Float64Array(d);
+  let t = 0;
+  return (x, delta) => {
+    t++;
+    const out = new Float32Array(d);
+    for (let j = 0; j < d; j++) {
+      const g = -delta[j];
+      m[j] = b1 * m[j] + (1 - b1) * g;
+      v[j] = b2 * v[j] + (1 - b2) * g * g;
+      out[j] = x[j] - (lr * (m[j] / (1 - b1 ** t))) / (Math.sqrt(v[j] / (1 - b2 ** t)) + eps);
+    }
+    return out;
+  };
+}
+
+/** SGD with heavy-ball momentum in float64: buf = μ·buf + Δ, x ← x + lr·buf. */
+function referenceSgd(lr: number, mu: number, d: number): (x: Float32Array, delta: Float32Array) => Float32Array {
+  const buf = new Float64Array(d);
+  return (x, delta) => {
+    const out = new Float32Array(d);
+    for (let j = 0; j < d; j++) {
+      buf[j] = mu * buf[j] + delta[j];
+      out[j] = x[j] + lr * buf[j];
+    }
+    return out;
+  };
+}
+
+test('server optimizers over 20 steps match float64 Adam (bias corrections included) and momentum SGD at every step', (t) => {
+  const d = 8;
+  const cases: Array<{ name: string; opt: ServerOptimizer; ref: (x: Float32Array, delta: Float32Array) => Float32Array }> = [
+    { name: 'adam defaults', opt: new ServerOptimizer({ optimizer: 'adam', lr: 0.1 }), ref: referenceAdam(0.1, 0.9, 0.999, 1e-8, d) },
+    { name: 'adam b1 0.5 b2 0.9 eps 1e-3', opt: new ServerOptimizer({ optimizer: 'adam', lr: 0.05, beta1: 0.5, beta2: 0.9, eps: 1e-3 }), ref: referenceAdam(0.05, 0.5, 0.9, 1e-3, d) },
+    { name: 'adam b1 0 b2 0.99', opt: new ServerOptimizer({ optimizer: 'adam', lr: 0.01, beta1: 0, beta2: 0.99, eps: 1e-6 }), ref: referenceAdam(0.01, 0, 0.99, 1e-6, d) },
+    { name: 'sgd momentum 0.9', opt: new ServerOptimizer({ optimizer: 'sgd', lr: 0.3, momentum: 0.9 }), ref: referenceSgd(0.3, 0.9, d) },
+  ];
+  for (const [k, { name, opt, ref }] of cases.entries()) {
+    const r = mulberry32(100 + k);
+    // Deltas of mixed scales, so the second moment (and its bias correction) differs per coordinate.
+    const scales = Float64Array.from({ length: d }, (_, j) => 10 ** (j % 4 - 2));
+    let x: Float32Array = Float32Array.from({ length: d }, () => normal(r));
+    for (let step = 1; step <= 20; step++) {
+      const delta = Float32Array.from(scales, (s) => s * (normal(r) + 0.3));
+      const got = opt.step(x, delta);
+      const want = ref(x, delta);
+      t.true(relErr(got, want) <= 1e-6, `${name}, step ${step}: ${String(got)} vs ${String(want)}`);
+      x = want; // both continue from the same float32 model
+    }
+    t.is(opt.steps, 20);
+  }
 });
 
 test('inputs are never mutated by a pipeline step', (t) => {
