@@ -1,21 +1,21 @@
 // The CLI as users run it: the real bin/fedpool.js (compiled by `npm run build`, which `npm test` runs first).
 import test from 'ava';
-import { spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
+import { cleanEnv, run as runCommand } from '../helpers/processes.js';
 
 const bin = fileURLToPath(new URL('../../bin/fedpool.js', import.meta.url));
-const run = (...args: string[]) => spawnSync(process.execPath, [bin, ...args], { encoding: 'utf8', env: { ...process.env, FEDPOOL_TOKEN: '' } });
+const run = (...args: string[]) => runCommand(process.execPath, [bin, ...args], { env: cleanEnv() });
 
 const contractCommands = ['coordinator', 'worker', 'model', 'score', 'train', 'simulate', 'demo'];
 
-test('--help lists every command of the contract', (t) => {
-  const r = run('--help');
+test('--help lists every command of the contract', async (t) => {
+  const r = await run('--help');
   t.is(r.status, 0, r.stderr);
   for (const c of contractCommands) t.regex(r.stdout, new RegExp(`^\\s+${c}\\b`, 'm'), c);
   t.regex(r.stdout, /model init/);
 });
 
-test('every command has --help that documents its contract flags', (t) => {
+test('every command has --help that documents its contract flags', async (t) => {
   const flags: Record<string, string[]> = {
     coordinator: ['--host', '--port', '--worker-token', '--client-token', '--state', '--lease-ms', '--metrics-public'],
     worker: ['--url', '--token', '--name', '--threads', '--backend', '--data', '--scorer-url', '--scorer-api'],
@@ -26,25 +26,25 @@ test('every command has --help that documents its contract flags', (t) => {
     demo: ['--keep'],
   };
   for (const [cmd, fl] of Object.entries(flags)) {
-    const r = run(...cmd.split(' '), '--help');
+    const r = await run(...cmd.split(' '), '--help');
     t.is(r.status, 0, `${cmd}: ${r.stderr}`);
     for (const f of fl) t.true(r.stdout.includes(f), `${cmd} --help lacks ${f}`);
   }
 });
 
-test('simulate --live: a missing config or a preset is one line, exit 1 (everything is built)', (t) => {
+test('simulate --live: a missing config or a preset is one line, exit 1 (everything is built)', async (t) => {
   for (const [args, line] of [
     [['--config', 'x.json', '--live'], 'fedpool simulate: x.json: cannot read (ENOENT)'],
     [['--preset', 'fedau-participation', '--live'], 'fedpool simulate --live: give --config sim.json (the presets run in the simulator only)'],
   ] as const) {
-    const r = run('simulate', ...args);
+    const r = await run('simulate', ...args);
     t.is(r.status, 1, args.join(' '));
     t.is(r.stdout, '');
     t.is(r.stderr, `${line}\n`);
   }
 });
 
-test('user errors: one clear line, non-zero exit', (t) => {
+test('user errors: one clear line, non-zero exit', async (t) => {
   for (const [args, pattern] of [
     [['nope'], /unknown command 'nope'/],
     [['worker', '--bogus'], /unknown option '--bogus'/],
@@ -52,7 +52,7 @@ test('user errors: one clear line, non-zero exit', (t) => {
     [['worker', '--backend', 'tpu'], /--backend.*tpu/],
     [['worker', '--url', 'ftp://x'], /http/],
   ] as const) {
-    const r = run(...args);
+    const r = await run(...args);
     t.not(r.status, 0, args.join(' '));
     t.regex(r.stderr, pattern);
     t.true(r.stderr.trim().split('\n').length <= 2, `${args.join(' ')}: ${r.stderr}`);

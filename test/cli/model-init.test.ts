@@ -1,18 +1,15 @@
 // `fedpool model init` run as users run it (the CLI from source through tsx), then loaded back.
 import test from 'ava';
-import { spawnSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { selectBackend } from '../../client/backends.js';
 import { readBundleDir } from '../../client/scoring/bundle-fs.js';
 import { parseManifest } from '../../shared/model/manifest.js';
 import { buildModel, loadFromFiles, saveToFiles, scoreBatch } from '../../shared/model/tf-model.js';
+import { cleanEnv, runFedpool } from '../helpers/processes.js';
 
-const entry = fileURLToPath(new URL('../helpers/fedpool.ts', import.meta.url));
-const init = (...args: string[]) =>
-  spawnSync(process.execPath, ['--import=tsx', entry, 'model', 'init', ...args], { encoding: 'utf8', timeout: 60_000 });
+const init = (...args: string[]) => runFedpool(['model', 'init', ...args], { env: cleanEnv() });
 
 const root = mkdtempSync(path.join(tmpdir(), 'fedpool-model-init-'));
 test.after.always(() => rmSync(root, { recursive: true, force: true }));
@@ -22,7 +19,7 @@ test.before(async () => {
 
 test('writes a text reward model that loads back and predicts like the in-memory model', async (t) => {
   const out = path.join(root, 'rm');
-  const r = init('--out', out, '--input', 'text:256', '--output', 'reward', '--seed', '7');
+  const r = await init('--out', out, '--input', 'text:256', '--output', 'reward', '--seed', '7');
   t.is(r.status, 0, r.stderr);
   t.is(r.stdout, `fedpool model written to ${out} (18561 parameters, input text:256, output reward)\n`);
   t.is(r.stderr, '');
@@ -47,7 +44,7 @@ test('writes a text reward model that loads back and predicts like the in-memory
 
 test('a features classifier without hidden layers', async (t) => {
   const out = path.join(root, 'clf');
-  const r = init('--out', out, '--input', 'features:8', '--output', 'classes:2', '--hidden', '');
+  const r = await init('--out', out, '--input', 'features:8', '--output', 'classes:2', '--hidden', '');
   t.is(r.status, 0, r.stderr);
   t.is(r.stdout, `fedpool model written to ${out} (18 parameters, input features:8, output classes:2)\n`);
   const { manifest } = await loadFromFiles(await readBundleDir(out));
@@ -56,7 +53,7 @@ test('a features classifier without hidden layers', async (t) => {
   t.is(manifest.seed, 0);
 });
 
-test('bad flags and a non-empty directory are one-line errors, and nothing is written', (t) => {
+test('bad flags and a non-empty directory are one-line errors, and nothing is written', async (t) => {
   const cases: [string[], RegExp][] = [
     [['--input', 'text', '--output', 'reward'], /^fedpool model init: --input: expected features:DIM or text:DIM/],
     [['--input', 'features:0', '--output', 'reward'], /^fedpool model init: --input: expected features:DIM or text:DIM/],
@@ -67,7 +64,7 @@ test('bad flags and a non-empty directory are one-line errors, and nothing is wr
   ];
   for (const [args, message] of cases) {
     const out = path.join(root, 'never');
-    const r = init('--out', out, ...args);
+    const r = await init('--out', out, ...args);
     t.is(r.status, 1, args.join(' '));
     t.regex(r.stderr, message);
     t.is(r.stderr.trim().split('\n').length, 1, r.stderr);
@@ -76,12 +73,12 @@ test('bad flags and a non-empty directory are one-line errors, and nothing is wr
   const full = path.join(root, 'full');
   mkdirSync(full);
   writeFileSync(path.join(full, 'keep.txt'), 'mine');
-  const r = init('--out', full, '--input', 'text:8', '--output', 'reward');
+  const r = await init('--out', full, '--input', 'text:8', '--output', 'reward');
   t.is(r.status, 1);
   t.is(r.stderr, `fedpool model init: --out ${full}: directory is not empty; choose a new or empty directory\n`);
   t.deepEqual(readdirSync(full), ['keep.txt']);
   // An existing empty directory is fine.
   const empty = path.join(root, 'empty');
   mkdirSync(empty);
-  t.is(init('--out', empty, '--input', 'text:8', '--output', 'reward').status, 0);
+  t.is((await init('--out', empty, '--input', 'text:8', '--output', 'reward')).status, 0);
 });

@@ -1,26 +1,21 @@
 // fedpool score refuses bad input locally, before anything reaches the coordinator, with one line naming the problem.
 import test from 'ava';
-import { spawnSync } from 'node:child_process';
 import { rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { fedpoolEntry } from '../helpers/fedpool.js';
+import { runFedpool } from '../helpers/processes.js';
 import { CLIENT_TOKEN, startCoordinatorProcess, tempDir, type CoordinatorProcess } from '../server/helpers.js';
 
 let c: CoordinatorProcess;
 let dir: string;
 let cleanup: () => void;
 
-const cli = (...args: string[]) => {
-  const env: NodeJS.ProcessEnv = { ...process.env, FEDPOOL_LOG: 'silent' };
-  delete env.FEDPOOL_TOKEN;
-  return spawnSync(process.execPath, ['--import=tsx', fedpoolEntry, ...args], { encoding: 'utf8', env, timeout: 60_000 });
-};
+const cli = (...args: string[]) => runFedpool(args);
 
 test.before(async () => {
   ({ dir, cleanup } = tempDir());
   c = await startCoordinatorProcess(['--state', ':memory:', '--client-token', CLIENT_TOKEN]);
   for (const [name, input] of [['text', 'text:32'], ['feat', 'features:3']]) {
-    const r = cli('model', 'init', '--out', path.join(dir, name), '--input', input, '--output', 'reward', '--hidden', '4');
+    const r = await cli('model', 'init', '--out', path.join(dir, name), '--input', input, '--output', 'reward', '--hidden', '4');
     if (r.status !== 0) throw new Error(r.stderr);
   }
 });
@@ -30,10 +25,10 @@ test.after.always(async () => {
   cleanup?.();
 });
 
-function score(model: string, lines: string[], ...extra: string[]) {
+async function score(model: string, lines: string[], ...extra: string[]) {
   const input = path.join(dir, `in-${Math.random().toString(36).slice(2)}.jsonl`);
   writeFileSync(input, lines.join('\n') + '\n');
-  const r = cli('score', '--url', c.url, '--token', CLIENT_TOKEN, '--model', path.join(dir, model), '--input', input, '--output', path.join(dir, 'out.jsonl'), ...extra);
+  const r = await cli('score', '--url', c.url, '--token', CLIENT_TOKEN, '--model', path.join(dir, model), '--input', input, '--output', path.join(dir, 'out.jsonl'), ...extra);
   return { ...r, input };
 }
 
@@ -55,7 +50,7 @@ test.serial('each kind of bad input is one line naming file and line, and nothin
     ['text', [ok], /--select majority needs item lines with a "group"/, ['--select', 'majority']],
   ];
   for (const [model, lines, pattern, extra] of cases) {
-    const r = score(model, lines, ...(extra ?? []));
+    const r = await score(model, lines, ...(extra ?? []));
     t.is(r.status, 1, `${pattern}: ${r.stderr}`);
     t.regex(r.stderr, pattern);
     t.is(r.stderr.trim().split('\n').length, 1, r.stderr);
@@ -65,11 +60,11 @@ test.serial('each kind of bad input is one line naming file and line, and nothin
 
 test.serial('a broken model bundle is refused before any work is dispatched', async (t) => {
   rmSync(path.join(dir, 'feat', 'weights.bin'));
-  const r = score('feat', [JSON.stringify({ id: 'x', features: [1, 2, 3] })]);
+  const r = await score('feat', [JSON.stringify({ id: 'x', features: [1, 2, 3] })]);
   t.is(r.status, 1);
   t.regex(r.stderr, /weights\.bin/);
   writeFileSync(path.join(dir, 'text', 'fedpool.json'), '{"format": "something-else"}');
-  const r2 = score('text', [JSON.stringify({ id: 'a', prompt: 'p', response: 'r' })]);
+  const r2 = await score('text', [JSON.stringify({ id: 'a', prompt: 'p', response: 'r' })]);
   t.is(r2.status, 1);
   t.regex(r2.stderr, /fedpool\.json/);
   t.is(await jobCount(), 0);

@@ -1,21 +1,14 @@
 // The evaluation pool end to end, as users run it: a real coordinator, real worker processes, the real
 // `fedpool score` — all spawned from source on loopback.
 import test from 'ava';
-import { spawn, spawnSync } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { readBundleDir } from '../../client/scoring/bundle-fs.js';
 import { scoreInProcess } from '../../client/scoring/reference.js';
 import { selectBackend } from '../../client/backends.js';
-import { fedpoolEntry } from '../helpers/fedpool.js';
-import { CLIENT_TOKEN, WORKER_TOKEN, startCoordinatorProcess, tempDir } from '../server/helpers.js';
-import { cleanEnv, startWorker, stop } from './processes.js';
-
-const env = cleanEnv;
-
-function cli(args: string[], cwd?: string): ReturnType<typeof spawnSync> {
-  return spawnSync(process.execPath, ['--import=tsx', fedpoolEntry, ...args], { encoding: 'utf8', env: env(), cwd, timeout: 180_000 });
-}
+import { runFedpool as cli, startFedpool } from '../helpers/processes.js';
+import { CLIENT_TOKEN, WORKER_TOKEN, sleep, startCoordinatorProcess, tempDir } from '../server/helpers.js';
+import { startWorker, stop } from './processes.js';
 
 /** Text items with groups, plus preference pairs every 50th line. */
 function writeInput(file: string, n: number): void {
@@ -31,14 +24,13 @@ test('3 workers score 6,000 lines through fedpool score: complete, in order, equ
   const { dir, cleanup } = tempDir();
   t.teardown(cleanup);
   const model = path.join(dir, 'model');
-  const init = cli(['model', 'init', '--out', model, '--input', 'text:128', '--output', 'reward', '--hidden', '64,32', '--seed', '3']);
+  const init = await cli(['model', 'init', '--out', model, '--input', 'text:128', '--output', 'reward', '--hidden', '64,32', '--seed', '3']);
   t.is(init.status, 0, String(init.stderr));
 
-  const coordinator = await startCoordinatorProcess(['--state', path.join(dir, 'state.db'), '--worker-token', WORKER_TOKEN, '--client-token', CLIENT_TOKEN, '--lease-ms', '20000']);
+  const coordinator = await startCoordinatorProcess(['--state', path.join(dir, 'state.db'), '--worker-token', WORKER_TOKEN, '--client-token', CLIENT_TOKEN, '--lease-ms', '20000'], {}, t);
   const workers = ['a', 'b', 'c'].map((n) => startWorker(coordinator.url, `w-${n}`, path.join(dir, `cache-${n}`)));
   t.teardown(async () => {
-    await Promise.all(workers.map((w) => stop(w.proc)));
-    await coordinator.stop();
+    await Promise.all(workers.map((w) => stop(w)));
   });
   await Promise.all(workers.map((w) => w.connected));
 
@@ -46,7 +38,7 @@ test('3 workers score 6,000 lines through fedpool score: complete, in order, equ
   const input = path.join(dir, 'in.jsonl');
   const output = path.join(dir, 'out.jsonl');
   writeInput(input, 6000);
-  const scored = cli(['score', '--url', coordinator.url, '--token', CLIENT_TOKEN, '--model', model, '--input', input, '--output', output, '--shard-size', '128', '--select', 'best-of-n']);
+  const scored = await cli(['score', '--url', coordinator.url, '--token', CLIENT_TOKEN, '--model', model, '--input', input, '--output', output, '--shard-size', '128', '--select', 'best-of-n']);
   t.is(scored.status, 0, String(scored.stderr));
   t.regex(String(scored.stderr), /^fedpool job \S+ submitted$/m);
   const summary = JSON.parse(String(scored.stdout).trim().split('\n').at(-1) ?? '{}') as { items: number; scored: number; accuracy: number; selected: Record<string, string> };
@@ -79,43 +71,30 @@ test('3 workers score 6,000 lines through fedpool score: complete, in order, equ
   const big = path.join(dir, 'big.jsonl');
   const bigOut = path.join(dir, 'big-out.jsonl');
   writeInput(big, 30000);
-  const submit = spawn(process.execPath, ['--import=tsx', fedpoolEntry, 'score', '--url', coordinator.url, '--token', CLIENT_TOKEN, '--model', model, '--input', big, '--output', bigOut, '--shard-size', '64'], { env: env(), stdio: ['ignore', 'pipe', 'pipe'] });
-  let submitErr = '';
-  submit.stderr?.setEncoding('utf8').on('data', (d: string) => (submitErr += d));
-  const submitted = submit.stdout?.setEncoding('utf8');
-  let submitOut = '';
-  submitted?.on('data', (d: string) => (submitOut += d));
-  const exit = new Promise<number | null>((resolve) => submit.once('exit', resolve));
-  const jobId = await new Promise<string>((resolve, reject) => {
-    const timer = setInterval(() => {
-      const m = /fedpool job (\S+) submitted/.exec(submitErr);
-      if (m) {
-        clearInterval(timer);
-        resolve(m[1]);
-      }
-    }, 20);
-    void exit.then((c) => reject(new Error(`score exited ${c} before submitting: ${submitErr}`)));
-  });
+  const submit = startFedpool(t, ['score', '--url', coordinator.url, '--token', CLIENT_TOKEN, '--model', model, '--input', big, '--output', bigOut, '--shard-size', '64']);
+  const [, jobId] = await submit.line(/fedpool job (\S+) submitted/, { stream: 'stderr', what: 'fedpool score submitting' });
   let killedAt = -1;
-  while (killedAt < 0) {
+  for (const end = Date.now() + 120_000; killedAt < 0;) {
     const res = await fetch(`${coordinator.url}/api/jobs/${jobId}`, { headers: { authorization: `Bearer ${CLIENT_TOKEN}` } });
     const job = (await res.json()) as { state: string; progress: { done: number; total: number } };
     if (job.state === 'done') break;
     if (job.progress.done > 0) {
       workers[0].proc.kill('SIGKILL');
       killedAt = job.progress.done / job.progress.total;
-    } else await new Promise((r) => setTimeout(r, 20));
+    } else if (Date.now() > end) {
+      return t.fail(`no shard of job ${jobId} done in 120 s`);
+    } else await sleep(20);
   }
-  t.is(await exit, 0, submitErr);
+  t.is(await submit.status, 0, submit.stderr());
   t.true(killedAt > 0 && killedAt < 1, `worker killed mid-job (at ${killedAt})`);
   const ids = readFileSync(bigOut, 'utf8').trim().split('\n').map((l) => (JSON.parse(l) as { id: string }).id);
   const expected = readFileSync(big, 'utf8').trim().split('\n').map((l) => (JSON.parse(l) as { id: string }).id);
   t.deepEqual(ids, expected, 'every line exactly once, in order, after the kill');
-  t.regex(submitOut, /"items":30000/);
+  t.regex(submit.stdout(), /"items":30000/);
 });
 
-test('fedpool demo runs to completion', (t) => {
-  const r = cli(['demo']);
+test('fedpool demo runs to completion', async (t) => {
+  const r = await cli(['demo']);
   t.is(r.status, 0, String(r.stderr));
   const out = String(r.stdout);
   t.regex(out, /coordinator {2}http:\/\/127\.0\.0\.1:\d+/);

@@ -1,61 +1,36 @@
-// Real worker processes for end-to-end tests, spawned from source like every CLI test.
+// Real worker processes for end-to-end tests, started through test/helpers/processes.ts like every CLI test.
 import type { ExecutionContext } from 'ava';
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
-import { fedpoolEntry } from '../helpers/fedpool.js';
+import { cleanEnv, runFedpool, startFedpool, type Child, type RunResult, type StartOptions } from '../helpers/processes.js';
 import { CLIENT_TOKEN, WORKER_TOKEN, startCoordinatorProcess, type CoordinatorProcess } from '../server/helpers.js';
 
-/** The child environment: quiet logs, and no token leaking in from the developer's shell. */
-export function cleanEnv(): NodeJS.ProcessEnv {
-  const e: NodeJS.ProcessEnv = { ...process.env, FEDPOOL_LOG: 'silent' };
-  delete e.FEDPOOL_TOKEN;
-  return e;
-}
-
 /** `fedpool worker` (wasm, one thread) with its own blob cache; `connected` resolves on its connected line. */
-export function startWorker(url: string, name: string, cacheDir: string, extra: string[] = []): { proc: ChildProcess; connected: Promise<void> } {
-  const proc = spawn(process.execPath, ['--import=tsx', fedpoolEntry, 'worker', '--url', url, '--token', WORKER_TOKEN, '--name', name, '--threads', '1', '--backend', 'wasm', ...extra], {
-    env: { ...cleanEnv(), FEDPOOL_CACHE_DIR: cacheDir },
-    stdio: ['ignore', 'pipe', 'pipe'],
+export function startWorker(url: string, name: string, cacheDir: string, extra: string[] = []): { proc: ChildProcess; child: Child; connected: Promise<void> } {
+  const child = startFedpool(null, ['worker', '--url', url, '--token', WORKER_TOKEN, '--name', name, '--threads', '1', '--backend', 'wasm', ...extra], {
+    env: cleanEnv({ FEDPOOL_CACHE_DIR: cacheDir }),
   });
-  let out = '';
-  const connected = new Promise<void>((resolve, reject) => {
-    proc.stdout?.setEncoding('utf8').on('data', (d: string) => {
-      out += d;
-      if (out.includes(' connected to ')) resolve();
-    });
-    proc.once('exit', (code) => reject(new Error(`worker ${name} exited (${code}) before connecting`)));
-  });
-  return { proc, connected };
+  const connected = child.line(/ connected to /, { stream: 'stdout', what: `worker ${name} connecting` }).then(() => undefined);
+  connected.catch(() => {}); // observed by whoever awaits it; a test that never does must not die of it
+  return { proc: child.proc, child, connected };
 }
 
 export type WorkerProcess = ReturnType<typeof startWorker>;
 
-/** SIGTERM, resolving when the process has exited (at once if it already has). */
-export function stop(p: ChildProcess): Promise<void> {
-  return new Promise((resolve) => {
-    if (p.exitCode !== null || p.signalCode !== null) return resolve();
-    p.once('exit', () => resolve());
-    p.kill('SIGTERM');
-  });
+/** Stops a worker (SIGTERM, then its process group is killed after a grace period); resolves once it has exited. */
+export async function stop(w: WorkerProcess): Promise<void> {
+  await w.child.stop();
 }
 
-/** Runs the CLI from source to its exit, collecting its output. */
-export function fedpool(args: string[]): Promise<{ status: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    const p = spawn(process.execPath, ['--import=tsx', fedpoolEntry, ...args], { env: cleanEnv(), stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    p.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d));
-    p.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
-    p.once('exit', (status) => resolve({ status, stdout, stderr }));
-  });
+/** Runs the CLI from source to its exit (killed, and rejecting, past the run limit), collecting its output. */
+export function fedpool(args: string[], options: StartOptions & { ms?: number } = {}): Promise<RunResult> {
+  return runFedpool(args, options);
 }
 
 /** `fedpool model init --out <dir>/model …args` from source, to its exit; throws with its stderr if it fails. */
-export function modelInit(dir: string, args: string[]): void {
-  const r = spawnSync(process.execPath, ['--import=tsx', fedpoolEntry, 'model', 'init', '--out', path.join(dir, 'model'), ...args], { encoding: 'utf8', env: cleanEnv() });
+export async function modelInit(dir: string, args: string[]): Promise<void> {
+  const r = await runFedpool(['model', 'init', '--out', path.join(dir, 'model'), ...args]);
   if (r.status !== 0) throw new Error(`fedpool model init exited ${r.status}: ${r.stderr}`);
 }
 
@@ -91,7 +66,7 @@ export async function startTrainingPool(t: ExecutionContext, dir: string, option
   });
   const pool: TrainingPool = { coordinator, workers, coordinatorArgs };
   t.teardown(async () => {
-    await Promise.all(pool.workers.map((w) => stop(w.proc)));
+    await Promise.all(pool.workers.map((w) => stop(w)));
     await pool.coordinator.stop();
   });
   if (options.connect ?? true) await Promise.all(workers.map((w) => w.connected));

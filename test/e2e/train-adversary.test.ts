@@ -11,7 +11,7 @@ test('2 of 10 clients send scaled sign flips: mean degrades, nnm + trimmed-mean 
   t.timeout(150_000);
   const { dir, cleanup } = tempDir();
   t.teardown(cleanup);
-  modelInit(dir, ['--input', 'features:8', '--output', 'classes:3', '--hidden', '16', '--seed', '3']);
+  await modelInit(dir, ['--input', 'features:8', '--output', 'classes:3', '--hidden', '16', '--seed', '3']);
   gaussianClasses(path.join(dir, 'train.jsonl'), 1000, 11);
   gaussianClasses(path.join(dir, 'val.jsonl'), 300, 12);
 

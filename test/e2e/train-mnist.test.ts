@@ -28,7 +28,7 @@ test('fedpool train: MNIST, Dirichlet(0.3) over 20 clients, 3 real workers: test
   // Start the processes first: their TF.js start-up overlaps with writing the data.
   const { coordinator, workers } = await startTrainingPool(t, dir, { workers: ['a', 'b', 'c'], leaseMs: 30_000, connect: false });
 
-  modelInit(dir, ['--input', `features:${DIM}`, '--output', 'classes:10', '--hidden', '32', '--seed', '1']);
+  await modelInit(dir, ['--input', `features:${DIM}`, '--output', 'classes:10', '--hidden', '32', '--seed', '1']);
   const { train, test: heldOut } = loadMnist({ perClassTrain: 300, perClassTest: 50, seed: 4, pool: POOL });
   writeMnistJsonl(path.join(dir, 'train.jsonl'), train);
   writeMnistJsonl(path.join(dir, 'val.jsonl'), heldOut);

@@ -11,7 +11,7 @@ test('reward-pairs: federated Bradley–Terry training raises held-out pairwise 
   t.timeout(150_000);
   const { dir, cleanup } = tempDir();
   t.teardown(cleanup);
-  modelInit(dir, ['--input', 'text:128', '--output', 'reward', '--hidden', '16', '--seed', '5']);
+  await modelInit(dir, ['--input', 'text:128', '--output', 'reward', '--hidden', '16', '--seed', '5']);
   preferencePairs(path.join(dir, 'train.jsonl'), 800, 1);
   preferencePairs(path.join(dir, 'val.jsonl'), 200, 2);
   preferencePairs(path.join(dir, 'heldout.jsonl'), 300, 3);

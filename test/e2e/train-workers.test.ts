@@ -34,7 +34,7 @@ test('worker-held datasets: each worker trains on its own --data file under Bern
   t.timeout(120_000);
   const { dir, cleanup } = tempDir();
   t.teardown(cleanup);
-  modelInit(dir, modelArgs);
+  await modelInit(dir, modelArgs);
   gaussianClasses(path.join(dir, 'val.jsonl'), 300, 20);
   const names = ['a', 'b', 'c'];
   names.forEach((n, i) => gaussianClasses(path.join(dir, `local-${n}.jsonl`), 200, 21 + i));
@@ -78,7 +78,7 @@ test('worker-held datasets: each worker trains on its own --data file under Bern
   // A failure no retry can fix (the workers' labels do not fit a 2-class model) fails the job with the reason,
   // instead of leasing the same shards again and again.
   const two = path.join(dir, 'two-classes');
-  modelInit(two, ['--input', 'features:8', '--output', 'classes:2', '--hidden', '4']);
+  await modelInit(two, ['--input', 'features:8', '--output', 'classes:2', '--hidden', '4']);
   writeFileSync(path.join(dir, 'bad.json'), JSON.stringify({ ...base, eval: undefined, model: 'two-classes/model', data: { source: 'worker', name: 'local' }, mode: 'async', steps: 5, concurrency: 3, buffer: 2 }));
   const bad = await fedpool(['train', '--url', coordinator.url, '--token', CLIENT_TOKEN, '--config', path.join(dir, 'bad.json'), '--out', path.join(dir, 'out-bad')]);
   t.is(bad.status, 1);
@@ -89,7 +89,7 @@ test('async with heterogeneous worker speeds logs staleness; killing a worker mi
   t.timeout(150_000);
   const { dir, cleanup } = tempDir();
   t.teardown(cleanup);
-  modelInit(dir, modelArgs);
+  await modelInit(dir, modelArgs);
   gaussianClasses(path.join(dir, 'train.jsonl'), 900, 30);
   gaussianClasses(path.join(dir, 'val.jsonl'), 300, 31);
   const speeds = { fast: 0, medium: 150, slow: 600, doomed: 100 };
@@ -125,7 +125,7 @@ test('a coordinator restarted mid-job resumes the training job from its checkpoi
   t.timeout(150_000);
   const { dir, cleanup } = tempDir();
   t.teardown(cleanup);
-  modelInit(dir, modelArgs);
+  await modelInit(dir, modelArgs);
   gaussianClasses(path.join(dir, 'train.jsonl'), 600, 40);
   gaussianClasses(path.join(dir, 'val.jsonl'), 300, 41);
   const state = path.join(dir, 'state.db');

@@ -13,7 +13,7 @@ test('fedpool train: sync FedAvg and async FedBuff over 2 real workers; a bad co
   t.timeout(120_000);
   const { dir, cleanup } = tempDir();
   t.teardown(cleanup);
-  modelInit(dir, ['--input', 'features:8', '--output', 'classes:3', '--hidden', '16', '--seed', '2']);
+  await modelInit(dir, ['--input', 'features:8', '--output', 'classes:3', '--hidden', '16', '--seed', '2']);
   gaussianClasses(path.join(dir, 'train.jsonl'), 1200, 1);
   gaussianClasses(path.join(dir, 'val.jsonl'), 300, 2);
 

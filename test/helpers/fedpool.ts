@@ -1,5 +1,5 @@
 // Runs the fedpool CLI from source (through tsx), for tests that spawn it: no build step needed, and a test can
-// never exercise a stale dist/. Usage: spawn(process.execPath, ['--import=tsx', fedpoolEntry, ...args]).
+// never exercise a stale dist/. Tests start it through test/helpers/processes.ts (startFedpool, runFedpool).
 import { fileURLToPath } from 'node:url';
 import { main } from '../../cli/main.js';
 

@@ -1,6 +1,7 @@
 // Test helpers for the coordinator: spawn the real CLI, talk HTTP, and simulate workers with raw
 // socket.io-client sockets speaking the protocol module (the real worker lives in client/).
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ExecutionContext } from 'ava';
+import type { ChildProcess } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -18,7 +19,7 @@ import {
   type ScoreItem,
   type WorkerToCoordinatorEvents,
 } from '../../shared/protocol/index.js';
-import { fedpoolEntry } from '../helpers/fedpool.js';
+import { cleanEnv, startFedpool } from '../helpers/processes.js';
 
 export const WORKER_TOKEN = 'w';
 export const CLIENT_TOKEN = 'c';
@@ -34,43 +35,29 @@ export interface CoordinatorProcess {
   proc: ChildProcess;
   stdout: () => string;
   stderr: () => string;
-  /** Sends `signal` and resolves with the exit code. */
+  /** Sends `signal` (the process group is killed if it has not exited after a grace period) and resolves with the exit code. */
   stop: (signal?: NodeJS.Signals) => Promise<number | null>;
   exited: Promise<number | null>;
 }
 
-/** Spawns `fedpool coordinator` from source and waits for its listening line. */
-export async function startCoordinatorProcess(args: string[] = [], env: Record<string, string> = {}): Promise<CoordinatorProcess> {
-  const childEnv: NodeJS.ProcessEnv = { ...process.env, FEDPOOL_LOG: 'silent', ...env };
-  for (const k of ['FEDPOOL_WORKER_TOKEN', 'FEDPOOL_CLIENT_TOKEN', 'FEDPOOL_TOKEN']) if (!(k in env)) delete childEnv[k];
-  const proc = spawn(process.execPath, ['--import=tsx', fedpoolEntry, 'coordinator', '--port', '0', ...args], { env: childEnv, stdio: ['ignore', 'pipe', 'pipe'] });
-  let out = '';
-  let err = '';
-  proc.stderr?.setEncoding('utf8').on('data', (d: string) => (err += d));
-  const exited = new Promise<number | null>((resolve) => proc.once('exit', (code) => resolve(code)));
-  const url = await new Promise<string>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`coordinator did not start in 30 s; stderr: ${err}`)), 30_000);
-    proc.stdout?.setEncoding('utf8').on('data', (d: string) => {
-      out += d;
-      const m = /^fedpool coordinator listening on (http:\/\/\S+)$/m.exec(out);
-      if (m?.[1] !== undefined) {
-        clearTimeout(timer);
-        resolve(m[1]);
-      }
-    });
-    void exited.then((code) => {
-      clearTimeout(timer);
-      reject(new Error(`coordinator exited with ${code} before listening; stderr: ${err}`));
-    });
-  });
-  const port = Number(new URL(url).port);
+/**
+ * Spawns `fedpool coordinator` from source and waits for its listening line (a loaded machine gets a generous
+ * limit; past it, or if the process exits first, it is killed and this rejects). With `t`, the test's teardown
+ * stops it; without, the caller does (and the file's exit backstop kills it if nobody did).
+ */
+export async function startCoordinatorProcess(args: string[] = [], env: Record<string, string> = {}, t: ExecutionContext | null = null): Promise<CoordinatorProcess> {
+  const child = startFedpool(t, ['coordinator', '--port', '0', ...args], { env: cleanEnv(env) });
+  const [, url] = await child.line(/^fedpool coordinator listening on (http:\/\/\S+)$/m, { stream: 'stdout', what: 'coordinator start' });
   return {
-    url, port, proc, exited,
-    stdout: () => out,
-    stderr: () => err,
+    url: url!,
+    port: Number(new URL(url!).port),
+    proc: child.proc,
+    exited: child.exited.then((e) => e.code),
+    stdout: child.stdout,
+    stderr: child.stderr,
     stop: async (signal = 'SIGTERM') => {
-      if (proc.exitCode === null && proc.signalCode === null) proc.kill(signal);
-      return exited;
+      await child.stop(signal);
+      return (await child.exited).code;
     },
   };
 }

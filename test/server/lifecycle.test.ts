@@ -1,8 +1,7 @@
 // The coordinator process's life: restart on the same SQLite state, SIGTERM/SIGINT, start-up errors, token sources.
 import test from 'ava';
-import { spawn } from 'node:child_process';
 import { join } from 'node:path';
-import { fedpoolEntry } from '../helpers/fedpool.js';
+import { runFedpool as runCli } from '../helpers/processes.js';
 import {
   CLIENT_TOKEN,
   FakeWorker,
@@ -21,17 +20,6 @@ import {
 } from './helpers.js';
 
 const tokens = ['--worker-token', WORKER_TOKEN, '--client-token', CLIENT_TOKEN];
-
-function runCli(args: string[], env: Record<string, string> = {}): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    const p = spawn(process.execPath, ['--import=tsx', fedpoolEntry, ...args], { env: { ...process.env, FEDPOOL_LOG: 'silent', ...env } });
-    let stdout = '';
-    let stderr = '';
-    p.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d));
-    p.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
-    p.on('exit', (code) => resolve({ code, stdout, stderr }));
-  });
-}
 
 test('restart on the same state file: unfinished jobs resume with their done results kept', async (t) => {
   const { dir, cleanup } = tempDir();
@@ -97,11 +85,11 @@ test('start-up errors are one line: port in use, unopenable state file', async (
   const c = await startCoordinatorProcess(['--state', ':memory:', ...tokens]);
   t.teardown(() => c.stop());
   const busy = await runCli(['coordinator', '--state', ':memory:', '--port', String(c.port)]);
-  t.is(busy.code, 1);
+  t.is(busy.status, 1);
   t.is(busy.stderr, `fedpool coordinator: cannot listen on 127.0.0.1:${c.port}: address already in use\n`);
   t.is(busy.stdout, '');
   const bad = await runCli(['coordinator', '--port', '0', '--state', '/nonexistent-dir/deeper/state.db']);
-  t.is(bad.code, 1);
+  t.is(bad.status, 1);
   t.regex(bad.stderr, /^fedpool coordinator: cannot open state file \/nonexistent-dir\/deeper\/state\.db: .+\n$/);
 });
 

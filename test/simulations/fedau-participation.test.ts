@@ -1,20 +1,19 @@
 // The fedau-participation preset reproduces algorithms.md §1.5 qualitatively, end to end through the CLI, and the
 // sync engine keeps §1.4's invariants.
 import test from 'ava';
-import { spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { createParticipation } from '../../shared/data/participation.js';
 import { runSync } from '../../simulations/engine/sync.js';
 import { createQuadraticTask } from '../../simulations/tasks/quadratic.js';
-import { fedpoolEntry } from '../helpers/fedpool.js';
+import { runFedpool } from '../helpers/processes.js';
 import { tempDir } from '../server/helpers.js';
 
-test('fedpool simulate --preset fedau-participation: FedAU and known 1/p far below FedAvg under all three patterns', (t) => {
+test('fedpool simulate --preset fedau-participation: FedAU and known 1/p far below FedAvg under all three patterns', async (t) => {
   const { dir, cleanup } = tempDir();
   t.teardown(cleanup);
   const out = path.join(dir, 'sim');
-  const r = spawnSync(process.execPath, ['--import=tsx', fedpoolEntry, 'simulate', '--preset', 'fedau-participation', '--seeds', '1', '--out', out], { encoding: 'utf8', env: { ...process.env, FEDPOOL_LOG: 'silent' } });
+  const r = await runFedpool(['simulate', '--preset', 'fedau-participation', '--seeds', '1', '--out', out]);
   t.is(r.status, 0, r.stderr);
   const csv = readFileSync(path.join(out, 'metrics.csv'), 'utf8').trim().split('\n');
   t.is(csv[0], 'experiment,algorithm,seed,step,time,loss,accuracy');

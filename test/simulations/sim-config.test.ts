@@ -1,17 +1,14 @@
 // sim.json (`fedpool simulate --config`, docs/sim-config.md): the schema's one-line errors, the Preset it builds
 // (identical to the fixed preset it restates), the runner's threads, and the CLI end to end.
 import test from 'ava';
-import { spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { fileURLToPath, pathToFileURL } from 'node:url';
+import { cleanEnv, runFedpool } from '../helpers/processes.js';
 import { parseSimConfig, SimConfigError } from '../../simulations/config.js';
 import { fedauParticipation } from '../../simulations/presets/fedau-participation.js';
 import { presetFromConfig } from '../../simulations/presets/from-config.js';
 import { simulate } from '../../simulations/runner.js';
-
-const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 
 /** algorithms.md §1.5's Bernoulli and Markov experiments of fedau-participation, restated as a sim.json. */
 const fedauConfig = {
@@ -126,8 +123,9 @@ test('a sync + async comparison runs, the same in one thread and in two', async 
   t.deepEqual(two, one);
 });
 
-test('fedpool simulate --config: writes the three files; a bad config is one line, exit 1, nothing written', (t) => {
+test('fedpool simulate --config: writes the three files; a bad config is one line, exit 1, nothing written', async (t) => {
   const dir = mkdtempSync(path.join(tmpdir(), 'fedpool-simcfg-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
   const cfgFile = path.join(dir, 'sim.json');
   writeFileSync(cfgFile, JSON.stringify({
     name: 'tiny',
@@ -138,13 +136,10 @@ test('fedpool simulate --config: writes the three files; a bad config is one lin
     participation: { kind: 'bernoulli', p: { min: 0.2, max: 0.8 } },
     algorithms: [{ name: 'fedau', weighting: 'fedau' }, { name: 'fedavg', weighting: 'uniform' }],
   }));
-  // The CLI from source (tsx), as bin/fedpool.js runs the compiled one: main(process.argv).
-  // (a script file, not --eval: worker threads inherit execArgv.)
-  const script = path.join(dir, 'fedpool.mjs');
-  writeFileSync(script, `const { main } = await import(${JSON.stringify(pathToFileURL(path.join(root, 'cli/main.ts')).href)});\nprocess.exitCode = await main(process.argv);\n`);
-  const cli = (...args: string[]) => spawnSync(process.execPath, ['--import', 'tsx', script, 'simulate', ...args], { cwd: dir, encoding: 'utf8', env: { ...process.env, FEDPOOL_TOKEN: '' } });
+  // Run from the config's folder, so that relative names are what the messages show.
+  const cli = (...args: string[]) => runFedpool(['simulate', ...args], { cwd: dir, env: cleanEnv() });
   const out = path.join(dir, 'out');
-  const r = cli('--config', cfgFile, '--seeds', '2', '--out', out);
+  const r = await cli('--config', cfgFile, '--seeds', '2', '--out', out);
   t.is(r.status, 0, r.stderr);
   for (const f of ['metrics.csv', 'summary.json', 'report.html']) t.true(existsSync(path.join(out, f)), f);
   const csv = readFileSync(path.join(out, 'metrics.csv'), 'utf8').trim().split('\n');
@@ -156,12 +151,12 @@ test('fedpool simulate --config: writes the three files; a bad config is one lin
   t.regex(r.stdout, /fedavg/);
 
   writeFileSync(path.join(dir, 'bad.json'), JSON.stringify({ ...base, algorithms: [{ name: 'a', robust: { rule: 'median', f: 1 }, colour: 'red' }] }));
-  const bad = cli('--config', 'bad.json', '--out', path.join(dir, 'bad-out'));
+  const bad = await cli('--config', 'bad.json', '--out', path.join(dir, 'bad-out'));
   t.is(bad.status, 1);
   t.is(bad.stdout, '');
   t.is(bad.stderr, 'fedpool simulate: bad.json: algorithms.0.colour: unknown key\n');
   t.false(existsSync(path.join(dir, 'bad-out')));
-  const both = cli('--config', 'sim.json', '--preset', 'fedau-participation');
+  const both = await cli('--config', 'sim.json', '--preset', 'fedau-participation');
   t.is(both.status, 1);
   t.regex(both.stderr, /^[^\n]*--preset[^\n]*--config[^\n]*\n$/);
 });

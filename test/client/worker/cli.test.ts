@@ -1,65 +1,30 @@
 // `fedpool worker` as users run it (from source through tsx), against the fake coordinator: the connected line,
 // real scoring through the piscina pool, SIGTERM drain, a refused token, option errors.
-import test from 'ava';
-import { spawn, spawnSync, type ChildProcessWithoutNullStreams } from 'node:child_process';
+import test, { type ExecutionContext } from 'ava';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { selectBackend } from '../../../client/backends.js';
 import { readBundleDir } from '../../../client/scoring/bundle-fs.js';
 import { scoreInProcess } from '../../../client/scoring/reference.js';
 import { packBundle } from '../../../shared/model/bundle.js';
+import { cleanEnv, runFedpool, startFedpool, type Child } from '../../helpers/processes.js';
 import { FakeCoordinator, featureItems } from './fake-coordinator.js';
 
-const root = fileURLToPath(new URL('../../../', import.meta.url));
-const entry = fileURLToPath(new URL('../../helpers/fedpool.ts', import.meta.url));
 const scratch = mkdtempSync(join(tmpdir(), 'fedpool-worker-cli-'));
 test.after.always(() => rmSync(scratch, { recursive: true, force: true }));
 
-const env = { ...process.env, FEDPOOL_TOKEN: '', FEDPOOL_LOG: 'info', FEDPOOL_CACHE_DIR: join(scratch, 'cache') };
+const env = cleanEnv({ FEDPOOL_LOG: 'info', FEDPOOL_CACHE_DIR: join(scratch, 'cache') });
 
-interface Cli {
-  child: ChildProcessWithoutNullStreams;
-  stdout: () => string;
-  stderr: () => string;
-  exit: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
-  /** Resolves when stdout or stderr (as chosen) matches. */
-  waitFor: (stream: 'stdout' | 'stderr', pattern: RegExp) => Promise<void>;
-}
-
-function cli(...args: string[]): Cli {
-  const child = spawn(process.execPath, ['--import=tsx', entry, ...args], { cwd: root, env });
-  const out = { stdout: '', stderr: '' };
-  let waiters: (() => void)[] = [];
-  const changed = (): void => {
-    const ws = waiters;
-    waiters = [];
-    for (const w of ws) w();
-  };
-  child.stdout.on('data', (d: Buffer) => ((out.stdout += d.toString()), changed()));
-  child.stderr.on('data', (d: Buffer) => ((out.stderr += d.toString()), changed()));
-  const exit = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
-    child.on('exit', (code, signal) => (resolve({ code, signal }), changed())),
-  );
-  const waitFor = async (stream: 'stdout' | 'stderr', pattern: RegExp): Promise<void> => {
-    const deadline = Date.now() + 30_000;
-    while (!pattern.test(out[stream])) {
-      if (child.exitCode !== null || child.signalCode !== null) throw new Error(`exited before ${stream} matched ${pattern}:\n${out.stderr}`);
-      if (Date.now() > deadline) throw new Error(`timed out waiting for ${pattern} on ${stream}:\n${out.stderr}`);
-      await new Promise<void>((resolve) => {
-        const timer = setTimeout(resolve, 200);
-        waiters.push(() => (clearTimeout(timer), resolve()));
-      });
-    }
-  };
-  return { child, stdout: () => out.stdout, stderr: () => out.stderr, exit, waitFor };
+/** The CLI from source, stopped by the test's teardown. */
+function cli(t: ExecutionContext, ...args: string[]): Child {
+  return startFedpool(t, args, { env });
 }
 
 test('connects (one line on stdout), scores through the real pool, and drains on SIGTERM: exit 0, every started lease answered', async (t) => {
   const modelDir = join(scratch, 'model');
-  const init = spawnSync(process.execPath, ['--import=tsx', entry, 'model', 'init', '--out', modelDir, '--input', 'features:4', '--output', 'reward', '--hidden', '8', '--seed', '3'], { cwd: root, env, encoding: 'utf8' });
+  const init = await runFedpool(['model', 'init', '--out', modelDir, '--input', 'features:4', '--output', 'reward', '--hidden', '8', '--seed', '3'], { env });
   t.is(init.status, 0, init.stderr);
   const files = await readBundleDir(modelDir);
   const items = featureItems('item', 64, 4);
@@ -72,13 +37,12 @@ test('connects (one line on stdout), scores through the real pool, and drains on
   const shards = Array.from({ length: 40 }, (_, s) => ({ jobId: `J`, modelHash: hash, items: items.map((i) => ({ ...i, id: `s${s}-${i.id}` })), batchSize: 16 }));
   coord.enqueue(...shards);
 
-  const w = cli('worker', '--url', coord.url, '--token', 'wt', '--backend', 'cpu', '--threads', '1', '--name', 'cli-w');
-  t.teardown(() => w.child.kill('SIGKILL'));
-  await w.waitFor('stdout', /\n/);
+  const w = cli(t, 'worker', '--url', coord.url, '--token', 'wt', '--backend', 'cpu', '--threads', '1', '--name', 'cli-w');
+  await w.line(/\n/, { stream: 'stdout' });
   t.is(w.stdout(), `fedpool worker cli-w connected to ${coord.url} (backend=cpu, threads=1)\n`);
   await coord.until(() => coord.results.length >= 1, 'a first result');
-  w.child.kill('SIGTERM'); // with the queue still full: one lease scoring, one waiting
-  const { code, signal } = await w.exit;
+  w.proc.kill('SIGTERM'); // with the queue still full: one lease scoring, one waiting
+  const { code, signal } = await w.exited;
   t.is(signal, null);
   t.is(code, 0, w.stderr());
   t.is(w.stdout().split('\n').length, 2, 'exactly one stdout line');
@@ -104,12 +68,11 @@ test('connects (one line on stdout), scores through the real pool, and drains on
 test('a refused token exits 1 with one line naming the token problem, without retrying', async (t) => {
   const coord = await new FakeCoordinator({ workerTokens: ['wt'], clientTokens: ['ct'] }).listen();
   t.teardown(() => coord.close());
-  const [unknown, client] = [cli('worker', '--url', coord.url, '--token', 'nope', '--backend', 'cpu', '--threads', '1'), cli('worker', '--url', coord.url, '--token', 'ct', '--backend', 'cpu', '--threads', '1')];
-  t.teardown(() => (unknown.child.kill('SIGKILL'), client.child.kill('SIGKILL')));
-  t.like(await unknown.exit, { code: 1, signal: null });
+  const [unknown, client] = [cli(t, 'worker', '--url', coord.url, '--token', 'nope', '--backend', 'cpu', '--threads', '1'), cli(t, 'worker', '--url', coord.url, '--token', 'ct', '--backend', 'cpu', '--threads', '1')];
+  t.like(await unknown.exited, { code: 1, signal: null });
   t.is(unknown.stderr(), 'fedpool worker: coordinator refused the token: unauthorized: unknown worker token\n');
   t.is(unknown.stdout(), '');
-  t.like(await client.exit, { code: 1, signal: null });
+  t.like(await client.exited, { code: 1, signal: null });
   t.regex(client.stderr(), /^fedpool worker: coordinator refused the token: .*client token; workers need a worker token\n$/);
   t.is(coord.authRefusals, 2);
 });
@@ -122,33 +85,32 @@ test('an unreachable coordinator is retried with a line on stderr; SIGTERM then 
     });
   });
   const url = `http://127.0.0.1:${port}`;
-  const a = cli('worker', '--url', url, '--backend', 'cpu', '--threads', '1');
-  const b = cli('worker', '--url', url, '--backend', 'cpu', '--threads', '1');
-  t.teardown(() => (a.child.kill('SIGKILL'), b.child.kill('SIGKILL')));
-  await Promise.all([a.waitFor('stderr', /retrying in/), b.waitFor('stderr', /retrying in/)]);
+  const a = cli(t, 'worker', '--url', url, '--backend', 'cpu', '--threads', '1');
+  const b = cli(t, 'worker', '--url', url, '--backend', 'cpu', '--threads', '1');
+  await Promise.all([a.line(/retrying in/, { stream: 'stderr' }), b.line(/retrying in/, { stream: 'stderr' })]);
   t.regex(a.stderr(), new RegExp(`^fedpool worker: warn: ${url}: cannot connect: .+; retrying in \\d+\\.\\d s \\(attempt 1\\)$`, 'm'));
-  a.child.kill('SIGTERM');
-  t.like(await a.exit, { code: 0, signal: null });
+  a.proc.kill('SIGTERM');
+  t.like(await a.exited, { code: 0, signal: null });
   t.is(a.stdout(), '');
 
   // b: connect it, so that draining has a moment (the disconnect linger) for a second signal to land in.
   const coord = await new FakeCoordinator({ port }).listen();
   t.teardown(() => coord.close());
-  await b.waitFor('stdout', /connected to/);
-  b.child.kill('SIGTERM');
-  b.child.kill('SIGINT');
-  t.like(await b.exit, { code: 130, signal: null });
+  await b.line(/connected to/, { stream: 'stdout' });
+  b.proc.kill('SIGTERM');
+  b.proc.kill('SIGINT');
+  t.like(await b.exited, { code: 130, signal: null });
 });
 
-test('option errors: --scorer-url is not built yet (exit 2); --data needs NAME=PATH and an existing path', (t) => {
-  const run = (...args: string[]) => spawnSync(process.execPath, ['--import=tsx', entry, 'worker', '--url', 'http://127.0.0.1:9', ...args], { cwd: root, env, encoding: 'utf8' });
-  const scorer = run('--scorer-url', 'http://127.0.0.1:8000');
+test('option errors: --scorer-url is not built yet (exit 2); --data needs NAME=PATH and an existing path', async (t) => {
+  const run = (...args: string[]) => runFedpool(['worker', '--url', 'http://127.0.0.1:9', ...args], { env });
+  const scorer = await run('--scorer-url', 'http://127.0.0.1:8000');
   t.is(scorer.status, 2);
   t.is(scorer.stderr, 'fedpool worker: --scorer-url: not built yet (issue #3 follow-up)\n');
-  const bad = run('--data', 'no-equals-sign');
+  const bad = await run('--data', 'no-equals-sign');
   t.is(bad.status, 1);
   t.regex(bad.stderr, /^fedpool worker: --data "no-equals-sign": expected NAME=PATH/);
-  const missing = run('--data', `docs=${join(scratch, 'nope')}`);
+  const missing = await run('--data', `docs=${join(scratch, 'nope')}`);
   t.is(missing.status, 1);
   t.regex(missing.stderr, /^fedpool worker: --data docs: no such file or directory: /);
 });

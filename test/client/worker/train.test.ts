@@ -3,11 +3,9 @@
 // fake coordinator over real sockets, with a real model from `fedpool model init`.
 import test from 'ava';
 import * as tf from '@tensorflow/tfjs';
-import { spawn, spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { selectBackend } from '../../../client/backends.js';
 import { BlobCache } from '../../../client/blob-cache.js';
 import { trainSeed } from '../../../client/lease-runner.js';
@@ -21,12 +19,11 @@ import { loadFromFiles } from '../../../shared/model/tf-model.js';
 import { getFlatWeights, parameterCount, setFlatWeights } from '../../../shared/model/weights.js';
 import { Tensor, type TrainTask } from '../../../shared/protocol/index.js';
 import { mulberry32 } from '../../../shared/random.js';
+import { cleanEnv, runFedpool, startFedpool } from '../../helpers/processes.js';
 import { FakeCoordinator, FakeScorer, trainShard } from './fake-coordinator.js';
 
-const root = fileURLToPath(new URL('../../../', import.meta.url));
-const entry = fileURLToPath(new URL('../../helpers/fedpool.ts', import.meta.url));
 const scratch = mkdtempSync(join(tmpdir(), 'fedpool-train-'));
-const env = { ...process.env, FEDPOOL_TOKEN: '', FEDPOOL_LOG: 'info', FEDPOOL_CACHE_DIR: join(scratch, 'cache') };
+const env = cleanEnv({ FEDPOOL_LOG: 'info', FEDPOOL_CACHE_DIR: join(scratch, 'cache') });
 const DIM = 4;
 
 let files: Map<string, Uint8Array>;
@@ -35,7 +32,7 @@ let pool: TrainingPool;
 
 test.before(async () => {
   const dir = join(scratch, 'model');
-  const init = spawnSync(process.execPath, ['--import=tsx', entry, 'model', 'init', '--out', dir, '--input', `features:${DIM}`, '--output', 'classes:2', '--hidden', '8', '--seed', '3'], { cwd: root, env, encoding: 'utf8' });
+  const init = await runFedpool(['model', 'init', '--out', dir, '--input', `features:${DIM}`, '--output', 'classes:2', '--hidden', '8', '--seed', '3'], { env });
   if (init.status !== 0) throw new Error(`model init failed: ${init.stderr}`);
   files = await readBundleDir(dir);
   bundle = packBundle(files);
@@ -205,13 +202,9 @@ test('the CLI worker trains on its own --data JSONL dataset: an update, momentum
   // A second job on the same dataset and model must not inherit job J's momentum.
   coord.enqueue(trainShard('J', task), trainShard('J', { ...task, modelVersion: 3 }), trainShard('K', { ...task, modelVersion: 3 }));
 
-  const child = spawn(process.execPath, ['--import=tsx', entry, 'worker', '--url', coord.url, '--backend', 'cpu', '--threads', '1', '--data', `mine=${path}`], { cwd: root, env });
-  let stderr = '';
-  child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-  const exit = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
-  t.teardown(() => void child.kill('SIGKILL'));
-  await coord.until(() => coord.results.length + coord.failures.length >= 3, 'three answers', 45_000);
-  t.deepEqual(coord.failures, [], stderr);
+  const child = startFedpool(t, ['worker', '--url', coord.url, '--backend', 'cpu', '--threads', '1', '--data', `mine=${path}`], { env });
+  await coord.until(() => coord.results.length + coord.failures.length >= 3, 'three answers', 120_000);
+  t.deepEqual(coord.failures, [], child.stderr());
   t.like(coord.hellos[0]!.message.capabilities, { tasks: ['score', 'train'] });
   const [a, b, c] = coord.updates.map((u) => u.payload);
   const { model, manifest } = await loadFromFiles(files);
@@ -231,6 +224,5 @@ test('the CLI worker trains on its own --data JSONL dataset: an update, momentum
   t.true(Math.abs((b?.loss ?? NaN) - expectedB.loss) < 1e-4, `${b?.loss} vs ${expectedB.loss}`);
   t.true(Math.abs(expectedB.loss - expectedC.loss) > 1e-3, 'the momentum changes the loss, so the next check can tell');
   t.true(Math.abs((c?.loss ?? NaN) - expectedC.loss) < 1e-4, `job K: ${c?.loss} vs ${expectedC.loss} (fresh momentum)`);
-  child.kill('SIGTERM');
-  t.is(await exit, 0, stderr);
+  t.is(await child.stop('SIGTERM'), 0, child.stderr());
 });

@@ -3,7 +3,6 @@
 // integer-valued inputs (exact ties). All cases go to python in ONE subprocess call; agreement is
 // |fedpool − numpy| ≤ 1e-4·max(1, |numpy|) per coordinate. python3 and numpy are required: without them this FAILS.
 import test from 'ava';
-import { spawnSync } from 'node:child_process';
 import { endianness } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -24,6 +23,7 @@ import {
   type StalenessSpec,
 } from '../../../shared/index.js';
 import { mulberry32 } from '../../../shared/random.js';
+import { run } from '../../helpers/processes.js';
 
 const ORACLE = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../reference/aggregate_ref.py');
 const PYTHON = process.env.FEDPOOL_PYTHON ?? 'python3';
@@ -368,18 +368,18 @@ function isRecord(v: unknown): v is Record<string, unknown> {
   return typeof v === 'object' && v !== null && !Array.isArray(v);
 }
 
-function runOracle(suite: Suite): { numpy: string; results: (OracleResult | string)[] } {
+async function runOracle(suite: Suite): Promise<{ numpy: string; results: (OracleResult | string)[] }> {
   const request = JSON.stringify({ arrays: suite.arrays, cases: suite.cases.map((c) => ({ id: c.id, ...c.request })) });
-  const proc = spawnSync(PYTHON, [ORACLE], { input: request, encoding: 'utf8', maxBuffer: 1 << 30, timeout: 120_000 });
-  const err = proc.error as NodeJS.ErrnoException | undefined;
-  if (err?.code === 'ENOENT') {
-    throw new Error(`${PYTHON} was not found on PATH. This test needs python3 with numpy (both are required on dev machines and CI).`);
+  let proc: Awaited<ReturnType<typeof run>>;
+  try {
+    proc = await run(PYTHON, [ORACLE], { input: request, env: process.env });
+  } catch (e) {
+    throw new Error(`${PYTHON} could not be started (${(e as Error).message}). This test needs python3 with numpy (both are required on dev machines and CI).`);
   }
-  // A python that dies before reading its input (e.g. numpy missing) also shows up as EPIPE: report its status.
-  if (proc.status !== 0 || err !== undefined) {
+  // A python that dies before reading its input (e.g. numpy missing): report its status.
+  if (proc.status !== 0) {
     const hint = proc.status === 3 ? ' (numpy is missing: it is required for this test; pip install numpy)' : '';
-    const how = err !== undefined ? ` (${err.message})` : '';
-    throw new Error(`${PYTHON} ${ORACLE} exited with status ${String(proc.status)}${hint}${how}\nstderr:\n${proc.stderr ?? ''}`);
+    throw new Error(`${PYTHON} ${ORACLE} exited with status ${String(proc.status)}${hint}\nstderr:\n${proc.stderr}`);
   }
   let parsed: unknown;
   try {
@@ -465,40 +465,37 @@ function compare(c: Case, ts: TsResult | Error, py: OracleResult | string): Mism
   return { id: c.id, detail, ratio: worst };
 }
 
-let memo: Report | Error | null = null;
+let memo: Promise<Report> | null = null;
 
-function report(): Report {
-  if (memo === null) {
-    try {
-      if (endianness() !== 'LE') throw new Error('the oracle protocol assumes a little-endian host');
-      const suite = buildSuite();
-      const t0 = performance.now();
-      const tsResults = suite.cases.map((c): TsResult | Error => {
-        try {
-          return c.run();
-        } catch (e) {
-          return e instanceof Error ? e : new Error(String(e));
-        }
-      });
-      const t1 = performance.now();
-      const oracle = runOracle(suite);
-      const t2 = performance.now();
-      const groups = new Map<string, GroupReport>();
-      suite.cases.forEach((c, i) => {
-        const g = groups.get(c.group) ?? { cases: 0, worst: null, failures: [] };
-        groups.set(c.group, g);
-        g.cases++;
-        const m = compare(c, tsResults[i], oracle.results[i]);
-        if (g.worst === null || m.ratio > g.worst.ratio) g.worst = m;
-        if (!(m.ratio <= 1)) g.failures.push(m);
-      });
-      memo = { numpy: oracle.numpy, groups, skipped: suite.skipped, tsMs: t1 - t0, pyMs: t2 - t1 };
-    } catch (e) {
-      memo = e instanceof Error ? e : new Error(String(e));
-    }
-  }
-  if (memo instanceof Error) throw memo;
+function report(): Promise<Report> {
+  memo ??= buildReport();
   return memo;
+}
+
+async function buildReport(): Promise<Report> {
+  if (endianness() !== 'LE') throw new Error('the oracle protocol assumes a little-endian host');
+  const suite = buildSuite();
+  const t0 = performance.now();
+  const tsResults = suite.cases.map((c): TsResult | Error => {
+    try {
+      return c.run();
+    } catch (e) {
+      return e instanceof Error ? e : new Error(String(e));
+    }
+  });
+  const t1 = performance.now();
+  const oracle = await runOracle(suite);
+  const t2 = performance.now();
+  const groups = new Map<string, GroupReport>();
+  suite.cases.forEach((c, i) => {
+    const g = groups.get(c.group) ?? { cases: 0, worst: null, failures: [] };
+    groups.set(c.group, g);
+    g.cases++;
+    const m = compare(c, tsResults[i], oracle.results[i]);
+    if (g.worst === null || m.ratio > g.worst.ratio) g.worst = m;
+    if (!(m.ratio <= 1)) g.failures.push(m);
+  });
+  return { numpy: oracle.numpy, groups, skipped: suite.skipped, tsMs: t1 - t0, pyMs: t2 - t1 };
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -528,15 +525,15 @@ const GROUPS: { group: string; min: number }[] = [
   { group: 'staleness', min: 9 },
 ];
 
-test('the numpy oracle runs (python3 + numpy are required)', (t) => {
-  const r = report();
+test('the numpy oracle runs (python3 + numpy are required)', async (t) => {
+  const r = await report();
   const total = [...r.groups.values()].reduce((s, g) => s + g.cases, 0);
   t.log(`numpy ${r.numpy}: ${total} cases; fedpool ${r.tsMs.toFixed(0)} ms, oracle subprocess ${r.pyMs.toFixed(0)} ms`);
   t.true(total > 0);
 });
 
-test('generation covers every rule (invalid f values are skipped, not passed)', (t) => {
-  const r = report();
+test('generation covers every rule (invalid f values are skipped, not passed)', async (t) => {
+  const r = await report();
   const known = new Set(GROUPS.map((g) => g.group));
   for (const g of r.groups.keys()) t.true(known.has(g), `case group ${g} has no assertion below`);
   for (const { group, min } of GROUPS) {
@@ -545,15 +542,15 @@ test('generation covers every rule (invalid f values are skipped, not passed)', 
   }
 });
 
-test('the f values skipped in generation are exactly those the library rejects', (t) => {
-  const r = report();
+test('the f values skipped in generation are exactly those the library rejects', async (t) => {
+  const r = await report();
   t.true(r.skipped.length > 0);
   for (const s of r.skipped) t.throws(s.call, { instanceOf: RangeError }, `${s.what} should throw RangeError`);
 });
 
 for (const { group } of GROUPS) {
-  test(`${group} agrees with numpy (|Δ| ≤ 1e-4·max(1,|numpy|))`, (t) => {
-    const g = report().groups.get(group);
+  test(`${group} agrees with numpy (|Δ| ≤ 1e-4·max(1,|numpy|))`, async (t) => {
+    const g = (await report()).groups.get(group);
     if (g === undefined) return t.fail(`no ${group} cases were generated`);
     if (g.worst !== null) t.log(`${g.cases} cases; worst ${g.worst.id} ${g.worst.detail.split('\n')[0]}`);
     if (g.failures.length === 0) return t.pass();
