@@ -8,7 +8,7 @@ import { CLIENT_TOKEN, tempDir } from '../server/helpers.js';
 import { fedpool, modelInit, readMetrics, startTrainingPool } from './processes.js';
 
 test('2 of 10 clients send scaled sign flips: mean degrades, nnm + trimmed-mean stays within a few points of the clean run', async (t) => {
-  t.timeout(150_000);
+  t.timeout(300_000);
   const { dir, cleanup } = tempDir();
   t.teardown(cleanup);
   await modelInit(dir, ['--input', 'features:8', '--output', 'classes:3', '--hidden', '16', '--seed', '3']);

@@ -8,7 +8,7 @@ import { CLIENT_TOKEN, tempDir } from '../server/helpers.js';
 import { fedpool, modelInit, readMetrics, startTrainingPool, summaryOf } from './processes.js';
 
 test('reward-pairs: federated Bradley–Terry training raises held-out pairwise accuracy, as `fedpool score` measures it', async (t) => {
-  t.timeout(150_000);
+  t.timeout(300_000);
   const { dir, cleanup } = tempDir();
   t.teardown(cleanup);
   await modelInit(dir, ['--input', 'text:128', '--output', 'reward', '--hidden', '16', '--seed', '5']);

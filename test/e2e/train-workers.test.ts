@@ -31,7 +31,7 @@ const base = {
 };
 
 test('worker-held datasets: each worker trains on its own --data file under Bernoulli participation', async (t) => {
-  t.timeout(120_000);
+  t.timeout(300_000);
   const { dir, cleanup } = tempDir();
   t.teardown(cleanup);
   await modelInit(dir, modelArgs);
@@ -86,7 +86,7 @@ test('worker-held datasets: each worker trains on its own --data file under Bern
 });
 
 test('async with heterogeneous worker speeds logs staleness; killing a worker mid-round stalls neither async nor sync training', async (t) => {
-  t.timeout(150_000);
+  t.timeout(300_000);
   const { dir, cleanup } = tempDir();
   t.teardown(cleanup);
   await modelInit(dir, modelArgs);
@@ -122,7 +122,7 @@ test('async with heterogeneous worker speeds logs staleness; killing a worker mi
 });
 
 test('a coordinator restarted mid-job resumes the training job from its checkpoint; fedpool train follows it to the end', async (t) => {
-  t.timeout(150_000);
+  t.timeout(300_000);
   const { dir, cleanup } = tempDir();
   t.teardown(cleanup);
   await modelInit(dir, modelArgs);
@@ -130,7 +130,7 @@ test('a coordinator restarted mid-job resumes the training job from its checkpoi
   gaussianClasses(path.join(dir, 'val.jsonl'), 300, 41);
   const state = path.join(dir, 'state.db');
   const args = ['--state', state, '--worker-token', WORKER_TOKEN, '--client-token', CLIENT_TOKEN, '--lease-ms', '30000'];
-  const pool = await startTrainingPool(t, dir, { workers: ['a', 'b'].map((n) => ({ name: n, extra: ['--delay-ms', '100'] })), coordinatorArgs: args });
+  const pool = await startTrainingPool(t, dir, { workers: ['a', 'b'].map((n) => ({ name: n, extra: ['--delay-ms', '200'] })), coordinatorArgs: args });
   const url = pool.coordinator.url;
 
   writeFileSync(path.join(dir, 'train.json'), JSON.stringify({

@@ -10,7 +10,7 @@ import { gaussianClasses } from '../../cli/demo-data.js';
 import { fedpool as cli, modelInit, startTrainingPool } from './processes.js';
 
 test('fedpool train: sync FedAvg and async FedBuff over 2 real workers; a bad config is one line', async (t) => {
-  t.timeout(120_000);
+  t.timeout(300_000);
   const { dir, cleanup } = tempDir();
   t.teardown(cleanup);
   await modelInit(dir, ['--input', 'features:8', '--output', 'classes:3', '--hidden', '16', '--seed', '2']);

@@ -103,7 +103,7 @@ export async function jobStatus(url: string, id: string): Promise<JobStatusBody>
   return (await res.json()) as JobStatusBody;
 }
 
-export async function waitForJob(url: string, id: string, states = ['done', 'failed', 'cancelled'], timeoutMs = 30_000): Promise<JobStatusBody> {
+export async function waitForJob(url: string, id: string, states = ['done', 'failed', 'cancelled'], timeoutMs = 120_000): Promise<JobStatusBody> {
   const end = Date.now() + timeoutMs;
   for (;;) {
     const s = await jobStatus(url, id);
@@ -124,7 +124,7 @@ export function sleep(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
 }
 
-export async function until(predicate: () => boolean | Promise<boolean>, what: string, timeoutMs = 20_000): Promise<void> {
+export async function until(predicate: () => boolean | Promise<boolean>, what: string, timeoutMs = 60_000): Promise<void> {
   const end = Date.now() + timeoutMs;
   while (!(await predicate())) {
     if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
@@ -213,7 +213,7 @@ export class FakeWorker {
       socket.once('connect_error', (e) => reject(e));
     });
     const w = new FakeWorker(socket, options);
-    const reply = await socket.timeout(10_000).emitWithAck('hello', encodeMessage({
+    const reply = await socket.timeout(30_000).emitWithAck('hello', encodeMessage({
       type: 'hello', protocolVersion: PROTOCOL_VERSION, name: options.name ?? 'fake', capabilities: { backend: 'cpu', threads: 1, tasks: ['score'] },
     }));
     const welcome = decodeMessage(reply, { direction: 'coordinator' });
