@@ -48,6 +48,42 @@ function startWorker(t: ExecutionContext, coord: FakeCoordinator | string, score
   return { worker, done, logs };
 }
 
+/**
+ * Backoff options that count retries: the worker draws each retry's delay (its jitter) from `random` when it schedules
+ * that retry, so the count is known the moment an attempt has failed, with no waiting for the retry to show up.
+ */
+function countingBackoff(options: { initialMs: number; maxMs: number }): { backoff: NonNullable<WorkerOptions['backoff']>; draws: () => number; atLeast: (n: number) => Promise<void> } {
+  let draws = 0;
+  let waiters: { n: number; resolve: () => void }[] = [];
+  return {
+    backoff: {
+      ...options,
+      random: () => {
+        draws++;
+        const ready = waiters.filter((w) => draws >= w.n);
+        waiters = waiters.filter((w) => draws < w.n);
+        for (const w of ready) w.resolve();
+        return Math.random();
+      },
+    },
+    draws: () => draws,
+    atLeast: (n) => (draws >= n ? Promise.resolve() : new Promise<void>((resolve) => void waiters.push({ n, resolve }))),
+  };
+}
+
+/** `promise`, or a rejection naming `what` after `ms`: a missing event fails the test instead of hanging it. */
+async function within<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms waiting for ${what}`)), ms);
+  });
+  try {
+    return await Promise.race([promise, timeout]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
 /** A gate for the fake scorer: score() blocks until open() is called. */
 function gate(scorer: FakeScorer): () => void {
   let open!: () => void;
@@ -255,16 +291,19 @@ test('drain: waiting leases are released, the running one finishes and reports, 
 
 test('a refused token is final: no retry, and the reason is the coordinator\'s', async (t) => {
   const coord = await coordinator(t, { clientTokens: ['ct'] });
-  const unknown = startWorker(t, coord, new FakeScorer(), { token: 'nope' });
+  const retries = countingBackoff({ initialMs: 20, maxMs: 200 });
+  const unknown = startWorker(t, coord, new FakeScorer(), { token: 'nope', backoff: retries.backoff });
   const e1 = await t.throwsAsync(unknown.done, { instanceOf: TokenRefusedError });
   t.is(e1?.message, 'coordinator refused the token: unauthorized: unknown worker token');
-  const client = startWorker(t, coord, new FakeScorer(), { token: 'ct' });
+  const client = startWorker(t, coord, new FakeScorer(), { token: 'ct', backoff: retries.backoff });
   const e2 = await t.throwsAsync(client.done, { instanceOf: TokenRefusedError });
   t.regex(e2?.message ?? '', /client token; workers need a worker token/);
-  const missing = startWorker(t, coord, new FakeScorer(), { token: undefined });
+  const missing = startWorker(t, coord, new FakeScorer(), { token: undefined, backoff: retries.backoff });
   await t.throwsAsync(missing.done, { instanceOf: TokenRefusedError });
-  // Backoff is 20 ms here: a retry would have shown up well within this.
-  await new Promise((resolve) => setTimeout(resolve, 300));
+  // `done` rejects once a worker has stopped for good. A retry is scheduled (drawing its delay) when the refusal is
+  // handled, before that; so no draw by now means no retry will ever come, with no sleeping to see one not happen.
+  t.is(retries.draws(), 0, 'no retry was scheduled');
+  t.false(unknown.worker.connected || client.worker.connected || missing.worker.connected);
   t.is(coord.authRefusals, 3);
   t.is(coord.connections, 0);
 });
@@ -291,11 +330,13 @@ test('an unreachable coordinator is retried with backoff (logged sparingly) unti
   });
   const url = `http://127.0.0.1:${port}`;
   const scorer = new FakeScorer();
-  const { logs } = startWorker(t, url, scorer, { backoff: { initialMs: 20, maxMs: 80 }, retryLogIntervalMs: 60_000 });
-  await new Promise((resolve) => setTimeout(resolve, 400)); // several attempts at ≤ 80 ms each
+  const retries = countingBackoff({ initialMs: 20, maxMs: 80 });
+  const { logs } = startWorker(t, url, scorer, { backoff: retries.backoff, retryLogIntervalMs: 60_000 });
+  // Several failed attempts (each draws the delay of its retry), however long the machine takes for them.
+  await within(retries.atLeast(4), 15_000, 'four failed connection attempts');
   const coord = await coordinator(t, { port });
   await coord.until(() => coord.pulls.length === 1, 'connected after the coordinator came up');
-  const retries = logs.filter((l) => /retrying in/.test(l));
-  t.is(retries.length, 1, `one line per log interval, not per attempt:\n${logs.join('\n')}`);
-  t.regex(retries[0]!, new RegExp(`^warn: ${url}: cannot connect: .+; retrying in \\d+\\.\\d s \\(attempt 1\\)$`));
+  const lines = logs.filter((l) => /retrying in/.test(l));
+  t.is(lines.length, 1, `one line per log interval, not per attempt (${retries.draws()} retries):\n${logs.join('\n')}`);
+  t.regex(lines[0]!, new RegExp(`^warn: ${url}: cannot connect: .+; retrying in \\d+\\.\\d s \\(attempt 1\\)$`));
 });
