@@ -19,6 +19,7 @@ import {
   waitForJob,
   type CoordinatorProcess,
 } from './helpers.js';
+import { within } from '../helpers/within.js';
 
 /**
  * Lease time for the tests where a lease must expire or a silent worker must be dropped. Only the deliberately silent
@@ -38,19 +39,6 @@ function connected(socket: ClientSocket): Promise<void> {
     socket.once('connect', () => resolve());
     socket.once('connect_error', (e) => reject(e));
   });
-}
-
-/** `promise`, or a rejection naming `what` after `ms`: a lost event fails the test instead of hanging it. */
-async function within<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms waiting for ${what}`)), ms);
-  });
-  try {
-    return await Promise.race([promise, timeout]);
-  } finally {
-    clearTimeout(timer);
-  }
 }
 
 async function coordinator(t: { teardown: (fn: () => unknown) => void }, ...extra: string[]): Promise<{ c: CoordinatorProcess; model: string }> {

@@ -8,6 +8,7 @@ import { join } from 'node:path';
 import { BlobCache } from '../../../client/blob-cache.js';
 import { TokenRefusedError, VersionRefusedError, Worker, type WorkerOptions } from '../../../client/worker.js';
 import { FakeCoordinator, FakeScorer, expectedScore, featureItems, type FakeCoordinatorOptions } from './fake-coordinator.js';
+import { within } from '../../helpers/within.js';
 
 function tempDir(t: ExecutionContext): string {
   const dir = mkdtempSync(join(tmpdir(), 'fedpool-worker-'));
@@ -69,19 +70,6 @@ function countingBackoff(options: { initialMs: number; maxMs: number }): { backo
     draws: () => draws,
     atLeast: (n) => (draws >= n ? Promise.resolve() : new Promise<void>((resolve) => void waiters.push({ n, resolve }))),
   };
-}
-
-/** `promise`, or a rejection naming `what` after `ms`: a missing event fails the test instead of hanging it. */
-async function within<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms waiting for ${what}`)), ms);
-  });
-  try {
-    return await Promise.race([promise, timeout]);
-  } finally {
-    clearTimeout(timer);
-  }
 }
 
 /** A gate for the fake scorer: score() blocks until open() is called. */
