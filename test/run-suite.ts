@@ -33,10 +33,13 @@ function leftovers(): { pid: number; cmd: string }[] {
 }
 
 const started = performance.now();
+// npm test starts this runner with TSX_DISABLE_CACHE=1, so that tsx keeps no cache of it in the OS temp folder;
+// the suite's processes compile much more and get tsx's cache back, in the run's own temp folder.
+const { TSX_DISABLE_CACHE: _noCache, ...env } = process.env;
 const ava = spawn(process.execPath, [avaCli, ...process.argv.slice(2)], {
   cwd: root,
   stdio: 'inherit',
-  env: { ...process.env, TMPDIR: runTmp, [marker.split('=')[0]!]: runId },
+  env: { ...env, TMPDIR: runTmp, [marker.split('=')[0]!]: runId },
 });
 for (const signal of ['SIGINT', 'SIGTERM'] as const) process.on(signal, () => ava.kill(signal));
 const code = await new Promise<number>((resolve) => ava.once('exit', (c, s) => resolve(c ?? (s === null ? 1 : 128))));

@@ -93,13 +93,18 @@ test('an unreachable coordinator is retried with a line on stderr; SIGTERM then 
   t.like(await a.exited, { code: 0, signal: null });
   t.is(a.stdout(), '');
 
-  // b: connect it, so that draining has a moment (the disconnect linger) for a second signal to land in.
+  // b: connect it, and keep it draining (its drain barrier unanswered) until the second signal has landed: without
+  // the hold, a drain finished between the two signals made this exit 0 on a loaded machine.
   const coord = await new FakeCoordinator({ port }).listen();
   t.teardown(() => coord.close());
+  const release = coord.holdDrainBarriers();
+  t.teardown(release);
   await b.line(/connected to/, { stream: 'stdout' });
   b.proc.kill('SIGTERM');
+  await b.line(/SIGTERM: draining/, { stream: 'stderr' });
   b.proc.kill('SIGINT');
   t.like(await b.exited, { code: 130, signal: null });
+  t.regex(b.stderr(), /SIGINT again: exiting without draining/);
 });
 
 test('option errors: --scorer-url is not built yet (exit 2); --data needs NAME=PATH and an existing path', async (t) => {

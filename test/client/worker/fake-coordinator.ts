@@ -106,6 +106,8 @@ export class FakeCoordinator {
   connections = 0;
   url = '';
   port = 0;
+  /** While set, acked heartbeats (a draining worker's barrier) are answered only once it resolves. */
+  private barrierHold: Promise<void> | undefined;
   private readonly http: HttpServer;
   private readonly io: Server<WorkerToCoordinatorEvents, CoordinatorToWorkerEvents>;
   private nextLease = 1;
@@ -165,6 +167,19 @@ export class FakeCoordinator {
   }
 
   /** Resolves once `predicate` holds (checked on every event); rejects after `timeoutMs`. */
+  /**
+   * Holds every drain barrier until the returned function is called: a worker told to drain stays in its drain
+   * (waiting for the answer, up to its own barrier timeout) for as long as a test needs it there.
+   */
+  holdDrainBarriers(): () => void {
+    let release!: () => void;
+    this.barrierHold = new Promise<void>((resolve) => (release = resolve));
+    return () => {
+      this.barrierHold = undefined;
+      release();
+    };
+  }
+
   async until(predicate: () => boolean, what: string, timeoutMs = 15_000): Promise<void> {
     const deadline = Date.now() + timeoutMs;
     while (!predicate()) {
@@ -290,7 +305,11 @@ export class FakeCoordinator {
     }, onError, opts);
     onMessage(socket, 'heartbeat', (hb, reply) => {
       on(this.heartbeats, hb);
-      reply?.({ type: 'heartbeat', time: Date.now() }); // the drain barrier, as the real coordinator answers it
+      if (reply === undefined) return;
+      // The drain barrier, as the real coordinator answers it (held back while a test keeps a worker draining).
+      const answer = (): void => reply({ type: 'heartbeat', time: Date.now() });
+      if (this.barrierHold === undefined) answer();
+      else void this.barrierHold.then(answer);
     }, onError, opts);
     onMessage(socket, 'blob-request', ({ hash }) => {
       on(this.blobRequests, hash);
