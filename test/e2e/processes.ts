@@ -3,7 +3,7 @@ import type { ExecutionContext } from 'ava';
 import type { ChildProcess } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
-import { cleanEnv, runFedpool, startFedpool, type Child, type RunResult, type StartOptions } from '../helpers/processes.js';
+import { cleanEnv, runFedpool, startFedpool, type Child } from '../helpers/processes.js';
 import { CLIENT_TOKEN, WORKER_TOKEN, startCoordinatorProcess, type CoordinatorProcess } from '../server/helpers.js';
 
 /** `fedpool worker` (wasm, one thread) with its own blob cache; `connected` resolves on its connected line. */
@@ -21,11 +21,6 @@ export type WorkerProcess = ReturnType<typeof startWorker>;
 /** Stops a worker (SIGTERM, then its process group is killed after a grace period); resolves once it has exited. */
 export async function stop(w: WorkerProcess): Promise<void> {
   await w.child.stop();
-}
-
-/** Runs the CLI from source to its exit (killed, and rejecting, past the run limit), collecting its output. */
-export function fedpool(args: string[], options: StartOptions & { ms?: number } = {}): Promise<RunResult> {
-  return runFedpool(args, options);
 }
 
 /** `fedpool model init --out <dir>/model …args` from source, to its exit; throws with its stderr if it fails. */

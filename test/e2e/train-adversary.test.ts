@@ -5,7 +5,8 @@ import { writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { gaussianClasses } from '../../cli/demo-data.js';
 import { CLIENT_TOKEN, tempDir } from '../server/helpers.js';
-import { fedpool, modelInit, readMetrics, startTrainingPool } from './processes.js';
+import { modelInit, readMetrics, startTrainingPool } from './processes.js';
+import { runFedpool as fedpool } from '../helpers/processes.js';
 
 test('2 of 10 clients send scaled sign flips: mean degrades, nnm + trimmed-mean stays within a few points of the clean run', async (t) => {
   t.timeout(300_000);

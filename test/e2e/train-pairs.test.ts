@@ -5,7 +5,8 @@ import { writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { preferencePairs } from '../helpers/preferences.js';
 import { CLIENT_TOKEN, tempDir } from '../server/helpers.js';
-import { fedpool, modelInit, readMetrics, startTrainingPool, summaryOf } from './processes.js';
+import { modelInit, readMetrics, startTrainingPool, summaryOf } from './processes.js';
+import { runFedpool as fedpool } from '../helpers/processes.js';
 
 test('reward-pairs: federated Bradley–Terry training raises held-out pairwise accuracy, as `fedpool score` measures it', async (t) => {
   t.timeout(300_000);

@@ -6,7 +6,8 @@ import { writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { gaussianClasses } from '../../cli/demo-data.js';
 import { CLIENT_TOKEN, WORKER_TOKEN, api, startCoordinatorProcess, tempDir, until } from '../server/helpers.js';
-import { fedpool, modelInit, readMetrics, startTrainingPool, summaryOf } from './processes.js';
+import { modelInit, readMetrics, startTrainingPool, summaryOf } from './processes.js';
+import { runFedpool as fedpool } from '../helpers/processes.js';
 
 const modelArgs = ['--input', 'features:8', '--output', 'classes:3', '--hidden', '16', '--seed', '4'];
 

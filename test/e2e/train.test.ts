@@ -7,7 +7,8 @@ import { readBundleDir } from '../../client/scoring/bundle-fs.js';
 import { validateBundle } from '../../shared/model/bundle.js';
 import { CLIENT_TOKEN, tempDir } from '../server/helpers.js';
 import { gaussianClasses } from '../../cli/demo-data.js';
-import { fedpool as cli, modelInit, startTrainingPool } from './processes.js';
+import { modelInit, startTrainingPool } from './processes.js';
+import { runFedpool as cli } from '../helpers/processes.js';
 
 test('fedpool train: sync FedAvg and async FedBuff over 2 real workers; a bad config is one line', async (t) => {
   t.timeout(300_000);
