@@ -5,6 +5,14 @@ import { Command, CommanderError, Option } from 'commander';
 import { readFileSync } from 'node:fs';
 import { UserError } from './errors.js';
 import { collect, DEFAULT_URL, integer, positiveNumber, url } from './options.js';
+import type { ScorerApi } from '../shared/protocol/messages.js';
+import { SELECT_MODES } from '../shared/scoring/selection.js';
+
+/**
+ * The inference-server APIs a worker can front today (a type-only import keeps `--help` from loading the protocol).
+ * The embedding APIs are not offered: the bundle head over embeddings is not built yet (README, "Not built yet").
+ */
+const SCORER_CLI_APIS = ['vllm-classify', 'tei', 'openrlhf', 'openai-logprobs'] as const satisfies readonly ScorerApi[];
 
 /** The package's version, found whether this runs from source (cli/) or compiled (dist/cli/). */
 function packageVersion(): string {
@@ -62,8 +70,16 @@ export function buildProgram(): Command {
     .addOption(new Option('--backend <backend>', 'tensor backend').choices(['auto', 'webgpu', 'tfjs-node-gpu', 'tfjs-node', 'wasm', 'cpu']).default('auto'))
     .option('--data <name=path>', 'a local dataset that training jobs may name (repeatable)', collect)
     .option('--delay-ms <ms>', 'wait this long before sending each result (experiments: slow or heterogeneous workers)', integer(0))
-    .option('--scorer-url <url>', 'score through an existing inference server', url)
-    .addOption(new Option('--scorer-api <api>', 'API of --scorer-url').choices(['vllm-classify', 'openai-embeddings', 'openrlhf']))
+    .option('--scorer-url <url>', 'score through an inference server (vLLM, SGLang, TEI, OpenRLHF, OpenAI-compatible) at this address', url)
+    .addOption(new Option('--scorer-api <api>', 'API of --scorer-url').choices(SCORER_CLI_APIS))
+    .option('--scorer-model <name>', 'model the server serves, that jobs name with `fedpool score --scorer` (default: what the server reports)')
+    .option('--scorer-key-env <var>', 'environment variable holding an API key, sent as Authorization: Bearer (never logged)')
+    .option('--scorer-concurrency <n>', 'requests in flight to the server at once', integer(1, 1024), 4)
+    .option('--scorer-batch <b>', 'items per request where the API batches (tei, openrlhf; default 32)', integer(1, 65536))
+    .option('--scorer-timeout-ms <ms>', 'timeout of one request to the server', integer(1), 60000)
+    .option('--scorer-template <t>', 'text built from {prompt} and {response} (openrlhf, openai-logprobs; default "{prompt}{response}")')
+    .option('--scorer-logprobs <k>', 'top-k log-probs per token asked of openai-logprobs servers', integer(1, 20), 5)
+    .option('--scorer-vocab <v>', "vocabulary size for openai-logprobs' approximate self-certainty", integer(2), 32000)
     .action(lazy('worker'));
 
   const model = program.command('model').description('model bundles: `model init` writes a new one');
@@ -83,11 +99,14 @@ export function buildProgram(): Command {
     .addOption(urlOption())
     .addOption(tokenOption())
     .option('--model <dir>', 'model bundle directory')
+    .option('--scorer <name>', "score with the workers' inference servers that serve this model (instead of --model)")
+    .option('--logprobs', 'with --scorer: token log-probs from openai-logprobs workers (implied by the log-prob --select modes)')
     .option('--input <file>', 'input JSONL')
     .option('--output <file>', 'output JSONL (one line per input line, in input order)')
     .option('--shard-size <n>', 'items per shard', integer(1), 256)
     .option('--redundancy <r>', 'score each shard on R workers', integer(1), 1)
-    .addOption(new Option('--select <mode>', 'selection per group').choices(['none', 'best-of-n', 'majority', 'weighted-majority']).default('none'))
+    .addOption(new Option('--select <mode>', 'selection per group').choices(['none', ...SELECT_MODES]).default('none'))
+    .option('--borda-p <p>', 'certainty-vote: a vote of rank r among N counts (N − r + 1)^p', positiveNumber, 0.5)
     .option('--resume <id>', 'wait for an existing job and write its results')
     .action(lazy('score'));
 
@@ -118,6 +137,13 @@ export function buildProgram(): Command {
     .description('start a local coordinator and two workers, run a small scoring and training job')
     .option('--keep', 'keep the demo pool running')
     .action(lazy('demo'));
+
+  program
+    .command('compare')
+    .description('compare reward models by their fedpool score outputs: preference agreement, κ, rank correlation, best-of-n picks')
+    .argument('<files...>', 'fedpool score output files (JSONL), one per model, joined by id')
+    .option('--out <dir>', 'also write DIR/compare.json and DIR/compare.html (a self-contained report)')
+    .action((files: string[], options: Record<string, unknown>) => lazy('compare')({ ...options, files }));
 
   return program;
 }

@@ -7,6 +7,7 @@ import {
   MAX_CREDIT,
   ProtocolError,
   Tensor,
+  scorerWidth,
   type LeaseMessage,
   type ScoreItem,
   type ScoreTask,
@@ -19,6 +20,7 @@ import { BlobError } from './blob-cache.js';
 import { DatasetError, toTrainData, type Dataset } from './training/datasets.js';
 import type { LocalTrainResult, TrainData } from './training/local-train.js';
 import type { TrainShard } from './training/pool.js';
+import type { ServerScorer as FullServerScorer } from './scorers/index.js';
 
 /** One item as the scorer takes it: precomputed features, or the text the model's featurizer reads. */
 export type ScorerItem = { features: Float32Array } | { prompt: string; response: string };
@@ -30,7 +32,9 @@ export interface Scorer {
   close(): Promise<void>;
 }
 
-/** The connection a lease arrived on. Everything about a lease goes back on that connection or nowhere. */
+/** What the lease runner needs of the worker's inference server (client/scorers): scorer tasks go to it. */
+export type ServerScorer = Pick<FullServerScorer, 'api' | 'output' | 'model' | 'score'>;
+
 /** What the lease runner needs from a training pool (client/training/pool.ts provides the real one). */
 export interface Trainer {
   train(shard: TrainShard): Promise<LocalTrainResult>;
@@ -44,6 +48,7 @@ export interface DatasetSource {
   get(name: string): Promise<Dataset>;
 }
 
+/** The connection a lease arrived on. Everything about a lease goes back on that connection or nowhere. */
 export interface LeaseChannel {
   readonly live: boolean;
   /** False once the connection is gone (the coordinator re-queues that connection's leases itself). */
@@ -60,13 +65,17 @@ export interface RunnerLog {
 
 export interface LeaseRunnerOptions {
   scorer: Scorer;
+  /** The inference server scorer tasks go to; without one they fail (retryable: another worker may serve them). */
+  server?: ServerScorer | undefined;
+  /** Scorer-task leases run at once (they wait on the server, not on this machine's threads). Default 2. */
+  maxServerRunning?: number;
   /** Runs train leases; without one, train leases fail (retryable: another worker may train). */
   trainer?: Trainer | undefined;
   /** Datasets train leases may name (`data: {source: 'worker', name}`). */
   datasets?: DatasetSource | undefined;
   /** Leases held at once (the `pull` credit). */
   credit: number;
-  /** Leases scored at once (the pool's threads). */
+  /** Bundle and train leases run at once (the pool's threads). */
   maxRunning: number;
   /** Extra milliseconds before each result is sent (experiments with slow or heterogeneous workers). */
   delayMs?: number;
@@ -82,6 +91,8 @@ interface Held {
   state: State;
   /** Its job was cancelled: finish quietly, send nothing. */
   cancelled: boolean;
+  /** Runs on the inference server (a scorer task), not on the worker's threads. */
+  server: boolean;
 }
 
 const silent: RunnerLog = { debug: () => {}, info: () => {}, warn: () => {} };
@@ -179,6 +190,8 @@ export class LeaseRunner {
   private readonly held = new Map<string, Held>(); // by leaseId, in arrival order
   private readonly paused = new Set<string>();
   private running = 0;
+  /** Of `running`, how many are scorer tasks. */
+  private runningServer = 0;
   private draining = false;
   private idleWaiters: (() => void)[] = [];
   private readonly log: RunnerLog;
@@ -230,9 +243,18 @@ export class LeaseRunner {
       this.sendFailure(channel, lease, `this worker does not run ${task.kind} tasks`, true);
       return;
     }
-    this.held.set(lease.leaseId, { lease, task, channel, state: 'queued', cancelled: false });
+    const wanted = task.kind === 'score' ? task.scorer : undefined;
+    if (wanted !== undefined) {
+      const server = this.options.server;
+      if (server === undefined || server.model !== wanted.model || server.output !== wanted.output) {
+        const have = server === undefined ? 'no inference server' : `${server.api} serving ${server.model}`;
+        this.sendFailure(channel, lease, `this worker has ${have}, the task needs ${wanted.output} of ${wanted.model}`, true);
+        return;
+      }
+    }
+    this.held.set(lease.leaseId, { lease, task, channel, state: 'queued', cancelled: false, server: wanted !== undefined });
     // Prefetch the model while the lease waits; the run awaits the same (shared) load.
-    channel.bundle(task.modelHash).catch(() => {});
+    if (task.modelHash !== undefined) channel.bundle(task.modelHash).catch(() => {});
     this.pump();
   }
 
@@ -302,9 +324,12 @@ export class LeaseRunner {
 
   private pump(): void {
     if (this.draining) return;
+    const maxServer = this.options.maxServerRunning ?? 2;
     for (const h of this.held.values()) {
-      if (this.running >= this.options.maxRunning) return;
+      const local = this.running - this.runningServer;
+      if (local >= this.options.maxRunning && this.runningServer >= maxServer) return;
       if (h.state !== 'queued' || this.paused.has(h.lease.jobId)) continue;
+      if (h.server ? this.runningServer >= maxServer : local >= this.options.maxRunning) continue;
       void this.run(h);
     }
   }
@@ -312,23 +337,35 @@ export class LeaseRunner {
   private async run(h: Held): Promise<void> {
     h.state = 'running';
     this.running++;
+    if (h.server) this.runningServer++;
     const { lease, task, channel } = h;
     try {
-      const bundle = await channel.bundle(task.modelHash);
-      const started = performance.now();
       let payload: ResultPayload;
+      let started: number;
       if (task.kind === 'score') {
         const size = taskSize(task);
-        const scores = await this.options.scorer.score(task.modelHash, bundle, taskScorerItems(task), task.batchSize);
+        let scores: Float32Array;
+        let expected = size;
+        if (task.scorer !== undefined) {
+          started = performance.now();
+          scores = await this.serverScores(task.items ?? [], task.scorer.output);
+          expected = size * scorerWidth(task.scorer.output);
+        } else {
+          const bundle = await channel.bundle(task.modelHash ?? '');
+          started = performance.now();
+          scores = await this.options.scorer.score(task.modelHash ?? '', bundle, taskScorerItems(task), task.batchSize);
+        }
         this.items += size;
         this.computeMs += performance.now() - started;
-        if (scores.length !== size) {
+        if (scores.length !== expected) {
           this.held.delete(lease.leaseId);
-          if (!h.cancelled && channel.live) this.sendFailure(channel, lease, `scorer returned ${scores.length} scores for ${size} items`, true);
+          if (!h.cancelled && channel.live) this.sendFailure(channel, lease, `scorer returned ${scores.length} values for ${size} items`, true);
           return;
         }
         payload = { kind: 'scores', scores: Tensor.float32(scores) };
       } else {
+        const bundle = await channel.bundle(task.modelHash);
+        started = performance.now();
         payload = await this.train(task, bundle, lease.jobId);
       }
       if (this.options.delayMs !== undefined && this.options.delayMs > 0) await sleep(this.options.delayMs);
@@ -349,6 +386,7 @@ export class LeaseRunner {
       this.sendFailure(channel, lease, errorText(e), retryable);
     } finally {
       this.running--;
+      if (h.server) this.runningServer--;
       if (this.running === 0) {
         const waiters = this.idleWaiters;
         this.idleWaiters = [];
@@ -356,6 +394,13 @@ export class LeaseRunner {
       }
       this.pump();
     }
+  }
+
+  /** A scorer task's text items through the inference server (checked to match the task when the lease came). */
+  private async serverScores(items: readonly ScoreItem[], output: 'reward' | 'logprobs'): Promise<Float32Array> {
+    const server = this.options.server;
+    if (server === undefined || server.output !== output) throw new Error(`this worker has no inference server for ${output}`);
+    return server.score(items.map((item) => ({ prompt: item.prompt ?? '', response: item.response ?? '' })));
   }
 
   /** The bundle's manifest, parsed once per model hash. */

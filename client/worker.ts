@@ -14,10 +14,10 @@ import {
 } from '../shared/protocol/index.js';
 import { BlobCache, BlobReceiver } from './blob-cache.js';
 import { Connection, type BackoffOptions, type RetryInfo, type Session } from './connection.js';
-import { LeaseRunner, type DatasetSource, type LeaseChannel, type Scorer, type Trainer } from './lease-runner.js';
+import { LeaseRunner, type DatasetSource, type LeaseChannel, type Scorer, type ServerScorer, type Trainer } from './lease-runner.js';
 
 export { TokenRefusedError, VersionRefusedError } from './connection.js';
-export type { DatasetSource, Scorer, ScorerItem, Trainer } from './lease-runner.js';
+export type { DatasetSource, Scorer, ScorerItem, ServerScorer, Trainer } from './lease-runner.js';
 
 export interface WorkerLog {
   debug(message: string): void;
@@ -32,11 +32,13 @@ export interface WorkerOptions {
   name: string;
   /** Scoring threads: leases scored at once. */
   threads: number;
-  /** Leases held at once; default threads × 2, so the next batch is ready when one finishes. */
+  /** Leases held at once; default threads × 2 (+ 4 with an inference server), so the next batch is ready when one finishes. */
   credit?: number;
   backend: Backend;
   device?: string | undefined;
   scorer: Scorer;
+  /** The inference server this worker fronts (`--scorer-url`); announced in the hello, runs scorer tasks. */
+  server?: ServerScorer;
   /** Runs fine-tuning (train) leases; when given, the worker advertises 'train' besides 'score'. */
   trainer?: Trainer;
   /** The worker's own datasets (`--data NAME=PATH`) that train leases may name. */
@@ -56,6 +58,9 @@ export interface WorkerOptions {
   /** Connection retries are logged at most this often (ms). Default 3 s. */
   retryLogIntervalMs?: number;
 }
+
+/** Scorer-task shards in flight at once: two keep the server busy while one shard's results travel. */
+const SERVER_SHARDS = 2;
 
 const quiet: WorkerLog = { debug: () => {}, info: () => {}, warn: () => {}, error: () => {} };
 
@@ -81,11 +86,13 @@ export class Worker {
 
   constructor(private readonly options: WorkerOptions) {
     if (!Number.isInteger(options.threads) || options.threads < 1) throw new RangeError(`threads must be a positive integer, got ${options.threads}`);
-    this.credit = Math.min(MAX_CREDIT, options.credit ?? options.threads * 2);
+    this.credit = Math.min(MAX_CREDIT, options.credit ?? options.threads * 2 + (options.server === undefined ? 0 : 2 * SERVER_SHARDS));
     this.log = options.log ?? quiet;
     this.blobs = options.blobs ?? new BlobCache();
     this.runner = new LeaseRunner({
       scorer: options.scorer,
+      server: options.server,
+      maxServerRunning: SERVER_SHARDS,
       trainer: options.trainer,
       datasets: options.datasets,
       ...(options.delayMs === undefined ? {} : { delayMs: options.delayMs }),
@@ -176,6 +183,7 @@ export class Worker {
         ...(this.options.trainer !== undefined && this.options.datasets !== undefined && this.options.datasets.names.length > 0
           ? { datasets: this.options.datasets.names.slice(0, MAX_DATASETS) }
           : {}),
+        ...(this.options.server === undefined ? {} : { scorer: { api: this.options.server.api, model: this.options.server.model } }),
       },
     };
   }

@@ -24,7 +24,7 @@ export function dashboardHtml(nonce: string): string {
 <h1>fedpool coordinator</h1>
 <p id="status" class="muted">loading…</p>
 <h2>Workers</h2>
-<table><thead><tr><th>id</th><th>name</th><th>backend</th><th>threads</th><th>device</th><th>state</th><th>in flight</th><th>credit</th><th>items/s</th><th>connected</th></tr></thead><tbody id="workers"></tbody></table>
+<table><thead><tr><th>id</th><th>name</th><th>backend</th><th>threads</th><th>device</th><th>scorer</th><th>state</th><th>in flight</th><th>credit</th><th>items/s</th><th>connected</th></tr></thead><tbody id="workers"></tbody></table>
 <h2>Jobs</h2>
 <table><thead><tr><th>id</th><th>state</th><th>progress</th><th>items</th><th>created</th><th>finished</th><th>error</th></tr></thead><tbody id="jobs"></tbody></table>
 <script nonce="${nonce}">
@@ -54,7 +54,7 @@ export function dashboardHtml(nonce: string): string {
     try {
       const [workers, jobs] = await Promise.all([get('/api/workers'), get('/api/jobs')]);
       fill('workers', workers, (tr, w) => {
-        for (const v of [w.id, w.name, w.backend, w.threads, w.device, w.state, w.inFlight, w.credit, Number(w.itemsPerSecond).toFixed(1), time(w.connectedAt)]) cell(tr, v);
+        for (const v of [w.id, w.name, w.backend, w.threads, w.device, w.scorer ? w.scorer.api + ' · ' + w.scorer.model : '', w.state, w.inFlight, w.credit, Number(w.itemsPerSecond).toFixed(1), time(w.connectedAt)]) cell(tr, v);
       });
       fill('jobs', jobs.slice().reverse(), (tr, j) => {
         cell(tr, j.id); cell(tr, j.state);

@@ -195,6 +195,7 @@ export class Api {
         backend: w.capabilities.backend,
         threads: w.capabilities.threads,
         device: w.capabilities.device ?? null,
+        scorer: w.capabilities.scorer ?? null,
         memoryBytes: w.capabilities.memoryBytes ?? null,
         state: w.draining ? 'draining' : load.inFlight > 0 ? 'busy' : 'idle',
         inFlight: load.inFlight,
@@ -285,7 +286,16 @@ export class Api {
       const to = Math.min(p.prefixShards, next + RESULT_SHARDS_PER_WRITE);
       let text = '';
       for (const shard of pool.readResults(id, next, to)) {
-        for (let i = 0; i < shard.ids.length; i++) text += `{"id":${JSON.stringify(shard.ids[i])},"score":${scoreText(shard.scores[i] as number)}}\n`;
+        // Log-prob jobs store three values per item (docs/scorers.md); the score is the mean log-prob.
+        const logprobs = shard.scores.length === 3 * shard.ids.length;
+        for (let i = 0; i < shard.ids.length; i++) {
+          const id = JSON.stringify(shard.ids[i]);
+          if (!logprobs) text += `{"id":${id},"score":${scoreText(shard.scores[i] as number)}}\n`;
+          else {
+            const [mean, perplexity, certainty] = [0, 1, 2].map((k) => scoreText(shard.scores[3 * i + k] as number));
+            text += `{"id":${id},"score":${mean},"logprob_mean":${mean},"perplexity":${perplexity},"self_certainty":${certainty}}\n`;
+          }
+        }
       }
       next = to;
       return { text, ended: false };

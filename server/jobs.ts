@@ -52,7 +52,9 @@ const columnsSchema = z.strictObject({
 
 export const jobRequestSchema = z.strictObject({
   kind: z.literal('score').default('score'),
-  model: z.string().regex(/^[0-9a-f]{64}$/, 'expected the sha-256 (64 lowercase hex chars) of an uploaded model blob'),
+  /** Exactly one of `model` (an uploaded bundle) and `scorer` (workers' inference servers serving that model). */
+  model: z.string().regex(/^[0-9a-f]{64}$/, 'expected the sha-256 (64 lowercase hex chars) of an uploaded model blob').optional(),
+  scorer: z.strictObject({ model: z.string().min(1).max(MAX_ID_LENGTH), output: z.enum(['reward', 'logprobs']).default('reward') }).optional(),
   /** Row form: one object per item. Exactly one of `items` and `columns`. */
   items: z.array(itemSchema).min(1).max(MAX_JOB_ITEMS).optional(),
   columns: columnsSchema.optional(),
@@ -104,7 +106,13 @@ export function parseJobRequest(body: unknown): ParsedJob {
   if (!result.success) return { ok: false, error: describeIssue(result.error) };
   const request = result.data;
   if ((request.items === undefined) === (request.columns === undefined)) return { ok: false, error: 'items: send exactly one of "items" and "columns"' };
-  if (request.columns !== undefined) return parseColumns(request, request.columns);
+  if ((request.model === undefined) === (request.scorer === undefined)) return { ok: false, error: 'model: send exactly one of "model" (a bundle) and "scorer"' };
+  const parsed = request.columns !== undefined ? parseColumns(request, request.columns) : parseItems(request);
+  if (parsed.ok && request.scorer !== undefined && parsed.form !== 'text') return { ok: false, error: 'scorer: scorer jobs take text items (prompt and response), not features' };
+  return parsed;
+}
+
+function parseItems(request: JobRequest): ParsedJob {
   const first = request.items?.[0];
   if (first === undefined) return { ok: false, error: 'items: needs at least one item' };
   const form = first.features !== undefined ? 'features' : 'text';

@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import type { Logger } from 'pino';
-import { Tensor, type LeaseMessage, type ScoreItem } from '../shared/protocol/index.js';
+import { Tensor, scorerOutputOf, scorerWidth, type Capabilities, type LeaseMessage, type ScoreItem } from '../shared/protocol/index.js';
 import { BlobStore } from './blobs.js';
 import { largestShardBytes, splitShards, type JobColumns, type JobRequest } from './jobs.js';
 import { Registry } from './registry.js';
@@ -26,9 +26,32 @@ export interface PoolOptions {
   maxLosses?: number;
 }
 
+/** The key a worker must offer to take a job's shards: '' for bundle jobs, else the scorer's output and model. */
+export function jobKey(spec: Pick<JobSpec, 'scorer'>): string {
+  return spec.scorer === undefined ? '' : `${spec.scorer.output}:${spec.scorer.model}`;
+}
+
+/** The job keys a worker serves: bundle jobs if it scores at all, and its inference server's model. */
+export function workerOffers(capabilities: Capabilities): string[] {
+  if (!capabilities.tasks.includes('score')) return [];
+  const offers = [''];
+  const scorer = capabilities.scorer;
+  if (scorer !== undefined) offers.push(`${scorerOutputOf(scorer.api)}:${scorer.model}`);
+  return offers;
+}
+
+/** Values per item in a job's results. */
+function jobWidth(spec: JobSpec): number {
+  return spec.scorer === undefined ? 1 : scorerWidth(spec.scorer.output);
+}
+
 /** The public view of a job (GET /api/jobs/:id). */
 export interface JobStatus extends JobStatusBase {
   kind: 'score';
+  /** Jobs scored by inference servers: the model they must serve and what they compute. */
+  scorer?: { model: string; output: 'reward' | 'logprobs' };
+  /** Set while the job needs a kind of worker that is not connected: why it waits. */
+  waiting?: string;
   shardSize: number;
   redundancy: number;
   batchSize: number;
@@ -131,7 +154,8 @@ export class Pool {
       }
       resumed++;
       record.state = done.length > 0 ? 'running' : 'queued';
-      this.scheduler.addJob({ id: record.id, items: record.spec.items, shardSize: record.spec.shardSize, redundancy: record.spec.redundancy, done });
+      const { spec } = record;
+      this.scheduler.addJob({ id: record.id, items: spec.items, shardSize: spec.shardSize, redundancy: spec.redundancy, needs: jobKey(spec), width: jobWidth(spec), done });
     }
     this.flush();
     const training = this.training.restore();
@@ -143,7 +167,7 @@ export class Pool {
 
   submit(request: JobRequest, form: JobSpec['form'], dim: number, columns: JobColumns): JobRecord {
     if (this.closed) throw new SubmitError('the coordinator is shutting down');
-    if (!this.blobs.has(request.model)) {
+    if (request.model !== undefined && !this.blobs.has(request.model)) {
       throw new SubmitError(`model: unknown blob ${request.model}; upload it first (PUT /api/blobs/${request.model})`);
     }
     const shards = splitShards(columns, request.shardSize, dim);
@@ -153,13 +177,13 @@ export class Pool {
     }
     const id = `j${this.now().toString(36)}${randomBytes(4).toString('hex')}`;
     const spec: JobSpec = {
-      kind: 'score', model: request.model, items: columns.ids.length, shardSize: request.shardSize,
-      redundancy: request.redundancy, batchSize: request.batchSize, form, dim,
+      kind: 'score', ...(request.model === undefined ? {} : { model: request.model }), ...(request.scorer === undefined ? {} : { scorer: request.scorer }),
+      items: columns.ids.length, shardSize: request.shardSize, redundancy: request.redundancy, batchSize: request.batchSize, form, dim,
     };
     const record: JobRecord = { id, spec, state: 'queued', createdAt: this.now() };
     this.store.createJob(record, shards, request.meta);
     this.jobs.set(id, { record });
-    this.scheduler.addJob({ id, items: spec.items, shardSize: spec.shardSize, redundancy: spec.redundancy });
+    this.scheduler.addJob({ id, items: spec.items, shardSize: spec.shardSize, redundancy: spec.redundancy, needs: jobKey(spec), width: jobWidth(spec) });
     this.log.info({ job: id, items: spec.items, shards: shards.length, redundancy: spec.redundancy }, 'job submitted');
     this.pump();
     return record;
@@ -188,10 +212,18 @@ export class Pool {
     const { record } = entry;
     const s: JobStatus = {
       id: record.id, kind: record.spec.kind, state: record.state, progress: { done: p.doneItems, total: p.totalItems },
-      createdAt: new Date(record.createdAt).toISOString(), model: record.spec.model, shardSize: record.spec.shardSize,
+      createdAt: new Date(record.createdAt).toISOString(), shardSize: record.spec.shardSize,
       redundancy: record.spec.redundancy, batchSize: record.spec.batchSize, shards: { done: p.doneShards, total: p.totalShards },
       disagreements: p.disagreements,
     };
+    if (record.spec.model !== undefined) s.model = record.spec.model;
+    const scorer = record.spec.scorer;
+    if (scorer !== undefined) {
+      s.scorer = scorer;
+      if (!isTerminal(record.state) && !this.scheduler.servable(jobKey(record.spec))) {
+        s.waiting = `no connected worker serves ${scorer.output === 'logprobs' ? 'log-probs of' : 'scorer'} ${scorer.model}`;
+      }
+    }
     if (record.finishedAt !== undefined) s.finishedAt = new Date(record.finishedAt).toISOString();
     if (record.error !== undefined) s.error = record.error;
     return s;
@@ -247,7 +279,8 @@ export class Pool {
   }
 
   fail(workerId: string, leaseId: string, retryable: boolean, reason: string): ResultOutcome {
-    const outcome = this.scheduler.fail(workerId, leaseId, retryable, reason);
+    const name = this.registry.get(workerId)?.name;
+    const outcome = this.scheduler.fail(workerId, leaseId, retryable, reason, name === undefined ? workerId : `${name} (${workerId})`);
     this.pump();
     return outcome;
   }
@@ -268,7 +301,12 @@ export class Pool {
     try {
       sink.sendLease(grant.workerId, {
         type: 'lease', leaseId: grant.leaseId, shardId: grant.shardId, jobId: grant.jobId, deadline: grant.deadline, attempt: grant.attempt,
-        task: { kind: 'score', modelHash: record.spec.model, batchSize: record.spec.batchSize, ...this.shardPayload(record, grant.shardIndex) },
+        task: {
+          kind: 'score',
+          ...(record.spec.scorer === undefined ? { modelHash: record.spec.model } : { scorer: record.spec.scorer }),
+          batchSize: record.spec.batchSize,
+          ...this.shardPayload(record, grant.shardIndex),
+        },
       });
     } catch (e) {
       // A shard that cannot be turned into a lease will not get better on retry.

@@ -15,6 +15,10 @@ import type { JobState } from './store.js';
  *     out for `speculateFactor` × the job's typical shard time: the "slow" shards);
  *   - workers with free credit sit in a set.
  *
+ * Jobs may need a kind of worker (`needs`, e.g. one whose inference server serves a given model); a worker offers
+ * a set of such keys. Each key has its own deque, and a worker takes the front-most entry among the deques of the
+ * keys it offers, so one job that nobody can serve never hides another job's shards from a worker.
+ *
  * Redundancy R: a shard is complete when R results from distinct workers arrived. The first
  * result's scores are kept; later ones are only compared (within `tolerance`) to record agreement.
  * A result is accounted at most once per lease, and a shard completes exactly once; results for
@@ -120,6 +124,8 @@ export interface LeaseView {
   shardId: string;
   shardIndex: number;
   count: number;
+  /** Values per item its result must carry. */
+  width: number;
   deadline: number;
   attempt: number;
   obsolete: boolean;
@@ -132,6 +138,10 @@ export function shardIdOf(jobId: string, index: number): string {
 interface JobS {
   id: string;
   R: number;
+  /** The key a worker must offer to take this job's shards ('' = any worker). */
+  needs: string;
+  /** Values per item in a result (scores.length = items × width). */
+  width: number;
   state: JobState;
   shards: ShardS[];
   totalShards: number;
@@ -183,6 +193,8 @@ interface LeaseS {
 interface WorkerS {
   id: string;
   credit: number;
+  /** The job keys this worker can serve. */
+  offers: ReadonlySet<string>;
   leases: Map<string, LeaseS>;
   /** Leases the worker holds for other services (training), which count against the same credit. */
   external: number;
@@ -191,6 +203,8 @@ interface WorkerS {
 interface QueueEntry {
   shard: ShardS;
   token: number;
+  /** Position across all deques: fresh work counts up from 1, re-queued work down from 0 (it goes first). */
+  order: number;
 }
 
 function isActive(job: JobS): boolean {
@@ -227,7 +241,10 @@ export class Scheduler {
   private readonly jobs = new Map<string, JobS>();
   private readonly workers = new Map<string, WorkerS>();
   private readonly leases = new Map<string, LeaseS>();
-  private readonly queue = new Deque<QueueEntry>();
+  /** One deque per job key ('' = jobs any worker can take). */
+  private readonly queues = new Map<string, Deque<QueueEntry>>();
+  private backOrder = 0;
+  private frontOrder = 0;
   private readonly spec = new Map<ShardS, true>();
   private readonly hungry = new Set<WorkerS>();
   private readonly deadlines = new MinHeap<LeaseS>((l) => l.deadline);
@@ -253,15 +270,17 @@ export class Scheduler {
    * Adds a job of `items` items split into shards of `shardSize`. `done` lists shards that already
    * have results (a job resumed after a restart); if that is all of them the job is done at once.
    */
-  addJob(spec: { id: string; items: number; shardSize: number; redundancy: number; done?: Iterable<number> }): void {
+  addJob(spec: { id: string; items: number; shardSize: number; redundancy: number; needs?: string; width?: number; done?: Iterable<number> }): void {
     const { id, items, shardSize, redundancy } = spec;
+    const width = spec.width ?? 1;
+    if (!Number.isSafeInteger(width) || width < 1) throw new RangeError('width must be a positive integer');
     if (this.jobs.has(id)) throw new Error(`job ${id} already exists`);
     if (!Number.isSafeInteger(items) || items < 1) throw new RangeError('a job needs at least one item');
     if (!Number.isSafeInteger(shardSize) || shardSize < 1) throw new RangeError('shardSize must be a positive integer');
     if (!Number.isSafeInteger(redundancy) || redundancy < 1) throw new RangeError('redundancy must be a positive integer');
     const totalShards = Math.ceil(items / shardSize);
     const job: JobS = {
-      id, R: redundancy, state: 'queued', shards: [], totalShards, totalItems: items, remaining: totalShards,
+      id, R: redundancy, needs: spec.needs ?? '', width, state: 'queued', shards: [], totalShards, totalItems: items, remaining: totalShards,
       doneItems: 0, prefix: 0, prefixItems: 0, leases: new Set(), disagreements: 0, typicalMs: undefined,
     };
     for (let i = 0; i < totalShards; i++) {
@@ -322,9 +341,16 @@ export class Scheduler {
 
   // ---- workers -------------------------------------------------------------------------------
 
-  addWorker(workerId: string): void {
+  /** A new worker; `offers` are the job keys it can serve (default: only jobs any worker can take). */
+  addWorker(workerId: string, offers: Iterable<string> = ['']): void {
     if (this.workers.has(workerId)) throw new Error(`worker ${workerId} already exists`);
-    this.workers.set(workerId, { id: workerId, credit: 0, leases: new Map(), external: 0 });
+    this.workers.set(workerId, { id: workerId, credit: 0, offers: new Set(offers), leases: new Map(), external: 0 });
+  }
+
+  /** Whether some connected worker could take a job that needs `key` (credit aside). */
+  servable(key: string): boolean {
+    for (const w of this.workers.values()) if (w.offers.has(key)) return true;
+    return false;
   }
 
   /** A `pull`: the worker may hold up to `credit` leases from now on. */
@@ -391,7 +417,7 @@ export class Scheduler {
     let progress = true;
     while (progress && this.hungry.size > starved.size) {
       progress = false;
-      if (!this.trimQueue() && this.spec.size === 0) break;
+      if (!this.trimQueues() && this.spec.size === 0) break;
       for (const w of [...this.hungry]) {
         if (starved.has(w)) continue;
         const grant = this.leaseOne(w);
@@ -454,7 +480,7 @@ export class Scheduler {
     if (l === undefined) return undefined;
     return {
       leaseId: l.id, workerId: l.worker.id, jobId: l.shard.job.id, shardId: shardIdOf(l.shard.job.id, l.shard.index),
-      shardIndex: l.shard.index, count: l.shard.count, deadline: l.deadline, attempt: l.attempt, obsolete: l.obsolete,
+      shardIndex: l.shard.index, count: l.shard.count, width: l.shard.job.width, deadline: l.deadline, attempt: l.attempt, obsolete: l.obsolete,
     };
   }
 
@@ -466,7 +492,7 @@ export class Scheduler {
       return { kind: 'ignored', reason: 'unknown-lease' };
     }
     const shard = lease.shard;
-    if (scores.length !== shard.count) {
+    if (scores.length !== shard.count * shard.job.width) {
       this.lose(lease, 'failed');
       return { kind: 'ignored', reason: 'invalid' };
     }
@@ -491,8 +517,8 @@ export class Scheduler {
     return { kind: 'accepted', jobId: job.id, index: shard.index, items: shard.count, shardDone: shard.done };
   }
 
-  /** A worker's `failure` for one of its leases. Non-retryable failures fail the job. */
-  fail(workerId: string, leaseId: string, retryable: boolean, reason: string): ResultOutcome {
+  /** A worker's `failure` for one of its leases. Non-retryable failures fail the job (its error names `workerName`). */
+  fail(workerId: string, leaseId: string, retryable: boolean, reason: string, workerName = workerId): ResultOutcome {
     const lease = this.leases.get(leaseId);
     if (lease === undefined || lease.worker.id !== workerId) {
       this.stats.ignored++;
@@ -507,7 +533,7 @@ export class Scheduler {
     if (retryable) this.lose(lease, 'failed');
     else {
       this.dropLease(lease);
-      this.endJob(shard.job, 'failed', `shard ${shard.index} failed on worker ${workerId}: ${reason}`);
+      this.endJob(shard.job, 'failed', `shard ${shard.index} failed on worker ${workerName}: ${reason}`);
     }
     return { kind: 'accepted', jobId: shard.job.id, index: shard.index, items: shard.count, shardDone: false };
   }
@@ -547,9 +573,12 @@ export class Scheduler {
     if (wanted > 0) {
       if (shard.queueToken === 0) {
         shard.queueToken = ++this.tokens;
-        const entry = { shard, token: shard.queueToken };
-        if (front) this.queue.pushFront(entry);
-        else this.queue.pushBack(entry);
+        const entry = { shard, token: shard.queueToken, order: front ? this.frontOrder-- : ++this.backOrder };
+        const key = shard.job.needs;
+        let queue = this.queues.get(key);
+        if (queue === undefined) this.queues.set(key, (queue = new Deque<QueueEntry>()));
+        if (front) queue.pushFront(entry);
+        else queue.pushBack(entry);
         queued = true;
       }
     } else {
@@ -571,18 +600,29 @@ export class Scheduler {
     return e.token === e.shard.queueToken && live(e.shard);
   }
 
-  /** Drops stale entries at the head; returns whether any entry is left. */
-  private trimQueue(): boolean {
+  /** Drops stale entries at the head of one deque; returns whether any entry is left. */
+  private trimQueue(queue: Deque<QueueEntry>): boolean {
     for (;;) {
-      const head = this.queue.at(0);
+      const head = queue.at(0);
       if (head === undefined) return false;
       if (this.entryValid(head)) return true;
-      this.queue.popFront();
+      queue.popFront();
       if (head.token === head.shard.queueToken) head.shard.queueToken = 0;
     }
   }
 
+  /** Trims every deque (dropping empty ones); returns whether any entry is left. */
+  private trimQueues(): boolean {
+    let any = false;
+    for (const [key, queue] of this.queues) {
+      if (this.trimQueue(queue)) any = true;
+      else this.queues.delete(key);
+    }
+    return any;
+  }
+
   private eligible(shard: ShardS, w: WorkerS): boolean {
+    if (!w.offers.has(shard.job.needs)) return false;
     if (shard.results.has(w.id)) return false;
     for (const l of shard.active.values()) if (l.worker === w) return false;
     return true;
@@ -595,12 +635,18 @@ export class Scheduler {
     }
     let shard: ShardS | undefined;
     let speculative = false;
-    if (this.trimQueue()) {
-      const n = Math.min(this.queue.length, this.scanLimit);
+    let order = Infinity;
+    for (const key of w.offers) {
+      const queue = this.queues.get(key);
+      if (queue === undefined || !this.trimQueue(queue)) continue;
+      const n = Math.min(queue.length, this.scanLimit);
       for (let i = 0; i < n; i++) {
-        const e = this.queue.at(i) as QueueEntry;
+        const e = queue.at(i) as QueueEntry;
         if (this.entryValid(e) && this.eligible(e.shard, w)) {
-          shard = e.shard;
+          if (e.order < order) {
+            shard = e.shard;
+            order = e.order;
+          }
           break;
         }
       }

@@ -20,7 +20,7 @@ import {
 } from '../shared/protocol/index.js';
 import type { Auth } from './auth.js';
 import type { Metrics } from './metrics.js';
-import type { LeaseSink, Pool } from './pool.js';
+import { workerOffers, type LeaseSink, type Pool } from './pool.js';
 
 /** A socket that sent more protocol errors than this is disconnected. */
 export const MAX_PROTOCOL_ERRORS = 10;
@@ -221,7 +221,7 @@ class WorkerSession {
     const { pool, options } = this.owner;
     const info = pool.registry.add(m.name, m.capabilities, 'w');
     this.workerId = info.id;
-    pool.scheduler.addWorker(info.id);
+    pool.scheduler.addWorker(info.id, workerOffers(m.capabilities));
     this.owner.register(info.id, this);
     this.log.info({ worker: info.id, name: m.name, backend: m.capabilities.backend, threads: m.capabilities.threads }, 'worker connected');
     answer({ type: 'welcome', protocolVersion: PROTOCOL_VERSION, workerId: info.id, leaseMs: options.leaseMs, heartbeatMs: options.heartbeatMs, maxFrameBytes: options.maxFrameBytes });
@@ -243,7 +243,7 @@ class WorkerSession {
       }
       try {
         if (m.payload.kind !== 'scores') throw new ProtocolError('invalid-field', 'invalid field "payload.kind": a score lease needs "scores"', { path: 'payload.kind' });
-        assertTensor(m.payload.scores, 'float32', [lease.count], 'payload.scores');
+        assertTensor(m.payload.scores, 'float32', [lease.count * lease.width], 'payload.scores');
       } catch (e) {
         // A wrong-shaped result is that lease's failure: the shard goes back to the queue.
         pool.fail(id, m.leaseId, true, e instanceof Error ? e.message : 'invalid result');

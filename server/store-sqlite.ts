@@ -140,7 +140,8 @@ function parseTexts(text: string): [string[], string[]] {
 /** Checked on load: the file may come from another fedpool version or be edited by hand. */
 const jobSpecSchema = z.object({
   kind: z.literal('score'),
-  model: z.string(),
+  model: z.string().optional(),
+  scorer: z.object({ model: z.string(), output: z.enum(['reward', 'logprobs']) }).optional(),
   items: z.number().int().positive(),
   shardSize: z.number().int().positive(),
   redundancy: z.number().int().positive(),

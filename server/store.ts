@@ -24,8 +24,10 @@ export function isTerminal(state: JobState): boolean {
 /** What a job is; fixed at submission. */
 export interface JobSpec {
   kind: 'score';
-  /** sha-256 of the model bundle blob. */
-  model: string;
+  /** sha-256 of the model bundle blob; absent when the job names a scorer instead. */
+  model?: string;
+  /** Scored by the workers' inference servers that serve this model (docs/scorers.md), instead of a bundle. */
+  scorer?: { model: string; output: 'reward' | 'logprobs' };
   items: number;
   shardSize: number;
   redundancy: number;
@@ -153,6 +155,6 @@ export interface JobStatusBase {
   createdAt: string;
   finishedAt?: string;
   error?: string;
-  /** sha-256 of the model bundle blob. */
-  model: string;
+  /** sha-256 of the model bundle blob (absent for jobs scored by workers' inference servers). */
+  model?: string;
 }

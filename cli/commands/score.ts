@@ -5,19 +5,23 @@ import { createWriteStream, type WriteStream } from 'node:fs';
 import { CoordinatorApi } from '../api.js';
 import { UserError } from '../errors.js';
 import { readScoreInput, type ScoreLine } from '../score/input.js';
-import { OutputAssembler, planItems, type LineMeta, type OutputLine } from '../score/plan.js';
+import { OutputAssembler, planItems, scoredItems, type LineMeta, type OutputLine } from '../score/plan.js';
 import { loadModelForSubmit, type ModelInputSpec } from '../score/model.js';
-import type { SelectMode } from '../../shared/scoring/selection.js';
+import { DEFAULT_BORDA_P, type SelectMode } from '../../shared/scoring/selection.js';
 
 interface ScoreOptions {
   url: string;
   token?: string;
   model?: string;
+  scorer?: string;
+  logprobs?: boolean;
   input?: string;
   output?: string;
   shardSize: number;
   redundancy: number;
   select: 'none' | SelectMode;
+  /** certainty-vote's Borda exponent (`--borda-p`). */
+  bordaP?: number;
   resume?: string;
 }
 
@@ -29,38 +33,64 @@ export async function run(options: Record<string, unknown>): Promise<void> {
   if (o.output === undefined) throw new UserError('fedpool score: --output FILE is required');
   const api = new CoordinatorApi(o.url, o.token || undefined);
   if (o.resume !== undefined) {
-    if (o.model !== undefined || o.input !== undefined) throw new UserError('fedpool score: --resume takes only --output (the job already has its model and input)');
-    return resume(api, o.resume, o.output, o.select);
+    if (o.model !== undefined || o.scorer !== undefined || o.input !== undefined) {
+      throw new UserError('fedpool score: --resume takes only --output (the job already has its model and input)');
+    }
+    return resume(api, o.resume, o.output, o.select, o.bordaP ?? DEFAULT_BORDA_P);
   }
-  if (o.model === undefined) throw new UserError('fedpool score: --model DIR is required');
+  if (o.model !== undefined && o.scorer !== undefined) throw new UserError('fedpool score: give --model DIR or --scorer NAME, not both');
+  if (o.model === undefined && o.scorer === undefined) throw new UserError('fedpool score: --model DIR (a bundle) or --scorer NAME (workers\' inference servers) is required');
+  if (o.logprobs === true && o.scorer === undefined) throw new UserError('fedpool score: --logprobs needs --scorer NAME (log-probs come from openai-logprobs workers)');
   if (o.input === undefined) throw new UserError('fedpool score: --input FILE is required');
 
   // Everything that can be wrong locally is found before anything is sent.
   const lines = await readScoreInput(o.input);
-  const model = await loadModelForSubmit(o.model);
-  checkCompatible(o.input, lines, model.input);
+  let target: { model: string } | { scorer: { model: string; output: 'reward' | 'logprobs' } };
+  if (o.scorer !== undefined) {
+    const output = o.logprobs === true || LOGPROB_SELECTIONS.has(o.select) ? 'logprobs' : 'reward';
+    if (output === 'reward' && LOGPROB_SELECTIONS.has(o.select)) throw new UserError(`fedpool score: --select ${o.select} needs log-probs`);
+    const features = lines.find((l) => l.kind === 'features');
+    if (features !== undefined) throw new UserError(`${o.input}:${features.line}: --scorer sends text to inference servers, but this line has features`);
+    target = { scorer: { model: o.scorer, output } };
+  } else {
+    const model = await loadModelForSubmit(o.model ?? '');
+    checkCompatible(o.input, lines, model.input);
+    if (LOGPROB_SELECTIONS.has(o.select)) throw new UserError(`fedpool score: --select ${o.select} needs log-probs: use --scorer NAME with openai-logprobs workers`);
+    await api.ensureBlob(model.hash, model.bytes);
+    target = { model: model.hash };
+  }
   checkSelectable(lines, o.select);
   const { columns, meta, scored } = planItems(lines);
 
-  await api.ensureBlob(model.hash, model.bytes);
   const started = Date.now();
-  const { id } = await api.createJob({ kind: 'score', model: model.hash, columns, shardSize: o.shardSize, redundancy: o.redundancy, batchSize: BATCH_SIZE, meta: { format: 'fedpool-score/1', lines: meta } });
+  const { id } = await api.createJob({ kind: 'score', ...target, columns, shardSize: o.shardSize, redundancy: o.redundancy, batchSize: BATCH_SIZE, meta: { format: 'fedpool-score/1', lines: meta } });
   process.stderr.write(`fedpool job ${id} submitted\n`);
-  await collect(api, id, meta, scored, o.output, o.select, started);
+  await sayIfWaiting(api, id);
+  await collect(api, id, meta, scored, o.output, o.select, started, o.bordaP ?? DEFAULT_BORDA_P);
 }
 
-async function resume(api: CoordinatorApi, id: string, output: string, select: 'none' | SelectMode): Promise<void> {
+/** Selections that rank by log-prob statistics, which only log-prob scorers produce. */
+const LOGPROB_SELECTIONS: ReadonlySet<string> = new Set(['mean-logprob', 'self-certainty', 'certainty-vote']);
+
+/** A job that needs a kind of worker nobody connected offers waits; say so once, on stderr. */
+async function sayIfWaiting(api: CoordinatorApi, id: string): Promise<void> {
+  const job = await api.job(id);
+  if (typeof job['waiting'] === 'string') process.stderr.write(`fedpool score: job ${id} waits: ${job['waiting']}\n`);
+}
+
+async function resume(api: CoordinatorApi, id: string, output: string, select: 'none' | SelectMode, bordaP: number): Promise<void> {
   const job = await api.job(id);
   const m = (await api.meta(id)) as { format?: unknown; lines?: unknown } | null;
   if (job.kind !== 'score' || m?.format !== 'fedpool-score/1' || !Array.isArray(m.lines)) {
     throw new UserError(`fedpool score: job ${id} is not a scoring job submitted by fedpool score`);
   }
   const meta = m.lines as LineMeta[];
-  const scored = meta.reduce((s, l) => s + (l.pair ? 2 : 1), 0);
-  await collect(api, id, meta, scored, output, select, Date.now());
+  const scored = scoredItems(meta);
+  await sayIfWaiting(api, id);
+  await collect(api, id, meta, scored, output, select, Date.now(), bordaP);
 }
 
-async function collect(api: CoordinatorApi, id: string, meta: LineMeta[], scored: number, output: string, select: 'none' | SelectMode, started: number): Promise<void> {
+async function collect(api: CoordinatorApi, id: string, meta: LineMeta[], scored: number, output: string, select: 'none' | SelectMode, started: number, bordaP: number): Promise<void> {
   const out = await openOutput(output);
   const bar = process.stderr.isTTY ? new SingleBar({ format: 'scoring [{bar}] {value}/{total} items | {speed} items/s | ETA {eta_formatted}', stream: process.stderr, etaBuffer: 50 }) : null;
   bar?.start(scored, 0, { speed: '0' });
@@ -68,9 +98,13 @@ async function collect(api: CoordinatorApi, id: string, meta: LineMeta[], scored
   let received = 0;
   try {
     await api.followResults(id, (value) => {
-      const score = (value as { score?: unknown }).score;
-      if (typeof score !== 'number') throw new UserError(`coordinator sent a malformed result line: ${JSON.stringify(value).slice(0, 200)}`);
-      assembler.push(score);
+      const line = value as { score?: unknown; logprob_mean?: unknown; perplexity?: unknown; self_certainty?: unknown };
+      if (typeof line.score !== 'number') throw new UserError(`coordinator sent a malformed result line: ${JSON.stringify(value).slice(0, 200)}`);
+      // Log-prob jobs carry three statistics per item (docs/scorers.md); reward jobs only the score.
+      const { logprob_mean, perplexity, self_certainty } = line;
+      if (typeof logprob_mean === 'number' && typeof perplexity === 'number' && typeof self_certainty === 'number') {
+        assembler.push(line.score, { logprob_mean, perplexity, self_certainty });
+      } else assembler.push(line.score);
       received++;
       if (bar !== null && (received % 256 === 0 || received === scored)) {
         bar.update(received, { speed: Math.round(received / Math.max(1e-3, (Date.now() - started) / 1000)).toString() });
@@ -86,7 +120,7 @@ async function collect(api: CoordinatorApi, id: string, meta: LineMeta[], scored
     throw new UserError(`fedpool score: job ${id} ended ${job.state}${why} after ${assembler.linesDone} of ${meta.length} lines (partial output kept in ${output})`);
   }
   const seconds = (Date.now() - started) / 1000;
-  const summary = { job: id, items: meta.length, scored, seconds: +seconds.toFixed(3), items_per_second: +(scored / Math.max(seconds, 1e-9)).toFixed(1), ...assembler.summary(select) };
+  const summary = { job: id, items: meta.length, scored, seconds: +seconds.toFixed(3), items_per_second: +(scored / Math.max(seconds, 1e-9)).toFixed(1), ...assembler.summary(select, { bordaP }) };
   process.stdout.write(`${JSON.stringify(summary)}\n`);
 }
 
@@ -111,11 +145,15 @@ function checkCompatible(file: string, lines: readonly ScoreLine[], input: Model
   }
 }
 
+/** Selection modes that vote over answers (docs/scoring-reports.md). */
+const VOTING_SELECTIONS: ReadonlySet<string> = new Set(['majority', 'weighted-majority', 'certainty-vote']);
+
 function checkSelectable(lines: readonly ScoreLine[], select: 'none' | SelectMode): void {
   if (select === 'none') return;
-  const grouped = lines.filter((l) => l.group !== undefined && l.kind !== 'pair');
+  // Pairs and best-of-k rows are not group members; every mode selects among grouped item lines.
+  const grouped = lines.filter((l) => l.group !== undefined && (l.kind === 'text' || l.kind === 'features'));
   if (grouped.length === 0) throw new UserError(`fedpool score: --select ${select} needs item lines with a "group"`);
-  if (select !== 'best-of-n') {
+  if (VOTING_SELECTIONS.has(select)) {
     const missing = grouped.find((l) => l.answer === undefined);
     if (missing) throw new UserError(`fedpool score: --select ${select} needs an "answer" on every grouped line (line ${missing.line} has none)`);
   }

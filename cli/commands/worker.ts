@@ -9,7 +9,8 @@ import type { ScoringPool } from '../../client/scoring/pool.js';
 import { Datasets } from '../../client/training/datasets.js';
 import type { TrainingPool } from '../../client/training/pool.js';
 import { TokenRefusedError, VersionRefusedError, Worker, type Scorer, type Trainer, type WorkerLog } from '../../client/worker.js';
-import { BACKENDS } from '../../shared/protocol/index.js';
+import { BACKENDS, MAX_ID_LENGTH, SCORER_APIS } from '../../shared/protocol/index.js';
+import type { ServerScorer } from '../../client/scorers/index.js';
 import { UserError } from '../errors.js';
 
 const optionsSchema = z.object({
@@ -21,7 +22,15 @@ const optionsSchema = z.object({
   data: z.array(z.string()).optional(),
   delayMs: z.number().int().min(0).optional(),
   scorerUrl: z.string().optional(),
-  scorerApi: z.string().optional(),
+  scorerApi: z.enum(SCORER_APIS).optional(),
+  scorerModel: z.string().min(1).max(MAX_ID_LENGTH).optional(),
+  scorerKeyEnv: z.string().min(1).optional(),
+  scorerConcurrency: z.number().int().min(1).default(4),
+  scorerBatch: z.number().int().min(1).optional(),
+  scorerTimeoutMs: z.number().int().min(1).default(60000),
+  scorerTemplate: z.string().optional(),
+  scorerLogprobs: z.number().int().min(1).default(5),
+  scorerVocab: z.number().int().min(2).default(32000),
 });
 
 export type WorkerCommandOptions = z.input<typeof optionsSchema>;
@@ -57,6 +66,51 @@ export function parseDataOptions(values: readonly string[]): Map<string, string>
   return out;
 }
 
+type Options = z.output<typeof optionsSchema>;
+
+/**
+ * `--scorer-url`: the inference server this worker fronts (docs/scorers.md), checked with one tiny request before the
+ * worker joins; undefined without the flag. Every problem is one line and a non-zero exit.
+ */
+async function connectServer(options: Options, log: WorkerLog): Promise<ServerScorer | undefined> {
+  const scorerFlags = (['scorerModel', 'scorerKeyEnv', 'scorerBatch', 'scorerTemplate'] as const).filter((k) => options[k] !== undefined);
+  if (options.scorerUrl === undefined) {
+    if (options.scorerApi !== undefined) throw new UserError('fedpool worker: --scorer-api needs --scorer-url');
+    const flag = scorerFlags[0];
+    if (flag !== undefined) throw new UserError(`fedpool worker: --${flag.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)} needs --scorer-url`);
+    return undefined;
+  }
+  if (options.scorerApi === undefined) throw new UserError(`fedpool worker: --scorer-url needs --scorer-api (${SCORER_APIS.join(', ')})`);
+  let key: string | undefined;
+  if (options.scorerKeyEnv !== undefined) {
+    key = process.env[options.scorerKeyEnv];
+    if (key === undefined || key === '') throw new UserError(`fedpool worker: --scorer-key-env ${options.scorerKeyEnv}: that environment variable is not set`);
+  }
+  const { createServerScorer, ScorerError } = await import('../../client/scorers/index.js');
+  try {
+    const server = createServerScorer({
+      url: options.scorerUrl,
+      api: options.scorerApi,
+      ...(options.scorerModel === undefined ? {} : { model: options.scorerModel }),
+      ...(key === undefined ? {} : { key }),
+      concurrency: options.scorerConcurrency,
+      ...(options.scorerBatch === undefined ? {} : { batch: options.scorerBatch }),
+      timeoutMs: options.scorerTimeoutMs,
+      ...(options.scorerTemplate === undefined ? {} : { template: options.scorerTemplate }),
+      logprobs: options.scorerLogprobs,
+      vocab: options.scorerVocab,
+      log: (line) => log.info(line),
+    });
+    await server.check();
+    if (server.model.length > MAX_ID_LENGTH) throw new UserError(`fedpool worker: the server's model name is longer than ${MAX_ID_LENGTH} characters; give a shorter --scorer-model`);
+    log.info(`scoring through ${server.api} server ${options.scorerUrl} (model ${server.model})`);
+    return server;
+  } catch (e) {
+    if (e instanceof ScorerError || e instanceof RangeError) throw new UserError(`fedpool worker: ${e.message}`);
+    throw e;
+  }
+}
+
 /** The real scoring stack (TF.js in piscina threads), loaded only when a worker runs. */
 async function loadScoring() {
   const [backends, pool] = await Promise.all([import('../../client/backends.js'), import('../../client/scoring/pool.js')]);
@@ -67,8 +121,6 @@ export async function run(raw: Record<string, unknown>): Promise<void> {
   const parsed = optionsSchema.safeParse(raw);
   if (!parsed.success) throw new UserError(`fedpool worker: bad options: ${parsed.error.issues[0]?.message ?? 'invalid'}`);
   const options = parsed.data;
-  if (options.scorerUrl !== undefined) throw new UserError('fedpool worker: --scorer-url: not built yet (issue #3 follow-up)', 2);
-  if (options.scorerApi !== undefined) throw new UserError('fedpool worker: --scorer-api needs --scorer-url', 2);
   const datasets = parseDataOptions(options.data ?? []);
   const name = options.name ?? `${hostname()}-${process.pid}`;
   const threads = options.threads ?? Math.max(1, availableParallelism() - 1);
@@ -94,7 +146,11 @@ export async function run(raw: Record<string, unknown>): Promise<void> {
   process.on('SIGINT', onSignal);
   let pool: ScoringPool | undefined;
   let training: Promise<TrainingPool> | undefined;
+  let server: ServerScorer | undefined;
   try {
+    // The inference server first: a worker whose server is down or wrong must not join the pool.
+    server = await connectServer(options, log);
+    if (stopRequested) return;
     const scoring = await loadScoring();
     let choice: BackendChoice;
     try {
@@ -124,13 +180,15 @@ export async function run(raw: Record<string, unknown>): Promise<void> {
       backend,
       device: choice.device,
       scorer,
+      ...(server === undefined ? {} : { server }),
       trainer,
       datasets: new Datasets(datasets),
       ...(options.delayMs === undefined ? {} : { delayMs: options.delayMs }),
       blobs: new BlobCache({ dir: defaultCacheDir(), onWarning: (m) => log.warn(m) }),
       log,
       onConnected: () => {
-        process.stdout.write(`fedpool worker ${name} connected to ${options.url} (backend=${backend}, threads=${threads})\n`);
+        const fronting = server === undefined ? '' : `, scorer=${server.api}:${server.model}`;
+        process.stdout.write(`fedpool worker ${name} connected to ${options.url} (backend=${backend}, threads=${threads}${fronting})\n`);
       },
     });
     try {
@@ -144,6 +202,7 @@ export async function run(raw: Record<string, unknown>): Promise<void> {
     process.off('SIGTERM', onSignal);
     process.off('SIGINT', onSignal);
     await pool?.close();
+    await server?.close();
     await training?.then((t) => t.close(), () => {});
     // Everything is closed; should a library still hold the event loop open, do not hang the shell. Unref'd, so
     // it fires only in that case, after main() has set the exit code.

@@ -1,5 +1,5 @@
-// `fedpool score` input: JSONL lines of items, pairs, or group members. Everything is validated before anything is
-// submitted: the first bad line stops the command with "FILE:LINE: what is wrong".
+// `fedpool score` input: JSONL lines of items, pairs, best-of-k rows, or group members (formats in
+// docs/scoring-reports.md). Everything is validated before anything is submitted: the first bad line stops the command with "FILE:LINE: what is wrong".
 import { createReadStream } from 'node:fs';
 import { createInterface } from 'node:readline';
 import { z } from 'zod';
@@ -9,28 +9,40 @@ const base = {
   id: z.string().min(1, 'must be a non-empty string'),
   group: z.string().min(1).optional(),
   answer: z.string().optional(),
+  // RewardBench-style subset name: reported per subset in the summary (docs/scoring-reports.md).
+  subset: z.string().min(1).optional(),
 };
 const featureItem = z.strictObject({ ...base, features: z.array(z.number().finite()).min(1) });
 const textItem = z.strictObject({ ...base, prompt: z.string(), response: z.string() });
 const pair = z.strictObject({ ...base, prompt: z.string(), chosen: z.string(), rejected: z.string() });
+/** A best-of-k row (RewardBench v2): one chosen answer against k ≥ 1 rejected ones. */
+const bestOf = z.strictObject({ ...base, prompt: z.string(), chosen: z.string(), rejected: z.array(z.string()).min(1, 'must list at least one rejected answer') });
 
 interface Common {
   id: string;
   group?: string;
   answer?: string;
+  subset?: string;
   /** 1-based line number in the input file, for error messages. */
   line: number;
 }
 export type ScoreLine =
   | (Common & { kind: 'features'; features: number[] })
   | (Common & { kind: 'text'; prompt: string; response: string })
-  | (Common & { kind: 'pair'; prompt: string; chosen: string; rejected: string });
+  | (Common & { kind: 'pair'; prompt: string; chosen: string; rejected: string })
+  | (Common & { kind: 'bestof'; prompt: string; chosen: string; rejected: string[] });
 
 function parseLine(value: unknown, line: number): ScoreLine | string {
   if (typeof value !== 'object' || value === null || Array.isArray(value)) return 'expected a JSON object';
   const o = value as Record<string, unknown>;
   const [schema, kind] =
-    'features' in o ? ([featureItem, 'features'] as const) : 'chosen' in o || 'rejected' in o ? ([pair, 'pair'] as const) : ([textItem, 'text'] as const);
+    'features' in o
+      ? ([featureItem, 'features'] as const)
+      : 'chosen' in o || 'rejected' in o
+        ? Array.isArray(o['rejected'])
+          ? ([bestOf, 'bestof'] as const)
+          : ([pair, 'pair'] as const)
+        : ([textItem, 'text'] as const);
   const r = schema.safeParse(o);
   if (!r.success) {
     const issue = r.error.issues[0];

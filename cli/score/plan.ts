@@ -1,6 +1,8 @@
 // Turns validated input lines into the coordinator's job items, and the job's in-order results back into output
-// lines. Kept apart from I/O so it is tested directly and shared by submit and --resume.
-import { pairAccuracy, selectPerGroup, type SelectMode } from '../../shared/scoring/selection.js';
+// lines (formats in docs/scoring-reports.md). Kept apart from I/O so it is tested directly and shared by submit and
+// --resume.
+import { bestOfReport, bestOfRowScore, rewardBenchV1, subsetAccuracies, type BestOfReport, type RewardBenchV1Report, type SubsetAccuracy } from '../../shared/scoring/rewardbench.js';
+import { pairAccuracy, selectPerGroup, type Candidate, type SelectMode, type SelectOptions } from '../../shared/scoring/selection.js';
 import type { ScoreLine } from './input.js';
 
 /** The job's items in the coordinator's compact column form (see server/jobs.ts): features as base64 float32. */
@@ -8,12 +10,28 @@ export type JobColumns =
   | { ids: string[]; features: { dim: number; base64: string } }
   | { ids: string[]; prompts: string[]; responses: string[] };
 
-/** What the job remembers of each input line (stored as job meta, so --resume can rebuild the output). */
+/**
+ * What the job remembers of each input line (stored as job meta, so --resume can rebuild the output). Fields are
+ * only ever added: meta stored by an older fedpool (no `subset`, no `rejected`) still reads the same.
+ */
 export interface LineMeta {
   id: string;
   pair?: true;
+  /** A best-of-k row: k, its number of rejected answers (the line is scored as 1 + k items). */
+  rejected?: number;
   group?: string;
   answer?: string;
+  subset?: string;
+}
+
+/** How many job items a line is scored as: 2 for a pair, 1 + k for a best-of-k row, else 1. */
+export function itemsOfLine(m: LineMeta): number {
+  return m.pair ? 2 : m.rejected !== undefined ? 1 + m.rejected : 1;
+}
+
+/** How many job items the lines are scored as. */
+export function scoredItems(meta: readonly LineMeta[]): number {
+  return meta.reduce((s, m) => s + itemsOfLine(m), 0);
 }
 
 /** Packs features (n × dim float32, little-endian) as base64. */
@@ -23,7 +41,7 @@ export function featureColumns(ids: string[], rows: readonly ArrayLike<number>[]
   return { ids, features: { dim, base64: Buffer.from(f.buffer).toString('base64') } };
 }
 
-/** Lines must all be features lines or all text/pair lines (checked against the model before this). */
+/** Lines must all be features lines or all text/pair/best-of lines (checked against the model before this). */
 export function planItems(lines: readonly ScoreLine[]): { columns: JobColumns; meta: LineMeta[]; scored: number } {
   const ids: string[] = [];
   const rows: number[][] = [];
@@ -34,6 +52,7 @@ export function planItems(lines: readonly ScoreLine[]): { columns: JobColumns; m
     const m: LineMeta = { id: l.id };
     if (l.group !== undefined) m.group = l.group;
     if (l.answer !== undefined) m.answer = l.answer;
+    if (l.subset !== undefined) m.subset = l.subset;
     // Job item ids are positions, not the user's ids: unique, short, and the output maps back by order.
     if (l.kind === 'features') {
       ids.push(`${k}`);
@@ -42,11 +61,16 @@ export function planItems(lines: readonly ScoreLine[]): { columns: JobColumns; m
       ids.push(`${k}`);
       prompts.push(l.prompt);
       responses.push(l.response);
-    } else {
+    } else if (l.kind === 'pair') {
       m.pair = true;
       ids.push(`${k}c`, `${k}r`);
       prompts.push(l.prompt, l.prompt);
       responses.push(l.chosen, l.rejected);
+    } else {
+      m.rejected = l.rejected.length;
+      ids.push(`${k}c`, ...l.rejected.map((_, r) => `${k}r${r}`));
+      prompts.push(l.prompt, ...l.rejected.map(() => l.prompt));
+      responses.push(l.chosen, ...l.rejected);
     }
     meta.push(m);
   });
@@ -54,16 +78,67 @@ export function planItems(lines: readonly ScoreLine[]): { columns: JobColumns; m
   return { columns, meta, scored: ids.length };
 }
 
-export type OutputLine = { id: string; score: number } | { id: string; chosen_score: number; rejected_score: number; correct: boolean };
+/** What log-prob scorers send with each item's score (the score is the mean log-prob). */
+export interface ItemExtra {
+  logprob_mean: number;
+  perplexity: number;
+  self_certainty: number;
+}
+
+/** Output line of an item: the log-prob fields only from log-prob scorers, group and subset only when given. */
+export interface ItemLine {
+  id: string;
+  score: number;
+  logprob_mean?: number;
+  perplexity?: number;
+  self_certainty?: number;
+  group?: string;
+  subset?: string;
+}
+/** Output line of a pair: correct = chosen_score > rejected_score (a tie is wrong). */
+export interface PairLine {
+  id: string;
+  chosen_score: number;
+  rejected_score: number;
+  correct: boolean;
+  subset?: string;
+}
+/** Output line of a best-of-k row: correct = chosen strictly highest; row_score = RewardBench v2's 1, 1/t or 0. */
+export interface BestOfLine {
+  id: string;
+  chosen_score: number;
+  rejected_scores: number[];
+  correct: boolean;
+  row_score: number;
+  subset?: string;
+}
+export type OutputLine = ItemLine | PairLine | BestOfLine;
+
+/** The summary fields that apply to the output (docs/scoring-reports.md). */
+export interface ScoreSummary {
+  /** Pairs (not best-of rows): share correct, and how many. */
+  accuracy?: number;
+  pairs?: number;
+  /** Pairs per subset, when pairs name subsets. */
+  subsets?: Record<string, SubsetAccuracy>;
+  /** RewardBench v1 section scores and headline, when subsets are RewardBench's. */
+  rewardbench?: RewardBenchV1Report;
+  /** Best-of-k rows: mean row score overall and per subset. */
+  bestof?: BestOfReport;
+  /** Per group, what --select chose. */
+  selected?: Record<string, string>;
+}
 
 /**
- * Consumes item scores in job order and emits each output line as soon as it is complete (a pair needs both).
+ * Consumes item scores in job order and emits each output line as soon as it is complete (a pair needs both, a
+ * best-of-k row its 1 + k).
  */
 export class OutputAssembler {
   private next = 0;
-  private pendingChosen: number | null = null;
-  private readonly pairs: { chosen: number; rejected: number }[] = [];
-  private readonly scored: { id: string; group: string; score: number; answer?: string }[] = [];
+  private readonly pending: number[] = [];
+  private readonly pairs: { chosen: number; rejected: number; subset?: string }[] = [];
+  private readonly rows: { score: number; subset?: string }[] = [];
+  private readonly scored: Candidate[] = [];
 
   constructor(
     private readonly meta: readonly LineMeta[],
@@ -74,33 +149,65 @@ export class OutputAssembler {
     return this.next;
   }
 
-  push(score: number): void {
+  /** The next item's score, with the log-prob statistics when the scorer sends them (pairs and best-of rows ignore them). */
+  push(score: number, extra?: ItemExtra): void {
     const m = this.meta[this.next];
     if (m === undefined) throw new Error(`more results than input lines (${this.meta.length})`);
-    if (m.pair) {
-      if (this.pendingChosen === null) {
-        this.pendingChosen = score;
-        return;
+    const need = itemsOfLine(m);
+    if (need > 1) {
+      this.pending.push(score);
+      if (this.pending.length < need) return;
+      const [chosen, ...rejected] = this.pending.splice(0);
+      if (m.pair) {
+        this.pairs.push(m.subset === undefined ? { chosen, rejected: rejected[0] } : { chosen, rejected: rejected[0], subset: m.subset });
+        const line: PairLine = { id: m.id, chosen_score: chosen, rejected_score: rejected[0], correct: chosen > rejected[0] };
+        if (m.subset !== undefined) line.subset = m.subset;
+        this.emit(line);
+      } else {
+        const rowScore = bestOfRowScore(chosen, rejected);
+        this.rows.push(m.subset === undefined ? { score: rowScore } : { score: rowScore, subset: m.subset });
+        const line: BestOfLine = { id: m.id, chosen_score: chosen, rejected_scores: rejected, correct: rowScore === 1, row_score: rowScore };
+        if (m.subset !== undefined) line.subset = m.subset;
+        this.emit(line);
       }
-      const chosen = this.pendingChosen;
-      this.pendingChosen = null;
-      this.pairs.push({ chosen, rejected: score });
-      this.emit({ id: m.id, chosen_score: chosen, rejected_score: score, correct: chosen > score });
     } else {
-      if (m.group !== undefined) this.scored.push({ id: m.id, group: m.group, score, answer: m.answer });
-      this.emit({ id: m.id, score });
+      const line: ItemLine = { id: m.id, score };
+      if (extra !== undefined) {
+        line.logprob_mean = extra.logprob_mean;
+        line.perplexity = extra.perplexity;
+        line.self_certainty = extra.self_certainty;
+      }
+      if (m.group !== undefined) {
+        line.group = m.group;
+        const c: Candidate = { id: m.id, group: m.group, score };
+        if (m.answer !== undefined) c.answer = m.answer;
+        if (extra !== undefined) {
+          c.logprobMean = extra.logprob_mean;
+          c.selfCertainty = extra.self_certainty;
+        }
+        this.scored.push(c);
+      }
+      if (m.subset !== undefined) line.subset = m.subset;
+      this.emit(line);
     }
     this.next++;
   }
 
-  /** Summary fields that apply: accuracy over pairs, and the per-group selection. */
-  summary(select: 'none' | SelectMode): { accuracy?: number; pairs?: number; selected?: Record<string, string> } {
-    const out: { accuracy?: number; pairs?: number; selected?: Record<string, string> } = {};
+  /** Summary fields that apply: accuracy over pairs (overall, per subset, RewardBench), best-of rows, the per-group selection. */
+  summary(select: 'none' | SelectMode, options: SelectOptions = {}): ScoreSummary {
+    const out: ScoreSummary = {};
     if (this.pairs.length > 0) {
       out.accuracy = pairAccuracy(this.pairs);
       out.pairs = this.pairs.length;
+      const subsets = subsetAccuracies(this.pairs);
+      if (Object.keys(subsets).length > 0) {
+        out.subsets = subsets;
+        const rb = rewardBenchV1(subsets);
+        if (rb !== undefined) out.rewardbench = rb;
+      }
     }
-    if (select !== 'none') out.selected = Object.fromEntries(selectPerGroup(this.scored, select));
+    if (this.rows.length > 0) out.bestof = bestOfReport(this.rows);
+    if (select !== 'none') out.selected = Object.fromEntries(selectPerGroup(this.scored, select, options));
     return out;
   }
 }

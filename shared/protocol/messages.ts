@@ -69,6 +69,35 @@ export type Backend = (typeof BACKENDS)[number];
 export const TASK_KINDS = ['score', 'train'] as const;
 export type TaskKind = (typeof TASK_KINDS)[number];
 
+/** Inference-server APIs a worker can front (`fedpool worker --scorer-api`); docs/scorers.md. */
+export const SCORER_APIS = ['vllm-classify', 'tei', 'openrlhf', 'openai-logprobs', 'openai-embeddings', 'ollama-embed'] as const;
+export type ScorerApi = (typeof SCORER_APIS)[number];
+/** What a scorer computes per item: a reward, token log-prob statistics, or an embedding (for a bundle's head). */
+export const SCORER_OUTPUTS = ['reward', 'logprobs', 'embedding'] as const;
+export type ScorerOutput = (typeof SCORER_OUTPUTS)[number];
+
+/** The output of each API. */
+export function scorerOutputOf(api: ScorerApi): ScorerOutput {
+  if (api === 'openai-logprobs') return 'logprobs';
+  if (api === 'openai-embeddings' || api === 'ollama-embed') return 'embedding';
+  return 'reward';
+}
+
+/**
+ * Values a scorer job produces per item: a reward is one; log-probs are three (mean log-prob, perplexity,
+ * approximate self-certainty), interleaved per item in results.
+ */
+export function scorerWidth(output: 'reward' | 'logprobs'): number {
+  return output === 'logprobs' ? 3 : 1;
+}
+
+/** The inference server a worker fronts, as its hello announces it. */
+export const scorerInfoSchema = z.strictObject({
+  api: z.enum(SCORER_APIS),
+  /** The model the server serves: jobs naming this model go to this worker. */
+  model: id,
+});
+
 export const capabilitiesSchema = z.strictObject({
   backend: z.enum(BACKENDS),
   threads: z.number().int().min(1).max(1024),
@@ -79,6 +108,8 @@ export const capabilitiesSchema = z.strictObject({
   tasks: z.array(z.enum(TASK_KINDS)).min(1).max(TASK_KINDS.length),
   /** Names of the worker's own datasets (`--data NAME=PATH`) that training jobs with `data.source: 'worker'` may use. */
   datasets: z.array(id).max(MAX_DATASETS).optional(),
+  /** The inference server this worker scores through (`--scorer-url`), if any. */
+  scorer: scorerInfoSchema.optional(),
 });
 
 export const helloSchema = z.strictObject({
@@ -207,11 +238,21 @@ export const featureMatrixSchema = z
     }
   });
 
-/** Exactly one of `items` (any form, one object each) and `matrix` (feature items, one tensor). */
+/** A job scored by the workers' inference servers instead of a bundle: the model they must serve, and what to compute. */
+export const scorerTaskSchema = z.strictObject({
+  model: id,
+  output: z.enum(['reward', 'logprobs']),
+});
+
+/**
+ * Exactly one of `items` (any form, one object each) and `matrix` (feature items, one tensor); exactly one of
+ * `modelHash` (a bundle the worker runs) and `scorer` (the worker's inference server, text items only).
+ */
 export const scoreTaskSchema = z
   .strictObject({
     kind: z.literal('score'),
-    modelHash: sha256,
+    modelHash: sha256.optional(),
+    scorer: scorerTaskSchema.optional(),
     batchSize: positiveInt,
     items: z.array(scoreItemSchema).min(1).optional(),
     matrix: featureMatrixSchema.optional(),
@@ -219,6 +260,11 @@ export const scoreTaskSchema = z
   .superRefine((t, ctx) => {
     if ((t.items === undefined) === (t.matrix === undefined)) {
       ctx.addIssue({ code: 'custom', path: ['items'], message: 'send exactly one of items and matrix' });
+    }
+    if ((t.modelHash === undefined) === (t.scorer === undefined)) {
+      ctx.addIssue({ code: 'custom', path: ['modelHash'], message: 'send exactly one of modelHash and scorer' });
+    } else if (t.scorer !== undefined && (t.matrix !== undefined || t.items?.some((item) => item.features !== undefined) === true)) {
+      ctx.addIssue({ code: 'custom', path: ['scorer'], message: 'scorer tasks take text items (prompt and response) only' });
     }
   });
 
@@ -403,6 +449,8 @@ export type Task = z.output<typeof taskSchema>;
 export type ScoreTask = z.output<typeof scoreTaskSchema>;
 export type TrainTask = z.output<typeof trainTaskSchema>;
 export type ScoreItem = z.output<typeof scoreItemSchema>;
+export type ScorerInfo = z.output<typeof scorerInfoSchema>;
+export type ScorerTask = z.output<typeof scorerTaskSchema>;
 export type TrainData = z.output<typeof trainDataSchema>;
 export type ResultPayload = z.output<typeof resultPayloadSchema>;
 

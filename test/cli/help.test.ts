@@ -6,7 +6,7 @@ import { cleanEnv, run as runCommand } from '../helpers/processes.js';
 const bin = fileURLToPath(new URL('../../bin/fedpool.js', import.meta.url));
 const run = (...args: string[]) => runCommand(process.execPath, [bin, ...args], { env: cleanEnv() });
 
-const contractCommands = ['coordinator', 'worker', 'model', 'score', 'train', 'simulate', 'demo'];
+const contractCommands = ['coordinator', 'worker', 'model', 'score', 'train', 'simulate', 'demo', 'compare'];
 
 test('--help lists every command of the contract', async (t) => {
   const r = await run('--help');
@@ -24,6 +24,7 @@ test('every command has --help that documents its contract flags', async (t) => 
     train: ['--url', '--token', '--config', '--out'],
     simulate: ['--preset', '--config', '--seeds', '--out', '--live', '--workers', '--processes', '--time-scale'],
     demo: ['--keep'],
+    compare: ['<files...>', '--out'],
   };
   for (const [cmd, fl] of Object.entries(flags)) {
     const r = await run(...cmd.split(' '), '--help');

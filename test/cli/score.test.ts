@@ -58,6 +58,26 @@ test.serial('each kind of bad input is one line naming file and line, and nothin
   t.is(await jobCount(), 0, 'nothing was submitted');
 });
 
+test.serial('the log-prob selections need grouped items (certainty-vote: with answers); a best-of row needs a rejected answer', async (t) => {
+  const grouped = [JSON.stringify({ id: 'a', prompt: 'p', response: 'r', group: 'g', answer: '4' }), JSON.stringify({ id: 'b', prompt: 'p', response: 's', group: 'g' })];
+  const pairs = [JSON.stringify({ id: 'a', prompt: 'p', chosen: 'c', rejected: ['r'], group: 'g' })];
+  const cases: [string[], RegExp, string[]][] = [
+    [grouped, /^fedpool score: --select certainty-vote needs an "answer" on every grouped line \(line 2 has none\)$/, ['--select', 'certainty-vote']],
+    [pairs, /^fedpool score: --select self-certainty needs item lines with a "group"$/, ['--select', 'self-certainty']],
+    [pairs, /^fedpool score: --select mean-logprob needs item lines with a "group"$/, ['--select', 'mean-logprob']],
+    [[JSON.stringify({ id: 'x', prompt: 'p', chosen: 'c', rejected: [] })], /:1: "rejected": must list at least one rejected answer$/, []],
+  ];
+  for (const [lines, pattern, extra] of cases) {
+    const input = path.join(dir, `in-${Math.random().toString(36).slice(2)}.jsonl`);
+    writeFileSync(input, lines.join('\n') + '\n');
+    const r = await cli('score', '--url', c.url, '--token', CLIENT_TOKEN, '--scorer', 'lm', '--input', input, '--output', path.join(dir, 'out.jsonl'), ...extra);
+    t.is(r.status, 1, `${pattern}: ${r.stderr}`);
+    t.regex(r.stderr.trim(), pattern);
+    t.is(r.stderr.trim().split('\n').length, 1, r.stderr);
+  }
+  t.is(await jobCount(), 0, 'nothing was submitted');
+});
+
 test.serial('a broken model bundle is refused before any work is dispatched', async (t) => {
   rmSync(path.join(dir, 'feat', 'weights.bin'));
   const r = await score('feat', [JSON.stringify({ id: 'x', features: [1, 2, 3] })]);

@@ -17,6 +17,7 @@ import {
   type CoordinatorToWorkerEvents,
   type MessageOf,
   type ScoreItem,
+  type ScorerApi,
   type WorkerToCoordinatorEvents,
 } from '../../shared/protocol/index.js';
 import { cleanEnv, startFedpool } from '../helpers/processes.js';
@@ -166,6 +167,8 @@ export interface FakeWorkerOptions {
   /** Delay before each automatic answer. */
   delayMs?: number;
   heartbeat?: boolean;
+  /** The inference server it claims to front (its hello's capabilities.scorer). */
+  scorer?: { api: ScorerApi; model: string };
 }
 
 /** A worker simulated with a raw socket.io-client socket and the protocol module. */
@@ -214,7 +217,7 @@ export class FakeWorker {
     });
     const w = new FakeWorker(socket, options);
     const reply = await socket.timeout(30_000).emitWithAck('hello', encodeMessage({
-      type: 'hello', protocolVersion: PROTOCOL_VERSION, name: options.name ?? 'fake', capabilities: { backend: 'cpu', threads: 1, tasks: ['score'] },
+      type: 'hello', protocolVersion: PROTOCOL_VERSION, name: options.name ?? 'fake', capabilities: { backend: 'cpu', threads: 1, tasks: ['score'], ...(options.scorer === undefined ? {} : { scorer: options.scorer }) },
     }));
     const welcome = decodeMessage(reply, { direction: 'coordinator' });
     if (welcome.type !== 'welcome') throw new Error(`expected welcome, got ${JSON.stringify(welcome)}`);
@@ -256,6 +259,8 @@ export class FakeWorker {
             return { id, features: Tensor.float32((task.matrix?.features.data as Float32Array).slice(i * dim, (i + 1) * dim)) };
           })
         : (task.items ?? []);
+    // A log-prob task takes three values per item: the fake score, then its double and its negation.
+    if (task.scorer?.output === 'logprobs') return Float32Array.from(items.flatMap((it) => [fakeScore(it), 2 * fakeScore(it), -fakeScore(it)]));
     return Float32Array.from(items.map((it) => fakeScore(it)));
   }
 

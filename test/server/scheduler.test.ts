@@ -449,15 +449,17 @@ interface World {
   credit: Map<string, number>;
   /** Every grant ever issued (for late results). */
   issued: Grant[];
-  jobs: { id: string; shards: number; R: number }[];
+  jobs: { id: string; shards: number; R: number; needs: string }[];
   workers: string[];
+  /** The job keys each worker offers. */
+  offers: Map<string, ReadonlySet<string>>;
   nextWorker: number;
   doneCount: Map<string, number>;
   failures: string[];
 }
 
 function newWorld(speculative: boolean): World {
-  const w: World = { h: harness({ speculative, maxLosses: 1_000_000, leaseMs: 100 }), held: new Map(), credit: new Map(), issued: [], jobs: [], workers: [], nextWorker: 0, doneCount: new Map(), failures: [] };
+  const w: World = { h: harness({ speculative, maxLosses: 1_000_000, leaseMs: 100 }), held: new Map(), credit: new Map(), issued: [], jobs: [], workers: [], offers: new Map(), nextWorker: 0, doneCount: new Map(), failures: [] };
   w.h.s = new Scheduler({
     leaseMs: 100, now: () => w.h.clock.t, speculative, maxLosses: 1_000_000,
     listener: {
@@ -488,6 +490,8 @@ function dispatch(w: World): void {
     if ((w.doneCount.get(g.shardId) ?? 0) > 0) w.failures.push(`lease of completed shard ${g.shardId}`);
     const state = w.h.s.progress(g.jobId)?.state;
     if (state !== 'running') w.failures.push(`lease of ${state} job ${g.jobId}`);
+    const needs = w.jobs.find((j) => j.id === g.jobId)?.needs;
+    if (needs === undefined || w.offers.get(g.workerId)?.has(needs) !== true) w.failures.push(`${g.workerId} got ${g.shardId}, which needs ${JSON.stringify(needs)}`);
     held.set(g.leaseId, g);
     w.issued.push(g);
   }
@@ -507,27 +511,32 @@ function checkAgreement(w: World): void {
 type Cmd = fc.Command<World, World>;
 
 class AddJob implements Cmd {
-  constructor(readonly items: number, readonly shardSize: number, readonly R: number) {}
+  constructor(readonly items: number, readonly shardSize: number, readonly R: number, readonly needs: string) {}
   check = (): boolean => true;
   run(w: World): void {
     const id = `J${w.jobs.length}`;
-    w.h.s.addJob({ id, items: this.items, shardSize: this.shardSize, redundancy: this.R });
-    w.jobs.push({ id, shards: Math.ceil(this.items / this.shardSize), R: this.R });
+    w.h.s.addJob({ id, items: this.items, shardSize: this.shardSize, redundancy: this.R, needs: this.needs });
+    w.jobs.push({ id, shards: Math.ceil(this.items / this.shardSize), R: this.R, needs: this.needs });
     dispatch(w);
   }
-  toString = (): string => `addJob(${this.items},${this.shardSize},R=${this.R})`;
+  toString = (): string => `addJob(${this.items},${this.shardSize},R=${this.R},needs=${JSON.stringify(this.needs)})`;
 }
 
+/** The job keys of the model-based test: any worker, and two kinds of inference-server worker. */
+const KEYS = ['', 'reward:x', 'logprobs:y'];
+
 class AddWorker implements Cmd {
+  constructor(readonly offers: readonly string[]) {}
   check = (): boolean => true;
   run(w: World): void {
     const id = `w${w.nextWorker++}`;
-    w.h.s.addWorker(id);
+    w.h.s.addWorker(id, this.offers);
+    w.offers.set(id, new Set(this.offers));
     w.workers.push(id);
     w.held.set(id, new Map());
     w.credit.set(id, 0);
   }
-  toString = (): string => 'addWorker';
+  toString = (): string => `addWorker(${JSON.stringify(this.offers)})`;
 }
 
 class Pull implements Cmd {
@@ -611,13 +620,15 @@ class Cancel implements Cmd {
   toString = (): string => `cancel(${this.pick})`;
 }
 
-const addJob = fc.tuple(fc.integer({ min: 1, max: 12 }), fc.integer({ min: 1, max: 4 }), fc.integer({ min: 1, max: 3 })).map(([n, s, r]) => new AddJob(n, s, r));
+const addJob = fc
+  .tuple(fc.integer({ min: 1, max: 12 }), fc.integer({ min: 1, max: 4 }), fc.integer({ min: 1, max: 3 }), fc.constantFrom(...KEYS))
+  .map(([n, s, r, k]) => new AddJob(n, s, r, k));
 const pull = fc.tuple(fc.nat(), fc.oneof({ arbitrary: fc.integer({ min: 1, max: 4 }), weight: 5 }, { arbitrary: fc.constant(0), weight: 1 })).map(([p, c]) => new Pull(p, c));
 const answerCmd = fc.tuple(fc.nat(), fc.constantFrom('result', 'result', 'result', 'result', 'retry', 'bad-length', 'release' as const)).map(([p, h]) => new Answer(p, h));
 // Repeats weight the mix towards the common events.
 const commands = [
   addJob,
-  fc.constant(new AddWorker()),
+  fc.subarray(KEYS).map((offers) => new AddWorker(offers)),
   pull,
   pull,
   fc.nat().map((p) => new Disconnect(p)),
@@ -641,7 +652,8 @@ function modelRun(speculative: boolean) {
     while (w.workers.length > 0) new Disconnect(0).run(w);
     const reliable = ['r0', 'r1', 'r2'];
     for (const id of reliable) {
-      w.h.s.addWorker(id);
+      w.h.s.addWorker(id, KEYS);
+      w.offers.set(id, new Set(KEYS));
       w.workers.push(id);
       w.held.set(id, new Map());
       w.h.s.setCredit(id, 3);
@@ -678,6 +690,55 @@ test('model-based: random event sequences never over-lease, complete each shard 
   fc.assert(modelRun(true), { numRuns: 400 });
   fc.assert(modelRun(false), { numRuns: 200 });
   t.pass();
+});
+
+test('a job that needs a kind of worker goes only to workers offering it, and never hides other jobs behind it', (t) => {
+  const { s } = harness({ speculative: false, scanLimit: 4 });
+  s.addJob({ id: 'S', items: 20, shardSize: 1, redundancy: 1, needs: 'reward:m' });
+  s.addJob({ id: 'B', items: 2, shardSize: 1, redundancy: 1 });
+  t.false(s.servable('reward:m'));
+  s.addWorker('plain');
+  s.setCredit('plain', 5);
+  // 20 shards nobody here can serve sit ahead of B's, further than the scan limit: B is still found.
+  t.deepEqual(s.dispatch().map((g) => g.shardId), ['B/0', 'B/1']);
+  s.addWorker('server', ['', 'reward:m']);
+  t.true(s.servable('reward:m'));
+  t.false(s.servable('reward:other'));
+  s.setCredit('server', 3);
+  t.deepEqual(s.dispatch().map((g) => [g.workerId, g.shardId]), [['server', 'S/0'], ['server', 'S/1'], ['server', 'S/2']]);
+  s.removeWorker('server');
+  t.false(s.servable('reward:m'), 'its leases went back and nobody left can serve them');
+  t.deepEqual(s.dispatch(), []);
+});
+
+test('across kinds of work, a worker takes the oldest queued shard it can serve; re-queued work first', (t) => {
+  const { s } = harness({ speculative: false });
+  s.addJob({ id: 'A', items: 1, shardSize: 1, redundancy: 1 });
+  s.addJob({ id: 'S', items: 2, shardSize: 1, redundancy: 1, needs: 'reward:m' });
+  s.addJob({ id: 'B', items: 1, shardSize: 1, redundancy: 1 });
+  s.addWorker('w', ['', 'reward:m']);
+  s.setCredit('w', 4);
+  const grants = s.dispatch();
+  t.deepEqual(grants.map((g) => g.shardId), ['A/0', 'S/0', 'S/1', 'B/0']);
+  // S/1 fails and goes back to the front of its deque: it comes before fresh work of any kind.
+  s.fail('w', (grants[2] as Grant).leaseId, true, 'server busy');
+  s.addJob({ id: 'C', items: 1, shardSize: 1, redundancy: 1 });
+  s.complete('w', (grants[0] as Grant).leaseId, ones(1));
+  t.deepEqual(s.dispatch().map((g) => g.shardId), ['S/1', 'C/0']);
+});
+
+test('a job of width k takes k values per item; another length counts as a loss', (t) => {
+  const { s, done } = harness({ speculative: false });
+  s.addJob({ id: 'L', items: 2, shardSize: 2, redundancy: 1, needs: 'logprobs:g', width: 3 });
+  s.addWorker('w', ['logprobs:g']);
+  s.setCredit('w', 1);
+  const [g] = s.dispatch();
+  t.is(s.complete('w', (g as Grant).leaseId, ones(2)).kind, 'ignored', 'one value per item is not enough');
+  t.is(s.stats.requeued.failed, 1);
+  const [again] = s.dispatch();
+  t.is(s.complete('w', (again as Grant).leaseId, ones(6)).kind, 'accepted');
+  t.is(done[0]?.scores.length, 6);
+  t.throws(() => s.addJob({ id: 'bad', items: 1, shardSize: 1, redundancy: 1, width: 0 }), { instanceOf: RangeError });
 });
 
 test('leases held for training count against the same credit', (t) => {

@@ -107,11 +107,17 @@ test('an unreachable coordinator is retried with a line on stderr; SIGTERM then 
   t.regex(b.stderr(), /SIGINT again: exiting without draining/);
 });
 
-test('option errors: --scorer-url is not built yet (exit 2); --data needs NAME=PATH and an existing path', async (t) => {
+test('option errors: --scorer-url needs --scorer-api and the scorer flags need --scorer-url; --data needs NAME=PATH and an existing path', async (t) => {
   const run = (...args: string[]) => runFedpool(['worker', '--url', 'http://127.0.0.1:9', ...args], { env });
   const scorer = await run('--scorer-url', 'http://127.0.0.1:8000');
-  t.is(scorer.status, 2);
-  t.is(scorer.stderr, 'fedpool worker: --scorer-url: not built yet (issue #3 follow-up)\n');
+  t.is(scorer.status, 1);
+  t.is(scorer.stderr, 'fedpool worker: --scorer-url needs --scorer-api (vllm-classify, tei, openrlhf, openai-logprobs, openai-embeddings, ollama-embed)\n');
+  const api = await run('--scorer-api', 'tei');
+  t.is(api.stderr, 'fedpool worker: --scorer-api needs --scorer-url\n');
+  const model = await run('--scorer-model', 'm');
+  t.is(model.stderr, 'fedpool worker: --scorer-model needs --scorer-url\n');
+  const unknown = await run('--scorer-url', 'http://127.0.0.1:8000', '--scorer-api', 'triton');
+  t.regex(unknown.stderr, /^error: option '--scorer-api <api>' argument 'triton' is invalid\. Allowed choices are vllm-classify, tei, openrlhf, openai-logprobs\.$/m);
   const bad = await run('--data', 'no-equals-sign');
   t.is(bad.status, 1);
   t.regex(bad.stderr, /^fedpool worker: --data "no-equals-sign": expected NAME=PATH/);

@@ -74,7 +74,7 @@ export interface Received<M> {
 
 function shardOf(lease: LeaseMessage): Shard {
   if (lease.task.kind === 'train') return trainShard(lease.jobId, lease.task);
-  return { jobId: lease.jobId, modelHash: lease.task.modelHash, items: lease.task.items ?? [], batchSize: lease.task.batchSize };
+  return { jobId: lease.jobId, modelHash: lease.task.modelHash ?? '', items: lease.task.items ?? [], batchSize: lease.task.batchSize };
 }
 
 export const sha256 = (bytes: Uint8Array): string => createHash('sha256').update(bytes).digest('hex');

@@ -3,6 +3,7 @@
 import fc from 'fast-check';
 import {
   BACKENDS,
+  SCORER_APIS,
   MAX_CREDIT,
   PROTOCOL_ERROR_CODES,
   Tensor,
@@ -59,6 +60,7 @@ const helloArb: fc.Arbitrary<MessageOf<'hello'>> = fc.record({
       memoryBytes: countArb,
       itemsPerSecond: nonNegArb,
       tasks: fc.subarray(['score', 'train'] as ('score' | 'train')[], { minLength: 1 }),
+      scorer: fc.record({ api: fc.constantFrom(...SCORER_APIS), model: idArb }),
     },
     { requiredKeys: ['backend', 'threads', 'tasks'] },
   ),
@@ -157,7 +159,15 @@ const scoreMatrixTaskArb: fc.Arbitrary<Task> = fc
     }),
   );
 
-const scoreTaskArb: fc.Arbitrary<Task> = fc.oneof(scoreItemsTaskArb, scoreMatrixTaskArb);
+/** Text shards for a worker's inference server: a scorer instead of a bundle. */
+const scorerTaskArb: fc.Arbitrary<Task> = fc.record({
+  kind: fc.constant('score'),
+  scorer: fc.record({ model: idArb, output: fc.constantFrom('reward', 'logprobs') }),
+  batchSize: fc.integer({ min: 1, max: 4096 }),
+  items: fc.array(fc.record({ id: idArb, prompt: textArb, response: textArb }), { minLength: 1, maxLength: 6 }),
+});
+
+const scoreTaskArb: fc.Arbitrary<Task> = fc.oneof(scoreItemsTaskArb, scoreMatrixTaskArb, scorerTaskArb);
 
 const centralDataArb: fc.Arbitrary<TrainData> = fc
   .tuple(fc.integer({ min: 0, max: 8 }), fc.integer({ min: 0, max: 6 }), fc.integer({ min: 1, max: 3 }))

@@ -98,6 +98,19 @@ test('nested discriminators and items report their path', (t) => {
   const ok = { ids: ['a', 'b', 'c'], features: Tensor.float32(new Float32Array(6), [3, 2]) };
   expectCode(t, decodeRaw(lease({ kind: 'score', modelHash: HASH, batchSize: 1, matrix: ok, items: [{ id: 'a', prompt: 'p', response: 'r' }] })), 'invalid-field', 'task.items');
   expectCode(t, decodeRaw(lease({ kind: 'score', modelHash: HASH, batchSize: 1 })), 'invalid-field', 'task.items');
+  // A score task names exactly one of a bundle and a scorer; a scorer takes text items only.
+  const text = [{ id: 'a', prompt: 'p', response: 'r' }];
+  const scorer = { model: 'Skywork/Skywork-Reward-Llama-3.1-8B-v0.2', output: 'reward' };
+  t.notThrows(() => decodeRaw(lease({ kind: 'score', scorer, batchSize: 1, items: text })));
+  expectCode(t, decodeRaw(lease({ kind: 'score', batchSize: 1, items: text })), 'invalid-field', 'task.modelHash');
+  expectCode(t, decodeRaw(lease({ kind: 'score', modelHash: HASH, scorer, batchSize: 1, items: text })), 'invalid-field', 'task.modelHash');
+  expectCode(t, decodeRaw(lease({ kind: 'score', scorer, batchSize: 1, matrix: ok })), 'invalid-field', 'task.scorer');
+  expectCode(t, decodeRaw(lease({ kind: 'score', scorer: { ...scorer, output: 'embedding' }, batchSize: 1, items: text })), 'invalid-field', 'task.scorer.output');
+  // The hello names the server's API from the closed set.
+  const hello = (scorerInfo: unknown) => ({ type: 'hello', protocolVersion: 1, name: 'w', capabilities: { backend: 'wasm', threads: 1, tasks: ['score'], scorer: scorerInfo } });
+  t.notThrows(() => decodeRaw(hello({ api: 'tei', model: 'OpenAssistant/reward-model-deberta-v3-large-v2' })));
+  expectCode(t, decodeRaw(hello({ api: 'triton', model: 'm' })), 'invalid-field', 'capabilities.scorer.api');
+  expectCode(t, decodeRaw(hello({ api: 'tei', model: '' })), 'invalid-field', 'capabilities.scorer.model');
   const train = {
     kind: 'train', modelHash: HASH, modelVersion: 1, client: 0, local: { steps: 1, batchSize: 1, lr: 0.1, momentum: 0.5 },
     data: { source: 'central', rows: Tensor.float32(new Float32Array(6), [3, 2]), labels: Tensor.int32([1, 2]) },
