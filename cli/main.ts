@@ -9,10 +9,11 @@ import type { ScorerApi } from '../shared/protocol/messages.js';
 import { SELECT_MODES } from '../shared/scoring/selection.js';
 
 /**
- * The inference-server APIs a worker can front today (a type-only import keeps `--help` from loading the protocol).
- * The embedding APIs are not offered: the bundle head over embeddings is not built yet (README, "Not built yet").
+ * The inference-server APIs a worker can front: the protocol's SCORER_APIS, spelled out here because a type-only
+ * import keeps `--help` from loading the protocol. The embedding APIs feed bundles whose input is `embedding:DIM`
+ * (docs/scorers.md, "Embedding heads").
  */
-const SCORER_CLI_APIS = ['vllm-classify', 'tei', 'openrlhf', 'openai-logprobs'] as const satisfies readonly ScorerApi[];
+const SCORER_CLI_APIS = ['vllm-classify', 'tei', 'openrlhf', 'openai-logprobs', 'openai-embeddings', 'ollama-embed'] as const satisfies readonly ScorerApi[];
 
 /** The package's version, found whether this runs from source (cli/) or compiled (dist/cli/). */
 function packageVersion(): string {
@@ -70,12 +71,12 @@ export function buildProgram(): Command {
     .addOption(new Option('--backend <backend>', 'tensor backend').choices(['auto', 'webgpu', 'tfjs-node-gpu', 'tfjs-node', 'wasm', 'cpu']).default('auto'))
     .option('--data <name=path>', 'a local dataset that training jobs may name (repeatable)', collect)
     .option('--delay-ms <ms>', 'wait this long before sending each result (experiments: slow or heterogeneous workers)', integer(0))
-    .option('--scorer-url <url>', 'score through an inference server (vLLM, SGLang, TEI, OpenRLHF, OpenAI-compatible) at this address', url)
+    .option('--scorer-url <url>', 'score through an inference server (vLLM, SGLang, TEI, OpenRLHF, OpenAI-compatible, Ollama) at this address', url)
     .addOption(new Option('--scorer-api <api>', 'API of --scorer-url').choices(SCORER_CLI_APIS))
-    .option('--scorer-model <name>', 'model the server serves, that jobs name with `fedpool score --scorer` (default: what the server reports)')
+    .option('--scorer-model <name>', 'model the server serves, that jobs name with `fedpool score --scorer` or an embedding head\'s --embedding-model (default: what the server reports)')
     .option('--scorer-key-env <var>', 'environment variable holding an API key, sent as Authorization: Bearer (never logged)')
     .option('--scorer-concurrency <n>', 'requests in flight to the server at once', integer(1, 1024), 4)
-    .option('--scorer-batch <b>', 'items per request where the API batches (tei, openrlhf; default 32)', integer(1, 65536))
+    .option('--scorer-batch <b>', 'items per request where the API batches (tei, openrlhf, the embedding APIs; default 32)', integer(1, 65536))
     .option('--scorer-timeout-ms <ms>', 'timeout of one request to the server', integer(1), 60000)
     .option('--scorer-template <t>', 'text built from {prompt} and {response} (openrlhf, openai-logprobs; default "{prompt}{response}")')
     .option('--scorer-logprobs <k>', 'top-k log-probs per token asked of openai-logprobs servers', integer(1, 20), 5)
@@ -87,7 +88,8 @@ export function buildProgram(): Command {
     .command('init')
     .description('write a new TF.js LayersModel plus its fedpool.json manifest')
     .requiredOption('--out <dir>', 'output directory')
-    .requiredOption('--input <spec>', 'features:DIM or text:DIM (hashing featurizer over the text fields)')
+    .requiredOption('--input <spec>', 'features:DIM, text:DIM (hashing featurizer over the text fields) or embedding:DIM (a head over the embeddings of --embedding-model, computed by workers fronting an embedding server)')
+    .option('--embedding-model <name>', 'with --input embedding:DIM: the embedding model whose vectors the head reads (its workers\' --scorer-model)')
     .requiredOption('--output <spec>', 'reward or classes:C')
     .option('--hidden <sizes>', 'hidden layer sizes, comma-separated', '64,32')
     .option('--seed <s>', 'initialisation seed', integer(0), 0)

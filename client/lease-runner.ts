@@ -2,7 +2,8 @@
 // prefetched, so the pool never idles between batches), and answers each with `result` or `failure` on the session
 // it came from. Draining hands waiting leases back with `release` and lets running ones finish. Score leases go to
 // the Scorer; train leases (fine-tuning shards) to the Trainer, on central data shipped with the lease or on one of
-// the worker's own datasets.
+// the worker's own datasets. A bundle whose input is `embedding:DIM` gets its rows from the worker's embedding server
+// first (docs/scorers.md, "Embedding heads"); such leases count as bundle leases (they hold the pool's threads).
 import {
   MAX_CREDIT,
   ProtocolError,
@@ -15,9 +16,11 @@ import {
   type ResultPayload,
   type WorkerMessage,
 } from '../shared/protocol/index.js';
-import { fnv1a32, unpackBundle, type Manifest } from '../shared/model/index.js';
+import { ModelError, embeddingText, fnv1a32, packedEmbeddingInput, unpackBundle, type EmbeddingInputSpec, type Manifest } from '../shared/model/index.js';
 import { BlobError } from './blob-cache.js';
+import { embedForModel } from './embed.js';
 import { DatasetError, toTrainData, type Dataset } from './training/datasets.js';
+import { embedTrainData } from './training/embed-data.js';
 import type { LocalTrainResult, TrainData } from './training/local-train.js';
 import type { TrainShard } from './training/pool.js';
 import type { ServerScorer as FullServerScorer } from './scorers/index.js';
@@ -32,8 +35,8 @@ export interface Scorer {
   close(): Promise<void>;
 }
 
-/** What the lease runner needs of the worker's inference server (client/scorers): scorer tasks go to it. */
-export type ServerScorer = Pick<FullServerScorer, 'api' | 'output' | 'model' | 'score'>;
+/** What the lease runner needs of the worker's inference server (client/scorers): scorer tasks and embeddings go to it. */
+export type ServerScorer = Pick<FullServerScorer, 'api' | 'output' | 'model' | 'score' | 'embed'>;
 
 /** What the lease runner needs from a training pool (client/training/pool.ts provides the real one). */
 export interface Trainer {
@@ -198,6 +201,8 @@ export class LeaseRunner {
   private items = 0;
   private computeMs = 0;
   private readonly manifests = new Map<string, Manifest>();
+  /** Per bundle hash: the embedding input its head reads, or null (any other bundle). */
+  private readonly embeddingInputs = new Map<string, EmbeddingInputSpec | null>();
   private readonly trainData = new Map<string, Promise<TrainData>>();
   private readonly momenta = new Map<string, Float32Array>();
   private readonly weights = new Map<string, Float32Array>();
@@ -351,9 +356,12 @@ export class LeaseRunner {
           scores = await this.serverScores(task.items ?? [], task.scorer.output);
           expected = size * scorerWidth(task.scorer.output);
         } else {
-          const bundle = await channel.bundle(task.modelHash ?? '');
+          const hash = task.modelHash ?? '';
+          const bundle = await channel.bundle(hash);
+          const embedding = this.embeddingInput(hash, bundle);
           started = performance.now();
-          scores = await this.options.scorer.score(task.modelHash ?? '', bundle, taskScorerItems(task), task.batchSize);
+          const items = embedding === undefined ? taskScorerItems(task) : await this.embeddedItems(task, embedding);
+          scores = await this.options.scorer.score(hash, bundle, items, task.batchSize);
         }
         this.items += size;
         this.computeMs += performance.now() - started;
@@ -403,6 +411,25 @@ export class LeaseRunner {
     return server.score(items.map((item) => ({ prompt: item.prompt ?? '', response: item.response ?? '' })));
   }
 
+  /** The embedding input of a bundle's head, or undefined (read once per hash from its manifest alone). */
+  private embeddingInput(hash: string, bundle: Uint8Array): EmbeddingInputSpec | undefined {
+    let input = this.embeddingInputs.get(hash);
+    if (input === undefined) {
+      input = packedEmbeddingInput(bundle) ?? null;
+      remember(this.embeddingInputs, hash, input, 8);
+    }
+    return input ?? undefined;
+  }
+
+  /** A score task's text items as the embedding rows the head reads: embeddingText(prompt, response) through the server. */
+  private async embeddedItems(task: ScoreTask, input: EmbeddingInputSpec): Promise<ScorerItem[]> {
+    const items = task.items ?? [];
+    const bad = task.matrix !== undefined ? 0 : items.findIndex((item) => item.features !== undefined);
+    if (bad >= 0) throw new ModelError(`item ${bad}: this model reads embeddings of ${input.model}, computed here from prompt and response; the item has features`);
+    const rows = await embedForModel(this.options.server, input, items.map((item) => embeddingText(item.prompt ?? '', item.response ?? '')));
+    return items.map((_, i) => ({ features: rows.subarray(i * input.dim, (i + 1) * input.dim) }));
+  }
+
   /** The bundle's manifest, parsed once per model hash. */
   private manifest(hash: string, bundle: Uint8Array): Manifest {
     let m = this.manifests.get(hash);
@@ -413,15 +440,19 @@ export class LeaseRunner {
     return m;
   }
 
-  /** A worker dataset as training data for one model: featurized once per (dataset, model). */
+  /** A worker dataset as training data for one model: featurized (or embedded) once per (dataset, model). */
   private workerData(name: string, hash: string, manifest: Manifest): Promise<TrainData> {
     const key = `${name}\0${hash}`;
     let data = this.trainData.get(key);
     if (data === undefined) {
       const datasets = this.options.datasets;
       if (datasets === undefined) return Promise.reject(new DatasetError(`no dataset ${name} on this worker`));
+      const input = manifest.input;
       data = (async () => {
-        return toTrainData(await datasets.get(name), manifest);
+        const dataset = await datasets.get(name);
+        if (input.kind !== 'embedding') return toTrainData(dataset, manifest);
+        // The rows are embedded through this worker's own server: the text never leaves it.
+        return embedTrainData(dataset, { ...manifest, input }, (texts) => embedForModel(this.options.server, input, texts));
       })();
       remember(this.trainData, key, data, 8);
       const loading = data;

@@ -37,7 +37,10 @@ export interface WorkerOptions {
   backend: Backend;
   device?: string | undefined;
   scorer: Scorer;
-  /** The inference server this worker fronts (`--scorer-url`); announced in the hello, runs scorer tasks. */
+  /**
+   * The inference server this worker fronts (`--scorer-url`); announced in the hello, runs scorer tasks, and embeds
+   * the text of bundles over embeddings (those leases count as bundle leases: their head runs on the threads).
+   */
   server?: ServerScorer;
   /** Runs fine-tuning (train) leases; when given, the worker advertises 'train' besides 'score'. */
   trainer?: Trainer;

@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import type { Logger } from 'pino';
+import { packedEmbeddingInput } from '../shared/model/embedding-input.js';
 import { Tensor, scorerOutputOf, scorerWidth, type Capabilities, type LeaseMessage, type ScoreItem } from '../shared/protocol/index.js';
 import { BlobStore } from './blobs.js';
 import { largestShardBytes, splitShards, type JobColumns, type JobRequest } from './jobs.js';
@@ -26,9 +27,20 @@ export interface PoolOptions {
   maxLosses?: number;
 }
 
-/** The key a worker must offer to take a job's shards: '' for bundle jobs, else the scorer's output and model. */
-export function jobKey(spec: Pick<JobSpec, 'scorer'>): string {
-  return spec.scorer === undefined ? '' : `${spec.scorer.output}:${spec.scorer.model}`;
+/**
+ * The key a worker must offer to take a job's shards: the scorer's output and model for scorer jobs,
+ * `embedding:MODEL` for a bundle whose head reads that embedding model's vectors, '' for other bundles.
+ */
+export function jobKey(spec: Pick<JobSpec, 'scorer' | 'embedding'>): string {
+  if (spec.scorer !== undefined) return `${spec.scorer.output}:${spec.scorer.model}`;
+  return spec.embedding === undefined ? '' : `embedding:${spec.embedding}`;
+}
+
+/** Why a job no connected worker can take waits (GET /api/jobs/:id `waiting`), or undefined for plain bundle jobs. */
+function waitingFor(spec: JobSpec): string | undefined {
+  if (spec.scorer !== undefined) return `no connected worker serves ${spec.scorer.output === 'logprobs' ? 'log-probs of' : 'scorer'} ${spec.scorer.model}`;
+  if (spec.embedding !== undefined) return `no connected worker serves embeddings of ${spec.embedding}`;
+  return undefined;
 }
 
 /** The job keys a worker serves: bundle jobs if it scores at all, and its inference server's model. */
@@ -50,6 +62,8 @@ export interface JobStatus extends JobStatusBase {
   kind: 'score';
   /** Jobs scored by inference servers: the model they must serve and what they compute. */
   scorer?: { model: string; output: 'reward' | 'logprobs' };
+  /** A bundle over embeddings: the embedding model its workers' inference servers must serve. */
+  embedding?: string;
   /** Set while the job needs a kind of worker that is not connected: why it waits. */
   waiting?: string;
   shardSize: number;
@@ -167,8 +181,15 @@ export class Pool {
 
   submit(request: JobRequest, form: JobSpec['form'], dim: number, columns: JobColumns): JobRecord {
     if (this.closed) throw new SubmitError('the coordinator is shutting down');
-    if (request.model !== undefined && !this.blobs.has(request.model)) {
-      throw new SubmitError(`model: unknown blob ${request.model}; upload it first (PUT /api/blobs/${request.model})`);
+    let embedding: string | undefined;
+    if (request.model !== undefined) {
+      const bundle = this.blobs.read(request.model);
+      if (bundle === undefined) throw new SubmitError(`model: unknown blob ${request.model}; upload it first (PUT /api/blobs/${request.model})`);
+      // A head over embeddings needs a worker whose server serves its embedding model, and the text to embed.
+      embedding = packedEmbeddingInput(bundle)?.model;
+      if (embedding !== undefined && form !== 'text') {
+        throw new SubmitError(`items: this model reads embeddings of ${embedding}, which its workers compute from text: send prompt and response, not features`);
+      }
     }
     const shards = splitShards(columns, request.shardSize, dim);
     const biggest = largestShardBytes(shards);
@@ -178,6 +199,7 @@ export class Pool {
     const id = `j${this.now().toString(36)}${randomBytes(4).toString('hex')}`;
     const spec: JobSpec = {
       kind: 'score', ...(request.model === undefined ? {} : { model: request.model }), ...(request.scorer === undefined ? {} : { scorer: request.scorer }),
+      ...(embedding === undefined ? {} : { embedding }),
       items: columns.ids.length, shardSize: request.shardSize, redundancy: request.redundancy, batchSize: request.batchSize, form, dim,
     };
     const record: JobRecord = { id, spec, state: 'queued', createdAt: this.now() };
@@ -217,13 +239,10 @@ export class Pool {
       disagreements: p.disagreements,
     };
     if (record.spec.model !== undefined) s.model = record.spec.model;
-    const scorer = record.spec.scorer;
-    if (scorer !== undefined) {
-      s.scorer = scorer;
-      if (!isTerminal(record.state) && !this.scheduler.servable(jobKey(record.spec))) {
-        s.waiting = `no connected worker serves ${scorer.output === 'logprobs' ? 'log-probs of' : 'scorer'} ${scorer.model}`;
-      }
-    }
+    if (record.spec.scorer !== undefined) s.scorer = record.spec.scorer;
+    if (record.spec.embedding !== undefined) s.embedding = record.spec.embedding;
+    const waiting = waitingFor(record.spec);
+    if (waiting !== undefined && !isTerminal(record.state) && !this.scheduler.servable(jobKey(record.spec))) s.waiting = waiting;
     if (record.finishedAt !== undefined) s.finishedAt = new Date(record.finishedAt).toISOString();
     if (record.error !== undefined) s.error = record.error;
     return s;

@@ -142,6 +142,7 @@ const jobSpecSchema = z.object({
   kind: z.literal('score'),
   model: z.string().optional(),
   scorer: z.object({ model: z.string(), output: z.enum(['reward', 'logprobs']) }).optional(),
+  embedding: z.string().optional(),
   items: z.number().int().positive(),
   shardSize: z.number().int().positive(),
   redundancy: z.number().int().positive(),

@@ -28,6 +28,11 @@ export interface JobSpec {
   model?: string;
   /** Scored by the workers' inference servers that serve this model (docs/scorers.md), instead of a bundle. */
   scorer?: { model: string; output: 'reward' | 'logprobs' };
+  /**
+   * A bundle whose input is `embedding:DIM`: the embedding model its head reads (read from the bundle's manifest at
+   * submit), so only workers whose inference server serves it take the job (docs/scorers.md, "Embedding heads").
+   */
+  embedding?: string;
   items: number;
   shardSize: number;
   redundancy: number;

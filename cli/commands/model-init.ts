@@ -5,6 +5,8 @@ import { describeInput, describeOutput, parseManifest, type InputSpec, type Mani
 export interface ModelInitOptions {
   out?: unknown;
   input?: unknown;
+  /** `--embedding-model NAME`: required with `--input embedding:DIM`, refused with any other input. */
+  embeddingModel?: unknown;
   output?: unknown;
   hidden?: unknown;
   seed?: unknown;
@@ -12,10 +14,22 @@ export interface ModelInitOptions {
 
 const POSITIVE = /^[1-9]\d*$/;
 
-export function parseInputSpec(value: unknown): InputSpec {
-  const m = typeof value === 'string' ? /^(features|text):(\d+)$/.exec(value.trim()) : null;
-  if (m === null || !POSITIVE.test(m[2])) throw new UserError(`fedpool model init: --input: expected features:DIM or text:DIM (DIM a positive integer), got ${JSON.stringify(value)}`);
-  return { kind: m[1] as InputSpec['kind'], dim: Number(m[2]) };
+/**
+ * `--input features:DIM | text:DIM | embedding:DIM`, with `--embedding-model NAME` for (and only for) embedding input:
+ * the embedding model whose vectors the head reads (docs/scorers.md, "Embedding heads").
+ */
+export function parseInputSpec(value: unknown, embeddingModel?: unknown): InputSpec {
+  const m = typeof value === 'string' ? /^(features|text|embedding):(\d+)$/.exec(value.trim()) : null;
+  if (m === null || !POSITIVE.test(m[2])) throw new UserError(`fedpool model init: --input: expected features:DIM, text:DIM or embedding:DIM (DIM a positive integer), got ${JSON.stringify(value)}`);
+  const kind = m[1] as InputSpec['kind'];
+  const dim = Number(m[2]);
+  if (kind !== 'embedding') {
+    if (embeddingModel !== undefined) throw new UserError(`fedpool model init: --embedding-model applies to --input embedding:DIM only (this input is ${kind}:${dim})`);
+    return { kind, dim };
+  }
+  const model = typeof embeddingModel === 'string' ? embeddingModel.trim() : '';
+  if (model === '') throw new UserError('fedpool model init: --input embedding:DIM needs --embedding-model NAME (the embedding model whose vectors the head reads)');
+  return { kind, dim, model };
 }
 
 export function parseOutputSpec(value: unknown): OutputSpec {
@@ -46,7 +60,7 @@ function parseSeed(value: unknown): number {
 export async function run(options: ModelInitOptions): Promise<void> {
   const out = options.out;
   if (typeof out !== 'string' || out === '') throw new UserError("fedpool model init: --out: expected a directory");
-  const input = parseInputSpec(options.input);
+  const input = parseInputSpec(options.input, options.embeddingModel);
   const output = parseOutputSpec(options.output);
   let manifest: Manifest;
   try {

@@ -53,9 +53,9 @@ export async function run(options: Record<string, unknown>): Promise<void> {
     if (features !== undefined) throw new UserError(`${o.input}:${features.line}: --scorer sends text to inference servers, but this line has features`);
     target = { scorer: { model: o.scorer, output } };
   } else {
+    if (LOGPROB_SELECTIONS.has(o.select)) throw new UserError(`fedpool score: --select ${o.select} needs log-probs: use --scorer NAME with openai-logprobs workers`);
     const model = await loadModelForSubmit(o.model ?? '');
     checkCompatible(o.input, lines, model.input);
-    if (LOGPROB_SELECTIONS.has(o.select)) throw new UserError(`fedpool score: --select ${o.select} needs log-probs: use --scorer NAME with openai-logprobs workers`);
     await api.ensureBlob(model.hash, model.bytes);
     target = { model: model.hash };
   }
@@ -139,6 +139,9 @@ function checkCompatible(file: string, lines: readonly ScoreLine[], input: Model
     if (input.kind === 'features') {
       if (l.kind !== 'features') throw new UserError(`${file}:${l.line}: the model takes features:${input.dim}, but this line has text`);
       if (l.features.length !== input.dim) throw new UserError(`${file}:${l.line}: "features" has ${l.features.length} values, the model takes ${input.dim}`);
+    } else if (l.kind === 'features' && input.kind === 'embedding') {
+      // The job goes as text; the workers serving that embedding model embed it (docs/scorers.md, "Embedding heads").
+      throw new UserError(`${file}:${l.line}: the model reads embeddings of ${input.model} (embedding:${input.dim}), which its workers compute from prompt and response, but this line has features`);
     } else if (l.kind === 'features') {
       throw new UserError(`${file}:${l.line}: the model takes text:${input.dim} (prompt and response), but this line has features`);
     }

@@ -38,6 +38,7 @@ export async function run(options: Record<string, unknown>): Promise<void> {
   const o = options as unknown as TrainOptions;
   const config = await readConfig(o.config);
   const model = await readModel(config.model, config.task);
+  refuseCentralEmbedding(config, model.manifest);
   const data = config.data.source === 'central' ? await readData(config.data.path, model.manifest, config.task) : undefined;
   const evalData = config.eval === undefined ? undefined : await readData(config.eval.path, model.manifest, config.task);
 
@@ -167,6 +168,18 @@ async function checkEmptyModelDir(dir: string): Promise<void> {
     throw new UserError(`${dir}: cannot use as the output model directory (${code ?? String(e)})`);
   }
   if (entries.length > 0) throw new UserError(`${dir}: not empty (an earlier run's model?); choose another --out`);
+}
+
+/**
+ * A head over embeddings trains only on workers' own data: the text is embedded by the workers' embedding servers,
+ * which this command cannot reach (docs/scorers.md, "Embedding heads"). Central data and eval data are refused.
+ */
+function refuseCentralEmbedding(config: TrainConfig, manifest: Manifest): void {
+  const input = manifest.input;
+  if (input.kind !== 'embedding') return;
+  const why = `${config.model}: this model reads embeddings of ${input.model}, which only workers fronting that embedding server compute`;
+  if (config.data.source === 'central') throw new UserError(`${why}: train it on their own data ("data": {"source": "worker", "name": NAME})`);
+  if (config.eval !== undefined) throw new UserError(`${why}: "eval" data cannot be embedded here; leave it out and measure with fedpool score`);
 }
 
 async function readModel(dir: string, task: TrainConfig['task']): Promise<{ hash: string; bytes: Uint8Array; manifest: Manifest }> {

@@ -130,25 +130,38 @@ export function featurizePairs(pairs: readonly TextPair[], manifest: Manifest): 
   };
 }
 
-/** The dataset as training data for a model. Mismatches with the model are DatasetErrors (not retryable). */
+/** How messages name a dataset: `dataset NAME` (a worker's --data), or its path (a central file). */
+export function datasetWhere(d: Dataset): string {
+  return d.name === '' ? d.path : `dataset ${d.name}`;
+}
+
+/** The dataset's examples must fit the model's output: labelled rows for a classifier, preference pairs for a reward model. */
+export function checkDatasetOutput(d: Dataset, manifest: Manifest): void {
+  const where = datasetWhere(d);
+  if (d.kind !== 'pairs' && manifest.output.kind !== 'classes') throw new DatasetError(`${where} holds labelled examples; this model outputs a reward (train it on preference pairs)`);
+  if (d.kind === 'pairs' && manifest.output.kind !== 'reward') throw new DatasetError(`${where} holds preference pairs; this model is a classifier`);
+}
+
+/**
+ * The dataset as training data for a features or text model. Mismatches with the model are DatasetErrors (not
+ * retryable). A model over embeddings needs the worker's embedding server: ./embed-data.ts.
+ */
 export function toTrainData(d: Dataset, manifest: Manifest): TrainData {
-  const where = d.name === '' ? d.path : `dataset ${d.name}`;
-  const wantClasses = (): void => {
-    if (manifest.output.kind !== 'classes') throw new DatasetError(`${where} holds labelled examples; this model outputs a reward (train it on preference pairs)`);
-  };
+  const where = datasetWhere(d);
+  if (manifest.input.kind === 'embedding') {
+    throw new DatasetError(`${where}: this model reads embeddings of ${manifest.input.model}, which only a worker fronting that embedding server computes`);
+  }
+  checkDatasetOutput(d, manifest);
   try {
     if (d.kind === 'features') {
-      wantClasses();
       if (manifest.input.kind !== 'features') throw new DatasetError(`${where} holds features; this model takes text`);
       if (manifest.input.dim !== d.dim) throw new DatasetError(`${where} has ${d.dim} features per line; the model takes ${manifest.input.dim}`);
       return { kind: 'classify', x: d.x, labels: d.labels } satisfies ClassifyData;
     }
     if (d.kind === 'text') {
-      wantClasses();
       if (manifest.input.kind !== 'text') throw new DatasetError(`${where} holds text; this model takes features`);
       return { kind: 'classify', x: featurizeBatch(d.items, manifest), labels: d.labels } satisfies ClassifyData;
     }
-    if (manifest.output.kind !== 'reward') throw new DatasetError(`${where} holds preference pairs; this model is a classifier`);
     if (manifest.input.kind !== 'text') throw new DatasetError(`${where} holds text pairs; this model takes features`);
     return featurizePairs(d.pairs, manifest);
   } catch (e) {

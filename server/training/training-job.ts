@@ -11,7 +11,8 @@ import { randomBytes } from 'node:crypto';
 import type { Logger } from 'pino';
 import { ConfigError, parseTrainConfig, trainPipelineSpec, type TrainConfig } from '../../shared/config/train.js';
 import { partitionDirichlet, partitionIid } from '../../shared/data/partition.js';
-import { Tensor, type LeaseMessage, type Message, type TrainTask } from '../../shared/protocol/index.js';
+import { packedEmbeddingInput } from '../../shared/model/embedding-input.js';
+import { Tensor, scorerOutputOf, type LeaseMessage, type Message, type TrainTask } from '../../shared/protocol/index.js';
 import type { BlobStore } from '../blobs.js';
 import type { Registry, WorkerInfo } from '../registry.js';
 import type { Scheduler } from '../scheduler.js';
@@ -156,6 +157,8 @@ class TrainingJob {
   numClients: number;
   /** Worker-held data: worker name → client. */
   readonly bindings = new Map<string, number>();
+  /** A head over embeddings (set when the model loads): the embedding model its workers' servers must serve. */
+  embedding: string | undefined;
   adversary: Adversary | null = null;
   /** A checkpoint to resume from (set by restore, consumed when the driver is built). */
   resumeFrom: { snapshot: DriverSnapshot; elapsed: number } | undefined;
@@ -247,9 +250,16 @@ class TrainingJob {
   }
 }
 
-/** Whether a worker can train a job: runs train tasks, not draining, and holds the job's dataset if it names one. */
-function eligible(w: WorkerInfo, dataset: string | undefined): boolean {
+/**
+ * Whether a worker can train a job: runs train tasks, not draining, holds the job's dataset if it names one, and for
+ * a head over embeddings fronts an embedding server of that model (it embeds its own rows; docs/scorers.md).
+ */
+function eligible(w: WorkerInfo, dataset: string | undefined, embedding?: string): boolean {
   if (w.draining || !w.capabilities.tasks.includes('train')) return false;
+  if (embedding !== undefined) {
+    const scorer = w.capabilities.scorer;
+    if (scorer === undefined || scorerOutputOf(scorer.api) !== 'embedding' || scorer.model !== embedding) return false;
+  }
   return dataset === undefined || (w.capabilities.datasets ?? []).includes(dataset);
 }
 
@@ -282,6 +292,14 @@ export class TrainingService {
     const bundle = this.host.blobs.read(request.model);
     if (bundle === undefined) throw new TrainSubmitError(`model: unknown blob ${request.model}; upload it first (PUT /api/blobs/${request.model})`);
     const { config, data } = request;
+    // A head over embeddings: only workers can embed text (through their servers), so the data must stay with them.
+    const embedding = packedEmbeddingInput(bundle)?.model;
+    if (embedding !== undefined && config.data.source === 'central') {
+      throw new TrainSubmitError(`data: this model reads embeddings of ${embedding}, which only workers compute: train it on workers' own data (data.source 'worker')`);
+    }
+    if (embedding !== undefined && request.eval !== undefined) {
+      throw new TrainSubmitError(`eval: this model reads embeddings of ${embedding}, which only workers compute: central eval data cannot be embedded`);
+    }
     const id = `t${this.now().toString(36)}${randomBytes(4).toString('hex')}`;
     const job = new TrainingJob(id, config, request.model, data, request.eval, partition(config, data), this.now());
     // Durable before it is acknowledged: the data as blobs, then the record.
@@ -384,7 +402,9 @@ export class TrainingService {
     const out = model.manifest.output.kind;
     if (config.task === 'classify' && out !== 'classes') throw new Error('the classify task needs a classifier model (output kind classes)');
     if (config.task === 'reward-pairs' && out !== 'reward') throw new Error('the reward-pairs task needs a reward model (output kind reward)');
-    const dim = model.manifest.input.dim;
+    const input = model.manifest.input;
+    if (input.kind === 'embedding') job.embedding = input.model;
+    const dim = input.dim;
     for (const [what, d] of [['data', job.data], ['eval', job.evalData]] as const) {
       if (d === undefined) continue;
       if (d.dim !== dim) throw new Error(`${what}.dim: ${d.dim}, the model takes ${dim} features`);
@@ -405,7 +425,7 @@ export class TrainingService {
     const dataset = job.datasetName;
     if (dataset !== undefined && job.numClients === 0) {
       // No data.clients: the clients are the workers holding the dataset when training starts.
-      const holders = this.host.registry.list().filter((w) => eligible(w, dataset)).length;
+      const holders = this.host.registry.list().filter((w) => eligible(w, dataset, job.embedding)).length;
       if (holders === 0) return;
       job.numClients = holders;
     }
@@ -445,7 +465,7 @@ export class TrainingService {
   private bindWorkers(job: TrainingJob): void {
     const dataset = job.datasetName;
     if (dataset === undefined || job.bindings.size >= job.numClients) return;
-    const fresh = this.host.registry.list().filter((w) => eligible(w, dataset) && !job.bindings.has(w.name));
+    const fresh = this.host.registry.list().filter((w) => eligible(w, dataset, job.embedding) && !job.bindings.has(w.name));
     if (fresh.length === 0) return;
     fresh.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
     const used = new Set(job.bindings.values());
@@ -466,7 +486,7 @@ export class TrainingService {
     const out = new Map<number, string>();
     for (const w of this.host.registry.list()) {
       const client = job.bindings.get(w.name);
-      if (client !== undefined && !out.has(client) && eligible(w, dataset)) out.set(client, w.id);
+      if (client !== undefined && !out.has(client) && eligible(w, dataset, job.embedding)) out.set(client, w.id);
     }
     return out;
   }
@@ -480,7 +500,7 @@ export class TrainingService {
     const connected = new Set<number>();
     for (const w of this.host.registry.list()) {
       const c = job.bindings.get(w.name);
-      if (c !== undefined && eligible(w, job.datasetName)) connected.add(c);
+      if (c !== undefined && eligible(w, job.datasetName, job.embedding)) connected.add(c);
     }
     return { any: connected.size > 0, reachable: (c) => connected.has(c) };
   }

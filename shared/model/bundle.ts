@@ -262,6 +262,29 @@ export function unpackBundle(bytes: Uint8Array, where = 'model bundle'): { files
   return { files, ...validateBundle(files, where) };
 }
 
+/**
+ * Only the manifest of a packed bundle, without validating the model files: what routing decisions need (the
+ * coordinator at submit, a worker before it scores). Loading the bundle validates everything as usual.
+ */
+export function packedManifest(bytes: Uint8Array, where = 'model bundle'): Manifest {
+  let decoded: unknown;
+  try {
+    decoded = unpackr.unpack(bytes);
+  } catch (err) {
+    fail(where, `not a packed fedpool bundle (${err instanceof Error ? err.message.replace(/\s+/g, ' ') : String(err)})`);
+  }
+  if (!isRecord(decoded) || !isRecord(decoded.files)) fail(where, 'not a packed fedpool bundle (expected a map {files: {name: bytes}})');
+  const manifest = decoded.files[MANIFEST_FILE];
+  if (!(manifest instanceof Uint8Array)) fail(where, `${MANIFEST_FILE} is missing`);
+  const json = parseJsonFile(new Map([[MANIFEST_FILE, manifest]]), MANIFEST_FILE, where);
+  try {
+    return parseManifest(json, `${where}: ${MANIFEST_FILE}`);
+  } catch (err) {
+    if (err instanceof BundleError || !(err instanceof Error)) throw err;
+    throw new BundleError(err.message); // already prefixed with `where`, as validateBundle reports it
+  }
+}
+
 /** sha-256 of the bundle blob, lower-case hex: the model hash. WebCrypto, so it works in Node ≥ 20 and browsers. */
 export async function bundleHash(bytes: Uint8Array): Promise<string> {
   const digest = await globalThis.crypto.subtle.digest('SHA-256', bytes);

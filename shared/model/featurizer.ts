@@ -1,5 +1,5 @@
 import { ModelError } from './errors.js';
-import { describeInput, type Manifest } from './manifest.js';
+import { describeInput, type EmbeddingInputSpec, type Manifest } from './manifest.js';
 
 /**
  * The built-in text featurizer (`input: {kind: "text", dim}`): feature hashing over word unigrams and bigrams of the
@@ -21,7 +21,10 @@ export interface TextFields {
   response?: string | undefined;
 }
 
-/** An item as a model sees it: precomputed `features` for `features:DIM` models, text for `text:DIM` models. */
+/**
+ * An item as a model sees it: precomputed `features` for `features:DIM` models, text for `text:DIM` models, the
+ * embedding (as `features`) for `embedding:DIM` models.
+ */
 export interface ModelItem extends TextFields {
   features?: Float32Array | readonly number[] | undefined;
 }
@@ -128,13 +131,28 @@ function firstNonFinite(a: Float32Array | readonly unknown[], start: number, end
   return -1;
 }
 
+/** Whether the model takes a vector per item: precomputed features, or an embedding the worker computed. */
+function takesVectors(manifest: Manifest): boolean {
+  return manifest.input.kind !== 'text';
+}
+
 /**
- * Checks a packed `rows × cols` features matrix (rows = items) against a features model, with the same messages
- * as featurizeBatch gives for the same items one by one.
+ * An embedding model's input exists only once a worker has embedded the text through its inference server; the
+ * featurizer here cannot compute it (docs/scorers.md, "Embedding heads").
+ */
+function cannotEmbed(input: EmbeddingInputSpec): ModelError {
+  return new ModelError(
+    `this model reads ${describeInput(input)}: a worker whose inference server serves ${input.model} embeds the text; the built-in featurizer cannot`,
+  );
+}
+
+/**
+ * Checks a packed `rows × cols` features matrix (rows = items) against a features model (or an embedding model's
+ * embedded rows), with the same messages as featurizeBatch gives for the same items one by one.
  */
 export function checkFeatureMatrix(x: Float32Array, rows: number, cols: number, manifest: Manifest): void {
   const { input } = manifest;
-  if (input.kind !== 'features') {
+  if (!takesVectors(manifest)) {
     throw new ModelError(`item 0: this model takes text (${describeInput(input)}: prompt and response); the item has features`);
   }
   if (x.length !== rows * cols) throw new RangeError(`features matrix has ${x.length} numbers, not ${rows} × ${cols}`);
@@ -148,12 +166,14 @@ export function checkFeatureMatrix(x: Float32Array, rows: number, cols: number, 
 
 /**
  * Checks that `item` has the form the model takes, without computing anything. Throws a one-line ModelError that
- * callers prefix with the item's position.
+ * callers prefix with the item's position. An embedding model takes its embedded rows as features; text given to it
+ * here is refused (only a worker with the embedding server can turn it into the model's input).
  */
 export function checkItem(item: ModelItem, manifest: Manifest): void {
   const { input } = manifest;
   const hasText = item.prompt !== undefined || item.response !== undefined;
-  if (input.kind === 'features') {
+  if (input.kind === 'embedding' && item.features === undefined) throw cannotEmbed(input);
+  if (takesVectors(manifest)) {
     const f = item.features;
     if (f === undefined) {
       throw new ModelError(`this model takes features (${describeInput(input)}); the item has ${hasText ? 'text' : 'no features'}`);
@@ -182,7 +202,7 @@ export function featurize(item: ModelItem, manifest: Manifest): Float32Array {
 
 function featurizeInto(item: ModelItem, manifest: Manifest, out: Float32Array, offset: number): void {
   checkItem(item, manifest);
-  if (manifest.input.kind === 'features') {
+  if (takesVectors(manifest)) {
     out.set(item.features as Float32Array | readonly number[], offset);
   } else {
     featurizeTextInto(item, manifest.input.dim, out, offset);

@@ -3,8 +3,9 @@ import { ModelError } from './errors.js';
 
 /**
  * `fedpool.json`: the manifest that travels beside a TF.js LayersModel. It says how to turn an item into the model's
- * input (precomputed features, or the built-in text featurizer) and what the output means, so every worker scores an
- * item the same way without anything pre-installed.
+ * input (precomputed features, the built-in text featurizer, or the embedding an inference server computes — see
+ * docs/scorers.md, "Embedding heads") and what the output means, so every worker scores an item the same way without
+ * anything pre-installed.
  */
 
 /** Largest input width accepted; a bound keeps a hostile manifest from asking a worker for absurd allocations. */
@@ -13,11 +14,19 @@ export const MAX_CLASSES = 1 << 16;
 export const MAX_HIDDEN_UNITS = 1 << 16;
 export const MAX_HIDDEN_LAYERS = 64;
 
+/** Longest embedding model name; the protocol's bound on names (a worker's hello announces the model it serves). */
+export const MAX_EMBEDDING_MODEL_LENGTH = 256;
+
 const dim = z.int().min(1).max(MAX_INPUT_DIM);
 
 export const inputSpecSchema = z.discriminatedUnion('kind', [
   z.strictObject({ kind: z.literal('features'), dim }),
   z.strictObject({ kind: z.literal('text'), dim }),
+  /**
+   * The embedding of the item's text by the embedding model `model`, computed by a worker whose inference server
+   * serves that model: the head was trained in that model's space, and another model's embeddings mean nothing to it.
+   */
+  z.strictObject({ kind: z.literal('embedding'), dim, model: z.string().min(1).max(MAX_EMBEDDING_MODEL_LENGTH) }),
 ]);
 
 export const outputSpecSchema = z.discriminatedUnion('kind', [
@@ -44,6 +53,7 @@ export const manifestSchema = z
   });
 
 export type InputSpec = z.output<typeof inputSpecSchema>;
+export type EmbeddingInputSpec = Extract<InputSpec, { kind: 'embedding' }>;
 export type OutputSpec = z.output<typeof outputSpecSchema>;
 export type Manifest = z.output<typeof manifestSchema>;
 
@@ -74,9 +84,12 @@ export function assertScorable(manifest: Manifest): void {
   }
 }
 
-/** `text:256`, `features:8`, `reward`, `classes:3`: the spellings `fedpool model init` accepts. */
+/**
+ * `text:256`, `features:8`, `embedding:384 of NAME`, `reward`, `classes:3`: the spellings `fedpool model init` accepts
+ * (an embedding input's model is its `--embedding-model`).
+ */
 export function describeInput(input: InputSpec): string {
-  return `${input.kind}:${input.dim}`;
+  return input.kind === 'embedding' ? `embedding:${input.dim} of ${input.model}` : `${input.kind}:${input.dim}`;
 }
 
 export function describeOutput(output: OutputSpec): string {

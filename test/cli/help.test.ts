@@ -19,7 +19,7 @@ test('every command has --help that documents its contract flags', async (t) => 
   const flags: Record<string, string[]> = {
     coordinator: ['--host', '--port', '--worker-token', '--client-token', '--state', '--lease-ms', '--metrics-public'],
     worker: ['--url', '--token', '--name', '--threads', '--backend', '--data', '--scorer-url', '--scorer-api'],
-    'model init': ['--out', '--input', '--output', '--hidden', '--seed'],
+    'model init': ['--out', '--input', '--embedding-model', '--output', '--hidden', '--seed'],
     score: ['--model', '--input', '--output', '--shard-size', '--redundancy', '--select', '--resume'],
     train: ['--url', '--token', '--config', '--out'],
     simulate: ['--preset', '--config', '--seeds', '--out', '--live', '--workers', '--processes', '--time-scale'],

@@ -53,10 +53,24 @@ test('a features classifier without hidden layers', async (t) => {
   t.is(manifest.seed, 0);
 });
 
+test('a reward head over embeddings: --input embedding:DIM --embedding-model NAME, written into fedpool.json', async (t) => {
+  const out = path.join(root, 'emb');
+  const r = await init('--out', out, '--input', 'embedding:16', '--embedding-model', 'BAAI/bge-small-en-v1.5', '--output', 'reward', '--hidden', '');
+  t.is(r.status, 0, r.stderr);
+  t.is(r.stdout, `fedpool model written to ${out} (17 parameters, input embedding:16 of BAAI/bge-small-en-v1.5, output reward)\n`);
+  const { manifest, model } = await loadFromFiles(await readBundleDir(out));
+  t.deepEqual(manifest.input, { kind: 'embedding', dim: 16, model: 'BAAI/bge-small-en-v1.5' });
+  model.dispose();
+});
+
 test('bad flags and a non-empty directory are one-line errors, and nothing is written', async (t) => {
   const cases: [string[], RegExp][] = [
-    [['--input', 'text', '--output', 'reward'], /^fedpool model init: --input: expected features:DIM or text:DIM/],
-    [['--input', 'features:0', '--output', 'reward'], /^fedpool model init: --input: expected features:DIM or text:DIM/],
+    [['--input', 'text', '--output', 'reward'], /^fedpool model init: --input: expected features:DIM, text:DIM or embedding:DIM/],
+    [['--input', 'features:0', '--output', 'reward'], /^fedpool model init: --input: expected features:DIM, text:DIM or embedding:DIM/],
+    [['--input', 'embedding:16', '--output', 'reward'], /^fedpool model init: --input embedding:DIM needs --embedding-model NAME \(the embedding model whose vectors the head reads\)\n$/],
+    [['--input', 'embedding:16', '--embedding-model', ' ', '--output', 'reward'], /^fedpool model init: --input embedding:DIM needs --embedding-model NAME/],
+    [['--input', 'text:16', '--embedding-model', 'emb', '--output', 'reward'], /^fedpool model init: --embedding-model applies to --input embedding:DIM only \(this input is text:16\)\n$/],
+    [['--input', 'embedding:16', '--embedding-model', 'x'.repeat(300), '--output', 'reward'], /^fedpool model init: input\.model: /],
     [['--input', 'text:8', '--output', 'classes:1'], /^fedpool model init: --output: expected reward or classes:C/],
     [['--input', 'text:8', '--output', 'score'], /^fedpool model init: --output: expected reward or classes:C/],
     [['--input', 'text:8', '--output', 'reward', '--hidden', '64,,32'], /^fedpool model init: --hidden: expected comma-separated positive integers/],

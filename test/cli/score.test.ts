@@ -89,3 +89,25 @@ test.serial('a broken model bundle is refused before any work is dispatched', as
   t.regex(r2.stderr, /fedpool\.json/);
   t.is(await jobCount(), 0);
 });
+
+test.serial('--model and --scorer: exactly one; log-prob selections need --scorer; a scorer takes text only — one line each, nothing submitted', async (t) => {
+  const before = await jobCount();
+  const input = path.join(dir, 'scorer-in.jsonl');
+  writeFileSync(input, `${JSON.stringify({ id: 'a', prompt: 'p', response: 'r', group: 'g' })}\n`);
+  const features = path.join(dir, 'scorer-features.jsonl');
+  writeFileSync(features, `${JSON.stringify({ id: 'a', features: [1, 2, 3] })}\n`);
+  const base = ['score', '--url', c.url, '--token', CLIENT_TOKEN, '--output', path.join(dir, 'scorer-out.jsonl')];
+  const cases: [string[], string][] = [
+    [['--model', path.join(dir, 'text'), '--scorer', 'm', '--input', input], 'fedpool score: give --model DIR or --scorer NAME, not both'],
+    [['--input', input], "fedpool score: --model DIR (a bundle) or --scorer NAME (workers' inference servers) is required"],
+    [['--model', path.join(dir, 'text'), '--logprobs', '--input', input], 'fedpool score: --logprobs needs --scorer NAME (log-probs come from openai-logprobs workers)'],
+    [['--model', path.join(dir, 'text'), '--select', 'self-certainty', '--input', input], 'fedpool score: --select self-certainty needs log-probs: use --scorer NAME with openai-logprobs workers'],
+    [['--scorer', 'm', '--input', features], `${features}:1: --scorer sends text to inference servers, but this line has features`],
+  ];
+  for (const [args, line] of cases) {
+    const r = await cli(...base, ...args);
+    t.is(r.status, 1, args.join(' '));
+    t.is(r.stderr, `${line}\n`);
+  }
+  t.is(await jobCount(), before);
+});

@@ -193,6 +193,19 @@ test('embeddingOf: dim numbers of unit norm, deterministic, per model and text',
   t.deepEqual(embeddingOf('emb', 'hello', 16), e);
   t.notDeepEqual(embeddingOf('emb', 'hullo', 16), e);
   t.notDeepEqual(embeddingOf('emb2', 'hello', 16), e);
+  const empty = embeddingOf('emb', '', 16);
+  t.true(Math.abs(Math.hypot(...empty) - 1) < 1e-12, 'a text without words has an embedding too');
+});
+
+test('embeddingOf: a hashed bag of lower-cased words — word order, case and punctuation do not matter; shared words make texts close', (t) => {
+  const dot = (a: number[], b: number[]): number => a.reduce((s, x, i) => s + x * (b[i] as number), 0);
+  const e = (text: string, model = 'emb') => embeddingOf(model, text, 64);
+  t.deepEqual(e('the answer is clear'), e('Clear, the ANSWER is!'));
+  // A sum of per-word vectors, normalised: a repeated word scales its vector, which normalising undoes.
+  e('alpha alpha').forEach((x, i) => t.true(Math.abs(x - (e('alpha')[i] as number)) < 1e-12));
+  t.true(dot(e('clear correct answer'), e('clear correct reply')) > dot(e('clear correct answer'), e('wrong vague reply')));
+  // Another model hashes the same words elsewhere: its space is unrelated.
+  t.true(Math.abs(dot(e('clear correct answer'), e('clear correct answer', 'other'))) < 0.6);
 });
 
 // ----------------------------------------------------------------------------------------------------------------

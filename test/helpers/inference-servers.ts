@@ -257,12 +257,26 @@ export function tokenLogprobs(
   return { tokens, tokenLogprobs: lps, top, offsets };
 }
 
-/** The embedding of one text: `dim` numbers, unit L2 norm (every route answers it normalised). */
+/** Signed buckets each word of a text adds to in embeddingOf. */
+const EMBED_BUCKETS_PER_WORD = 4;
+
+/**
+ * The embedding of one text: `dim` numbers, unit L2 norm (every route answers it normalised). A hashed bag of words,
+ * so that it carries meaning a linear head can learn (which words mark a good answer): the text's lower-cased words
+ * (runs of letters and digits) each add ±1 to EMBED_BUCKETS_PER_WORD buckets, bucket and sign hashed from (model,
+ * word, j) — another model name hashes differently, so two models' embeddings of one text disagree, as real models'
+ * do. A text without words is one "word": the text itself (a real model embeds the empty string too).
+ */
 export function embeddingOf(model: string, text: string, dim: number): number[] {
   if (!Number.isInteger(dim) || dim < 1) throw new RangeError(`embeddingOf: dim must be an integer >= 1, got ${dim}`);
-  const seed = fnv1a(`${model}\u0000embedding\u0000${text}`);
-  const v: number[] = [];
-  for (let i = 0; i < dim; i++) v.push(2 * (fmix32(seed + Math.imul(i + 1, 0x9e3779b9)) / 2 ** 32) - 1);
+  const words = text.toLowerCase().match(/[\p{L}\p{N}]+/gu) ?? [text];
+  const v = new Array<number>(dim).fill(0);
+  for (const word of words) {
+    for (let j = 0; j < EMBED_BUCKETS_PER_WORD; j++) {
+      const h = fmix32(fnv1a(`${model}\u0000embedding\u0000${word}\u0000${j}`));
+      v[h % dim] = (v[h % dim] as number) + (h >>> 31 === 1 ? -1 : 1);
+    }
+  }
   const norm = Math.hypot(...v) || 1;
   return v.map((x) => x / norm);
 }

@@ -117,7 +117,7 @@ test('option errors: --scorer-url needs --scorer-api and the scorer flags need -
   const model = await run('--scorer-model', 'm');
   t.is(model.stderr, 'fedpool worker: --scorer-model needs --scorer-url\n');
   const unknown = await run('--scorer-url', 'http://127.0.0.1:8000', '--scorer-api', 'triton');
-  t.regex(unknown.stderr, /^error: option '--scorer-api <api>' argument 'triton' is invalid\. Allowed choices are vllm-classify, tei, openrlhf, openai-logprobs\.$/m);
+  t.regex(unknown.stderr, /^error: option '--scorer-api <api>' argument 'triton' is invalid\. Allowed choices are vllm-classify, tei, openrlhf, openai-logprobs, openai-embeddings, ollama-embed\.$/m);
   const bad = await run('--data', 'no-equals-sign');
   t.is(bad.status, 1);
   t.regex(bad.stderr, /^fedpool worker: --data "no-equals-sign": expected NAME=PATH/);

@@ -116,3 +116,13 @@ test('a packed features matrix is checked like the items it holds', (t) => {
   // Large finite values must not look non-finite to the fast path.
   t.notThrows(() => checkFeatureMatrix(new Float32Array(3 * 1000).fill(3.4e38), 1000, 3, featuresModel));
 });
+
+test('an embedding model takes its embedded rows as features; text is refused (only a worker with the embedding server can embed it)', (t) => {
+  const embeddingModel: Manifest = { ...featuresModel, input: { kind: 'embedding', dim: 3, model: 'emb' } };
+  t.deepEqual(featurize({ features: [1, 2, 3] }, embeddingModel), new Float32Array([1, 2, 3]));
+  t.notThrows(() => checkFeatureMatrix(new Float32Array(6), 2, 3, embeddingModel));
+  t.throws(() => checkFeatureMatrix(new Float32Array(8), 2, 4, embeddingModel), { message: 'item 0: features has 4 entries; the model takes 3' });
+  const cannot = 'this model reads embedding:3 of emb: a worker whose inference server serves emb embeds the text; the built-in featurizer cannot';
+  t.throws(() => featurize({ prompt: 'a', response: 'b' }, embeddingModel), { name: 'ModelError', message: cannot });
+  t.throws(() => featurizeBatch([{ features: [1, 2, 3] }, { prompt: 'a', response: 'b' }], embeddingModel), { name: 'ModelError', message: `item 1: ${cannot}` });
+});

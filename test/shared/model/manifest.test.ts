@@ -1,5 +1,5 @@
 import test from 'ava';
-import { assertScorable, manifestFromBytes, parseManifest } from '../../../shared/model/manifest.js';
+import { assertScorable, describeInput, manifestFromBytes, parseManifest } from '../../../shared/model/manifest.js';
 
 const good = {
   format: 'fedpool-model',
@@ -43,4 +43,16 @@ test('score needs a reward model or a binary classifier', (t) => {
   t.throws(() => assertScorable(parseManifest({ ...good, kind: 'classifier', output: { kind: 'classes', classes: 5 } }, 'x')), {
     message: 'score needs a reward model or a binary classifier; this model has 5 classes',
   });
+});
+
+test('embedding input: the head reads embeddings of a named model; the name is required and bounded', (t) => {
+  const embedding = { ...good, input: { kind: 'embedding', dim: 384, model: 'BAAI/bge-small-en-v1.5' } };
+  t.deepEqual(parseManifest(embedding, 'x'), embedding);
+  t.is(describeInput(parseManifest(embedding, 'x').input), 'embedding:384 of BAAI/bge-small-en-v1.5');
+  t.is(describeInput(parseManifest(good, 'x').input), 'text:256');
+  const bad = (input: unknown, message: RegExp) => t.throws(() => parseManifest({ ...good, input }, 'fedpool.json'), { name: 'ModelError', message });
+  bad({ kind: 'embedding', dim: 384 }, /^fedpool\.json: input\.model: /);
+  bad({ kind: 'embedding', dim: 384, model: '' }, /^fedpool\.json: input\.model: /);
+  bad({ kind: 'embedding', dim: 384, model: 'x'.repeat(257) }, /^fedpool\.json: input\.model: /);
+  bad({ kind: 'text', dim: 8, model: 'm' }, /^fedpool\.json: .*model/);
 });
