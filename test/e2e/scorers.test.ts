@@ -234,6 +234,12 @@ test('two workers fronting servers of different models: a job goes only to the w
   const r = await score(c, 'rm-a', input, output, ['--shard-size', '4']);
   t.is(r.status, 0, r.stderr);
   checkRewards(t, lines, readOutput(output), (p, resp) => rewardOf('rm-a', p, resp));
+  // --resume rebuilds the same output from the coordinator alone, as for bundle jobs.
+  const [, jobId] = /^fedpool job (\S+) submitted$/m.exec(r.stderr) ?? [];
+  const again = path.join(scratch(), 'split-resumed.jsonl');
+  const resumed = await cli(['score', '--url', c.url, '--token', CLIENT_TOKEN, '--resume', jobId ?? '', '--output', again]);
+  t.is(resumed.status, 0, resumed.stderr);
+  t.is(readFileSync(again, 'utf8'), readFileSync(output, 'utf8'));
   t.is(scoringRequests(b).length, beforeB, 'the rm-b server saw none of the rm-a job');
   const after = (await (await api(c.url, '/api/workers')).json()) as { name: string; shardsDone: number }[];
   const done = Object.fromEntries(after.map((w) => [w.name, w.shardsDone]));
