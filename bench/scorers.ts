@@ -4,6 +4,7 @@
 // requests with the same concurrency. Side by side, alternating, in one run.
 //
 //   npm run bench:scorers [-- --items 4000] [--concurrency 4] [--delay-ms 20] [--reps 3] [--shard-size 256]
+//                             [--api all|vllm|tei]
 //
 // The worker's added latency per request is (pool seconds − direct seconds) × concurrency / requests: the time a
 // request slot sat idle in the pool that it did not in the plain loop (lease round trips, result sends, JSON).
@@ -26,8 +27,10 @@ const concurrency = flag('concurrency', '4');
 const delayMs = flag('delay-ms', '20');
 const reps = flag('reps', '3');
 const shardSize = flag('shard-size', '256');
-if (![totalItems, concurrency, reps, shardSize].every((n) => Number.isInteger(n) && n >= 1) || !(delayMs >= 0)) {
-  console.error('usage: npm run bench:scorers -- [--items N] [--concurrency C] [--delay-ms D] [--reps R] [--shard-size S]');
+const apiIndex = args.indexOf('--api');
+const only = apiIndex >= 0 ? (args[apiIndex + 1] ?? '') : 'all';
+if (![totalItems, concurrency, reps, shardSize].every((n) => Number.isInteger(n) && n >= 1) || !(delayMs >= 0) || !['all', 'vllm', 'tei'].includes(only)) {
+  console.error('usage: npm run bench:scorers -- [--items N] [--concurrency C] [--delay-ms D] [--reps R] [--shard-size S] [--api all|vllm|tei]');
   process.exit(2);
 }
 
@@ -115,7 +118,7 @@ async function pooled(api: CoordinatorApi, model: string): Promise<number> {
 const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] as number;
 
 const rows: string[] = [];
-for (const s of scenarios) {
+for (const s of scenarios.filter((x) => only === 'all' || x.api === only)) {
   const children: ChildProcess[] = [];
   try {
     const model = `bench-${s.api}`;
