@@ -1,4 +1,4 @@
-"""The fedau-participation preset (algorithms.md §1.5) in numpy, the way a researcher would write it fast: all
+"""The fedau-participation preset (docs/algorithms.md §1.5) in numpy, the way a researcher would write it fast: all
 3 patterns × 4 algorithms × S seeds advance together as arrays ([runs, clients, d]), one Python loop over rounds.
 bench/simulate.ts runs it beside `fedpool simulate --preset fedau-participation --seeds S` and compares times; the
 errors it prints are the same experiment (different random streams), so they must agree statistically.

@@ -1,4 +1,4 @@
-// The `fedpool` command line. Every command of ../shared/specs/contract.md is declared here with its full set of
+// The `fedpool` command line. Every command of the README's Commands table is declared here with its full set of
 // flags, so `--help` documents the contract even for commands whose implementation has not landed yet; those
 // say so in one line and exit 2.
 import { Command, CommanderError, Option } from 'commander';

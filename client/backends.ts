@@ -5,7 +5,7 @@ import path from 'node:path';
 import { BACKENDS, type Backend } from '../shared/protocol/messages.js';
 
 /**
- * Picks the TF.js backend tensor work runs on (../shared/specs/gpu.md). `auto` tries, fastest first:
+ * Picks the TF.js backend tensor work runs on (client/README.md). `auto` tries, fastest first:
  * webgpu → tfjs-node-gpu → tfjs-node → wasm → cpu. The GPU and native backends are optional packages the user may
  * install; they are imported dynamically by a computed name, so neither tsc nor a fresh `npm install` needs them.
  * Backend state is per thread: each piscina worker thread calls this for its own TF.js instance.

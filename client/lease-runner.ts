@@ -180,7 +180,7 @@ export function centralPairsData(chosen: Tensor, rejected: Tensor): TrainData {
   return { kind: 'pairs', chosen: chosen.data, rejected: rejected.data };
 }
 
-/** The label-flipping attack (algorithms.md §2.2): class y → C − 1 − y; pairs train with chosen and rejected swapped. */
+/** The label-flipping attack (docs/algorithms.md §2.2): class y → C − 1 − y; pairs train with chosen and rejected swapped. */
 export function flipLabels(data: TrainData, manifest: Manifest): TrainData {
   if (data.kind === 'pairs') return { kind: 'pairs', chosen: data.rejected, rejected: data.chosen };
   const classes = manifest.output.kind === 'classes' ? manifest.output.classes : 0;

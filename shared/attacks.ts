@@ -1,4 +1,4 @@
-// Byzantine vector attacks built from the honest vectors (algorithms.md §2.2, "Attack formulas as coded"), for
+// Byzantine vector attacks built from the honest vectors (docs/algorithms.md §2.2, "Attack formulas as coded"), for
 // simulations and robustness tests. Pure and platform-free. Label flip is a data-side attack and lives elsewhere.
 import { checkInteger, checkUpdates } from './aggregation/validate.js';
 import { normal } from './random.js';
@@ -21,7 +21,7 @@ export interface AttackInput {
   random?: () => number;
 }
 
-/** The grid of algorithms.md §2.5 ("alie_opt"/"foe_opt"), ascending so that ties keep the smallest z. */
+/** The grid of docs/algorithms.md §2.5 ("alie_opt"/"foe_opt"), ascending so that ties keep the smallest z. */
 const Z_GRID = [0.25, 0.5, 1, 2, 4, 8, 16] as const;
 
 interface HonestStats {
@@ -195,7 +195,7 @@ export function inverseNormalCdf(p: number): number {
 }
 
 /**
- * Line search over z ∈ {¼, ½, 1, 2, 4, 8, 16} (algorithms.md §2.5 "alie_opt"/"foe_opt"): the z maximising
+ * Line search over z ∈ {¼, ½, 1, 2, 4, 8, 16} (docs/algorithms.md §2.5 "alie_opt"/"foe_opt"): the z maximising
  * ‖defence(honest ∪ f×b(z)) − μ‖² against the defence actually in use; ties → smallest z.
  * The defence must not mutate its input (it receives the caller's honest arrays).
  */

@@ -1,4 +1,4 @@
-// sim.json, the config of `fedpool simulate --config` (issue 5; contract.md "fedpool simulate"): a user-defined grid of
+// sim.json, the config of `fedpool simulate --config` (issue 5; README, "Simulated populations"): a user-defined grid of
 // experiments × algorithms over one simulated population, validated once at the boundary (strict: unknown keys are
 // errors; each error is one line `sim.json: field.path: problem`). presets/from-config.ts turns the parsed config
 // into a `Preset`, so the runner, report and CLI treat it like a fixed preset. Every field, type and default is

@@ -37,7 +37,7 @@ export class Adversary {
 
   /**
    * The arrivals of one aggregation with every Byzantine update replaced by the attack vector. The attacker sees the
-   * honest updates of the same aggregation (omniscient, as in algorithms.md §2.2); when there are none it builds on
+   * honest updates of the same aggregation (omniscient, as in docs/algorithms.md §2.2); when there are none it builds on
    * its own clients' honestly computed updates. `step` (the model version) seeds the random attack.
    */
   apply(arrivals: readonly ClientArrival[], step: number): ClientArrival[] {

@@ -1,5 +1,5 @@
 // Asynchronous FedBuff training as a pure state machine: keep `concurrency` shards in flight, weight each arrival by
-// its staleness, step the model every `buffer` arrivals (algorithms.md §3.1), robust rules over the buffer.
+// its staleness, step the model every `buffer` arrivals (docs/algorithms.md §3.1), robust rules over the buffer.
 import { combine } from '../../shared/aggregation/combine.js';
 import { FedBuffBuffer } from '../../shared/aggregation/fedbuff.js';
 import type { PipelineSpec } from '../../shared/aggregation/pipeline.js';
@@ -7,6 +7,7 @@ import { minInputs } from '../../shared/aggregation/robust.js';
 import type { StalenessSpec } from '../../shared/aggregation/staleness.js';
 import { createParticipation, type Participation } from '../../shared/data/participation.js';
 import type { Adversary } from './adversary.js';
+import { binaryCopy64, plainCopy64, restoreServer, snapshotServer, type ServerStateSnapshot } from './sync-driver.js';
 import {
   checkCount,
   DriverAggregator,
@@ -56,18 +57,43 @@ export type AsyncAcceptResult =
   | { status: 'stepped'; stepped: true; staleness: number; metrics: StepMetrics; weights: Float32Array };
 
 /**
- * Plain-JSON state. Captured: version, weights, momenta, FedAU counters, RNG, the participation round. Not captured:
- * shards in flight and the partly filled buffer (after restore nothing is in flight; arrivals of older dispatches are
- * refused), the server optimizer's moments and the cclip center (restart from zero; see SyncDriverSnapshot).
+ * Plain-JSON state. Captured: version, weights, momenta, FedAU counters, RNG, the participation round, the cclip
+ * center and the server optimizer's moments (`server`), the partly filled buffer with its arrivals' metadata
+ * (`buffer`), and the shards in flight in dispatch order with the weights of each older version they were built on
+ * (`inFlight`, `versions`): a restored driver's fill() first dispatches those shards again (same client, version,
+ * weights and momentum), so a restored driver given the same updates in the same order produces bit for bit the
+ * models the original would have. A finished driver records nothing in flight. A snapshot without these fields
+ * (written before they existed) restores as then: nothing in flight (arrivals of older dispatches are refused), an
+ * empty buffer, a fresh optimizer and cclip center.
  */
-export interface AsyncDriverSnapshot<V extends ArrayLike<number> = PlainVector> extends DriverSnapshotBase<V> {
+export interface AsyncDriverSnapshot<V extends ArrayLike<number> = PlainVector, D extends ArrayLike<number> = V extends Float32Array ? Float64Array : PlainVector>
+  extends DriverSnapshotBase<V> {
   kind: 'async';
   participationRound: number;
+  server?: ServerStateSnapshot<V, D>;
+  buffer?: AsyncBufferSnapshot<V>;
+  /** Shards in flight, oldest dispatch first. */
+  inFlight?: Array<{ client: number; version: number }>;
+  /** [version, weights] of every version below `version` that a shard in flight was built on. */
+  versions?: Array<[number, V]>;
+  stats?: { accepted: number; dropped: number; refused: number };
+}
+
+/** The FedBuff buffer's arrivals (FedBuffSnapshot) with what the driver keeps of each. */
+export interface AsyncBufferSnapshot<V extends ArrayLike<number> = PlainVector> {
+  dim: number;
+  updates: V[];
+  factors: number[];
+  taus: number[];
+  /** Per buffered update: its client, samples and loss, and whether it is an honest client's raw update. */
+  arrivals: Array<{ client: number; samples: number; loss: number; honest: boolean }>;
 }
 
 interface InFlight {
   version: number;
   dispatchedAt: number;
+  /** The weights of `version` (the driver's model array of then, never mutated). */
+  weights: Float32Array;
 }
 
 interface Buffered {
@@ -94,8 +120,10 @@ export class AsyncDriver {
   private buffered: Buffered[] = [];
   private momenta = new Map<number, Float32Array>();
   private counters = { accepted: 0, dropped: 0, refused: 0 };
+  /** Restored shards in flight that fill() has still to dispatch again, oldest first. */
+  private resend: number[] = [];
 
-  constructor(config: AsyncDriverConfig, initialWeights: Float32Array, restored?: AsyncDriverSnapshot<ArrayLike<number>>) {
+  constructor(config: AsyncDriverConfig, initialWeights: Float32Array, restored?: AsyncDriverSnapshot<ArrayLike<number>, ArrayLike<number>>) {
     const where = 'AsyncDriver';
     checkCount(where, 'numClients', config.numClients);
     checkCount(where, 'concurrency', config.concurrency);
@@ -126,10 +154,62 @@ export class AsyncDriver {
       this.partRound = restored.participationRound;
       this.momenta = restoreMomenta(restored.momenta, config.numClients, initialWeights.length);
       this.rng = SeededRandom.fromState(restored.rng);
+      const dim = initialWeights.length;
+      if (restored.server !== undefined) restoreServer(this.aggregator, restored.server, dim);
+      if (restored.buffer !== undefined) this.restoreBuffer(restored.buffer, dim);
+      if (restored.inFlight !== undefined) this.restoreInFlight(restored.inFlight, restored.versions ?? [], dim);
+      if (restored.stats !== undefined) {
+        const { accepted, dropped, refused } = restored.stats;
+        for (const [k, v] of [['accepted', accepted], ['dropped', dropped], ['refused', refused]] as const) checkCount(`${where}.restore`, `stats.${k}`, v, 0);
+        this.counters = { accepted, dropped, refused };
+      }
     }
   }
 
-  static restore(config: AsyncDriverConfig, snapshot: AsyncDriverSnapshot<ArrayLike<number>>): AsyncDriver {
+  private restoreBuffer(b: AsyncBufferSnapshot<ArrayLike<number>>, dim: number): void {
+    const where = 'AsyncDriver.restore';
+    if (b === null || typeof b !== 'object' || !Array.isArray(b.updates) || !Array.isArray(b.arrivals)) throw new RangeError(`${where}: buffer must be {dim, updates, factors, taus, arrivals}`);
+    if (b.arrivals.length !== b.updates.length) throw new RangeError(`${where}: buffer holds ${b.updates.length} updates but ${b.arrivals.length} arrivals`);
+    if (b.updates.length > 0 && b.dim !== dim) throw new RangeError(`${where}: buffered updates have ${String(b.dim)} values, the model has ${dim}`);
+    const updates = b.updates.map((u) => Float32Array.from(u));
+    this.buf.restore({ size: this.config.buffer, dim: b.dim, updates, factors: b.factors, taus: b.taus });
+    this.buffered = b.arrivals.map((a, i) => {
+      if (a === null || typeof a !== 'object') throw new RangeError(`${where}: buffered arrival ${i} must be an object`);
+      checkCount(where, `buffered client ${i}`, a.client, 0);
+      if (a.client >= this.config.numClients) throw new RangeError(`${where}: buffered arrival ${i} is of unknown client ${a.client}`);
+      // JSON stores an infinite loss as null.
+      const loss: unknown = a.loss;
+      if (typeof a.samples !== 'number' || !(typeof loss === 'number' || loss === null) || typeof a.honest !== 'boolean') throw new RangeError(`${where}: buffered arrival ${i} needs samples, loss and honest`);
+      return { client: a.client, samples: a.samples, loss: loss ?? Infinity, honest: a.honest ? updates[i] : undefined };
+    });
+  }
+
+  private restoreInFlight(list: ReadonlyArray<{ client: number; version: number }>, versions: ReadonlyArray<readonly [number, ArrayLike<number>]>, dim: number): void {
+    const where = 'AsyncDriver.restore';
+    if (!Array.isArray(list) || !Array.isArray(versions)) throw new RangeError(`${where}: inFlight and versions must be arrays`);
+    if (list.length > this.config.concurrency) throw new RangeError(`${where}: ${list.length} shards in flight, concurrency is ${this.config.concurrency}`);
+    const old = new Map<number, Float32Array>();
+    for (const [v, w] of versions) {
+      if (!Number.isInteger(v) || v < 0 || v >= this.ver) throw new RangeError(`${where}: weights of version ${String(v)}, which is not below ${this.ver}`);
+      if (w.length !== dim) throw new RangeError(`${where}: weights of version ${v} have ${w.length} values, the model has ${dim}`);
+      old.set(v, Float32Array.from(w));
+    }
+    const inFlight = new Map<number, InFlight>();
+    for (const f of list) {
+      if (f === null || typeof f !== 'object') throw new RangeError(`${where}: a shard in flight must be {client, version}`);
+      const { client, version } = f;
+      if (!Number.isInteger(client) || client < 0 || client >= this.config.numClients) throw new RangeError(`${where}: shard in flight of unknown client ${String(client)}`);
+      if (inFlight.has(client)) throw new RangeError(`${where}: client ${client} has two shards in flight`);
+      if (!Number.isInteger(version) || version < 0 || version > this.ver) throw new RangeError(`${where}: shard of client ${client} built on version ${String(version)}, the model is at ${this.ver}`);
+      const weights = version === this.ver ? this.current : old.get(version);
+      if (weights === undefined) throw new RangeError(`${where}: no weights for version ${version}, which client ${client}'s shard was built on`);
+      inFlight.set(client, { version, dispatchedAt: 0, weights });
+    }
+    this.inFlight = inFlight;
+    this.resend = [...inFlight.keys()];
+  }
+
+  static restore(config: AsyncDriverConfig, snapshot: AsyncDriverSnapshot<ArrayLike<number>, ArrayLike<number>>): AsyncDriver {
     return new AsyncDriver(config, Float32Array.from(snapshot.weights), snapshot);
   }
 
@@ -145,7 +225,7 @@ export class AsyncDriver {
   /** Clients with a shard in flight, ascending. */
   /** Whether fill() would dispatch anything (fewer than `concurrency` shards in flight). */
   get wantsMore(): boolean {
-    return !this.done && this.inFlight.size < this.config.concurrency;
+    return !this.done && (this.inFlight.size < this.config.concurrency || this.resend.length > 0);
   }
 
   get inFlightClients(): number[] {
@@ -170,8 +250,25 @@ export class AsyncDriver {
   /** Tops up the shards in flight from idle clients that are available and `reachable` (default: all). */
   fill(now: number, reachable: (client: number) => boolean = () => true): DispatchOrder[] {
     if (this.done) return [];
+    // Shards in flight at the snapshot a restored driver came from go out again first, in their dispatch order.
+    const again: DispatchOrder[] = [];
+    if (this.resend.length > 0) {
+      const later: number[] = [];
+      for (const client of this.resend) {
+        const f = this.inFlight.get(client);
+        if (f === undefined) continue;
+        if (!reachable(client)) {
+          later.push(client);
+          continue;
+        }
+        f.dispatchedAt = now;
+        const m = this.momenta.get(client);
+        again.push(m === undefined ? { client, version: f.version, weights: f.weights } : { client, version: f.version, weights: f.weights, momentum: m });
+      }
+      this.resend = later;
+    }
     const want = this.config.concurrency - this.inFlight.size;
-    if (want <= 0) return [];
+    if (want <= 0) return again;
     if (this.partRound < this.ver) this.partRound = this.ver;
     let candidates = this.idleAvailable(reachable);
     for (let skip = 0; candidates.length === 0 && this.inFlight.size === 0 && this.participation !== null && skip < MAX_IDLE_SKIP; skip++) {
@@ -179,15 +276,20 @@ export class AsyncDriver {
       candidates = this.idleAvailable(reachable);
     }
     const chosen = this.rng.sample(candidates, want);
-    return chosen.map((client) => {
-      this.inFlight.set(client, { version: this.ver, dispatchedAt: now });
-      const m = this.momenta.get(client);
-      return m === undefined ? { client, version: this.ver, weights: this.current } : { client, version: this.ver, weights: this.current, momentum: m };
-    });
+    return [
+      ...again,
+      ...chosen.map((client) => {
+        this.inFlight.set(client, { version: this.ver, dispatchedAt: now, weights: this.current });
+        const m = this.momenta.get(client);
+        return m === undefined ? { client, version: this.ver, weights: this.current } : { client, version: this.ver, weights: this.current, momentum: m };
+      }),
+    ];
   }
 
   /** Frees a client whose shard will not come back (lease expired, worker gone); its late arrival is then refused. */
   abandon(client: number): boolean {
+    const i = this.resend.indexOf(client);
+    if (i >= 0) this.resend.splice(i, 1);
     return this.inFlight.delete(client);
   }
 
@@ -255,15 +357,20 @@ export class AsyncDriver {
   }
 
   snapshot(): AsyncDriverSnapshot {
-    return this.snapshotWith(plainCopy);
+    return this.snapshotWith(plainCopy, plainCopy64);
   }
 
-  /** snapshot() with Float32Array copies instead of number arrays (for binary checkpoints). */
-  binarySnapshot(): AsyncDriverSnapshot<Float32Array> {
-    return this.snapshotWith(binaryCopy);
+  /** snapshot() with Float32Array / Float64Array copies instead of number arrays (for binary checkpoints). */
+  binarySnapshot(): AsyncDriverSnapshot<Float32Array, Float64Array> {
+    return this.snapshotWith(binaryCopy, binaryCopy64);
   }
 
-  private snapshotWith<V extends ArrayLike<number>>(copy: (v: Float32Array) => V): AsyncDriverSnapshot<V> {
+  private snapshotWith<V extends ArrayLike<number>, D extends ArrayLike<number>>(copy: (v: Float32Array) => V, copy64: (v: Float64Array) => D): AsyncDriverSnapshot<V, D> {
+    const b = this.buf.snapshot();
+    // A finished driver takes no more arrivals: nothing it has in flight matters.
+    const flying = this.done ? [] : [...this.inFlight.entries()];
+    const versions = new Map<number, Float32Array>();
+    for (const [, f] of flying) if (f.version !== this.ver) versions.set(f.version, f.weights);
     return {
       kind: 'async',
       version: this.ver,
@@ -272,6 +379,17 @@ export class AsyncDriver {
       fedau: this.aggregator.fedau?.snapshot() ?? null,
       rng: this.rng.state,
       participationRound: this.partRound,
+      server: snapshotServer(this.aggregator, copy, copy64),
+      buffer: {
+        dim: b.dim,
+        updates: b.updates.map((u) => copy(u)),
+        factors: b.factors,
+        taus: b.taus,
+        arrivals: this.buffered.map((a) => ({ client: a.client, samples: a.samples, loss: a.loss, honest: a.honest !== undefined })),
+      },
+      inFlight: flying.map(([client, f]) => ({ client, version: f.version })),
+      versions: [...versions.entries()].sort((x, y) => x[0] - y[0]).map(([v, w]) => [v, copy(w)]),
+      stats: { ...this.counters },
     };
   }
 

@@ -6,6 +6,7 @@
 //   headerLength u32 LE, bytes of the UTF-8 JSON header
 //   header       UTF-8 JSON, then zero bytes up to a multiple of 4 (so every array below is 4-byte aligned)
 //   arrays       raw little-endian float32 / int32 arrays, back to back; their element counts are in the header
+//                (a state's float64 vectors, if any, follow its float32 ones: their counts are the header's lengths64)
 // The arrays fill the rest exactly: a trailing byte is as malformed as a missing one.
 import * as z from 'zod';
 import type { CentralData } from './job-request.js';
@@ -14,10 +15,12 @@ const DATA_MAGIC = 'FPD1';
 const STATE_MAGIC = 'FPS1';
 const PREFIX_BYTES = 8;
 
-/** A JSON-able header plus named float32 vectors. */
+/** A JSON-able header plus float32 vectors (and float64 ones: optimizer moments, which float32 would round). */
 export interface PackedState {
   header: unknown;
   vectors: Float32Array[];
+  /** Absent or empty: the file is byte for byte what it was before float64 vectors existed. */
+  doubles?: Float64Array[];
 }
 
 const LITTLE_ENDIAN = new Uint8Array(Uint32Array.of(1).buffer)[0] === 1;
@@ -26,7 +29,7 @@ function fail(message: string): never {
   throw new Error(`persist: ${message}`);
 }
 
-type Column = Float32Array | Int32Array;
+type Column = Float32Array | Int32Array | Float64Array;
 
 function pad4(n: number): number {
   return (n + 3) & ~3;
@@ -49,6 +52,8 @@ function pack(magic: string, header: unknown, columns: readonly Column[]): Uint8
       out.set(new Uint8Array(c.buffer, c.byteOffset, c.byteLength), at);
     } else if (c instanceof Float32Array) {
       for (let i = 0; i < c.length; i++) view.setFloat32(at + 4 * i, c[i]!, true);
+    } else if (c instanceof Float64Array) {
+      for (let i = 0; i < c.length; i++) view.setFloat64(at + 8 * i, c[i]!, true);
     } else {
       for (let i = 0; i < c.length; i++) view.setInt32(at + 4 * i, c[i]!, true);
     }
@@ -62,6 +67,7 @@ interface Unpacked {
   /** Reads the next `count` elements as a fresh, aligned array of the given type. */
   float32(count: number, what: string): Float32Array;
   int32(count: number, what: string): Int32Array;
+  float64(count: number, what: string): Float64Array;
   /** Throws unless every array byte was read. */
   end(): void;
 }
@@ -86,8 +92,8 @@ function unpack(magic: string, bytes: Uint8Array, what: string): Unpacked {
     fail(`${what}: header is not UTF-8 JSON (${e instanceof Error ? e.message : String(e)})`);
   }
   let at = start;
-  function take(count: number, field: string): Uint8Array {
-    const need = count * 4;
+  function take(count: number, field: string, width = 4): Uint8Array {
+    const need = count * width;
     if (need > bytes.byteLength - at) fail(`${what}: truncated in ${field} (${count} values need ${need} bytes, ${bytes.byteLength - at} left)`);
     const own = new Uint8Array(need);
     own.set(bytes.subarray(at, at + need));
@@ -114,6 +120,15 @@ function unpack(magic: string, bytes: Uint8Array, what: string): Unpacked {
       }
       return out;
     },
+    float64(count, field) {
+      const own = take(count, field, 8);
+      const out = new Float64Array(own.buffer);
+      if (!LITTLE_ENDIAN) {
+        const v = new DataView(own.buffer);
+        for (let i = 0; i < count; i++) out[i] = v.getFloat64(8 * i, true);
+      }
+      return out;
+    },
     end() {
       if (at !== bytes.byteLength) fail(`${what}: ${bytes.byteLength - at} bytes past the arrays the header describes`);
     },
@@ -127,7 +142,7 @@ const dataHeaderSchema = z.discriminatedUnion('kind', [
   z.strictObject({ kind: z.literal('pairs'), dim: count, n: count, chosen: count, rejected: count }),
 ]);
 
-const stateHeaderSchema = z.strictObject({ header: z.unknown(), lengths: z.array(count) });
+const stateHeaderSchema = z.strictObject({ header: z.unknown(), lengths: z.array(count), lengths64: z.array(count).optional() });
 
 /** Packs central data ('FPD1'); throws if the columns don't have n × dim (and n labels) values. */
 export function packCentralData(d: CentralData): Uint8Array {
@@ -165,7 +180,9 @@ export function unpackCentralData(bytes: Uint8Array): CentralData {
 
 /** Packs a state ('FPS1'): the header goes through JSON (so it comes back as JSON.parse(JSON.stringify(header))). */
 export function packState(s: PackedState): Uint8Array {
-  return pack(STATE_MAGIC, { header: s.header, lengths: s.vectors.map((v) => v.length) }, s.vectors);
+  const doubles = s.doubles ?? [];
+  if (doubles.length === 0) return pack(STATE_MAGIC, { header: s.header, lengths: s.vectors.map((v) => v.length) }, s.vectors);
+  return pack(STATE_MAGIC, { header: s.header, lengths: s.vectors.map((v) => v.length), lengths64: doubles.map((v) => v.length) }, [...s.vectors, ...doubles]);
 }
 
 /** Unpacks a state; the vectors are fresh aligned copies. Throws Error('persist: ...') on malformed input. */
@@ -174,6 +191,48 @@ export function unpackState(bytes: Uint8Array): PackedState {
   const r = stateHeaderSchema.safeParse(u.header);
   if (!r.success) fail(`state: invalid header (expected {header, lengths})`);
   const vectors = r.data.lengths.map((n, i) => u.float32(n, `vector ${i}`));
+  const doubles = r.data.lengths64?.map((n, i) => u.float64(n, `float64 vector ${i}`));
   u.end();
-  return { header: r.data.header, vectors };
+  return doubles === undefined ? { header: r.data.header, vectors } : { header: r.data.header, vectors, doubles };
+}
+
+/** How a typed array stands in a JSON header once moved out to the packed vectors: its index there. */
+type VectorRef = { $f32: number } | { $f64: number };
+
+/**
+ * A JSON-safe copy of plain data (objects, arrays, numbers, strings, booleans, null) in which every Float32Array is
+ * appended to `vectors` and every Float64Array to `doubles`, leaving {"$f32": i} / {"$f64": i} in its place; so a
+ * snapshot's float vectors go to the binary part of a packed state, not into JSON text. Inverse: inlineVectors.
+ */
+export function outlineVectors(value: unknown, vectors: Float32Array[], doubles: Float64Array[]): unknown {
+  if (value instanceof Float32Array) return { $f32: vectors.push(value) - 1 } satisfies VectorRef;
+  if (value instanceof Float64Array) return { $f64: doubles.push(value) - 1 } satisfies VectorRef;
+  if (ArrayBuffer.isView(value)) fail(`cannot store a ${value.constructor.name} (only Float32Array and Float64Array)`);
+  if (Array.isArray(value)) return value.map((v: unknown) => outlineVectors(v, vectors, doubles));
+  if (value !== null && typeof value === 'object') {
+    const out: Record<string, unknown> = {};
+    for (const [k, v] of Object.entries(value)) {
+      if (k === '$f32' || k === '$f64') fail(`a stored object cannot have the key ${k}`);
+      out[k] = outlineVectors(v, vectors, doubles);
+    }
+    return out;
+  }
+  return value;
+}
+
+/** outlineVectors undone: each {"$f32": i} / {"$f64": i} becomes that vector. An index out of range is an Error. */
+export function inlineVectors(value: unknown, vectors: readonly Float32Array[], doubles: readonly Float64Array[]): unknown {
+  if (Array.isArray(value)) return value.map((v: unknown) => inlineVectors(v, vectors, doubles));
+  if (value === null || typeof value !== 'object') return value;
+  const keys = Object.keys(value);
+  if (keys.length === 1 && (keys[0] === '$f32' || keys[0] === '$f64')) {
+    const f32 = keys[0] === '$f32';
+    const i = (value as Record<string, unknown>)[keys[0]];
+    const list: readonly (Float32Array | Float64Array)[] = f32 ? vectors : doubles;
+    if (typeof i !== 'number' || !Number.isInteger(i) || i < 0 || i >= list.length) fail(`state: ${keys[0]} reference ${JSON.stringify(i)} is not one of the ${list.length} stored ${f32 ? 'float32' : 'float64'} vectors`);
+    return list[i];
+  }
+  const out: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(value)) out[k] = inlineVectors(v, vectors, doubles);
+  return out;
 }

@@ -1,7 +1,7 @@
 // Synchronous rounds (FedAvg / FedAU, optionally MoNNA-robust) as a pure state machine: the coordinator turns
 // DispatchOrders into leases, feeds finished shards to accept(), and calls closeRound() at the round deadline.
-import type { Contribution, PipelineSpec } from '../../shared/aggregation/pipeline.js';
-import { minInputs } from '../../shared/aggregation/robust.js';
+import type { Contribution, PipelineSpec, ServerAggregator } from '../../shared/aggregation/pipeline.js';
+import { minInputs, type RuleName } from '../../shared/aggregation/robust.js';
 import { createParticipation, type Participation } from '../../shared/data/participation.js';
 import type { Adversary } from './adversary.js';
 import {
@@ -44,14 +44,63 @@ export interface SyncRoundResult {
 }
 
 /**
- * Plain-JSON state between rounds. Captured: version (= closed rounds), weights, per-client momentum, FedAU counters,
- * the sampling RNG (as of the start of the open round, if one is open). Not captured: an open round's dispatches and
- * arrivals — restore() lands between rounds and startRound() re-runs the same round index with the same sample;
- * the server optimizer's moments (sgd momentum / adam) and the cclip center, which the shared classes do not expose,
- * restart from zero (exact for sgd with momentum 0 and every rule but cclip).
+ * The server aggregator's state besides FedAU (which DriverSnapshotBase.fedau holds): the cclip center and the server
+ * optimizer's step count and float64 moments. V: float32 vectors, D: float64 ones (number arrays in the JSON form,
+ * Float32Array / Float64Array in the binary one).
  */
-export interface SyncDriverSnapshot<V extends ArrayLike<number> = PlainVector> extends DriverSnapshotBase<V> {
+export interface ServerStateSnapshot<V extends ArrayLike<number> = PlainVector, D extends ArrayLike<number> = PlainVector> {
+  robust: { rule: RuleName; center: V | null };
+  optimizer: { optimizer: 'sgd' | 'adam'; steps: number; first: D | null; second: D | null };
+}
+
+export const plainCopy64 = (v: Float64Array): PlainVector => Array.from(v);
+export const binaryCopy64 = (v: Float64Array): Float64Array => v.slice();
+
+export function snapshotServer<V extends ArrayLike<number>, D extends ArrayLike<number>>(
+  a: ServerAggregator,
+  copy: (v: Float32Array) => V,
+  copy64: (v: Float64Array) => D,
+): ServerStateSnapshot<V, D> {
+  const r = a.robust.snapshot();
+  const o = a.optimizer.snapshot();
+  return {
+    robust: { rule: r.rule, center: r.center === null ? null : copy(r.center) },
+    optimizer: { optimizer: o.optimizer, steps: o.steps, first: o.first === null ? null : copy64(o.first), second: o.second === null ? null : copy64(o.second) },
+  };
+}
+
+function vectorOf<T extends Float32Array | Float64Array>(v: unknown, make: (x: ArrayLike<number>) => T, what: string): T | null {
+  if (v === null) return null;
+  if (!(v instanceof Float32Array || v instanceof Float64Array || Array.isArray(v))) throw new RangeError(`restore: ${what} must be a list of numbers or null`);
+  const list = v as ArrayLike<unknown>;
+  for (let j = 0; j < list.length; j++) if (typeof list[j] !== 'number') throw new RangeError(`restore: ${what} holds a non-number at ${j}`);
+  return make(list as ArrayLike<number>);
+}
+
+/** Loads a ServerStateSnapshot into the driver's aggregator (RangeError when it does not fit the pipeline or the model size). */
+export function restoreServer(a: ServerAggregator, s: ServerStateSnapshot<ArrayLike<number>, ArrayLike<number>>, dim: number): void {
+  if (s === null || typeof s !== 'object' || s.robust === null || typeof s.robust !== 'object' || s.optimizer === null || typeof s.optimizer !== 'object') {
+    throw new RangeError('restore: server state must be {robust, optimizer}');
+  }
+  const f32 = (x: ArrayLike<number>): Float32Array => Float32Array.from(x);
+  const f64 = (x: ArrayLike<number>): Float64Array => Float64Array.from(x);
+  a.robust.restore({ rule: s.robust.rule, center: vectorOf(s.robust.center, f32, 'cclip center') }, dim);
+  const o = s.optimizer;
+  a.optimizer.restore({ optimizer: o.optimizer, steps: o.steps, first: vectorOf(o.first, f64, 'optimizer moment'), second: vectorOf(o.second, f64, 'optimizer second moment') }, dim);
+}
+
+/**
+ * Plain-JSON state between rounds. Captured: version (= closed rounds), weights, per-client momentum, FedAU counters,
+ * the sampling RNG (as of the start of the open round, if one is open), the cclip center and the server optimizer's
+ * moments (`server`). Not captured: an open round's dispatches and arrivals — restore() lands between rounds and
+ * startRound() re-runs the same round index with the same sample, so a restored driver given the same updates
+ * produces bit for bit the models the original would have. A snapshot without `server` (written before it existed)
+ * restores with a fresh optimizer and cclip center (exact only for plain server SGD and rules other than cclip).
+ */
+export interface SyncDriverSnapshot<V extends ArrayLike<number> = PlainVector, D extends ArrayLike<number> = V extends Float32Array ? Float64Array : PlainVector>
+  extends DriverSnapshotBase<V> {
   kind: 'sync';
+  server?: ServerStateSnapshot<V, D>;
 }
 
 interface OpenRound {
@@ -72,7 +121,7 @@ export class SyncDriver {
   private open: OpenRound | null = null;
   private momenta = new Map<number, Float32Array>();
 
-  constructor(config: SyncDriverConfig, initialWeights: Float32Array, restored?: SyncDriverSnapshot<ArrayLike<number>>) {
+  constructor(config: SyncDriverConfig, initialWeights: Float32Array, restored?: SyncDriverSnapshot<ArrayLike<number>, ArrayLike<number>>) {
     const where = 'SyncDriver';
     checkCount(where, 'numClients', config.numClients);
     checkCount(where, 'clientsPerRound', config.clientsPerRound);
@@ -92,12 +141,13 @@ export class SyncDriver {
       this.ver = restored.version;
       this.momenta = restoreMomenta(restored.momenta, config.numClients, initialWeights.length);
       this.rng = SeededRandom.fromState(restored.rng);
+      if (restored.server !== undefined) restoreServer(this.aggregator, restored.server, initialWeights.length);
     }
     this.rngAtRoundStart = this.rng.state;
   }
 
   /** Rebuilds a driver from snapshot() output (the config must be the one the snapshot was taken under). */
-  static restore(config: SyncDriverConfig, snapshot: SyncDriverSnapshot<ArrayLike<number>>): SyncDriver {
+  static restore(config: SyncDriverConfig, snapshot: SyncDriverSnapshot<ArrayLike<number>, ArrayLike<number>>): SyncDriver {
     return new SyncDriver(config, Float32Array.from(snapshot.weights), snapshot);
   }
 
@@ -212,15 +262,15 @@ export class SyncDriver {
 
   /** See SyncDriverSnapshot for what is captured. JSON-safe. */
   snapshot(): SyncDriverSnapshot {
-    return this.snapshotWith(plainCopy);
+    return this.snapshotWith(plainCopy, plainCopy64);
   }
 
-  /** snapshot() with Float32Array copies instead of number arrays (for binary checkpoints). */
-  binarySnapshot(): SyncDriverSnapshot<Float32Array> {
-    return this.snapshotWith(binaryCopy);
+  /** snapshot() with Float32Array / Float64Array copies instead of number arrays (for binary checkpoints). */
+  binarySnapshot(): SyncDriverSnapshot<Float32Array, Float64Array> {
+    return this.snapshotWith(binaryCopy, binaryCopy64);
   }
 
-  private snapshotWith<V extends ArrayLike<number>>(copy: (v: Float32Array) => V): SyncDriverSnapshot<V> {
+  private snapshotWith<V extends ArrayLike<number>, D extends ArrayLike<number>>(copy: (v: Float32Array) => V, copy64: (v: Float64Array) => D): SyncDriverSnapshot<V, D> {
     return {
       kind: 'sync',
       version: this.ver,
@@ -228,6 +278,7 @@ export class SyncDriver {
       momenta: snapshotMomenta(this.momenta, copy),
       fedau: this.aggregator.fedau?.snapshot() ?? null,
       rng: this.open === null ? this.rng.state : this.rngAtRoundStart,
+      server: snapshotServer(this.aggregator, copy, copy64),
     };
   }
 }

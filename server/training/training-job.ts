@@ -20,7 +20,7 @@ import { isTerminal, type JobState, type JobStatusBase, type Store, type TrainJo
 import { Adversary } from './adversary.js';
 import { AsyncDriver, type AsyncDriverSnapshot } from './async-driver.js';
 import type { CentralData, TrainJobRequest } from './job-request.js';
-import { packCentralData, packState, unpackCentralData, unpackState } from './persist.js';
+import { inlineVectors, outlineVectors, packCentralData, packState, unpackCentralData, unpackState } from './persist.js';
 import { SyncDriver, type SyncDriverSnapshot } from './sync-driver.js';
 import type { ClientArrival, DispatchOrder, ParticipationSetting, StepMetrics } from './types.js';
 import type { EvalResult, TrainModel } from './evaluator.js';
@@ -123,11 +123,16 @@ interface TrainLease {
 /** Most leases of one sync order (a central client's shard re-leased after lost workers). */
 const MAX_ATTEMPTS = 3;
 
-type DriverSnapshot = SyncDriverSnapshot<Float32Array> | AsyncDriverSnapshot<Float32Array>;
+type DriverSnapshot = SyncDriverSnapshot<Float32Array, Float64Array> | AsyncDriverSnapshot<Float32Array, Float64Array>;
 
-/** What a checkpoint's packed state holds besides the vectors (weights, then each stored momentum). */
+/**
+ * What a checkpoint's packed state holds besides the vectors (weights, then each stored momentum, then the float32
+ * vectors of the rest of the snapshot) and the float64 vectors (the server optimizer's moments). In `snapshot` each
+ * of those vectors stands as {"$f32": i} / {"$f64": i} (outlineVectors). Checkpoints written before the snapshot had
+ * vectors besides weights and momenta have no such references and no `server` state: they resume as before.
+ */
 interface CheckpointHeader {
-  snapshot: Omit<DriverSnapshot, 'weights' | 'momenta'>;
+  snapshot: Record<string, unknown>;
   momentumClients: number[];
   numClients: number;
   /** Worker-held data: [worker name, client] pairs. */
@@ -169,6 +174,10 @@ class TrainingJob {
   checkpointedStep = -1;
   /** modelBundle calls using `model` now; an ended job disposes it when the last one returns. */
   modelUsers = 0;
+  /** The step whose evaluation runs now (off the event loop): its metrics line, pushed when it ends. The job waits meanwhile. */
+  evaluating: { line: TrainMetricLine } | undefined;
+  /** Async: results that arrived while a step was evaluated, applied in arrival order once it ends. */
+  held: Array<{ arrival: ClientArrival; now: number }> = [];
 
   constructor(
     readonly id: string,
@@ -345,12 +354,13 @@ export class TrainingService {
       // One damaged record must not keep the coordinator from starting: that job fails, the others go on.
       if (cp !== undefined && unreadable === undefined) {
         try {
-          const { header, vectors } = unpackState(cp.state) as { header: CheckpointHeader; vectors: Float32Array[] };
+          const { header, vectors, doubles } = unpackState(cp.state) as { header: CheckpointHeader; vectors: Float32Array[]; doubles?: Float64Array[] };
           job.metrics = cp.metrics.split('\n').filter((l) => l !== '').map((l) => JSON.parse(l) as TrainMetricLine);
           job.numClients = header.numClients;
           for (const [name, client] of header.bindings) job.bindings.set(name, client);
           const [weights, ...momenta] = vectors;
-          const snapshot = { ...header.snapshot, weights: weights ?? new Float32Array(0), momenta: header.momentumClients.map((c, i) => [c, momenta[i] ?? new Float32Array(0)]) } as DriverSnapshot;
+          const rest = inlineVectors(header.snapshot, vectors, doubles ?? []) as Record<string, unknown>;
+          const snapshot = { ...rest, weights: weights ?? new Float32Array(0), momenta: header.momentumClients.map((c, i) => [c, momenta[i] ?? new Float32Array(0)]) } as DriverSnapshot;
           resumeFrom = { snapshot, elapsed: header.elapsed };
           job.finalWeights = weights;
           job.checkpointedStep = cp.step;
@@ -505,10 +515,13 @@ export class TrainingService {
     return { any: connected.size > 0, reachable: (c) => connected.has(c) };
   }
 
-  /** Opens the next round (sync) or tops up the shards in flight (async); waits while no client can train. */
+  /**
+   * Opens the next round (sync) or tops up the shards in flight (async); waits while no client can train, and while
+   * a step is being evaluated (record).
+   */
   private advance(job: TrainingJob): void {
     const dr = job.driver;
-    if (dr === undefined || job.state !== 'running' || this.closed) return;
+    if (dr === undefined || job.state !== 'running' || this.closed || job.evaluating !== undefined) return;
     if (dr.d.done) {
       this.finish(job, 'done');
       return;
@@ -546,28 +559,91 @@ export class TrainingService {
     this.pump();
   }
 
-  private evaluate(job: TrainingJob, weights: Float32Array): EvalResult | null {
+  private evaluate(job: TrainingJob, weights: Float32Array): Promise<EvalResult> | null {
     const d = job.evalData;
     const model = job.model;
     if (d === undefined || model === undefined) return null;
     return d.kind === 'pairs' ? model.evaluatePairs(weights, d.chosen, d.rejected) : model.evaluate(weights, d.rows, d.labels);
   }
 
+  /**
+   * A step's metrics line, with its evaluation when one is due. The evaluation runs off the event loop (evaluator.ts)
+   * and the job waits for it, as it did when evaluation blocked the loop: the line (then the step's checkpoint) is
+   * written when it ends, no round opens and no shard is dispatched meanwhile (advance), and async results that
+   * arrive are held and applied in order afterwards (result, resume). So lines stay in step order, a checkpoint never
+   * holds a driver ahead of its metrics, and a round's evaluation is of that round's weights. If the job ends
+   * (cancel, a failure) or the coordinator shuts down during an evaluation, its result is dropped and the step's line
+   * is written without it (settle); a failed evaluation is logged and its line written without it too.
+   */
   private record(job: TrainingJob, m: StepMetrics, weights: Float32Array): void {
     const ev = job.config.eval;
-    const r = ev !== undefined && (m.step % ev.every === 0 || m.step === job.total) ? this.evaluate(job, weights) : null;
-    job.metrics.push({
+    const line: TrainMetricLine = {
       step: m.step,
       time: (m.time - job.startedAt) / 1000,
       loss: m.loss,
-      accuracy: r?.accuracy ?? null,
-      eval_loss: r?.loss ?? null,
+      accuracy: null,
+      eval_loss: null,
       participants: m.participants,
       staleness_mean: m.staleness_mean,
-    });
-    this.host.log.info({ job: job.id, step: m.step, loss: m.loss, accuracy: r?.accuracy }, 'training step');
-    if (m.step % job.config.checkpointEvery === 0) this.checkpoint(job);
+    };
+    const evaluation = ev !== undefined && (m.step % ev.every === 0 || m.step === job.total) ? this.evaluate(job, weights) : null;
+    if (evaluation === null) {
+      this.recorded(job, line);
+      return;
+    }
+    const pending = { line };
+    job.evaluating = pending;
+    const done = (r: EvalResult | undefined, err?: unknown): void => {
+      if (job.evaluating !== pending) return; // settled: the job ended or the service closed meanwhile
+      job.evaluating = undefined;
+      if (err !== undefined) this.host.log.error({ job: job.id, step: m.step, err: err instanceof Error ? err.message : String(err) }, 'cannot evaluate the model');
+      line.accuracy = r?.accuracy ?? null;
+      line.eval_loss = r?.loss ?? null;
+      try {
+        this.recorded(job, line);
+        this.resume(job);
+      } catch (e) {
+        this.finish(job, 'failed', e instanceof Error ? e.message : String(e));
+      }
+    };
+    evaluation.then((r) => done(r), (e: unknown) => done(undefined, e ?? 'evaluation failed'));
+  }
+
+  private recorded(job: TrainingJob, line: TrainMetricLine): void {
+    job.metrics.push(line);
+    this.host.log.info({ job: job.id, step: line.step, loss: line.loss, accuracy: line.accuracy ?? undefined }, 'training step');
+    if (line.step % job.config.checkpointEvery === 0) this.checkpoint(job);
     job.wake();
+  }
+
+  /** After a step's evaluation: the async results held meanwhile (until one steps into another evaluation), then on. */
+  private resume(job: TrainingJob): void {
+    const dr = job.driver;
+    while (dr?.kind === 'async' && job.evaluating === undefined && job.state === 'running' && !this.closed) {
+      const next = job.held.shift();
+      if (next === undefined) break;
+      const why = this.applyArrival(job, dr.d, next.arrival, next.now);
+      if (why !== null) this.host.log.debug({ job: job.id, client: next.arrival.client, reason: why }, 'training result ignored');
+    }
+    this.advance(job);
+    this.pump();
+  }
+
+  /** An async arrival into the driver: a refusal abandons the client, a step is recorded. Returns the refusal. */
+  private applyArrival(job: TrainingJob, d: AsyncDriver, arrival: ClientArrival, now: number): string | null {
+    const r = d.accept(arrival, now);
+    if (r.status === 'refused') d.abandon(arrival.client);
+    else if (r.status === 'stepped') this.record(job, r.metrics, r.weights);
+    return r.status === 'refused' ? r.reason : null;
+  }
+
+  /** The job ends or the service closes during a step's evaluation: its line is written without it; held results are dropped. */
+  private settle(job: TrainingJob): void {
+    job.held = [];
+    const pending = job.evaluating;
+    if (pending === undefined) return;
+    job.evaluating = undefined;
+    job.metrics.push(pending.line);
   }
 
   /** Persists the job's training state and metrics (the latest checkpoint replaces the previous one). */
@@ -575,18 +651,19 @@ export class TrainingService {
     const dr = job.driver;
     if (dr === undefined || job.checkpointedStep === dr.d.version) return;
     const { weights, momenta, ...rest } = dr.d.binarySnapshot();
+    const vectors = [weights, ...momenta.map(([, v]) => v)];
+    const doubles: Float64Array[] = [];
     const header: CheckpointHeader = {
-      snapshot: rest,
+      snapshot: outlineVectors(rest, vectors, doubles) as Record<string, unknown>,
       momentumClients: momenta.map(([c]) => c),
       numClients: job.numClients,
       bindings: [...job.bindings],
       elapsed: (this.now() - job.startedAt) / 1000,
     };
-    const vectors = [weights, ...momenta.map(([, v]) => v)];
     try {
       this.host.store.saveTrainCheckpoint(job.id, {
         step: dr.d.version,
-        state: packState({ header, vectors }),
+        state: packState({ header, vectors, doubles }),
         metrics: job.metrics.map((l) => `${JSON.stringify(l)}\n`).join(''),
       });
       job.checkpointedStep = dr.d.version;
@@ -597,6 +674,7 @@ export class TrainingService {
 
   private finish(job: TrainingJob, state: 'done' | 'failed' | 'cancelled', error?: string): void {
     if (isTerminal(job.state)) return;
+    this.settle(job);
     job.state = state;
     job.finishedAt = this.now();
     if (error !== undefined) job.error = error;
@@ -861,15 +939,16 @@ export class TrainingService {
       else this.pump();
       return null;
     }
-    const r = dr.d.accept(arrival, now);
-    if (r.status === 'refused') {
-      dr.d.abandon(lease.order.client);
-    } else if (r.status === 'stepped') {
-      this.record(job, r.metrics, r.weights);
+    if (job.evaluating !== undefined) {
+      // A step is being evaluated: the result waits (record), as it waited in the socket while evaluation blocked the loop.
+      job.held.push({ arrival, now });
+      this.pump();
+      return null;
     }
+    const why = this.applyArrival(job, dr.d, arrival, now);
     this.advance(job);
     this.pump();
-    return r.status === 'refused' ? r.reason : null;
+    return why;
   }
 
   /**
@@ -947,7 +1026,11 @@ export class TrainingService {
   /** Checkpoints running jobs (a restart resumes them) and stops all timers. */
   close(): void {
     if (this.closed) return;
-    for (const job of this.jobs.values()) if (job.state === 'running') this.checkpoint(job);
+    for (const job of this.jobs.values()) {
+      if (job.state !== 'running') continue;
+      this.settle(job);
+      this.checkpoint(job);
+    }
     this.closed = true;
     for (const l of this.leases.values()) clearTimeout(l.timer);
     this.leases.clear();

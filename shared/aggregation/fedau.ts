@@ -1,5 +1,5 @@
 /**
- * FedAU's online estimate of 1/pₙ (Wang & Ji, ICLR 2024; semantics of IBM/fedau main.py, algorithms.md §1.2):
+ * FedAU's online estimate of 1/pₙ (Wang & Ji, ICLR 2024; semantics of IBM/fedau main.py, docs/algorithms.md §1.2):
  * the mean interval between a client's consecutive participations, each interval cut into pieces of at most K.
  * Three scalars per client, so it scales to any population. Causal: weight(n) only reflects rounds that
  * observeRound has already seen, so read weights for a round before observing it.
@@ -10,6 +10,8 @@ export interface FedAUSnapshot {
   gap: number[];
   sum: number[];
   cnt: number[];
+  /** Rounds observed (roundsObserved); absent in snapshots from before it was kept (restored as 0). */
+  rounds?: number;
 }
 
 export class FedAUEstimator {
@@ -126,20 +128,35 @@ export class FedAUEstimator {
       gap: Array.from(this.gap),
       sum: Array.from(this.sum),
       cnt: Array.from(this.cnt),
+      rounds: this.rounds,
     };
   }
 
+  /** A new estimator from a snapshot (its own N and cutoff). */
   static restore(s: FedAUSnapshot): FedAUEstimator {
+    if (s === null || typeof s !== 'object') throw new RangeError('FedAUEstimator.restore: snapshot must be an object');
     const e = new FedAUEstimator(s.numClients, s.cutoff ?? Infinity);
+    e.restore(s);
+    return e;
+  }
+
+  /** Loads a snapshot into this estimator; its N and cutoff must be this one's. Malformed: RangeError, nothing changed. */
+  restore(s: FedAUSnapshot): void {
+    const where = 'FedAUEstimator.restore';
+    if (s === null || typeof s !== 'object') throw new RangeError(`${where}: snapshot must be an object`);
+    if (s.numClients !== this.numClients) throw new RangeError(`${where}: snapshot is for ${String(s.numClients)} clients, this estimator has ${this.numClients}`);
+    if ((s.cutoff ?? Infinity) !== this.cutoff) throw new RangeError(`${where}: snapshot has cutoff ${String(s.cutoff)}, this estimator ${String(this.cutoff)}`);
     for (const [name, arr] of [['gap', s.gap], ['sum', s.sum], ['cnt', s.cnt]] as const) {
       if (!Array.isArray(arr) || arr.length !== s.numClients || !arr.every((v) => Number.isFinite(v) && v >= 0)) {
-        throw new RangeError(`FedAUEstimator.restore: ${name} must hold ${s.numClients} finite numbers ≥ 0`);
+        throw new RangeError(`${where}: ${name} must hold ${s.numClients} finite numbers ≥ 0`);
       }
     }
-    e.gap.set(s.gap);
-    e.sum.set(s.sum);
-    e.cnt.set(s.cnt);
-    return e;
+    const rounds = s.rounds ?? 0;
+    if (!Number.isInteger(rounds) || rounds < 0) throw new RangeError(`${where}: rounds must be an integer ≥ 0, got ${String(s.rounds)}`);
+    this.gap.set(s.gap);
+    this.sum.set(s.sum);
+    this.cnt.set(s.cnt);
+    this.rounds = rounds;
   }
 
   private checkClient(c: number): void {

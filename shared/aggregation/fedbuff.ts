@@ -41,7 +41,19 @@ export interface FedBuffReady {
 }
 
 /**
- * FedBuff's server buffer (Nguyen et al. 2022; algorithms.md §3.1–3.2): each arrival is weighted by
+ * The arrivals a FedBuffBuffer holds between steps: each update (a copy), its factor weightᵢ·s(τᵢ)/s(normalizeAt)
+ * and its staleness τᵢ; `dim` is the update length once one has been seen (−1 before). Plain data.
+ */
+export interface FedBuffSnapshot {
+  size: number;
+  dim: number;
+  updates: Float32Array[];
+  factors: number[];
+  taus: number[];
+}
+
+/**
+ * FedBuff's server buffer (Nguyen et al. 2022; docs/algorithms.md §3.1–3.2): each arrival is weighted by
  * cᵢ = weightᵢ·s(τᵢ), where τᵢ is the number of server steps since the client downloaded its model;
  * after K arrivals add() returns the aggregate and the buffer empties. The caller steps the model with it.
  */
@@ -76,6 +88,36 @@ export class FedBuffBuffer {
   /** Updates waiting in the buffer. */
   get count(): number {
     return this.updates.length;
+  }
+
+  /** The buffered arrivals (copies): with the options, all that determines the next aggregate. */
+  snapshot(): FedBuffSnapshot {
+    return { size: this.size, dim: this.dim, updates: this.updates.map((u) => u.slice()), factors: this.factors.slice(), taus: this.taus.slice() };
+  }
+
+  /** Loads a snapshot taken under the same size (copied). Malformed: RangeError, the buffer is unchanged. */
+  restore(s: FedBuffSnapshot): void {
+    const where = 'FedBuffBuffer.restore';
+    if (s === null || typeof s !== 'object') throw new RangeError(`${where}: snapshot must be an object`);
+    if (s.size !== this.size) throw new RangeError(`${where}: snapshot is of a buffer of size ${String(s.size)}, this one has ${this.size}`);
+    if (!Array.isArray(s.updates) || !Array.isArray(s.factors) || !Array.isArray(s.taus)) throw new RangeError(`${where}: updates, factors and taus must be arrays`);
+    const k = s.updates.length;
+    if (k >= this.size) throw new RangeError(`${where}: ${k} buffered updates, a buffer of size ${this.size} steps at ${this.size}`);
+    if (s.factors.length !== k || s.taus.length !== k) throw new RangeError(`${where}: ${k} updates but ${s.factors.length} factors and ${s.taus.length} staleness values`);
+    if (!Number.isInteger(s.dim) || s.dim < -1 || (k > 0 && s.dim < 0)) throw new RangeError(`${where}: dim must be an integer ≥ −1 (≥ 0 once updates are held), got ${String(s.dim)}`);
+    for (let i = 0; i < k; i++) {
+      const u = s.updates[i];
+      if (!(u instanceof Float32Array)) throw new RangeError(`${where}: update ${i} is not a Float32Array`);
+      if (u.length !== s.dim) throw new RangeError(`${where}: update ${i} has ${u.length} values, dim is ${s.dim}`);
+      const f = s.factors[i];
+      if (typeof f !== 'number' || !Number.isFinite(f) || f < 0) throw new RangeError(`${where}: factor ${i} must be a finite number ≥ 0, got ${String(f)}`);
+      const tau = s.taus[i];
+      if (!Number.isInteger(tau) || tau! < 0 || tau! > this.maxStaleness) throw new RangeError(`${where}: staleness ${i} must be an integer in [0, maxStaleness], got ${String(tau)}`);
+    }
+    this.dim = s.dim;
+    this.updates = s.updates.map((u) => u.slice());
+    this.factors = s.factors.slice();
+    this.taus = s.taus.slice();
   }
 
   add(update: Float32Array, staleness: number, weight = 1): FedBuffAddResult {

@@ -1,7 +1,7 @@
 import { combine } from './combine.js';
-import { FedAUEstimator } from './fedau.js';
-import { RobustAggregator, type RobustSpec } from './robust.js';
-import { ServerOptimizer, type ServerOptimizerSpec } from './server-optimizer.js';
+import { FedAUEstimator, type FedAUSnapshot } from './fedau.js';
+import { RobustAggregator, type RobustSnapshot, type RobustSpec } from './robust.js';
+import { ServerOptimizer, type ServerOptimizerSnapshot, type ServerOptimizerSpec } from './server-optimizer.js';
 import { BLOCK, checkUpdates } from './validate.js';
 
 /**
@@ -111,6 +111,13 @@ export interface StepResult {
   scales: Float64Array;
 }
 
+/** All state of a ServerAggregator that spans rounds (its scratch arrays hold none). Plain data. */
+export interface ServerAggregatorSnapshot {
+  fedau: FedAUSnapshot | null;
+  robust: RobustSnapshot;
+  optimizer: ServerOptimizerSnapshot;
+}
+
 /**
  * The composable server-side pipeline: client weighting → optional NNM → rule → server optimizer → new model.
  * Holds the state that spans rounds: the FedAU estimator, the cclip center and the optimizer's moments.
@@ -143,6 +150,29 @@ export class ServerAggregator {
     if (spec.weighting === 'all' && spec.numClients === undefined) throw new RangeError('weighting all: numClients (the population size N) is required');
     this.robust = new RobustAggregator(spec.robust);
     this.optimizer = new ServerOptimizer(spec.server);
+  }
+
+  /** The state that, with the spec, determines every later step: FedAU counters, cclip center, optimizer moments (copies). */
+  snapshot(): ServerAggregatorSnapshot {
+    return { fedau: this.fedau?.snapshot() ?? null, robust: this.robust.snapshot(), optimizer: this.optimizer.snapshot() };
+  }
+
+  /**
+   * Loads a snapshot taken under the same spec; `dim`, when given, is the model size. Every part is checked before
+   * any is loaded, so a malformed snapshot (RangeError) leaves the aggregator as it was.
+   */
+  restore(s: ServerAggregatorSnapshot, dim?: number): void {
+    if (s === null || typeof s !== 'object') throw new RangeError('server aggregation restore: snapshot must be an object');
+    if ((s.fedau === null) !== (this.fedau === null)) {
+      throw new RangeError(`server aggregation restore: snapshot ${s.fedau === null ? 'has no' : 'has'} FedAU state, the weighting is ${this.spec.weighting}`);
+    }
+    // Dry runs on throwaway instances first: restore() must not half-apply.
+    if (this.fedau !== null && s.fedau !== null) new FedAUEstimator(this.fedau.numClients, this.fedau.cutoff).restore(s.fedau);
+    new RobustAggregator(this.robust.spec).restore(s.robust, dim);
+    new ServerOptimizer(this.optimizer.spec).restore(s.optimizer, dim);
+    if (this.fedau !== null && s.fedau !== null) this.fedau.restore(s.fedau);
+    this.robust.restore(s.robust, dim);
+    this.optimizer.restore(s.optimizer, dim);
   }
 
   /** Aggregates one round's contributions into an update, without stepping or observing participation. */
@@ -183,8 +213,10 @@ export class ServerAggregator {
     this.observe(contributions, participants);
     // A server step-size schedule γ_t scales the aggregate itself, so rules with absolute scales (cclip's τ) and the
     // optimizer's state see what the clients sent (simulations: server-coordinated MoNNA, sim.json lrDecay).
-    if (stepSize !== 1) for (let j = 0; j < aggregate.length; j++) aggregate[j] *= stepSize;
-    return { model: this.optimizer.step(model, aggregate), aggregate, scales };
+    // Scaled as a copy: the rule's own output may be its state (cclip keeps it as the next round's centre, which must
+    // stay the unscaled aggregate).
+    const scaled = stepSize === 1 ? aggregate : aggregate.map((v) => v * stepSize);
+    return { model: this.optimizer.step(model, scaled), aggregate: scaled, scales };
   }
 
   /**

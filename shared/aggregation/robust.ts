@@ -26,6 +26,12 @@ export interface RobustSpec {
   maxIter?: number;
 }
 
+/** The state spanning rounds: cclip's center (null before the first aggregate, and for every other rule). */
+export interface RobustSnapshot {
+  rule: RuleName;
+  center: Float32Array | null;
+}
+
 /** What each rule needs of n and f, so a misconfigured round fails with one clear line before any work. */
 export function minInputs(rule: RuleName, mix: MixName, f: number): number {
   let need = 1;
@@ -58,6 +64,26 @@ export class RobustAggregator {
   /** The center the next cclip call starts from (null before the first aggregate). */
   get clippingCenter(): Float32Array | null {
     return this.center;
+  }
+
+  /** The state that, with the spec, determines later aggregates (a copy). */
+  snapshot(): RobustSnapshot {
+    return { rule: this.spec.rule, center: this.center === null ? null : this.center.slice() };
+  }
+
+  /** Loads a snapshot taken under the same rule (copied); `dim`, when given, is the length the center must have. */
+  restore(s: RobustSnapshot, dim?: number): void {
+    const where = 'robust aggregation restore';
+    if (s === null || typeof s !== 'object') throw new RangeError(`${where}: snapshot must be an object`);
+    if (s.rule !== this.spec.rule) throw new RangeError(`${where}: snapshot is of rule ${String(s.rule)}, this aggregator's is ${this.spec.rule}`);
+    const c = s.center;
+    if (c !== null) {
+      if (this.spec.rule !== 'cclip') throw new RangeError(`${where}: only cclip has a center`);
+      if (!(c instanceof Float32Array)) throw new RangeError(`${where}: center must be a Float32Array or null`);
+      if (dim !== undefined && c.length !== dim) throw new RangeError(`${where}: center has ${c.length} values, the model has ${dim}`);
+      for (let j = 0; j < c.length; j++) if (!Number.isFinite(c[j])) throw new RangeError(`${where}: center has a non-finite value at ${j}`);
+    }
+    this.center = c === null ? null : c.slice();
   }
 
   aggregate(updates: readonly Float32Array[]): Float32Array {

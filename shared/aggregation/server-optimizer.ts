@@ -1,5 +1,17 @@
 import { checkNonNegative } from './validate.js';
 
+/**
+ * Everything that determines the optimizer's future steps besides its spec: the step count t and the float64
+ * moments (SGD: the momentum buffer in `first`; Adam: m in `first`, v in `second`). A moment is null before the
+ * first step (and SGD without momentum never has one). Plain data; restore() copies it.
+ */
+export interface ServerOptimizerSnapshot {
+  optimizer: 'sgd' | 'adam';
+  steps: number;
+  first: Float64Array | null;
+  second: Float64Array | null;
+}
+
 export type ServerOptimizerSpec =
   | { optimizer: 'sgd'; lr: number; momentum?: number }
   | { optimizer: 'adam'; lr: number; beta1?: number; beta2?: number; eps?: number };
@@ -36,6 +48,50 @@ export class ServerOptimizer {
   /** Server steps taken so far. */
   get steps(): number {
     return this.t;
+  }
+
+  /** The state that, with the spec, determines every later step (copies; see ServerOptimizerSnapshot). */
+  snapshot(): ServerOptimizerSnapshot {
+    return {
+      optimizer: this.spec.optimizer,
+      steps: this.t,
+      first: this.buf === null ? null : this.buf.slice(),
+      second: this.second === null ? null : this.second.slice(),
+    };
+  }
+
+  /**
+   * Loads a snapshot (copied) taken under the same spec; `dim`, when given, is the model size the moments must have.
+   * A malformed snapshot is a RangeError and leaves this optimizer unchanged.
+   */
+  restore(s: ServerOptimizerSnapshot, dim?: number): void {
+    const where = 'server optimizer restore';
+    if (s === null || typeof s !== 'object') throw new RangeError(`${where}: snapshot must be an object`);
+    if (s.optimizer !== this.spec.optimizer) throw new RangeError(`${where}: snapshot is of a ${String(s.optimizer)} optimizer, this one is ${this.spec.optimizer}`);
+    if (!Number.isInteger(s.steps) || s.steps < 0) throw new RangeError(`${where}: steps must be an integer ≥ 0, got ${String(s.steps)}`);
+    for (const [name, v] of [['first', s.first], ['second', s.second]] as const) {
+      if (v === null) continue;
+      if (!(v instanceof Float64Array)) throw new RangeError(`${where}: ${name} moment must be a Float64Array or null`);
+      if (dim !== undefined && v.length !== dim) throw new RangeError(`${where}: ${name} moment has ${v.length} values, the model has ${dim}`);
+      for (let j = 0; j < v.length; j++) if (!Number.isFinite(v[j])) throw new RangeError(`${where}: ${name} moment has a non-finite value at ${j}`);
+    }
+    const stepped = s.steps > 0;
+    if (this.spec.optimizer === 'sgd') {
+      const withMomentum = (this.spec.momentum ?? 0) !== 0;
+      if (s.second !== null) throw new RangeError(`${where}: sgd has no second moment`);
+      if (!withMomentum && s.first !== null) throw new RangeError(`${where}: sgd without momentum has no momentum buffer`);
+      if (withMomentum && stepped !== (s.first !== null)) throw new RangeError(`${where}: sgd momentum buffer ${s.first === null ? 'missing' : 'present'} after ${s.steps} steps`);
+    } else {
+      if ((s.first === null) !== (s.second === null)) throw new RangeError(`${where}: adam needs both moments or neither`);
+      if (stepped !== (s.first !== null)) throw new RangeError(`${where}: adam moments ${s.first === null ? 'missing' : 'present'} after ${s.steps} steps`);
+      if (s.first !== null && s.second !== null) {
+        if (s.first.length !== s.second.length) throw new RangeError(`${where}: adam moments have ${s.first.length} and ${s.second.length} values`);
+        for (let j = 0; j < s.second.length; j++) if (s.second[j]! < 0) throw new RangeError(`${where}: adam second moment is negative at ${j}`);
+      }
+    }
+    this.t = s.steps;
+    this.buf = s.first === null ? null : s.first.slice();
+    this.second = s.second === null ? null : s.second.slice();
   }
 
   /** Returns the new model; inputs are not mutated. */

@@ -1,4 +1,4 @@
-/** How stale updates are discounted in asynchronous aggregation (FedBuff; algorithms.md §3). */
+/** How stale updates are discounted in asynchronous aggregation (FedBuff; docs/algorithms.md §3). */
 export type StalenessSpec =
   | { kind: 'constant' }
   | { kind: 'poly'; exponent: number }

@@ -1,4 +1,4 @@
-// train.json, the config of `fedpool train` (issue 4; contract.md "fedpool train"): one flat, strict object,
+// train.json, the config of `fedpool train` (issue 4; README, "Federated fine-tuning"): one flat, strict object,
 // validated once at the boundary. Every field, type and default is documented in docs/train-config.md.
 import { z } from 'zod';
 import { aggregationConfigSchema, parseAggregationConfig } from './aggregation.js';

@@ -1,4 +1,4 @@
-// Simulated availability of virtual clients (algorithms.md §1.3): which of N clients could take part in each round.
+// Simulated availability of virtual clients (docs/algorithms.md §1.3): which of N clients could take part in each round.
 // Used by `fedpool train` (the `participation` section of train.json) so FedAU's setting can run on real workers.
 import { mulberry32 } from '../random.js';
 

@@ -1,4 +1,4 @@
-// Asynchronous federated training on a virtual clock (algorithms.md §3): a discrete-event simulation driven by a
+// Asynchronous federated training on a virtual clock (docs/algorithms.md §3): a discrete-event simulation driven by a
 // binary-heap event queue. C clients are kept busy, each job drawn uniformly from the idle clients, trained on the
 // model version current at dispatch, and lasting a drawn duration. Algorithms:
 //   - FedBuff (K, staleness weight s(τ)): every arrival goes into the very FedBuffBuffer the coordinator's async

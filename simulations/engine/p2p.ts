@@ -1,4 +1,4 @@
-// Peer-to-peer MoNNA / NNA (algorithms.md §2.1, the "all n received" ByzFL form): n nodes, the first h honest and f
+// Peer-to-peer MoNNA / NNA (docs/algorithms.md §2.1, the "all n received" ByzFL form): n nodes, the first h honest and f
 // Byzantine. Each honest node keeps its own model x_i and Polyak momentum m_i; every round it takes one local step
 // x_i^{½} = x_i − γ_t·m_i on its own data (the Task's localUpdate, steps 1, lr γ_t, momentum β), the Byzantine nodes
 // broadcast one vector built from the honest half-steps (attacks act in MODEL space), and every honest node sets

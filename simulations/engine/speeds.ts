@@ -16,7 +16,7 @@ export type SpeedSpec =
   | { kind: 'uniform'; min: number; max: number }
   /**
    * Per client a mean m_n = exp(μ + σ·z_n), z_n ~ N(0, 1) drawn once from the seed; each job takes m_n·U[jitter]
-   * (algorithms.md §3.5: μ = 0, σ = 1, jitter [0.8, 1.2]). No jitter: exactly m_n every job.
+   * (docs/algorithms.md §3.5: μ = 0, σ = 1, jitter [0.8, 1.2]). No jitter: exactly m_n every job.
    */
   | { kind: 'log-normal'; mu?: number; sigma?: number; jitter?: readonly [number, number] }
   /**

@@ -1,7 +1,7 @@
 // Synchronous rounds on a virtual clock: each round asks the participation process who is available, samples up to
 // `clientsPerRound` of them, lets each train locally (the Task), and hands the updates to the very ServerAggregator
 // the coordinator uses (weighting → NNM → rule → server optimizer). A round lasts as long as its slowest client.
-// Optional Byzantine clients (algorithms.md §2.2) join every round with vectors built from that round's honest updates.
+// Optional Byzantine clients (docs/algorithms.md §2.2) join every round with vectors built from that round's honest updates.
 import { centeredClipping } from '../../shared/aggregation/centered-clipping.js';
 import { nearestNeighborMixing } from '../../shared/aggregation/nnm.js';
 import { ServerAggregator, type Contribution, type PipelineSpec } from '../../shared/aggregation/pipeline.js';
@@ -14,7 +14,7 @@ import type { LocalOptions, MetricRow, Rng, RunResult, Task } from '../types.js'
 /** Seconds a client's local job takes (drawn per job). */
 export type Duration = (client: number, rng: Rng) => number;
 
-/** Byzantine behaviours of algorithms.md §2.2 ('none': the Byzantine clients send nothing). */
+/** Byzantine behaviours of docs/algorithms.md §2.2 ('none': the Byzantine clients send nothing). */
 export const SYNC_ATTACKS = ['none', 'sign-flip', 'scaled-sign-flip', 'alie', 'foe', 'label-flip', 'mimic'] as const;
 export type SyncAttack = (typeof SYNC_ATTACKS)[number];
 
@@ -49,7 +49,7 @@ export interface SyncRunSpec {
   /** Log a metrics row every this many rounds (and after the last). */
   logEvery: number;
   /**
-   * finalLoss is the loss of the iterate average over the last `averageTail` fraction of rounds (algorithms.md §1.5
+   * finalLoss is the loss of the iterate average over the last `averageTail` fraction of rounds (docs/algorithms.md §1.5
    * averages the last half to remove partial-participation noise); 0 = the last iterate.
    */
   averageTail?: number;
@@ -64,7 +64,7 @@ export interface SyncRunSpec {
   clientMomentum?: boolean;
   /**
    * Server step size of round t (0-based): the aggregate is multiplied by it before the server optimizer (with sgd,
-   * lr 1: x ← x + γ_t·F(…)). Server-coordinated MoNNA (algorithms.md §2.3) sends −m (one local step at lr 1) and
+   * lr 1: x ← x + γ_t·F(…)). Server-coordinated MoNNA (docs/algorithms.md §2.3) sends −m (one local step at lr 1) and
    * steps x ← x − γ_t·F(NNM(m…)) here, so rules with absolute scales (cclip's τ) see the momenta themselves.
    */
   serverLr?: (t: number) => number;

@@ -1,4 +1,4 @@
-// algorithms.md §1.5, exactly: N = 100 clients, d = 10, quadratic f_n(x) = ½‖x − c_n‖² with c_n = 3(2z_n − 1)e₁ +
+// docs/algorithms.md §1.5, exactly: N = 100 clients, d = 10, quadratic f_n(x) = ½‖x − c_n‖² with c_n = 3(2z_n − 1)e₁ +
 // 0.5·N(0, I), participation correlated with the data, p_n = 0.02 + 0.48·z_n², I = 5 local SGD steps with γ = 0.1
 // and N(0, I) gradient noise, T = 3000 rounds, η = 1 (1/mean p for average-all). The headline loss is
 // ½‖x̄ − x*‖² of the iterate average over the last 1500 rounds. Expected: FedAU ≈ known 1/p ≈ 0.00x; FedAvg ≈ 0.7–0.86.
@@ -41,7 +41,7 @@ function pipeline(algorithm: string, rates: number[]): PipelineSpec {
 
 export const fedauParticipation: Preset = {
   name: 'fedau-participation',
-  description: 'FedAU vs FedAvg under data-correlated Bernoulli, Markov and cyclic participation (algorithms.md §1.5)',
+  description: 'FedAU vs FedAvg under data-correlated Bernoulli, Markov and cyclic participation (docs/algorithms.md §1.5)',
   experiments: Object.keys(patterns).map((p) => `fedau-participation/${p}`),
   algorithms,
   lossLabel: '½‖x̄ − x*‖², iterates averaged over the last half',

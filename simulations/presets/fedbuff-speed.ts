@@ -1,4 +1,4 @@
-// algorithms.md §3.5: N = 100 clients × 100 samples of the softmax / Gaussian-mixture task (Dir(1) label skew),
+// docs/algorithms.md §3.5: N = 100 clients × 100 samples of the softmax / Gaussian-mixture task (Dir(1) label skew),
 // Q = 10 local SGD steps (lr 0.1, batch 16), η_g = 1; each client's mean job duration ~ LogNormal(0, 1), times
 // U[0.8, 1.2] per job. Sync FedAvg samples M = 10 clients per round (a round lasts as long as its slowest client);
 // the asynchronous methods keep C = 10 in flight, drawn uniformly from the idle clients. Target: test loss ≤ the
@@ -71,7 +71,7 @@ function cut(r: RunResult, target: number): RunResult {
 
 export const fedbuffSpeed: Preset = {
   name: 'fedbuff-speed',
-  description: 'sync FedAvg vs FedBuff (K = 5, 10), FedAsync and FedFix under log-normal client speeds: virtual time to a target loss (algorithms.md §3.5)',
+  description: 'sync FedAvg vs FedBuff (K = 5, 10), FedAsync and FedFix under log-normal client speeds: virtual time to a target loss (docs/algorithms.md §3.5)',
   experiments: ['fedbuff-speed/lognormal'],
   algorithms,
   lossLabel: 'test loss at the target or the time cap (target = centralised optimum + 0.03)',

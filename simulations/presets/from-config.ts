@@ -41,7 +41,7 @@ export function speedSpec(s: SimSpeedsConfig): SpeedSpec {
   return s.kind === 'log-normal' && s.jitter === undefined ? { kind: 'log-normal', mu: s.mu, sigma: s.sigma } : s;
 }
 
-/** The participation spec of an experiment (p 'by data': p_n = min + (max − min)·z_n², algorithms.md §1.5). */
+/** The participation spec of an experiment (p 'by data': p_n = min + (max − min)·z_n², docs/algorithms.md §1.5). */
 export function participationSpec(e: ResolvedExperiment, task: { z?: Float64Array }): ParticipationSpec | null {
   const p = e.participation;
   if (p === null) return null;

@@ -1,4 +1,4 @@
-// algorithms.md §2.5, server-coordinated: n = 26 clients, f = 5 of them Byzantine (h = 21 honest), softmax regression
+// docs/algorithms.md §2.5, server-coordinated: n = 26 clients, f = 5 of them Byzantine (h = 21 honest), softmax regression
 // (C = 10, F = 20, 210 parameters) on the Gaussian mixture (class means 0.6·N(0, I), unit noise), 200 samples per
 // honest client with Dir(1) label proportions, batch 25, 300 steps. Server-coordinated MoNNA (§2.3): each honest
 // worker keeps m ← 0.9·m + 0.1·g at the global x and sends −m (one local step at lr 1, so every update points the way
@@ -91,7 +91,7 @@ export function runMonna(experiment: string, algorithm: string, seed: number, ov
 
 export const monnaAttacks: Preset = {
   name: 'monna-attacks',
-  description: 'Robust rules with worker momentum under Byzantine attacks, server-coordinated MoNNA (algorithms.md §2.5)',
+  description: 'Robust rules with worker momentum under Byzantine attacks, server-coordinated MoNNA (docs/algorithms.md §2.5)',
   experiments: Object.keys(attacks).map((a) => `monna-attacks/${a}`),
   algorithms: Object.keys(rules),
   lossLabel: 'test loss of the last iterate (capped at 99)',

@@ -1,4 +1,4 @@
-// The quadratic population of algorithms.md §1.5: f_n(x) = ½‖x − c_n‖² with z_n ~ U(0, 1) and
+// The quadratic population of docs/algorithms.md §1.5: f_n(x) = ½‖x − c_n‖² with z_n ~ U(0, 1) and
 // c_n = 3(2z_n − 1)·e₁ + 0.5·N(0, I). Local training is SGD with N(0, σ²I) gradient noise, y ← y − γ(y − c_n + ξ).
 // Platform-free. Per-client state is d + 1 numbers (one row of a shared N×d Float64Array plus z_n).
 //

@@ -1,4 +1,4 @@
-// Softmax regression on a Gaussian mixture (algorithms.md §2.5 and §3.5): C classes with means 0.6·N(0, I_F) and unit
+// Softmax regression on a Gaussian mixture (docs/algorithms.md §2.5 and §3.5): C classes with means 0.6·N(0, I_F) and unit
 // noise; each client's label proportions ~ Dir(α). Platform-free, hand-written loops, float64 arithmetic throughout
 // (the data is stored as float32).
 //

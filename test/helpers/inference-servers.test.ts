@@ -1,4 +1,4 @@
-// The fake inference servers speak the shapes of /work/shared/specs/inference-servers.md (and, where it is silent,
+// The fake inference servers speak the shapes of docs/scorers.md (and, where it is silent,
 // the servers' own): every route's answer, error and fault, checked with plain fetch calls against values computed
 // here from the exported fake models.
 import test, { type ExecutionContext } from 'ava';

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Reference (oracle) implementation of fedpool's aggregation library, in plain float64 numpy.
 
-Written from the formulas in shared/specs/contract.md ("Library") and algorithms.md §1.2 / §2.3 / §5, not from the
+Written from the formulas in the README ("Library") and docs/algorithms.md §1.2 / §2.3 / §5, not from the
 TypeScript. It favours obviousness over speed: every rule is a few vectorised lines that read like its formula.
 
 Protocol (one request in, one response out):
@@ -202,7 +202,7 @@ def nnm_then(X, f, rule, params):
 
 
 def fedau(num_clients, cutoff, rounds):
-    """IBM/fedau main.py semantics (algorithms.md §1.2); returns the weight of every client before each round."""
+    """IBM/fedau main.py semantics (docs/algorithms.md §1.2); returns the weight of every client before each round."""
     K = math.inf if cutoff is None else cutoff
     gap = np.zeros(num_clients)
     s = np.zeros(num_clients)

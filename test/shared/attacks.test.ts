@@ -1,4 +1,4 @@
-// Byzantine vector attacks (algorithms.md §2.2): each formula checked against μ, σ recomputed here independently.
+// Byzantine vector attacks (docs/algorithms.md §2.2): each formula checked against μ, σ recomputed here independently.
 import test from 'ava';
 import fc from 'fast-check';
 import {
@@ -143,7 +143,7 @@ test('every kind returns f fresh arrays that share no memory with each other or 
   t.pass();
 });
 
-test('alieZ: the reference constants of algorithms.md §2.2', (t) => {
+test('alieZ: the reference constants of docs/algorithms.md §2.2', (t) => {
   t.is(alieZ(26, 5).toFixed(3), '0.396');
   t.is(alieZ(16, 3).toFixed(3), '0.319');
   // Exact values (Python statistics.NormalDist.inv_cdf, Wichura AS241) of Φ⁻¹(17/26) and Φ⁻¹(10/16).

@@ -1,4 +1,4 @@
-// The discrete-event async engine (simulations/engine/async.ts) keeps algorithms.md §3.4's invariants; the event
+// The discrete-event async engine (simulations/engine/async.ts) keeps docs/algorithms.md §3.4's invariants; the event
 // queue and the speed models behave.
 import test from 'ava';
 import { FedBuffBuffer } from '../../shared/aggregation/fedbuff.js';

@@ -1,4 +1,4 @@
-// The fedau-participation preset reproduces algorithms.md §1.5 qualitatively, end to end through the CLI, and the
+// The fedau-participation preset reproduces docs/algorithms.md §1.5 qualitatively, end to end through the CLI, and the
 // sync engine keeps §1.4's invariants.
 import test from 'ava';
 import { readFileSync } from 'node:fs';

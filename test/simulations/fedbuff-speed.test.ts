@@ -1,4 +1,4 @@
-// The fedbuff-speed preset (algorithms.md §3.5), CI-sized: one seed, the headline comparison. Measured here (seed 1):
+// The fedbuff-speed preset (docs/algorithms.md §3.5), CI-sized: one seed, the headline comparison. Measured here (seed 1):
 // sync FedAvg reaches the target at 233, FedBuff K = 5 at 66 (3.5×; 3 seeds: 256 vs 61, 4.2×), FedAsync at 22.
 import test from 'ava';
 import { fedbuffSpeed, fedbuffSpeedSetup, FEDBUFF_SPEED } from '../../simulations/presets/fedbuff-speed.js';

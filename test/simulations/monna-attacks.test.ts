@@ -1,4 +1,4 @@
-// The monna-attacks preset reproduces algorithms.md §2.5 (server-coordinated) qualitatively at CI size — averaging
+// The monna-attacks preset reproduces docs/algorithms.md §2.5 (server-coordinated) qualitatively at CI size — averaging
 // collapses under scaled SF, FOE and ALIE while NNM + CWTM holds under every attack — and the sync engine's Byzantine
 // clients and step-size schedule leave a run without them unchanged.
 import test from 'ava';

@@ -1,4 +1,4 @@
-// Peer-to-peer MoNNA / NNA (simulations/engine/p2p.ts, algorithms.md §2.1) keeps §2.4's invariants 1 and 5, is
+// Peer-to-peer MoNNA / NNA (simulations/engine/p2p.ts, docs/algorithms.md §2.1) keeps §2.4's invariants 1 and 5, is
 // deterministic per seed, and on the softmax Gaussian mixture resists the scaled sign flip that collapses D-SGD.
 import test from 'ava';
 import { runP2P, type P2PRunSpec } from '../../simulations/engine/p2p.js';

@@ -10,7 +10,7 @@ import { fedauParticipation } from '../../simulations/presets/fedau-participatio
 import { presetFromConfig } from '../../simulations/presets/from-config.js';
 import { simulate } from '../../simulations/runner.js';
 
-/** algorithms.md §1.5's Bernoulli and Markov experiments of fedau-participation, restated as a sim.json. */
+/** docs/algorithms.md §1.5's Bernoulli and Markov experiments of fedau-participation, restated as a sim.json. */
 const fedauConfig = {
   name: 'fedau-participation',
   task: { kind: 'quadratic', dim: 10 },

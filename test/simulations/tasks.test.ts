@@ -32,7 +32,7 @@ test('gaussianFill: deterministic, N(0, std²) moments, odd lengths filled', (t)
   t.true(f.every((v) => Number.isFinite(v) && v !== 0));
 });
 
-// ---- quadratic (algorithms.md §1.5) ----
+// ---- quadratic (docs/algorithms.md §1.5) ----
 
 test('quadratic: same seed → identical task and updates; other seed differs', (t) => {
   const a = createQuadraticTask({ numClients: 50, dim: 10, seed: 7 });
@@ -202,7 +202,7 @@ test.serial('quadratic: N = 100,000 clients live in O(N·d) typed arrays', (t) =
   t.true(out.every(Number.isFinite));
 });
 
-// ---- softmax regression on the Gaussian mixture (algorithms.md §2.5, §3.5) ----
+// ---- softmax regression on the Gaussian mixture (docs/algorithms.md §2.5, §3.5) ----
 
 const small = { numClients: 6, samplesPerClient: 40, alpha: 1, seed: 3, testSamples: 500 };
 

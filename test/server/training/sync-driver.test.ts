@@ -36,7 +36,7 @@ test('sync FedAvg converges to the mean of the client optima', (t) => {
   t.is(d.version, 200);
 });
 
-test('FedAU removes the participation bias FedAvg (average participating) suffers (algorithms.md §1.5 in miniature)', (t) => {
+test('FedAU removes the participation bias FedAvg (average participating) suffers (docs/algorithms.md §1.5 in miniature)', (t) => {
   const N = 40;
   const dim = 5;
   const T = 3000;

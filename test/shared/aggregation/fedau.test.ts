@@ -1,4 +1,4 @@
-// FedAU estimator: every invariant of algorithms.md §1.4.
+// FedAU estimator: every invariant of docs/algorithms.md §1.4.
 import test from 'ava';
 import fc from 'fast-check';
 import { FedAUEstimator, ServerAggregator, type Contribution } from '../../../shared/index.js';
@@ -55,7 +55,7 @@ test('§1.4.3 deterministic period P: ω after m participations is (1 + (m−1)P
   }
 });
 
-/** FedAU's cyclic-L generator (algorithms.md §1.3): start inactive at a random phase, active max(1, round(Lp)) rounds. */
+/** FedAU's cyclic-L generator (docs/algorithms.md §1.3): start inactive at a random phase, active max(1, round(Lp)) rounds. */
 function cyclic(p: number, L: number, rounds: number, phase: number): boolean[] {
   const active = Math.max(1, Math.round(L * p));
   const inactive = Math.max(1, L - active);

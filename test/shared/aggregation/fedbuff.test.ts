@@ -1,4 +1,4 @@
-// FedBuff buffer and staleness weights: algorithms.md §3.4 (1–3, 6; 4–5 are simulator properties).
+// FedBuff buffer and staleness weights: docs/algorithms.md §3.4 (1–3, 6; 4–5 are simulator properties).
 import test from 'ava';
 import fc from 'fast-check';
 import { FedBuffBuffer, RobustAggregator, stalenessWeight, weightedMean } from '../../../shared/index.js';

@@ -1,4 +1,4 @@
-// NNA / NNM / MoNNA invariants of algorithms.md §2.4.
+// NNA / NNM / MoNNA invariants of docs/algorithms.md §2.4.
 import test from 'ava';
 import fc from 'fast-check';
 import { momentumStep, nearestNeighborMixing, nna, weightedMean } from '../../../shared/index.js';

@@ -144,3 +144,11 @@ test('inputs are never mutated by a pipeline step', (t) => {
   t.deepEqual(ups.map((u) => Array.from(u)), [[1, 2], [3, 4], [5, 6]]);
   t.deepEqual(Array.from(model), [0, 0]);
 });
+
+test('a server step size scales what the optimizer applies, not the centre cclip carries to the next round', (t) => {
+  const agg = new ServerAggregator({ ...base, robust: { mix: 'none', rule: 'cclip', f: 0, tau: 100 } });
+  const cs = [{ update: Float32Array.of(10) }, { update: Float32Array.of(10) }];
+  const r = agg.step(Float32Array.of(0), cs, undefined, 0.5);
+  t.deepEqual([...r.model], [5], 'the model moved by γ·aggregate');
+  t.deepEqual([...(agg.snapshot().robust.center ?? [])], [10], 'the centre is the unscaled aggregate');
+});

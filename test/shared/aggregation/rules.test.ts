@@ -1,4 +1,4 @@
-// Rule-specific invariants of algorithms.md §5 (the shared ones live in contract.test.ts).
+// Rule-specific invariants of docs/algorithms.md §5 (the shared ones live in contract.test.ts).
 import test from 'ava';
 import fc from 'fast-check';
 import {
