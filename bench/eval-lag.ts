@@ -9,6 +9,7 @@ import { parseManifest } from '../shared/model/manifest.js';
 import { buildModel, saveToFiles } from '../shared/model/tf-model.js';
 import { setFlatWeights } from '../shared/model/weights.js';
 import { evaluateClassesOn, initBackend, TrainModel, type EvalResult } from '../server/training/evaluator.js';
+import { mulberry32 } from '../shared/random.js';
 
 const arg = process.argv.indexOf('--rows');
 const ROWS = arg > 0 ? Number(process.argv[arg + 1]) : 8192;
@@ -51,8 +52,8 @@ built.dispose();
 const model = await TrainModel.load(bundle);
 const local = await TrainModel.load(bundle); // its TF.js model, for the synchronous evaluation
 const localModel = (local as unknown as { model: tf.LayersModel }).model;
-let s = 1;
-const rand = (): number => ((s = (Math.imul(s, 1664525) + 1013904223) >>> 0) / 2 ** 31) - 1;
+const u = mulberry32(1);
+const rand = (): number => u() * 2 - 1;
 const rows = Float32Array.from({ length: ROWS * DIM }, rand);
 const labels = Int32Array.from({ length: ROWS }, (_, i) => i % CLASSES);
 const weights = model.initialWeights.map((w) => w + 0.01 * rand());

@@ -16,6 +16,7 @@ import { loadModelForSubmit } from '../cli/score/model.js';
 import { featureColumns } from '../cli/score/plan.js';
 import { run as modelInit } from '../cli/commands/model-init.js';
 import { cpuSeconds, startPool, stopAll } from './processes.js';
+import { mulberry32 } from '../shared/random.js';
 
 const args = process.argv.slice(2);
 const flag = (name: string, fallback: string): string => {
@@ -35,8 +36,8 @@ if (workerCounts.some((n) => !Number.isInteger(n) || n < 1) || !(totalItems > 0)
 
 /** Seeded features in [-1, 1). */
 function items(n: number, dim: number, seed: number): { id: string; features: number[] }[] {
-  let s = seed >>> 0;
-  const rand = () => ((s = (Math.imul(s, 1664525) + 1013904223) >>> 0) / 2 ** 32) * 2 - 1;
+  const u = mulberry32(seed);
+  const rand = () => u() * 2 - 1;
   return Array.from({ length: n }, (_, i) => ({ id: `${i}`, features: Array.from({ length: dim }, rand) }));
 }
 

@@ -34,6 +34,7 @@ import { parseAggregationConfig } from '../shared/config/aggregation.js';
 import { parseTrainConfig } from '../shared/config/train.js';
 import { bundleHash, packBundle } from '../shared/model/bundle.js';
 import { cpuSeconds, startPool, stopAll, type StderrLine } from './processes.js';
+import { mulberry32, normal } from '../shared/random.js';
 
 const args = process.argv.slice(2);
 const flag = (name: string, fallback: string): string => {
@@ -73,8 +74,7 @@ const fmt = (x: number, digits = 2) => x.toLocaleString('en-US', { minimumFracti
 
 /** Seeded approximately-normal floats (sum of 4 uniforms, centred), scaled. */
 function vectors(k: number, d: number, seed: number, scale: number): Float32Array[] {
-  let s = seed >>> 0;
-  const u = () => (s = (Math.imul(s, 1664525) + 1013904223) >>> 0) / 2 ** 32;
+  const u = mulberry32(seed);
   return Array.from({ length: k }, () => {
     const v = new Float32Array(d);
     for (let j = 0; j < d; j++) v[j] = (u() + u() + u() + u() - 2) * scale;
@@ -138,15 +138,14 @@ const recordWarning: StderrLine = (line, argv) => {
 
 /** n seeded Gaussian class rows of `dim` features, as the base64 columns `fedpool train` sends. */
 function classifyColumns(n: number, dim: number, seed: number): { dim: number; n: number; rows: string; labels: string } {
-  let s = seed >>> 0;
-  const u = () => ((s = (Math.imul(s, 1664525) + 1013904223) >>> 0) + 1) / (2 ** 32 + 1);
-  const normal = () => Math.sqrt(-2 * Math.log(u())) * Math.cos(2 * Math.PI * u());
+  const u = mulberry32(seed);
+  const gaussian = () => normal(u);
   const rows = new Float32Array(n * dim);
   const labels = new Int32Array(n);
   for (let i = 0; i < n; i++) {
     const label = i % CLASSES;
     labels[i] = label;
-    for (let j = 0; j < dim; j++) rows[i * dim + j] = (j % CLASSES === label ? 1 : 0) + normal();
+    for (let j = 0; j < dim; j++) rows[i * dim + j] = (j % CLASSES === label ? 1 : 0) + gaussian();
   }
   const b64 = (a: Float32Array | Int32Array) => Buffer.from(a.buffer, a.byteOffset, a.byteLength).toString('base64');
   return { dim, n, rows: b64(rows), labels: b64(labels) };

@@ -16,7 +16,8 @@ import {
   type ResultPayload,
   type WorkerMessage,
 } from '../shared/protocol/index.js';
-import { ModelError, embeddingText, fnv1a32, packedEmbeddingInput, unpackBundle, type EmbeddingInputSpec, type Manifest } from '../shared/model/index.js';
+import { ModelError, embeddingText, packedEmbeddingInput, unpackBundle, type EmbeddingInputSpec, type Manifest } from '../shared/model/index.js';
+import { deriveSeed } from '../shared/random.js';
 import { BlobError } from './blob-cache.js';
 import { embedForModel } from './embed.js';
 import { DatasetError, toTrainData, type Dataset } from './training/datasets.js';
@@ -150,7 +151,7 @@ function remember<V>(map: Map<string, V>, key: string, value: V, limit: number):
 
 /** The minibatch seed of a fine-tuning shard: a pure function of (model version, client), so any worker repeats it. */
 export function trainSeed(modelVersion: number, client: number): number {
-  return fnv1a32(`fedpool-train:${modelVersion}:${client}`);
+  return deriveSeed(modelVersion, 'train', client);
 }
 
 /**

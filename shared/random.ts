@@ -1,4 +1,6 @@
 // Seeded randomness for everything that must be reproducible: simulations, attacks, delays, test and benchmark data.
+// One generator (mulberry32), one way to derive a seed for a purpose (deriveSeed), one sampler and one shuffle.
+import { fnv1a32 } from './model/featurizer.js';
 
 /** A uniform source that can also fill normals itself (mulberry32's, with its state inlined in the loop). */
 type FastSource = (() => number) & { fillGaussian?: (out: Float64Array | Float32Array, std: number) => void };
@@ -108,4 +110,72 @@ export function gaussianFill(uniform: () => number, out: Float64Array | Float32A
   const fast = (uniform as FastSource).fillGaussian;
   if (fast !== undefined) return fast(out, std);
   for (let i = 0; i < out.length; i++) out[i] = std * ziggurat(uniform);
+}
+
+/**
+ * A seed for one purpose, derived from a base seed: FNV-1a of `fedpool-<purpose>:<seed>[:<part>…]`. Distinct
+ * purposes (and parts, e.g. a round or a layer) give independent-looking streams from one user seed, the same on
+ * every platform. E.g. deriveSeed(seed, 'layer', 2), deriveSeed(version, 'train', client).
+ */
+export function deriveSeed(seed: number, purpose: string, ...parts: (string | number)[]): number {
+  return fnv1a32(`fedpool-${purpose}:${[seed, ...parts].join(':')}`);
+}
+
+/** In-place Fisher–Yates shuffle (from the end). */
+export function shuffle<T>(items: T[], uniform: () => number): void {
+  for (let i = items.length - 1; i > 0; i--) {
+    const j = Math.floor(uniform() * (i + 1));
+    const t = items[i] as T;
+    items[i] = items[j] as T;
+    items[j] = t;
+  }
+}
+
+/** min(k, items.length) items, uniformly without replacement, in draw order (a partial Fisher–Yates on a copy). */
+export function sampleWithoutReplacement<T>(items: ArrayLike<T>, k: number, uniform: () => number): T[] {
+  const a = Array.from(items);
+  const m = Math.min(k, a.length);
+  for (let i = 0; i < m; i++) {
+    const j = i + Math.floor(uniform() * (a.length - i));
+    const t = a[i] as T;
+    a[i] = a[j] as T;
+    a[j] = t;
+  }
+  return a.slice(0, m);
+}
+
+/**
+ * mulberry32 as an object whose 32-bit state can be read and restored (checkpoints keep a driver's random choices):
+ * the same sequence as mulberry32(seed).
+ */
+export class Random {
+  private a: number;
+
+  constructor(seed: number) {
+    this.a = seed >>> 0;
+  }
+
+  get state(): number {
+    return this.a;
+  }
+
+  static fromState(state: number): Random {
+    const r = new Random(0);
+    r.a = state >>> 0;
+    return r;
+  }
+
+  /** Uniform in [0, 1). */
+  next(): number {
+    this.a = (this.a + 0x6d2b79f5) >>> 0;
+    let t = this.a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  }
+
+  /** A uniform sample of min(k, items.length) items without replacement, in draw order. */
+  sample<T>(items: ArrayLike<T>, k: number): T[] {
+    return sampleWithoutReplacement(items, k, () => this.next());
+  }
 }

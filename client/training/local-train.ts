@@ -1,9 +1,9 @@
 import * as tf from '@tensorflow/tfjs';
 import { ModelError } from '../../shared/model/errors.js';
-import { featurizeBatch, fnv1a32 } from '../../shared/model/featurizer.js';
+import { featurizeBatch } from '../../shared/model/featurizer.js';
 import { outputUnits, type Manifest } from '../../shared/model/manifest.js';
 import { parameterCount, readFlat } from '../../shared/model/weights.js';
-import { mulberry32 } from '../../shared/random.js';
+import { deriveSeed, mulberry32 } from '../../shared/random.js';
 
 /**
  * A client's local fine-tuning: `steps` minibatch SGD steps with worker-side Polyak momentum (MoNNA:
@@ -121,7 +121,7 @@ export class MinibatchSampler {
 
   private permutation(epoch: number): Int32Array {
     if (epoch !== this.epoch) {
-      const rand = mulberry32(fnv1a32(`fedpool-batch:${this.seed}:${epoch}`));
+      const rand = mulberry32(deriveSeed(this.seed, 'batch', epoch));
       const p = new Int32Array(this.n);
       for (let i = 0; i < this.n; i++) p[i] = i;
       for (let i = this.n - 1; i > 0; i--) {

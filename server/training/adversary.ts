@@ -3,7 +3,7 @@
 // aggregates. Label flipping is the one data-side attack: those clients' leases carry `flipLabels` instead.
 import { byzantineVectors, type VectorAttack } from '../../shared/attacks.js';
 import type { AttackName } from '../../shared/config/train.js';
-import { mulberry32 } from '../../shared/random.js';
+import { deriveSeed, mulberry32 } from '../../shared/random.js';
 import type { ClientArrival } from './types.js';
 
 export interface AdversarySetting {
@@ -62,7 +62,7 @@ export class Adversary {
   }
 
   private build(kind: VectorAttack, honest: readonly Float32Array[], byzantine: number, step: number): Float32Array[] {
-    const random = mulberry32((this.setting.seed ^ Math.imul(step + 1, 0x9e3779b1)) >>> 0);
+    const random = mulberry32(deriveSeed(this.setting.seed, 'attack', step));
     // sign-flip takes no scale; the others read it as documented in docs/train-config.md.
     const scale = kind === 'sign-flip' ? undefined : this.setting.scale;
     return byzantineVectors(kind, { honest, byzantine, ...(scale === undefined ? {} : { scale }), random });

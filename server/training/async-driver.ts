@@ -1,6 +1,7 @@
 // Asynchronous FedBuff training as a pure state machine: keep `concurrency` shards in flight, weight each arrival by
 // its staleness, step the model every `buffer` arrivals (docs/algorithms.md §3.1), robust rules over the buffer.
 import { combine } from '../../shared/aggregation/combine.js';
+import { Random } from '../../shared/random.js';
 import { FedBuffBuffer } from '../../shared/aggregation/fedbuff.js';
 import type { PipelineSpec } from '../../shared/aggregation/pipeline.js';
 import { minInputs } from '../../shared/aggregation/robust.js';
@@ -13,7 +14,6 @@ import {
   DriverAggregator,
   payloadProblem,
   restoreMomenta,
-  SeededRandom,
   snapshotMomenta,
   plainCopy,
   binaryCopy,
@@ -112,7 +112,7 @@ export class AsyncDriver {
   readonly aggregator: DriverAggregator;
   private readonly participation: Participation | null;
   private readonly buf: FedBuffBuffer;
-  private rng: SeededRandom;
+  private rng: Random;
   private current: Float32Array;
   private ver = 0;
   private partRound = 0;
@@ -145,7 +145,7 @@ export class AsyncDriver {
       rule: (scaled) => this.reduce(scaled),
     });
     this.current = Float32Array.from(initialWeights);
-    this.rng = new SeededRandom(config.seed);
+    this.rng = new Random(config.seed);
     if (restored !== undefined) {
       if (restored.kind !== 'async') throw new RangeError(`${where}.restore: not an async snapshot`);
       if (restored.weights.length !== initialWeights.length) throw new RangeError(`${where}.restore: snapshot has ${restored.weights.length} weights, the model has ${initialWeights.length}`);
@@ -153,7 +153,7 @@ export class AsyncDriver {
       this.ver = restored.version;
       this.partRound = restored.participationRound;
       this.momenta = restoreMomenta(restored.momenta, config.numClients, initialWeights.length);
-      this.rng = SeededRandom.fromState(restored.rng);
+      this.rng = Random.fromState(restored.rng);
       const dim = initialWeights.length;
       if (restored.server !== undefined) restoreServer(this.aggregator, restored.server, dim);
       if (restored.buffer !== undefined) this.restoreBuffer(restored.buffer, dim);

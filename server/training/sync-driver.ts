@@ -1,6 +1,7 @@
 // Synchronous rounds (FedAvg / FedAU, optionally MoNNA-robust) as a pure state machine: the coordinator turns
 // DispatchOrders into leases, feeds finished shards to accept(), and calls closeRound() at the round deadline.
 import type { Contribution, PipelineSpec, ServerAggregator } from '../../shared/aggregation/pipeline.js';
+import { Random } from '../../shared/random.js';
 import { minInputs, type RuleName } from '../../shared/aggregation/robust.js';
 import { createParticipation, type Participation } from '../../shared/data/participation.js';
 import type { Adversary } from './adversary.js';
@@ -9,7 +10,6 @@ import {
   DriverAggregator,
   payloadProblem,
   restoreMomenta,
-  SeededRandom,
   snapshotMomenta,
   plainCopy,
   binaryCopy,
@@ -114,7 +114,7 @@ export class SyncDriver {
   readonly config: Readonly<SyncDriverConfig>;
   readonly aggregator: DriverAggregator;
   private readonly participation: Participation | null;
-  private rng: SeededRandom;
+  private rng: Random;
   private rngAtRoundStart: number;
   private current: Float32Array;
   private ver = 0;
@@ -132,7 +132,7 @@ export class SyncDriver {
     this.aggregator = new DriverAggregator(pipeline, restored?.fedau ?? null);
     this.participation = config.participation === null ? null : createParticipation(config.participation, config.numClients, config.participation.seed ?? config.seed);
     this.current = Float32Array.from(initialWeights);
-    this.rng = new SeededRandom(config.seed);
+    this.rng = new Random(config.seed);
     if (restored !== undefined) {
       if (restored.kind !== 'sync') throw new RangeError(`${where}.restore: not a sync snapshot`);
       checkCount(where, 'snapshot version', restored.version, 0);
@@ -140,7 +140,7 @@ export class SyncDriver {
       this.current = Float32Array.from(restored.weights);
       this.ver = restored.version;
       this.momenta = restoreMomenta(restored.momenta, config.numClients, initialWeights.length);
-      this.rng = SeededRandom.fromState(restored.rng);
+      this.rng = Random.fromState(restored.rng);
       if (restored.server !== undefined) restoreServer(this.aggregator, restored.server, initialWeights.length);
     }
     this.rngAtRoundStart = this.rng.state;

@@ -62,46 +62,8 @@ export interface DriverSnapshotBase<V extends ArrayLike<number> = PlainVector> {
   /** [client, momentum] pairs. */
   momenta: Array<[number, V]>;
   fedau: FedAUSnapshot | null;
-  /** SeededRandom state. */
+  /** The driver's Random state (shared/random.ts). */
   rng: number;
-}
-
-/**
- * mulberry32 (the same sequence as shared/random.ts for the same seed) with its 32-bit state exposed, so a
- * driver's random choices survive snapshot/restore.
- */
-export class SeededRandom {
-  private a: number;
-  constructor(seed: number) {
-    this.a = seed >>> 0;
-  }
-  get state(): number {
-    return this.a;
-  }
-  static fromState(state: number): SeededRandom {
-    const r = new SeededRandom(0);
-    r.a = state >>> 0;
-    return r;
-  }
-  next(): number {
-    this.a = (this.a + 0x6d2b79f5) >>> 0;
-    let t = this.a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  }
-  /** A uniform sample of min(k, items.length) items without replacement (partial Fisher–Yates on a copy). */
-  sample<T>(items: readonly T[], k: number): T[] {
-    const a = items.slice();
-    const m = Math.min(k, a.length);
-    for (let i = 0; i < m; i++) {
-      const j = i + Math.floor(this.next() * (a.length - i));
-      const tmp = a[i];
-      a[i] = a[j];
-      a[j] = tmp;
-    }
-    return a.slice(0, m);
-  }
 }
 
 /** Fills in PipelineSpec.numClients for FedAU from the driver's population when the spec leaves it out. */

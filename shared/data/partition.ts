@@ -1,19 +1,9 @@
 // Splitting a central dataset into virtual clients' partitions (train.json `data.partition`): IID or Dirichlet
 // label skew. Deterministic per seed on every platform (mulberry32 drives everything).
-import { mulberry32, normal } from '../random.js';
+import { mulberry32, normal, shuffle } from '../random.js';
 
 function checkCount(value: number, what: string, min: number): void {
   if (!Number.isInteger(value) || value < min) throw new RangeError(`partition: ${what} must be an integer ≥ ${min}, got ${String(value)}`);
-}
-
-/** In-place Fisher–Yates shuffle. */
-function shuffle(arr: number[], rand: () => number): void {
-  for (let i = arr.length - 1; i > 0; i--) {
-    const j = Math.floor(rand() * (i + 1));
-    const t = arr[i];
-    arr[i] = arr[j];
-    arr[j] = t;
-  }
 }
 
 /**

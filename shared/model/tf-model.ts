@@ -1,6 +1,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { MANIFEST_FILE, MODEL_FILE, validateBundle, type BundleFiles, type LayersModelJson } from './bundle.js';
-import { checkFeatureMatrix, featurizeBatch, fnv1a32, type ModelItem } from './featurizer.js';
+import { checkFeatureMatrix, featurizeBatch, type ModelItem } from './featurizer.js';
+import { deriveSeed } from '../random.js';
 import { BundleError, ModelError } from './errors.js';
 import { assertScorable, outputUnits, type Manifest } from './manifest.js';
 
@@ -17,7 +18,7 @@ export const WEIGHTS_FILE = 'weights.bin';
  * seed S's layer 1 never equals seed S+1's layer 0 (as `seed + i` would).
  */
 export function layerSeed(seed: number, layer: number): number {
-  return fnv1a32(`fedpool-layer:${seed}:${layer}`);
+  return deriveSeed(seed, 'layer', layer);
 }
 
 /**

@@ -8,7 +8,7 @@ import { ServerAggregator, type Contribution, type PipelineSpec } from '../../sh
 import { RobustAggregator } from '../../shared/aggregation/robust.js';
 import { byzantineVectors, optimalAttack } from '../../shared/attacks.js';
 import type { Participation } from '../../shared/data/participation.js';
-import { mulberry32 } from '../../shared/random.js';
+import { mulberry32, sampleWithoutReplacement } from '../../shared/random.js';
 import type { LocalOptions, MetricRow, Rng, RunResult, Task } from '../types.js';
 
 /** Seconds a client's local job takes (drawn per job). */
@@ -247,15 +247,7 @@ function finiteOrNull(v: number): number | null {
   return Number.isFinite(v) ? v : null;
 }
 
-/** k of the first `count` items, uniformly without replacement (partial Fisher–Yates on a copy), in ascending order. */
+/** k of the first `count` items, uniformly without replacement, in ascending order. */
 function sample(items: ArrayLike<number>, count: number, k: number, rng: Rng): number[] {
-  const a: number[] = [];
-  for (let i = 0; i < count; i++) a.push(items[i]!);
-  for (let i = 0; i < k; i++) {
-    const j = i + Math.floor(rng() * (a.length - i));
-    const tmp = a[i]!;
-    a[i] = a[j]!;
-    a[j] = tmp;
-  }
-  return a.slice(0, k).sort((p, q) => p - q);
+  return sampleWithoutReplacement(Array.from({ length: count }, (_, i) => items[i] as number), k, rng).sort((p, q) => p - q);
 }

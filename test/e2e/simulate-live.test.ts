@@ -117,11 +117,14 @@ test('sync rounds with participation and Byzantine workers: averaging collapses 
 });
 
 test('async FedBuff runs until maxTime on the virtual clock; --workers sets the population, spread over --processes', async (t) => {
+  // Virtual time is wall time / --time-scale: 100 virtual seconds are 1 s of wall time, long enough for several
+  // server steps on a loaded machine (30, i.e. 0.3 s, once gave only 2).
+  const maxTime = 100;
   const file = write('async.json', {
     name: 'live-async',
     task: { kind: 'softmax', samplesPerClient: 20, alpha: 0.5, testSamples: 400 },
     clients: 30,
-    maxTime: 30,
+    maxTime,
     logEvery: 3,
     speeds: { kind: 'exponential', mean: 1 },
     algorithms: [{ name: 'fedbuff-3', mode: 'async', concurrency: 6, buffer: 3 }],
@@ -138,9 +141,9 @@ test('async FedBuff runs until maxTime on the virtual clock; --workers sets the 
   t.true(live.runs[0]!.server_steps >= 3, `${live.runs[0]!.server_steps} steps`);
   const rows = metricRows(out);
   const times = rows.map((c) => Number(c[4]));
-  t.true(times.some((x) => x >= 30 * 0.5), 'it ran for a good part of maxTime');
+  t.true(times.some((x) => x >= maxTime * 0.5), 'it ran for a good part of maxTime');
   // The row that crossed maxTime, and at most one more: the model the job ended with (the cancel lands a little later).
-  t.true(rows.filter((c) => Number(c[4]) >= 30).length <= 2, `stopped at maxTime: ${times.join(' ')}`);
+  t.true(rows.filter((c) => Number(c[4]) >= maxTime).length <= 2, `stopped at maxTime: ${times.join(' ')}`);
   t.true(Number(rows.at(-1)![5]) < Number(rows[0]![5]), 'the loss went down');
 });
 

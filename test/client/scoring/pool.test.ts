@@ -7,6 +7,7 @@ import { bundleHash, packBundle } from '../../../shared/model/bundle.js';
 import type { ModelItem } from '../../../shared/model/featurizer.js';
 import { parseManifest, type Manifest } from '../../../shared/model/manifest.js';
 import { buildModel, saveToFiles } from '../../../shared/model/tf-model.js';
+import { mulberry32 } from '../../../shared/random.js';
 
 const N = 2000;
 const SHARD = 256;
@@ -24,8 +25,8 @@ async function bundleOf(m: Manifest) {
 
 /** Deterministic pseudo-random features in [-1, 1). */
 function featureItems(n: number, dim: number): { features: Float32Array }[] {
-  let s = 12345;
-  const next = () => ((s = (Math.imul(s, 1103515245) + 12345) >>> 0) / 2 ** 31) - 1;
+  const u = mulberry32(12345);
+  const next = () => u() * 2 - 1;
   return Array.from({ length: n }, () => ({ features: Float32Array.from({ length: dim }, next) }));
 }
 

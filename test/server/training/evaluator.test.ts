@@ -7,14 +7,12 @@ import { packBundle } from '../../../shared/model/bundle.js';
 import { parseManifest } from '../../../shared/model/manifest.js';
 import { buildModel, saveToFiles } from '../../../shared/model/tf-model.js';
 import { evaluateClassesOn, evaluatePairsOn, initBackend, TrainModel } from '../../../server/training/evaluator.js';
+import { mulberry32 } from '../../../shared/random.js';
 
-/** Deterministic numbers in [-1, 1) (a 32-bit LCG). */
-function lcg(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
-    return s / 2 ** 31 - 1;
-  };
+/** Deterministic numbers in [-1, 1). */
+function uniformPm1(seed: number): () => number {
+  const u = mulberry32(seed);
+  return () => u() * 2 - 1;
 }
 
 async function bundleOf(dim: number, hidden: number[], output: 'reward' | number, seed: number): Promise<{ bundle: Uint8Array; model: tf.LayersModel }> {
@@ -44,7 +42,7 @@ test('classifier evaluation on the thread is bit-identical to the synchronous in
     trained.dispose();
     model.dispose();
   });
-  const rand = lcg(3);
+  const rand = uniformPm1(3);
   const n = 4096 + 517; // a full batch and a partial one
   const rows = Float32Array.from({ length: n * dim }, rand);
   const labels = Int32Array.from({ length: n }, () => Math.floor(((rand() + 1) / 2) * k));
@@ -65,7 +63,7 @@ test('reward-pairs evaluation on the thread is bit-identical to the synchronous 
     trained.dispose();
     model.dispose();
   });
-  const rand = lcg(5);
+  const rand = uniformPm1(5);
   const n = 4096 + 33;
   const chosen = Float32Array.from({ length: n * dim }, rand);
   const rejected = Float32Array.from({ length: n * dim }, rand);
@@ -88,7 +86,7 @@ test('evaluation yields to the event loop, uses the weights as they were when ca
     a.model.dispose();
     b.model.dispose();
   });
-  const rand = lcg(9);
+  const rand = uniformPm1(9);
   const n = 300;
   const rows = Float32Array.from({ length: n * dim }, rand);
   const labels = Int32Array.from({ length: n }, (_, i) => i % 3);
