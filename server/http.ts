@@ -95,14 +95,13 @@ export class Api {
     });
     this.route('PUT', '/api/blobs/:hash', 'client', (req, res, p) => this.putBlob(req, res, p.hash ?? ''));
     this.route('POST', '/api/jobs', 'client', (req, res) => this.submit(req, res));
-    this.route('GET', '/api/jobs', 'client', (_req, res) => json(res, 200, [...pool.list(), ...pool.training.list()]));
+    this.route('GET', '/api/jobs', 'client', (_req, res) => json(res, 200, pool.allJobs()));
     this.route('GET', '/api/jobs/:id', 'client', (_req, res, p) => json(res, 200, this.job(p.id ?? '')));
     this.route('DELETE', '/api/jobs/:id', 'client', (_req, res, p) => {
       const id = p.id ?? '';
       const before = this.job(id);
       if (before.state === 'done' || before.state === 'failed') throw new HttpError(409, `job ${id} is already ${before.state}`);
-      if (pool.training.has(id)) pool.training.cancel(id);
-      else pool.cancel(id);
+      pool.cancelJob(id);
       json(res, 200, this.job(id));
     });
     this.route('GET', '/api/jobs/:id/meta', 'client', (_req, res, p) => {
@@ -180,7 +179,7 @@ export class Api {
   }
 
   private job(id: string) {
-    const s = this.o.pool.training.status(id) ?? this.o.pool.status(id);
+    const s = this.o.pool.jobStatus(id);
     if (s === undefined) throw new HttpError(404, `no job ${id}`);
     return s;
   }

@@ -1,12 +1,12 @@
 import { randomBytes } from 'node:crypto';
 import type { Logger } from 'pino';
 import { packedEmbeddingInput } from '../shared/model/embedding-input.js';
-import { Tensor, scorerOutputOf, scorerWidth, type Capabilities, type LeaseMessage, type ScoreItem } from '../shared/protocol/index.js';
+import { ProtocolError, Tensor, assertTensor, scorerOutputOf, scorerWidth, type Capabilities, type FailureMessage, type LeaseMessage, type ResultMessage, type ScoreItem } from '../shared/protocol/index.js';
 import { BlobStore } from './blobs.js';
 import { largestShardBytes, splitShards, type JobColumns, type JobRequest } from './jobs.js';
 import { Registry } from './registry.js';
 import { Scheduler, type Grant, type JobProgress, type JobStateEvent, type ResultOutcome, type ShardDoneEvent } from './scheduler.js';
-import { TrainingService } from './training/training-job.js';
+import { TrainingService, type TrainJobStatus } from './training/training-job.js';
 import { isTerminal, JOB_STATES, type JobRecord, type JobSpec, type JobState, type JobStatusBase, type ShardResult, type Store, type JobUpdate, type StoredShardResult } from './store.js';
 
 /** Where the pool sends what the scheduler decides; implemented by the socket layer. */
@@ -284,7 +284,82 @@ export class Pool {
     });
   }
 
+  // ---- every kind of job, for sockets and HTTP (they never branch on the kind) ----------------
+
+  /** Any job's public view: a score job's or a training job's. */
+  jobStatus(id: string): JobStatus | TrainJobStatus | undefined {
+    return this.training.status(id) ?? this.status(id);
+  }
+
+  /** Every job, score jobs first, each in submission order. */
+  allJobs(): (JobStatus | TrainJobStatus)[] {
+    return [...this.list(), ...this.training.list()];
+  }
+
+  /** Cancels a queued or running job of any kind; false if it is unknown or already over. */
+  cancelJob(id: string): boolean {
+    return this.training.has(id) ? this.training.cancel(id) : this.cancel(id);
+  }
+
   // ---- worker events -------------------------------------------------------------------------
+
+  /** A `pull`: the worker takes work again (a release had paused it) up to `credit` leases of every kind. */
+  pull(workerId: string, credit: number): void {
+    this.registry.setDraining(workerId, false);
+    this.scheduler.setCredit(workerId, credit);
+    this.pump();
+  }
+
+  /**
+   * A `result` for a lease of any kind. A score result of the wrong shape for its lease throws the ProtocolError
+   * to answer the worker with, after counting it as that lease's failure. Returns why it was ignored, or null.
+   */
+  result(workerId: string, m: ResultMessage): string | null {
+    if (this.training.owns(m.leaseId)) {
+      const ignored = this.training.result(workerId, m);
+      if (ignored === null) this.registry.recordTrainResult(workerId);
+      return ignored;
+    }
+    const lease = this.scheduler.lease(m.leaseId);
+    if (lease !== undefined && lease.workerId === workerId) {
+      if (lease.shardId !== m.shardId) {
+        throw new ProtocolError('invalid-field', `invalid field "shardId": lease ${m.leaseId} is for shard ${lease.shardId}`, { path: 'shardId' });
+      }
+      try {
+        if (m.payload.kind !== 'scores') throw new ProtocolError('invalid-field', 'invalid field "payload.kind": a score lease needs "scores"', { path: 'payload.kind' });
+        assertTensor(m.payload.scores, 'float32', [lease.count * lease.width], 'payload.scores');
+      } catch (e) {
+        // A wrong-shaped result is that lease's failure: the shard goes back to the queue.
+        this.fail(workerId, m.leaseId, true, e instanceof Error ? e.message : 'invalid result');
+        throw e;
+      }
+    }
+    const scores = m.payload.kind === 'scores' ? m.payload.scores.data : new Float32Array(0);
+    const outcome = this.complete(workerId, m.leaseId, scores, m.elapsedMs);
+    return outcome.kind === 'ignored' ? outcome.reason : null;
+  }
+
+  /** A `failure` for a lease of any kind; true when it counted (the lease was current). */
+  failure(workerId: string, m: FailureMessage): boolean {
+    if (this.training.fail(workerId, m.leaseId, m.reason, m.retryable)) return true;
+    return this.fail(workerId, m.leaseId, m.retryable, m.reason).kind === 'accepted';
+  }
+
+  /** A `release` (the worker is draining): its leases of every kind go back; no new ones until its next pull. */
+  releaseLeases(workerId: string, leaseIds: readonly string[]): number {
+    const n = this.scheduler.release(workerId, this.training.release(workerId, leaseIds));
+    this.registry.setDraining(workerId, true);
+    this.pump();
+    return n;
+  }
+
+  /** The worker is gone: every lease it held, of every kind, goes back at once. */
+  removeWorker(workerId: string): void {
+    this.registry.remove(workerId);
+    this.scheduler.removeWorker(workerId);
+    this.training.removeWorker(workerId);
+    this.pump();
+  }
 
   complete(workerId: string, leaseId: string, scores: Float32Array, elapsedMs: number | undefined): ResultOutcome {
     const view = this.scheduler.lease(leaseId);

@@ -5,7 +5,6 @@ import {
   PROTOCOL_VERSION,
   ProtocolError,
   WORKER_MESSAGE_TYPES,
-  assertTensor,
   errorMessage,
   messageTypeOfEvent,
   onMessage,
@@ -151,24 +150,17 @@ class WorkerSession {
     on('hello', (m, reply) => this.hello(m, reply), false);
     // An acked heartbeat is a worker's drain barrier: answering it confirms every earlier frame was handled.
     on('heartbeat', (_m, reply) => reply?.({ type: 'heartbeat', time: Date.now() }));
-    on('pull', (m) => {
-      const id = this.id();
-      owner.pool.registry.setDraining(id, false);
-      owner.pool.scheduler.setCredit(id, m.credit);
-      owner.pool.pump();
+    on('pull', (m) => owner.pool.pull(this.id(), m.credit));
+    on('result', (m) => {
+      const ignored = owner.pool.result(this.id(), m);
+      if (ignored !== null) this.log.debug({ worker: this.workerId, lease: m.leaseId, reason: ignored }, 'result ignored');
     });
-    on('result', (m) => this.result(m));
     on('failure', (m) => {
-      if (owner.pool.training.fail(this.id(), m.leaseId, m.reason, m.retryable)) return;
-      const outcome = owner.pool.fail(this.id(), m.leaseId, m.retryable, m.reason);
-      if (outcome.kind === 'accepted') this.log.warn({ lease: m.leaseId, retryable: m.retryable, reason: m.reason }, 'worker reported a failure');
+      if (owner.pool.failure(this.id(), m)) this.log.warn({ lease: m.leaseId, retryable: m.retryable, reason: m.reason }, 'worker reported a failure');
     });
     on('release', (m) => {
-      const id = this.id();
-      const n = owner.pool.scheduler.release(id, owner.pool.training.release(id, m.leaseIds));
-      owner.pool.registry.setDraining(id, true);
-      this.log.info({ worker: id, released: n }, 'worker released leases');
-      owner.pool.pump();
+      const n = owner.pool.releaseLeases(this.id(), m.leaseIds);
+      this.log.info({ worker: this.workerId, released: n }, 'worker released leases');
     });
     on('blob-request', (m) => this.sendBlob(m.hash));
     on('error', (m) => {
@@ -189,11 +181,8 @@ class WorkerSession {
       if (id === undefined) return;
       this.workerId = undefined;
       owner.unregister(id);
-      owner.pool.registry.remove(id);
-      owner.pool.scheduler.removeWorker(id);
-      owner.pool.training.removeWorker(id);
+      owner.pool.removeWorker(id);
       this.log.info({ worker: id, reason }, 'worker disconnected');
-      owner.pool.pump();
     });
   }
 
@@ -225,34 +214,6 @@ class WorkerSession {
     this.owner.register(info.id, this);
     this.log.info({ worker: info.id, name: m.name, backend: m.capabilities.backend, threads: m.capabilities.threads }, 'worker connected');
     answer({ type: 'welcome', protocolVersion: PROTOCOL_VERSION, workerId: info.id, leaseMs: options.leaseMs, heartbeatMs: options.heartbeatMs, maxFrameBytes: options.maxFrameBytes });
-  }
-
-  private result(m: Extract<Message, { type: 'result' }>): void {
-    const id = this.id();
-    const pool = this.owner.pool;
-    if (pool.training.owns(m.leaseId)) {
-      const ignored = pool.training.result(id, m);
-      if (ignored === null) pool.registry.recordTrainResult(id);
-      else this.log.debug({ worker: id, lease: m.leaseId, reason: ignored }, 'training result ignored');
-      return;
-    }
-    const lease = pool.scheduler.lease(m.leaseId);
-    if (lease !== undefined && lease.workerId === id) {
-      if (lease.shardId !== m.shardId) {
-        throw new ProtocolError('invalid-field', `invalid field "shardId": lease ${m.leaseId} is for shard ${lease.shardId}`, { path: 'shardId' });
-      }
-      try {
-        if (m.payload.kind !== 'scores') throw new ProtocolError('invalid-field', 'invalid field "payload.kind": a score lease needs "scores"', { path: 'payload.kind' });
-        assertTensor(m.payload.scores, 'float32', [lease.count * lease.width], 'payload.scores');
-      } catch (e) {
-        // A wrong-shaped result is that lease's failure: the shard goes back to the queue.
-        pool.fail(id, m.leaseId, true, e instanceof Error ? e.message : 'invalid result');
-        throw e;
-      }
-    }
-    const scores = m.payload.kind === 'scores' ? m.payload.scores.data : new Float32Array(0);
-    const outcome = pool.complete(id, m.leaseId, scores, m.elapsedMs);
-    if (outcome.kind === 'ignored') this.log.debug({ worker: id, lease: m.leaseId, reason: outcome.reason }, 'result ignored');
   }
 
   private async sendBlob(hash: string): Promise<void> {
