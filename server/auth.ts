@@ -1,6 +1,7 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
 
-export type Role = 'worker' | 'client';
+/** Who holds a token: a worker (a process in the pool) or a submitter (who sends jobs; `--client-token`). */
+export type Role = 'worker' | 'submitter';
 
 export type AuthResult =
   | { ok: true }
@@ -27,7 +28,7 @@ export class Auth {
   private readonly digests: { readonly [R in Role]: readonly Buffer[] };
 
   constructor(tokens: { readonly [R in Role]: readonly string[] }) {
-    this.digests = { worker: tokenList(tokens.worker).map(digest), client: tokenList(tokens.client).map(digest) };
+    this.digests = { worker: tokenList(tokens.worker).map(digest), submitter: tokenList(tokens.submitter).map(digest) };
   }
 
   isOpen(role: Role): boolean {
@@ -44,7 +45,7 @@ export class Auth {
     const d = digest(token);
     let own = false;
     let other = false;
-    for (const r of ['worker', 'client'] as const) {
+    for (const r of ['worker', 'submitter'] as const) {
       for (const known of this.digests[r]) {
         // Non-short-circuiting: every comparison runs.
         const eq = timingSafeEqual(d, known);
@@ -58,7 +59,8 @@ export class Auth {
         ? { ok: false, status: 401, reason: 'unauthorized: this is a client token; workers need a worker token' }
         : { ok: false, status: 403, reason: 'forbidden: this is a worker token; the HTTP API needs a client token' };
     }
-    return { ok: false, status: 401, reason: `unauthorized: unknown ${role} token` };
+    // Messages name tokens by their flags (--worker-token, --client-token), as users know them.
+    return { ok: false, status: 401, reason: `unauthorized: unknown ${role === 'worker' ? 'worker' : 'client'} token` };
   }
 }
 

@@ -65,9 +65,9 @@ export async function startCoordinator(options: CoordinatorOptions = {}): Promis
   const maxFrameBytes = options.maxFrameBytes ?? DEFAULT_MAX_FRAME_BYTES;
   const logger = options.logger ?? defaultLogger();
   const state = options.state ?? './fedpool.db';
-  const auth = new Auth({ worker: options.workerTokens ?? [], client: options.clientTokens ?? [] });
+  const auth = new Auth({ worker: options.workerTokens ?? [], submitter: options.clientTokens ?? [] });
   if (auth.isOpen('worker')) logger.warn('no worker token configured: any worker may join (use --worker-token)');
-  if (auth.isOpen('client')) logger.warn('no client token configured: the HTTP API is open to anyone who can reach it (use --client-token)');
+  if (auth.isOpen('submitter')) logger.warn('no client token configured: the HTTP API is open to anyone who can reach it (use --client-token)');
 
   const store = openStore(state);
   const pool = new Pool({

@@ -45,8 +45,8 @@ interface Route {
   method: string;
   pattern: RegExp;
   keys: string[];
-  /** 'client': client token (or open); 'none': no token; 'metrics': client token unless --metrics-public. */
-  access: 'client' | 'none' | 'metrics';
+  /** 'submitter': a submitter (client) token, or open; 'none': no token; 'metrics': a submitter token unless --metrics-public. */
+  access: 'submitter' | 'none' | 'metrics';
   handler: Handler;
 }
 
@@ -88,29 +88,29 @@ export class Api {
     this.route('GET', '/metrics', 'metrics', async (_req, res) => {
       send(res, 200, await o.metrics.registry.metrics(), o.metrics.registry.contentType);
     });
-    this.route('HEAD', '/api/blobs/:hash', 'client', (_req, res, p) => {
+    this.route('HEAD', '/api/blobs/:hash', 'submitter', (_req, res, p) => {
       const size = isSha256(p.hash ?? '') ? pool.blobs.size(p.hash ?? '') : undefined;
       res.writeHead(size === undefined ? 404 : 200, size === undefined ? {} : { 'content-length': size, 'content-type': 'application/octet-stream' });
       res.end();
     });
-    this.route('PUT', '/api/blobs/:hash', 'client', (req, res, p) => this.putBlob(req, res, p.hash ?? ''));
-    this.route('POST', '/api/jobs', 'client', (req, res) => this.submit(req, res));
-    this.route('GET', '/api/jobs', 'client', (_req, res) => json(res, 200, pool.allJobs()));
-    this.route('GET', '/api/jobs/:id', 'client', (_req, res, p) => json(res, 200, this.job(p.id ?? '')));
-    this.route('DELETE', '/api/jobs/:id', 'client', (_req, res, p) => {
+    this.route('PUT', '/api/blobs/:hash', 'submitter', (req, res, p) => this.putBlob(req, res, p.hash ?? ''));
+    this.route('POST', '/api/jobs', 'submitter', (req, res) => this.submit(req, res));
+    this.route('GET', '/api/jobs', 'submitter', (_req, res) => json(res, 200, pool.allJobs()));
+    this.route('GET', '/api/jobs/:id', 'submitter', (_req, res, p) => json(res, 200, this.job(p.id ?? '')));
+    this.route('DELETE', '/api/jobs/:id', 'submitter', (_req, res, p) => {
       const id = p.id ?? '';
       const before = this.job(id);
       if (before.state === 'done' || before.state === 'failed') throw new HttpError(409, `job ${id} is already ${before.state}`);
       pool.cancelJob(id);
       json(res, 200, this.job(id));
     });
-    this.route('GET', '/api/jobs/:id/meta', 'client', (_req, res, p) => {
+    this.route('GET', '/api/jobs/:id/meta', 'submitter', (_req, res, p) => {
       this.job(p.id ?? ''); // 404 for an unknown job, as the other job routes
       json(res, 200, { meta: pool.meta(p.id ?? '') ?? null });
     });
-    this.route('GET', '/api/jobs/:id/results', 'client', (_req, res, p, url) => this.results(res, p.id ?? '', url));
-    this.route('GET', '/api/jobs/:id/metrics', 'client', (_req, res, p, url) => this.trainMetrics(res, p.id ?? '', url));
-    this.route('GET', '/api/jobs/:id/model', 'client', async (_req, res, p) => {
+    this.route('GET', '/api/jobs/:id/results', 'submitter', (_req, res, p, url) => this.results(res, p.id ?? '', url));
+    this.route('GET', '/api/jobs/:id/metrics', 'submitter', (_req, res, p, url) => this.trainMetrics(res, p.id ?? '', url));
+    this.route('GET', '/api/jobs/:id/model', 'submitter', async (_req, res, p) => {
       const id = p.id ?? '';
       if (!pool.training.has(id)) throw new HttpError(404, pool.has(id) ? `job ${id} is not a training job` : `no job ${id}`);
       const bytes = await pool.training.modelBundle(id);
@@ -118,7 +118,7 @@ export class Api {
       res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': bytes.byteLength, 'cache-control': 'no-store' });
       res.end(bytes);
     });
-    this.route('GET', '/api/workers', 'client', (_req, res) => json(res, 200, this.workers()));
+    this.route('GET', '/api/workers', 'submitter', (_req, res) => json(res, 200, this.workers()));
   }
 
   private route(method: string, path: string, access: Route['access'], handler: Handler): void {
@@ -159,8 +159,8 @@ export class Api {
       route.keys.forEach((k, i) => {
         params[k] = decodeURIComponent(m[i + 1] ?? '');
       });
-      if (route.access === 'client' || (route.access === 'metrics' && !this.o.metricsPublic)) {
-        const result = this.o.auth.check('client', bearerToken(req.headers.authorization));
+      if (route.access === 'submitter' || (route.access === 'metrics' && !this.o.metricsPublic)) {
+        const result = this.o.auth.check('submitter', bearerToken(req.headers.authorization));
         if (!result.ok) {
           json(res, result.status, { error: result.reason }, result.status === 401 ? { 'www-authenticate': 'Bearer' } : {});
           return;
