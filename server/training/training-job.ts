@@ -17,12 +17,12 @@ import type { BlobStore } from '../blobs.js';
 import type { Registry, WorkerInfo } from '../registry.js';
 import type { Scheduler } from '../scheduler.js';
 import { isTerminal, type JobState, type JobStatusBase, type Store, type TrainJobRecord } from '../store.js';
-import { Adversary } from './adversary.js';
-import { AsyncDriver, type AsyncDriverSnapshot } from './async-driver.js';
+import { Adversary } from '../../shared/training/adversary.js';
+import { AsyncDriver, type AsyncDriverSnapshot } from '../../shared/training/async-driver.js';
 import type { CentralData, TrainJobRequest } from './job-request.js';
 import { inlineVectors, outlineVectors, packCentralData, packState, unpackCentralData, unpackState } from './persist.js';
-import { SyncDriver, type SyncDriverSnapshot } from './sync-driver.js';
-import type { ClientArrival, DispatchOrder, ParticipationSetting, StepMetrics } from './types.js';
+import { SyncDriver, type SyncDriverSnapshot } from '../../shared/training/sync-driver.js';
+import type { ClientArrival, DispatchOrder, ParticipationSetting, StepMetrics } from '../../shared/training/types.js';
 import type { EvalResult, TrainModel } from './evaluator.js';
 
 /** One metrics.jsonl line. `time` is seconds since the job started; accuracy/eval_loss null when not evaluated. */

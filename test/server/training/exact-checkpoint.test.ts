@@ -4,12 +4,12 @@
 // centre, FedAU counters, and for async the partly filled buffer and the shards in flight. Old snapshots without the
 // new fields still restore (fresh optimizer, as before); malformed ones are a RangeError.
 import test from 'ava';
-import { AsyncDriver, type AsyncDriverConfig, type AsyncDriverSnapshot } from '../../../server/training/async-driver.js';
+import { AsyncDriver, type AsyncDriverConfig, type AsyncDriverSnapshot } from '../../../shared/training/async-driver.js';
 import { inlineVectors, outlineVectors, packState, unpackState } from '../../../server/training/persist.js';
-import { SyncDriver, type SyncDriverConfig, type SyncDriverSnapshot } from '../../../server/training/sync-driver.js';
-import type { DispatchOrder } from '../../../server/training/types.js';
+import { SyncDriver, type SyncDriverConfig, type SyncDriverSnapshot } from '../../../shared/training/sync-driver.js';
+import type { DispatchOrder } from '../../../shared/training/types.js';
 import type { PipelineSpec } from '../../../shared/aggregation/pipeline.js';
-import { gaussianCenters, quadratic, type Quadratic } from './quadratic.js';
+import { gaussianCenters, quadratic, type Quadratic } from '../../shared/training/quadratic.js';
 
 function sameBits(a: Float32Array, b: Float32Array): boolean {
   return a.length === b.length && Buffer.from(a.buffer, a.byteOffset, a.byteLength).equals(Buffer.from(b.buffer, b.byteOffset, b.byteLength));

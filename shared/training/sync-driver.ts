@@ -1,9 +1,9 @@
 // Synchronous rounds (FedAvg / FedAU, optionally MoNNA-robust) as a pure state machine: the coordinator turns
 // DispatchOrders into leases, feeds finished shards to accept(), and calls closeRound() at the round deadline.
-import type { Contribution, PipelineSpec, ServerAggregator } from '../../shared/aggregation/pipeline.js';
-import { Random } from '../../shared/random.js';
-import { minInputs, type RuleName } from '../../shared/aggregation/robust.js';
-import { createParticipation, type Participation } from '../../shared/data/participation.js';
+import type { Contribution, PipelineSpec, ServerAggregator } from '../aggregation/pipeline.js';
+import { Random } from '../random.js';
+import { minInputs, type RuleName } from '../aggregation/robust.js';
+import { createParticipation, type Participation } from '../data/participation.js';
 import type { Adversary } from './adversary.js';
 import {
   checkCount,

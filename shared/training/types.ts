@@ -1,9 +1,9 @@
 // Shared types of the coordinator's training state machines (issue 4): SyncDriver (FedAvg / FedAU rounds) and
 // AsyncDriver (FedBuff steps). Both are pure: no sockets, no timers; every method that depends on time takes `now`
 // (milliseconds, any monotone clock the caller chooses), so the coordinator and the simulator drive them alike.
-import { FedAUEstimator, type FedAUSnapshot } from '../../shared/aggregation/fedau.js';
-import { ServerAggregator, type PipelineSpec } from '../../shared/aggregation/pipeline.js';
-import type { ParticipationSpec } from '../../shared/data/participation.js';
+import { FedAUEstimator, type FedAUSnapshot } from '../aggregation/fedau.js';
+import { ServerAggregator, type PipelineSpec } from '../aggregation/pipeline.js';
+import type { ParticipationSpec } from '../data/participation.js';
 
 /** A client's finished shard, as the coordinator receives it. */
 export interface ClientArrival {

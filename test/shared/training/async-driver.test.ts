@@ -1,8 +1,8 @@
 // AsyncDriver (FedBuff): an in-test event loop with seeded shard durations drives it on the quadratic objective.
 import test from 'ava';
-import { Adversary } from '../../../server/training/adversary.js';
-import { AsyncDriver, type AsyncDriverConfig } from '../../../server/training/async-driver.js';
-import type { StepMetrics } from '../../../server/training/types.js';
+import { Adversary } from '../../../shared/training/adversary.js';
+import { AsyncDriver, type AsyncDriverConfig } from '../../../shared/training/async-driver.js';
+import type { StepMetrics } from '../../../shared/training/types.js';
 import type { PipelineSpec } from '../../../shared/aggregation/pipeline.js';
 import { createParticipation } from '../../../shared/data/participation.js';
 import { mulberry32 } from '../../../shared/random.js';

@@ -1,7 +1,7 @@
 // A quadratic federated objective simulated in-test: client n minimises ½‖x − c_n‖², and its "local training" on
 // model x returns update = −η·(x − c_n) + σ·noise (seeded), the delta a few local SGD steps would produce.
 import { mulberry32, normal } from '../../../shared/random.js';
-import type { ClientArrival, DispatchOrder } from '../../../server/training/types.js';
+import type { ClientArrival, DispatchOrder } from '../../../shared/training/types.js';
 import type { PipelineSpec } from '../../../shared/aggregation/pipeline.js';
 
 export interface Quadratic {

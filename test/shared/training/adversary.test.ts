@@ -1,8 +1,8 @@
 // Adversary (train.json's `adversary` on real workers): which arrivals it replaces, what it replaces them with
 // (built from the honest updates of the same aggregation, or of the async buffer), and what it leaves alone.
 import test from 'ava';
-import { Adversary, type AdversarySetting } from '../../../server/training/adversary.js';
-import type { ClientArrival } from '../../../server/training/types.js';
+import { Adversary, type AdversarySetting } from '../../../shared/training/adversary.js';
+import type { ClientArrival } from '../../../shared/training/types.js';
 
 function adversary(over: Partial<AdversarySetting> = {}): Adversary {
   return new Adversary({ clients: [1, 3], attack: 'sign-flip', scale: 1, seed: 11, ...over });

@@ -1,8 +1,8 @@
 // SyncDriver: FedAvg / FedAU rounds on an in-test quadratic objective; late arrivals, empty rounds, momentum,
 // snapshot/restore, and a Byzantine round with MoNNA-style nnm + trimmed-mean.
 import test from 'ava';
-import { Adversary } from '../../../server/training/adversary.js';
-import { SyncDriver, type SyncDriverConfig } from '../../../server/training/sync-driver.js';
+import { Adversary } from '../../../shared/training/adversary.js';
+import { SyncDriver, type SyncDriverConfig } from '../../../shared/training/sync-driver.js';
 import type { PipelineSpec } from '../../../shared/aggregation/pipeline.js';
 import { createParticipation } from '../../../shared/data/participation.js';
 import { mulberry32, normal } from '../../../shared/random.js';

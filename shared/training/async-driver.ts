@@ -1,12 +1,12 @@
 // Asynchronous FedBuff training as a pure state machine: keep `concurrency` shards in flight, weight each arrival by
 // its staleness, step the model every `buffer` arrivals (docs/algorithms.md §3.1), robust rules over the buffer.
-import { combine } from '../../shared/aggregation/combine.js';
-import { Random } from '../../shared/random.js';
-import { FedBuffBuffer } from '../../shared/aggregation/fedbuff.js';
-import type { PipelineSpec } from '../../shared/aggregation/pipeline.js';
-import { minInputs } from '../../shared/aggregation/robust.js';
-import type { StalenessSpec } from '../../shared/aggregation/staleness.js';
-import { createParticipation, type Participation } from '../../shared/data/participation.js';
+import { combine } from '../aggregation/combine.js';
+import { Random } from '../random.js';
+import { FedBuffBuffer } from '../aggregation/fedbuff.js';
+import type { PipelineSpec } from '../aggregation/pipeline.js';
+import { minInputs } from '../aggregation/robust.js';
+import type { StalenessSpec } from '../aggregation/staleness.js';
+import { createParticipation, type Participation } from '../data/participation.js';
 import type { Adversary } from './adversary.js';
 import { binaryCopy64, plainCopy64, restoreServer, snapshotServer, type ServerStateSnapshot } from './sync-driver.js';
 import {

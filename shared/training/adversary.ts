@@ -1,9 +1,9 @@
 // train.json's `adversary` on real workers (robustness experiments): the listed virtual clients train like everyone
 // else, then their updates are replaced by an attack built as in the simulator (shared/attacks.ts) before the server
 // aggregates. Label flipping is the one data-side attack: those clients' leases carry `flipLabels` instead.
-import { byzantineVectors, type VectorAttack } from '../../shared/attacks.js';
-import type { AttackName } from '../../shared/config/train.js';
-import { deriveSeed, mulberry32 } from '../../shared/random.js';
+import { byzantineVectors, type VectorAttack } from '../attacks.js';
+import type { AttackName } from '../config/train.js';
+import { deriveSeed, mulberry32 } from '../random.js';
 import type { ClientArrival } from './types.js';
 
 export interface AdversarySetting {
