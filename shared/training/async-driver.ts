@@ -222,7 +222,6 @@ export class AsyncDriver {
   get done(): boolean {
     return this.ver >= this.config.steps;
   }
-  /** Clients with a shard in flight, ascending. */
   /** Whether fill() would dispatch anything (fewer than `concurrency` shards in flight). */
   get wantsMore(): boolean {
     return !this.done && (this.inFlight.size < this.config.concurrency || this.resend.length > 0);
