@@ -22,7 +22,7 @@ import { BlobError } from './blob-cache.js';
 import { embedForModel } from './embed.js';
 import { DatasetError, toTrainData, type Dataset } from './training/datasets.js';
 import { embedTrainData } from './training/embed-data.js';
-import type { LocalTrainResult, TrainData } from './training/local-train.js';
+import type { LocalTrainResult, LocalTrainData } from './training/local-train.js';
 import type { TrainShard } from './training/pool.js';
 import type { ServerScorer as FullServerScorer } from './scorers/index.js';
 
@@ -158,7 +158,7 @@ export function trainSeed(modelVersion: number, client: number): number {
  * Central rows/labels (the lease's tensors) → classification data. Labels must be class ids: int32 [n], or float32
  * [n] holding integers. Other label forms are not trainable yet (not retryable).
  */
-export function centralTrainData(rows: Tensor, labels: Tensor): TrainData {
+export function centralTrainData(rows: Tensor, labels: Tensor): LocalTrainData {
   if (!(rows.data instanceof Float32Array)) throw new DatasetError(`central data: rows must be float32, got ${rows.dtype}`);
   if (labels.ndim !== 1) throw new DatasetError(`central data: labels ${labels.describe()} are not supported yet; send class ids [n]`);
   let ids: Int32Array;
@@ -176,13 +176,13 @@ export function centralTrainData(rows: Tensor, labels: Tensor): TrainData {
 }
 
 /** Central preference pairs (featurized by the submitter) as training data. */
-export function centralPairsData(chosen: Tensor, rejected: Tensor): TrainData {
+export function centralPairsData(chosen: Tensor, rejected: Tensor): LocalTrainData {
   if (!(chosen.data instanceof Float32Array) || !(rejected.data instanceof Float32Array)) throw new DatasetError('central pairs: chosen and rejected must be float32');
   return { kind: 'pairs', chosen: chosen.data, rejected: rejected.data };
 }
 
 /** The label-flipping attack (docs/algorithms.md §2.2): class y → C − 1 − y; pairs train with chosen and rejected swapped. */
-export function flipLabels(data: TrainData, manifest: Manifest): TrainData {
+export function flipLabels(data: LocalTrainData, manifest: Manifest): LocalTrainData {
   if (data.kind === 'pairs') return { kind: 'pairs', chosen: data.rejected, rejected: data.chosen };
   const classes = manifest.output.kind === 'classes' ? manifest.output.classes : 0;
   return { kind: 'classify', x: data.x, labels: data.labels.map((y) => classes - 1 - y) };
@@ -204,7 +204,7 @@ export class LeaseRunner {
   private readonly manifests = new Map<string, Manifest>();
   /** Per bundle hash: the embedding input its head reads, or null (any other bundle). */
   private readonly embeddingInputs = new Map<string, EmbeddingInputSpec | null>();
-  private readonly trainData = new Map<string, Promise<TrainData>>();
+  private readonly trainData = new Map<string, Promise<LocalTrainData>>();
   private readonly momenta = new Map<string, Float32Array>();
   private readonly weights = new Map<string, Float32Array>();
 
@@ -442,7 +442,7 @@ export class LeaseRunner {
   }
 
   /** A worker dataset as training data for one model: featurized (or embedded) once per (dataset, model). */
-  private workerData(name: string, hash: string, manifest: Manifest): Promise<TrainData> {
+  private workerData(name: string, hash: string, manifest: Manifest): Promise<LocalTrainData> {
     const key = `${name}\0${hash}`;
     let data = this.trainData.get(key);
     if (data === undefined) {
@@ -475,7 +475,7 @@ export class LeaseRunner {
     if (trainer === undefined) throw new Error('this worker does not run train tasks');
     const manifest = this.manifest(task.modelHash, bundle);
     const source = task.data;
-    let data: TrainData;
+    let data: LocalTrainData;
     if (source.source === 'central') data = centralTrainData(source.rows, source.labels);
     else if (source.source === 'central-pairs') data = centralPairsData(source.chosen, source.rejected);
     else data = await this.workerData(source.name, task.modelHash, manifest);

@@ -58,7 +58,7 @@ function jobWidth(spec: JobSpec): number {
 }
 
 /** The public view of a job (GET /api/jobs/:id). */
-export interface JobStatus extends JobStatusBase {
+export interface ScoreJobStatus extends JobStatusBase {
   kind: 'score';
   /** Jobs scored by inference servers: the model they must serve and what they compute. */
   scorer?: { model: string; output: 'reward' | 'logprobs' };
@@ -227,12 +227,12 @@ export class Pool {
     return entry.frozen ?? this.scheduler.progress(id);
   }
 
-  status(id: string): JobStatus | undefined {
+  status(id: string): ScoreJobStatus | undefined {
     const entry = this.jobs.get(id);
     const p = this.progress(id);
     if (entry === undefined || p === undefined) return undefined;
     const { record } = entry;
-    const s: JobStatus = {
+    const s: ScoreJobStatus = {
       id: record.id, kind: record.spec.kind, state: record.state, progress: { done: p.doneItems, total: p.totalItems },
       createdAt: new Date(record.createdAt).toISOString(), shardSize: record.spec.shardSize,
       redundancy: record.spec.redundancy, batchSize: record.spec.batchSize, shards: { done: p.doneShards, total: p.totalShards },
@@ -253,8 +253,8 @@ export class Pool {
     return this.store.jobMeta(id);
   }
 
-  list(): JobStatus[] {
-    const out: JobStatus[] = [];
+  list(): ScoreJobStatus[] {
+    const out: ScoreJobStatus[] = [];
     for (const id of this.jobs.keys()) {
       const s = this.status(id);
       if (s !== undefined) out.push(s);
@@ -287,12 +287,12 @@ export class Pool {
   // ---- every kind of job, for sockets and HTTP (they never branch on the kind) ----------------
 
   /** Any job's public view: a score job's or a training job's. */
-  jobStatus(id: string): JobStatus | TrainJobStatus | undefined {
+  jobStatus(id: string): ScoreJobStatus | TrainJobStatus | undefined {
     return this.training.status(id) ?? this.status(id);
   }
 
   /** Every job, score jobs first, each in submission order. */
-  allJobs(): (JobStatus | TrainJobStatus)[] {
+  allJobs(): (ScoreJobStatus | TrainJobStatus)[] {
     return [...this.list(), ...this.training.list()];
   }
 

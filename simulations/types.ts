@@ -28,7 +28,7 @@ export interface LocalOptions {
  * What a population of clients optimises. Per-client state is data indices and a few numbers, never a model copy:
  * the engine owns every vector. Implementations must be deterministic given the rng they are handed.
  */
-export interface Task {
+export interface LearningTask {
   readonly name: string;
   /** Number of clients the task was built for. */
   readonly numClients: number;

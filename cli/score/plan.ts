@@ -6,7 +6,7 @@ import { pairAccuracy, selectPerGroup, type Candidate, type SelectMode, type Sel
 import type { ScoreLine } from './input.js';
 
 /** The job's items in the coordinator's compact column form (see server/jobs.ts): features as base64 float32. */
-export type JobColumns =
+export type ColumnsBody =
   | { ids: string[]; features: { dim: number; base64: string } }
   | { ids: string[]; prompts: string[]; responses: string[] };
 
@@ -35,14 +35,14 @@ export function scoredItems(meta: readonly LineMeta[]): number {
 }
 
 /** Packs features (n × dim float32, little-endian) as base64. */
-export function featureColumns(ids: string[], rows: readonly ArrayLike<number>[], dim: number): JobColumns {
+export function featureColumns(ids: string[], rows: readonly ArrayLike<number>[], dim: number): ColumnsBody {
   const f = new Float32Array(rows.length * dim);
   rows.forEach((r, i) => f.set(r, i * dim));
   return { ids, features: { dim, base64: Buffer.from(f.buffer).toString('base64') } };
 }
 
 /** Lines must all be features lines or all text/pair/best-of lines (checked against the model before this). */
-export function planItems(lines: readonly ScoreLine[]): { columns: JobColumns; meta: LineMeta[]; scored: number } {
+export function planItems(lines: readonly ScoreLine[]): { columns: ColumnsBody; meta: LineMeta[]; scored: number } {
   const ids: string[] = [];
   const rows: number[][] = [];
   const prompts: string[] = [];

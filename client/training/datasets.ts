@@ -3,7 +3,7 @@
 import { readFile } from 'node:fs/promises';
 import { featurizeBatch, type Manifest } from '../../shared/model/index.js';
 import { ModelError } from '../../shared/model/errors.js';
-import type { ClassifyData, PairsData, TextPair, TrainData } from './local-train.js';
+import type { ClassifyData, PairsData, TextPair, LocalTrainData } from './local-train.js';
 
 /**
  * The three line forms (a file holds one form throughout, set by its first line):
@@ -146,7 +146,7 @@ export function checkDatasetOutput(d: Dataset, manifest: Manifest): void {
  * The dataset as training data for a features or text model. Mismatches with the model are DatasetErrors (not
  * retryable). A model over embeddings needs the worker's embedding server: ./embed-data.ts.
  */
-export function toTrainData(d: Dataset, manifest: Manifest): TrainData {
+export function toTrainData(d: Dataset, manifest: Manifest): LocalTrainData {
   const where = datasetWhere(d);
   if (manifest.input.kind === 'embedding') {
     throw new DatasetError(`${where}: this model reads embeddings of ${manifest.input.model}, which only a worker fronting that embedding server computes`);

@@ -4,7 +4,7 @@
 import { embeddingText } from '../../shared/model/embedding-input.js';
 import type { EmbeddingInputSpec, Manifest } from '../../shared/model/manifest.js';
 import { DatasetError, checkDatasetOutput, datasetWhere, type Dataset } from './datasets.js';
-import type { TrainData } from './local-train.js';
+import type { LocalTrainData } from './local-train.js';
 
 /** Embeds texts into `texts.length × dim` rows (client/embed.ts `embedForModel` with the worker's server). */
 export type EmbedTexts = (texts: readonly string[]) => Promise<Float32Array>;
@@ -15,7 +15,7 @@ export type EmbedTexts = (texts: readonly string[]) => Promise<Float32Array>;
  * rejected), embedded in one call so the server's batching and cache see every text once. Feature rows are refused:
  * the head reads one embedding model's vectors, which only the text can be turned into here.
  */
-export async function embedTrainData(d: Dataset, manifest: Manifest & { input: EmbeddingInputSpec }, embed: EmbedTexts): Promise<TrainData> {
+export async function embedTrainData(d: Dataset, manifest: Manifest & { input: EmbeddingInputSpec }, embed: EmbedTexts): Promise<LocalTrainData> {
   checkDatasetOutput(d, manifest);
   if (d.kind === 'features') {
     throw new DatasetError(`${datasetWhere(d)} holds features; this model reads embeddings of ${manifest.input.model}, which the worker computes from text`);

@@ -26,7 +26,7 @@ export interface PairsData {
   rejected: Float32Array;
 }
 
-export type TrainData = ClassifyData | PairsData;
+export type LocalTrainData = ClassifyData | PairsData;
 
 export interface LocalTrainOptions {
   steps: number;
@@ -65,7 +65,7 @@ function allFinite(a: Float32Array): boolean {
 }
 
 /** Checks the data against the model; returns n. Errors are one-line ModelErrors (retrying elsewhere cannot help). */
-function checkData(manifest: Manifest, data: TrainData): number {
+function checkData(manifest: Manifest, data: LocalTrainData): number {
   const dim = manifest.input.dim;
   if (data.kind === 'classify') {
     if (manifest.output.kind !== 'classes') throw new ModelError('classify training needs a classifier model; this model outputs a reward');
@@ -199,7 +199,7 @@ function variablesOf(model: tf.LayersModel): tf.Variable[] {
  * Trains `model` in place (its weights end at the trained values) for `opts.steps` steps on `data`, and returns the
  * shard result. Every tensor it makes is disposed; no TF.js setting is changed.
  */
-export async function trainLocally(model: tf.LayersModel, manifest: Manifest, data: TrainData, opts: LocalTrainOptions): Promise<LocalTrainResult> {
+export async function trainLocally(model: tf.LayersModel, manifest: Manifest, data: LocalTrainData, opts: LocalTrainOptions): Promise<LocalTrainResult> {
   const params = parameterCount(model);
   checkOptions(opts, params);
   const n = checkData(manifest, data);

@@ -1,7 +1,7 @@
 import type { BackendChoice, BackendRequest } from '../backends.js';
 import { createTensorThreads, rebuildFailure } from '../thread-pool.js';
 import type { ProbeResult, TaskFailure } from '../thread-state.js';
-import type { LocalTrainOptions, LocalTrainResult, TrainData } from './local-train.js';
+import type { LocalTrainOptions, LocalTrainResult, LocalTrainData } from './local-train.js';
 import type { TrainTaskInput, TrainTaskMessage } from './train-task.js';
 
 /**
@@ -29,7 +29,7 @@ export interface TrainShard {
   weights?: Float32Array;
   /** The client's momentum from its previous round. */
   momentum?: Float32Array;
-  data: TrainData;
+  data: LocalTrainData;
   opts: Omit<LocalTrainOptions, 'initialMomentum'>;
 }
 
@@ -47,7 +47,7 @@ export interface TrainingPool {
 }
 
 /** A fresh copy of `data` whose buffers can be transferred. */
-function copyData(data: TrainData): { data: TrainData; buffers: ArrayBuffer[] } {
+function copyData(data: LocalTrainData): { data: LocalTrainData; buffers: ArrayBuffer[] } {
   if (data.kind === 'classify') {
     const x = data.x.slice();
     const labels = data.labels.slice();

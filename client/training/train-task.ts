@@ -3,7 +3,7 @@ import type { BackendRequest } from '../backends.js';
 import type { LoadedModel } from '../../shared/model/tf-model.js';
 import { ensureBackend, isModelProblem, modelCache, permanentFailure, type ProbeResult, type ProbeTaskInput, type TaskFailure } from '../thread-state.js';
 import { readFlatWeights, setFlatWeights } from '../../shared/model/weights.js';
-import { trainLocally, type LocalTrainOptions, type LocalTrainResult, type TrainData } from './local-train.js';
+import { trainLocally, type LocalTrainOptions, type LocalTrainResult, type LocalTrainData } from './local-train.js';
 
 /**
  * The piscina task module for fine-tuning shards: runs in a worker thread with its own TF.js instance. Each thread
@@ -23,7 +23,7 @@ export interface TrainTaskInput {
   weights?: Float32Array;
   /** The client's momentum to continue from. */
   momentum?: Float32Array;
-  data: TrainData;
+  data: LocalTrainData;
   /** Options for trainLocally, without the momentum (given above). */
   opts: Omit<LocalTrainOptions, 'initialMomentum'>;
 }

@@ -15,7 +15,7 @@ import { FedBuffBuffer } from '../../shared/aggregation/fedbuff.js';
 import { ServerOptimizer, type ServerOptimizerSpec } from '../../shared/aggregation/server-optimizer.js';
 import type { StalenessSpec } from '../../shared/aggregation/staleness.js';
 import { mulberry32 } from '../../shared/random.js';
-import type { LocalOptions, MetricRow, RunResult, Task } from '../types.js';
+import type { LocalOptions, MetricRow, RunResult, LearningTask } from '../types.js';
 import { EventQueue } from './event-queue.js';
 import type { Duration } from './sync.js';
 
@@ -42,7 +42,7 @@ export interface AsyncRunSpec {
   experiment: string;
   algorithm: string;
   seed: number;
-  task: Task;
+  task: LearningTask;
   /** C: jobs in flight (≤ the task's clients). */
   concurrency: number;
   algo: AsyncAlgorithm;

@@ -1,13 +1,13 @@
 // Peer-to-peer MoNNA / NNA (docs/algorithms.md §2.1, the "all n received" ByzFL form): n nodes, the first h honest and f
 // Byzantine. Each honest node keeps its own model x_i and Polyak momentum m_i; every round it takes one local step
-// x_i^{½} = x_i − γ_t·m_i on its own data (the Task's localUpdate, steps 1, lr γ_t, momentum β), the Byzantine nodes
+// x_i^{½} = x_i − γ_t·m_i on its own data (the LearningTask's localUpdate, steps 1, lr γ_t, momentum β), the Byzantine nodes
 // broadcast one vector built from the honest half-steps (attacks act in MODEL space), and every honest node sets
 // x_i ← NNA at pivot x_i^{½} over all n received half-steps: the mean of its n − f nearest (itself included).
 // β = 0 is NNA, β > 0 MoNNA; a declared f of 0 makes every node's NNA the plain mean, i.e. D-SGD with exact averaging.
 import { nna } from '../../shared/aggregation/nnm.js';
 import { byzantineVectors } from '../../shared/attacks.js';
 import { mulberry32 } from '../../shared/random.js';
-import type { MetricRow, RunResult, Task } from '../types.js';
+import type { MetricRow, RunResult, LearningTask } from '../types.js';
 
 /** Byzantine behaviours in P2P ('none': the Byzantine nodes send nothing, so each honest node receives h vectors). */
 export const P2P_ATTACKS = ['none', 'sign-flip', 'scaled-sign-flip', 'alie', 'foe', 'mimic'] as const;
@@ -30,7 +30,7 @@ export interface P2PRunSpec {
   algorithm: string;
   seed: number;
   /** Honest node i trains on the task's client i. */
-  task: Task;
+  task: LearningTask;
   /** Honest nodes h (default task.numClients; at most task.numClients). */
   honest?: number;
   /** Byzantine nodes (default none). */

@@ -1,5 +1,5 @@
 // Synchronous rounds on a virtual clock: each round asks the participation process who is available, samples up to
-// `clientsPerRound` of them, lets each train locally (the Task), and hands the updates to the very ServerAggregator
+// `clientsPerRound` of them, lets each train locally (the LearningTask), and hands the updates to the very ServerAggregator
 // the coordinator uses (weighting → NNM → rule → server optimizer). A round lasts as long as its slowest client.
 // Optional Byzantine clients (docs/algorithms.md §2.2) join every round with vectors built from that round's honest updates.
 import { centeredClipping } from '../../shared/aggregation/centered-clipping.js';
@@ -9,7 +9,7 @@ import { RobustAggregator } from '../../shared/aggregation/robust.js';
 import { byzantineVectors, optimalAttack } from '../../shared/attacks.js';
 import type { Participation } from '../../shared/data/participation.js';
 import { mulberry32, sampleWithoutReplacement } from '../../shared/random.js';
-import type { LocalOptions, MetricRow, Rng, RunResult, Task } from '../types.js';
+import type { LocalOptions, MetricRow, Rng, RunResult, LearningTask } from '../types.js';
 
 /** Seconds a client's local job takes (drawn per job). */
 export type Duration = (client: number, rng: Rng) => number;
@@ -38,7 +38,7 @@ export interface SyncRunSpec {
   experiment: string;
   algorithm: string;
   seed: number;
-  task: Task;
+  task: LearningTask;
   rounds: number;
   /** Who is available in round t (null: everyone, every round). */
   participation: Participation | null;

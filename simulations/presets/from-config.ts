@@ -14,10 +14,10 @@ import { runSync, type Duration } from '../engine/sync.js';
 import { createQuadraticTask } from '../tasks/quadratic.js';
 import { createMnistTask, createSpamTask } from '../tasks/real-data.js';
 import { createSoftmaxTask } from '../tasks/softmax.js';
-import type { RunResult, Task } from '../types.js';
+import type { RunResult, LearningTask } from '../types.js';
 import type { Preset } from './preset.js';
 
-export function makeTask(cfg: SimConfig, seed: number): Task & { z?: Float64Array } {
+export function makeTask(cfg: SimConfig, seed: number): LearningTask & { z?: Float64Array } {
   const t = cfg.task;
   const numClients = cfg.clients;
   switch (t.kind) {
@@ -70,7 +70,7 @@ function isP2PAttack(a: string): a is P2PAttack {
  * The runP2P spec of a p2p algorithm in an experiment (the config's rounds, cut, as a sync run would stop, at the
  * first logged round at or past maxTime: every p2p round takes 1).
  */
-export function p2pSpec(cfg: SimConfig, e: ResolvedExperiment, a: SimP2PAlgorithmConfig, experiment: string, seed: number, task: Task): P2PRunSpec {
+export function p2pSpec(cfg: SimConfig, e: ResolvedExperiment, a: SimP2PAlgorithmConfig, experiment: string, seed: number, task: LearningTask): P2PRunSpec {
   if (e.participation !== null || e.speeds !== null) throw new RangeError(`${cfg.name}: p2p algorithm ${a.name} takes neither participation nor speeds`);
   const rounds = cfg.rounds ?? 1;
   const cap = cfg.maxTime === undefined ? rounds : Math.min(rounds, Math.ceil(cfg.maxTime / cfg.logEvery) * cfg.logEvery);

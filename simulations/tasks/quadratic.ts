@@ -8,7 +8,7 @@
 //   s = σγ·sqrt(Σ_{k<I} (1−γ)^{2k}).
 // That is exact in distribution and costs d Gaussian draws per update instead of I·d. With β > 0 the step loop runs.
 import { gaussianFill, mulberry32 } from '../../shared/random.js';
-import type { LocalOptions, LocalResult, Rng, Task } from '../types.js';
+import type { LocalOptions, LocalResult, Rng, LearningTask } from '../types.js';
 
 export interface QuadraticOptions {
   numClients: number;
@@ -20,7 +20,7 @@ export interface QuadraticOptions {
   closedForm?: boolean;
 }
 
-export interface QuadraticTask extends Task {
+export interface QuadraticTask extends LearningTask {
   /** z_n ~ U(0, 1) per client (§1.5 sets p_n = 0.02 + 0.48 z_n²). */
   readonly z: Float64Array;
   /** The centres c_n, row-major N×d. */

@@ -7,7 +7,7 @@
 // Model: W (C×F, row-major) followed by b (C), flattened: C·F + C parameters (210 for 10×20). x₀ = 0.
 import { dirichletSample } from '../../shared/data/partition.js';
 import { gaussianFill, mulberry32 } from '../../shared/random.js';
-import type { LocalOptions, LocalResult, Rng, Task } from '../types.js';
+import type { LocalOptions, LocalResult, Rng, LearningTask } from '../types.js';
 
 export interface SoftmaxOptions {
   numClients: number;
@@ -26,7 +26,7 @@ export interface SoftmaxOptions {
   meanScale?: number;
 }
 
-export interface SoftmaxTask extends Task {
+export interface SoftmaxTask extends LearningTask {
   readonly classes: number;
   readonly features: number;
   readonly samplesPerClient: number;

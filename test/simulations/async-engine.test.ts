@@ -10,13 +10,13 @@ import { createSpeeds, logNormalMeans } from '../../simulations/engine/speeds.js
 import { runSync, type Duration } from '../../simulations/engine/sync.js';
 import { createQuadraticTask } from '../../simulations/tasks/quadratic.js';
 import { createSoftmaxTask } from '../../simulations/tasks/softmax.js';
-import type { LocalOptions, Task } from '../../simulations/types.js';
+import type { LocalOptions, LearningTask } from '../../simulations/types.js';
 
 const local: LocalOptions = { steps: 3, lr: 0.2, batchSize: 1, momentum: 0 };
 const sgd = { optimizer: 'sgd', lr: 1 } as const;
 const mean = { mix: 'none', rule: 'mean', f: 0 } as const;
 const constant = { kind: 'constant' } as const;
-const quad = (n: number): Task => createQuadraticTask({ numClients: n, dim: 4, seed: 11 });
+const quad = (n: number): LearningTask => createQuadraticTask({ numClients: n, dim: 4, seed: 11 });
 const base = { experiment: 'e', algorithm: 'a', seed: 3, local };
 
 function collect(): { events: AsyncTraceEvent[]; trace: (e: AsyncTraceEvent) => void } {
@@ -164,7 +164,7 @@ test('§3.4.2: K = 1 with s ≡ 1 applies every update sequentially, each comput
 
 test('§3.4.3/5: equal deterministic durations and C = K → every FedBuff step is sync FedAvg on those clients', (t) => {
   const N = 6;
-  const spec = (task: Task): AsyncRunSpec => ({
+  const spec = (task: LearningTask): AsyncRunSpec => ({
     ...base, task, concurrency: N, algo: { kind: 'fedbuff', buffer: N }, duration: () => 2, maxTime: 40,
   });
   const { events, trace } = collect();

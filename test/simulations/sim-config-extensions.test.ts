@@ -14,7 +14,7 @@ import { presetFromConfig } from '../../simulations/presets/from-config.js';
 import { simulate } from '../../simulations/runner.js';
 import { createQuadraticTask } from '../../simulations/tasks/quadratic.js';
 import { createSoftmaxTask } from '../../simulations/tasks/softmax.js';
-import type { Task } from '../../simulations/types.js';
+import type { LearningTask } from '../../simulations/types.js';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const base = { name: 'x', task: { kind: 'quadratic' }, clients: 10, rounds: 5, algorithms: [{ name: 'a' }] };
@@ -89,11 +89,11 @@ test('accepted: p2p with Byzantine nodes needs no uniform weighting; defaults fi
 // --- byzantine.z ---------------------------------------------------------------------------------------------
 
 /** A quadratic task that records every local update it writes and every model it evaluates. */
-function recorded(seed: number): { task: Task; updates: Float32Array[]; models: Float32Array[] } {
+function recorded(seed: number): { task: LearningTask; updates: Float32Array[]; models: Float32Array[] } {
   const quad = createQuadraticTask({ numClients: 2, dim: 3, seed, gradientNoise: 1 });
   const updates: Float32Array[] = [];
   const models: Float32Array[] = [];
-  const task: Task = {
+  const task: LearningTask = {
     ...quad,
     localUpdate: (client, x, opts, rng, out, momentum) => {
       const r = quad.localUpdate(client, x, opts, rng, out, momentum);

@@ -2,7 +2,7 @@
 import test from 'ava';
 import { centralPairsData, flipLabels } from '../../../client/lease-runner.js';
 import { DatasetError } from '../../../client/training/datasets.js';
-import type { TrainData } from '../../../client/training/local-train.js';
+import type { LocalTrainData } from '../../../client/training/local-train.js';
 import { parseManifest, type Manifest } from '../../../shared/model/manifest.js';
 import { Tensor } from '../../../shared/protocol/index.js';
 
@@ -31,7 +31,7 @@ test('centralPairsData: non-float32 tensors are refused with a DatasetError', (t
 test('flipLabels: class y becomes C − 1 − y; the input is left alone', (t) => {
   const labels = Int32Array.of(0, 1, 2, 3, 4, 2);
   const x = Float32Array.from({ length: 12 }, (_, i) => i);
-  const data: TrainData = { kind: 'classify', x, labels };
+  const data: LocalTrainData = { kind: 'classify', x, labels };
   const out = flipLabels(data, classes(5));
   if (out.kind !== 'classify') return t.fail();
   t.true(out.labels instanceof Int32Array);
@@ -52,7 +52,7 @@ test('flipLabels: class y becomes C − 1 − y; the input is left alone', (t) =
 test('flipLabels: pairs train with chosen and rejected swapped; the input is left alone', (t) => {
   const chosen = Float32Array.of(1, 2);
   const rejected = Float32Array.of(3, 4);
-  const data: TrainData = { kind: 'pairs', chosen, rejected };
+  const data: LocalTrainData = { kind: 'pairs', chosen, rejected };
   const out = flipLabels(data, reward);
   t.deepEqual(out, { kind: 'pairs', chosen: Float32Array.of(3, 4), rejected: Float32Array.of(1, 2) });
   t.not(out, data);
