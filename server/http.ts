@@ -291,7 +291,9 @@ export class Api {
           const id = JSON.stringify(shard.ids[i]);
           if (!logprobs) text += `{"id":${id},"score":${scoreText(shard.scores[i] as number)}}\n`;
           else {
-            const [mean, perplexity, certainty] = [0, 1, 2].map((k) => scoreText(shard.scores[3 * i + k] as number));
+            const mean = scoreText(shard.scores[3 * i] as number);
+            const perplexity = scoreText(shard.scores[3 * i + 1] as number);
+            const certainty = scoreText(shard.scores[3 * i + 2] as number);
             text += `{"id":${id},"score":${mean},"logprob_mean":${mean},"perplexity":${perplexity},"self_certainty":${certainty}}\n`;
           }
         }

@@ -247,6 +247,8 @@ export class Scheduler {
   private frontOrder = 0;
   private readonly spec = new Map<ShardS, true>();
   private readonly hungry = new Set<WorkerS>();
+  /** Connected workers per job key they offer (servable() is asked for every job status). */
+  private readonly offerCounts = new Map<string, number>();
   private readonly deadlines = new MinHeap<LeaseS>((l) => l.deadline);
   private tokens = 0;
   private leaseCounter = 0;
@@ -344,13 +346,14 @@ export class Scheduler {
   /** A new worker; `offers` are the job keys it can serve (default: only jobs any worker can take). */
   addWorker(workerId: string, offers: Iterable<string> = ['']): void {
     if (this.workers.has(workerId)) throw new Error(`worker ${workerId} already exists`);
-    this.workers.set(workerId, { id: workerId, credit: 0, offers: new Set(offers), leases: new Map(), external: 0 });
+    const w: WorkerS = { id: workerId, credit: 0, offers: new Set(offers), leases: new Map(), external: 0 };
+    this.workers.set(workerId, w);
+    for (const key of w.offers) this.offerCounts.set(key, (this.offerCounts.get(key) ?? 0) + 1);
   }
 
   /** Whether some connected worker could take a job that needs `key` (credit aside). */
   servable(key: string): boolean {
-    for (const w of this.workers.values()) if (w.offers.has(key)) return true;
-    return false;
+    return (this.offerCounts.get(key) ?? 0) > 0;
   }
 
   /** A `pull`: the worker may hold up to `credit` leases from now on. */
@@ -368,6 +371,11 @@ export class Scheduler {
     for (const lease of [...w.leases.values()]) this.lose(lease, 'disconnected');
     this.hungry.delete(w);
     this.workers.delete(workerId);
+    for (const key of w.offers) {
+      const n = (this.offerCounts.get(key) ?? 0) - 1;
+      if (n > 0) this.offerCounts.set(key, n);
+      else this.offerCounts.delete(key);
+    }
   }
 
   /**

@@ -1,9 +1,9 @@
 // `fedpool compare` input: the output files of `fedpool score` (formats in docs/scoring-reports.md). Each line is
 // validated; the first bad one stops the command with "FILE:LINE: what is wrong".
-import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { z } from 'zod';
 import { UserError } from '../errors.js';
+import { issueText, readJsonl } from '../jsonl.js';
 
 /** One output line of `fedpool score`, reduced to what a comparison needs. */
 export interface ScoredItem {
@@ -49,23 +49,19 @@ const bestOfLine = z.object({ id, chosen_score: score, rejected_scores: z.array(
 function parseLine(value: unknown): ScoredLine | string {
   if (typeof value !== 'object' || value === null || Array.isArray(value)) return 'expected a JSON object';
   const o = value as Record<string, unknown>;
-  const issue = (e: z.ZodError): string => {
-    const first = e.issues[0];
-    return `${first.path.length > 0 ? `"${first.path.join('.')}"` : 'line'}: ${first.message}`;
-  };
   if ('rejected_scores' in o) {
     const r = bestOfLine.safeParse(o);
-    if (!r.success) return issue(r.error);
+    if (!r.success) return issueText(r.error);
     return withSubset({ kind: 'bestof', id: r.data.id, chosen: r.data.chosen_score, rejected: r.data.rejected_scores }, r.data.subset);
   }
   if ('chosen_score' in o || 'rejected_score' in o) {
     const r = pairLine.safeParse(o);
-    if (!r.success) return issue(r.error);
+    if (!r.success) return issueText(r.error);
     return withSubset({ kind: 'pair', id: r.data.id, chosen: r.data.chosen_score, rejected: r.data.rejected_score }, r.data.subset);
   }
   if ('score' in o) {
     const r = itemLine.safeParse(o);
-    if (!r.success) return issue(r.error);
+    if (!r.success) return issueText(r.error);
     const line: ScoredItem = withSubset({ kind: 'item', id: r.data.id, score: r.data.score }, r.data.subset);
     if (r.data.group !== undefined) line.group = r.data.group;
     return line;
@@ -80,28 +76,11 @@ function withSubset<T extends ScoredLine>(line: T, subset: string | undefined): 
 
 /** Reads and validates one output file (blank lines are skipped). */
 export async function readScoreFile(file: string): Promise<Omit<ScoreFile, 'name'>> {
-  let text: string;
-  try {
-    text = await readFile(file, 'utf8');
-  } catch (e) {
-    throw new UserError(`fedpool compare: cannot read ${file}: ${(e as NodeJS.ErrnoException).code ?? String(e)}`);
-  }
   const lines = new Map<string, ScoredLine & { line: number }>();
-  const rows = text.split('\n');
-  for (let k = 0; k < rows.length; k++) {
-    const row = rows[k].trim();
-    if (row === '') continue;
-    let value: unknown;
-    try {
-      value = JSON.parse(row);
-    } catch (e) {
-      throw new UserError(`${file}:${k + 1}: not valid JSON (${(e as Error).message})`);
-    }
-    const parsed = parseLine(value);
-    if (typeof parsed === 'string') throw new UserError(`${file}:${k + 1}: ${parsed}`);
-    if (lines.has(parsed.id)) throw new UserError(`${file}:${k + 1}: duplicate id ${JSON.stringify(parsed.id)}`);
-    lines.set(parsed.id, { ...parsed, line: k + 1 });
-  }
+  await readJsonl(file, 'fedpool compare', parseLine, (parsed, line) => {
+    if (lines.has(parsed.id)) throw new UserError(`${file}:${line}: duplicate id ${JSON.stringify(parsed.id)}`);
+    lines.set(parsed.id, { ...parsed, line });
+  });
   if (lines.size === 0) throw new UserError(`${file}: no score lines (the file is empty)`);
   return { file, lines };
 }

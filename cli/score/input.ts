@@ -1,9 +1,8 @@
 // `fedpool score` input: JSONL lines of items, pairs, best-of-k rows, or group members (formats in
 // docs/scoring-reports.md). Everything is validated before anything is submitted: the first bad line stops the command with "FILE:LINE: what is wrong".
-import { createReadStream } from 'node:fs';
-import { createInterface } from 'node:readline';
 import { z } from 'zod';
 import { UserError } from '../errors.js';
+import { issueText, readJsonl } from '../jsonl.js';
 
 const base = {
   id: z.string().min(1, 'must be a non-empty string'),
@@ -44,41 +43,14 @@ function parseLine(value: unknown, line: number): ScoreLine | string {
           : ([pair, 'pair'] as const)
         : ([textItem, 'text'] as const);
   const r = schema.safeParse(o);
-  if (!r.success) {
-    const issue = r.error.issues[0];
-    const field = issue.path.length > 0 ? `"${issue.path.join('.')}"` : 'line';
-    return `${field}: ${issue.message}`;
-  }
+  if (!r.success) return issueText(r.error);
   return { kind, line, ...r.data } as ScoreLine;
 }
 
 /** Reads and validates the whole file (blank lines are skipped). */
 export async function readScoreInput(file: string): Promise<ScoreLine[]> {
   const lines: ScoreLine[] = [];
-  const stream = createReadStream(file, { encoding: 'utf8' });
-  const opened = new Promise<void>((resolve, reject) => {
-    stream.once('open', () => resolve());
-    stream.once('error', reject);
-  });
-  try {
-    await opened;
-  } catch (e) {
-    throw new UserError(`fedpool score: cannot read ${file}: ${(e as NodeJS.ErrnoException).code ?? String(e)}`);
-  }
-  let n = 0;
-  for await (const text of createInterface({ input: stream, crlfDelay: Infinity })) {
-    n++;
-    if (text.trim() === '') continue;
-    let value: unknown;
-    try {
-      value = JSON.parse(text);
-    } catch (e) {
-      throw new UserError(`${file}:${n}: not valid JSON (${(e as Error).message})`);
-    }
-    const parsed = parseLine(value, n);
-    if (typeof parsed === 'string') throw new UserError(`${file}:${n}: ${parsed}`);
-    lines.push(parsed);
-  }
+  await readJsonl(file, 'fedpool score', parseLine, (line) => void lines.push(line));
   if (lines.length === 0) throw new UserError(`${file}: no items (the file is empty)`);
   return lines;
 }

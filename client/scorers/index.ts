@@ -21,9 +21,8 @@ export { ScorerError } from './errors.js';
 // One list of APIs for the whole project: the protocol's (a worker's hello names its API from it).
 export { SCORER_APIS, type ScorerApi, type ScorerOutput };
 
-export function outputOf(api: ScorerApi): ScorerOutput {
-  return scorerOutputOf(api);
-}
+/** The output of each API (the protocol's scorerOutputOf). */
+export { scorerOutputOf as outputOf };
 
 export interface TextItem {
   prompt: string;
@@ -168,7 +167,7 @@ export function createServerScorer(options: ServerScorerOptions): ServerScorer {
   const open = (): void => {
     if (http.closed) throw http.closedError();
   };
-  const output = outputOf(api);
+  const output = scorerOutputOf(api);
 
   return {
     api,

@@ -8,7 +8,6 @@ import { minInputs } from '../aggregation/robust.js';
 import type { StalenessSpec } from '../aggregation/staleness.js';
 import { createParticipation, type Participation } from '../data/participation.js';
 import type { Adversary } from './adversary.js';
-import { binaryCopy64, plainCopy64, restoreServer, snapshotServer, type ServerStateSnapshot } from './sync-driver.js';
 import {
   checkCount,
   DriverAggregator,
@@ -17,6 +16,11 @@ import {
   snapshotMomenta,
   plainCopy,
   binaryCopy,
+  binaryCopy64,
+  plainCopy64,
+  restoreServer,
+  snapshotServer,
+  type ServerStateSnapshot,
   type PlainVector,
   withPopulation,
   type ClientArrival,

@@ -4,6 +4,7 @@
 import { FedAUEstimator, type FedAUSnapshot } from '../aggregation/fedau.js';
 import { ServerAggregator, type PipelineSpec } from '../aggregation/pipeline.js';
 import type { ParticipationSpec } from '../data/participation.js';
+import type { RuleName } from '../aggregation/robust.js';
 
 /** A client's finished shard, as the coordinator receives it. */
 export interface ClientArrival {
@@ -126,4 +127,50 @@ export class DriverAggregator extends ServerAggregator {
       this.fedau = FedAUEstimator.restore(fedau);
     }
   }
+}
+
+/**
+ * The server aggregator's state besides FedAU (which DriverSnapshotBase.fedau holds): the cclip center and the server
+ * optimizer's step count and float64 moments. V: float32 vectors, D: float64 ones (number arrays in the JSON form,
+ * Float32Array / Float64Array in the binary one).
+ */
+export interface ServerStateSnapshot<V extends ArrayLike<number> = PlainVector, D extends ArrayLike<number> = PlainVector> {
+  robust: { rule: RuleName; center: V | null };
+  optimizer: { optimizer: 'sgd' | 'adam'; steps: number; first: D | null; second: D | null };
+}
+
+export const plainCopy64 = (v: Float64Array): PlainVector => Array.from(v);
+export const binaryCopy64 = (v: Float64Array): Float64Array => v.slice();
+
+export function snapshotServer<V extends ArrayLike<number>, D extends ArrayLike<number>>(
+  a: ServerAggregator,
+  copy: (v: Float32Array) => V,
+  copy64: (v: Float64Array) => D,
+): ServerStateSnapshot<V, D> {
+  const r = a.robust.snapshot();
+  const o = a.optimizer.snapshot();
+  return {
+    robust: { rule: r.rule, center: r.center === null ? null : copy(r.center) },
+    optimizer: { optimizer: o.optimizer, steps: o.steps, first: o.first === null ? null : copy64(o.first), second: o.second === null ? null : copy64(o.second) },
+  };
+}
+
+function vectorOf<T extends Float32Array | Float64Array>(v: unknown, make: (x: ArrayLike<number>) => T, what: string): T | null {
+  if (v === null) return null;
+  if (!(v instanceof Float32Array || v instanceof Float64Array || Array.isArray(v))) throw new RangeError(`restore: ${what} must be a list of numbers or null`);
+  const list = v as ArrayLike<unknown>;
+  for (let j = 0; j < list.length; j++) if (typeof list[j] !== 'number') throw new RangeError(`restore: ${what} holds a non-number at ${j}`);
+  return make(list as ArrayLike<number>);
+}
+
+/** Loads a ServerStateSnapshot into the driver's aggregator (RangeError when it does not fit the pipeline or the model size). */
+export function restoreServer(a: ServerAggregator, s: ServerStateSnapshot<ArrayLike<number>, ArrayLike<number>>, dim: number): void {
+  if (s === null || typeof s !== 'object' || s.robust === null || typeof s.robust !== 'object' || s.optimizer === null || typeof s.optimizer !== 'object') {
+    throw new RangeError('restore: server state must be {robust, optimizer}');
+  }
+  const f32 = (x: ArrayLike<number>): Float32Array => Float32Array.from(x);
+  const f64 = (x: ArrayLike<number>): Float64Array => Float64Array.from(x);
+  a.robust.restore({ rule: s.robust.rule, center: vectorOf(s.robust.center, f32, 'cclip center') }, dim);
+  const o = s.optimizer;
+  a.optimizer.restore({ optimizer: o.optimizer, steps: o.steps, first: vectorOf(o.first, f64, 'optimizer moment'), second: vectorOf(o.second, f64, 'optimizer second moment') }, dim);
 }

@@ -506,6 +506,10 @@ function checkAgreement(w: World): void {
     if (load?.inFlight !== held) w.failures.push(`${id}: scheduler says ${load?.inFlight} in flight, model ${held}`);
   }
   for (const [key, n] of w.doneCount) if (n > 1) w.failures.push(`${key} completed ${n} times`);
+  for (const key of KEYS) {
+    const offered = w.workers.some((id) => w.offers.get(id)?.has(key) === true);
+    if (w.h.s.servable(key) !== offered) w.failures.push(`servable(${JSON.stringify(key)}) is ${!offered}, but ${offered ? 'a' : 'no'} connected worker offers it`);
+  }
 }
 
 type Cmd = fc.Command<World, World>;
