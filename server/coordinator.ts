@@ -75,7 +75,7 @@ export async function startCoordinator(options: CoordinatorOptions = {}): Promis
     ...(options.speculative === undefined ? {} : { speculative: options.speculative }),
   });
   const metrics = new Metrics({ stats: pool.scheduler.stats, workersConnected: () => pool.registry.size, jobCounts: () => pool.jobCounts() });
-  pool.onJobEnd = (record) => {
+  pool.score.onJobEnd = (record) => {
     if (record.finishedAt !== undefined) metrics.jobDuration.observe({ state: record.state }, (record.finishedAt - record.createdAt) / 1000);
   };
   let restored: { resumed: number; total: number };

@@ -6,10 +6,11 @@ import { BlobHashMismatchError, BlobTooLargeError, isSha256 } from './blobs.js';
 import { dashboardHtml } from './dashboard.js';
 import { parseJobRequest } from './jobs.js';
 import type { Metrics } from './metrics.js';
-import { SubmitError, type Pool } from './pool.js';
+import type { Pool } from './pool.js';
+import { SubmitError } from './score-jobs.js';
 import { isTerminal } from './store.js';
 import { parseTrainJobRequest } from './training/job-request.js';
-import { TrainSubmitError } from './training/training-job.js';
+import { TrainSubmitError } from './training/training-service.js';
 
 export interface ApiOptions {
   pool: Pool;
@@ -106,7 +107,7 @@ export class Api {
     });
     this.route('GET', '/api/jobs/:id/meta', 'submitter', (_req, res, p) => {
       this.job(p.id ?? ''); // 404 for an unknown job, as the other job routes
-      json(res, 200, { meta: pool.meta(p.id ?? '') ?? null });
+      json(res, 200, { meta: pool.score.meta(p.id ?? '') ?? null });
     });
     this.route('GET', '/api/jobs/:id/results', 'submitter', (_req, res, p, url) => this.results(res, p.id ?? '', url));
     this.route('GET', '/api/jobs/:id/metrics', 'submitter', (_req, res, p, url) => this.trainMetrics(res, p.id ?? '', url));
@@ -261,7 +262,7 @@ export class Api {
     const parsed = parseJobRequest(value);
     if (!parsed.ok) throw new HttpError(400, parsed.error);
     try {
-      const record = this.o.pool.submit(parsed.request, parsed.form, parsed.dim, parsed.columns);
+      const record = this.o.pool.score.submit(parsed.request, parsed.form, parsed.dim, parsed.columns);
       json(res, 201, { id: record.id });
     } catch (e) {
       if (e instanceof SubmitError) throw new HttpError(400, e.message);
@@ -275,16 +276,16 @@ export class Api {
    */
   private async results(res: ServerResponse, id: string, url: URL): Promise<void> {
     const { pool } = this.o;
-    const first = pool.progress(id);
+    const first = pool.score.progress(id);
     if (first === undefined) throw new HttpError(404, `no job ${id}`);
     let next = 0;
-    await this.streamJsonl(res, url, { 'x-fedpool-job-state': first.state }, () => pool.waitForChange(id), () => {
-      const p = pool.progress(id);
+    await this.streamJsonl(res, url, { 'x-fedpool-job-state': first.state }, () => pool.score.waitForChange(id), () => {
+      const p = pool.score.progress(id);
       if (p === undefined) return undefined;
       if (next >= p.prefixShards) return { text: '', ended: isTerminal(p.state) };
       const to = Math.min(p.prefixShards, next + RESULT_SHARDS_PER_WRITE);
       let text = '';
-      for (const shard of pool.readResults(id, next, to)) {
+      for (const shard of pool.score.readResults(id, next, to)) {
         // Log-prob jobs store three values per item (docs/scorers.md); the score is the mean log-prob.
         const logprobs = shard.scores.length === 3 * shard.ids.length;
         for (let i = 0; i < shard.ids.length; i++) {

@@ -2,7 +2,8 @@ import { Deque, MinHeap } from './queues.js';
 import type { JobState } from './store.js';
 
 /**
- * The scheduler: a pure state machine over jobs, shards, leases and worker credit. No sockets,
+ * The scheduler: the coordinator's one lease table for every kind of work (score shards and training shards alike,
+ * docs/architecture.md), a pure state machine over jobs, shards, leases and worker credit. No sockets,
  * no timers: the caller feeds it events (a worker's pull, a result, a disconnect, "the clock
  * moved") and sends the leases it grants. Every operation costs O(1) or O(log n) in the number
  * of shards (plus the leases it touches); nothing scans all shards:
@@ -20,12 +21,21 @@ import type { JobState } from './store.js';
  * keys it offers, so one job that nobody can serve never hides another job's shards from a worker.
  *
  * Redundancy R: a shard is complete when R results from distinct workers arrived. The first
- * result's scores are kept; later ones are only compared (within `tolerance`) to record agreement.
+ * result is kept; later ones are only compared (within `tolerance`, or the job's `agree` hook) to record agreement.
  * A result is accounted at most once per lease, and a shard completes exactly once; results for
  * leases that are gone (expired, released, of a finished shard or job) are ignored and counted.
+ *
+ * R is the type of a result (a score shard's Float32Array by default). Each job may bring hooks: whether a result
+ * fits its shard, whether two agree, whether a lost shard is leased again or given up (its owner hears shardLost),
+ * and how a failure is worded. An `open` job grows shard by shard (addShards: training rounds and FedBuff top-ups)
+ * and ends only when its owner says so (finishJob). A shard may be pinned to one worker (needs = pinned(workerId):
+ * a worker-held dataset); a pinned shard whose worker is gone is given up.
+ *
+ * It is one file, longer than most here, because it is one state machine: every operation keeps the same invariants
+ * over the same structures (queues, deadlines, speculation candidates, hungry workers, leases).
  */
 
-export interface SchedulerOptions {
+export interface SchedulerOptions<R = Float32Array> {
   leaseMs: number;
   /** Injectable clock (ms). */
   now?: () => number;
@@ -44,17 +54,54 @@ export interface SchedulerOptions {
   /** Redundant results agree when |a − b| ≤ tolerance · max(1, |a|, |b|) for every item. Default 1e-5. */
   tolerance?: number;
   newLeaseId?: () => string;
-  listener?: SchedulerListener;
+  listener?: SchedulerListener<R>;
 }
 
-export interface ShardDoneEvent {
+export interface ShardDoneEvent<R = Float32Array> {
   jobId: string;
   index: number;
-  /** Scores of the first result. */
-  scores: Float32Array;
+  /** The first result. */
+  result: R;
   agreed: boolean;
   workers: string[];
 }
+
+/** A shard its job's `retry` hook gave up on (or a pinned shard whose worker is gone): it will have no result. */
+export interface ShardLostEvent {
+  jobId: string;
+  index: number;
+  reason: LossReason;
+}
+
+/** Per-job behaviour of the lease table (defaults: score shards'). */
+export interface JobHooks<R> {
+  /** Whether a result fits a shard of `count` items (a misfit counts as that lease's failure). Default: a Float32Array of count × width values. */
+  fits?(result: R, count: number): boolean;
+  /** Whether two redundant results agree. Default: Float32Arrays within the scheduler's tolerance. */
+  agree?(a: R, b: R): boolean;
+  /** Whether a shard whose lease was lost goes back to the queue (default: yes, until maxLosses fails the job); no: shardLost. */
+  retry?(index: number, reason: LossReason, attempt: number): boolean;
+  /** The job's error when a worker reports a failure no retry can fix. Default: "shard I failed on worker W: reason". */
+  failure?(index: number, workerName: string, reason: string): string;
+}
+
+/** Redundant results agree: |a − b| ≤ tolerance · max(1, |a|, |b|) for every value (and equal lengths). */
+export function agreeWithin(a: Float32Array, b: Float32Array, tolerance: number): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) {
+    const x = a[i] as number;
+    const y = b[i] as number;
+    if (Math.abs(x - y) > tolerance * Math.max(1, Math.abs(x), Math.abs(y))) return false;
+  }
+  return true;
+}
+
+/** The key of shards only `workerId` may take (every worker offers its own). */
+export function pinned(workerId: string): string {
+  return `${PIN}${workerId}`;
+}
+
+const PIN = '@';
 
 export interface JobStateEvent {
   jobId: string;
@@ -65,8 +112,9 @@ export interface JobStateEvent {
   dropped: { workerId: string; leaseId: string }[];
 }
 
-export interface SchedulerListener {
-  shardDone?(event: ShardDoneEvent): void;
+export interface SchedulerListener<R = Float32Array> {
+  shardDone?(event: ShardDoneEvent<R>): void;
+  shardLost?(event: ShardLostEvent): void;
   jobState?(event: JobStateEvent): void;
 }
 
@@ -135,15 +183,21 @@ export function shardIdOf(jobId: string, index: number): string {
   return `${jobId}/${index}`;
 }
 
-interface JobS {
+interface JobS<R> {
   id: string;
+  hooks: JobHooks<R>;
+  /** Grows through addShards and ends through finishJob (training), instead of ending with its last shard. */
+  open: boolean;
+  speculative: boolean;
   R: number;
   /** The key a worker must offer to take this job's shards ('' = any worker). */
   needs: string;
   /** Values per item in a result (scores.length = items × width). */
   width: number;
   state: JobState;
-  shards: ShardS[];
+  /** By index. An open job forgets a shard once it is done (prefix then counts missing indices as done). */
+  shards: Map<number, ShardS<R>>;
+  nextIndex: number;
   totalShards: number;
   totalItems: number;
   remaining: number;
@@ -152,22 +206,24 @@ interface JobS {
   typicalMs: number | undefined;
   prefix: number;
   prefixItems: number;
-  leases: Set<LeaseS>;
+  leases: Set<LeaseS<R>>;
   disagreements: number;
 }
 
-interface ShardS {
-  job: JobS;
+interface ShardS<R> {
+  job: JobS<R>;
   index: number;
+  /** The key a worker must offer to take it: the job's `needs`, or pinned(workerId). */
+  needs: string;
   start: number;
   count: number;
   done: boolean;
   /** Workers whose result counted. */
   results: Set<string>;
-  first: Float32Array | undefined;
+  first: R | undefined;
   agreed: boolean;
   /** Current (non-obsolete) leases. */
-  active: Map<string, LeaseS>;
+  active: Map<string, LeaseS<R>>;
   issues: number;
   losses: number;
   /** 0 when not queued; otherwise equals the token of its live deque entry. */
@@ -177,11 +233,11 @@ interface ShardS {
   coveredAt: number;
 }
 
-interface LeaseS {
+interface LeaseS<R> {
   id: string;
   issuedAt: number;
-  shard: ShardS;
-  worker: WorkerS;
+  shard: ShardS<R>;
+  worker: WorkerS<R>;
   deadline: number;
   attempt: number;
   speculative: boolean;
@@ -190,32 +246,30 @@ interface LeaseS {
   gone: boolean;
 }
 
-interface WorkerS {
+interface WorkerS<R> {
   id: string;
   credit: number;
-  /** The job keys this worker can serve. */
+  /** The job keys this worker can serve (always including pinned(id)). */
   offers: ReadonlySet<string>;
-  leases: Map<string, LeaseS>;
-  /** Leases the worker holds for other services (training), which count against the same credit. */
-  external: number;
+  leases: Map<string, LeaseS<R>>;
 }
 
-interface QueueEntry {
-  shard: ShardS;
+interface QueueEntry<R> {
+  shard: ShardS<R>;
   token: number;
   /** Position across all deques: fresh work counts up from 1, re-queued work down from 0 (it goes first). */
   order: number;
 }
 
-function isActive(job: JobS): boolean {
+function isActive<R>(job: JobS<R>): boolean {
   return job.state === 'queued' || job.state === 'running';
 }
 
-function live(shard: ShardS): boolean {
+function live<R>(shard: ShardS<R>): boolean {
   return !shard.done && isActive(shard.job);
 }
 
-export class Scheduler {
+export class Scheduler<R = Float32Array> {
   readonly stats: SchedulerStats = {
     leased: 0,
     speculative: 0,
@@ -236,24 +290,24 @@ export class Scheduler {
   private readonly scanLimit: number;
   private readonly tolerance: number;
   private readonly newLeaseId: () => string;
-  private readonly listener: SchedulerListener;
+  private readonly listener: SchedulerListener<R>;
 
-  private readonly jobs = new Map<string, JobS>();
-  private readonly workers = new Map<string, WorkerS>();
-  private readonly leases = new Map<string, LeaseS>();
+  private readonly jobs = new Map<string, JobS<R>>();
+  private readonly workers = new Map<string, WorkerS<R>>();
+  private readonly leases = new Map<string, LeaseS<R>>();
   /** One deque per job key ('' = jobs any worker can take). */
-  private readonly queues = new Map<string, Deque<QueueEntry>>();
+  private readonly queues = new Map<string, Deque<QueueEntry<R>>>();
   private backOrder = 0;
   private frontOrder = 0;
-  private readonly spec = new Map<ShardS, true>();
-  private readonly hungry = new Set<WorkerS>();
+  private readonly spec = new Map<ShardS<R>, true>();
+  private readonly hungry = new Set<WorkerS<R>>();
   /** Connected workers per job key they offer (servable() is asked for every job status). */
   private readonly offerCounts = new Map<string, number>();
-  private readonly deadlines = new MinHeap<LeaseS>((l) => l.deadline);
+  private readonly deadlines = new MinHeap<LeaseS<R>>((l) => l.deadline);
   private tokens = 0;
   private leaseCounter = 0;
 
-  constructor(options: SchedulerOptions) {
+  constructor(options: SchedulerOptions<R>) {
     if (!(options.leaseMs > 0)) throw new RangeError('leaseMs must be positive');
     this.leaseMs = options.leaseMs;
     this.now = options.now ?? Date.now;
@@ -271,29 +325,41 @@ export class Scheduler {
   /**
    * Adds a job of `items` items split into shards of `shardSize`. `done` lists shards that already
    * have results (a job resumed after a restart); if that is all of them the job is done at once.
+   * An `open` job may start with no items; addShards adds one-item shards and finishJob ends it.
    */
-  addJob(spec: { id: string; items: number; shardSize: number; redundancy: number; needs?: string; width?: number; done?: Iterable<number> }): void {
+  addJob(spec: {
+    id: string;
+    items: number;
+    shardSize: number;
+    redundancy: number;
+    needs?: string;
+    width?: number;
+    done?: Iterable<number>;
+    open?: boolean;
+    /** Whether idle workers may take speculative copies of its slow shards (default: the scheduler's setting). */
+    speculative?: boolean;
+    hooks?: JobHooks<R>;
+  }): void {
     const { id, items, shardSize, redundancy } = spec;
+    const open = spec.open ?? false;
     const width = spec.width ?? 1;
     if (!Number.isSafeInteger(width) || width < 1) throw new RangeError('width must be a positive integer');
     if (this.jobs.has(id)) throw new Error(`job ${id} already exists`);
-    if (!Number.isSafeInteger(items) || items < 1) throw new RangeError('a job needs at least one item');
+    if (!Number.isSafeInteger(items) || items < (open ? 0 : 1)) throw new RangeError('a job needs at least one item');
     if (!Number.isSafeInteger(shardSize) || shardSize < 1) throw new RangeError('shardSize must be a positive integer');
     if (!Number.isSafeInteger(redundancy) || redundancy < 1) throw new RangeError('redundancy must be a positive integer');
     const totalShards = Math.ceil(items / shardSize);
-    const job: JobS = {
-      id, R: redundancy, needs: spec.needs ?? '', width, state: 'queued', shards: [], totalShards, totalItems: items, remaining: totalShards,
+    const job: JobS<R> = {
+      id, hooks: spec.hooks ?? {}, open, speculative: spec.speculative ?? this.speculative, R: redundancy, needs: spec.needs ?? '', width, state: 'queued',
+      shards: new Map(), nextIndex: 0, totalShards, totalItems: items, remaining: totalShards,
       doneItems: 0, prefix: 0, prefixItems: 0, leases: new Set(), disagreements: 0, typicalMs: undefined,
     };
     for (let i = 0; i < totalShards; i++) {
       const start = i * shardSize;
-      job.shards.push({
-        job, index: i, start, count: Math.min(shardSize, items - start), done: false, results: new Set(), first: undefined,
-        agreed: true, active: new Map(), issues: 0, losses: 0, queueToken: 0, inSpec: false, coveredAt: 0,
-      });
+      this.newShard(job, start, Math.min(shardSize, items - start), job.needs);
     }
     for (const i of spec.done ?? []) {
-      const shard = job.shards[i];
+      const shard = job.shards.get(i);
       if (shard === undefined || shard.done) continue;
       shard.done = true;
       job.remaining--;
@@ -301,12 +367,65 @@ export class Scheduler {
     }
     this.jobs.set(id, job);
     this.advancePrefix(job);
-    if (job.remaining === 0) {
+    if (job.remaining === 0 && !open) {
       this.endJob(job, 'done');
       return;
     }
     if (job.doneItems > 0) job.state = 'running';
-    for (const shard of job.shards) if (!shard.done) this.refresh(shard, false);
+    for (const shard of job.shards.values()) if (!shard.done) this.refresh(shard, false);
+  }
+
+  private newShard(job: JobS<R>, start: number, count: number, needs: string): ShardS<R> {
+    const shard: ShardS<R> = {
+      job, index: job.nextIndex++, needs, start, count, done: false, results: new Set(), first: undefined,
+      agreed: true, active: new Map(), issues: 0, losses: 0, queueToken: 0, inSpec: false, coveredAt: 0,
+    };
+    job.shards.set(shard.index, shard);
+    return shard;
+  }
+
+  /**
+   * Appends one-item shards to an open, active job, each needing `needs[i]` ('' or undefined: the job's key;
+   * pinned(workerId): that worker only). Returns their indices.
+   */
+  addShards(jobId: string, needs: ReadonlyArray<string | undefined>): number[] {
+    const job = this.jobs.get(jobId);
+    if (job === undefined || !job.open) throw new Error(`job ${jobId} is not an open job`);
+    if (!isActive(job)) return [];
+    const out: number[] = [];
+    for (const key of needs) {
+      const shard = this.newShard(job, job.totalItems, 1, key === undefined || key === '' ? job.needs : key);
+      job.totalShards++;
+      job.totalItems++;
+      job.remaining++;
+      out.push(shard.index);
+      if (shard.needs.startsWith(PIN) && !this.workers.has(shard.needs.slice(PIN.length))) {
+        this.giveUp(shard, 'disconnected');
+        continue;
+      }
+      this.refresh(shard, false);
+    }
+    return out;
+  }
+
+  /**
+   * Gives up a shard of an open job without a result (its round closed): it leaves the queue, and leases still out
+   * for it keep their worker's credit until answered, like a speculative twin's. No event.
+   */
+  dropShard(jobId: string, index: number): void {
+    const job = this.jobs.get(jobId);
+    if (job !== undefined && !job.open) throw new Error(`job ${jobId} is not an open job`);
+    const shard = job?.shards.get(index);
+    if (shard === undefined || shard.done) return;
+    this.retire(shard);
+  }
+
+  /** Ends an open job as done (its owner decided); its leases are dropped as for any ended job. */
+  finishJob(jobId: string): boolean {
+    const job = this.jobs.get(jobId);
+    if (job === undefined || !isActive(job)) return false;
+    this.endJob(job, 'done');
+    return true;
   }
 
   /** Cancels a queued or running job; false if it is unknown or already over. */
@@ -343,10 +462,10 @@ export class Scheduler {
 
   // ---- workers -------------------------------------------------------------------------------
 
-  /** A new worker; `offers` are the job keys it can serve (default: only jobs any worker can take). */
+  /** A new worker; `offers` are the job keys it can serve (default: only jobs any worker can take), besides pinned(workerId). */
   addWorker(workerId: string, offers: Iterable<string> = ['']): void {
     if (this.workers.has(workerId)) throw new Error(`worker ${workerId} already exists`);
-    const w: WorkerS = { id: workerId, credit: 0, offers: new Set(offers), leases: new Map(), external: 0 };
+    const w: WorkerS<R> = { id: workerId, credit: 0, offers: new Set([...offers, pinned(workerId)]), leases: new Map() };
     this.workers.set(workerId, w);
     for (const key of w.offers) this.offerCounts.set(key, (this.offerCounts.get(key) ?? 0) + 1);
   }
@@ -368,7 +487,6 @@ export class Scheduler {
     const w = this.workers.get(workerId);
     if (w === undefined) return;
     w.credit = 0;
-    for (const lease of [...w.leases.values()]) this.lose(lease, 'disconnected');
     this.hungry.delete(w);
     this.workers.delete(workerId);
     for (const key of w.offers) {
@@ -376,6 +494,11 @@ export class Scheduler {
       if (n > 0) this.offerCounts.set(key, n);
       else this.offerCounts.delete(key);
     }
+    for (const lease of [...w.leases.values()]) this.lose(lease, 'disconnected');
+    // Shards pinned to this worker can never be leased now.
+    const own = this.queues.get(pinned(workerId));
+    this.queues.delete(pinned(workerId));
+    for (let e = own?.popFront(); e !== undefined; e = own?.popFront()) if (this.entryValid(e)) this.giveUp(e.shard, 'disconnected');
   }
 
   /**
@@ -391,21 +514,15 @@ export class Scheduler {
       if (lease === undefined) continue;
       n++;
       this.dropLease(lease);
-      if (!lease.obsolete && live(lease.shard) && this.refresh(lease.shard, true)) this.stats.requeued.released++;
+      if (lease.obsolete || !live(lease.shard)) continue;
+      if (lease.shard.job.hooks.retry?.(lease.shard.index, 'released', lease.attempt) === false) this.giveUp(lease.shard, 'released');
+      else if (this.refresh(lease.shard, true)) this.stats.requeued.released++;
     }
     this.updateHungry(w);
     return n;
   }
 
-  /** How many leases the worker holds outside this scheduler (training); they use up its credit too. */
-  setExternalLoad(workerId: string, n: number): void {
-    const w = this.workers.get(workerId);
-    if (w === undefined) return;
-    w.external = Math.max(0, n);
-    this.updateHungry(w);
-  }
-
-  /** `inFlight` counts this scheduler's leases only. */
+  /** A worker's credit and the leases (of every kind) it holds. */
   workerLoad(workerId: string): { credit: number; inFlight: number } | undefined {
     const w = this.workers.get(workerId);
     return w === undefined ? undefined : { credit: w.credit, inFlight: w.leases.size };
@@ -421,7 +538,7 @@ export class Scheduler {
   dispatch(): Grant[] {
     const grants: Grant[] = [];
     if (this.hungry.size === 0) return grants;
-    const starved = new Set<WorkerS>();
+    const starved = new Set<WorkerS<R>>();
     let progress = true;
     while (progress && this.hungry.size > starved.size) {
       progress = false;
@@ -493,14 +610,15 @@ export class Scheduler {
   }
 
   /** A worker's result for one of its leases. */
-  complete(workerId: string, leaseId: string, scores: Float32Array): ResultOutcome {
+  complete(workerId: string, leaseId: string, result: R): ResultOutcome {
     const lease = this.leases.get(leaseId);
     if (lease === undefined || lease.worker.id !== workerId) {
       this.stats.ignored++;
       return { kind: 'ignored', reason: 'unknown-lease' };
     }
     const shard = lease.shard;
-    if (scores.length !== shard.count * shard.job.width) {
+    const fits = shard.job.hooks.fits?.(result, shard.count) ?? (!(result instanceof Float32Array) || result.length === shard.count * shard.job.width);
+    if (!fits) {
       this.lose(lease, 'failed');
       return { kind: 'ignored', reason: 'invalid' };
     }
@@ -516,8 +634,8 @@ export class Scheduler {
     const took = this.now() - lease.issuedAt;
     shard.job.typicalMs = shard.job.typicalMs === undefined ? took : 0.8 * shard.job.typicalMs + 0.2 * took;
     this.typicalMs = this.typicalMs === undefined ? took : 0.8 * this.typicalMs + 0.2 * took;
-    if (shard.first === undefined) shard.first = scores;
-    else if (shard.agreed && !this.agree(shard.first, scores)) shard.agreed = false;
+    if (shard.first === undefined) shard.first = result;
+    else if (shard.agreed && !this.agree(shard.job, shard.first, result)) shard.agreed = false;
     shard.results.add(workerId);
     const job = shard.job;
     if (shard.results.size >= job.R) this.finishShard(shard);
@@ -541,39 +659,35 @@ export class Scheduler {
     if (retryable) this.lose(lease, 'failed');
     else {
       this.dropLease(lease);
-      this.endJob(shard.job, 'failed', `shard ${shard.index} failed on worker ${workerName}: ${reason}`);
+      this.endJob(shard.job, 'failed', shard.job.hooks.failure?.(shard.index, workerName, reason) ?? `shard ${shard.index} failed on worker ${workerName}: ${reason}`);
     }
     return { kind: 'accepted', jobId: shard.job.id, index: shard.index, items: shard.count, shardDone: false };
   }
 
   // ---- internals -----------------------------------------------------------------------------
 
-  private worker(workerId: string): WorkerS {
+  private worker(workerId: string): WorkerS<R> {
     const w = this.workers.get(workerId);
     if (w === undefined) throw new Error(`unknown worker ${workerId}`);
     return w;
   }
 
-  private updateHungry(w: WorkerS): void {
-    if (this.workers.get(w.id) === w && w.leases.size + w.external < w.credit) this.hungry.add(w);
+  private updateHungry(w: WorkerS<R>): void {
+    if (this.workers.get(w.id) === w && w.leases.size < w.credit) this.hungry.add(w);
     else this.hungry.delete(w);
   }
 
-  private agree(a: Float32Array, b: Float32Array): boolean {
-    const tol = this.tolerance;
-    for (let i = 0; i < a.length; i++) {
-      const x = a[i] as number;
-      const y = b[i] as number;
-      if (Math.abs(x - y) > tol * Math.max(1, Math.abs(x), Math.abs(y))) return false;
-    }
-    return true;
+  private agree(job: JobS<R>, a: R, b: R): boolean {
+    if (job.hooks.agree !== undefined) return job.hooks.agree(a, b);
+    return !(a instanceof Float32Array && b instanceof Float32Array) || agreeWithin(a, b, this.tolerance);
   }
+
 
   /**
    * Brings a shard's queue / speculation membership in line with its state. Returns true when
    * it (re-)entered the queue. `front`: re-queued work goes ahead of fresh work.
    */
-  private refresh(shard: ShardS, front: boolean): boolean {
+  private refresh(shard: ShardS<R>, front: boolean): boolean {
     const isLive = live(shard);
     const need = shard.job.R - shard.results.size;
     const wanted = isLive ? need - shard.active.size : 0;
@@ -582,9 +696,9 @@ export class Scheduler {
       if (shard.queueToken === 0) {
         shard.queueToken = ++this.tokens;
         const entry = { shard, token: shard.queueToken, order: front ? this.frontOrder-- : ++this.backOrder };
-        const key = shard.job.needs;
+        const key = shard.needs;
         let queue = this.queues.get(key);
-        if (queue === undefined) this.queues.set(key, (queue = new Deque<QueueEntry>()));
+        if (queue === undefined) this.queues.set(key, (queue = new Deque<QueueEntry<R>>()));
         if (front) queue.pushFront(entry);
         else queue.pushBack(entry);
         queued = true;
@@ -592,7 +706,7 @@ export class Scheduler {
     } else {
       shard.queueToken = 0; // its deque entry, if any, is now stale
     }
-    const candidate = this.speculative && isLive && need > 0 && shard.active.size === need;
+    const candidate = shard.job.speculative && isLive && need > 0 && shard.active.size === need;
     if (candidate && !shard.inSpec) {
       this.spec.set(shard, true);
       shard.inSpec = true;
@@ -604,12 +718,12 @@ export class Scheduler {
     return queued;
   }
 
-  private entryValid(e: QueueEntry): boolean {
+  private entryValid(e: QueueEntry<R>): boolean {
     return e.token === e.shard.queueToken && live(e.shard);
   }
 
   /** Drops stale entries at the head of one deque; returns whether any entry is left. */
-  private trimQueue(queue: Deque<QueueEntry>): boolean {
+  private trimQueue(queue: Deque<QueueEntry<R>>): boolean {
     for (;;) {
       const head = queue.at(0);
       if (head === undefined) return false;
@@ -629,19 +743,19 @@ export class Scheduler {
     return any;
   }
 
-  private eligible(shard: ShardS, w: WorkerS): boolean {
-    if (!w.offers.has(shard.job.needs)) return false;
+  private eligible(shard: ShardS<R>, w: WorkerS<R>): boolean {
+    if (!w.offers.has(shard.needs)) return false;
     if (shard.results.has(w.id)) return false;
     for (const l of shard.active.values()) if (l.worker === w) return false;
     return true;
   }
 
-  private leaseOne(w: WorkerS): Grant | undefined {
-    if (w.leases.size + w.external >= w.credit) {
+  private leaseOne(w: WorkerS<R>): Grant | undefined {
+    if (w.leases.size >= w.credit) {
       this.hungry.delete(w);
       return undefined;
     }
-    let shard: ShardS | undefined;
+    let shard: ShardS<R> | undefined;
     let speculative = false;
     let order = Infinity;
     for (const key of w.offers) {
@@ -649,7 +763,7 @@ export class Scheduler {
       if (queue === undefined || !this.trimQueue(queue)) continue;
       const n = Math.min(queue.length, this.scanLimit);
       for (let i = 0; i < n; i++) {
-        const e = queue.at(i) as QueueEntry;
+        const e = queue.at(i) as QueueEntry<R>;
         if (this.entryValid(e) && this.eligible(e.shard, w)) {
           if (e.order < order) {
             shard = e.shard;
@@ -676,15 +790,15 @@ export class Scheduler {
   }
 
   /** When a speculation candidate has been out long enough to count as slow. */
-  private speculableAt(shard: ShardS): number {
+  private speculableAt(shard: ShardS<R>): number {
     const typical = shard.job.typicalMs ?? this.typicalMs ?? this.leaseMs / 8;
     return shard.coveredAt + this.speculateFactor * typical;
   }
 
-  private issue(shard: ShardS, w: WorkerS, speculative: boolean): Grant {
+  private issue(shard: ShardS<R>, w: WorkerS<R>, speculative: boolean): Grant {
     const job = shard.job;
     const now = this.now();
-    const lease: LeaseS = {
+    const lease: LeaseS<R> = {
       id: this.newLeaseId(), issuedAt: now, shard, worker: w, deadline: now + this.leaseMs, attempt: ++shard.issues,
       speculative, obsolete: false, gone: false,
     };
@@ -705,7 +819,7 @@ export class Scheduler {
   }
 
   /** Forgets a lease everywhere (its heap entry is skipped later). */
-  private dropLease(lease: LeaseS): void {
+  private dropLease(lease: LeaseS<R>): void {
     if (lease.gone) return;
     lease.gone = true;
     lease.shard.active.delete(lease.id);
@@ -715,10 +829,15 @@ export class Scheduler {
     this.updateHungry(lease.worker);
   }
 
-  private lose(lease: LeaseS, reason: LossReason): void {
+  private lose(lease: LeaseS<R>, reason: LossReason): void {
     this.dropLease(lease);
     const shard = lease.shard;
     if (lease.obsolete || !live(shard)) return;
+    // (A pinned shard re-queued here when its worker left is given up by removeWorker, which loses leases first.)
+    if (shard.job.hooks.retry?.(shard.index, reason, lease.attempt) === false) {
+      this.giveUp(shard, reason);
+      return;
+    }
     shard.losses++;
     if (shard.losses >= this.maxLosses) {
       this.endJob(shard.job, 'failed', `shard ${shard.index} was lost ${shard.losses} times (last: ${reason})`);
@@ -727,7 +846,25 @@ export class Scheduler {
     if (this.refresh(shard, true)) this.stats.requeued[reason]++;
   }
 
-  private finishShard(shard: ShardS): void {
+  /** A shard that will have no result: out of the queue, its other leases obsolete, its owner told. */
+  private giveUp(shard: ShardS<R>, reason: LossReason): void {
+    this.retire(shard);
+    this.listener.shardLost?.({ jobId: shard.job.id, index: shard.index, reason });
+  }
+
+  /** Marks a shard finished without a result (open jobs: dropShard, giveUp). */
+  private retire(shard: ShardS<R>): void {
+    const job = shard.job;
+    shard.done = true;
+    job.remaining--;
+    for (const l of shard.active.values()) l.obsolete = true;
+    shard.active.clear();
+    this.refresh(shard, false);
+    if (job.open) job.shards.delete(shard.index);
+    this.advancePrefix(job);
+  }
+
+  private finishShard(shard: ShardS<R>): void {
     const job = shard.job;
     shard.done = true;
     job.remaining--;
@@ -742,22 +879,27 @@ export class Scheduler {
     for (const l of shard.active.values()) l.obsolete = true;
     shard.active.clear();
     this.refresh(shard, false);
-    const scores = shard.first as Float32Array;
+    const result = shard.first as R;
     const workers = [...shard.results];
     shard.first = undefined;
+    if (job.open) job.shards.delete(shard.index);
     this.advancePrefix(job);
-    this.listener.shardDone?.({ jobId: job.id, index: shard.index, scores, agreed: shard.agreed, workers });
-    if (job.remaining === 0) this.endJob(job, 'done');
+    this.listener.shardDone?.({ jobId: job.id, index: shard.index, result, agreed: shard.agreed, workers });
+    if (job.remaining === 0 && !job.open && isActive(job)) this.endJob(job, 'done');
   }
 
-  private advancePrefix(job: JobS): void {
-    while (job.prefix < job.shards.length && (job.shards[job.prefix] as ShardS).done) {
-      job.prefixItems += (job.shards[job.prefix] as ShardS).count;
+  private advancePrefix(job: JobS<R>): void {
+    // An open job forgets done shards: a missing index below nextIndex is a done one.
+    for (;;) {
+      if (job.prefix >= job.nextIndex) return;
+      const shard = job.shards.get(job.prefix);
+      if (shard !== undefined && !shard.done) return;
+      job.prefixItems += shard?.count ?? 1;
       job.prefix++;
     }
   }
 
-  private setState(job: JobS, state: JobState, error?: string, dropped: JobStateEvent['dropped'] = []): void {
+  private setState(job: JobS<R>, state: JobState, error?: string, dropped: JobStateEvent['dropped'] = []): void {
     job.state = state;
     const event: JobStateEvent = { jobId: job.id, state, at: this.now(), dropped };
     if (error !== undefined) event.error = error;
@@ -765,7 +907,7 @@ export class Scheduler {
   }
 
   /** Ends a job: frees all its leases (reported as `dropped`) and its shard objects. */
-  private endJob(job: JobS, state: 'done' | 'failed' | 'cancelled', error?: string): void {
+  private endJob(job: JobS<R>, state: 'done' | 'failed' | 'cancelled', error?: string): void {
     job.state = state;
     const dropped: JobStateEvent['dropped'] = [];
     for (const lease of [...job.leases]) {
@@ -774,7 +916,7 @@ export class Scheduler {
       this.refresh(lease.shard, false); // leaves the speculation map
     }
     // Queued entries of this job go stale lazily (live() is false now).
-    job.shards = [];
+    job.shards = new Map();
     this.setState(job, state, error, dropped);
   }
 }

@@ -19,7 +19,7 @@ import {
 } from '../shared/protocol/index.js';
 import type { Auth } from './auth.js';
 import type { Metrics } from './metrics.js';
-import { workerOffers, type LeaseSink, type Pool } from './pool.js';
+import type { LeaseSink, Pool } from './pool.js';
 
 /** A socket that sent more protocol errors than this is disconnected. */
 export const MAX_PROTOCOL_ERRORS = 10;
@@ -208,9 +208,8 @@ class WorkerSession {
       return;
     }
     const { pool, options } = this.owner;
-    const info = pool.registry.add(m.name, m.capabilities, 'w');
+    const info = pool.addWorker(m.name, m.capabilities);
     this.workerId = info.id;
-    pool.scheduler.addWorker(info.id, workerOffers(m.capabilities));
     this.owner.register(info.id, this);
     this.log.info({ worker: info.id, name: m.name, backend: m.capabilities.backend, threads: m.capabilities.threads }, 'worker connected');
     answer({ type: 'welcome', protocolVersion: PROTOCOL_VERSION, workerId: info.id, leaseMs: options.leaseMs, heartbeatMs: options.heartbeatMs, maxFrameBytes: options.maxFrameBytes });

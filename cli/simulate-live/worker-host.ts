@@ -6,7 +6,7 @@
 import { BlobCache } from '../../client/blob-cache.js';
 import type { Dataset } from '../../client/training/datasets.js';
 import { Worker, type DatasetSource, type Scorer } from '../../client/worker.js';
-import { mulberry32 } from '../../shared/random.js';
+import { deriveSeed, mulberry32 } from '../../shared/random.js';
 import { parseSimConfig, resolvedExperiments, type SimConfig } from '../../simulations/config.js';
 import { createSpeeds } from '../../simulations/engine/speeds.js';
 import type { Duration } from '../../simulations/engine/sync.js';
@@ -70,7 +70,8 @@ class Host {
     const { duration, rngs, seed } = this.run;
     if (duration === null) return this.start.timeScale * 1000; // no speed model: every job takes 1
     let rng = rngs.get(k);
-    if (rng === undefined) rngs.set(k, (rng = mulberry32((Math.imul(seed, 0x9e3779b1) ^ Math.imul(k + 1, 0x85ebca6b)) >>> 0)));
+    // Client k's own duration stream, as the simulator draws it (simulations/engine/clients.ts clientDurations).
+    if (rng === undefined) rngs.set(k, (rng = mulberry32(deriveSeed(seed, 'duration', k))));
     return duration(k, rng) * this.start.timeScale * 1000;
   }
 
@@ -81,7 +82,7 @@ class Host {
     // draws its delays from the start of its own streams.
     for (const t0 = Date.now(); this.workers.some((w) => w.inFlight > 0) && Date.now() - t0 < 60_000; ) await new Promise((r) => setTimeout(r, 20));
     this.task(seed); // build the rows now, not inside the first lease
-    const duration = e.speeds === null ? null : createSpeeds(speedSpec(e.speeds), this.start.honest, seed + 5000);
+    const duration = e.speeds === null ? null : createSpeeds(speedSpec(e.speeds), this.start.honest, seed);
     this.run = { duration, rngs: new Map(), seed };
   }
 

@@ -28,6 +28,9 @@ import {
   type DriverSnapshotBase,
   type ParticipationSetting,
   type StepMetrics,
+  type StepResult,
+  type Taken,
+  type TrainingDriver,
 } from './types.js';
 
 export interface AsyncDriverConfig {
@@ -40,6 +43,10 @@ export interface AsyncDriverConfig {
   staleness: StalenessSpec;
   /** Arrivals with τ above this are dropped (null/undefined: never). */
   maxStaleness: number | null;
+  /** The buffer's reduction (docs/algorithms.md §3.2): 'mean' (the paper; the default) or 'sum' (FLSim's WEIGHTED_SUM). */
+  reduction?: 'mean' | 'sum';
+  /** FLSim's normalisation s(τ)/s(τ̄) at τ̄ = normalizeAt (docs/algorithms.md §3.2; default: raw s(τ)). */
+  normalizeAt?: number;
   /** Server steps to take. */
   steps: number;
   seed: number;
@@ -111,7 +118,8 @@ interface Buffered {
 /** How many consecutive unavailable participation rounds fill() skips before giving up for this call. */
 const MAX_IDLE_SKIP = 10_000;
 
-export class AsyncDriver {
+export class AsyncDriver implements TrainingDriver {
+  readonly mode = 'async';
   readonly config: Readonly<AsyncDriverConfig>;
   readonly aggregator: DriverAggregator;
   private readonly participation: Participation | null;
@@ -146,6 +154,8 @@ export class AsyncDriver {
       size: config.buffer,
       staleness: config.staleness,
       maxStaleness: config.maxStaleness ?? Infinity,
+      ...(config.reduction !== undefined && { reduction: config.reduction }),
+      ...(config.normalizeAt !== undefined && { normalizeAt: config.normalizeAt }),
       rule: (scaled) => this.reduce(scaled),
     });
     this.current = Float32Array.from(initialWeights);
@@ -351,6 +361,28 @@ export class AsyncDriver {
       staleness_mean: r.stalenessMean,
     };
     return { status: 'stepped', stepped: true, staleness: tau, metrics, weights: this.current };
+  }
+
+  // ---- TrainingDriver ----------------------------------------------------------------------
+
+  next(now: number, reachable?: (client: number) => boolean): { orders: DispatchOrder[]; step: StepResult | null } {
+    return { orders: this.fill(now, reachable), step: null };
+  }
+
+  take(arrival: ClientArrival, now: number): Taken {
+    const r = this.accept(arrival, now);
+    if (r.status === 'refused') return { status: 'refused', reason: r.reason };
+    if (r.status === 'dropped') return { status: 'dropped', reason: r.reason, staleness: r.staleness };
+    return { status: 'taken', step: r.status === 'stepped' ? { weights: r.weights, metrics: r.metrics } : null };
+  }
+
+  miss(client: number, version: number, _now: number): StepResult | null {
+    if (this.inFlight.get(client)?.version === version) this.abandon(client);
+    return null;
+  }
+
+  expire(_now: number): StepResult | null {
+    return null;
   }
 
   private honestInBuffer(): Float32Array[] {

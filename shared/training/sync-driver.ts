@@ -4,7 +4,8 @@ import type { Contribution, PipelineSpec, ServerAggregator } from '../aggregatio
 import { Random } from '../random.js';
 import { minInputs } from '../aggregation/robust.js';
 import { createParticipation, type Participation } from '../data/participation.js';
-import type { Adversary } from './adversary.js';
+import type { Adversary, Defence } from './adversary.js';
+import { defenceProbe } from './defence.js';
 import {
   checkCount,
   DriverAggregator,
@@ -25,28 +26,40 @@ import {
   type DriverSnapshotBase,
   type ParticipationSetting,
   type StepMetrics,
+  type StepResult,
+  type Taken,
+  type TrainingDriver,
 } from './types.js';
 
 export interface SyncDriverConfig {
   numClients: number;
-  /** At most this many available clients are sampled per round. */
-  clientsPerRound: number;
+  /**
+   * At most this many available clients are sampled per round. Absent: every available (and reachable) client takes
+   * part, and no random draw is made (the simulator's default).
+   */
+  clientsPerRound?: number;
   rounds: number;
   /** Simulated availability (null: every client is available every round). Round r asks available(r). */
   participation: ParticipationSetting | null;
+  /**
+   * A participation process built by the caller, used instead of `participation` (the simulator builds its own, e.g.
+   * for the rates of weighting 'known'). Clients beyond its population are never available.
+   */
+  participationProcess?: Participation;
   /** Seeds client sampling, and participation unless it has its own seed. */
   seed: number;
   pipeline: PipelineSpec;
   /** Byzantine clients whose updates are replaced by an attack before aggregation (robustness experiments). */
   adversary?: Adversary | null;
+  /**
+   * A server step-size schedule γ_t (t = the round's index, 0-based): the aggregate is multiplied by it before the
+   * server optimizer (docs/algorithms.md §2.3 (c); the simulator's serverLr and sim.json's lrDecay). Absent: 1.
+   */
+  stepSize?: (round: number) => number;
 }
 
-export interface SyncRoundResult {
-  weights: Float32Array;
-  metrics: StepMetrics;
-  /** Why the step left the model unchanged although updates arrived (too few for the robust rule), if so. */
-  skipped?: string;
-}
+/** A closed round's step (skipped: why it left the model unchanged although updates arrived, if so). */
+export type SyncRoundResult = StepResult;
 
 /**
  * Plain-JSON state between rounds. Captured: version (= closed rounds), weights, per-client momentum, FedAU counters,
@@ -67,9 +80,12 @@ interface OpenRound {
   startedAt: number;
   dispatched: Set<number>;
   arrived: Map<number, ClientArrival>;
+  /** Dispatched clients whose shard will not come (miss()). */
+  missed: Set<number>;
 }
 
-export class SyncDriver {
+export class SyncDriver implements TrainingDriver {
+  readonly mode = 'sync';
   readonly config: Readonly<SyncDriverConfig>;
   readonly aggregator: DriverAggregator;
   private readonly participation: Participation | null;
@@ -83,13 +99,14 @@ export class SyncDriver {
   constructor(config: SyncDriverConfig, initialWeights: Float32Array, restored?: SyncDriverSnapshot<ArrayLike<number>, ArrayLike<number>>) {
     const where = 'SyncDriver';
     checkCount(where, 'numClients', config.numClients);
-    checkCount(where, 'clientsPerRound', config.clientsPerRound);
+    if (config.clientsPerRound !== undefined) checkCount(where, 'clientsPerRound', config.clientsPerRound);
     checkCount(where, 'rounds', config.rounds, 0);
     if (!(initialWeights instanceof Float32Array) || initialWeights.length === 0) throw new RangeError(`${where}: initial weights must be a non-empty Float32Array`);
     const pipeline = withPopulation(config.pipeline, config.numClients);
     this.config = { ...config, pipeline };
     this.aggregator = new DriverAggregator(pipeline, restored?.fedau ?? null);
-    this.participation = config.participation === null ? null : createParticipation(config.participation, config.numClients, config.participation.seed ?? config.seed);
+    this.participation =
+      config.participationProcess ?? (config.participation === null ? null : createParticipation(config.participation, config.numClients, config.participation.seed ?? config.seed));
     this.current = Float32Array.from(initialWeights);
     this.rng = new Random(config.seed);
     if (restored !== undefined) {
@@ -123,11 +140,14 @@ export class SyncDriver {
   get roundOpen(): boolean {
     return this.open !== null;
   }
+  get wantsMore(): boolean {
+    return !this.done && this.open === null;
+  }
   /** Clients dispatched in the open round whose update has not arrived yet. */
   get pending(): number[] {
     if (this.open === null) return [];
     const o = this.open;
-    return [...o.dispatched].filter((c) => !o.arrived.has(c)).sort((a, b) => a - b);
+    return [...o.dispatched].filter((c) => !o.arrived.has(c) && !o.missed.has(c)).sort((a, b) => a - b);
   }
   /** The stored momentum of a client (undefined before its first accepted shard). */
   momentumOf(client: number): Float32Array | undefined {
@@ -147,18 +167,24 @@ export class SyncDriver {
     if (this.done) throw new RangeError(`SyncDriver.startRound: training is done (${this.ver} of ${this.config.rounds} rounds)`);
     if (this.open !== null) throw new RangeError(`SyncDriver.startRound: round ${this.open.index} is still open`);
     const index = this.ver;
+    // The simulator's Byzantine clients are not sampled: they join every round that has an honest participant.
+    const adversary = this.config.adversary ?? null;
+    const always = adversary !== null && adversary.everyRound ? adversary.clients.filter((c) => c < this.config.numClients) : [];
+    const eligible = always.length === 0 ? reachable : (c: number) => !adversary!.isByzantine(c) && reachable(c);
     let available: number[];
     if (this.participation === null) {
       available = [];
-      for (let i = 0; i < this.config.numClients; i++) if (reachable(i)) available.push(i);
+      for (let i = 0; i < this.config.numClients; i++) if (eligible(i)) available.push(i);
     } else {
       const a = this.participation.available(index);
       available = [];
-      for (let i = 0; i < a.length; i++) if (a[i] === 1 && reachable(i)) available.push(i);
+      for (let i = 0; i < a.length && i < this.config.numClients; i++) if (a[i] === 1 && eligible(i)) available.push(i);
     }
     this.rngAtRoundStart = this.rng.state;
-    const chosen = this.rng.sample(available, this.config.clientsPerRound).sort((a, b) => a - b);
-    this.open = { index, startedAt: now, dispatched: new Set(chosen), arrived: new Map() };
+    const k = this.config.clientsPerRound;
+    let chosen = k === undefined ? available : this.rng.sample(available, k).sort((a, b) => a - b);
+    if (always.length > 0 && chosen.length > 0) chosen = [...chosen, ...always.filter((c) => reachable(c))].sort((a, b) => a - b);
+    this.open = { index, startedAt: now, dispatched: new Set(chosen), arrived: new Map(), missed: new Set() };
     return chosen.map((client) => {
       const m = this.momenta.get(client);
       return m === undefined ? { client, version: index, weights: this.current } : { client, version: index, weights: this.current, momentum: m };
@@ -172,6 +198,7 @@ export class SyncDriver {
     if (arrival.baseVersion !== o.index) return `built on version ${String(arrival.baseVersion)}, the open round is ${o.index}`;
     if (!o.dispatched.has(arrival.client)) return `client ${String(arrival.client)} was not dispatched in round ${o.index}`;
     if (o.arrived.has(arrival.client)) return `client ${arrival.client} already delivered round ${o.index}`;
+    if (o.missed.has(arrival.client)) return `client ${arrival.client} was counted absent from round ${o.index}`;
     if (this.config.pipeline.weighting === 'samples' && !(arrival.samples > 0)) return 'weighting samples: an update needs samples > 0';
     return payloadProblem(arrival, this.current.length);
   }
@@ -193,7 +220,7 @@ export class SyncDriver {
     const o = this.open;
     if (o === null) throw new RangeError('SyncDriver.closeRound: no round is open');
     const sorted = [...o.arrived.values()].sort((a, b) => a.client - b.client);
-    const arrivals = this.config.adversary?.apply(sorted, this.ver) ?? sorted;
+    const arrivals = this.config.adversary?.apply(sorted, this.ver, this.defence) ?? sorted;
     const { rule, mix, f } = this.config.pipeline.robust;
     const need = minInputs(rule, mix, f);
     let skipped: string | undefined;
@@ -203,7 +230,9 @@ export class SyncDriver {
       used = [];
     }
     const contributions: Contribution[] = used.map((a) => ({ update: a.update, samples: a.samples, client: a.client }));
-    const result = this.aggregator.step(this.current, contributions, used.map((a) => a.client));
+    const gamma = this.config.stepSize === undefined ? 1 : this.config.stepSize(this.ver);
+    if (!(Number.isFinite(gamma) && gamma >= 0)) throw new RangeError(`SyncDriver: stepSize(${this.ver}) must be a finite number ≥ 0, got ${String(gamma)}`);
+    const result = this.aggregator.step(this.current, contributions, used.map((a) => a.client), gamma);
     this.current = result.model;
     for (const a of arrivals) if (a.momentum !== undefined) this.momenta.set(a.client, Float32Array.from(a.momentum));
     this.open = null;
@@ -217,6 +246,42 @@ export class SyncDriver {
       staleness_mean: used.length === 0 ? null : 0,
     };
     return skipped === undefined ? { weights: this.current, metrics } : { weights: this.current, metrics, skipped };
+  }
+
+  // ---- TrainingDriver ----------------------------------------------------------------------
+
+  next(now: number, reachable?: (client: number) => boolean): { orders: DispatchOrder[]; step: StepResult | null } {
+    if (!this.wantsMore) return { orders: [], step: null };
+    const orders = this.startRound(now, reachable);
+    return { orders, step: orders.length === 0 ? this.closeRound(now) : null };
+  }
+
+  take(arrival: ClientArrival, now: number): Taken {
+    const reason = this.refusal(arrival);
+    if (reason !== null) return { status: 'refused', reason };
+    this.accept(arrival, now);
+    return { status: 'taken', step: this.settled() ? this.closeRound(now) : null };
+  }
+
+  miss(client: number, version: number, now: number): StepResult | null {
+    const o = this.open;
+    if (o === null || o.index !== version || !o.dispatched.has(client) || o.arrived.has(client) || o.missed.has(client)) return null;
+    o.missed.add(client);
+    return this.settled() ? this.closeRound(now) : null;
+  }
+
+  expire(now: number): StepResult | null {
+    return this.open === null ? null : this.closeRound(now);
+  }
+
+  /** The robust stage a line-searched attack probes (built on first use; reads the live cclip centre). */
+  private readonly defence: Defence = (all) => (this.probe ??= defenceProbe(this.config.pipeline, this.aggregator))(all);
+  private probe: Defence | null = null;
+
+  /** Every dispatched client of the open round arrived or was missed. */
+  private settled(): boolean {
+    const o = this.open;
+    return o !== null && o.arrived.size + o.missed.size >= o.dispatched.size;
   }
 
   /** See SyncDriverSnapshot for what is captured. JSON-safe. */

@@ -174,3 +174,52 @@ export function restoreServer(a: ServerAggregator, s: ServerStateSnapshot<ArrayL
   const o = s.optimizer;
   a.optimizer.restore({ optimizer: o.optimizer, steps: o.steps, first: vectorOf(o.first, f64, 'optimizer moment'), second: vectorOf(o.second, f64, 'optimizer second moment') }, dim);
 }
+
+/** A server step a driver took: the new model, its metrics line, and why it left the model unchanged, if it did. */
+export interface StepResult {
+  weights: Float32Array;
+  metrics: StepMetrics;
+  /** Set when updates arrived but the step could not use them (fewer than the robust rule needs). */
+  skipped?: string;
+}
+
+/** What take() did with an arrival. */
+export type Taken =
+  | { status: 'refused'; reason: string }
+  /** Async: too stale to use (its client is free again). */
+  | { status: 'dropped'; reason: string; staleness: number }
+  /** Used; `step` is the server step it completed, if any. */
+  | { status: 'taken'; step: StepResult | null };
+
+/**
+ * The one interface over both training state machines (docs/architecture.md, "Training"): the coordinator's training
+ * service and the simulator drive a SyncDriver or an AsyncDriver with the same four calls, on their own clock (`now`,
+ * any monotone milliseconds or virtual time). next() says which clients train now; take() gives back an update; miss()
+ * says a dispatched shard will not come; expire() is a sync round's deadline. A step happens inside whichever call
+ * completes it, and that call returns it.
+ */
+export interface TrainingDriver {
+  readonly mode: 'sync' | 'async';
+  /** Server steps so far (the current model's version). */
+  readonly version: number;
+  readonly weights: Float32Array;
+  readonly done: boolean;
+  /** Whether next() could dispatch now (sync: no round is open; async: fewer shards in flight than the concurrency). */
+  readonly wantsMore: boolean;
+  /**
+   * The shards to dispatch now among clients that are `reachable` (default: all). Sync: opens the next round; a round
+   * nobody is sampled for closes at once, and `step` is its (unchanged-model) step. Async: tops up the shards in flight.
+   */
+  next(now: number, reachable?: (client: number) => boolean): { orders: DispatchOrder[]; step: StepResult | null };
+  /** Why take() would refuse this arrival now, or null. */
+  refusal(arrival: ClientArrival): string | null;
+  take(arrival: ClientArrival, now: number): Taken;
+  /**
+   * The shard `client` was dispatched on model `version` will not arrive (lease lost, worker gone, a refused update).
+   * Sync: the client is absent from the round, which closes once every dispatched client arrived or was missed.
+   * Async: the client is free again. Unknown or stale (client, version) pairs are ignored.
+   */
+  miss(client: number, version: number, now: number): StepResult | null;
+  /** Sync: the open round's deadline passed; it closes with what arrived. Async: nothing (null). */
+  expire(now: number): StepResult | null;
+}

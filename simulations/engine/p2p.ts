@@ -6,7 +6,7 @@
 // β = 0 is NNA, β > 0 MoNNA; a declared f of 0 makes every node's NNA the plain mean, i.e. D-SGD with exact averaging.
 import { nna } from '../../shared/aggregation/nnm.js';
 import { byzantineVectors } from '../../shared/attacks.js';
-import { mulberry32 } from '../../shared/random.js';
+import { deriveSeed, mulberry32 } from '../../shared/random.js';
 import type { MetricRow, RunResult, LearningTask } from '../types.js';
 
 /** Byzantine behaviours in P2P ('none': the Byzantine nodes send nothing, so each honest node receives h vectors). */
@@ -88,8 +88,8 @@ export function runP2P(spec: P2PRunSpec): P2PRunResult {
   checkInt('lrDecayEvery', decayEvery, 1);
   const gamma = (t: number): number => (spec.lrDecay === undefined ? spec.lr : spec.lr / (1 + (Math.floor(t / decayEvery) * decayEvery) / spec.lrDecay));
 
-  // One training stream consumed in node order (as runSync's, so f = 0 reproduces sync D-SGD with the same seed).
-  const trainRng = mulberry32(spec.seed * 2654435761 + 1);
+  // Node i's training noise in round t comes from deriveSeed(seed, 'train', t, i), as client i's job on version t in
+  // runSync (engine/clients.ts), so f = 0 reproduces sync D-SGD with the same seed.
   const x0 = task.initial();
   let models: Float32Array[] = Array.from({ length: h }, () => Float32Array.from(x0));
   const momenta = spec.momentum > 0 ? Array.from({ length: h }, () => new Float32Array(d)) : null;
@@ -118,7 +118,7 @@ export function runP2P(spec: P2PRunSpec): P2PRunResult {
     const local = { steps: 1, lr: gamma(t), batchSize: spec.batchSize, momentum: spec.momentum };
     for (let i = 0; i < h; i++) {
       const x = models[i]!;
-      task.localUpdate(i, x, local, trainRng, delta, momenta?.[i]);
+      task.localUpdate(i, x, local, mulberry32(deriveSeed(spec.seed, 'train', t, i)), delta, momenta?.[i]);
       const y = half[i]!;
       for (let j = 0; j < d; j++) y[j] = x[j]! + delta[j]!;
     }

@@ -1,7 +1,7 @@
 // Client speed models: how long one local job takes on the virtual clock. Each model is seeded, keeps at most one
 // number per client (its mean), and returns a `Duration` (client, rng) → seconds that both engines accept: the
-// per-client part is fixed by the seed at creation, the per-job part is drawn from the engine's timing rng.
-import { mulberry32, normal } from '../../shared/random.js';
+// per-client part is fixed by the seed at creation, the per-job part is drawn from the client's own duration stream.
+import { deriveSeed, mulberry32, normal } from '../../shared/random.js';
 import type { Rng } from '../types.js';
 import type { Duration } from './sync.js';
 
@@ -33,8 +33,9 @@ function nonNegative(what: string, v: number): void {
 }
 
 /**
- * Builds the duration model for `numClients` clients. `seed` fixes the per-client means (log-normal); per-job draws
- * use the rng the engine hands the returned function. Durations are always > 0 except a constant 0.
+ * Builds the duration model for `numClients` clients. `seed` (the run's seed) fixes the per-client means (log-normal,
+ * from deriveSeed(seed, 'speed-means')); per-job draws use the rng the engine hands the returned function (each
+ * client's own stream, engine/clients.ts). Durations are always > 0 except a constant 0.
  */
 export function createSpeeds(spec: SpeedSpec, numClients: number, seed: number): Duration {
   if (!Number.isInteger(numClients) || numClients < 1) throw new RangeError(`speeds: numClients must be an integer ≥ 1, got ${String(numClients)}`);
@@ -68,7 +69,7 @@ export function createSpeeds(spec: SpeedSpec, numClients: number, seed: number):
       if (!Number.isFinite(mu)) throw new RangeError(`speed log-normal mu must be finite, got ${String(mu)}`);
       nonNegative('log-normal sigma', sigma);
       const means = new Float64Array(numClients);
-      const rng = mulberry32((Math.imul(seed >>> 0, 0x9e3779b1) ^ 0x5bd1e995) >>> 0);
+      const rng = mulberry32(deriveSeed(seed, 'speed-means'));
       for (let n = 0; n < numClients; n++) means[n] = Math.exp(mu + sigma * normal(rng));
       const jitter = spec.jitter;
       if (jitter === undefined) return (c: number) => means[c]!;

@@ -79,7 +79,7 @@ export const fedbuffSpeed: Preset = {
   run(experiment: string, algorithm: string, seed: number): RunResult {
     if (experiment !== 'fedbuff-speed/lognormal') throw new RangeError(`fedbuff-speed: unknown experiment ${experiment}`);
     const { task, target } = fedbuffSpeedSetup(seed);
-    const duration = createSpeeds({ kind: 'log-normal', mu: 0, sigma: 1, jitter: [0.8, 1.2] }, FEDBUFF_SPEED.numClients, seed + 5000);
+    const duration = createSpeeds({ kind: 'log-normal', mu: 0, sigma: 1, jitter: [0.8, 1.2] }, FEDBUFF_SPEED.numClients, seed);
     const server = { optimizer: 'sgd', lr: 1 } as const;
     if (algorithm === 'sync-fedavg') {
       const r = runSync({

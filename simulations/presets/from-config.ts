@@ -1,7 +1,9 @@
 // A parsed sim.json (../config.ts) as a `Preset`: experiments × algorithms with `run(experiment, algorithm, seed)`,
 // so the runner, its threads, the report and the CLI treat it like a fixed preset. Seeding follows the presets: the
-// task from the seed, participation from seed + 1000 (as fedau-participation), speeds from seed + 5000 (as
-// fedbuff-speed), and the engines' own streams from the seed. Node-only through the real-data tasks (mnist, spam).
+// task from the seed, participation from seed + 1000 (as fedau-participation, and as live mode's train.json, which
+// gives the coordinator the same process), the speed model's per-client means from deriveSeed(seed, 'speed-means')
+// (engine/speeds.ts), and the engines' own streams from the seed by purpose (engine/clients.ts). Node-only through
+// the real-data tasks (mnist, spam).
 // p2p algorithms run engine/p2p.ts: honest node i trains on client i, the experiment's Byzantine clients become
 // Byzantine nodes, and every round takes 1 on the virtual clock.
 import type { PipelineSpec } from '../../shared/aggregation/pipeline.js';
@@ -137,7 +139,7 @@ export function presetFromConfig(cfg: SimConfig): Preset {
         return { ...r, rows, finalLoss: last.loss, finalAccuracy: last.accuracy, updates: N * last.step };
       }
       const { keepMomentum, ...local } = cfg.local;
-      const duration: Duration | undefined = e.speeds === null ? undefined : createSpeeds(speedSpec(e.speeds), N, seed + 5000);
+      const duration: Duration | undefined = e.speeds === null ? undefined : createSpeeds(speedSpec(e.speeds), N, seed);
       const common = {
         experiment, algorithm, seed, task,
         local,

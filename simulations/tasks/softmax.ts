@@ -6,7 +6,7 @@
 // client n owns the contiguous rows [n·S, (n+1)·S). A shared class-balanced test set is stored the same way.
 // Model: W (C×F, row-major) followed by b (C), flattened: C·F + C parameters (210 for 10×20). x₀ = 0.
 import { dirichletSample } from '../../shared/data/partition.js';
-import { gaussianFill, mulberry32 } from '../../shared/random.js';
+import { deriveSeed, gaussianFill, mulberry32 } from '../../shared/random.js';
 import type { LocalOptions, LocalResult, Rng, LearningTask } from '../types.js';
 
 export interface SoftmaxOptions {
@@ -52,9 +52,9 @@ function checkInt(value: number, what: string, min: number): void {
   if (!Number.isInteger(value) || value < min) throw new RangeError(`softmax task: ${what} must be an integer ≥ ${min}, got ${String(value)}`);
 }
 
-/** An independent stream per purpose, so e.g. the class means do not depend on numClients. */
-function stream(seed: number, purpose: number): () => number {
-  return mulberry32((Math.imul(seed >>> 0, 0x9e3779b1) ^ Math.imul(purpose + 1, 0x85ebca6b)) >>> 0);
+/** An independent stream per purpose (deriveSeed), so e.g. the class means do not depend on numClients. */
+function stream(seed: number, purpose: 'means' | 'labels' | 'train-rows' | 'test-rows'): () => number {
+  return mulberry32(deriveSeed(seed, 'softmax', purpose));
 }
 
 /** Logits of `row` under the flattened model w (W C×F then b) into `logits`; returns the largest. */
@@ -122,7 +122,7 @@ export function createSoftmaxTask(opts: SoftmaxOptions): SoftmaxTask {
   const scale = opts.meanScale ?? 0.6;
 
   const means = new Float64Array(C * F);
-  gaussianFill(stream(opts.seed, 0), means, scale);
+  gaussianFill(stream(opts.seed, 'means'), means, scale);
 
   const noiseRow = new Float64Array(F);
   const fillRows = (X: Float32Array, Y: Int32Array, rng: () => number): void => {
@@ -138,7 +138,7 @@ export function createSoftmaxTask(opts: SoftmaxOptions): SoftmaxTask {
   // Training data: per client, proportions ~ Dir(α), then S labels drawn from them, then the features.
   const trainY = new Int32Array(N * S);
   const trainX = new Float32Array(N * S * F);
-  const labelRng = stream(opts.seed, 1);
+  const labelRng = stream(opts.seed, 'labels');
   const cum = new Float64Array(C);
   for (let n = 0; n < N; n++) {
     const props = dirichletSample(C, alpha, labelRng);
@@ -151,12 +151,12 @@ export function createSoftmaxTask(opts: SoftmaxOptions): SoftmaxTask {
       trainY[n * S + i] = k;
     }
   }
-  fillRows(trainX, trainY, stream(opts.seed, 2));
+  fillRows(trainX, trainY, stream(opts.seed, 'train-rows'));
 
   const testY = new Int32Array(T);
   for (let i = 0; i < T; i++) testY[i] = i % C;
   const testX = new Float32Array(T * F);
-  fillRows(testX, testY, stream(opts.seed, 3));
+  fillRows(testX, testY, stream(opts.seed, 'test-rows'));
 
   const offsets = Int32Array.from({ length: N + 1 }, (_, n) => n * S);
   return buildSoftmaxTask({ name: 'softmax', classes: C, features: F, means, samplesPerClient: S, offsets, trainX, trainY, testX, testY });

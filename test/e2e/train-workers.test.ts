@@ -83,7 +83,7 @@ test('worker-held datasets: each worker trains on its own --data file under Bern
   writeFileSync(path.join(dir, 'bad.json'), JSON.stringify({ ...base, eval: undefined, model: 'two-classes/model', data: { source: 'worker', name: 'local' }, mode: 'async', steps: 5, concurrency: 3, buffer: 2 }));
   const bad = await fedpool(['train', '--url', coordinator.url, '--token', CLIENT_TOKEN, '--config', path.join(dir, 'bad.json'), '--out', path.join(dir, 'out-bad')]);
   t.is(bad.status, 1);
-  t.regex(bad.stderr, /job \S+ ended failed: client \d on worker w-[abc]: .*label/);
+  t.regex(bad.stderr, /job \S+ ended failed: client \d on worker w-[abc] \(w\d+\): .*label/);
 });
 
 test('async with heterogeneous worker speeds logs staleness; killing a worker mid-round stalls neither async nor sync training', async (t) => {

@@ -2,24 +2,21 @@
 // uploaded bundle's manifest at submit, score jobs that go only to workers whose inference server serves that
 // embedding model (and wait, saying why, while none is connected), a restart that keeps the key, and training jobs
 // that lease only to workers fronting that embedding server and refuse central data. In-process coordinator, fake
-// workers (score leases answered with fakeScore) and a TrainingService with a recording sink.
+// workers (score leases answered with fakeScore) and an in-process Pool with a recording sink.
 import test, { type ExecutionContext } from 'ava';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import pino from 'pino';
-import { BlobStore } from '../../server/blobs.js';
 import { startCoordinator } from '../../server/coordinator.js';
-import { jobKey, workerOffers } from '../../server/pool.js';
-import { Registry } from '../../server/registry.js';
-import { Scheduler } from '../../server/scheduler.js';
-import { MemoryStore } from '../../server/store-memory.js';
+import { jobKey, workerOffers } from '../../server/score-jobs.js';
 import { initBackend } from '../../server/training/evaluator.js';
-import { TrainSubmitError, TrainingService, type TrainingSink } from '../../server/training/training-job.js';
+import { TrainSubmitError } from '../../server/training/training-service.js';
+import { inProcessPool } from '../helpers/in-process-pool.js';
 import { parseTrainConfig } from '../../shared/config/train.js';
 import type { InputSpec } from '../../shared/model/manifest.js';
 import { packedBundle } from '../helpers/bundles.js';
-import { Tensor, type Capabilities, type LeaseMessage } from '../../shared/protocol/index.js';
+import type { Capabilities } from '../../shared/protocol/index.js';
 import { CLIENT_TOKEN, FakeWorker, WORKER_TOKEN, api, results, uploadBlob, waitForJob } from './helpers.js';
 
 const quiet = pino({ level: 'silent' });
@@ -54,6 +51,8 @@ test('routing keys: a job over embeddings needs embedding:MODEL, which an embedd
   t.deepEqual(workerOffers(caps({ api: 'ollama-embed', model: 'emb' })), ['', 'embedding:emb']);
   t.deepEqual(workerOffers(caps({ api: 'tei', model: 'emb' })), ['', 'reward:emb']);
   t.deepEqual(workerOffers(caps()), ['']);
+  t.deepEqual(workerOffers({ backend: 'cpu', threads: 1, tasks: ['score', 'train'] }), ['', 'train'], 'training shards on central data need a worker that trains');
+  t.deepEqual(workerOffers({ backend: 'cpu', threads: 1, tasks: ['train'] }), ['train']);
 });
 
 test('a job over embeddings waits for, then goes only to, workers whose server serves that embedding model', async (t) => {
@@ -115,37 +114,11 @@ test('a restarted coordinator keeps a queued job over embeddings, and its routin
   t.is(plain.leases.length, 0);
 });
 
-/** A TrainingService whose sink records which worker got each train lease and answers it at once. */
+/** A Pool in process whose sink records which worker got each train lease and answers it at once. */
 async function trainingSetup(t: ExecutionContext, workers: Array<{ name: string; capabilities: Partial<Capabilities> }>) {
-  const store = new MemoryStore();
-  const blobs = new BlobStore(store);
-  const registry = new Registry();
-  const scheduler = new Scheduler({ leaseMs: 60_000 });
-  const leasedTo: string[] = [];
-  let seq = 0;
-  // eslint-disable-next-line prefer-const
-  let service: TrainingService;
-  const sink: TrainingSink = {
-    sendLease(workerId: string, m: LeaseMessage): void {
-      if (m.task.kind !== 'train') return;
-      leasedTo.push(registry.get(workerId)!.name);
-      const size = m.task.weights?.size ?? 0;
-      const version = m.task.modelVersion;
-      setImmediate(() => service.result(workerId, {
-        type: 'result', leaseId: m.leaseId, shardId: m.shardId,
-        payload: { kind: 'update', update: Tensor.float32(new Float32Array(size).fill(0.01)), samples: 5, loss: 1, baseVersion: version },
-      }));
-    },
-    dropJob(): void {},
-  };
-  service = new TrainingService({ registry, store, scheduler, blobs, sink: () => sink, log: quiet, leaseMs: 60_000, newLeaseId: () => `L${++seq}` });
-  t.teardown(() => service.close());
-  for (const { name, capabilities } of workers) {
-    const w = registry.add(name, { backend: 'cpu', threads: 1, tasks: ['score', 'train'], ...capabilities }, 'w');
-    scheduler.addWorker(w.id);
-    scheduler.setCredit(w.id, 2);
-  }
-  return { service, blobs, leasedTo };
+  const { pool, leasedTo } = inProcessPool(workers);
+  t.teardown(() => pool.close());
+  return { service: pool.training, blobs: pool.blobs, leasedTo };
 }
 
 const pairsConfig = (data: Record<string, unknown>, extra: Record<string, unknown> = {}) => parseTrainConfig({

@@ -2,7 +2,7 @@
 // model-based test over random sequences of worker and job events.
 import test from 'ava';
 import fc from 'fast-check';
-import { Scheduler, type Grant, type JobStateEvent, type SchedulerOptions, type ShardDoneEvent } from '../../server/scheduler.js';
+import { pinned, Scheduler, type Grant, type JobStateEvent, type SchedulerOptions, type ShardDoneEvent } from '../../server/scheduler.js';
 
 interface Harness {
   s: Scheduler;
@@ -193,7 +193,7 @@ test('redundancy R = 2: distinct workers, first scores kept, agreement recorded'
   t.deepEqual(gb.map((g) => [g.workerId, g.shardIndex]), [['b', 0], ['b', 1]]);
   s.complete('b', (gb[0] as Grant).leaseId, Float32Array.of(0.5 + 1e-7));
   s.complete('b', (gb[1] as Grant).leaseId, Float32Array.of(0.75));
-  t.deepEqual(done.map((d) => [d.index, d.scores[0], d.agreed, d.workers]), [[0, 0.5, true, ['a', 'b']], [1, 0.25, false, ['a', 'b']]]);
+  t.deepEqual(done.map((d) => [d.index, d.result[0], d.agreed, d.workers]), [[0, 0.5, true, ['a', 'b']], [1, 0.25, false, ['a', 'b']]]);
   t.is(s.progress('J')?.disagreements, 1);
   t.is(s.progress('J')?.state, 'done');
 });
@@ -449,7 +449,11 @@ interface World {
   credit: Map<string, number>;
   /** Every grant ever issued (for late results). */
   issued: Grant[];
-  jobs: { id: string; shards: number; R: number; needs: string }[];
+  jobs: { id: string; shards: number; R: number; needs: string; open: boolean }[];
+  /** Open jobs' shards pinned to a worker: shard id → worker id. */
+  pins: Map<string, string>;
+  /** Shards given up (shardLost) or dropped: no lease of them may follow. */
+  gone: Map<string, 'lost' | 'dropped'>;
   workers: string[];
   /** The job keys each worker offers. */
   offers: Map<string, ReadonlySet<string>>;
@@ -459,7 +463,7 @@ interface World {
 }
 
 function newWorld(speculative: boolean): World {
-  const w: World = { h: harness({ speculative, maxLosses: 1_000_000, leaseMs: 100 }), held: new Map(), credit: new Map(), issued: [], jobs: [], workers: [], offers: new Map(), nextWorker: 0, doneCount: new Map(), failures: [] };
+  const w: World = { h: harness({ speculative, maxLosses: 1_000_000, leaseMs: 100 }), held: new Map(), credit: new Map(), issued: [], jobs: [], workers: [], offers: new Map(), nextWorker: 0, doneCount: new Map(), failures: [], pins: new Map(), gone: new Map() };
   w.h.s = new Scheduler({
     leaseMs: 100, now: () => w.h.clock.t, speculative, maxLosses: 1_000_000,
     listener: {
@@ -468,6 +472,12 @@ function newWorld(speculative: boolean): World {
         w.doneCount.set(key, (w.doneCount.get(key) ?? 0) + 1);
         const job = w.jobs.find((j) => j.id === e.jobId);
         if (new Set(e.workers).size !== job?.R) w.failures.push(`${key} completed by ${e.workers.join(',')} with R=${job?.R}`);
+        if (w.gone.has(key)) w.failures.push(`${key} completed after it was ${w.gone.get(key)}`);
+      },
+      shardLost: (e) => {
+        const key = `${e.jobId}/${e.index}`;
+        if (w.gone.has(key) || (w.doneCount.get(key) ?? 0) > 0) w.failures.push(`${key} given up after it was ${w.gone.get(key) ?? 'done'}`);
+        w.gone.set(key, 'lost');
       },
       jobState: (e) => {
         for (const d of e.dropped) w.held.get(d.workerId)?.delete(d.leaseId);
@@ -488,10 +498,14 @@ function dispatch(w: World): void {
     if (held.size >= (w.credit.get(g.workerId) ?? 0)) w.failures.push(`${g.workerId} got a lease beyond its credit ${w.credit.get(g.workerId)}`);
     for (const other of held.values()) if (other.shardId === g.shardId) w.failures.push(`${g.workerId} holds two leases of ${g.shardId}`);
     if ((w.doneCount.get(g.shardId) ?? 0) > 0) w.failures.push(`lease of completed shard ${g.shardId}`);
+    if (w.gone.has(g.shardId)) w.failures.push(`lease of ${w.gone.get(g.shardId)} shard ${g.shardId}`);
     const state = w.h.s.progress(g.jobId)?.state;
     if (state !== 'running') w.failures.push(`lease of ${state} job ${g.jobId}`);
     const needs = w.jobs.find((j) => j.id === g.jobId)?.needs;
-    if (needs === undefined || w.offers.get(g.workerId)?.has(needs) !== true) w.failures.push(`${g.workerId} got ${g.shardId}, which needs ${JSON.stringify(needs)}`);
+    const pin = w.pins.get(g.shardId);
+    if (pin !== undefined) {
+      if (pin !== g.workerId) w.failures.push(`${g.workerId} got ${g.shardId}, which is pinned to ${pin}`);
+    } else if (needs === undefined || w.offers.get(g.workerId)?.has(needs) !== true) w.failures.push(`${g.workerId} got ${g.shardId}, which needs ${JSON.stringify(needs)}`);
     held.set(g.leaseId, g);
     w.issued.push(g);
   }
@@ -520,10 +534,57 @@ class AddJob implements Cmd {
   run(w: World): void {
     const id = `J${w.jobs.length}`;
     w.h.s.addJob({ id, items: this.items, shardSize: this.shardSize, redundancy: this.R, needs: this.needs });
-    w.jobs.push({ id, shards: Math.ceil(this.items / this.shardSize), R: this.R, needs: this.needs });
+    w.jobs.push({ id, shards: Math.ceil(this.items / this.shardSize), R: this.R, needs: this.needs, open: false });
     dispatch(w);
   }
   toString = (): string => `addJob(${this.items},${this.shardSize},R=${this.R},needs=${JSON.stringify(this.needs)})`;
+}
+
+/** An open job (training): shards come later; a lost shard is leased again twice at most, never after an expiry. */
+class AddOpenJob implements Cmd {
+  constructor(readonly needs: string) {}
+  check = (): boolean => true;
+  run(w: World): void {
+    const id = `O${w.jobs.length}`;
+    w.h.s.addJob({ id, items: 0, shardSize: 1, redundancy: 1, needs: this.needs, open: true, hooks: { retry: (_i, reason, attempt) => reason !== 'expired' && attempt < 3 } });
+    w.jobs.push({ id, shards: 0, R: 1, needs: this.needs, open: true });
+  }
+  toString = (): string => `addOpenJob(needs=${JSON.stringify(this.needs)})`;
+}
+
+/** Shards for an open job, each for any worker of its key or pinned to a worker (maybe one that is gone). */
+class AddShards implements Cmd {
+  constructor(readonly pick: number, readonly pins: ReadonlyArray<number | null>) {}
+  check = (w: World): boolean => w.jobs.some((j) => j.open);
+  run(w: World): void {
+    const open = w.jobs.filter((j) => j.open);
+    const job = open[this.pick % open.length] as World['jobs'][number];
+    const targets = this.pins.map((p) => (p === null ? undefined : (w.workers[p % (w.workers.length + 1)] ?? 'gone')));
+    const indices = w.h.s.addShards(job.id, targets.map((t) => (t === undefined ? undefined : pinned(t))));
+    indices.forEach((index, i) => {
+      const t = targets[i];
+      if (t !== undefined) w.pins.set(`${job.id}/${index}`, t);
+    });
+    job.shards += indices.length;
+    dispatch(w);
+  }
+  toString = (): string => `addShards(${this.pick},${JSON.stringify(this.pins)})`;
+}
+
+/** The open job's owner gives a shard up (its round closed). */
+class DropShard implements Cmd {
+  constructor(readonly pick: number, readonly index: number) {}
+  check = (w: World): boolean => w.jobs.some((j) => j.open && j.shards > 0);
+  run(w: World): void {
+    const open = w.jobs.filter((j) => j.open && j.shards > 0);
+    const job = open[this.pick % open.length] as World['jobs'][number];
+    const key = `${job.id}/${this.index % job.shards}`;
+    const live = (w.doneCount.get(key) ?? 0) === 0 && !w.gone.has(key) && ['queued', 'running'].includes(w.h.s.progress(job.id)?.state ?? '');
+    w.h.s.dropShard(job.id, this.index % job.shards);
+    if (live) w.gone.set(key, 'dropped');
+    dispatch(w);
+  }
+  toString = (): string => `dropShard(${this.pick},${this.index})`;
 }
 
 /** The job keys of the model-based test: any worker, and two kinds of inference-server worker. */
@@ -644,6 +705,9 @@ const commands = [
   fc.integer({ min: 1, max: 150 }).map((ms) => new Tick(ms)),
   fc.integer({ min: 1, max: 150 }).map((ms) => new Tick(ms)),
   fc.nat().map((p) => new Cancel(p)),
+  fc.constantFrom(...KEYS).map((k) => new AddOpenJob(k)),
+  fc.tuple(fc.nat(), fc.array(fc.option(fc.nat(), { nil: null }), { minLength: 1, maxLength: 4 })).map(([p, pins]) => new AddShards(p, pins)),
+  fc.tuple(fc.nat(), fc.nat()).map(([p, i]) => new DropShard(p, i)),
 ];
 
 function modelRun(speculative: boolean) {
@@ -678,6 +742,17 @@ function modelRun(speculative: boolean) {
     for (const job of w.jobs) {
       const p = w.h.s.progress(job.id);
       if (p === undefined) throw new Error(`lost job ${job.id}`);
+      if (job.open && (p.state === 'queued' || p.state === 'running')) {
+        // An open job stays until its owner ends it; every shard it was given is done, given up or dropped, once.
+        for (let i = 0; i < job.shards; i++) {
+          const key = `${job.id}/${i}`;
+          const n = (w.doneCount.get(key) ?? 0) + (w.gone.has(key) ? 1 : 0);
+          if (n !== 1) throw new Error(`${key} accounted ${n} times (done ${w.doneCount.get(key) ?? 0}, ${w.gone.get(key) ?? 'not gone'})`);
+        }
+        if (p.leases !== 0 || p.doneShards !== job.shards) throw new Error(`${job.id} after the drain: ${JSON.stringify(p)}`);
+        if (!w.h.s.finishJob(job.id) || w.h.s.progress(job.id)?.state !== 'done') throw new Error(`${job.id} did not finish when told`);
+        continue;
+      }
       if (p.state === 'queued' || p.state === 'running') throw new Error(`job ${job.id} still ${p.state} after the drain: shards lost`);
       if (p.state === 'done') {
         for (let i = 0; i < job.shards; i++) {
@@ -741,19 +816,98 @@ test('a job of width k takes k values per item; another length counts as a loss'
   t.is(s.stats.requeued.failed, 1);
   const [again] = s.dispatch();
   t.is(s.complete('w', (again as Grant).leaseId, ones(6)).kind, 'accepted');
-  t.is(done[0]?.scores.length, 6);
+  t.is(done[0]?.result.length, 6);
   t.throws(() => s.addJob({ id: 'bad', items: 1, shardSize: 1, redundancy: 1, width: 0 }), { instanceOf: RangeError });
 });
 
-test('leases held for training count against the same credit', (t) => {
-  const { s } = harness({ speculative: false });
+test('one table for every kind of work: an open job takes shards as it goes, shares the credit, ends when told', (t) => {
+  const { s, done, states } = harness({ speculative: false });
   s.addJob({ id: 'J', items: 6, shardSize: 1, redundancy: 1 });
-  s.addWorker('a');
+  s.addJob({ id: 'T', items: 0, shardSize: 1, redundancy: 1, open: true, needs: 'train' });
+  s.addWorker('a', ['', 'train']);
   s.setCredit('a', 3);
-  s.setExternalLoad('a', 2); // two train leases out
-  t.is(s.dispatch().length, 1, 'only the credit left over by training');
-  t.is(s.dispatch().length, 0);
-  s.setExternalLoad('a', 0); // training answered
-  t.is(s.dispatch().length, 2);
+  t.deepEqual(s.addShards('T', [undefined, undefined]), [0, 1]);
+  const first = s.dispatch();
+  t.deepEqual(first.map((g) => g.shardId), ['J/0', 'J/1', 'J/2'], 'submission order across jobs: J came first');
   t.deepEqual(s.workerLoad('a'), { credit: 3, inFlight: 3 });
+  for (const g of first) answer(s, g);
+  t.deepEqual(s.dispatch().map((g) => g.shardId), ['J/3', 'J/4', 'J/5']);
+  t.is(s.progress('T')?.state, 'queued');
+  const train = s.dispatch();
+  t.deepEqual(train, [], 'no credit left');
+  s.setCredit('a', 5);
+  const t01 = s.dispatch();
+  t.deepEqual(t01.map((g) => g.shardId), ['T/0', 'T/1']);
+  t.is(answer(s, t01[0] as Grant).kind, 'accepted');
+  t.deepEqual(done.at(-1)?.jobId, 'T');
+  t.is(s.progress('T')?.state, 'running', 'an open job does not end with its last shard');
+  s.dropShard('T', 1); // its round closed: the lease still out holds credit until answered
+  t.deepEqual(answer(s, t01[1] as Grant), { kind: 'ignored', reason: 'duplicate' });
+  t.deepEqual(s.addShards('T', [undefined]), [2]);
+  t.true(s.finishJob('T'));
+  t.is(states.at(-1)?.state, 'done');
+  t.deepEqual(s.addShards('T', [undefined]), [], 'an ended job takes no shards');
+  t.throws(() => s.addShards('J', [undefined]), { message: /not an open job/ });
+});
+
+test("a job's retry hook gives a lost shard up instead of re-queueing it, and its owner hears of it", (t) => {
+  const lost: Array<[number, string]> = [];
+  const { s, clock } = harness({ speculative: false, listener: { shardLost: (e) => lost.push([e.index, e.reason]) } });
+  s.addJob({ id: 'T', items: 0, shardSize: 1, redundancy: 1, open: true, hooks: { retry: (_i, reason, attempt) => reason !== 'expired' && attempt < 2 } });
+  s.addWorker('a');
+  s.addWorker('b');
+  s.setCredit('a', 2);
+  s.addShards('T', [undefined, undefined]);
+  const [g0, g1] = s.dispatch();
+  s.removeWorker('a');
+  t.deepEqual(lost, [], 'a disconnect on the first attempt: leased again');
+  s.setCredit('b', 2);
+  const again = s.dispatch();
+  t.deepEqual(again.map((g) => [g.shardIndex, g.attempt]).sort(), [[g0?.shardIndex, 2], [g1?.shardIndex, 2]]);
+  const [r, x] = again as [Grant, Grant];
+  s.release('b', [r.leaseId]);
+  t.deepEqual(lost, [[r.shardIndex, 'released']], 'the second attempt is the last');
+  clock.t += 2_000;
+  s.expire();
+  t.deepEqual(lost, [[r.shardIndex, 'released'], [x.shardIndex, 'expired']]);
+  t.is(s.progress('T')?.leases, 0);
+});
+
+test('a shard pinned to a worker goes to that worker only, and is given up when the worker leaves', (t) => {
+  const lost: number[] = [];
+  const { s } = harness({ speculative: false, listener: { shardLost: (e) => lost.push(e.index) } });
+  s.addJob({ id: 'T', items: 0, shardSize: 1, redundancy: 1, open: true });
+  s.addWorker('a');
+  s.addWorker('b');
+  s.setCredit('a', 4);
+  s.setCredit('b', 4);
+  s.addShards('T', [pinned('b'), pinned('b'), pinned('gone')]);
+  t.deepEqual(lost, [2], 'pinned to a worker that is not connected: given up at once');
+  s.setCredit('b', 1);
+  const grants = s.dispatch();
+  t.deepEqual(grants.map((g) => [g.workerId, g.shardIndex]), [['b', 0]], "a has credit but the shards are b's");
+  s.removeWorker('b');
+  t.deepEqual(lost.sort(), [0, 1, 2], 'its leased shard and its queued one are both given up');
+  t.like(s.progress('T'), { state: 'running', leases: 0, doneShards: 3 });
+});
+
+test('per-job hooks: what fits, what agrees, how a failure is worded', (t) => {
+  const { s, done, states } = harness({ speculative: false });
+  s.addJob({
+    id: 'H', items: 2, shardSize: 1, redundancy: 2,
+    hooks: { fits: (r, count) => r.length === count + 1, agree: (a, b) => a[0] === b[0], failure: (i, w, why) => `unit ${i} broke on ${w}: ${why}` },
+  });
+  s.addWorker('a');
+  s.addWorker('b');
+  s.setCredit('a', 1);
+  s.setCredit('b', 1);
+  const [ga, gb] = s.dispatch();
+  t.is(s.complete('a', (ga as Grant).leaseId, ones(1)).kind, 'ignored', 'one value does not fit');
+  t.is(s.complete('b', (gb as Grant).leaseId, Float32Array.of(1, 5)).kind, 'accepted');
+  const [again] = s.dispatch().filter((g) => g.workerId === 'a');
+  t.is(s.complete('a', (again as Grant).leaseId, Float32Array.of(1, 9)).kind, 'accepted');
+  t.true(done[0]?.agreed, 'the hook compares first values only');
+  const next = s.dispatch();
+  s.fail((next[0] as Grant).workerId, (next[0] as Grant).leaseId, false, 'bad model');
+  t.regex(states.at(-1)?.error ?? '', /^unit 1 broke on [ab]: bad model$/);
 });

@@ -8,8 +8,11 @@ import { presetNamed } from '../../simulations/presets/index.js';
 import { monnaAttacks, runMonna } from '../../simulations/presets/monna-attacks.js';
 import { createSoftmaxTask } from '../../simulations/tasks/softmax.js';
 
-// 1 seed × 150 steps (§2.5: "Use 1 seed and 150 steps for a CI-sized test"). Measured (seeds 1–3): avg 0.785–0.842
-// without attack, 0.060–0.096 under scaled SF, 0.000 under FOE, 0.429–0.463 under ALIE; NNM + CWTM ≥ 0.772 throughout.
+// 1 seed × 150 steps (§2.5: "Use 1 seed and 150 steps for a CI-sized test"). Measured (seeds 1–3, 2026-12-04, the
+// simulator on the coordinator's SyncDriver and adversary): avg 0.752–0.828 without attack, 0.058–0.180 under scaled
+// SF, 0.001–0.002 under FOE, 0.387–0.497 under ALIE; NNM + CWTM ≥ 0.719 throughout (seed 1, whose data is the hardest:
+// its centralised optimum reaches 0.752; ≥ 0.767 for seeds 2 and 3). Before that move (other data draws): 0.785–0.842,
+// 0.060–0.096, 0.000, 0.429–0.463 and ≥ 0.772.
 const STEPS = 150;
 
 test('monna-attacks at 150 steps: averaging collapses under scaled SF, FOE and ALIE; NNM + CWTM holds under every attack', (t) => {
@@ -73,10 +76,12 @@ test('runSync Byzantine clients: scaled sign flip zeroes the mean; robust rules 
   // b = −(h/f)·μ makes the plain mean of all n exactly 0 (up to rounding): the model stays at x₀ = 0.
   const frozen = runSync({ ...base(), byzantine: { clients: 2, attack: 'scaled-sign-flip' } });
   for (const row of frozen.rows) t.true(Math.abs(row.loss! - Math.log(10)) < 1e-4, `loss ${row.loss}`);
-  // Trimmed mean with f = 2 against label flip and ALIE still learns; the honest updates counted are 6 per round,
-  // plus the 6 flipped-label trainings of the label-flip attack.
+  // Trimmed mean with f = 2 against label flip and ALIE still learns. The updates counted are the 6 honest ones per
+  // round plus the 2 Byzantine clients' own flipped-label trainings: since the simulator runs the coordinator's
+  // SyncDriver and adversary, each label-flip client trains on a copy of an honest client's rows, as a live Byzantine
+  // worker does (it was the mean of all 6 honest clients retrained on flipped labels, 30 × 12 updates).
   const lf = runSync({ ...base(), pipeline: pipeline('trimmed-mean', 2), byzantine: { clients: 2, attack: 'label-flip' } });
-  t.is(lf.updates, 30 * 12);
+  t.is(lf.updates, 30 * (6 + 2));
   t.true(lf.finalLoss! < Math.log(10) - 0.1, `lf loss ${lf.finalLoss}`);
   const alie = runSync({ ...base(), pipeline: pipeline('cclip', 2), byzantine: { clients: 2, attack: 'alie' } });
   t.true(alie.finalLoss! < Math.log(10), `alie loss ${alie.finalLoss}`);

@@ -1,14 +1,9 @@
 // TrainingService: a job that has ended keeps only what the HTTP API serves (state, progress, metrics, the model with
 // its final weights); its driver, data, partitions, eval data, bindings and TF.js model are dropped, so a long-running
-// coordinator does not grow with every finished job. In-process: real Registry, Scheduler, MemoryStore and BlobStore;
+// coordinator does not grow with every finished job. In-process: a real Pool (lease table, services, MemoryStore);
 // the sink answers each train lease at once with a small update.
 import test from 'ava';
-import pino from 'pino';
-import { BlobStore } from '../../../server/blobs.js';
-import { Registry } from '../../../server/registry.js';
-import { Scheduler } from '../../../server/scheduler.js';
-import { MemoryStore } from '../../../server/store-memory.js';
-import { TrainingService, type TrainingSink } from '../../../server/training/training-job.js';
+import { inProcessPool } from '../../helpers/in-process-pool.js';
 import type { CentralData } from '../../../server/training/job-request.js';
 import { parseTrainConfig } from '../../../shared/config/train.js';
 import { packBundle, unpackBundle } from '../../../shared/model/bundle.js';
@@ -40,42 +35,17 @@ interface JobInternals {
   model: unknown;
   data: unknown;
   evalData: unknown;
-  parts: unknown;
   adversary: unknown;
-  bindings: Map<string, number>;
-  queue: unknown[];
-  outstanding: Set<number>;
+  placement: unknown;
+  shards: Map<number, unknown>;
+  held: unknown[];
 }
 
 async function setup(t: import('ava').ExecutionContext) {
-  const store = new MemoryStore();
-  const blobs = new BlobStore(store);
-  const registry = new Registry();
-  const scheduler = new Scheduler({ leaseMs: 60_000 });
-  let seq = 0;
-  // eslint-disable-next-line prefer-const
-  let service: TrainingService;
-  const sink: TrainingSink = {
-    sendLease(workerId: string, m: LeaseMessage): void {
-      if (m.task.kind !== 'train') return;
-      const size = m.task.weights?.size ?? 0;
-      setImmediate(() => {
-        service.result(workerId, {
-          type: 'result', leaseId: m.leaseId, shardId: m.shardId,
-          payload: { kind: 'update', update: Tensor.float32(new Float32Array(size).fill(0.01)), samples: 5, loss: 1, baseVersion: m.task.kind === 'train' ? m.task.modelVersion : 0 },
-        });
-      });
-    },
-    dropJob(): void {},
-  };
-  service = new TrainingService({ registry, store, scheduler, blobs, sink: () => sink, log: pino({ level: 'silent' }), leaseMs: 60_000, newLeaseId: () => `L${++seq}` });
-  t.teardown(() => service.close());
-  for (const name of ['a', 'b']) {
-    const w = registry.add(name, { backend: 'cpu', threads: 1, tasks: ['train'] }, 'w');
-    scheduler.addWorker(w.id);
-    scheduler.setCredit(w.id, 4);
-  }
-  const model = blobs.put(await modelBundle());
+  const { pool } = inProcessPool([{ name: 'a', credit: 4 }, { name: 'b', credit: 4 }]);
+  const service = pool.training;
+  t.teardown(() => pool.close());
+  const model = pool.blobs.put(await modelBundle());
   const internals = (id: string): JobInternals => (service as unknown as { jobs: Map<string, JobInternals> }).jobs.get(id)!;
   const until = async (id: string, ok: () => boolean): Promise<void> => {
     while (!ok()) await Promise.race([service.waitForChange(id), new Promise((r) => setTimeout(r, 50))]);
@@ -99,11 +69,10 @@ function assertReleased(t: import('ava').ExecutionContext, j: JobInternals): voi
   t.is(j.model, undefined, 'TF.js model disposed and dropped');
   t.is(j.data, undefined, 'training data dropped');
   t.is(j.evalData, undefined, 'eval data dropped');
-  t.is(j.parts, null, 'partitions dropped');
   t.is(j.adversary, null);
-  t.is(j.bindings.size, 0);
-  t.is(j.queue.length, 0);
-  t.is(j.outstanding.size, 0);
+  t.is(j.placement, undefined, 'placement (partitions, bindings) dropped');
+  t.is(j.shards.size, 0);
+  t.is(j.held.length, 0);
 }
 
 for (const mode of ['sync', 'async'] as const) {
@@ -153,36 +122,19 @@ test('a cancelled job drops its training state too', async (t) => {
 
 /** A worker-data sync job on four workers; returns client → worker name of every lease and the clients per round. */
 async function workerDataRun(t: import('ava').ExecutionContext, data: Record<string, unknown>, clientsPerRound: number): Promise<{ trainedBy: Map<number, string>; rounds: number[][] }> {
-  const store = new MemoryStore();
-  const blobs = new BlobStore(store);
-  const registry = new Registry();
-  const scheduler = new Scheduler({ leaseMs: 60_000 });
   const trainedBy = new Map<number, string>();
   const rounds: number[][] = [];
-  let seq = 0;
-  // eslint-disable-next-line prefer-const
-  let service: TrainingService;
-  const sink: TrainingSink = {
-    sendLease(workerId: string, m: LeaseMessage): void {
-      if (m.task.kind !== 'train') return;
-      trainedBy.set(m.task.client, registry.get(workerId)!.name);
-      (rounds[m.task.modelVersion] ??= []).push(m.task.client);
-      const size = m.task.weights?.size ?? 0;
-      setImmediate(() => service.result(workerId, {
-        type: 'result', leaseId: m.leaseId, shardId: m.shardId,
-        payload: { kind: 'update', update: Tensor.float32(new Float32Array(size).fill(0.01)), samples: 5, loss: 1, baseVersion: m.task.kind === 'train' ? m.task.modelVersion : 0 },
-      }));
-    },
-    dropJob(): void {},
-  };
-  service = new TrainingService({ registry, store, scheduler, blobs, sink: () => sink, log: pino({ level: 'silent' }), leaseMs: 60_000, newLeaseId: () => `L${++seq}` });
-  t.teardown(() => service.close());
   // Connected in an order that is neither the name order nor its reverse.
-  for (const name of ['sim-0002', 'sim-0000', 'sim-0003', 'sim-0001']) {
-    const w = registry.add(name, { backend: 'cpu', threads: 1, tasks: ['train'], datasets: ['d'] }, 'w');
-    scheduler.addWorker(w.id);
-    scheduler.setCredit(w.id, 1);
-  }
+  const names = ['sim-0002', 'sim-0000', 'sim-0003', 'sim-0001'];
+  const { pool } = inProcessPool(names.map((name) => ({ name, capabilities: { tasks: ['train'], datasets: ['d'] }, credit: 1 })), {
+    onTrainLease: (worker, task) => {
+      trainedBy.set(task.client, worker);
+      (rounds[task.modelVersion] ??= []).push(task.client);
+    },
+  });
+  const service = pool.training;
+  const blobs = pool.blobs;
+  t.teardown(() => pool.close());
   const model = blobs.put(await modelBundle());
   const config = parseTrainConfig({
     model: 'model', task: 'classify', data: { source: 'worker', name: 'd', clients: 4, ...data },
@@ -204,4 +156,29 @@ test('worker-held data: data.seed seeds the clients sampled per round (same seed
   const b = await workerDataRun(t, { seed: 2 }, 2);
   t.deepEqual(again.rounds, a.rounds);
   t.notDeepEqual(b.rounds, a.rounds);
+});
+
+test('training shards live in the one lease table: they use the credit score shards use, and a central shard lost with its worker goes to another in the same round', async (t) => {
+  const { pool, held, answer } = inProcessPool([{ name: 'a', credit: 2 }, { name: 'b', credit: 1 }], { answer: false });
+  t.teardown(() => pool.close());
+  const [a, b] = pool.registry.list().map((w) => w.id) as [string, string];
+  const model = pool.blobs.put(await modelBundle());
+  const config = trainConfig('sync');
+  const { id } = pool.training.submit({ model, config: { ...config, rounds: 1, clientsPerRound: 3 } as typeof config, data: rows(60) });
+  while (held.length < 3) await new Promise((r) => setTimeout(r, 10));
+  t.deepEqual(pool.scheduler.workerLoad(a), { credit: 2, inFlight: 2 }, 'train leases count in the table every lease counts in');
+  t.deepEqual(pool.scheduler.workerLoad(b), { credit: 1, inFlight: 1 });
+  const lostClient = held.find((h) => h.workerId === b)?.lease.task;
+  pool.removeWorker(b);
+  t.is(held.length, 3, 'no free credit: the lost shard waits in the queue');
+  answer(held.shift()!);
+  const again = held.at(-1)!;
+  t.is(again.workerId, a);
+  t.is(again.lease.attempt, 2);
+  t.like(again.lease.task, { kind: 'train', client: lostClient?.kind === 'train' ? lostClient.client : -1, modelVersion: 0 });
+  for (const h of held.splice(0)) answer(h);
+  while (pool.training.status(id)?.state === 'running') await pool.training.waitForChange(id);
+  t.is(pool.training.status(id)?.state, 'done');
+  t.is(pool.training.metrics(id, 0)?.lines[0]?.participants, 3, 'all three clients of the round took part');
+  t.deepEqual(pool.scheduler.workerLoad(a), { credit: 2, inFlight: 0 });
 });

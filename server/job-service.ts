@@ -1,0 +1,47 @@
+// What the coordinator's job registry (pool.ts) asks of each kind of job (docs/architecture.md, "One lease table"):
+// score jobs (score-jobs.ts) and training jobs (training/training-service.ts) keep their shards in the one lease
+// table (scheduler.ts) and implement this interface; sockets and HTTP talk to the registry, which routes by job id.
+import type { LeaseMessage, ResultMessage } from '../shared/protocol/index.js';
+import type { Grant, JobHooks, JobStateEvent, LeaseView, Scheduler, ShardDoneEvent, ShardLostEvent } from './scheduler.js';
+import type { JobStatusBase } from './store.js';
+
+/** A worker's result as the lease table holds it: a score shard's scores or a training shard's update. */
+export type ShardOutput = ResultMessage['payload'];
+
+/** The lease table of every kind of work. */
+export type LeaseTable = Scheduler<ShardOutput>;
+
+/** Lease-table hooks of a job. */
+export type ShardHooks = JobHooks<ShardOutput>;
+
+export interface JobService<S extends JobStatusBase = JobStatusBase> {
+  status(id: string): S | undefined;
+  /** Its jobs, in submission order. */
+  list(): S[];
+  /** Cancels a queued or running job; false if it is unknown or already over. */
+  cancel(id: string): boolean;
+  /** The lease message for a grant of one of its shards; throws when the shard cannot be sent (the registry fails the job). */
+  lease(grant: Grant): LeaseMessage;
+  /** Checks a result against its lease before the table takes it; throws the ProtocolError to answer the worker with. */
+  check(lease: LeaseView, m: ResultMessage): void;
+  /** The table accepted a worker's result for one of its leases (the worker's record). */
+  counted(workerId: string, lease: LeaseView, elapsedMs: number | undefined): void;
+  shardDone(e: ShardDoneEvent<ShardOutput>): void;
+  shardLost(e: ShardLostEvent): void;
+  jobState(e: JobStateEvent): void;
+  /** Loads its jobs from the store (a restarted coordinator); unfinished ones go on. */
+  restore(): { resumed: number; total: number };
+  /** Starts what can start and adds shards that are due (every pump, before leases are dispatched). */
+  pump(): void;
+  /** Stops: writes what is pending, wakes waiters, keeps what a restart resumes from. */
+  close(): void;
+}
+
+/** What a service gets from the registry. */
+export interface ServiceHost {
+  readonly table: LeaseTable;
+  /** Routes the job's leases, results and events to `service` from now on. */
+  register(jobId: string, service: JobService): void;
+  /** Dispatches what is due (re-entrant calls fold into one). */
+  pump(): void;
+}

@@ -1,0 +1,371 @@
+// Score jobs (docs/architecture.md, "The path of a score shard"): a submitted job's items are split into shards in
+// the state store, the shards go into the lease table, each completed shard's scores are journaled to the store in
+// batches, and HTTP readers wait for the in-order prefix to grow.
+import { randomBytes } from 'node:crypto';
+import type { Logger } from 'pino';
+import { packedEmbeddingInput } from '../shared/model/embedding-input.js';
+import { ProtocolError, Tensor, assertTensor, scorerOutputOf, scorerWidth, type Capabilities, type LeaseMessage, type ResultMessage, type ScoreItem } from '../shared/protocol/index.js';
+import type { BlobStore } from './blobs.js';
+import type { JobService, ServiceHost, ShardHooks, ShardOutput } from './job-service.js';
+import { largestShardBytes, splitShards, type JobColumns, type JobRequest } from './jobs.js';
+import type { Registry } from './registry.js';
+import { agreeWithin, type Grant, type JobProgress, type JobStateEvent, type LeaseView, type ShardDoneEvent, type ShardLostEvent } from './scheduler.js';
+import { isTerminal, type JobRecord, type JobSpec, type JobState, type JobStatusBase, type ShardResult, type Store, type JobUpdate, type StoredShardResult } from './store.js';
+
+/**
+ * The key a worker must offer to take a job's shards: the scorer's output and model for scorer jobs,
+ * `embedding:MODEL` for a bundle whose head reads that embedding model's vectors, '' for other bundles.
+ */
+export function jobKey(spec: Pick<JobSpec, 'scorer' | 'embedding'>): string {
+  if (spec.scorer !== undefined) return `${spec.scorer.output}:${spec.scorer.model}`;
+  return spec.embedding === undefined ? '' : `embedding:${spec.embedding}`;
+}
+
+/** The key of training shards on central data (any worker that trains). */
+export const TRAIN_KEY = 'train';
+
+/** The job keys a worker serves: bundle jobs if it scores at all, its inference server's model, and training if it trains. */
+export function workerOffers(capabilities: Capabilities): string[] {
+  const offers: string[] = [];
+  if (capabilities.tasks.includes('score')) {
+    offers.push('');
+    const scorer = capabilities.scorer;
+    if (scorer !== undefined) offers.push(`${scorerOutputOf(scorer.api)}:${scorer.model}`);
+  }
+  if (capabilities.tasks.includes('train')) offers.push(TRAIN_KEY);
+  return offers;
+}
+
+/** Why a job no connected worker can take waits (GET /api/jobs/:id `waiting`), or undefined for plain bundle jobs. */
+function waitingFor(spec: JobSpec): string | undefined {
+  if (spec.scorer !== undefined) return `no connected worker serves ${spec.scorer.output === 'logprobs' ? 'log-probs of' : 'scorer'} ${spec.scorer.model}`;
+  if (spec.embedding !== undefined) return `no connected worker serves embeddings of ${spec.embedding}`;
+  return undefined;
+}
+
+/** Values per item in a job's results. */
+function jobWidth(spec: JobSpec): number {
+  return spec.scorer === undefined ? 1 : scorerWidth(spec.scorer.output);
+}
+
+/** The public view of a job (GET /api/jobs/:id). */
+export interface ScoreJobStatus extends JobStatusBase {
+  kind: 'score';
+  /** Jobs scored by inference servers: the model they must serve and what they compute. */
+  scorer?: { model: string; output: 'reward' | 'logprobs' };
+  /** A bundle over embeddings: the embedding model its workers' inference servers must serve. */
+  embedding?: string;
+  /** Set while the job needs a kind of worker that is not connected: why it waits. */
+  waiting?: string;
+  shardSize: number;
+  redundancy: number;
+  batchSize: number;
+  shards: { done: number; total: number };
+  /** Shards whose redundant results disagreed (redundancy > 1). */
+  disagreements: number;
+}
+
+export class SubmitError extends Error {}
+
+interface JobEntry {
+  record: JobRecord;
+  /** Progress of a job the lease table does not hold (restored in a terminal state). */
+  frozen?: JobProgress;
+}
+
+function progressFromDone(spec: JobSpec, state: JobState, done: readonly number[]): JobProgress {
+  const totalShards = Math.ceil(spec.items / spec.shardSize);
+  const size = (i: number): number => Math.min(spec.shardSize, spec.items - i * spec.shardSize);
+  let doneItems = 0;
+  for (const i of done) doneItems += size(i);
+  let prefix = 0;
+  let prefixItems = 0;
+  while (prefix < done.length && done[prefix] === prefix) prefixItems += size(prefix++);
+  return { state, doneItems, totalItems: spec.items, doneShards: done.length, totalShards, prefixShards: prefix, prefixItems, leases: 0, disagreements: 0 };
+}
+
+const scoresOf = (o: ShardOutput): Float32Array | undefined => (o.kind === 'scores' ? o.scores.data : undefined);
+
+export interface ScoreJobsHost extends ServiceHost {
+  store: Store;
+  registry: Registry;
+  blobs: BlobStore;
+  log: Logger;
+  now: () => number;
+  maxFrameBytes: number;
+  leaseMs: number;
+  /** Redundant results agree when |a − b| ≤ tolerance · max(1, |a|, |b|) for every value. */
+  tolerance: number;
+}
+
+export class ScoreJobs implements JobService<ScoreJobStatus> {
+  /** Called when a job ends in this process (for metrics). */
+  onJobEnd: ((record: JobRecord) => void) | undefined;
+
+  private readonly jobs = new Map<string, JobEntry>();
+  private readonly waiters = new Map<string, Set<() => void>>();
+  private pendingResults: ShardResult[] = [];
+  private pendingJobs: JobUpdate[] = [];
+  private flushScheduled = false;
+  private closed = false;
+
+  constructor(private readonly host: ScoreJobsHost) {}
+
+  /** Redundant results agree when every value is within the tolerance. */
+  private readonly agree = (a: ShardOutput, b: ShardOutput): boolean => {
+    const x = scoresOf(a);
+    const y = scoresOf(b);
+    return x !== undefined && y !== undefined && agreeWithin(x, y, this.host.tolerance);
+  };
+
+  private addToTable(record: JobRecord, done?: readonly number[]): void {
+    const { spec } = record;
+    const width = jobWidth(spec);
+    const hooks: ShardHooks = { fits: (o, count) => scoresOf(o)?.length === count * width, agree: this.agree };
+    this.host.register(record.id, this);
+    this.host.table.addJob({
+      id: record.id, items: spec.items, shardSize: spec.shardSize, redundancy: spec.redundancy, needs: jobKey(spec), width, hooks,
+      ...(done === undefined ? {} : { done }),
+    });
+  }
+
+  /** Loads jobs from the store; unfinished ones go back to the queue with their done shards kept. */
+  restore(): { resumed: number; total: number } {
+    let resumed = 0;
+    const records = this.host.store.listJobs();
+    for (const record of records) {
+      const entry: JobEntry = { record };
+      this.jobs.set(record.id, entry);
+      const done = this.host.store.doneShards(record.id);
+      if (isTerminal(record.state)) {
+        entry.frozen = progressFromDone(record.spec, record.state, done);
+        continue;
+      }
+      resumed++;
+      record.state = done.length > 0 ? 'running' : 'queued';
+      this.addToTable(record, done);
+    }
+    this.flush();
+    return { resumed, total: records.length };
+  }
+
+  // ---- jobs ----------------------------------------------------------------------------------
+
+  submit(request: JobRequest, form: JobSpec['form'], dim: number, columns: JobColumns): JobRecord {
+    if (this.closed) throw new SubmitError('the coordinator is shutting down');
+    let embedding: string | undefined;
+    if (request.model !== undefined) {
+      const bundle = this.host.blobs.read(request.model);
+      if (bundle === undefined) throw new SubmitError(`model: unknown blob ${request.model}; upload it first (PUT /api/blobs/${request.model})`);
+      // A head over embeddings needs a worker whose server serves its embedding model, and the text to embed.
+      embedding = packedEmbeddingInput(bundle)?.model;
+      if (embedding !== undefined && form !== 'text') {
+        throw new SubmitError(`items: this model reads embeddings of ${embedding}, which its workers compute from text: send prompt and response, not features`);
+      }
+    }
+    const shards = splitShards(columns, request.shardSize, dim);
+    const biggest = largestShardBytes(shards);
+    if (biggest > this.host.maxFrameBytes) {
+      throw new SubmitError(`shardSize: a shard would need about ${biggest} bytes, more than the ${this.host.maxFrameBytes}-byte frame limit; use a smaller shardSize`);
+    }
+    const id = `j${this.host.now().toString(36)}${randomBytes(4).toString('hex')}`;
+    const spec: JobSpec = {
+      kind: 'score', ...(request.model === undefined ? {} : { model: request.model }), ...(request.scorer === undefined ? {} : { scorer: request.scorer }),
+      ...(embedding === undefined ? {} : { embedding }),
+      items: columns.ids.length, shardSize: request.shardSize, redundancy: request.redundancy, batchSize: request.batchSize, form, dim,
+    };
+    const record: JobRecord = { id, spec, state: 'queued', createdAt: this.host.now() };
+    this.host.store.createJob(record, shards, request.meta);
+    this.jobs.set(id, { record });
+    this.addToTable(record);
+    this.host.log.info({ job: id, items: spec.items, shards: shards.length, redundancy: spec.redundancy }, 'job submitted');
+    this.host.pump();
+    return record;
+  }
+
+  cancel(id: string): boolean {
+    if (!this.jobs.has(id)) return false;
+    const ok = this.host.table.cancel(id);
+    if (ok) this.host.pump();
+    return ok;
+  }
+
+  has(id: string): boolean {
+    return this.jobs.has(id);
+  }
+
+  progress(id: string): JobProgress | undefined {
+    const entry = this.jobs.get(id);
+    if (entry === undefined) return undefined;
+    return entry.frozen ?? this.host.table.progress(id);
+  }
+
+  status(id: string): ScoreJobStatus | undefined {
+    const entry = this.jobs.get(id);
+    const p = this.progress(id);
+    if (entry === undefined || p === undefined) return undefined;
+    const { record } = entry;
+    const s: ScoreJobStatus = {
+      id: record.id, kind: record.spec.kind, state: record.state, progress: { done: p.doneItems, total: p.totalItems },
+      createdAt: new Date(record.createdAt).toISOString(), shardSize: record.spec.shardSize,
+      redundancy: record.spec.redundancy, batchSize: record.spec.batchSize, shards: { done: p.doneShards, total: p.totalShards },
+      disagreements: p.disagreements,
+    };
+    if (record.spec.model !== undefined) s.model = record.spec.model;
+    if (record.spec.scorer !== undefined) s.scorer = record.spec.scorer;
+    if (record.spec.embedding !== undefined) s.embedding = record.spec.embedding;
+    const waiting = waitingFor(record.spec);
+    if (waiting !== undefined && !isTerminal(record.state) && !this.host.table.servable(jobKey(record.spec))) s.waiting = waiting;
+    if (record.finishedAt !== undefined) s.finishedAt = new Date(record.finishedAt).toISOString();
+    if (record.error !== undefined) s.error = record.error;
+    return s;
+  }
+
+  /** The submitter's meta JSON stored with the job. */
+  meta(id: string): unknown {
+    return this.host.store.jobMeta(id);
+  }
+
+  list(): ScoreJobStatus[] {
+    const out: ScoreJobStatus[] = [];
+    for (const id of this.jobs.keys()) {
+      const s = this.status(id);
+      if (s !== undefined) out.push(s);
+    }
+    return out;
+  }
+
+  /** Completed shards in [from, to), read back from the store (pending writes are flushed first). */
+  readResults(id: string, from: number, to: number): StoredShardResult[] {
+    this.flush();
+    return this.host.store.readResults(id, from, to);
+  }
+
+  /** Resolves at the job's next completed shard or state change (or when the service closes). */
+  waitForChange(id: string): Promise<void> {
+    if (this.closed) return Promise.resolve();
+    return new Promise((resolve) => {
+      let set = this.waiters.get(id);
+      if (set === undefined) this.waiters.set(id, (set = new Set()));
+      set.add(resolve);
+    });
+  }
+
+  // ---- leases --------------------------------------------------------------------------------
+
+  lease(grant: Grant): LeaseMessage {
+    const record = this.jobs.get(grant.jobId)?.record;
+    if (record === undefined) throw new Error(`unknown job ${grant.jobId}`);
+    return {
+      type: 'lease', leaseId: grant.leaseId, shardId: grant.shardId, jobId: grant.jobId, deadline: grant.deadline, attempt: grant.attempt,
+      task: {
+        kind: 'score',
+        ...(record.spec.scorer === undefined ? { modelHash: record.spec.model } : { scorer: record.spec.scorer }),
+        batchSize: record.spec.batchSize,
+        ...this.shardPayload(record, grant.shardIndex),
+      },
+    };
+  }
+
+  /** Feature shards travel as one matrix (the store already holds them row-major); text shards as items. */
+  private shardPayload(record: JobRecord, index: number): { matrix: { ids: string[]; features: Tensor<'float32'> } } | { items: ScoreItem[] } {
+    const shard = this.host.store.shardItems(record.id, index);
+    if (shard === undefined) throw new Error(`shard ${index} of job ${record.id} is missing from the state store`);
+    const { features, prompts, responses } = shard;
+    if (features !== undefined) return { matrix: { ids: shard.ids, features: Tensor.float32(features, [shard.ids.length, record.spec.dim]) } };
+    return { items: shard.ids.map((id, i) => ({ id, prompt: prompts?.[i] ?? '', response: responses?.[i] ?? '' })) };
+  }
+
+  check(lease: LeaseView, m: ResultMessage): void {
+    if (lease.shardId !== m.shardId) {
+      throw new ProtocolError('invalid-field', `invalid field "shardId": lease ${m.leaseId} is for shard ${lease.shardId}`, { path: 'shardId' });
+    }
+    if (m.payload.kind !== 'scores') throw new ProtocolError('invalid-field', 'invalid field "payload.kind": a score lease needs "scores"', { path: 'payload.kind' });
+    assertTensor(m.payload.scores, 'float32', [lease.count * lease.width], 'payload.scores');
+  }
+
+  counted(workerId: string, lease: LeaseView, elapsedMs: number | undefined): void {
+    const wall = this.host.now() - (lease.deadline - this.host.leaseMs);
+    this.host.registry.recordResult(workerId, lease.count, elapsedMs !== undefined && elapsedMs > 0 ? elapsedMs : wall);
+  }
+
+  // ---- lease-table events → journal, waiters -------------------------------------------------
+
+  shardDone(e: ShardDoneEvent<ShardOutput>): void {
+    const scores = scoresOf(e.result);
+    if (scores === undefined) return; // fits() admits scores only
+    this.pendingResults.push({ jobId: e.jobId, index: e.index, scores, agreed: e.agreed });
+    this.scheduleFlush();
+    this.wake(e.jobId);
+  }
+
+  shardLost(_e: ShardLostEvent): void {
+    // Score shards are re-queued until their job fails (no retry hook): never given up alone.
+  }
+
+  jobState(e: JobStateEvent): void {
+    const entry = this.jobs.get(e.jobId);
+    if (entry === undefined) return;
+    const { record } = entry;
+    record.state = e.state;
+    const update: JobUpdate = { id: e.jobId, state: e.state };
+    if (isTerminal(e.state)) {
+      record.finishedAt = e.at;
+      update.finishedAt = e.at;
+      if (e.error !== undefined) {
+        record.error = e.error;
+        update.error = e.error;
+      }
+      this.host.log.info({ job: e.jobId, state: e.state, error: e.error }, 'job ended');
+      this.onJobEnd?.(record);
+    }
+    this.pendingJobs.push(update);
+    this.scheduleFlush();
+    this.wake(e.jobId);
+  }
+
+  pump(): void {
+    // Score jobs put all their shards in the table at submission.
+  }
+
+  private wake(id: string): void {
+    const set = this.waiters.get(id);
+    if (set === undefined) return;
+    this.waiters.delete(id);
+    for (const resolve of set) resolve();
+  }
+
+  private scheduleFlush(): void {
+    if (this.flushScheduled || this.closed) return;
+    this.flushScheduled = true;
+    // Coalesce all results of this turn of the event loop into one transaction.
+    setImmediate(() => {
+      this.flushScheduled = false;
+      this.flush();
+    });
+  }
+
+  /** Writes pending results and job updates in one transaction. */
+  flush(): void {
+    if (this.pendingResults.length === 0 && this.pendingJobs.length === 0) return;
+    const batch = { results: this.pendingResults, jobs: this.pendingJobs };
+    this.pendingResults = [];
+    this.pendingJobs = [];
+    try {
+      this.host.store.apply(batch);
+    } catch (e) {
+      // Keep the batch for the next attempt rather than lose results.
+      this.pendingResults = batch.results.concat(this.pendingResults);
+      this.pendingJobs = batch.jobs.concat(this.pendingJobs);
+      this.host.log.error({ err: e instanceof Error ? e.message : String(e) }, 'cannot write to the state store');
+    }
+  }
+
+  /** Writes everything pending and wakes all readers. The store is closed by its owner. */
+  close(): void {
+    if (this.closed) return;
+    this.flush();
+    this.closed = true;
+    for (const id of [...this.waiters.keys()]) this.wake(id);
+  }
+}
