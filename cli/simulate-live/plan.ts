@@ -2,7 +2,7 @@
 // algorithm × seed, on worker-held data `sim-s<seed>`, with the experiment's participation given to the
 // coordinator's participation model and its Byzantine clients to the coordinator's adversary. Pure: every setting
 // the real coordinator cannot run is refused here, one line naming the field, before anything starts.
-import { createParticipation } from '../../shared/data/participation.js';
+import { createParticipation, participationSeed } from '../../shared/data/participation.js';
 import { ConfigError, parseTrainConfig, type TrainConfig } from '../../shared/config/train.js';
 import { resolvedExperiments, type ResolvedExperiment, type SimConfig } from '../../simulations/config.js';
 import { participationSpec } from '../../simulations/presets/from-config.js';
@@ -11,7 +11,7 @@ import { datasetName } from './host-messages.js';
 
 /**
  * Coordinator leases and sync round deadlines in live mode: a simulated job may sleep for minutes of scaled virtual
- * time (the simulator's rounds wait for their slowest client), and a dead worker host is detected by live.ts.
+ * time (the simulator's rounds wait for their slowest client), and a dead worker host is detected by host-process.ts.
  */
 export const LEASE_MS = 600_000;
 
@@ -100,7 +100,7 @@ function trainJson(cfg: SimConfig, e: ResolvedExperiment, k: number, seed: numbe
   const clients = N + f;
   const pspec = participationSpec(e, {});
   // Byzantine clients join every round, as in the simulator.
-  const rates = pspec === null ? null : [...createParticipation(pspec, N, seed + 1000).rates, ...Array<number>(f).fill(1)];
+  const rates = pspec === null ? null : [...createParticipation(pspec, N, participationSeed(seed)).rates, ...Array<number>(f).fill(1)];
   const local = { steps: cfg.local.steps, batchSize: cfg.local.batchSize, lr: cfg.local.lr, momentum: cfg.local.momentum };
   const json: Record<string, unknown> = {
     model: 'live-model',
@@ -115,7 +115,7 @@ function trainJson(cfg: SimConfig, e: ResolvedExperiment, k: number, seed: numbe
       p: rates,
       ...(pspec.kind === 'markov' && { q: pspec.q }),
       ...(pspec.kind === 'cyclic' && { period: pspec.period }),
-      seed: seed + 1000,
+      seed: participationSeed(seed),
     };
   }
   if (b !== null) {

@@ -1,6 +1,6 @@
 // Simulated availability of virtual clients (docs/algorithms.md §1.3): which of N clients could take part in each round.
 // Used by `fedpool train` (the `participation` section of train.json) so FedAU's setting can run on real workers.
-import { mulberry32 } from '../random.js';
+import { deriveSeed, mulberry32 } from '../random.js';
 
 /**
  * Per-client participation probability p_n, each in (0, 1]:
@@ -83,6 +83,14 @@ export function cyclicPhases(p: number, period: number): { active: number; inact
 }
 
 /** Seeded per-round availability for `numClients` virtual clients. */
+/**
+ * The participation seed of a simulated run of seed `seed` (the presets, sim.json, and the train.json live mode gives
+ * the coordinator, so both draw the same availability).
+ */
+export function participationSeed(seed: number): number {
+  return deriveSeed(seed, 'participation');
+}
+
 export function createParticipation(spec: ParticipationSpec, numClients: number, seed: number): Participation {
   if (spec == null || typeof spec !== 'object') throw new RangeError('participation: spec must be an object with a kind');
   const rates = participationRates(spec.p, numClients);

@@ -29,11 +29,11 @@ export interface ModelItem extends TextFields {
   features?: Float32Array | readonly number[] | undefined;
 }
 
-const FNV_OFFSET = 0x811c9dc5;
-const FNV_PRIME = 0x01000193;
+export const FNV_OFFSET = 0x811c9dc5;
+export const FNV_PRIME = 0x01000193;
 
 /** Continues an FNV-1a 32-bit hash over the UTF-8 encoding of `s` (lone surrogates encode as U+FFFD, as TextEncoder does). */
-function fnvUpdate(hash: number, s: string): number {
+export function fnvUpdate(hash: number, s: string): number {
   let h = hash;
   for (let i = 0; i < s.length; i++) {
     let c = s.charCodeAt(i);

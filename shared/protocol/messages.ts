@@ -7,6 +7,9 @@ import { Tensor, firstNonFinite, type DType } from './tensor.js';
  * rejected) so a peer that drifts from this file fails loudly instead of being half-understood.
  * Tensors are opaque to zod (one instanceof check each); the only per-element work is the
  * finiteness loop on result payloads.
+ *
+ * One file, longer than most, because it is one closed union: every message a peer may send is declared here next to
+ * the others, so adding or changing one is one reviewable diff.
  */
 
 export const PROTOCOL_VERSION = 1;

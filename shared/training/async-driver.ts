@@ -1,5 +1,6 @@
 // Asynchronous FedBuff training as a pure state machine: keep `concurrency` shards in flight, weight each arrival by
 // its staleness, step the model every `buffer` arrivals (docs/algorithms.md §3.1), robust rules over the buffer.
+// One file because it is one state machine whose snapshot must capture all of it (in flight, buffer, RNG, server).
 import { combine } from '../aggregation/combine.js';
 import { Random } from '../random.js';
 import { FedBuffBuffer } from '../aggregation/fedbuff.js';

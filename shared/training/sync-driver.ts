@@ -84,6 +84,9 @@ interface OpenRound {
   missed: Set<number>;
 }
 
+/** take()'s answer for an update that completes no step (one object: the simulator takes millions). */
+const TAKEN: Taken = Object.freeze({ status: 'taken', step: null });
+
 export class SyncDriver implements TrainingDriver {
   readonly mode = 'sync';
   readonly config: Readonly<SyncDriverConfig>;
@@ -163,27 +166,33 @@ export class SyncDriver implements TrainingDriver {
    * Samples the round's clients among those available (participation) and `reachable` (default: all; worker-held
    * datasets pass the clients whose worker is connected).
    */
-  startRound(now: number, reachable: (client: number) => boolean = () => true): DispatchOrder[] {
+  startRound(now: number, reachable?: (client: number) => boolean): DispatchOrder[] {
     if (this.done) throw new RangeError(`SyncDriver.startRound: training is done (${this.ver} of ${this.config.rounds} rounds)`);
     if (this.open !== null) throw new RangeError(`SyncDriver.startRound: round ${this.open.index} is still open`);
     const index = this.ver;
     // The simulator's Byzantine clients are not sampled: they join every round that has an honest participant.
     const adversary = this.config.adversary ?? null;
     const always = adversary !== null && adversary.everyRound ? adversary.clients.filter((c) => c < this.config.numClients) : [];
-    const eligible = always.length === 0 ? reachable : (c: number) => !adversary!.isByzantine(c) && reachable(c);
-    let available: number[];
+    // No filter at all in the common case (every client reachable, no every-round attackers): a simulator asks this
+    // for populations of 100,000 every round.
+    const eligible = always.length === 0 ? reachable : (c: number) => !adversary!.isByzantine(c) && (reachable === undefined || reachable(c));
+    const n = this.config.numClients;
+    const available: number[] = [];
     if (this.participation === null) {
-      available = [];
-      for (let i = 0; i < this.config.numClients; i++) if (eligible(i)) available.push(i);
+      for (let i = 0; i < n; i++) if (eligible === undefined || eligible(i)) available.push(i);
     } else {
       const a = this.participation.available(index);
-      available = [];
-      for (let i = 0; i < a.length && i < this.config.numClients; i++) if (a[i] === 1 && eligible(i)) available.push(i);
+      const m = Math.min(a.length, n);
+      if (eligible === undefined) {
+        for (let i = 0; i < m; i++) if (a[i] === 1) available.push(i);
+      } else {
+        for (let i = 0; i < m; i++) if (a[i] === 1 && eligible(i)) available.push(i);
+      }
     }
     this.rngAtRoundStart = this.rng.state;
     const k = this.config.clientsPerRound;
     let chosen = k === undefined ? available : this.rng.sample(available, k).sort((a, b) => a - b);
-    if (always.length > 0 && chosen.length > 0) chosen = [...chosen, ...always.filter((c) => reachable(c))].sort((a, b) => a - b);
+    if (always.length > 0 && chosen.length > 0) chosen = [...chosen, ...always.filter((c) => reachable === undefined || reachable(c))].sort((a, b) => a - b);
     this.open = { index, startedAt: now, dispatched: new Set(chosen), arrived: new Map(), missed: new Set() };
     return chosen.map((client) => {
       const m = this.momenta.get(client);
@@ -259,8 +268,8 @@ export class SyncDriver implements TrainingDriver {
   take(arrival: ClientArrival, now: number): Taken {
     const reason = this.refusal(arrival);
     if (reason !== null) return { status: 'refused', reason };
-    this.accept(arrival, now);
-    return { status: 'taken', step: this.settled() ? this.closeRound(now) : null };
+    (this.open as OpenRound).arrived.set(arrival.client, arrival);
+    return this.settled() ? { status: 'taken', step: this.closeRound(now) } : TAKEN;
   }
 
   miss(client: number, version: number, now: number): StepResult | null {

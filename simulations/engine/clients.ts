@@ -36,6 +36,8 @@ export function taskClient(task: LearningTask, local: LocalOptions, o: TaskClien
   const honest = o.honest ?? task.numClients;
   const adversary = o.adversary ?? null;
   const flipped: LocalOptions = { ...local, flipLabels: true };
+  // One generator, started over for each job (a job's noise depends only on its seed; no allocation per job).
+  const rng = mulberry32(0);
   return (order: DispatchOrder): ClientWork => {
     const k = order.client;
     const byzantine = k >= honest;
@@ -43,7 +45,7 @@ export function taskClient(task: LearningTask, local: LocalOptions, o: TaskClien
     if (byzantine && !flip) return { update: new Float32Array(d), samples: 0, loss: 0 };
     const momentum = o.keepMomentum === true ? (order.momentum === undefined ? new Float32Array(d) : Float32Array.from(order.momentum)) : undefined;
     const update = new Float32Array(d);
-    const rng = mulberry32(deriveSeed(o.seed, 'train', order.version, k));
+    rng.reseed(deriveSeed(o.seed, 'train', order.version, k));
     const r = task.localUpdate(byzantine ? (k - honest) % honest : k, order.weights, flip ? flipped : local, rng, update, momentum);
     o.onTrain?.();
     // A task without a loss reports NaN; the drivers take numbers only (the simulator evaluates models itself).

@@ -61,10 +61,6 @@ export interface DriverRunResult {
   ended: 'done' | 'stopped' | 'maxTime' | 'idle';
 }
 
-interface Job {
-  order: DispatchOrder;
-  work: ClientWork;
-}
 
 /** Runs `driver` with in-process clients until it is done, onStep stops it, maxTime passes or nothing is left to do. */
 export function runDriver(driver: TrainingDriver, client: ClientFn, options: DriverRunOptions = {}): DriverRunResult {
@@ -73,7 +69,7 @@ export function runDriver(driver: TrainingDriver, client: ClientFn, options: Dri
   const emptyStepTime = options.emptyStepTime ?? 0;
   if (!(maxTime >= 0)) throw new RangeError(`runDriver: maxTime must be ≥ 0, got ${String(maxTime)}`);
   if (!(Number.isFinite(emptyStepTime) && emptyStepTime >= 0)) throw new RangeError(`runDriver: emptyStepTime must be a finite number ≥ 0, got ${String(emptyStepTime)}`);
-  const queue = new EventQueue<Job>();
+  const queue = new EventQueue<ClientArrival>(); // each job's arrival, built at dispatch
   const weights: Float32Array[] = [];
   let now = 0;
   let steps = 0;
@@ -96,7 +92,9 @@ export function runDriver(driver: TrainingDriver, client: ClientFn, options: Dri
       const work = client(order);
       const dur = duration(order);
       if (!(Number.isFinite(dur) && dur >= 0)) throw new RangeError(`runDriver: the job of client ${order.client} lasts ${String(dur)}; durations must be finite and ≥ 0`);
-      queue.push(now + dur, { order, work });
+      const arrival: ClientArrival = { client: order.client, baseVersion: order.version, update: work.update, samples: work.samples, loss: work.loss };
+      if (work.momentum !== undefined) arrival.momentum = work.momentum;
+      queue.push(now + dur, arrival);
       dispatched++;
       options.onDispatch?.(order, now, dur);
     }
@@ -120,16 +118,14 @@ export function runDriver(driver: TrainingDriver, client: ClientFn, options: Dri
     now = t;
     // Every arrival of this instant, in dispatch order, before new work is handed out.
     while (!stopped && queue.size > 0 && queue.peekTime() === t) {
-      const { order, work } = queue.pop()!.value;
-      const arrival: ClientArrival = { client: order.client, baseVersion: order.version, update: work.update, samples: work.samples, loss: work.loss };
-      if (work.momentum !== undefined) arrival.momentum = work.momentum;
+      const arrival = queue.popValue() as ClientArrival;
       const version = driver.version;
       const taken = driver.take(arrival, now);
       arrivals++;
       let step: StepResult | null = null;
       if (taken.status === 'refused') {
         refused++;
-        step = driver.miss(order.client, order.version, now);
+        step = driver.miss(arrival.client, arrival.baseVersion, now);
       } else if (taken.status === 'dropped') {
         dropped++;
       } else {

@@ -3,7 +3,7 @@
 // and N(0, I) gradient noise, T = 3000 rounds, η = 1 (1/mean p for average-all). The headline loss is
 // ½‖x̄ − x*‖² of the iterate average over the last 1500 rounds. Expected: FedAU ≈ known 1/p ≈ 0.00x; FedAvg ≈ 0.7–0.86.
 import type { PipelineSpec } from '../../shared/aggregation/pipeline.js';
-import { createParticipation, type ParticipationSpec } from '../../shared/data/participation.js';
+import { createParticipation, participationSeed, type ParticipationSpec } from '../../shared/data/participation.js';
 import { runSync } from '../engine/sync.js';
 import { createQuadraticTask } from '../tasks/quadratic.js';
 import type { RunResult } from '../types.js';
@@ -54,7 +54,7 @@ export const fedauParticipation: Preset = {
     return runSync({
       experiment, algorithm, seed, task,
       rounds: ROUNDS,
-      participation: createParticipation(make(rates), N, seed + 1000),
+      participation: createParticipation(make(rates), N, participationSeed(seed)),
       local: { steps: 5, lr: 0.1, batchSize: 1, momentum: 0 },
       pipeline: pipeline(algorithm, rates),
       logEvery: 50,

@@ -1,13 +1,13 @@
 // A parsed sim.json (../config.ts) as a `Preset`: experiments × algorithms with `run(experiment, algorithm, seed)`,
 // so the runner, its threads, the report and the CLI treat it like a fixed preset. Seeding follows the presets: the
-// task from the seed, participation from seed + 1000 (as fedau-participation, and as live mode's train.json, which
+// task from the seed, participation from participationSeed(seed) (as fedau-participation, and as live mode's train.json, which
 // gives the coordinator the same process), the speed model's per-client means from deriveSeed(seed, 'speed-means')
 // (engine/speeds.ts), and the engines' own streams from the seed by purpose (engine/clients.ts). Node-only through
 // the real-data tasks (mnist, spam).
 // p2p algorithms run engine/p2p.ts: honest node i trains on client i, the experiment's Byzantine clients become
 // Byzantine nodes, and every round takes 1 on the virtual clock.
 import type { PipelineSpec } from '../../shared/aggregation/pipeline.js';
-import { createParticipation, type ParticipationSpec } from '../../shared/data/participation.js';
+import { createParticipation, participationSeed, type ParticipationSpec } from '../../shared/data/participation.js';
 import { resolvedExperiments, type ResolvedExperiment, type SimConfig, type SimP2PAlgorithmConfig, type SimSpeedsConfig } from '../config.js';
 import { runAsync, type AsyncAlgorithm } from '../engine/async.js';
 import { P2P_ATTACKS, runP2P, type P2PAttack, type P2PRunSpec } from '../engine/p2p.js';
@@ -149,7 +149,7 @@ export function presetFromConfig(cfg: SimConfig): Preset {
       };
       if (a.mode === 'sync') {
         const pspec = participationSpec(e, task);
-        const participation = pspec === null ? null : createParticipation(pspec, N, seed + 1000);
+        const participation = pspec === null ? null : createParticipation(pspec, N, participationSeed(seed));
         const pipeline: PipelineSpec = {
           weighting: a.weighting,
           fedauCutoff: a.fedauCutoff,

@@ -1,5 +1,6 @@
 // shared/random.ts: the ziggurat normals and mulberry32's inlined fast path.
 import test from 'ava';
+import fc from 'fast-check';
 import { Random, deriveSeed, gaussianFill, mulberry32, sampleWithoutReplacement, shuffle, ziggurat } from '../../shared/random.js';
 import { fnv1a32 } from '../../shared/model/featurizer.js';
 
@@ -55,6 +56,17 @@ test('deriveSeed keeps the seeds fedpool derived before it existed (bundles, min
   t.is(deriveSeed(12, 'train', 4), fnv1a32('fedpool-train:12:4'));
   t.not(deriveSeed(1, 'attack', 0), deriveSeed(1, 'attack', 1));
   t.not(deriveSeed(1, 'attack', 0), deriveSeed(1, 'layer', 0));
+  // It hashes the string it describes without building it: the same value for any seed and parts.
+  fc.assert(
+    fc.property(
+      fc.oneof(fc.integer(), fc.maxSafeInteger(), fc.maxSafeNat(), fc.double(), fc.constant(-0)),
+      fc.string(),
+      fc.array(fc.oneof(fc.integer(), fc.maxSafeInteger(), fc.double(), fc.string({ unit: 'grapheme' }))),
+      (seed, purpose, parts) => deriveSeed(seed, purpose, ...parts) === fnv1a32(`fedpool-${purpose}:${[seed, ...parts].join(':')}`),
+    ),
+    { numRuns: 2000 },
+  );
+  t.is(deriveSeed(Number.MAX_SAFE_INTEGER, 'x', -Number.MAX_SAFE_INTEGER, 1e21, 0.5), fnv1a32(`fedpool-x:${Number.MAX_SAFE_INTEGER}:${-Number.MAX_SAFE_INTEGER}:1e+21:0.5`));
 });
 
 test('the sampler draws k distinct items uniformly; the shuffle is a permutation', (t) => {

@@ -33,6 +33,33 @@ function collect(): { events: AsyncTraceEvent[]; trace: (e: AsyncTraceEvent) => 
 
 // ---- event queue ----
 
+test('EventQueue: in-order and out-of-order pushes interleaved with pops come out by time, priority, insertion order', (t) => {
+  // The FIFO fast path and the heap together against a sort of everything pushed (a reference model).
+  const rng = mulberry32(9);
+  const q = new EventQueue<number>();
+  const live: Array<{ time: number; priority: number; seq: number }> = [];
+  let seq = 0;
+  let clock = 0;
+  for (let i = 0; i < 5_000; i++) {
+    if (rng() < 0.55) {
+      // Mostly in order (sync rounds, ticks), sometimes earlier than the last one (async durations).
+      const time = rng() < 0.7 ? clock + Math.floor(rng() * 3) : Math.max(0, clock + Math.floor(rng() * 20) - 10);
+      const priority = Math.floor(rng() * 2);
+      q.push(time, seq, priority);
+      live.push({ time, priority, seq: seq++ });
+    } else if (live.length > 0) {
+      live.sort((a, b) => a.time - b.time || a.priority - b.priority || a.seq - b.seq);
+      const want = live.shift()!;
+      t.is(q.peekTime(), want.time);
+      const got = i % 2 === 0 ? q.pop() : { time: want.time, value: q.popValue() };
+      if (got?.value !== want.seq) t.fail(`pop ${i}: got ${got?.value}, want ${want.seq}`);
+      clock = want.time;
+    }
+    if (q.size !== live.length) t.fail(`size ${q.size}, want ${live.length}`);
+  }
+  t.is(q.size, live.length);
+});
+
 test('EventQueue: pops by time, then priority, then insertion order', (t) => {
   const q = new EventQueue<number>();
   const rng = mulberry32(5);

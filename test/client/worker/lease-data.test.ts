@@ -1,6 +1,6 @@
 // The lease runner's data helpers: central preference pairs as training data, and the label-flipping attack.
 import test from 'ava';
-import { centralPairsData, flipLabels } from '../../../client/lease-runner.js';
+import { centralPairsData, flipLabels } from '../../../client/training/lease-data.js';
 import { DatasetError } from '../../../client/training/datasets.js';
 import type { LocalTrainData } from '../../../client/training/local-train.js';
 import { parseManifest, type Manifest } from '../../../shared/model/manifest.js';

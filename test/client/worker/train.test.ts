@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { selectBackend } from '../../../client/backends.js';
 import { BlobCache } from '../../../client/blob-cache.js';
-import { trainSeed } from '../../../client/lease-runner.js';
+import { trainSeed } from '../../../client/train-shard.js';
 import { readBundleDir } from '../../../client/scoring/bundle-fs.js';
 import { Datasets, parseDataset, DatasetError } from '../../../client/training/datasets.js';
 import { trainLocally, type ClassifyData } from '../../../client/training/local-train.js';

@@ -6,7 +6,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { BlobCache, BlobError, BlobReceiver, defaultCacheDir } from '../../../client/blob-cache.js';
 import { Backoff, isTokenRefusal } from '../../../client/connection.js';
-import { isPermanentError, toScorerItems } from '../../../client/lease-runner.js';
+import { isPermanentError } from '../../../client/lease-failure.js';
+import { toScorerItems } from '../../../client/score-shard.js';
 import { Tensor, type BlobMessage } from '../../../shared/protocol/index.js';
 
 const sha = (b: Uint8Array): string => createHash('sha256').update(b).digest('hex');
