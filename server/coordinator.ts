@@ -5,7 +5,7 @@ import { DEFAULT_MAX_FRAME_BYTES } from '../shared/protocol/index.js';
 import { Auth } from './auth.js';
 import { Api, DEFAULT_MAX_BLOB_BYTES, DEFAULT_MAX_JSON_BYTES } from './http.js';
 import { Metrics } from './metrics.js';
-import { Pool } from './pool.js';
+import { JobRegistry } from './job-registry.js';
 import { heartbeatMsFor, WorkerSockets } from './sockets.js';
 import { MemoryStore } from './store-memory.js';
 import { SqliteStore } from './store-sqlite.js';
@@ -34,7 +34,7 @@ export interface Coordinator {
   readonly url: string;
   readonly host: string;
   readonly port: number;
-  readonly pool: Pool;
+  readonly jobs: JobRegistry;
   /** Stops accepting work, disconnects workers, writes pending state, closes everything. */
   close(): Promise<void>;
 }
@@ -70,17 +70,17 @@ export async function startCoordinator(options: CoordinatorOptions = {}): Promis
   if (auth.isOpen('submitter')) logger.warn('no client token configured: the HTTP API is open to anyone who can reach it (use --client-token)');
 
   const store = openStore(state);
-  const pool = new Pool({
+  const jobs = new JobRegistry({
     store, leaseMs, logger, maxFrameBytes,
     ...(options.speculative === undefined ? {} : { speculative: options.speculative }),
   });
-  const metrics = new Metrics({ stats: pool.scheduler.stats, workersConnected: () => pool.registry.size, jobCounts: () => pool.jobCounts() });
-  pool.score.onJobEnd = (record) => {
+  const metrics = new Metrics({ stats: jobs.scheduler.stats, workersConnected: () => jobs.workers.size, jobCounts: () => jobs.jobCounts() });
+  jobs.score.onJobEnd = (record) => {
     if (record.finishedAt !== undefined) metrics.jobDuration.observe({ state: record.state }, (record.finishedAt - record.createdAt) / 1000);
   };
   let restored: { resumed: number; total: number };
   try {
-    restored = pool.restore();
+    restored = jobs.restore();
   } catch (e) {
     store.close();
     throw new Error(`cannot read state file ${state}: ${e instanceof Error ? e.message : String(e)}`);
@@ -88,13 +88,13 @@ export async function startCoordinator(options: CoordinatorOptions = {}): Promis
   if (restored.total > 0) logger.info(restored, 'jobs restored from the state file');
 
   const api = new Api({
-    pool, auth, metrics, logger, metricsPublic: options.metricsPublic ?? false,
+    jobs, auth, metrics, logger, metricsPublic: options.metricsPublic ?? false,
     maxJsonBytes: options.maxJsonBytes ?? DEFAULT_MAX_JSON_BYTES, maxBlobBytes: options.maxBlobBytes ?? DEFAULT_MAX_BLOB_BYTES,
   });
   const http = createServer(api.handle);
   http.keepAliveTimeout = 5000;
-  const sockets = new WorkerSockets(http, pool, auth, metrics, { leaseMs, heartbeatMs: heartbeatMsFor(leaseMs), maxFrameBytes, logger });
-  pool.sink = sockets;
+  const sockets = new WorkerSockets(http, jobs, auth, metrics, { leaseMs, heartbeatMs: heartbeatMsFor(leaseMs), maxFrameBytes, logger });
+  jobs.sink = sockets;
 
   try {
     await new Promise<void>((resolve, reject) => {
@@ -106,7 +106,7 @@ export async function startCoordinator(options: CoordinatorOptions = {}): Promis
     });
   } catch (e) {
     await sockets.close();
-    pool.close();
+    jobs.close();
     store.close();
     const code = e instanceof Error ? Reflect.get(e, 'code') : undefined;
     const why = code === 'EADDRINUSE' ? 'address already in use' : e instanceof Error ? e.message : String(e);
@@ -123,7 +123,7 @@ export async function startCoordinator(options: CoordinatorOptions = {}): Promis
       logger.info('coordinator shutting down');
       sockets.closing = true;
       api.close();
-      pool.close();
+      jobs.close();
       await sockets.close();
       await new Promise<void>((resolve) => {
         http.close(() => resolve());
@@ -134,5 +134,5 @@ export async function startCoordinator(options: CoordinatorOptions = {}): Promis
     })();
     return closing;
   };
-  return { url, host, port, pool, close };
+  return { url, host, port, jobs, close };
 }

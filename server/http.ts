@@ -6,14 +6,14 @@ import { BlobHashMismatchError, BlobTooLargeError, isSha256 } from './blobs.js';
 import { dashboardHtml } from './dashboard.js';
 import { parseJobRequest } from './jobs.js';
 import type { Metrics } from './metrics.js';
-import type { Pool } from './pool.js';
+import type { JobRegistry } from './job-registry.js';
 import { SubmitError } from './score-jobs.js';
 import { isTerminal } from './store.js';
 import { parseTrainJobRequest } from './training/job-request.js';
 import { TrainSubmitError } from './training/training-service.js';
 
 export interface ApiOptions {
-  pool: Pool;
+  jobs: JobRegistry;
   auth: Auth;
   metrics: Metrics;
   logger: Logger;
@@ -76,7 +76,7 @@ export class Api {
   private closing = false;
 
   constructor(private readonly o: ApiOptions) {
-    const pool = o.pool;
+    const jobs = o.jobs;
     this.route('GET', '/healthz', 'none', (_req, res) => json(res, 200, { ok: true }));
     this.route('GET', '/', 'none', (_req, res) => {
       const nonce = randomBytes(16).toString('base64');
@@ -90,31 +90,31 @@ export class Api {
       send(res, 200, await o.metrics.registry.metrics(), o.metrics.registry.contentType);
     });
     this.route('HEAD', '/api/blobs/:hash', 'submitter', (_req, res, p) => {
-      const size = isSha256(p.hash ?? '') ? pool.blobs.size(p.hash ?? '') : undefined;
+      const size = isSha256(p.hash ?? '') ? jobs.blobs.size(p.hash ?? '') : undefined;
       res.writeHead(size === undefined ? 404 : 200, size === undefined ? {} : { 'content-length': size, 'content-type': 'application/octet-stream' });
       res.end();
     });
     this.route('PUT', '/api/blobs/:hash', 'submitter', (req, res, p) => this.putBlob(req, res, p.hash ?? ''));
     this.route('POST', '/api/jobs', 'submitter', (req, res) => this.submit(req, res));
-    this.route('GET', '/api/jobs', 'submitter', (_req, res) => json(res, 200, pool.allJobs()));
+    this.route('GET', '/api/jobs', 'submitter', (_req, res) => json(res, 200, jobs.allJobs()));
     this.route('GET', '/api/jobs/:id', 'submitter', (_req, res, p) => json(res, 200, this.job(p.id ?? '')));
     this.route('DELETE', '/api/jobs/:id', 'submitter', (_req, res, p) => {
       const id = p.id ?? '';
       const before = this.job(id);
       if (before.state === 'done' || before.state === 'failed') throw new HttpError(409, `job ${id} is already ${before.state}`);
-      pool.cancelJob(id);
+      jobs.cancelJob(id);
       json(res, 200, this.job(id));
     });
     this.route('GET', '/api/jobs/:id/meta', 'submitter', (_req, res, p) => {
       this.job(p.id ?? ''); // 404 for an unknown job, as the other job routes
-      json(res, 200, { meta: pool.score.meta(p.id ?? '') ?? null });
+      json(res, 200, { meta: jobs.score.meta(p.id ?? '') ?? null });
     });
     this.route('GET', '/api/jobs/:id/results', 'submitter', (_req, res, p, url) => this.results(res, p.id ?? '', url));
     this.route('GET', '/api/jobs/:id/metrics', 'submitter', (_req, res, p, url) => this.trainMetrics(res, p.id ?? '', url));
     this.route('GET', '/api/jobs/:id/model', 'submitter', async (_req, res, p) => {
       const id = p.id ?? '';
-      if (!pool.training.has(id)) throw new HttpError(404, pool.has(id) ? `job ${id} is not a training job` : `no job ${id}`);
-      const bytes = await pool.training.modelBundle(id);
+      if (!jobs.training.has(id)) throw new HttpError(404, jobs.has(id) ? `job ${id} is not a training job` : `no job ${id}`);
+      const bytes = await jobs.training.modelBundle(id);
       if (bytes === undefined) throw new HttpError(404, `no model for job ${id}`);
       res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': bytes.byteLength, 'cache-control': 'no-store' });
       res.end(bytes);
@@ -180,15 +180,15 @@ export class Api {
   }
 
   private job(id: string) {
-    const s = this.o.pool.jobStatus(id);
+    const s = this.o.jobs.jobStatus(id);
     if (s === undefined) throw new HttpError(404, `no job ${id}`);
     return s;
   }
 
   private workers() {
-    const { pool } = this.o;
-    return pool.registry.list().map((w) => {
-      const load = pool.scheduler.workerLoad(w.id) ?? { credit: 0, inFlight: 0 };
+    const { jobs } = this.o;
+    return jobs.workers.list().map((w) => {
+      const load = jobs.scheduler.workerLoad(w.id) ?? { credit: 0, inFlight: 0 };
       return {
         id: w.id,
         name: w.name,
@@ -230,7 +230,7 @@ export class Api {
     const declared = Number(req.headers['content-length']);
     if (Number.isFinite(declared) && declared > limit) throw new HttpError(413, `blob of ${declared} bytes exceeds the ${limit}-byte limit`);
     try {
-      const { size } = await this.o.pool.blobs.receive(req, hash, limit);
+      const { size } = await this.o.jobs.blobs.receive(req, hash, limit);
       this.o.logger.info({ hash, size }, 'blob stored');
       json(res, 201, { hash, size });
     } catch (e) {
@@ -252,7 +252,7 @@ export class Api {
       const t = parseTrainJobRequest(value);
       if (!t.ok) throw new HttpError(400, t.error);
       try {
-        json(res, 201, { id: this.o.pool.training.submit(t.request).id });
+        json(res, 201, { id: this.o.jobs.training.submit(t.request).id });
       } catch (e) {
         if (e instanceof TrainSubmitError) throw new HttpError(400, e.message);
         throw e;
@@ -262,7 +262,7 @@ export class Api {
     const parsed = parseJobRequest(value);
     if (!parsed.ok) throw new HttpError(400, parsed.error);
     try {
-      const record = this.o.pool.score.submit(parsed.request, parsed.form, parsed.dim, parsed.columns);
+      const record = this.o.jobs.score.submit(parsed.request, parsed.form, parsed.dim, parsed.columns);
       json(res, 201, { id: record.id });
     } catch (e) {
       if (e instanceof SubmitError) throw new HttpError(400, e.message);
@@ -275,17 +275,17 @@ export class Api {
    * `?follow=1` the response stays open and grows with the prefix until the job ends.
    */
   private async results(res: ServerResponse, id: string, url: URL): Promise<void> {
-    const { pool } = this.o;
-    const first = pool.score.progress(id);
+    const { jobs } = this.o;
+    const first = jobs.score.progress(id);
     if (first === undefined) throw new HttpError(404, `no job ${id}`);
     let next = 0;
-    await this.streamJsonl(res, url, { 'x-fedpool-job-state': first.state }, () => pool.score.waitForChange(id), () => {
-      const p = pool.score.progress(id);
+    await this.streamJsonl(res, url, { 'x-fedpool-job-state': first.state }, () => jobs.score.waitForChange(id), () => {
+      const p = jobs.score.progress(id);
       if (p === undefined) return undefined;
       if (next >= p.prefixShards) return { text: '', ended: isTerminal(p.state) };
       const to = Math.min(p.prefixShards, next + RESULT_SHARDS_PER_WRITE);
       let text = '';
-      for (const shard of pool.score.readResults(id, next, to)) {
+      for (const shard of jobs.score.readResults(id, next, to)) {
         // Log-prob jobs store three values per item (docs/scorers.md); the score is the mean log-prob.
         const logprobs = shard.scores.length === 3 * shard.ids.length;
         for (let i = 0; i < shard.ids.length; i++) {
@@ -306,8 +306,8 @@ export class Api {
 
   /** metrics.jsonl of a training job; with `?follow=1` the stream stays open until the job ends. */
   private async trainMetrics(res: ServerResponse, id: string, url: URL): Promise<void> {
-    const training = this.o.pool.training;
-    if (training.metrics(id, 0) === undefined) throw new HttpError(404, this.o.pool.has(id) ? `job ${id} is not a training job` : `no job ${id}`);
+    const training = this.o.jobs.training;
+    if (training.metrics(id, 0) === undefined) throw new HttpError(404, this.o.jobs.has(id) ? `job ${id} is not a training job` : `no job ${id}`);
     let next = 0;
     await this.streamJsonl(res, url, {}, () => training.waitForChange(id), () => {
       const m = training.metrics(id, next);

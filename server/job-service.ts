@@ -1,4 +1,4 @@
-// What the coordinator's job registry (pool.ts) asks of each kind of job (docs/architecture.md, "One lease table"):
+// What the coordinator's job registry (job-registry.ts) asks of each kind of job (docs/architecture.md, "One lease table"):
 // score jobs (score-jobs.ts) and training jobs (training/training-service.ts) keep their shards in the one lease
 // table (scheduler.ts) and implement this interface; sockets and HTTP talk to the registry, which routes by job id.
 import type { LeaseMessage, ResultMessage } from '../shared/protocol/index.js';

@@ -8,7 +8,7 @@ import { ProtocolError, Tensor, assertTensor, scorerOutputOf, scorerWidth, type 
 import type { BlobStore } from './blobs.js';
 import type { JobService, ServiceHost, ShardHooks, ShardOutput } from './job-service.js';
 import { largestShardBytes, splitShards, type JobColumns, type JobRequest } from './jobs.js';
-import type { Registry } from './registry.js';
+import type { WorkerRegistry } from './worker-registry.js';
 import { agreeWithin, type Grant, type JobProgress, type JobStateEvent, type LeaseView, type ShardDoneEvent, type ShardLostEvent } from './scheduler.js';
 import { isTerminal, type JobRecord, type JobSpec, type JobState, type JobStatusBase, type ShardResult, type Store, type JobUpdate, type StoredShardResult } from './store.js';
 
@@ -88,7 +88,7 @@ const scoresOf = (o: ShardOutput): Float32Array | undefined => (o.kind === 'scor
 
 export interface ScoreJobsHost extends ServiceHost {
   store: Store;
-  registry: Registry;
+  workers: WorkerRegistry;
   blobs: BlobStore;
   log: Logger;
   now: () => number;
@@ -286,7 +286,7 @@ export class ScoreJobs implements JobService<ScoreJobStatus> {
 
   counted(workerId: string, lease: LeaseView, elapsedMs: number | undefined): void {
     const wall = this.host.now() - (lease.deadline - this.host.leaseMs);
-    this.host.registry.recordResult(workerId, lease.count, elapsedMs !== undefined && elapsedMs > 0 ? elapsedMs : wall);
+    this.host.workers.recordResult(workerId, lease.count, elapsedMs !== undefined && elapsedMs > 0 ? elapsedMs : wall);
   }
 
   // ---- lease-table events → journal, waiters -------------------------------------------------

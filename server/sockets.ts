@@ -19,7 +19,7 @@ import {
 } from '../shared/protocol/index.js';
 import type { Auth } from './auth.js';
 import type { Metrics } from './metrics.js';
-import type { LeaseSink, Pool } from './pool.js';
+import type { LeaseSink, JobRegistry } from './job-registry.js';
 
 /** A socket that sent more protocol errors than this is disconnected. */
 export const MAX_PROTOCOL_ERRORS = 10;
@@ -42,7 +42,7 @@ export function heartbeatMsFor(leaseMs: number): number {
 
 /**
  * The worker side of the coordinator: socket.io on the HTTP server, token check in the
- * handshake, one WorkerSession per connection translating frames into pool calls.
+ * handshake, one WorkerSession per connection translating frames into job-registry calls.
  */
 export class WorkerSockets implements LeaseSink {
   readonly io: Server<WorkerToCoordinatorEvents, CoordinatorToWorkerEvents>;
@@ -52,7 +52,7 @@ export class WorkerSockets implements LeaseSink {
 
   constructor(
     http: HttpServer,
-    readonly pool: Pool,
+    readonly jobs: JobRegistry,
     auth: Auth,
     readonly metrics: Metrics,
     readonly options: SocketOptions,
@@ -82,7 +82,7 @@ export class WorkerSockets implements LeaseSink {
     });
     // Drop workers that went silent: their connection may look open while the peer is gone.
     this.sweeper = setInterval(() => {
-      for (const id of pool.registry.silent(options.leaseMs)) {
+      for (const id of jobs.workers.silent(options.leaseMs)) {
         options.logger.warn({ worker: id }, 'worker silent for longer than the lease; dropping it');
         this.sessions.get(id)?.socket.disconnect(true);
       }
@@ -139,7 +139,7 @@ class WorkerSession {
             this.refuse({ type: 'error', code: 'not-registered', message: `send hello before ${type}` });
             return;
           }
-          if (this.workerId !== undefined) owner.pool.registry.touch(this.workerId);
+          if (this.workerId !== undefined) owner.jobs.workers.touch(this.workerId);
           return handler(message, reply);
         },
         (e) => this.protocolError(e),
@@ -150,16 +150,16 @@ class WorkerSession {
     on('hello', (m, reply) => this.hello(m, reply), false);
     // An acked heartbeat is a worker's drain barrier: answering it confirms every earlier frame was handled.
     on('heartbeat', (_m, reply) => reply?.({ type: 'heartbeat', time: Date.now() }));
-    on('pull', (m) => owner.pool.pull(this.id(), m.credit));
+    on('pull', (m) => owner.jobs.pull(this.id(), m.credit));
     on('result', (m) => {
-      const ignored = owner.pool.result(this.id(), m);
+      const ignored = owner.jobs.result(this.id(), m);
       if (ignored !== null) this.log.debug({ worker: this.workerId, lease: m.leaseId, reason: ignored }, 'result ignored');
     });
     on('failure', (m) => {
-      if (owner.pool.failure(this.id(), m)) this.log.warn({ lease: m.leaseId, retryable: m.retryable, reason: m.reason }, 'worker reported a failure');
+      if (owner.jobs.failure(this.id(), m)) this.log.warn({ lease: m.leaseId, retryable: m.retryable, reason: m.reason }, 'worker reported a failure');
     });
     on('release', (m) => {
-      const n = owner.pool.releaseLeases(this.id(), m.leaseIds);
+      const n = owner.jobs.releaseLeases(this.id(), m.leaseIds);
       this.log.info({ worker: this.workerId, released: n }, 'worker released leases');
     });
     on('blob-request', (m) => this.sendBlob(m.hash));
@@ -181,7 +181,7 @@ class WorkerSession {
       if (id === undefined) return;
       this.workerId = undefined;
       owner.unregister(id);
-      owner.pool.removeWorker(id);
+      owner.jobs.removeWorker(id);
       this.log.info({ worker: id, reason }, 'worker disconnected');
     });
   }
@@ -207,8 +207,8 @@ class WorkerSession {
       this.refuse({ type: 'error', code: 'already-registered', message: 'hello was already received on this connection', ref: this.workerId });
       return;
     }
-    const { pool, options } = this.owner;
-    const info = pool.addWorker(m.name, m.capabilities);
+    const { jobs, options } = this.owner;
+    const info = jobs.addWorker(m.name, m.capabilities);
     this.workerId = info.id;
     this.owner.register(info.id, this);
     this.log.info({ worker: info.id, name: m.name, backend: m.capabilities.backend, threads: m.capabilities.threads }, 'worker connected');
@@ -216,12 +216,12 @@ class WorkerSession {
   }
 
   private async sendBlob(hash: string): Promise<void> {
-    const { pool, metrics } = this.owner;
-    if (!pool.blobs.has(hash)) {
+    const { jobs, metrics } = this.owner;
+    if (!jobs.blobs.has(hash)) {
       sendMessage(this.socket, { type: 'error', code: 'not-found', message: `no blob ${hash}`, ref: hash });
       return;
     }
-    for (const chunk of pool.blobs.chunks(hash)) {
+    for (const chunk of jobs.blobs.chunks(hash)) {
       if (!this.socket.connected) return;
       sendMessage(this.socket, chunk);
       metrics.blobBytesServed.inc(chunk.data.byteLength);

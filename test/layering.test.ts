@@ -66,8 +66,8 @@ const top = (file: string): string => file.split('/')[0] ?? '';
 
 test('the import graph was read (a parser that finds nothing would pass every rule below)', (t) => {
   t.true(graph.size > 100, `${graph.size} files`);
-  const shared = graph.get('server/pool.ts')?.filter((i) => i.target !== undefined && top(i.target) === 'shared') ?? [];
-  t.true(shared.length > 0, 'server/pool.ts imports shared/');
+  const shared = graph.get('server/job-registry.ts')?.filter((i) => i.target !== undefined && top(i.target) === 'shared') ?? [];
+  t.true(shared.length > 0, 'server/job-registry.ts imports shared/');
   t.true(graph.get('cli/main.ts')?.some((i) => i.spec.startsWith('./commands/')) === false, 'cli/main.ts loads commands lazily by a computed path');
   t.true([...graph.values()].flat().some((i) => i.typeOnly), 'type-only imports are recognised');
 });

@@ -4,7 +4,7 @@
 import type { TrainConfig } from '../../shared/config/train.js';
 import { partitionDirichlet, partitionIid } from '../../shared/data/partition.js';
 import { scorerOutputOf, Tensor, type TrainTask } from '../../shared/protocol/index.js';
-import type { Registry, WorkerInfo } from '../registry.js';
+import type { WorkerRegistry, WorkerInfo } from '../worker-registry.js';
 import { pinned } from '../scheduler.js';
 import type { CentralData } from './job-request.js';
 
@@ -37,7 +37,7 @@ export class CentralPlacement implements Placement {
   readonly movable = true;
 
   constructor(
-    private readonly registry: Registry,
+    private readonly workers: WorkerRegistry,
     private readonly data: CentralData,
     /** Row indices of each client. */
     readonly parts: number[][],
@@ -53,7 +53,7 @@ export class CentralPlacement implements Placement {
   }
 
   reachability(): { any: boolean; reachable: (client: number) => boolean } {
-    const any = this.registry.list().some((w) => eligible(w, undefined));
+    const any = this.workers.list().some((w) => eligible(w, undefined));
     return { any, reachable: () => any };
   }
 
@@ -85,7 +85,7 @@ export class WorkerPlacement implements Placement {
   readonly bindings = new Map<string, number>();
 
   constructor(
-    private readonly registry: Registry,
+    private readonly workers: WorkerRegistry,
     readonly dataset: string,
     /** A head over embeddings: the embedding model its workers' servers must serve. */
     readonly embedding: string | undefined,
@@ -94,7 +94,7 @@ export class WorkerPlacement implements Placement {
 
   /** Workers that could be clients now. */
   holders(): number {
-    return this.registry.list().filter((w) => eligible(w, this.dataset, this.embedding)).length;
+    return this.workers.list().filter((w) => eligible(w, this.dataset, this.embedding)).length;
   }
 
   /**
@@ -104,7 +104,7 @@ export class WorkerPlacement implements Placement {
    */
   bind(numClients: number): void {
     if (this.bindings.size >= numClients) return;
-    const fresh = this.registry.list().filter((w) => eligible(w, this.dataset, this.embedding) && !this.bindings.has(w.name));
+    const fresh = this.workers.list().filter((w) => eligible(w, this.dataset, this.embedding) && !this.bindings.has(w.name));
     if (fresh.length === 0) return;
     fresh.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
     const used = new Set(this.bindings.values());
@@ -122,7 +122,7 @@ export class WorkerPlacement implements Placement {
   /** The connected workers that train the clients: client → worker id (one pass over the workers). */
   private clientWorkers(): Map<number, string> {
     const out = new Map<number, string>();
-    for (const w of this.registry.list()) {
+    for (const w of this.workers.list()) {
       const client = this.bindings.get(w.name);
       if (client !== undefined && !out.has(client) && eligible(w, this.dataset, this.embedding)) out.set(client, w.id);
     }

@@ -17,7 +17,7 @@ import { createDriver, trainAdversary } from '../../shared/training/create-drive
 import type { ClientArrival, StepResult } from '../../shared/training/types.js';
 import type { BlobStore } from '../blobs.js';
 import type { JobService, ServiceHost, ShardHooks } from '../job-service.js';
-import type { Registry } from '../registry.js';
+import type { WorkerRegistry } from '../worker-registry.js';
 import type { Grant, JobStateEvent, LeaseView, ShardDoneEvent, ShardLostEvent } from '../scheduler.js';
 import { TRAIN_KEY } from '../score-jobs.js';
 import { isTerminal, type Store, type TrainJobRecord } from '../store.js';
@@ -33,7 +33,7 @@ import type { ShardOutput } from '../job-service.js';
 export type { TrainJobStatus, TrainMetricLine } from './training-job.js';
 
 export interface TrainingHost extends ServiceHost {
-  registry: Registry;
+  workers: WorkerRegistry;
   store: Store;
   blobs: BlobStore;
   log: Logger;
@@ -169,9 +169,9 @@ export class TrainingService implements JobService<TrainJobStatus> {
     job.model = model;
     const dataset = job.datasetName;
     if (dataset === undefined) {
-      job.placement = new CentralPlacement(this.host.registry, job.data as CentralData, CentralPlacement.partition(config, job.data as CentralData));
+      job.placement = new CentralPlacement(this.host.workers, job.data as CentralData, CentralPlacement.partition(config, job.data as CentralData));
     } else {
-      const placement = new WorkerPlacement(this.host.registry, dataset, job.embedding, (worker, client) => {
+      const placement = new WorkerPlacement(this.host.workers, dataset, job.embedding, (worker, client) => {
         this.host.log.info({ job: job.id, worker, client }, 'worker dataset joins the training job as a client');
       });
       for (const [name, client] of job.bindings) placement.bindings.set(name, client);
@@ -481,7 +481,7 @@ export class TrainingService implements JobService<TrainJobStatus> {
   }
 
   counted(workerId: string): void {
-    this.host.registry.recordTrainResult(workerId);
+    this.host.workers.recordTrainResult(workerId);
   }
 
   shardDone(e: ShardDoneEvent<ShardOutput>): void {

@@ -19,7 +19,7 @@ test('in-process: a job runs, frame-sized limits are enforced at submit, close()
   w.pull(2);
   const id = await submitJob(c.url, { model, items: featureItems(100, 200), shardSize: 10 });
   t.like(await waitForJob(c.url, id), { state: 'done' });
-  t.is(c.pool.score.progress(id)?.doneItems, 100);
+  t.is(c.jobs.score.progress(id)?.doneItems, 100);
   await c.close();
   await c.close(); // idempotent
   await until(() => w.disconnected, 'worker disconnected by close()');

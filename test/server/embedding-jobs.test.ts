@@ -12,7 +12,7 @@ import { startCoordinator } from '../../server/coordinator.js';
 import { jobKey, workerOffers } from '../../server/score-jobs.js';
 import { initBackend } from '../../server/training/evaluator.js';
 import { TrainSubmitError } from '../../server/training/training-service.js';
-import { inProcessPool } from '../helpers/in-process-pool.js';
+import { inProcessCoordinator } from '../helpers/in-process-coordinator.js';
 import { parseTrainConfig } from '../../shared/config/train.js';
 import type { InputSpec } from '../../shared/model/manifest.js';
 import { packedBundle } from '../helpers/bundles.js';
@@ -116,9 +116,9 @@ test('a restarted coordinator keeps a queued job over embeddings, and its routin
 
 /** A Pool in process whose sink records which worker got each train lease and answers it at once. */
 async function trainingSetup(t: ExecutionContext, workers: Array<{ name: string; capabilities: Partial<Capabilities> }>) {
-  const { pool, leasedTo } = inProcessPool(workers);
-  t.teardown(() => pool.close());
-  return { service: pool.training, blobs: pool.blobs, leasedTo };
+  const { jobs, leasedTo } = inProcessCoordinator(workers);
+  t.teardown(() => jobs.close());
+  return { service: jobs.training, blobs: jobs.blobs, leasedTo };
 }
 
 const pairsConfig = (data: Record<string, unknown>, extra: Record<string, unknown> = {}) => parseTrainConfig({

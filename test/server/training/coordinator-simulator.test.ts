@@ -13,7 +13,7 @@ import { buildModel, saveToFiles } from '../../../shared/model/tf-model.js';
 import { createDriver } from '../../../shared/training/create-driver.js';
 import type { DispatchOrder } from '../../../shared/training/types.js';
 import { runDriver, type ClientWork } from '../../../simulations/engine/driven.js';
-import { inProcessPool } from '../../helpers/in-process-pool.js';
+import { inProcessCoordinator } from '../../helpers/in-process-coordinator.js';
 
 const DIM = 3;
 const CLASSES = 2;
@@ -65,7 +65,7 @@ function config(mode: 'sync' | 'async'): TrainConfig {
 async function coordinatorRun(t: import('ava').ExecutionContext, cfg: TrainConfig, bundle: Uint8Array): Promise<{ leased: Map<number, Float32Array>; final: Float32Array }> {
   const byVersion = new Map<number, Float32Array>();
   // One worker with credit 1: shards are trained one at a time in the order the driver dispatched them.
-  const { pool } = inProcessPool([{ name: 'w', credit: 1, capabilities: { tasks: ['train'] } }], {
+  const { jobs } = inProcessCoordinator([{ name: 'w', credit: 1, capabilities: { tasks: ['train'] } }], {
     update: (task) => {
       const weights = task.weights?.data as Float32Array;
       const seen = byVersion.get(task.modelVersion);
@@ -74,12 +74,12 @@ async function coordinatorRun(t: import('ava').ExecutionContext, cfg: TrainConfi
       return work(task.client, weights, task.momentum?.data as Float32Array | undefined);
     },
   });
-  t.teardown(() => pool.close());
-  const model = pool.blobs.put(bundle);
-  const { id } = pool.training.submit({ model, config: cfg, data: rows(40) });
-  while (pool.training.status(id)?.state === 'running' || pool.training.status(id)?.state === 'queued') await pool.training.waitForChange(id);
-  t.is(pool.training.status(id)?.state, 'done', pool.training.status(id)?.error);
-  const final = (pool.training as unknown as { jobs: Map<string, { finalWeights: Float32Array }> }).jobs.get(id)?.finalWeights as Float32Array;
+  t.teardown(() => jobs.close());
+  const model = jobs.blobs.put(bundle);
+  const { id } = jobs.training.submit({ model, config: cfg, data: rows(40) });
+  while (jobs.training.status(id)?.state === 'running' || jobs.training.status(id)?.state === 'queued') await jobs.training.waitForChange(id);
+  t.is(jobs.training.status(id)?.state, 'done', jobs.training.status(id)?.error);
+  const final = (jobs.training as unknown as { jobs: Map<string, { finalWeights: Float32Array }> }).jobs.get(id)?.finalWeights as Float32Array;
   return { leased: byVersion, final };
 }
 

@@ -3,7 +3,7 @@
 // coordinator does not grow with every finished job. In-process: a real Pool (lease table, services, MemoryStore);
 // the sink answers each train lease at once with a small update.
 import test from 'ava';
-import { inProcessPool } from '../../helpers/in-process-pool.js';
+import { inProcessCoordinator } from '../../helpers/in-process-coordinator.js';
 import type { CentralData } from '../../../server/training/job-request.js';
 import { parseTrainConfig } from '../../../shared/config/train.js';
 import { packBundle, unpackBundle } from '../../../shared/model/bundle.js';
@@ -42,10 +42,10 @@ interface JobInternals {
 }
 
 async function setup(t: import('ava').ExecutionContext) {
-  const { pool } = inProcessPool([{ name: 'a', credit: 4 }, { name: 'b', credit: 4 }]);
-  const service = pool.training;
-  t.teardown(() => pool.close());
-  const model = pool.blobs.put(await modelBundle());
+  const { jobs } = inProcessCoordinator([{ name: 'a', credit: 4 }, { name: 'b', credit: 4 }]);
+  const service = jobs.training;
+  t.teardown(() => jobs.close());
+  const model = jobs.blobs.put(await modelBundle());
   const internals = (id: string): JobInternals => (service as unknown as { jobs: Map<string, JobInternals> }).jobs.get(id)!;
   const until = async (id: string, ok: () => boolean): Promise<void> => {
     while (!ok()) await Promise.race([service.waitForChange(id), new Promise((r) => setTimeout(r, 50))]);
@@ -126,15 +126,15 @@ async function workerDataRun(t: import('ava').ExecutionContext, data: Record<str
   const rounds: number[][] = [];
   // Connected in an order that is neither the name order nor its reverse.
   const names = ['sim-0002', 'sim-0000', 'sim-0003', 'sim-0001'];
-  const { pool } = inProcessPool(names.map((name) => ({ name, capabilities: { tasks: ['train'], datasets: ['d'] }, credit: 1 })), {
+  const { jobs } = inProcessCoordinator(names.map((name) => ({ name, capabilities: { tasks: ['train'], datasets: ['d'] }, credit: 1 })), {
     onTrainLease: (worker, task) => {
       trainedBy.set(task.client, worker);
       (rounds[task.modelVersion] ??= []).push(task.client);
     },
   });
-  const service = pool.training;
-  const blobs = pool.blobs;
-  t.teardown(() => pool.close());
+  const service = jobs.training;
+  const blobs = jobs.blobs;
+  t.teardown(() => jobs.close());
   const model = blobs.put(await modelBundle());
   const config = parseTrainConfig({
     model: 'model', task: 'classify', data: { source: 'worker', name: 'd', clients: 4, ...data },
@@ -159,17 +159,17 @@ test('worker-held data: data.seed seeds the clients sampled per round (same seed
 });
 
 test('training shards live in the one lease table: they use the credit score shards use, and a central shard lost with its worker goes to another in the same round', async (t) => {
-  const { pool, held, answer } = inProcessPool([{ name: 'a', credit: 2 }, { name: 'b', credit: 1 }], { answer: false });
-  t.teardown(() => pool.close());
-  const [a, b] = pool.registry.list().map((w) => w.id) as [string, string];
-  const model = pool.blobs.put(await modelBundle());
+  const { jobs, held, answer } = inProcessCoordinator([{ name: 'a', credit: 2 }, { name: 'b', credit: 1 }], { answer: false });
+  t.teardown(() => jobs.close());
+  const [a, b] = jobs.workers.list().map((w) => w.id) as [string, string];
+  const model = jobs.blobs.put(await modelBundle());
   const config = trainConfig('sync');
-  const { id } = pool.training.submit({ model, config: { ...config, rounds: 1, clientsPerRound: 3 } as typeof config, data: rows(60) });
+  const { id } = jobs.training.submit({ model, config: { ...config, rounds: 1, clientsPerRound: 3 } as typeof config, data: rows(60) });
   while (held.length < 3) await new Promise((r) => setTimeout(r, 10));
-  t.deepEqual(pool.scheduler.workerLoad(a), { credit: 2, inFlight: 2 }, 'train leases count in the table every lease counts in');
-  t.deepEqual(pool.scheduler.workerLoad(b), { credit: 1, inFlight: 1 });
+  t.deepEqual(jobs.scheduler.workerLoad(a), { credit: 2, inFlight: 2 }, 'train leases count in the table every lease counts in');
+  t.deepEqual(jobs.scheduler.workerLoad(b), { credit: 1, inFlight: 1 });
   const lostClient = held.find((h) => h.workerId === b)?.lease.task;
-  pool.removeWorker(b);
+  jobs.removeWorker(b);
   t.is(held.length, 3, 'no free credit: the lost shard waits in the queue');
   answer(held.shift()!);
   const again = held.at(-1)!;
@@ -177,8 +177,8 @@ test('training shards live in the one lease table: they use the credit score sha
   t.is(again.lease.attempt, 2);
   t.like(again.lease.task, { kind: 'train', client: lostClient?.kind === 'train' ? lostClient.client : -1, modelVersion: 0 });
   for (const h of held.splice(0)) answer(h);
-  while (pool.training.status(id)?.state === 'running') await pool.training.waitForChange(id);
-  t.is(pool.training.status(id)?.state, 'done');
-  t.is(pool.training.metrics(id, 0)?.lines[0]?.participants, 3, 'all three clients of the round took part');
-  t.deepEqual(pool.scheduler.workerLoad(a), { credit: 2, inFlight: 0 });
+  while (jobs.training.status(id)?.state === 'running') await jobs.training.waitForChange(id);
+  t.is(jobs.training.status(id)?.state, 'done');
+  t.is(jobs.training.metrics(id, 0)?.lines[0]?.participants, 3, 'all three clients of the round took part');
+  t.deepEqual(jobs.scheduler.workerLoad(a), { credit: 2, inFlight: 0 });
 });

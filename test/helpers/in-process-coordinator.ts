@@ -1,14 +1,14 @@
-// A coordinator's Pool in process (no sockets): MemoryStore, real lease table and services, workers added by name
+// A coordinator's JobRegistry in process (no sockets): MemoryStore, real lease table and services, workers added by name
 // with the capabilities given, and a sink that answers every train lease on the next turn with a small update
-// (0.01 everywhere, or options.update's). Tests of the training service drive it through the pool, as the socket layer
+// (0.01 everywhere, or options.update's). Tests of the training service drive it through the registry, as the socket layer
 // does.
 import pino from 'pino';
-import { Pool } from '../../server/pool.js';
+import { JobRegistry } from '../../server/job-registry.js';
 import { MemoryStore } from '../../server/store-memory.js';
 import { Tensor, type Capabilities, type LeaseMessage } from '../../shared/protocol/index.js';
 
-export interface InProcessPool {
-  pool: Pool;
+export interface InProcessCoordinator {
+  jobs: JobRegistry;
   /** Worker name of every train lease sent, in order. */
   leasedTo: string[];
   /** With `answer: false`: the train leases sent and not answered yet, by worker id. */
@@ -17,7 +17,7 @@ export interface InProcessPool {
   answer(h: { workerId: string; lease: LeaseMessage }): void;
 }
 
-export function inProcessPool(
+export function inProcessCoordinator(
   workers: Array<{ name: string; capabilities?: Partial<Capabilities>; credit?: number }>,
   options: {
     leaseMs?: number;
@@ -27,15 +27,15 @@ export function inProcessPool(
     /** What a train lease's update is (default 0.01 everywhere, 5 samples, loss 1). */
     update?: (task: Extract<LeaseMessage['task'], { kind: 'train' }>) => { update: Float32Array; momentum?: Float32Array; samples: number; loss: number };
   } = {},
-): InProcessPool {
-  const pool = new Pool({ store: new MemoryStore(), leaseMs: options.leaseMs ?? 60_000, logger: pino({ level: 'silent' }), maxFrameBytes: 64 << 20 });
+): InProcessCoordinator {
+  const jobs = new JobRegistry({ store: new MemoryStore(), leaseMs: options.leaseMs ?? 60_000, logger: pino({ level: 'silent' }), maxFrameBytes: 64 << 20 });
   const leasedTo: string[] = [];
-  const held: InProcessPool['held'] = [];
+  const held: InProcessCoordinator['held'] = [];
   const answer = ({ workerId, lease: m }: { workerId: string; lease: LeaseMessage }): void => {
     if (m.task.kind !== 'train') return;
     const size = m.task.weights?.size ?? 0;
     const u = options.update?.(m.task) ?? { update: new Float32Array(size).fill(0.01), samples: 5, loss: 1 };
-    pool.result(workerId, {
+    jobs.result(workerId, {
       type: 'result', leaseId: m.leaseId, shardId: m.shardId,
       payload: {
         kind: 'update', update: Tensor.float32(u.update), samples: u.samples, loss: u.loss, baseVersion: m.task.modelVersion,
@@ -43,10 +43,10 @@ export function inProcessPool(
       },
     });
   };
-  pool.sink = {
+  jobs.sink = {
     sendLease(workerId: string, m: LeaseMessage): void {
       if (m.task.kind !== 'train') return;
-      const name = pool.registry.get(workerId)?.name ?? workerId;
+      const name = jobs.workers.get(workerId)?.name ?? workerId;
       leasedTo.push(name);
       options.onTrainLease?.(name, m.task);
       if (options.answer === false) held.push({ workerId, lease: m });
@@ -55,8 +55,8 @@ export function inProcessPool(
     dropJob(): void {},
   };
   for (const w of workers) {
-    const info = pool.addWorker(w.name, { backend: 'cpu', threads: 1, tasks: ['score', 'train'], ...w.capabilities });
-    pool.pull(info.id, w.credit ?? 2);
+    const info = jobs.addWorker(w.name, { backend: 'cpu', threads: 1, tasks: ['score', 'train'], ...w.capabilities });
+    jobs.pull(info.id, w.credit ?? 2);
   }
-  return { pool, leasedTo, held, answer };
+  return { jobs, leasedTo, held, answer };
 }

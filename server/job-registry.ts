@@ -6,13 +6,13 @@ import type { Logger } from 'pino';
 import type { Capabilities, FailureMessage, LeaseMessage, ResultMessage } from '../shared/protocol/index.js';
 import { BlobStore } from './blobs.js';
 import type { JobService, LeaseTable, ShardOutput } from './job-service.js';
-import { Registry, type WorkerInfo } from './registry.js';
+import { WorkerRegistry, type WorkerInfo } from './worker-registry.js';
 import { Scheduler, type Grant } from './scheduler.js';
 import { ScoreJobs, workerOffers, type ScoreJobStatus } from './score-jobs.js';
 import { TrainingService, type TrainJobStatus } from './training/training-service.js';
 import { JOB_STATES, type JobState, type Store } from './store.js';
 
-/** Where the pool sends what the lease table decides; implemented by the socket layer. */
+/** Where the registry sends what the lease table decides; implemented by the socket layer. */
 export interface LeaseSink {
   /** Sends a lease; throws if it cannot (e.g. the frame would be too large). */
   sendLease(workerId: string, message: LeaseMessage): void;
@@ -20,7 +20,7 @@ export interface LeaseSink {
   dropJob(workerId: string, jobId: string): void;
 }
 
-export interface PoolOptions {
+export interface JobRegistryOptions {
   store: Store;
   leaseMs: number;
   logger: Logger;
@@ -32,9 +32,9 @@ export interface PoolOptions {
 
 export type JobStatus = ScoreJobStatus | TrainJobStatus;
 
-export class Pool {
+export class JobRegistry {
   readonly scheduler: LeaseTable;
-  readonly registry: Registry;
+  readonly workers: WorkerRegistry;
   readonly blobs: BlobStore;
   readonly score: ScoreJobs;
   readonly training: TrainingService;
@@ -52,10 +52,10 @@ export class Pool {
   private readonly bootId = randomBytes(3).toString('hex');
   private leaseSeq = 0;
 
-  constructor(options: PoolOptions) {
+  constructor(options: JobRegistryOptions) {
     this.log = options.logger;
     this.now = options.now ?? Date.now;
-    this.registry = new Registry(this.now);
+    this.workers = new WorkerRegistry(this.now);
     this.blobs = new BlobStore(options.store);
     const tolerance = 1e-5;
     this.scheduler = new Scheduler<ShardOutput>({
@@ -89,7 +89,7 @@ export class Pool {
       },
       pump: (): void => this.pump(),
       store: options.store,
-      registry: this.registry,
+      workers: this.workers,
       blobs: this.blobs,
       log: this.log,
       now: this.now,
@@ -147,7 +147,7 @@ export class Pool {
 
   /** A worker said hello: it joins the registry and the lease table with the job keys it serves. */
   addWorker(name: string, capabilities: Capabilities): WorkerInfo {
-    const info = this.registry.add(name, capabilities, 'w');
+    const info = this.workers.add(name, capabilities, 'w');
     this.scheduler.addWorker(info.id, workerOffers(capabilities));
     this.pump();
     return info;
@@ -155,7 +155,7 @@ export class Pool {
 
   /** A `pull`: the worker takes work again (a release had paused it) up to `credit` leases of every kind. */
   pull(workerId: string, credit: number): void {
-    this.registry.setDraining(workerId, false);
+    this.workers.setDraining(workerId, false);
     this.scheduler.setCredit(workerId, credit);
     this.pump();
   }
@@ -188,7 +188,7 @@ export class Pool {
   }
 
   private fail(workerId: string, leaseId: string, retryable: boolean, reason: string): boolean {
-    const name = this.registry.get(workerId)?.name;
+    const name = this.workers.get(workerId)?.name;
     const outcome = this.scheduler.fail(workerId, leaseId, retryable, reason, name === undefined ? workerId : `${name} (${workerId})`);
     this.pump();
     return outcome.kind === 'accepted';
@@ -197,14 +197,14 @@ export class Pool {
   /** A `release` (the worker is draining): its leases of every kind go back; no new ones until its next pull. */
   releaseLeases(workerId: string, leaseIds: readonly string[]): number {
     const n = this.scheduler.release(workerId, leaseIds);
-    this.registry.setDraining(workerId, true);
+    this.workers.setDraining(workerId, true);
     this.pump();
     return n;
   }
 
   /** The worker is gone: every lease it held, of every kind, goes back at once. */
   removeWorker(workerId: string): void {
-    this.registry.remove(workerId);
+    this.workers.remove(workerId);
     this.scheduler.removeWorker(workerId);
     this.pump();
   }

@@ -25,7 +25,7 @@ const EWMA_ALPHA = 0.3;
  * Connected workers and what they told us about themselves. Liveness is "last message seen":
  * any frame counts, heartbeats just guarantee one every heartbeatMs.
  */
-export class Registry {
+export class WorkerRegistry {
   private readonly workers = new Map<string, WorkerInfo>();
   private counter = 0;
 
