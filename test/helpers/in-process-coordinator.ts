@@ -3,9 +3,16 @@
 // (0.01 everywhere, or options.update's). Tests of the training service drive it through the registry, as the socket layer
 // does.
 import pino from 'pino';
+import type { CentralData } from '../../server/training/job-request.js';
 import { JobRegistry } from '../../server/job-registry.js';
 import { MemoryStore } from '../../server/store-memory.js';
 import { Tensor, type Capabilities, type LeaseMessage } from '../../shared/protocol/index.js';
+
+/** n central rows of `dim` deterministic features, labels cycling through `classes` (a training job's data). */
+export function centralRows(n: number, dim: number, classes: number): CentralData {
+  const rows = new Float32Array(n * dim).map((_, i) => Math.sin(i));
+  return { kind: 'classify', dim, n, rows, labels: Int32Array.from({ length: n }, (_, i) => i % classes) };
+}
 
 export interface InProcessCoordinator {
   jobs: JobRegistry;

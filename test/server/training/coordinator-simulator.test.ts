@@ -7,30 +7,17 @@ import test from 'ava';
 import { TrainModel } from '../../../server/training/evaluator.js';
 import type { CentralData } from '../../../server/training/job-request.js';
 import { parseTrainConfig, type TrainConfig } from '../../../shared/config/train.js';
-import { packBundle } from '../../../shared/model/bundle.js';
-import { parseManifest } from '../../../shared/model/manifest.js';
-import { buildModel, saveToFiles } from '../../../shared/model/tf-model.js';
 import { createDriver } from '../../../shared/training/create-driver.js';
 import type { DispatchOrder } from '../../../shared/training/types.js';
 import { runDriver, type ClientWork } from '../../../simulations/engine/driven.js';
-import { inProcessCoordinator } from '../../helpers/in-process-coordinator.js';
+import { packedBundle } from '../../helpers/bundles.js';
+import { centralRows, inProcessCoordinator } from '../../helpers/in-process-coordinator.js';
 
 const DIM = 3;
 const CLASSES = 2;
 
-async function modelBundle(): Promise<Uint8Array> {
-  const manifest = parseManifest({ format: 'fedpool-model', version: 1, kind: 'classifier', input: { kind: 'features', dim: DIM }, output: { kind: 'classes', classes: CLASSES }, hidden: [], seed: 7 }, 'test model');
-  const model = buildModel(manifest);
-  try {
-    return packBundle(await saveToFiles(model, manifest));
-  } finally {
-    model.dispose();
-  }
-}
-
-function rows(n: number): CentralData {
-  return { kind: 'classify', dim: DIM, n, rows: new Float32Array(n * DIM).map((_, i) => Math.cos(i)), labels: Int32Array.from({ length: n }, (_, i) => i % CLASSES) };
-}
+const modelBundle = (): Promise<Uint8Array> => packedBundle({ kind: 'features', dim: DIM }, 'classes', 7, CLASSES);
+const rows = (n: number): CentralData => centralRows(n, DIM, CLASSES);
 
 /**
  * A participant's local work, the same on both sides: a pull towards a target of its own plus momentum — a function of

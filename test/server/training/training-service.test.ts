@@ -3,31 +3,18 @@
 // coordinator does not grow with every finished job. In-process: a real Pool (lease table, services, MemoryStore);
 // the sink answers each train lease at once with a small update.
 import test from 'ava';
-import { inProcessCoordinator } from '../../helpers/in-process-coordinator.js';
+import { packedBundle } from '../../helpers/bundles.js';
+import { centralRows, inProcessCoordinator } from '../../helpers/in-process-coordinator.js';
 import type { CentralData } from '../../../server/training/job-request.js';
 import { parseTrainConfig } from '../../../shared/config/train.js';
-import { packBundle, unpackBundle } from '../../../shared/model/bundle.js';
-import { parseManifest } from '../../../shared/model/manifest.js';
-import { buildModel, saveToFiles, WEIGHTS_FILE } from '../../../shared/model/tf-model.js';
-import { Tensor, type LeaseMessage } from '../../../shared/protocol/index.js';
+import { unpackBundle } from '../../../shared/model/bundle.js';
+import { WEIGHTS_FILE } from '../../../shared/model/tf-model.js';
 
 const DIM = 4;
 const CLASSES = 3;
 
-async function modelBundle(): Promise<Uint8Array> {
-  const manifest = parseManifest({ format: 'fedpool-model', version: 1, kind: 'classifier', input: { kind: 'features', dim: DIM }, output: { kind: 'classes', classes: CLASSES }, hidden: [], seed: 1 }, 'test model');
-  const model = buildModel(manifest);
-  try {
-    return packBundle(await saveToFiles(model, manifest));
-  } finally {
-    model.dispose();
-  }
-}
-
-function rows(n: number): CentralData {
-  const x = new Float32Array(n * DIM).map((_, i) => Math.sin(i));
-  return { kind: 'classify', dim: DIM, n, rows: x, labels: Int32Array.from({ length: n }, (_, i) => i % CLASSES) };
-}
+const modelBundle = (): Promise<Uint8Array> => packedBundle({ kind: 'features', dim: DIM }, 'classes', 1, CLASSES);
+const rows = (n: number): CentralData => centralRows(n, DIM, CLASSES);
 
 /** The service's per-job state (private): what an ended job must no longer hold. */
 interface JobInternals {
