@@ -1,12 +1,22 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
 
-/** Who holds a token: a worker (a process in the pool) or a submitter (who sends jobs; `--client-token`). */
+/**
+ * Who holds a token: a worker (a process in the pool), a submitter (who sends jobs; `--client-token`), or an admin
+ * (`--admin-token`: a submitter who sees and cancels every submitter's jobs).
+ */
 export type Role = 'worker' | 'submitter';
 
+/** Whose request it is, for the submitter role: jobs belong to the token that created them (docs/security.md). */
+export interface Principal {
+  /** The owner id of the token's jobs (the hex sha-256 of the token); null when the submitter role is open. */
+  owner: string | null;
+  admin: boolean;
+}
+
 export type AuthResult =
-  | { ok: true }
-  /** 401: no or unknown token; 403: a valid token of the other role. */
-  | { ok: false; status: 401 | 403; reason: string };
+  | { ok: true; principal: Principal }
+  /** 401: no token, or not a token of this role (a token of the other role is not confirmed as such). */
+  | { ok: false; status: 401; reason: string };
 
 function digest(token: string): Buffer {
   return createHash('sha256').update(token, 'utf8').digest();
@@ -18,47 +28,46 @@ export function tokenList(value: unknown): string[] {
   return list.filter((t): t is string => typeof t === 'string' && t !== '');
 }
 
+/** Whether a job owned by `owner` (null: created while the submitter role was open) is visible to `who`. */
+export function canSee(who: Principal, owner: string | null | undefined): boolean {
+  return who.admin || who.owner === null || owner === null || owner === undefined || owner === who.owner;
+}
+
+const OPEN: Principal = { owner: null, admin: false };
+
 /**
  * Token sets per role. Tokens are kept only as sha-256 digests and compared with timingSafeEqual
- * against every digest of both roles, so neither the match position nor the role leaks through
- * timing, and digests have equal length whatever the token length.
- * A role without tokens is open: anything is admitted for it (the caller warns once at startup).
+ * against every digest of every role, so neither the match position nor the role leaks through
+ * timing, and digests have equal length whatever the token length. A token of another role is refused
+ * like an unknown one: a refusal never confirms that a token is valid somewhere else.
+ * A role without tokens is open: anything is admitted for it (the caller warns once at startup); admin tokens
+ * close the submitter role too.
  */
 export class Auth {
-  private readonly digests: { readonly [R in Role]: readonly Buffer[] };
+  private readonly digests: { readonly worker: readonly Buffer[]; readonly submitter: readonly Buffer[]; readonly admin: readonly Buffer[] };
 
-  constructor(tokens: { readonly [R in Role]: readonly string[] }) {
-    this.digests = { worker: tokenList(tokens.worker).map(digest), submitter: tokenList(tokens.submitter).map(digest) };
+  constructor(tokens: { readonly worker: readonly string[]; readonly submitter: readonly string[]; readonly admin?: readonly string[] }) {
+    this.digests = { worker: tokenList(tokens.worker).map(digest), submitter: tokenList(tokens.submitter).map(digest), admin: tokenList(tokens.admin).map(digest) };
   }
 
   isOpen(role: Role): boolean {
-    return this.digests[role].length === 0;
+    return role === 'worker' ? this.digests.worker.length === 0 : this.digests.submitter.length === 0 && this.digests.admin.length === 0;
   }
 
   check(role: Role, token: unknown): AuthResult {
-    if (this.isOpen(role)) return { ok: true };
+    if (this.isOpen(role)) return { ok: true, principal: OPEN };
     if (typeof token !== 'string' || token === '') {
       return role === 'worker'
         ? { ok: false, status: 401, reason: 'unauthorized: this coordinator needs a worker token' }
         : { ok: false, status: 401, reason: 'unauthorized: a client token is required (Authorization: Bearer TOKEN)' };
     }
     const d = digest(token);
-    let own = false;
-    let other = false;
-    for (const r of ['worker', 'submitter'] as const) {
-      for (const known of this.digests[r]) {
-        // Non-short-circuiting: every comparison runs.
-        const eq = timingSafeEqual(d, known);
-        if (r === role) own = own || eq;
-        else other = other || eq;
-      }
+    const hit = { worker: false, submitter: false, admin: false };
+    for (const r of ['worker', 'submitter', 'admin'] as const) {
+      // Non-short-circuiting: every comparison runs.
+      for (const known of this.digests[r]) hit[r] = timingSafeEqual(d, known) || hit[r];
     }
-    if (own) return { ok: true };
-    if (other) {
-      return role === 'worker'
-        ? { ok: false, status: 401, reason: 'unauthorized: this is a client token; workers need a worker token' }
-        : { ok: false, status: 403, reason: 'forbidden: this is a worker token; the HTTP API needs a client token' };
-    }
+    if (role === 'worker' ? hit.worker : hit.submitter || hit.admin) return { ok: true, principal: { owner: d.toString('hex'), admin: role === 'submitter' && hit.admin } };
     // Messages name tokens by their flags (--worker-token, --client-token), as users know them.
     return { ok: false, status: 401, reason: `unauthorized: unknown ${role === 'worker' ? 'worker' : 'client'} token` };
   }

@@ -17,6 +17,8 @@ export interface CoordinatorOptions {
   port?: number;
   workerTokens?: readonly string[];
   clientTokens?: readonly string[];
+  /** Admin tokens: submitters that see and cancel every submitter's jobs (`--admin-token`). */
+  adminTokens?: readonly string[];
   /** SQLite file, or ':memory:' for no persistence. Default './fedpool.db'. */
   state?: string;
   leaseMs?: number;
@@ -65,7 +67,7 @@ export async function startCoordinator(options: CoordinatorOptions = {}): Promis
   const maxFrameBytes = options.maxFrameBytes ?? DEFAULT_MAX_FRAME_BYTES;
   const logger = options.logger ?? defaultLogger();
   const state = options.state ?? './fedpool.db';
-  const auth = new Auth({ worker: options.workerTokens ?? [], submitter: options.clientTokens ?? [] });
+  const auth = new Auth({ worker: options.workerTokens ?? [], submitter: options.clientTokens ?? [], admin: options.adminTokens ?? [] });
   if (auth.isOpen('worker')) logger.warn('no worker token configured: any worker may join (use --worker-token)');
   if (auth.isOpen('submitter')) logger.warn('no client token configured: the HTTP API is open to anyone who can reach it (use --client-token)');
 

@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Logger } from 'pino';
-import { bearerToken, type Auth } from './auth.js';
+import { bearerToken, type Auth, type Principal } from './auth.js';
 import { BlobHashMismatchError, BlobTooLargeError, isSha256 } from './blobs.js';
 import { dashboardHtml } from './dashboard.js';
 import { parseJobRequest } from './jobs.js';
@@ -30,6 +30,9 @@ export const DEFAULT_MAX_BLOB_BYTES = 512 * 1024 * 1024;
 /** Shards read from the store per write while streaming results. */
 const RESULT_SHARDS_PER_WRITE = 64;
 
+/** The principal of routes without a token (health, dashboard page, public metrics): owns nothing, sees nothing owned. */
+const NOBODY: Principal = { owner: '', admin: false };
+
 class HttpError extends Error {
   constructor(
     readonly status: number,
@@ -40,7 +43,8 @@ class HttpError extends Error {
 }
 
 type Params = Record<string, string>;
-type Handler = (req: IncomingMessage, res: ServerResponse, params: Params, url: URL) => void | Promise<void>;
+/** `who`: the submitter making the request (routes with access 'none' get an anonymous principal that sees nothing owned). */
+type Handler = (req: IncomingMessage, res: ServerResponse, params: Params, url: URL, who: Principal) => void | Promise<void>;
 
 interface Route {
   method: string;
@@ -95,25 +99,27 @@ export class Api {
       res.end();
     });
     this.route('PUT', '/api/blobs/:hash', 'submitter', (req, res, p) => this.putBlob(req, res, p.hash ?? ''));
-    this.route('POST', '/api/jobs', 'submitter', (req, res) => this.submit(req, res));
-    this.route('GET', '/api/jobs', 'submitter', (_req, res) => json(res, 200, jobs.allJobs()));
-    this.route('GET', '/api/jobs/:id', 'submitter', (_req, res, p) => json(res, 200, this.job(p.id ?? '')));
-    this.route('DELETE', '/api/jobs/:id', 'submitter', (_req, res, p) => {
+    // A job is visible to the submitter that created it and to admins only: to anyone else it does not exist (404).
+    this.route('POST', '/api/jobs', 'submitter', (req, res, _p, _url, who) => this.submit(req, res, who));
+    this.route('GET', '/api/jobs', 'submitter', (_req, res, _p, _url, who) => json(res, 200, jobs.allJobs(who)));
+    this.route('GET', '/api/jobs/:id', 'submitter', (_req, res, p, _url, who) => json(res, 200, this.job(p.id ?? '', who)));
+    this.route('DELETE', '/api/jobs/:id', 'submitter', (_req, res, p, _url, who) => {
       const id = p.id ?? '';
-      const before = this.job(id);
+      const before = this.job(id, who);
       if (before.state === 'done' || before.state === 'failed') throw new HttpError(409, `job ${id} is already ${before.state}`);
       jobs.cancelJob(id);
-      json(res, 200, this.job(id));
+      json(res, 200, this.job(id, who));
     });
-    this.route('GET', '/api/jobs/:id/meta', 'submitter', (_req, res, p) => {
-      this.job(p.id ?? ''); // 404 for an unknown job, as the other job routes
+    this.route('GET', '/api/jobs/:id/meta', 'submitter', (_req, res, p, _url, who) => {
+      this.job(p.id ?? '', who); // 404 for an unknown job, as the other job routes
       json(res, 200, { meta: jobs.score.meta(p.id ?? '') ?? null });
     });
-    this.route('GET', '/api/jobs/:id/results', 'submitter', (_req, res, p, url) => this.results(res, p.id ?? '', url));
-    this.route('GET', '/api/jobs/:id/metrics', 'submitter', (_req, res, p, url) => this.trainMetrics(res, p.id ?? '', url));
-    this.route('GET', '/api/jobs/:id/model', 'submitter', async (_req, res, p) => {
+    this.route('GET', '/api/jobs/:id/results', 'submitter', (_req, res, p, url, who) => this.results(res, p.id ?? '', url, who));
+    this.route('GET', '/api/jobs/:id/metrics', 'submitter', (_req, res, p, url, who) => this.trainMetrics(res, p.id ?? '', url, who));
+    this.route('GET', '/api/jobs/:id/model', 'submitter', async (_req, res, p, _url, who) => {
       const id = p.id ?? '';
-      if (!jobs.training.has(id)) throw new HttpError(404, jobs.has(id) ? `job ${id} is not a training job` : `no job ${id}`);
+      this.job(id, who);
+      if (!jobs.training.has(id)) throw new HttpError(404, `job ${id} is not a training job`);
       const bytes = await jobs.training.modelBundle(id);
       if (bytes === undefined) throw new HttpError(404, `no model for job ${id}`);
       res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': bytes.byteLength, 'cache-control': 'no-store' });
@@ -160,15 +166,17 @@ export class Api {
       route.keys.forEach((k, i) => {
         params[k] = decodeURIComponent(m[i + 1] ?? '');
       });
+      let who: Principal = NOBODY;
       if (route.access === 'submitter' || (route.access === 'metrics' && !this.o.metricsPublic)) {
         const result = this.o.auth.check('submitter', bearerToken(req.headers.authorization));
         if (!result.ok) {
-          json(res, result.status, { error: result.reason }, result.status === 401 ? { 'www-authenticate': 'Bearer' } : {});
+          json(res, result.status, { error: result.reason }, { 'www-authenticate': 'Bearer' });
           return;
         }
+        who = result.principal;
       }
       if (this.closing && method !== 'GET' && method !== 'HEAD') throw new HttpError(503, 'the coordinator is shutting down');
-      await route.handler(req, res, params, url);
+      await route.handler(req, res, params, url, who);
       return;
     }
     if (pathMatched) {
@@ -179,8 +187,8 @@ export class Api {
     json(res, 404, { error: `not found: ${method} ${url.pathname}` });
   }
 
-  private job(id: string) {
-    const s = this.o.jobs.jobStatus(id);
+  private job(id: string, who: Principal) {
+    const s = this.o.jobs.jobStatus(id, who);
     if (s === undefined) throw new HttpError(404, `no job ${id}`);
     return s;
   }
@@ -240,7 +248,7 @@ export class Api {
     }
   }
 
-  private async submit(req: IncomingMessage, res: ServerResponse): Promise<void> {
+  private async submit(req: IncomingMessage, res: ServerResponse, who: Principal): Promise<void> {
     const body = await this.readBody(req, this.o.maxJsonBytes);
     let value: unknown;
     try {
@@ -252,7 +260,7 @@ export class Api {
       const t = parseTrainJobRequest(value);
       if (!t.ok) throw new HttpError(400, t.error);
       try {
-        json(res, 201, { id: this.o.jobs.training.submit(t.request).id });
+        json(res, 201, { id: this.o.jobs.training.submit(t.request, who.owner).id });
       } catch (e) {
         if (e instanceof TrainSubmitError) throw new HttpError(400, e.message);
         throw e;
@@ -262,7 +270,7 @@ export class Api {
     const parsed = parseJobRequest(value);
     if (!parsed.ok) throw new HttpError(400, parsed.error);
     try {
-      const record = this.o.jobs.score.submit(parsed.request, parsed.form, parsed.dim, parsed.columns);
+      const record = this.o.jobs.score.submit(parsed.request, parsed.form, parsed.dim, parsed.columns, who.owner);
       json(res, 201, { id: record.id });
     } catch (e) {
       if (e instanceof SubmitError) throw new HttpError(400, e.message);
@@ -274,8 +282,9 @@ export class Api {
    * JSONL `{"id","score"}` per item in input order, for the completed prefix of shards. With
    * `?follow=1` the response stays open and grows with the prefix until the job ends.
    */
-  private async results(res: ServerResponse, id: string, url: URL): Promise<void> {
+  private async results(res: ServerResponse, id: string, url: URL, who: Principal): Promise<void> {
     const { jobs } = this.o;
+    this.job(id, who);
     const first = jobs.score.progress(id);
     if (first === undefined) throw new HttpError(404, `no job ${id}`);
     let next = 0;
@@ -305,9 +314,10 @@ export class Api {
   }
 
   /** metrics.jsonl of a training job; with `?follow=1` the stream stays open until the job ends. */
-  private async trainMetrics(res: ServerResponse, id: string, url: URL): Promise<void> {
+  private async trainMetrics(res: ServerResponse, id: string, url: URL, who: Principal): Promise<void> {
     const training = this.o.jobs.training;
-    if (training.metrics(id, 0) === undefined) throw new HttpError(404, this.o.jobs.has(id) ? `job ${id} is not a training job` : `no job ${id}`);
+    this.job(id, who);
+    if (training.metrics(id, 0) === undefined) throw new HttpError(404, `job ${id} is not a training job`);
     let next = 0;
     await this.streamJsonl(res, url, {}, () => training.waitForChange(id), () => {
       const m = training.metrics(id, next);

@@ -5,6 +5,7 @@ import { randomBytes } from 'node:crypto';
 import type { Logger } from 'pino';
 import type { Capabilities, FailureMessage, LeaseMessage, ResultMessage } from '../shared/protocol/index.js';
 import { BlobStore } from './blobs.js';
+import { canSee, type Principal } from './auth.js';
 import type { JobService, LeaseTable, ShardOutput } from './job-service.js';
 import { WorkerRegistry, type WorkerInfo } from './worker-registry.js';
 import { Scheduler, type Grant } from './scheduler.js';
@@ -31,6 +32,9 @@ export interface JobRegistryOptions {
 }
 
 export type JobStatus = ScoreJobStatus | TrainJobStatus;
+
+/** Internal callers (metrics, tests) see every job. */
+const ANYONE: Principal = { owner: null, admin: true };
 
 export class JobRegistry {
   readonly scheduler: LeaseTable;
@@ -122,14 +126,24 @@ export class JobRegistry {
     return this.owners.has(id) || this.jobStatus(id) !== undefined;
   }
 
-  /** Any job's public view. */
-  jobStatus(id: string): JobStatus | undefined {
+  /** Any job's public view, if `who` may see it (its owner, an admin, or anyone for an ownerless job). */
+  jobStatus(id: string, who: Principal = ANYONE): JobStatus | undefined {
+    if (!canSee(who, this.ownerOf(id))) return undefined;
     return this.score.status(id) ?? this.training.status(id);
   }
 
-  /** Every job, score jobs first, each in submission order. */
-  allJobs(): JobStatus[] {
-    return [...this.score.list(), ...this.training.list()];
+  /** Every job `who` may see, score jobs first, each in submission order. */
+  allJobs(who: Principal = ANYONE): JobStatus[] {
+    return [...this.score.list(), ...this.training.list()].filter((j) => canSee(who, this.ownerOf(j.id)));
+  }
+
+  /** A job's owner (null: ownerless), undefined for an unknown job. */
+  ownerOf(id: string): string | null | undefined {
+    for (const service of this.services) {
+      const owner = service.ownerOf(id);
+      if (owner !== undefined) return owner;
+    }
+    return undefined;
   }
 
   /** Cancels a queued or running job of any kind; false if it is unknown or already over. */

@@ -151,7 +151,8 @@ export class ScoreJobs implements JobService<ScoreJobStatus> {
 
   // ---- jobs ----------------------------------------------------------------------------------
 
-  submit(request: JobRequest, form: JobSpec['form'], dim: number, columns: JobColumns): JobRecord {
+  /** `owner`: the submitter's owner id (auth.ts), or null when the submitter role is open. */
+  submit(request: JobRequest, form: JobSpec['form'], dim: number, columns: JobColumns, owner: string | null = null): JobRecord {
     if (this.closed) throw new SubmitError('the coordinator is shutting down');
     let embedding: string | undefined;
     if (request.model !== undefined) {
@@ -174,7 +175,7 @@ export class ScoreJobs implements JobService<ScoreJobStatus> {
       ...(embedding === undefined ? {} : { embedding }),
       items: columns.ids.length, shardSize: request.shardSize, redundancy: request.redundancy, batchSize: request.batchSize, form, dim,
     };
-    const record: JobRecord = { id, spec, state: 'queued', createdAt: this.host.now() };
+    const record: JobRecord = { id, spec, state: 'queued', createdAt: this.host.now(), ...(owner === null ? {} : { owner }) };
     this.host.store.createJob(record, shards, request.meta);
     this.jobs.set(id, { record });
     this.addToTable(record);
@@ -192,6 +193,11 @@ export class ScoreJobs implements JobService<ScoreJobStatus> {
 
   has(id: string): boolean {
     return this.jobs.has(id);
+  }
+
+  ownerOf(id: string): string | null | undefined {
+    const record = this.jobs.get(id)?.record;
+    return record === undefined ? undefined : (record.owner ?? null);
   }
 
   progress(id: string): JobProgress | undefined {

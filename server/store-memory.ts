@@ -95,6 +95,7 @@ export class MemoryStore implements Store {
     if (job.error !== undefined) record.error = job.error;
     if (job.data !== undefined) record.data = job.data;
     if (job.eval !== undefined) record.eval = job.eval;
+    if (job.owner !== undefined) record.owner = job.owner;
     this.trainJobs.set(job.id, record);
   }
 

@@ -17,7 +17,8 @@ import {
   type TrainJobRecord,
 } from './store.js';
 
-const SCHEMA_VERSION = 1;
+/** 2: jobs and train_jobs have an `owner` (tenancy); a version-1 file gains the columns, its jobs stay ownerless. */
+const SCHEMA_VERSION = 2;
 
 const SCHEMA = `
 CREATE TABLE IF NOT EXISTS jobs (
@@ -27,7 +28,8 @@ CREATE TABLE IF NOT EXISTS jobs (
   state TEXT NOT NULL,
   created_at INTEGER NOT NULL,
   finished_at INTEGER,
-  error TEXT
+  error TEXT,
+  owner TEXT
 );
 CREATE TABLE IF NOT EXISTS shards (
   job_id TEXT NOT NULL,
@@ -53,7 +55,8 @@ CREATE TABLE IF NOT EXISTS train_jobs (
   model TEXT NOT NULL,
   config TEXT NOT NULL,
   data TEXT,
-  eval TEXT
+  eval TEXT,
+  owner TEXT
 );
 CREATE TABLE IF NOT EXISTS train_checkpoints (
   job_id TEXT PRIMARY KEY,
@@ -70,6 +73,7 @@ interface JobRow {
   created_at: number;
   finished_at: number | null;
   error: string | null;
+  owner: string | null;
 }
 
 interface TrainJobRow {
@@ -82,6 +86,7 @@ interface TrainJobRow {
   config: string;
   data: string | null;
   eval: string | null;
+  owner: string | null;
 }
 
 interface CheckpointRow {
@@ -167,13 +172,13 @@ function prepare(db: Database.Database) {
   return {
     insertMeta: db.prepare<[string, string]>('INSERT INTO job_meta (job_id, json) VALUES (?, ?)'),
     readMeta: db.prepare<[string], { json: string }>('SELECT json FROM job_meta WHERE job_id = ?'),
-    insertJob: db.prepare<[string, string, string, number, number | null, string | null]>(
-      'INSERT INTO jobs (id, spec, state, created_at, finished_at, error) VALUES (?, ?, ?, ?, ?, ?)',
+    insertJob: db.prepare<[string, string, string, number, number | null, string | null, string | null]>(
+      'INSERT INTO jobs (id, spec, state, created_at, finished_at, error, owner) VALUES (?, ?, ?, ?, ?, ?, ?)',
     ),
     insertShard: db.prepare<[string, number, string, string | null, Buffer | null]>(
       'INSERT INTO shards (job_id, idx, ids, texts, features) VALUES (?, ?, ?, ?, ?)',
     ),
-    listJobs: db.prepare<[], JobRow>('SELECT id, spec, state, created_at, finished_at, error FROM jobs ORDER BY seq'),
+    listJobs: db.prepare<[], JobRow>('SELECT id, spec, state, created_at, finished_at, error, owner FROM jobs ORDER BY seq'),
     items: db.prepare<[string, number], ItemsRow>('SELECT ids, texts, features FROM shards WHERE job_id = ? AND idx = ?'),
     done: db.prepare<[string], { idx: number }>('SELECT idx FROM shards WHERE job_id = ? AND scores IS NOT NULL ORDER BY idx'),
     results: db.prepare<[string, number, number], ResultRow>(
@@ -183,14 +188,14 @@ function prepare(db: Database.Database) {
     updateJob: db.prepare<[string, number | null, string | null, string]>(
       'UPDATE jobs SET state = ?, finished_at = COALESCE(?, finished_at), error = COALESCE(?, error) WHERE id = ?',
     ),
-    insertTrainJob: db.prepare<[string, string, number, number | null, string | null, string, string, string | null, string | null]>(
-      'INSERT INTO train_jobs (id, state, created_at, finished_at, error, model, config, data, eval) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)',
+    insertTrainJob: db.prepare<[string, string, number, number | null, string | null, string, string, string | null, string | null, string | null]>(
+      'INSERT INTO train_jobs (id, state, created_at, finished_at, error, model, config, data, eval, owner) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)',
     ),
     updateTrainJob: db.prepare<[string, number | null, string | null, string]>(
       'UPDATE train_jobs SET state = ?, finished_at = COALESCE(?, finished_at), error = COALESCE(?, error) WHERE id = ?',
     ),
     listTrainJobs: db.prepare<[], TrainJobRow>(
-      'SELECT id, state, created_at, finished_at, error, model, config, data, eval FROM train_jobs ORDER BY seq',
+      'SELECT id, state, created_at, finished_at, error, model, config, data, eval, owner FROM train_jobs ORDER BY seq',
     ),
     hasTrainJob: db.prepare<[string], { one: number }>('SELECT 1 AS one FROM train_jobs WHERE id = ?'),
     putCheckpoint: db.prepare<[string, number, Buffer, string]>(
@@ -226,12 +231,17 @@ export class SqliteStore implements Store {
     const version = Number(this.db.pragma('user_version', { simple: true }));
     if (version > SCHEMA_VERSION) throw new Error(`state file ${file} has schema version ${version}; this fedpool reads ${SCHEMA_VERSION}`);
     this.db.exec(SCHEMA);
+    // Files written before tenancy (schema 1) gain the owner columns; their jobs stay ownerless (visible to every submitter).
+    for (const table of ['jobs', 'train_jobs']) {
+      const columns = this.db.prepare<[], { name: string }>(`PRAGMA table_info(${table})`).all();
+      if (!columns.some((c) => c.name === 'owner')) this.db.exec(`ALTER TABLE ${table} ADD COLUMN owner TEXT`);
+    }
     this.db.pragma(`user_version = ${SCHEMA_VERSION}`);
 
     this.stmt = prepare(this.db);
 
     this.createTx = this.db.transaction((job: JobRecord, shards: readonly ShardItems[], meta: unknown) => {
-      this.stmt.insertJob.run(job.id, JSON.stringify(job.spec), job.state, job.createdAt, job.finishedAt ?? null, job.error ?? null);
+      this.stmt.insertJob.run(job.id, JSON.stringify(job.spec), job.state, job.createdAt, job.finishedAt ?? null, job.error ?? null, job.owner ?? null);
       if (meta !== undefined) this.stmt.insertMeta.run(job.id, JSON.stringify(meta));
       shards.forEach((s, i) => {
         const texts = s.prompts !== undefined && s.responses !== undefined ? JSON.stringify([s.prompts, s.responses]) : null;
@@ -254,7 +264,7 @@ export class SqliteStore implements Store {
       const config = JSON.stringify(job.config);
       if (config === undefined) throw new Error(`train job ${job.id}: config is not JSON`);
       this.stmt.insertTrainJob.run(
-        job.id, job.state, job.createdAt, job.finishedAt ?? null, job.error ?? null, job.model, config, job.data ?? null, job.eval ?? null,
+        job.id, job.state, job.createdAt, job.finishedAt ?? null, job.error ?? null, job.model, config, job.data ?? null, job.eval ?? null, job.owner ?? null,
       );
     });
 
@@ -283,6 +293,7 @@ export class SqliteStore implements Store {
       const record: JobRecord = { id: row.id, spec: parseSpec(row.spec, row.id), state: jobState(row.state), createdAt: row.created_at };
       if (row.finished_at !== null) record.finishedAt = row.finished_at;
       if (row.error !== null) record.error = row.error;
+      if (row.owner !== null) record.owner = row.owner;
       return record;
     });
   }
@@ -334,6 +345,7 @@ export class SqliteStore implements Store {
       if (row.error !== null) record.error = row.error;
       if (row.data !== null) record.data = row.data;
       if (row.eval !== null) record.eval = row.eval;
+      if (row.owner !== null) record.owner = row.owner;
       return record;
     });
   }

@@ -51,6 +51,8 @@ export interface JobRecord {
   createdAt: number;
   finishedAt?: number;
   error?: string;
+  /** The submitter that created it (auth.ts Principal.owner); absent when the submitter role was open. */
+  owner?: string;
 }
 
 /** The items of one shard, columnar. */
@@ -94,6 +96,8 @@ export interface StoreBatch {
 /** A training job (issue 4), fixed at submission; its evolving state lives in checkpoints. */
 export interface TrainJobRecord {
   id: string;
+  /** The submitter that created it (auth.ts Principal.owner); absent when the submitter role was open. */
+  owner?: string;
   state: JobState;
   /** ms since the epoch */
   createdAt: number;

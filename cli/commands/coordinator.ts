@@ -25,6 +25,7 @@ export async function run(options: Record<string, unknown>): Promise<void> {
       // Repeated flags arrive as a list; the env vars as one string.
       workerTokens: tokenList(options['workerToken']),
       clientTokens: tokenList(options['clientToken']),
+      adminTokens: tokenList(options['adminToken']),
       state: stringOption(options, 'state', './fedpool.db'),
       leaseMs: numberOption(options, 'leaseMs', 30_000),
       metricsPublic: options['metricsPublic'] === true,

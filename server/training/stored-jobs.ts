@@ -29,7 +29,7 @@ export function loadTrainingJob(record: TrainJobRecord, config: TrainConfig, sto
   } catch (e) {
     unreadable = `its data cannot be read from the state store: ${e instanceof Error ? e.message : String(e)}`;
   }
-  const job = new TrainingJob(record.id, config, record.model, data, evalData, record.createdAt);
+  const job = new TrainingJob(record.id, config, record.model, data, evalData, record.createdAt, record.owner ?? null);
   let cp: ReturnType<Store['trainCheckpoint']>;
   try {
     cp = store.trainCheckpoint(record.id);

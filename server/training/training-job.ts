@@ -73,6 +73,8 @@ export class TrainingJob {
     public data: CentralData | undefined,
     public evalData: CentralData | undefined,
     readonly createdAt: number,
+    /** The submitter that created it (auth.ts Principal.owner), null when the submitter role was open. */
+    readonly owner: string | null = null,
   ) {
     const d = config.data;
     this.numClients = d.source === 'central' ? d.partition.clients : (d.clients ?? 0);

@@ -57,7 +57,8 @@ export class TrainingService implements JobService<TrainJobStatus> {
 
   // ---- jobs ----------------------------------------------------------------------------------
 
-  submit(request: TrainJobRequest): TrainJobStatus {
+  /** `owner`: the submitter's owner id (auth.ts), or null when the submitter role is open. */
+  submit(request: TrainJobRequest, owner: string | null = null): TrainJobStatus {
     if (this.closed) throw new TrainSubmitError('the coordinator is shutting down');
     const bundle = this.host.blobs.read(request.model);
     if (bundle === undefined) throw new TrainSubmitError(`model: unknown blob ${request.model}; upload it first (PUT /api/blobs/${request.model})`);
@@ -71,9 +72,9 @@ export class TrainingService implements JobService<TrainJobStatus> {
       throw new TrainSubmitError(`eval: this model reads embeddings of ${embedding}, which only workers compute: central eval data cannot be embedded`);
     }
     const id = `t${this.now.toString(36)}${randomBytes(4).toString('hex')}`;
-    const job = new TrainingJob(id, config, request.model, data, request.eval, this.now);
+    const job = new TrainingJob(id, config, request.model, data, request.eval, this.now, owner);
     // Durable before it is acknowledged: the data as blobs, then the record.
-    const record: TrainJobRecord = { id, state: 'queued', createdAt: job.createdAt, model: request.model, config };
+    const record: TrainJobRecord = { id, state: 'queued', createdAt: job.createdAt, model: request.model, config, ...(owner === null ? {} : { owner }) };
     if (data !== undefined) record.data = this.host.blobs.put(packCentralData(data));
     if (request.eval !== undefined) record.eval = this.host.blobs.put(packCentralData(request.eval));
     this.host.store.createTrainJob(record);
@@ -406,6 +407,10 @@ export class TrainingService implements JobService<TrainJobStatus> {
 
   has(id: string): boolean {
     return this.jobs.has(id);
+  }
+
+  ownerOf(id: string): string | null | undefined {
+    return this.jobs.get(id)?.owner;
   }
 
   cancel(id: string): boolean {

@@ -100,7 +100,7 @@ test('tokens from the environment (single strings) and open mode with a warning'
   t.is((await api(env.url, '/api/jobs', { token: CLIENT_TOKEN })).status, 401);
   const w = await FakeWorker.connect(env.url, { token: 'ew' });
   w.close();
-  await t.throwsAsync(FakeWorker.connect(env.url, { token: 'ec' }), { message: /client token/ });
+  await t.throwsAsync(FakeWorker.connect(env.url, { token: 'ec' }), { message: /unknown worker token/ });
 
   const open = await startCoordinatorProcess(['--state', ':memory:'], { FEDPOOL_LOG: 'warn' });
   t.teardown(() => open.stop());
@@ -109,6 +109,10 @@ test('tokens from the environment (single strings) and open mode with a warning'
   anon.close();
   t.regex(open.stderr(), /no worker token configured/);
   t.regex(open.stderr(), /no client token configured/);
+  const admin = await startCoordinatorProcess(['--state', ':memory:'], { FEDPOOL_ADMIN_TOKEN: 'ea' });
+  t.teardown(() => admin.stop());
+  t.is((await api(admin.url, '/api/jobs', { token: 'ea' })).status, 200, 'FEDPOOL_ADMIN_TOKEN admits an admin');
+  t.is((await api(admin.url, '/api/jobs', { token: null })).status, 401, 'an admin token alone closes the submitter role');
 });
 
 test('--metrics-public serves /metrics without a token', async (t) => {

@@ -259,6 +259,39 @@ test('sqlite: a state file from before training jobs gains their tables on open'
   t.deepEqual(b.trainCheckpoint('T')?.state, stateBytes);
 });
 
+test('sqlite: a state file from before tenancy (schema 1) gains owner columns; its jobs stay ownerless; owners round-trip', (t) => {
+  const { dir, cleanup } = tempDir();
+  t.teardown(cleanup);
+  const file = join(dir, 'state.db');
+  const a = new SqliteStore(file);
+  a.createJob(job('OLD'), featureShards);
+  a.createTrainJob(trainJob('TOLD'));
+  a.close();
+  const db = new Database(file);
+  db.exec('ALTER TABLE jobs DROP COLUMN owner; ALTER TABLE train_jobs DROP COLUMN owner;');
+  db.pragma('user_version = 1');
+  db.close();
+  const b = new SqliteStore(file);
+  t.teardown(() => b.close());
+  t.is(b.listJobs()[0]?.owner, undefined);
+  t.is(b.listTrainJobs()[0]?.owner, undefined);
+  b.createJob({ ...job('NEW'), owner: 'o1' }, featureShards);
+  b.createTrainJob(trainJob('TNEW', { owner: 'o2' }));
+  t.deepEqual(b.listJobs().map((j) => [j.id, j.owner]), [['OLD', undefined], ['NEW', 'o1']]);
+  t.deepEqual(b.listTrainJobs().map((j) => [j.id, j.owner]), [['TOLD', undefined], ['TNEW', 'o2']]);
+  const check = new Database(file, { readonly: true });
+  t.teardown(() => check.close());
+  t.is(check.pragma('user_version', { simple: true }), 2);
+});
+
+test('memory store: owners round-trip', (t) => {
+  const m = new MemoryStore();
+  m.createJob({ ...job('J'), owner: 'o1' }, featureShards);
+  m.createTrainJob(trainJob('T', { owner: 'o2' }));
+  t.is(m.listJobs()[0]?.owner, 'o1');
+  t.is(m.listTrainJobs()[0]?.owner, 'o2');
+});
+
 test('sqlite: a state file from a newer fedpool is refused', (t) => {
   const { dir, cleanup } = tempDir();
   t.teardown(cleanup);

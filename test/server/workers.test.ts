@@ -86,7 +86,7 @@ test('wrong, missing and client tokens are refused in the handshake with a reaso
   const good = await worker(t, c.url, { delayMs: 5 });
   good.pull(2);
   t.is(await refusal(c.url, { token: 'guess' }), 'unauthorized: unknown worker token');
-  t.is(await refusal(c.url, { token: CLIENT_TOKEN }), 'unauthorized: this is a client token; workers need a worker token');
+  t.is(await refusal(c.url, { token: CLIENT_TOKEN }), 'unauthorized: unknown worker token', 'a client token is not confirmed as one');
   t.is(await refusal(c.url, {}), 'unauthorized: this coordinator needs a worker token');
   t.is(await refusal(c.url, { token: 42 }), 'unauthorized: this coordinator needs a worker token');
   await waitForJob(c.url, id);
