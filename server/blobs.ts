@@ -29,9 +29,54 @@ export class BlobHashMismatchError extends Error {
 /**
  * Content-addressed blobs over the store's raw blob methods: a blob is stored only under the
  * sha-256 of its bytes, so a hash names exactly one content and workers can cache by it.
+ *
+ * Stored bytes are trusted only while they still hash to their name (docs/security.md, "Storage integrity"): verify()
+ * hashes a blob before it is served or confirmed (HEAD), once per version of the file (the store's stamp: size,
+ * modification time), in 1 MiB steps that yield to the event loop; a blob that fails is removed, so the submitter's
+ * next HEAD says 404 and its re-upload stores the right bytes.
  */
 export class BlobStore {
+  /** Blobs known to hash to their name, with the stamp they had when they did. */
+  private readonly verified = new Map<string, string>();
+  private readonly verifying = new Map<string, Promise<boolean>>();
+
   constructor(private readonly store: Store) {}
+
+  /** Whether the blob is present and its bytes hash to `hash`; a blob that does not is removed. Never blocks the loop for long. */
+  verify(hash: string): Promise<boolean> {
+    if (!isSha256(hash)) return Promise.resolve(false);
+    const stamp = this.store.blobStamp(hash);
+    if (stamp === undefined) return Promise.resolve(false);
+    if (this.verified.get(hash) === stamp) return Promise.resolve(true);
+    let pending = this.verifying.get(hash);
+    if (pending === undefined) {
+      pending = this.hashStored(hash, stamp).finally(() => this.verifying.delete(hash));
+      this.verifying.set(hash, pending);
+    }
+    return pending;
+  }
+
+  private async hashStored(hash: string, stamp: string): Promise<boolean> {
+    const total = this.store.blobSize(hash) ?? 0;
+    const hasher = createHash('sha256');
+    for (let offset = 0; offset < total; offset += BLOB_CHUNK_BYTES) {
+      hasher.update(this.store.readBlob(hash, offset, Math.min(BLOB_CHUNK_BYTES, total - offset)));
+      await new Promise<void>((resolve) => setImmediate(resolve));
+    }
+    if (hasher.digest('hex') === hash && this.store.blobStamp(hash) === stamp) {
+      this.verified.set(hash, stamp);
+      return true;
+    }
+    // Bytes that no longer hash to their name (or that changed while hashed): not served, not confirmed, removed.
+    this.verified.delete(hash);
+    this.store.deleteBlob(hash);
+    return false;
+  }
+
+  private trust(hash: string): void {
+    const stamp = this.store.blobStamp(hash);
+    if (stamp !== undefined) this.verified.set(hash, stamp);
+  }
 
   has(hash: string): boolean {
     return isSha256(hash) && this.store.hasBlob(hash);
@@ -50,7 +95,12 @@ export class BlobStore {
   /** Stores `bytes`, returning their hash. */
   put(bytes: Uint8Array): string {
     const hash = sha256Hex(bytes);
+    // A stored copy that does not match these bytes (a damaged file) is replaced.
+    if (this.store.hasBlob(hash) && this.verified.get(hash) !== this.store.blobStamp(hash) && sha256Hex(this.read(hash) ?? new Uint8Array(0)) !== hash) {
+      this.store.deleteBlob(hash);
+    }
     this.store.putBlob(hash, [bytes]);
+    this.trust(hash);
     return hash;
   }
 
@@ -72,7 +122,10 @@ export class BlobStore {
     }
     const actual = hasher.digest('hex');
     if (actual !== expected) throw new BlobHashMismatchError(expected, actual);
+    // A stored copy that fails its hash is removed by verify(), so this upload replaces it.
+    if (this.store.hasBlob(actual)) await this.verify(actual);
     this.store.putBlob(actual, chunks);
+    this.trust(actual);
     return { hash: actual, size };
   }
 

@@ -93,8 +93,10 @@ export class Api {
     this.route('GET', '/metrics', 'metrics', async (_req, res) => {
       send(res, 200, await o.metrics.registry.metrics(), o.metrics.registry.contentType);
     });
-    this.route('HEAD', '/api/blobs/:hash', 'submitter', (_req, res, p) => {
-      const size = isSha256(p.hash ?? '') ? jobs.blobs.size(p.hash ?? '') : undefined;
+    // HEAD confirms a blob only if its bytes still hash to its name (a damaged one is removed: 404, upload it again).
+    this.route('HEAD', '/api/blobs/:hash', 'submitter', async (_req, res, p) => {
+      const hash = p.hash ?? '';
+      const size = (await jobs.blobs.verify(hash)) ? jobs.blobs.size(hash) : undefined;
       res.writeHead(size === undefined ? 404 : 200, size === undefined ? {} : { 'content-length': size, 'content-type': 'application/octet-stream' });
       res.end();
     });

@@ -157,6 +157,14 @@ export class JobRegistry {
     return counts;
   }
 
+  /** A stored blob no longer hashed to its name and was removed: the jobs that need it fail, saying so. */
+  blobDamaged(hash: string): void {
+    const error = `blob ${hash} was damaged on the coordinator (its bytes no longer hash to its name) and was removed; upload it again (fedpool does on the next submission) and resubmit`;
+    this.log.error({ blob: hash }, 'stored blob failed its hash check and was removed');
+    for (const service of this.services) service.failJobsUsing(hash, error);
+    this.pump();
+  }
+
   // ---- worker events -------------------------------------------------------------------------
 
   /** A worker said hello: it joins the registry and the lease table with the job keys it serves. */

@@ -20,6 +20,8 @@ export interface JobService<S extends JobStatusBase = JobStatusBase> {
   list(): S[];
   /** Cancels a queued or running job; false if it is unknown or already over. */
   cancel(id: string): boolean;
+  /** Fails its running jobs that need blob `hash` (damaged on the coordinator, so removed) with `error`. */
+  failJobsUsing(hash: string, error: string): void;
   /** The submitter that owns the job (auth.ts Principal.owner): a string, null for an ownerless job, undefined for an unknown one. */
   ownerOf(id: string): string | null | undefined;
   /** The lease message for a grant of one of its shards; throws when the shard cannot be sent (the registry fails the job). */

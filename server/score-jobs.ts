@@ -195,6 +195,10 @@ export class ScoreJobs implements JobService<ScoreJobStatus> {
     return this.jobs.has(id);
   }
 
+  failJobsUsing(hash: string, error: string): void {
+    for (const { record } of this.jobs.values()) if (record.spec.model === hash && !isTerminal(record.state)) this.host.table.failJob(record.id, error);
+  }
+
   ownerOf(id: string): string | null | undefined {
     const record = this.jobs.get(id)?.record;
     return record === undefined ? undefined : (record.owner ?? null);

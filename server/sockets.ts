@@ -217,8 +217,11 @@ class WorkerSession {
 
   private async sendBlob(hash: string): Promise<void> {
     const { jobs, metrics } = this.owner;
-    if (!jobs.blobs.has(hash)) {
+    const present = jobs.blobs.has(hash);
+    if (!present || !(await jobs.blobs.verify(hash))) {
       sendMessage(this.socket, { type: 'error', code: 'not-found', message: `no blob ${hash}`, ref: hash });
+      // A blob that was there but no longer hashes to its name was removed: the jobs that need it cannot go on.
+      if (present) jobs.blobDamaged(hash);
       return;
     }
     for (const chunk of jobs.blobs.chunks(hash)) {

@@ -147,6 +147,15 @@ export class MemoryStore implements Store {
     this.blobs.set(hash, bytes);
   }
 
+  blobStamp(hash: string): string | undefined {
+    const bytes = this.blobs.get(hash);
+    return bytes === undefined ? undefined : `memory:${bytes.byteLength}`;
+  }
+
+  deleteBlob(hash: string): void {
+    this.blobs.delete(hash);
+  }
+
   readBlob(hash: string, offset: number, length: number): Uint8Array<ArrayBuffer> {
     const bytes = this.blobs.get(hash);
     if (bytes === undefined) throw new Error(`no blob ${hash}`);

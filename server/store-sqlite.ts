@@ -378,6 +378,19 @@ export class SqliteStore implements Store {
     }
   }
 
+  blobStamp(hash: string): string | undefined {
+    try {
+      const s = statSync(this.blobPath(hash), { bigint: true });
+      return `${s.size}:${s.mtimeNs}:${s.ino}`;
+    } catch {
+      return undefined;
+    }
+  }
+
+  deleteBlob(hash: string): void {
+    rmSync(this.blobPath(hash), { force: true });
+  }
+
   putBlob(hash: string, chunks: readonly Uint8Array[]): void {
     const path = this.blobPath(hash);
     if (existsSync(path)) return;

@@ -144,6 +144,13 @@ export interface Store {
   /** Stores bytes already verified to hash to `hash` (a no-op if present). */
   putBlob(hash: string, chunks: readonly Uint8Array[]): void;
   readBlob(hash: string, offset: number, length: number): Uint8Array<ArrayBuffer>;
+  /**
+   * What changes when a blob's bytes change behind the store's back (file size and modification time), so a blob
+   * verified once need not be hashed again until it does; undefined when absent.
+   */
+  blobStamp(hash: string): string | undefined;
+  /** Removes a blob (one whose bytes no longer hash to its name); a no-op if absent. */
+  deleteBlob(hash: string): void;
   /** Records a new training job (its data blobs are put first). */
   createTrainJob(job: TrainJobRecord): void;
   /** A training job's state change (error/finishedAt as in JobUpdate). */

@@ -409,6 +409,10 @@ export class TrainingService implements JobService<TrainJobStatus> {
     return this.jobs.has(id);
   }
 
+  failJobsUsing(hash: string, error: string): void {
+    for (const job of this.jobs.values()) if (job.modelHash === hash && !isTerminal(job.state)) this.finish(job, 'failed', error);
+  }
+
   ownerOf(id: string): string | null | undefined {
     return this.jobs.get(id)?.owner;
   }

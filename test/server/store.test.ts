@@ -2,7 +2,7 @@
 import test, { type ThrowsAnyExpectation, type ThrowsExpectation } from 'ava';
 import Database from 'better-sqlite3';
 import { createHash } from 'node:crypto';
-import { existsSync, readdirSync } from 'node:fs';
+import { existsSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { BLOB_CHUNK_BYTES, BlobHashMismatchError, BlobStore, BlobTooLargeError } from '../../server/blobs.js';
 import { MemoryStore } from '../../server/store-memory.js';
@@ -310,4 +310,48 @@ test('memory store is not durable and refuses use after close', (t) => {
   t.throws(() => s.listJobs(), { message: /closed/ });
   t.throws(() => s.listTrainJobs(), { message: /closed/ });
   t.throws(() => s.createTrainJob(trainJob('T')), { message: /closed/ });
+});
+
+test('blobs: a stored blob is trusted only while it hashes to its name; a damaged one is removed and a re-upload replaces it', async (t) => {
+  const { dir, cleanup } = tempDir();
+  t.teardown(cleanup);
+  const store = new SqliteStore(join(dir, 'state.db'));
+  t.teardown(() => store.close());
+  let reads = 0;
+  const counting = new Proxy(store, {
+    get(target, key, receiver) {
+      if (key === 'readBlob') return (h: string, o: number, n: number) => (reads++, target.readBlob(h, o, n));
+      return Reflect.get(target, key, receiver) as unknown;
+    },
+  });
+  const blobs = new BlobStore(counting);
+  const bytes = Uint8Array.from({ length: 3 * BLOB_CHUNK_BYTES + 17 }, (_, i) => (i * 31) % 251);
+  const hash = createHash('sha256').update(bytes).digest('hex');
+  async function* body(): AsyncGenerator<Uint8Array> {
+    yield bytes;
+  }
+  await blobs.receive(body(), hash, bytes.byteLength);
+  t.true(await blobs.verify(hash));
+  t.is(reads, 0, 'what this process wrote and hashed is not hashed again');
+
+  // Damage the file in place, keeping its size (a flipped byte on disk).
+  const file = join(dir, 'state.db.blobs', hash);
+  const damaged = Uint8Array.from(bytes);
+  damaged[BLOB_CHUNK_BYTES + 5] ^= 0xff;
+  writeFileSync(file, damaged);
+  t.false(await blobs.verify(hash), 'the damaged bytes fail their hash');
+  t.is(reads, 4, 'hashed in 1 MiB steps');
+  t.false(existsSync(file), 'and are removed');
+  t.false(blobs.has(hash));
+
+  await blobs.receive(body(), hash, bytes.byteLength);
+  t.true(await blobs.verify(hash));
+  t.deepEqual(blobs.read(hash), bytes, 'the re-upload stored the right bytes');
+
+  // A damaged file that is still there when the right bytes arrive is replaced, not kept.
+  writeFileSync(file, damaged);
+  await blobs.receive(body(), hash, bytes.byteLength);
+  t.deepEqual(blobs.read(hash), bytes);
+  t.false(await blobs.verify('f'.repeat(64)), 'an absent blob does not verify');
+  t.false(await blobs.verify('../etc'), 'nor a name that is not a hash');
 });
