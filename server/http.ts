@@ -27,6 +27,25 @@ export interface ApiOptions {
 
 export const DEFAULT_MAX_JSON_BYTES = 256 * 1024 * 1024;
 export const DEFAULT_MAX_BLOB_BYTES = 512 * 1024 * 1024;
+/** Deepest JSON nesting a request body may have (job items are 3 deep, a train.json about 5). */
+const MAX_JSON_DEPTH = 64;
+
+/** The nesting depth of a parsed JSON value, counted without recursion and only up to `limit` + 1. */
+function nestingDepth(value: unknown, limit: number): number {
+  let deepest = 0;
+  const stack: Array<[unknown, number]> = [[value, 0]];
+  while (stack.length > 0) {
+    const [v, d] = stack.pop() as [unknown, number];
+    if (typeof v !== 'object' || v === null) continue;
+    if (d + 1 > deepest) deepest = d + 1;
+    if (deepest > limit) return deepest;
+    for (const child of Array.isArray(v) ? v : Object.values(v as Record<string, unknown>)) {
+      if (typeof child === 'object' && child !== null) stack.push([child, d + 1]);
+    }
+  }
+  return deepest;
+}
+
 /** Shards read from the store per write while streaming results. */
 const RESULT_SHARDS_PER_WRITE = 64;
 
@@ -164,10 +183,6 @@ export class Api {
       if (m === null) continue;
       pathMatched = true;
       if (route.method !== method) continue;
-      const params: Params = {};
-      route.keys.forEach((k, i) => {
-        params[k] = decodeURIComponent(m[i + 1] ?? '');
-      });
       let who: Principal = NOBODY;
       if (route.access === 'submitter' || (route.access === 'metrics' && !this.o.metricsPublic)) {
         const result = this.o.auth.check('submitter', bearerToken(req.headers.authorization));
@@ -177,6 +192,15 @@ export class Api {
         }
         who = result.principal;
       }
+      // Path parameters are decoded only for callers that passed authentication; a malformed one is a 400.
+      const params: Params = {};
+      route.keys.forEach((k, i) => {
+        try {
+          params[k] = decodeURIComponent(m[i + 1] ?? '');
+        } catch {
+          throw new HttpError(400, `${k}: invalid percent-encoding in the path`);
+        }
+      });
       if (this.closing && method !== 'GET' && method !== 'HEAD') throw new HttpError(503, 'the coordinator is shutting down');
       await route.handler(req, res, params, url, who);
       return;
@@ -258,6 +282,9 @@ export class Api {
     } catch (e) {
       throw new HttpError(400, `body is not valid JSON: ${e instanceof Error ? e.message : String(e)}`);
     }
+    // Validators recurse: a body nested thousands deep would overflow their stack (a 500) instead of being refused.
+    const depth = nestingDepth(value, MAX_JSON_DEPTH);
+    if (depth > MAX_JSON_DEPTH) throw new HttpError(400, `body: nested deeper than ${MAX_JSON_DEPTH} levels`);
     if (typeof value === 'object' && value !== null && Reflect.get(value, 'kind') === 'train') {
       const t = parseTrainJobRequest(value);
       if (!t.ok) throw new HttpError(400, t.error);

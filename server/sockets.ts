@@ -204,7 +204,9 @@ class WorkerSession {
       return;
     }
     if (this.workerId !== undefined) {
-      this.refuse({ type: 'error', code: 'already-registered', message: 'hello was already received on this connection', ref: this.workerId });
+      // Answered the way the hello asked (its ack, if it wanted one), and counted as a protocol error.
+      this.count('already-registered');
+      answer({ type: 'error', code: 'already-registered', message: 'hello was already received on this connection', ref: this.workerId });
       return;
     }
     const { jobs, options } = this.owner;

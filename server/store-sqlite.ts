@@ -222,6 +222,10 @@ export class SqliteStore implements Store {
   private readonly checkpointTx: (jobId: string, checkpoint: TrainCheckpoint) => void;
 
   constructor(file: string) {
+    // SQLite takes an empty file for a new database: a state file truncated to nothing would silently start over.
+    if (existsSync(file) && statSync(file).size === 0) {
+      throw new Error('the file is empty (0 bytes), so it is not a fedpool state file (a truncated one?); move it away to start a new state');
+    }
     this.db = new Database(file);
     this.blobDir = `${file}.blobs`;
     this.db.pragma('journal_mode = WAL');

@@ -41,6 +41,9 @@ test('hello without an ack gets a welcome event; a second hello is refused', asy
   socket.emit('hello', hello);
   await until(() => got.length === 2, 'error');
   t.like(got[1], { type: 'error', code: 'already-registered' });
+  // A second hello that asks for an ack gets its answer in the ack, like the first would have.
+  const acked = await socket.timeout(10_000).emitWithAck('hello', hello);
+  t.like(decodeMessage(acked), { type: 'error', code: 'already-registered' });
   const workers = (await (await api(c.url, '/api/workers', { token: null })).json()) as { name: string; backend: string; threads: number }[];
   t.like(workers[0], { name: 'no-ack', backend: 'wasm', threads: 2 });
 });

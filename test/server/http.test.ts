@@ -76,6 +76,24 @@ test('unknown paths are 404 and wrong methods 405, as JSON', async (t) => {
   t.is((await api(c.url, '/api/jobs/nope')).status, 404);
   t.is((await api(c.url, '/api/jobs/nope/results')).status, 404);
   t.is((await api(c.url, '/api/jobs/nope', { method: 'DELETE' })).status, 404);
+  // A malformed percent-encoding is the caller's error, after authentication, and never a stack trace.
+  const pct = await api(c.url, '/api/jobs/%');
+  t.is(pct.status, 400);
+  t.is(await errorOf(pct), 'id: invalid percent-encoding in the path');
+  t.is((await api(c.url, '/api/jobs/%', { token: null })).status, 401, 'checked after the token');
+});
+
+test('a body nested deeper than 64 levels is a 400, not a stack overflow', async (t) => {
+  const deep = 100_000;
+  const body = `{"kind":"score","model":"${model}","items":[{"id":"x","features":[1]}],"meta":${'['.repeat(deep)}${']'.repeat(deep)}}`;
+  const res = await api(c.url, '/api/jobs', { method: 'POST', body, headers: { 'content-type': 'application/json' } });
+  t.is(res.status, 400);
+  t.is(await errorOf(res), 'body: nested deeper than 64 levels');
+  const ok = await api(c.url, '/api/jobs', {
+    method: 'POST', headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ kind: 'score', model, items: [{ id: 'x', features: [1] }], meta: { a: { b: { c: [[[1]]] } } } }),
+  });
+  t.is(ok.status, 201, 'ordinary nesting is fine');
 });
 
 test('blobs: PUT verifies the sha-256, HEAD reports presence', async (t) => {

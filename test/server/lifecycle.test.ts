@@ -1,5 +1,6 @@
 // The coordinator process's life: restart on the same SQLite state, SIGTERM/SIGINT, start-up errors, token sources.
 import test from 'ava';
+import { statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { runFedpool as runCli } from '../helpers/processes.js';
 import {
@@ -91,6 +92,14 @@ test('start-up errors are one line: port in use, unopenable state file', async (
   const bad = await runCli(['coordinator', '--port', '0', '--state', '/nonexistent-dir/deeper/state.db']);
   t.is(bad.status, 1);
   t.regex(bad.stderr, /^fedpool coordinator: cannot open state file \/nonexistent-dir\/deeper\/state\.db: .+\n$/);
+  const { dir, cleanup } = tempDir();
+  t.teardown(cleanup);
+  const empty = join(dir, 'empty.db');
+  writeFileSync(empty, '');
+  const zero = await runCli(['coordinator', '--port', '0', '--state', empty]);
+  t.is(zero.status, 1);
+  t.is(zero.stderr, `fedpool coordinator: cannot open state file ${empty}: the file is empty (0 bytes), so it is not a fedpool state file (a truncated one?); move it away to start a new state\n`);
+  t.is(statSync(empty).size, 0, 'and it is left as it was');
 });
 
 test('tokens from the environment (single strings) and open mode with a warning', async (t) => {
