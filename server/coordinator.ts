@@ -10,6 +10,7 @@ import { heartbeatMsFor, WorkerSockets } from './sockets.js';
 import { MemoryStore } from './store-memory.js';
 import { SqliteStore } from './store-sqlite.js';
 import type { Store } from './store.js';
+import type { RateLimit } from './rate-limit.js';
 
 export interface CoordinatorOptions {
   host?: string;
@@ -29,6 +30,10 @@ export interface CoordinatorOptions {
   maxBlobBytes?: number;
   /** Speculative duplicate leases near a job's end (default true). */
   speculative?: boolean;
+  /** Frames one worker connection may send (default sockets.ts DEFAULT_FRAME_RATE). */
+  frameRate?: RateLimit;
+  /** A client must send its request headers within this (default 10 s): slow-header connections are closed. */
+  headersTimeoutMs?: number;
 }
 
 export interface Coordinator {
@@ -93,9 +98,13 @@ export async function startCoordinator(options: CoordinatorOptions = {}): Promis
     jobs, auth, metrics, logger, metricsPublic: options.metricsPublic ?? false,
     maxJsonBytes: options.maxJsonBytes ?? DEFAULT_MAX_JSON_BYTES, maxBlobBytes: options.maxBlobBytes ?? DEFAULT_MAX_BLOB_BYTES,
   });
-  const http = createServer(api.handle);
+  // Node checks header deadlines every connectionsCheckingInterval: check often enough for the deadline to mean something.
+  const headersTimeout = options.headersTimeoutMs ?? 10_000;
+  const http = createServer({ headersTimeout, connectionsCheckingInterval: Math.min(1_000, headersTimeout) }, api.handle);
   http.keepAliveTimeout = 5000;
-  const sockets = new WorkerSockets(http, jobs, auth, metrics, { leaseMs, heartbeatMs: heartbeatMsFor(leaseMs), maxFrameBytes, logger });
+  const sockets = new WorkerSockets(http, jobs, auth, metrics, {
+    leaseMs, heartbeatMs: heartbeatMsFor(leaseMs), maxFrameBytes, logger, ...(options.frameRate === undefined ? {} : { frameRate: options.frameRate }),
+  });
   jobs.sink = sockets;
 
   try {

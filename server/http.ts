@@ -27,6 +27,9 @@ export interface ApiOptions {
 
 export const DEFAULT_MAX_JSON_BYTES = 256 * 1024 * 1024;
 export const DEFAULT_MAX_BLOB_BYTES = 512 * 1024 * 1024;
+/** How long one rendering of /metrics is served to every scraper. */
+const METRICS_TTL_MS = 1_000;
+
 /** Deepest JSON nesting a request body may have (job items are 3 deep, a train.json about 5). */
 const MAX_JSON_DEPTH = 64;
 
@@ -96,6 +99,7 @@ function scoreText(v: number): string {
 export class Api {
   private readonly routes: Route[] = [];
   private readonly streams = new Set<ServerResponse>();
+  private metricsCache: { at: number; text: Promise<string> } | undefined;
   private closing = false;
 
   constructor(private readonly o: ApiOptions) {
@@ -110,7 +114,7 @@ export class Api {
       });
     });
     this.route('GET', '/metrics', 'metrics', async (_req, res) => {
-      send(res, 200, await o.metrics.registry.metrics(), o.metrics.registry.contentType);
+      send(res, 200, await this.metricsText(), o.metrics.registry.contentType);
     });
     // HEAD confirms a blob only if its bytes still hash to its name (a damaged one is removed: 404, upload it again).
     this.route('HEAD', '/api/blobs/:hash', 'submitter', async (_req, res, p) => {
@@ -211,6 +215,21 @@ export class Api {
       return;
     }
     json(res, 404, { error: `not found: ${method} ${url.pathname}` });
+  }
+
+  /**
+   * The Prometheus text, computed at most once a second and shared by every request meanwhile: thousands of
+   * concurrent scrapes cost one rendering, not thousands (docs/security.md, "Rate limits").
+   */
+  private metricsText(): Promise<string> {
+    const now = Date.now();
+    if (this.metricsCache !== undefined && now - this.metricsCache.at < METRICS_TTL_MS) return this.metricsCache.text;
+    const text = this.o.metrics.registry.metrics();
+    this.metricsCache = { at: now, text };
+    text.catch(() => {
+      if (this.metricsCache?.text === text) this.metricsCache = undefined;
+    });
+    return text;
   }
 
   private job(id: string, who: Principal) {

@@ -18,6 +18,7 @@ import {
   type WorkerToCoordinatorEvents,
 } from '../shared/protocol/index.js';
 import type { Auth } from './auth.js';
+import { TokenBucket, type RateLimit } from './rate-limit.js';
 import type { Metrics } from './metrics.js';
 import type { LeaseSink, JobRegistry } from './job-registry.js';
 
@@ -29,7 +30,16 @@ export interface SocketOptions {
   heartbeatMs: number;
   maxFrameBytes: number;
   logger: Logger;
+  /** Frames one connection may send: a sender over it is disconnected (default DEFAULT_FRAME_RATE). */
+  frameRate?: RateLimit;
 }
+
+/**
+ * Per-connection frame budget. A busy honest worker sends a result, a pull and now and then a heartbeat per shard; at
+ * the coordinator's target of tens of microseconds per shard a few thousand frames a second is the most one worker
+ * earns, so a sender far above that is flooding (docs/security.md, "Rate limits").
+ */
+export const DEFAULT_FRAME_RATE: RateLimit = { perSecond: 5_000, burst: 10_000 };
 
 type WorkerSocket = Socket<WorkerToCoordinatorEvents, CoordinatorToWorkerEvents>;
 
@@ -128,6 +138,21 @@ class WorkerSession {
     readonly socket: WorkerSocket,
   ) {
     this.log = owner.options.logger.child({ socket: socket.id });
+    // Every incoming packet, before it is decoded or dispatched, spends from the connection's budget.
+    const bucket = new TokenBucket(owner.options.frameRate ?? DEFAULT_FRAME_RATE);
+    let flooded = false;
+    socket.use((_packet, next) => {
+      if (flooded) return;
+      if (bucket.take()) {
+        next();
+        return;
+      }
+      flooded = true;
+      this.log.warn({ worker: this.workerId }, 'frame rate over the limit; disconnecting');
+      owner.metrics.protocolErrors.inc({ code: 'rate-limited' });
+      this.send({ type: 'error', code: 'rate-limited', message: 'more frames per second than this coordinator allows one connection; disconnecting' });
+      setImmediate(() => socket.disconnect(true));
+    });
     const decode = { direction: 'worker' as const, maxBytes: owner.options.maxFrameBytes };
     const on = <T extends WorkerMessageType>(type: T, handler: MessageHandler<T>, needsHello = true): void => {
       onMessage(

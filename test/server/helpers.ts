@@ -275,3 +275,10 @@ export class FakeWorker {
     this.socket.close();
   }
 }
+
+/** A feature job's results are every item, in input order, with the fake workers' score (within float32 rounding). */
+export async function checkResults(t: { deepEqual: (a: unknown, b: unknown) => void; true: (v: boolean) => void }, url: string, id: string, items: { id: string; features: number[] }[]): Promise<void> {
+  const r = await results(url, id);
+  t.deepEqual(r.map((x) => x.id), items.map((x) => x.id));
+  t.true(r.every((x, i) => Math.abs(x.score - expectedScore(items[i] as { features: number[] })) <= 1e-6));
+}

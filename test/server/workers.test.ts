@@ -8,9 +8,8 @@ import {
   FakeWorker,
   WORKER_TOKEN,
   api,
-  expectedScore,
+  checkResults,
   featureItems,
-  results,
   sleep,
   startCoordinatorProcess,
   submitJob,
@@ -73,11 +72,6 @@ async function refusal(url: string, auth: Record<string, unknown>): Promise<stri
   }
 }
 
-async function checkResults(t: { deepEqual: (a: unknown, b: unknown) => void; true: (v: boolean) => void }, url: string, id: string, items: { id: string; features: number[] }[]): Promise<void> {
-  const r = await results(url, id);
-  t.deepEqual(r.map((x) => x.id), items.map((x) => x.id));
-  t.true(r.every((x, i) => Math.abs(x.score - expectedScore(items[i] as { features: number[] })) <= 1e-6));
-}
 
 test('wrong, missing and client tokens are refused in the handshake with a reason; a running job is unaffected', async (t) => {
   const { c, model } = await coordinator(t);
