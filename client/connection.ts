@@ -88,6 +88,24 @@ export function isTokenRefusal(message: string): boolean {
   return /unauthori[sz]ed|token/i.test(message);
 }
 
+/**
+ * Why the coordinator refuses `token` for a worker (GET /api/worker-auth, the check its websocket upgrade makes), or
+ * undefined when it accepts the token or cannot say (unreachable, an older coordinator without the route).
+ */
+async function upgradeRefusal(url: string, token: string | undefined): Promise<string | undefined> {
+  try {
+    const res = await fetch(new URL('/api/worker-auth', url), {
+      headers: token === undefined ? {} : { authorization: `Bearer ${token}` },
+      signal: AbortSignal.timeout(10_000),
+    });
+    if (res.status !== 401) return undefined;
+    const body = (await res.json()) as { error?: unknown };
+    return typeof body.error === 'string' ? body.error : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
 // ---- sessions ------------------------------------------------------------------------------------
 
 /** One welcomed connection. `send` refuses (returns false) once the session is over. */
@@ -270,7 +288,10 @@ export class Connection {
     if (this.stopped) return;
     const { url, token, handlers } = this.options;
     const socket: WorkerSocket = io(url, {
+      // The coordinator checks the token in the websocket upgrade (the header), before any frame is read; `auth`
+      // carries it too, for coordinators that check it in the socket.io handshake.
       auth: token === undefined ? {} : { token },
+      extraHeaders: token === undefined ? {} : { authorization: `Bearer ${token}` },
       transports: ['websocket'],
       reconnection: false,
       forceNew: true,
@@ -301,8 +322,21 @@ export class Connection {
     socket.on('connect_error', (err) => {
       // `active` is false when the server refused us in its middleware (no transport problem): a token refusal is
       // final; anything else the server said is retried like a network error.
-      if (!socket.active && isTokenRefusal(err.message)) this.fatal(new TokenRefusedError(err.message));
-      else end(`cannot connect: ${err.message}`, true);
+      if (!socket.active && isTokenRefusal(err.message)) {
+        this.fatal(new TokenRefusedError(err.message));
+        return;
+      }
+      if (Reflect.get(err, 'type') !== 'TransportError') {
+        end(`cannot connect: ${err.message}`, true);
+        return;
+      }
+      // A refused websocket upgrade is a bare HTTP 400, like a broken transport: ask the coordinator whether it was
+      // the token (final) or something a retry may fix.
+      void upgradeRefusal(url, token).then((reason) => {
+        if (ended || this.stopped) return;
+        if (reason !== undefined) this.fatal(new TokenRefusedError(reason));
+        else end(`cannot connect: ${err.message}`, true);
+      });
     });
     socket.on('disconnect', (reason) => end(`connection lost: ${reason}`, true));
     socket.on('connect', () => {

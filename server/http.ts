@@ -105,6 +105,12 @@ export class Api {
   constructor(private readonly o: ApiOptions) {
     const jobs = o.jobs;
     this.route('GET', '/healthz', 'none', (_req, res) => json(res, 200, { ok: true }));
+    // Why a worker's websocket upgrade was refused (the upgrade itself can only answer a bare 400): the same check.
+    this.route('GET', '/api/worker-auth', 'none', (req, res) => {
+      const result = o.auth.check('worker', bearerToken(req.headers.authorization));
+      if (result.ok) json(res, 200, { ok: true });
+      else json(res, result.status, { error: result.reason }, { 'www-authenticate': 'Bearer' });
+    });
     this.route('GET', '/', 'none', (_req, res) => {
       const nonce = randomBytes(16).toString('base64');
       send(res, 200, dashboardHtml(nonce), 'text/html; charset=utf-8', {

@@ -17,7 +17,7 @@ import {
   type WorkerMessageType,
   type WorkerToCoordinatorEvents,
 } from '../shared/protocol/index.js';
-import type { Auth } from './auth.js';
+import { bearerToken, type Auth } from './auth.js';
 import { TokenBucket, type RateLimit } from './rate-limit.js';
 import type { Metrics } from './metrics.js';
 import type { LeaseSink, JobRegistry } from './job-registry.js';
@@ -73,15 +73,19 @@ export class WorkerSockets implements LeaseSink {
       // Leases and model chunks are large binary frames; the protocol caps frames at maxFrameBytes.
       maxHttpBufferSize: options.maxFrameBytes,
       perMessageDeflate: false,
-    });
-    this.io.use((socket, next) => {
-      const token: unknown = Reflect.get(socket.handshake.auth, 'token');
-      const result = auth.check('worker', token);
-      if (result.ok) next();
-      else {
-        options.logger.warn({ address: socket.handshake.address, reason: result.reason }, 'worker refused');
-        next(new Error(result.reason));
-      }
+      // The worker token travels in the upgrade request's Authorization header and is checked before the websocket
+      // exists: a stranger cannot make the coordinator buffer a single frame, let alone one of maxFrameBytes
+      // (docs/security.md). The refusal is a bare HTTP 400; a worker learns why from GET /api/worker-auth.
+      allowRequest: (req, callback) => {
+        const result = auth.check('worker', bearerToken(req.headers.authorization));
+        if (result.ok) {
+          callback(null, true);
+          return;
+        }
+        options.logger.warn({ address: req.socket.remoteAddress, reason: result.reason }, 'worker refused');
+        metrics.protocolErrors.inc({ code: 'unauthorized' });
+        callback(result.reason, false);
+      },
     });
     this.io.on('connection', (socket) => {
       if (this.closing) {

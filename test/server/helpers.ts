@@ -209,7 +209,8 @@ export class FakeWorker {
 
   static async connect(url: string, options: FakeWorkerOptions = {}): Promise<FakeWorker> {
     const socket: ClientSocket<CoordinatorToWorkerEvents, WorkerToCoordinatorEvents> = io(url, {
-      auth: { token: options.token ?? WORKER_TOKEN }, transports: ['websocket'], reconnection: false, forceNew: true,
+      auth: { token: options.token ?? WORKER_TOKEN }, extraHeaders: { authorization: `Bearer ${options.token ?? WORKER_TOKEN}` },
+      transports: ['websocket'], reconnection: false, forceNew: true,
     });
     await new Promise<void>((resolve, reject) => {
       socket.once('connect', () => resolve());

@@ -1,6 +1,8 @@
 // Workers against a real coordinator process: auth in the handshake, hostile frames, disconnects,
 // lease expiry, late results, credit and draining. Each test runs its own coordinator.
 import test from 'ava';
+import { randomBytes } from 'node:crypto';
+import { request } from 'node:http';
 import { io } from 'socket.io-client';
 import { PROTOCOL_VERSION, Tensor, decodeMessage, encodeMessage, onMessage, sendMessage } from '../../shared/protocol/index.js';
 import {
@@ -18,6 +20,7 @@ import {
   waitForJob,
   type CoordinatorProcess,
 } from './helpers.js';
+import { runFedpool } from '../helpers/processes.js';
 import { within } from '../helpers/within.js';
 
 /**
@@ -60,16 +63,25 @@ async function metric(url: string, name: string): Promise<number> {
   return line === undefined ? 0 : Number(line.slice(name.length + 1));
 }
 
-async function refusal(url: string, auth: Record<string, unknown>): Promise<string> {
-  const socket = io(url, { auth, transports: ['websocket'], reconnection: false, forceNew: true });
+/**
+ * A connection attempt with `token` in the upgrade's Authorization header: it must be refused before the websocket
+ * exists (a bare 400, which socket.io reports as a transport error); the reason is GET /api/worker-auth's answer.
+ */
+async function refusal(url: string, token: unknown): Promise<string> {
+  const headers: Record<string, string> = typeof token === 'string' ? { authorization: `Bearer ${token}` } : {};
+  const socket = io(url, { auth: { token }, extraHeaders: headers, transports: ['websocket'], reconnection: false, forceNew: true });
   try {
-    return await new Promise<string>((resolve, reject) => {
+    const error = await new Promise<Error>((resolve, reject) => {
       socket.once('connect', () => reject(new Error('connected')));
-      socket.once('connect_error', (e) => resolve(e.message));
+      socket.once('connect_error', (e) => resolve(e));
     });
+    if (Reflect.get(error, 'type') !== 'TransportError') throw new Error(`refused after the upgrade: ${error.message}`);
   } finally {
     socket.close();
   }
+  const res = await fetch(`${url}/api/worker-auth`, { headers });
+  const body = (await res.json()) as { error?: string };
+  return `${res.status} ${body.error ?? ''}`;
 }
 
 
@@ -79,18 +91,57 @@ test('wrong, missing and client tokens are refused in the handshake with a reaso
   const id = await submitJob(c.url, { model, items, shardSize: 10 });
   const good = await worker(t, c.url, { delayMs: 5 });
   good.pull(2);
-  t.is(await refusal(c.url, { token: 'guess' }), 'unauthorized: unknown worker token');
-  t.is(await refusal(c.url, { token: CLIENT_TOKEN }), 'unauthorized: unknown worker token', 'a client token is not confirmed as one');
-  t.is(await refusal(c.url, {}), 'unauthorized: this coordinator needs a worker token');
-  t.is(await refusal(c.url, { token: 42 }), 'unauthorized: this coordinator needs a worker token');
+  t.is(await refusal(c.url, 'guess'), '401 unauthorized: unknown worker token');
+  t.is(await refusal(c.url, CLIENT_TOKEN), '401 unauthorized: unknown worker token', 'a client token is not confirmed as one');
+  t.is(await refusal(c.url, undefined), '401 unauthorized: this coordinator needs a worker token');
+  t.is(await refusal(c.url, 42), '401 unauthorized: this coordinator needs a worker token');
+  t.is((await fetch(`${c.url}/api/worker-auth`, { headers: { authorization: `Bearer ${WORKER_TOKEN}` } })).status, 200);
   await waitForJob(c.url, id);
   await checkResults(t, c.url, id, items);
   t.false(good.disconnected);
 });
 
+/** A raw websocket upgrade to socket.io's endpoint: the HTTP status it gets (101 when the websocket opens). */
+function upgradeStatus(url: string, token: string | undefined): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const req = request(`${url}/socket.io/?EIO=4&transport=websocket`, {
+      headers: {
+        connection: 'Upgrade', upgrade: 'websocket', 'sec-websocket-version': '13', 'sec-websocket-key': randomBytes(16).toString('base64'),
+        ...(token === undefined ? {} : { authorization: `Bearer ${token}` }),
+      },
+    });
+    req.once('upgrade', (res, socket) => {
+      socket.destroy();
+      resolve(res.statusCode ?? 0);
+    });
+    req.once('response', (res) => {
+      res.resume();
+      resolve(res.statusCode ?? 0);
+    });
+    req.once('error', reject);
+    req.end();
+  });
+}
+
+test('the worker token is checked in the websocket upgrade: without a valid one no websocket exists to send a frame on', async (t) => {
+  const { c } = await coordinator(t);
+  t.is(await upgradeStatus(c.url, undefined), 400);
+  t.is(await upgradeStatus(c.url, 'guess'), 400);
+  t.is(await upgradeStatus(c.url, CLIENT_TOKEN), 400);
+  t.is(await upgradeStatus(c.url, WORKER_TOKEN), 101);
+  t.true((await metric(c.url, 'fedpool_protocol_errors_total{code="unauthorized"}')) >= 3);
+});
+
+test('fedpool worker with a refused token exits 1 with the coordinator\'s reason, without retrying', async (t) => {
+  const { c } = await coordinator(t);
+  const r = await runFedpool(['worker', '--url', c.url, '--token', 'nope', '--backend', 'cpu', '--threads', '1'], { ms: 120_000 });
+  t.is(r.status, 1);
+  t.is(r.stderr, 'fedpool worker: coordinator refused the token: unauthorized: unknown worker token\n');
+});
+
 test('a protocol version mismatch is answered with unsupported-version and a disconnect', async (t) => {
   const { c } = await coordinator(t);
-  const socket = io(c.url, { auth: { token: WORKER_TOKEN }, transports: ['websocket'], reconnection: false, forceNew: true });
+  const socket = io(c.url, { auth: { token: WORKER_TOKEN }, extraHeaders: { authorization: `Bearer ${WORKER_TOKEN}` }, transports: ['websocket'], reconnection: false, forceNew: true });
   t.teardown(() => socket.close());
   await connected(socket);
   const gone = new Promise<void>((resolve) => socket.once('disconnect', () => resolve()));
@@ -108,7 +159,7 @@ test('malformed frames are answered with errors, > 10 disconnects the sender, an
   good.pull(2);
 
   // Before hello: a valid frame is refused as not registered.
-  const stranger = io(c.url, { auth: { token: WORKER_TOKEN }, transports: ['websocket'], reconnection: false, forceNew: true });
+  const stranger = io(c.url, { auth: { token: WORKER_TOKEN }, extraHeaders: { authorization: `Bearer ${WORKER_TOKEN}` }, transports: ['websocket'], reconnection: false, forceNew: true });
   t.teardown(() => stranger.close());
   await connected(stranger);
   const strangerErrors: string[] = [];
