@@ -28,7 +28,9 @@ export interface JobRegistryOptions {
   maxFrameBytes: number;
   now?: () => number;
   speculative?: boolean;
-  maxLosses?: number;
+  /** Blame per worker (scheduler.ts): losses before a worker is out for a shard, and workers out before it fails. */
+  lossesPerWorker?: number;
+  blameWorkers?: number;
 }
 
 export type JobStatus = ScoreJobStatus | TrainJobStatus;
@@ -84,7 +86,8 @@ export class JobRegistry {
         },
       },
       ...(options.speculative === undefined ? {} : { speculative: options.speculative }),
-      ...(options.maxLosses === undefined ? {} : { maxLosses: options.maxLosses }),
+      ...(options.lossesPerWorker === undefined ? {} : { lossesPerWorker: options.lossesPerWorker }),
+      ...(options.blameWorkers === undefined ? {} : { blameWorkers: options.blameWorkers }),
     });
     const host = {
       table: this.scheduler,
@@ -170,7 +173,8 @@ export class JobRegistry {
   /** A worker said hello: it joins the registry and the lease table with the job keys it serves. */
   addWorker(name: string, capabilities: Capabilities): WorkerInfo {
     const info = this.workers.add(name, capabilities, 'w');
-    this.scheduler.addWorker(info.id, workerOffers(capabilities));
+    // Blame sticks to the name, so a worker that reconnects is still the worker that lost a shard.
+    this.scheduler.addWorker(info.id, workerOffers(capabilities), info.name);
     this.pump();
     return info;
   }

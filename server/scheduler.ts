@@ -39,7 +39,21 @@ export interface SchedulerOptions<R = Float32Array> {
   leaseMs: number;
   /** Injectable clock (ms). */
   now?: () => number;
-  /** A shard lost this many times (expiry, disconnect, retryable failure) fails its job. Default 10. */
+  /**
+   * Blame is per worker, never per job (docs/security.md): a worker that lost a shard this many times (expiry,
+   * disconnect, retryable failure, a result that does not fit) never gets that shard again, and one that reported a
+   * failure no retry can fix is out for it at once. Default 2.
+   */
+  lossesPerWorker?: number;
+  /**
+   * A shard fails its job only when this many distinct workers are out for it, or when every connected worker that
+   * could serve it refused it as impossible. Default 3.
+   */
+  blameWorkers?: number;
+  /**
+   * Small pools: when every connected worker that serves a shard is out for it by losses (none voted it impossible),
+   * they may take it again, and it fails after this many losses in all. Default 10.
+   */
   maxLosses?: number;
   /** Idle workers take duplicate leases of outstanding shards when nothing is queued. Default true. */
   speculative?: boolean;
@@ -79,10 +93,17 @@ export interface JobHooks<R> {
   fits?(result: R, count: number): boolean;
   /** Whether two redundant results agree. Default: Float32Arrays within the scheduler's tolerance. */
   agree?(a: R, b: R): boolean;
-  /** Whether a shard whose lease was lost goes back to the queue (default: yes, until maxLosses fails the job); no: shardLost. */
+  /** Whether a shard whose lease was lost goes back to the queue (default: yes, until blame fails the job); no: shardLost. */
   retry?(index: number, reason: LossReason, attempt: number): boolean;
   /** The job's error when a worker reports a failure no retry can fix. Default: "shard I failed on worker W: reason". */
   failure?(index: number, workerName: string, reason: string): string;
+  /**
+   * false: a failure no retry can fix ends the job at once (training: a bad model or dataset), instead of being one
+   * worker's vote. Default true.
+   */
+  voteOnFailure?: boolean;
+  /** How the job's errors name a shard. Default "shard I". */
+  label?(index: number): string;
 }
 
 /** Redundant results agree: |a − b| ≤ tolerance · max(1, |a|, |b|) for every value (and equal lengths). */
@@ -225,7 +246,17 @@ interface ShardS<R> {
   /** Current (non-obsolete) leases. */
   active: Map<string, LeaseS<R>>;
   issues: number;
+  /** Per worker identity: how often it lost this shard, and the last reason (for the job's error). */
+  blame: Map<string, { losses: number; last: string }>;
+  /** Identities out for this shard (after lossesPerWorker losses, or a vote). */
+  excluded: Set<string>;
+  /** Identities that reported a failure no retry can fix: out even in a small pool. */
+  voted: Set<string>;
+  /** Losses of this shard in all. */
   losses: number;
+  /** Whether every connected worker serving it is out by losses (then they may retry), as of `openStamp`. */
+  openToAll: boolean;
+  openStamp: number;
   /** 0 when not queued; otherwise equals the token of its live deque entry. */
   queueToken: number;
   inSpec: boolean;
@@ -248,6 +279,8 @@ interface LeaseS<R> {
 
 interface WorkerS<R> {
   id: string;
+  /** Who the worker is across reconnects (its name): blame sticks to it. */
+  identity: string;
   credit: number;
   /** The job keys this worker can serve (always including pinned(id)). */
   offers: ReadonlySet<string>;
@@ -282,7 +315,11 @@ export class Scheduler<R = Float32Array> {
 
   private readonly leaseMs: number;
   private readonly now: () => number;
+  private readonly lossesPerWorker: number;
+  private readonly blameWorkers: number;
   private readonly maxLosses: number;
+  /** Bumped whenever a worker joins or leaves: a shard's openToAll is recomputed once per generation, lazily. */
+  private generation = 0;
   private readonly speculative: boolean;
   private readonly speculateFactor: number;
   /** Moving average over all jobs, the fallback for a job without finished shards. */
@@ -311,7 +348,9 @@ export class Scheduler<R = Float32Array> {
     if (!(options.leaseMs > 0)) throw new RangeError('leaseMs must be positive');
     this.leaseMs = options.leaseMs;
     this.now = options.now ?? Date.now;
-    this.maxLosses = options.maxLosses ?? 10;
+    this.lossesPerWorker = Math.max(1, options.lossesPerWorker ?? 2);
+    this.blameWorkers = Math.max(1, options.blameWorkers ?? 3);
+    this.maxLosses = Math.max(1, options.maxLosses ?? 10);
     this.speculative = options.speculative ?? true;
     this.speculateFactor = options.speculateFactor ?? 2;
     this.scanLimit = Math.max(1, options.scanLimit ?? 64);
@@ -378,7 +417,8 @@ export class Scheduler<R = Float32Array> {
   private newShard(job: JobS<R>, start: number, count: number, needs: string): ShardS<R> {
     const shard: ShardS<R> = {
       job, index: job.nextIndex++, needs, start, count, done: false, results: new Set(), first: undefined,
-      agreed: true, active: new Map(), issues: 0, losses: 0, queueToken: 0, inSpec: false, coveredAt: 0,
+      agreed: true, active: new Map(), issues: 0, blame: new Map(), excluded: new Set(), voted: new Set(), losses: 0, openToAll: false, openStamp: -1,
+      queueToken: 0, inSpec: false, coveredAt: 0,
     };
     job.shards.set(shard.index, shard);
     return shard;
@@ -462,10 +502,14 @@ export class Scheduler<R = Float32Array> {
 
   // ---- workers -------------------------------------------------------------------------------
 
-  /** A new worker; `offers` are the job keys it can serve (default: only jobs any worker can take), besides pinned(workerId). */
-  addWorker(workerId: string, offers: Iterable<string> = ['']): void {
+  /**
+   * A new worker; `offers` are the job keys it can serve (default: only jobs any worker can take), besides
+   * pinned(workerId); `identity` is who it is across reconnects (its name; default the id), which blame sticks to.
+   */
+  addWorker(workerId: string, offers: Iterable<string> = [''], identity: string = workerId): void {
     if (this.workers.has(workerId)) throw new Error(`worker ${workerId} already exists`);
-    const w: WorkerS<R> = { id: workerId, credit: 0, offers: new Set([...offers, pinned(workerId)]), leases: new Map() };
+    const w: WorkerS<R> = { id: workerId, identity, credit: 0, offers: new Set([...offers, pinned(workerId)]), leases: new Map() };
+    this.generation++;
     this.workers.set(workerId, w);
     for (const key of w.offers) this.offerCounts.set(key, (this.offerCounts.get(key) ?? 0) + 1);
   }
@@ -489,6 +533,7 @@ export class Scheduler<R = Float32Array> {
     w.credit = 0;
     this.hungry.delete(w);
     this.workers.delete(workerId);
+    this.generation++;
     for (const key of w.offers) {
       const n = (this.offerCounts.get(key) ?? 0) - 1;
       if (n > 0) this.offerCounts.set(key, n);
@@ -656,10 +701,15 @@ export class Scheduler<R = Float32Array> {
       this.stats.ignored++;
       return { kind: 'ignored', reason: shard.done ? 'duplicate' : 'job-inactive' };
     }
-    if (retryable) this.lose(lease, 'failed');
-    else {
+    if (retryable) this.lose(lease, 'failed', `failed: ${reason}`);
+    else if (shard.job.hooks.voteOnFailure === false) {
       this.dropLease(lease);
       this.endJob(shard.job, 'failed', shard.job.hooks.failure?.(shard.index, workerName, reason) ?? `shard ${shard.index} failed on worker ${workerName}: ${reason}`);
+    } else {
+      // One worker's vote: it is out for this shard at once; the shard fails only if blame says so.
+      this.dropLease(lease);
+      this.blameFor(shard, lease.worker.identity, `failed: ${reason}`, true);
+      if (live(shard) && this.refresh(shard, true)) this.stats.requeued.failed++;
     }
     return { kind: 'accepted', jobId: shard.job.id, index: shard.index, items: shard.count, shardDone: false };
   }
@@ -745,6 +795,8 @@ export class Scheduler<R = Float32Array> {
 
   private eligible(shard: ShardS<R>, w: WorkerS<R>): boolean {
     if (!w.offers.has(shard.needs)) return false;
+    if (shard.voted.has(w.identity)) return false;
+    if (shard.excluded.has(w.identity) && !this.open(shard)) return false;
     if (shard.results.has(w.id)) return false;
     for (const l of shard.active.values()) if (l.worker === w) return false;
     return true;
@@ -829,7 +881,7 @@ export class Scheduler<R = Float32Array> {
     this.updateHungry(lease.worker);
   }
 
-  private lose(lease: LeaseS<R>, reason: LossReason): void {
+  private lose(lease: LeaseS<R>, reason: LossReason, detail: string = reason): void {
     this.dropLease(lease);
     const shard = lease.shard;
     if (lease.obsolete || !live(shard)) return;
@@ -838,12 +890,52 @@ export class Scheduler<R = Float32Array> {
       this.giveUp(shard, reason);
       return;
     }
-    shard.losses++;
-    if (shard.losses >= this.maxLosses) {
-      this.endJob(shard.job, 'failed', `shard ${shard.index} was lost ${shard.losses} times (last: ${reason})`);
-      return;
-    }
+    this.blameFor(shard, lease.worker.identity, detail, false);
+    if (!live(shard)) return;
     if (this.refresh(shard, true)) this.stats.requeued[reason]++;
+  }
+
+  /**
+   * Counts a loss of `shard` against one worker identity (`out`: it is out for the shard at once). The shard fails its
+   * job when `blameWorkers` identities are out for it, or when every connected worker that could serve it is.
+   */
+  private blameFor(shard: ShardS<R>, identity: string, why: string, vote: boolean): void {
+    const b = shard.blame.get(identity) ?? { losses: 0, last: why };
+    b.losses++;
+    b.last = why;
+    shard.blame.set(identity, b);
+    shard.losses++;
+    if (vote) shard.voted.add(identity);
+    if (vote || b.losses >= this.lossesPerWorker) shard.excluded.add(identity);
+    shard.openStamp = -1;
+    if (shard.excluded.size === 0) return;
+    const who = (ids: Iterable<string>): string => [...ids].map((id) => `${id} (${shard.blame.get(id)?.last ?? '?'})`).join(', ');
+    const label = shard.job.hooks.label?.(shard.index) ?? `shard ${shard.index}`;
+    if (shard.excluded.size >= this.blameWorkers) {
+      this.endJob(shard.job, 'failed', `${label} could not be done by ${shard.excluded.size} workers: ${who(shard.excluded)}`);
+    } else if (shard.voted.size > 0 && !this.someoneCanServe(shard, shard.voted)) {
+      this.endJob(shard.job, 'failed', `${label} could not be done by any connected worker that serves it: ${who(shard.voted)}`);
+    } else if (this.open(shard) && shard.losses >= this.maxLosses) {
+      this.endJob(shard.job, 'failed', `${label} was lost ${shard.losses} times by every connected worker that serves it: ${who(shard.excluded)}`);
+    }
+  }
+
+  /** Whether a connected worker that offers the shard's key is not in `out`. */
+  private someoneCanServe(shard: ShardS<R>, out: ReadonlySet<string>): boolean {
+    for (const w of this.workers.values()) if (w.offers.has(shard.needs) && !out.has(w.identity)) return true;
+    return false;
+  }
+
+  /**
+   * Whether the workers out for a shard by losses may take it again: when no connected worker that serves it is left
+   * otherwise (a small pool must not stall). Recomputed once per worker generation, only when an excluded worker asks.
+   */
+  private open(shard: ShardS<R>): boolean {
+    if (shard.openStamp !== this.generation) {
+      shard.openToAll = !this.someoneCanServe(shard, shard.excluded);
+      shard.openStamp = this.generation;
+    }
+    return shard.openToAll;
   }
 
   /** A shard that will have no result: out of the queue, its other leases obsolete, its owner told. */

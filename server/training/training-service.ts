@@ -141,6 +141,9 @@ export class TrainingService implements JobService<TrainJobStatus> {
         );
       },
       failure: (index, worker, reason) => `client ${job.shards.get(index)?.client ?? '?'} on worker ${worker}: ${reason}`,
+      label: (index) => `client ${job.shards.get(index)?.client ?? '?'}`,
+      // A bad model or dataset fails the job: the other clients' workers would fail the same way, or train nothing.
+      voteOnFailure: false,
     };
   }
 

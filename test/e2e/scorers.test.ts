@@ -214,7 +214,7 @@ test('a 400 from the server fails the job with the server’s own message and th
   writeLines(input, lines);
   const r = await score(c, 'rm-strict', input, path.join(scratch(), 'strict-out.jsonl'), ['--shard-size', '8']);
   t.not(r.status, 0);
-  t.regex(r.stderr, /failed on worker strict \(w\d+\): vllm-classify server http:\/\/127\.0\.0\.1:\d+: 400 This model's maximum context length is 32 tokens\. However, you requested 99 tokens\./);
+  t.regex(r.stderr, /could not be done by any connected worker that serves it: strict \(failed: vllm-classify server http:\/\/127\.0\.0\.1:\d+: 400 This model's maximum context length is 32 tokens\. However, you requested 99 tokens\./);
   t.is(r.stderr.trim().split('\n').filter((l) => !/^fedpool job \S+ submitted$/.test(l)).length, 1, `one line: ${r.stderr}`);
 });
 

@@ -109,7 +109,10 @@ test('tokens from the environment (single strings) and open mode with a warning'
   t.is((await api(env.url, '/api/jobs', { token: CLIENT_TOKEN })).status, 401);
   const w = await FakeWorker.connect(env.url, { token: 'ew' });
   w.close();
-  await t.throwsAsync(FakeWorker.connect(env.url, { token: 'ec' }), { message: /unknown worker token/ });
+  // Refused in the websocket upgrade (a bare transport error); the reason is the worker-auth answer.
+  await t.throwsAsync(FakeWorker.connect(env.url, { token: 'ec' }), { message: /websocket error/ });
+  const why = await fetch(`${env.url}/api/worker-auth`, { headers: { authorization: 'Bearer ec' } });
+  t.deepEqual([why.status, ((await why.json()) as { error: string }).error], [401, 'unauthorized: unknown worker token']);
 
   const open = await startCoordinatorProcess(['--state', ':memory:'], { FEDPOOL_LOG: 'warn' });
   t.teardown(() => open.stop());

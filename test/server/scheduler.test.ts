@@ -218,7 +218,7 @@ test('cancel drops the job’s leases (reported for job-control), and nothing of
 });
 
 test('release hands leases back without counting a loss and pauses the worker until its next pull', (t) => {
-  const { s } = harness({ speculative: false, maxLosses: 1 });
+  const { s } = harness({ speculative: false, lossesPerWorker: 1, blameWorkers: 1 });
   s.addJob({ id: 'J', items: 3, shardSize: 1, redundancy: 1 });
   s.addWorker('a');
   s.setCredit('a', 2);
@@ -229,15 +229,16 @@ test('release hands leases back without counting a loss and pauses the worker un
   s.addWorker('b');
   s.setCredit('b', 1);
   t.deepEqual(s.dispatch().map((x) => [x.workerId, x.shardIndex]), [['b', 0]]);
-  t.is(s.progress('J')?.state, 'running', 'a release is not a loss (maxLosses 1 would fail the job)');
+  t.is(s.progress('J')?.state, 'running', 'a release is not a loss (one loss by one worker would fail the job)');
   s.setCredit('a', 2);
   t.deepEqual(s.dispatch().map((x) => [x.workerId, x.shardIndex]), [['a', 2]]);
 });
 
-test('failures: retryable re-queues, non-retryable fails the job with the reason', (t) => {
+test('failures: retryable re-queues; non-retryable is one worker\'s vote, and fails the job when no other worker can serve it', (t) => {
   const { s, states } = harness({ speculative: false });
   s.addJob({ id: 'J', items: 2, shardSize: 1, redundancy: 1 });
   s.addWorker('a');
+  s.addWorker('b');
   s.setCredit('a', 1);
   const [g] = s.dispatch();
   t.is(s.fail('a', g?.leaseId ?? '', true, 'out of memory').kind, 'accepted');
@@ -245,28 +246,80 @@ test('failures: retryable re-queues, non-retryable fails the job with the reason
   const [again] = s.dispatch();
   t.deepEqual([again?.shardIndex, again?.attempt], [0, 2]);
   s.fail('a', again?.leaseId ?? '', false, 'model is not a fedpool bundle');
-  t.is(s.progress('J')?.state, 'failed');
-  t.regex(states.at(-1)?.error ?? '', /shard 0 failed on worker a: model is not a fedpool bundle/);
+  t.is(s.progress('J')?.state, 'running', 'one vote: b may still do shard 0');
+  const next = s.dispatch();
+  t.deepEqual(next.map((x) => x.shardIndex), [1], 'a never gets shard 0 back');
+  s.setCredit('b', 1);
+  const [byB] = s.dispatch();
+  t.deepEqual([byB?.workerId, byB?.shardIndex], ['b', 0]);
+  s.fail('b', byB?.leaseId ?? '', false, 'model is not a fedpool bundle');
+  t.is(s.progress('J')?.state, 'failed', 'every connected worker that serves it voted');
+  t.is(states.at(-1)?.error, 'shard 0 could not be done by any connected worker that serves it: a (failed: model is not a fedpool bundle), b (failed: model is not a fedpool bundle)');
   t.deepEqual(s.fail('a', 'x', true, 'r'), { kind: 'ignored', reason: 'unknown-lease' });
 });
 
-test('a shard lost maxLosses times fails its job; a wrong number of scores counts as a loss', (t) => {
-  const { s, clock, states } = harness({ speculative: false, maxLosses: 3 });
+test('blame is per worker: one worker losing shards again and again never fails a job others can do', (t) => {
+  const { s, clock } = harness({ speculative: false });
+  s.addJob({ id: 'J', items: 6, shardSize: 1, redundancy: 1 });
+  s.addWorker('honest-1', [''], 'honest');
+  // A liar under one name: takes everything it can, disconnects, comes back, for ever.
+  for (let round = 0; round < 50; round++) {
+    s.addWorker(`liar-${round}`, [''], 'liar');
+    s.setCredit(`liar-${round}`, 1024);
+    s.dispatch();
+    s.removeWorker(`liar-${round}`);
+  }
+  t.is(s.progress('J')?.state, 'running', 'no shard failed although each was lost 50 times');
+  s.setCredit('honest-1', 1);
+  for (let i = 0; i < 10 && s.progress('J')?.state === 'running'; i++) for (const g of s.dispatch()) answer(s, g);
+  t.is(s.progress('J')?.state, 'done', 'the honest worker did every shard');
+  t.is(s.stats.requeued.disconnected, 6 + 6, 'the liar lost each shard twice; then it was out for all of them');
+  clock.t += 1;
+});
+
+test('a small pool does not stall: workers out for a shard by losses retry it when nobody else can, up to maxLosses in all', (t) => {
+  const { s, clock, states } = harness({ speculative: false, maxLosses: 5 });
+  s.addJob({ id: 'J', items: 1, shardSize: 1, redundancy: 1 });
+  s.addWorker('only');
+  for (let i = 0; i < 4; i++) {
+    s.setCredit('only', 1);
+    const [g] = s.dispatch();
+    t.is(g?.shardIndex, 0, `attempt ${i + 1}: the only worker gets the shard again`);
+    clock.t += 5_000;
+    s.expire();
+  }
+  t.is(s.progress('J')?.state, 'running');
+  s.removeWorker('only');
+  t.is(s.progress('J')?.state, 'running', 'a worker leaving with nothing held fails nothing');
+  s.addWorker('back', [''], 'only');
+  s.setCredit('back', 1);
+  const [last] = s.dispatch();
+  s.fail('back', last?.leaseId ?? '', true, 'server busy');
+  t.is(s.progress('J')?.state, 'failed');
+  t.is(states.at(-1)?.error, 'shard 0 was lost 5 times by every connected worker that serves it: only (failed: server busy)');
+});
+
+test('a shard fails when K distinct workers could not do it, naming them; a wrong number of scores counts as a loss', (t) => {
+  const { s, clock, states } = harness({ speculative: false, blameWorkers: 3, lossesPerWorker: 2 });
   s.addJob({ id: 'J', items: 4, shardSize: 2, redundancy: 1 });
-  s.addWorker('a');
+  for (const w of ['a', 'b', 'c', 'd']) s.addWorker(w);
   s.setCredit('a', 1);
   const [g1] = s.dispatch();
   t.deepEqual(s.complete('a', g1?.leaseId ?? '', ones(3)), { kind: 'ignored', reason: 'invalid' });
   t.is(s.stats.requeued.failed, 1);
   const [g2] = s.dispatch();
-  t.is(g2?.shardIndex, 0);
+  t.deepEqual([g2?.workerId, g2?.shardIndex], ['a', 0], 'one loss: a may try again');
   clock.t += 5_000;
   s.expire();
-  t.is(s.progress('J')?.state, 'running');
-  s.dispatch();
-  s.removeWorker('a');
-  t.is(s.progress('J')?.state, 'failed');
-  t.regex(states.at(-1)?.error ?? '', /shard 0 was lost 3 times \(last: disconnected\)/);
+  t.deepEqual(s.dispatch().map((g) => [g.workerId, g.shardIndex]), [['a', 1]], 'two losses: a is out for shard 0');
+  for (const w of ['b', 'c']) {
+    s.setCredit(w, 1);
+    const [g] = s.dispatch().filter((x) => x.workerId === w);
+    t.is(g?.shardIndex, 0);
+    s.fail(w, g?.leaseId ?? '', false, `${w} cannot`);
+  }
+  t.is(s.progress('J')?.state, 'failed', 'three workers out, though d could still try');
+  t.is(states.at(-1)?.error, 'shard 0 could not be done by 3 workers: a (expired), b (failed: b cannot), c (failed: c cannot)');
 });
 
 test('a resumed job leases only shards without results; one with all results is done at once', (t) => {
@@ -463,9 +516,9 @@ interface World {
 }
 
 function newWorld(speculative: boolean): World {
-  const w: World = { h: harness({ speculative, maxLosses: 1_000_000, leaseMs: 100 }), held: new Map(), credit: new Map(), issued: [], jobs: [], workers: [], offers: new Map(), nextWorker: 0, doneCount: new Map(), failures: [], pins: new Map(), gone: new Map() };
+  const w: World = { h: harness({ speculative, blameWorkers: 1_000_000, lossesPerWorker: 1_000_000, leaseMs: 100 }), held: new Map(), credit: new Map(), issued: [], jobs: [], workers: [], offers: new Map(), nextWorker: 0, doneCount: new Map(), failures: [], pins: new Map(), gone: new Map() };
   w.h.s = new Scheduler({
-    leaseMs: 100, now: () => w.h.clock.t, speculative, maxLosses: 1_000_000,
+    leaseMs: 100, now: () => w.h.clock.t, speculative, blameWorkers: 1_000_000, lossesPerWorker: 1_000_000,
     listener: {
       shardDone: (e) => {
         const key = `${e.jobId}/${e.index}`;
@@ -895,7 +948,7 @@ test('per-job hooks: what fits, what agrees, how a failure is worded', (t) => {
   const { s, done, states } = harness({ speculative: false });
   s.addJob({
     id: 'H', items: 2, shardSize: 1, redundancy: 2,
-    hooks: { fits: (r, count) => r.length === count + 1, agree: (a, b) => a[0] === b[0], failure: (i, w, why) => `unit ${i} broke on ${w}: ${why}` },
+    hooks: { fits: (r, count) => r.length === count + 1, agree: (a, b) => a[0] === b[0], failure: (i, w, why) => `unit ${i} broke on ${w}: ${why}`, voteOnFailure: false },
   });
   s.addWorker('a');
   s.addWorker('b');
