@@ -1,0 +1,63 @@
+// The open pool's attacks, reproduced on a real coordinator (issue 13's table), each beside honest workers whose job
+// must complete with exactly the honest scores. Rows covered here: a worker that pulls a huge credit and disconnects,
+// again and again; a worker that answers every lease with a result of the wrong shape; a worker that refuses every
+// lease as impossible (retryable: false).
+import test from 'ava';
+import { Tensor, sendMessage } from '../../shared/protocol/index.js';
+import { CLIENT_TOKEN, FakeWorker, WORKER_TOKEN, checkResults, featureItems, startCoordinatorProcess, submitJob, until, uploadBlob, waitForJob, type CoordinatorProcess } from './helpers.js';
+
+async function pool(t: import('ava').ExecutionContext): Promise<{ c: CoordinatorProcess; model: string; honest: FakeWorker[] }> {
+  const c = await startCoordinatorProcess(['--state', ':memory:', '--worker-token', WORKER_TOKEN, '--client-token', CLIENT_TOKEN], {}, t);
+  t.teardown(() => c.stop());
+  const model = await uploadBlob(c.url, Uint8Array.of(9, 9, 9));
+  const honest = await Promise.all(['honest-a', 'honest-b'].map((name) => FakeWorker.connect(c.url, { name, delayMs: 2 })));
+  t.teardown(() => honest.forEach((w) => w.close()));
+  return { c, model, honest };
+}
+
+test('a worker that pulls a credit of 1,024 and disconnects, 30 times over, cannot fail a job two honest workers can do', async (t) => {
+  const { c, model, honest } = await pool(t);
+  const items = featureItems(400);
+  const id = await submitJob(c.url, { model, items, shardSize: 2 });
+  // The liar grabs every queued shard before the honest workers ask for any, then drops them all.
+  for (let round = 0; round < 30; round++) {
+    const liar = await FakeWorker.connect(c.url, { name: 'liar', auto: false, heartbeat: false });
+    liar.pull(1024);
+    await until(() => liar.leases.length > 0 || round > 1, `round ${round}: the liar got leases`);
+    liar.close();
+    await until(() => liar.disconnected, 'the liar is gone');
+  }
+  for (const w of honest) w.pull(2);
+  t.like(await waitForJob(c.url, id), { state: 'done' });
+  await checkResults(t, c.url, id, items);
+});
+
+test('a worker whose every result has the wrong shape, or that refuses every lease as impossible, is kept out; the job completes', async (t) => {
+  const { c, model, honest } = await pool(t);
+  const items = featureItems(200);
+  const id = await submitJob(c.url, { model, items, shardSize: 4 });
+  const misshapen = await FakeWorker.connect(c.url, { name: 'misshapen', auto: false });
+  const refuser = await FakeWorker.connect(c.url, { name: 'refuser', auto: false });
+  t.teardown(() => [misshapen, refuser].forEach((w) => w.close()));
+  let bad = 0;
+  // Answer whatever they hold, badly, until the job ends.
+  const timer = setInterval(() => {
+    for (const l of [...misshapen.held.values()]) {
+      misshapen.held.delete(l.leaseId);
+      bad++;
+      sendMessage(misshapen.socket, { type: 'result', leaseId: l.leaseId, shardId: l.shardId, payload: { kind: 'scores', scores: Tensor.float32(new Float32Array(1)) } });
+    }
+    for (const l of [...refuser.held.values()]) {
+      refuser.held.delete(l.leaseId);
+      bad++;
+      sendMessage(refuser.socket, { type: 'failure', leaseId: l.leaseId, shardId: l.shardId, retryable: false, reason: 'I will not' });
+    }
+  }, 5);
+  t.teardown(() => clearInterval(timer));
+  misshapen.pull(8);
+  refuser.pull(8);
+  await until(() => bad >= 20, 'the bad workers answered some leases');
+  for (const w of honest) w.pull(2);
+  t.like(await waitForJob(c.url, id), { state: 'done' });
+  await checkResults(t, c.url, id, items);
+});
