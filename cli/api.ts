@@ -44,6 +44,11 @@ export class CoordinatorApi {
     return (await res.json()) as T;
   }
 
+  /** Lets a quarantined worker take leases again. */
+  async unquarantine(name: string): Promise<void> {
+    await this.json('POST', `/api/workers/${encodeURIComponent(name)}/unquarantine`);
+  }
+
   async hasBlob(hash: string): Promise<boolean> {
     const res = await this.request('HEAD', `/api/blobs/${hash}`);
     return res.ok;

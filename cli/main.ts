@@ -141,6 +141,15 @@ export function buildProgram(): Command {
     .option('--keep', 'keep the demo pool running')
     .action(lazy('demo'));
 
+  const workers = program.command('workers').description('the pool\'s workers: `workers unquarantine NAME` lets one out of quarantine');
+  workers
+    .command('unquarantine')
+    .description('let a quarantined worker take leases again, with a fresh record (an admin token when the coordinator has any)')
+    .argument('<name>', 'the worker\'s --name')
+    .addOption(urlOption())
+    .addOption(tokenOption())
+    .action((name: string, options: Record<string, unknown>) => lazy('workers')({ ...options, name }));
+
   program
     .command('compare')
     .description('compare reward models by their fedpool score outputs: preference agreement, κ, rank correlation, best-of-n picks')

@@ -50,6 +50,11 @@ export class Auth {
     this.digests = { worker: tokenList(tokens.worker).map(digest), submitter: tokenList(tokens.submitter).map(digest), admin: tokenList(tokens.admin).map(digest) };
   }
 
+  /** Whether any admin token is configured (then pool-wide actions need one). */
+  hasAdmins(): boolean {
+    return this.digests.admin.length > 0;
+  }
+
   isOpen(role: Role): boolean {
     return role === 'worker' ? this.digests.worker.length === 0 : this.digests.submitter.length === 0 && this.digests.admin.length === 0;
   }

@@ -81,7 +81,7 @@ export async function startCoordinator(options: CoordinatorOptions = {}): Promis
     store, leaseMs, logger, maxFrameBytes,
     ...(options.speculative === undefined ? {} : { speculative: options.speculative }),
   });
-  const metrics = new Metrics({ stats: jobs.scheduler.stats, workersConnected: () => jobs.workers.size, jobCounts: () => jobs.jobCounts() });
+  const metrics = new Metrics({ stats: jobs.scheduler.stats, workersConnected: () => jobs.workers.size, workersQuarantined: () => jobs.records.quarantinedCount(), jobCounts: () => jobs.jobCounts() });
   jobs.score.onJobEnd = (record) => {
     if (record.finishedAt !== undefined) metrics.jobDuration.observe({ state: record.state }, (record.finishedAt - record.createdAt) / 1000);
   };

@@ -157,6 +157,13 @@ export class Api {
       res.end(bytes);
     });
     this.route('GET', '/api/workers', 'submitter', (_req, res) => json(res, 200, this.workers()));
+    // Pool-wide: an admin's, when admin tokens are configured.
+    this.route('POST', '/api/workers/:name/unquarantine', 'submitter', (_req, res, p, _url, who) => {
+      if (o.auth.hasAdmins() && !who.admin) throw new HttpError(403, 'forbidden: letting a worker out of quarantine needs an admin token');
+      const name = p.name ?? '';
+      if (!jobs.unquarantine(name)) throw new HttpError(404, `no worker named ${name} is in quarantine`);
+      json(res, 200, { name, quarantined: false });
+    });
   }
 
   private route(method: string, path: string, access: Route['access'], handler: Handler): void {
@@ -248,6 +255,7 @@ export class Api {
     const { jobs } = this.o;
     return jobs.workers.list().map((w) => {
       const load = jobs.scheduler.workerLoad(w.id) ?? { credit: 0, inFlight: 0 };
+      const record = jobs.records.of(w.name);
       return {
         id: w.id,
         name: w.name,
@@ -256,7 +264,8 @@ export class Api {
         device: w.capabilities.device ?? null,
         scorer: w.capabilities.scorer ?? null,
         memoryBytes: w.capabilities.memoryBytes ?? null,
-        state: w.draining ? 'draining' : load.inFlight > 0 ? 'busy' : 'idle',
+        state: record.quarantined ? 'quarantined' : w.draining ? 'draining' : load.inFlight > 0 ? 'busy' : 'idle',
+        record: { accepted: record.accepted, lost: record.lost, refused: record.refused, protocolErrors: record.protocolErrors, connections: record.connections },
         inFlight: load.inFlight,
         credit: load.credit,
         itemsPerSecond: Math.round(w.itemsPerSecond * 10) / 10,

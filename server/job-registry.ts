@@ -8,6 +8,7 @@ import { BlobStore } from './blobs.js';
 import { canSee, type Principal } from './auth.js';
 import type { JobService, LeaseTable, ShardOutput } from './job-service.js';
 import { WorkerRegistry, type WorkerInfo } from './worker-registry.js';
+import { DEFAULT_QUARANTINE, WorkerRecords, type QuarantineRule } from './worker-records.js';
 import { Scheduler, type Grant } from './scheduler.js';
 import { ScoreJobs, workerOffers, type ScoreJobStatus } from './score-jobs.js';
 import { TrainingService, type TrainJobStatus } from './training/training-service.js';
@@ -28,6 +29,8 @@ export interface JobRegistryOptions {
   maxFrameBytes: number;
   now?: () => number;
   speculative?: boolean;
+  /** When a worker's record puts it in quarantine (default worker-records.ts DEFAULT_QUARANTINE). */
+  quarantine?: QuarantineRule;
   /** Blame per worker (scheduler.ts): losses before a worker is out for a shard, and workers out before it fails. */
   lossesPerWorker?: number;
   blameWorkers?: number;
@@ -44,6 +47,8 @@ export class JobRegistry {
   readonly blobs: BlobStore;
   readonly score: ScoreJobs;
   readonly training: TrainingService;
+  /** Each worker's record by name; a bad one means quarantine (worker-records.ts). */
+  readonly records: WorkerRecords;
   sink: LeaseSink | undefined;
 
   private readonly log: Logger;
@@ -64,6 +69,10 @@ export class JobRegistry {
     this.workers = new WorkerRegistry(this.now);
     this.blobs = new BlobStore(options.store);
     const tolerance = 1e-5;
+    this.records = new WorkerRecords(options.quarantine ?? DEFAULT_QUARANTINE, (name, r) => {
+      this.log.warn({ worker: name, record: r }, 'worker quarantined: its record is mostly lost, refused or malformed work');
+      this.scheduler.setQuarantined(name, true);
+    });
     this.scheduler = new Scheduler<ShardOutput>({
       leaseMs: options.leaseMs,
       now: this.now,
@@ -71,6 +80,7 @@ export class JobRegistry {
       // Lease ids carry a per-boot prefix so a result for a lease from before a restart is never mistaken for a new one.
       newLeaseId: () => `${this.bootId}.${++this.leaseSeq}`,
       listener: {
+        workerBlamed: (name, kind) => this.records.bad(name, kind),
         shardDone: (e) => this.owners.get(e.jobId)?.shardDone(e),
         shardLost: (e) => this.owners.get(e.jobId)?.shardLost(e),
         jobState: (e) => {
@@ -173,8 +183,9 @@ export class JobRegistry {
   /** A worker said hello: it joins the registry and the lease table with the job keys it serves. */
   addWorker(name: string, capabilities: Capabilities): WorkerInfo {
     const info = this.workers.add(name, capabilities, 'w');
-    // Blame sticks to the name, so a worker that reconnects is still the worker that lost a shard.
+    // Blame and records stick to the name, so a worker that reconnects is still the worker that lost a shard.
     this.scheduler.addWorker(info.id, workerOffers(capabilities), info.name);
+    this.records.connected(info.name);
     this.pump();
     return info;
   }
@@ -203,7 +214,11 @@ export class JobRegistry {
       }
     }
     const outcome = this.scheduler.complete(workerId, m.leaseId, m.payload);
-    if (outcome.kind === 'accepted' && lease !== undefined) owner?.counted(workerId, lease, m.elapsedMs);
+    if (outcome.kind === 'accepted' && lease !== undefined) {
+      owner?.counted(workerId, lease, m.elapsedMs);
+      const name = this.workers.get(workerId)?.name;
+      if (name !== undefined) this.records.accepted(name);
+    }
     this.pump();
     return outcome.kind === 'ignored' ? outcome.reason : null;
   }
@@ -218,6 +233,21 @@ export class JobRegistry {
     const outcome = this.scheduler.fail(workerId, leaseId, retryable, reason, name === undefined ? workerId : `${name} (${workerId})`);
     this.pump();
     return outcome.kind === 'accepted';
+  }
+
+  /** A protocol error from a worker (a malformed or refused frame): it counts against its record. */
+  protocolError(workerId: string): void {
+    const name = this.workers.get(workerId)?.name;
+    if (name !== undefined) this.records.bad(name, 'protocolErrors');
+  }
+
+  /** Lets a worker out of quarantine with a fresh record (`fedpool workers unquarantine`); false when it was not in. */
+  unquarantine(name: string): boolean {
+    if (!this.records.release(name)) return false;
+    this.scheduler.setQuarantined(name, false);
+    this.log.info({ worker: name }, 'worker let out of quarantine');
+    this.pump();
+    return true;
   }
 
   /** A `release` (the worker is draining): its leases of every kind go back; no new ones until its next pull. */

@@ -5,6 +5,8 @@ import { JOB_STATES, type JobState } from './store.js';
 export interface MetricSources {
   stats: SchedulerStats;
   workersConnected: () => number;
+  /** Workers (by name) in quarantine. */
+  workersQuarantined?: () => number;
   jobCounts: () => Record<JobState, number>;
 }
 
@@ -27,6 +29,12 @@ export class Metrics {
       name: 'fedpool_workers_connected', help: 'Workers registered (hello received) and connected', registers,
       collect() {
         this.set(sources.workersConnected());
+      },
+    });
+    new Gauge({
+      name: 'fedpool_workers_quarantined', help: 'Workers (by name) in quarantine: no leases until let out', registers,
+      collect() {
+        this.set(sources.workersQuarantined?.() ?? 0);
       },
     });
     new Gauge({

@@ -135,6 +135,8 @@ export interface JobStateEvent {
 
 export interface SchedulerListener<R = Float32Array> {
   shardDone?(event: ShardDoneEvent<R>): void;
+  /** A worker identity lost a lease of a live shard ('lost') or refused one as impossible ('refused'). */
+  workerBlamed?(identity: string, kind: 'lost' | 'refused'): void;
   shardLost?(event: ShardLostEvent): void;
   jobState?(event: JobStateEvent): void;
 }
@@ -338,6 +340,7 @@ export class Scheduler<R = Float32Array> {
   private frontOrder = 0;
   private readonly spec = new Map<ShardS<R>, true>();
   private readonly hungry = new Set<WorkerS<R>>();
+  private readonly quarantined = new Set<string>();
   /** Connected workers per job key they offer (servable() is asked for every job status). */
   private readonly offerCounts = new Map<string, number>();
   private readonly deadlines = new MinHeap<LeaseS<R>>((l) => l.deadline);
@@ -517,6 +520,13 @@ export class Scheduler<R = Float32Array> {
   /** Whether some connected worker could take a job that needs `key` (credit aside). */
   servable(key: string): boolean {
     return (this.offerCounts.get(key) ?? 0) > 0;
+  }
+
+  /** Workers of a quarantined identity get no leases (they keep what they hold) until it is let out. */
+  setQuarantined(identity: string, quarantined: boolean): void {
+    if (quarantined) this.quarantined.add(identity);
+    else this.quarantined.delete(identity);
+    for (const w of this.workers.values()) if (w.identity === identity) this.updateHungry(w);
   }
 
   /** A `pull`: the worker may hold up to `credit` leases from now on. */
@@ -723,7 +733,7 @@ export class Scheduler<R = Float32Array> {
   }
 
   private updateHungry(w: WorkerS<R>): void {
-    if (this.workers.get(w.id) === w && w.leases.size < w.credit) this.hungry.add(w);
+    if (this.workers.get(w.id) === w && w.leases.size < w.credit && !this.quarantined.has(w.identity)) this.hungry.add(w);
     else this.hungry.delete(w);
   }
 
@@ -803,7 +813,7 @@ export class Scheduler<R = Float32Array> {
   }
 
   private leaseOne(w: WorkerS<R>): Grant | undefined {
-    if (w.leases.size >= w.credit) {
+    if (w.leases.size >= w.credit || this.quarantined.has(w.identity)) {
       this.hungry.delete(w);
       return undefined;
     }
@@ -900,6 +910,7 @@ export class Scheduler<R = Float32Array> {
    * job when `blameWorkers` identities are out for it, or when every connected worker that could serve it is.
    */
   private blameFor(shard: ShardS<R>, identity: string, why: string, vote: boolean): void {
+    this.listener.workerBlamed?.(identity, vote ? 'refused' : 'lost');
     const b = shard.blame.get(identity) ?? { losses: 0, last: why };
     b.losses++;
     b.last = why;

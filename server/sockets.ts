@@ -277,6 +277,7 @@ class WorkerSession {
 
   private count(code: string): void {
     this.owner.metrics.protocolErrors.inc({ code });
+    if (this.workerId !== undefined) this.owner.jobs.protocolError(this.workerId);
     this.errors++;
     if (this.errors === MAX_PROTOCOL_ERRORS + 1) {
       this.log.warn({ worker: this.workerId, errors: this.errors }, 'too many protocol errors; disconnecting');
