@@ -77,6 +77,7 @@ export class JobRegistry {
       leaseMs: options.leaseMs,
       now: this.now,
       tolerance,
+      trusted: (name: string) => this.records.trusted(name),
       // Lease ids carry a per-boot prefix so a result for a lease from before a restart is never mistaken for a new one.
       newLeaseId: () => `${this.bootId}.${++this.leaseSeq}`,
       listener: {

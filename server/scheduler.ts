@@ -57,6 +57,8 @@ export interface SchedulerOptions<R = Float32Array> {
   maxLosses?: number;
   /** Idle workers take duplicate leases of outstanding shards when nothing is queued. Default true. */
   speculative?: boolean;
+  /** Whether a worker identity's record is good enough for speculative copies (default: every worker's is). */
+  trusted?: (identity: string) => boolean;
   /**
    * A shard is duplicated only after it has been leased for this many times the job's typical
    * shard time (a moving average of lease → result). Default 2. Before any shard finished, the
@@ -317,6 +319,7 @@ export class Scheduler<R = Float32Array> {
 
   private readonly leaseMs: number;
   private readonly now: () => number;
+  private readonly trusted: ((identity: string) => boolean) | undefined;
   private readonly lossesPerWorker: number;
   private readonly blameWorkers: number;
   private readonly maxLosses: number;
@@ -351,6 +354,7 @@ export class Scheduler<R = Float32Array> {
     if (!(options.leaseMs > 0)) throw new RangeError('leaseMs must be positive');
     this.leaseMs = options.leaseMs;
     this.now = options.now ?? Date.now;
+    this.trusted = options.trusted;
     this.lossesPerWorker = Math.max(1, options.lossesPerWorker ?? 2);
     this.blameWorkers = Math.max(1, options.blameWorkers ?? 3);
     this.maxLosses = Math.max(1, options.maxLosses ?? 10);
@@ -835,7 +839,8 @@ export class Scheduler<R = Float32Array> {
         }
       }
     }
-    if (shard === undefined && this.spec.size > 0) {
+    // A speculative copy races an outstanding lease: only a worker with a good record may run one.
+    if (shard === undefined && this.spec.size > 0 && (this.trusted?.(w.identity) ?? true)) {
       let seen = 0;
       const now = this.now();
       for (const s of this.spec.keys()) {

@@ -56,6 +56,14 @@ export class WorkerRecords {
     }
   }
 
+  /** A good record: nothing bad, or at least ten accepted results for each bad event (speculative copies go only to these). */
+  trusted(name: string): boolean {
+    const r = this.records.get(name);
+    if (r === undefined) return true;
+    const bad = r.lost + r.refused + r.protocolErrors;
+    return !r.quarantined && (bad === 0 || r.accepted >= 10 * bad);
+  }
+
   isQuarantined(name: string): boolean {
     return this.records.get(name)?.quarantined === true;
   }

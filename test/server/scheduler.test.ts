@@ -110,6 +110,21 @@ test('a disconnect re-queues the worker’s leases at once, ahead of fresh work'
   t.deepEqual(order.slice(0, 2).sort(), [0, 1]);
 });
 
+test('speculative copies go only to workers with a good record', (t) => {
+  const { s, clock } = harness({ trusted: (identity) => identity !== 'shaky' });
+  s.addJob({ id: 'J', items: 1, shardSize: 1, redundancy: 1 });
+  s.addWorker('a');
+  s.setCredit('a', 1);
+  s.dispatch();
+  s.addWorker('s1', [''], 'shaky');
+  s.setCredit('s1', 1);
+  clock.t += 1_000;
+  t.deepEqual(s.dispatch(), [], 'the slow shard is not duplicated onto a shaky worker');
+  s.addWorker('b');
+  s.setCredit('b', 1);
+  t.deepEqual(s.dispatch().map((g) => [g.workerId, g.speculative]), [['b', true]]);
+});
+
 test('speculation: an idle worker duplicates the oldest outstanding shard; the first result wins', (t) => {
   const { s, done, clock } = harness();
   s.addJob({ id: 'J', items: 2, shardSize: 1, redundancy: 1 });
