@@ -3,7 +3,8 @@
 // batches, and HTTP readers wait for the in-order prefix to grow.
 import { randomBytes } from 'node:crypto';
 import type { Logger } from 'pino';
-import { packedEmbeddingInput } from '../shared/model/embedding-input.js';
+import { packedManifest } from '../shared/model/bundle.js';
+import type { InputSpec } from '../shared/model/manifest.js';
 import { ProtocolError, Tensor, assertTensor, scorerOutputOf, scorerWidth, type Capabilities, type LeaseMessage, type ResultMessage, type ScoreItem } from '../shared/protocol/index.js';
 import type { BlobStore } from './blobs.js';
 import type { JobService, ServiceHost, ShardHooks, ShardOutput } from './job-service.js';
@@ -41,6 +42,15 @@ function waitingFor(spec: JobSpec): string | undefined {
   if (spec.scorer !== undefined) return `no connected worker serves ${spec.scorer.output === 'logprobs' ? 'log-probs of' : 'scorer'} ${spec.scorer.model}`;
   if (spec.embedding !== undefined) return `no connected worker serves embeddings of ${spec.embedding}`;
   return undefined;
+}
+
+/** A packed bundle's input spec, or undefined when the bytes are not a readable bundle. */
+function readableInput(bundle: Uint8Array): InputSpec | undefined {
+  try {
+    return packedManifest(bundle).input;
+  } catch {
+    return undefined;
+  }
 }
 
 /** Values per item in a job's results. */
@@ -159,10 +169,18 @@ export class ScoreJobs implements JobService<ScoreJobStatus> {
       const bundle = this.host.blobs.read(request.model);
       if (bundle === undefined) throw new SubmitError(`model: unknown blob ${request.model}; upload it first (PUT /api/blobs/${request.model})`);
       // A head over embeddings needs a worker whose server serves its embedding model, and the text to embed.
-      embedding = packedEmbeddingInput(bundle)?.model;
+      const input = readableInput(bundle);
+      embedding = input?.kind === 'embedding' ? input.model : undefined;
       if (embedding !== undefined && form !== 'text') {
         throw new SubmitError(`items: this model reads embeddings of ${embedding}, which its workers compute from text: send prompt and response, not features`);
       }
+      // Items the model cannot read are refused now, not at the first worker (a bundle that cannot be read at all is
+      // left to the workers, which report what is wrong with it).
+      if (input?.kind === 'features' && form === 'features' && dim !== input.dim) {
+        throw new SubmitError(`items: features have ${dim} values, the model takes ${input.dim}`);
+      }
+      if (input?.kind === 'features' && form === 'text') throw new SubmitError(`items: the model takes features:${input.dim}; send features, not prompt and response`);
+      if (input?.kind === 'text' && form === 'features') throw new SubmitError(`items: the model reads text (text:${input.dim}); send prompt and response, not features`);
     }
     const shards = splitShards(columns, request.shardSize, dim);
     const biggest = largestShardBytes(shards);

@@ -2,6 +2,7 @@
 import test from 'ava';
 import { createHash } from 'node:crypto';
 import { request } from 'node:http';
+import { packedBundle } from '../helpers/bundles.js';
 import {
   CLIENT_TOKEN,
   FakeWorker,
@@ -81,6 +82,20 @@ test('unknown paths are 404 and wrong methods 405, as JSON', async (t) => {
   t.is(pct.status, 400);
   t.is(await errorOf(pct), 'id: invalid percent-encoding in the path');
   t.is((await api(c.url, '/api/jobs/%', { token: null })).status, 401, 'checked after the token');
+});
+
+test('items the model cannot read are refused at submission, naming the mismatch', async (t) => {
+  const features = await uploadBlob(c.url, await packedBundle({ kind: 'features', dim: 4 }));
+  const text = await uploadBlob(c.url, await packedBundle({ kind: 'text', dim: 16 }));
+  const post = async (body: unknown): Promise<[number, string]> => {
+    const res = await api(c.url, '/api/jobs', { method: 'POST', body: JSON.stringify(body), headers: { 'content-type': 'application/json' } });
+    return [res.status, res.status === 201 ? '' : await errorOf(res)];
+  };
+  t.deepEqual(await post({ model: features, items: [{ id: 'x', features: [1, 2, 3] }] }), [400, 'items: features have 3 values, the model takes 4']);
+  t.deepEqual(await post({ model: features, items: [{ id: 'x', prompt: 'p', response: 'r' }] }), [400, 'items: the model takes features:4; send features, not prompt and response']);
+  t.deepEqual(await post({ model: text, items: [{ id: 'x', features: [1, 2, 3, 4] }] }), [400, 'items: the model reads text (text:16); send prompt and response, not features']);
+  t.deepEqual(await post({ model: features, items: [{ id: 'x', features: [1, 2, 3, 4] }] }), [201, '']);
+  t.deepEqual(await post({ model: text, items: [{ id: 'x', prompt: 'p', response: 'r' }] }), [201, '']);
 });
 
 test('a body nested deeper than 64 levels is a 400, not a stack overflow', async (t) => {
