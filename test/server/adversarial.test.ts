@@ -7,6 +7,16 @@ import { Tensor, sendMessage } from '../../shared/protocol/index.js';
 import { runFedpool } from '../helpers/processes.js';
 import { CLIENT_TOKEN, FakeWorker, WORKER_TOKEN, api, checkResults, featureItems, startCoordinatorProcess, submitJob, until, uploadBlob, waitForJob, type CoordinatorProcess } from './helpers.js';
 
+/** Answers every lease `w` holds with a failure no retry can fix; returns how many. */
+function refuseHeld(w: FakeWorker): number {
+  const held = [...w.held.values()];
+  for (const l of held) {
+    w.held.delete(l.leaseId);
+    sendMessage(w.socket, { type: 'failure', leaseId: l.leaseId, shardId: l.shardId, retryable: false, reason: 'I will not' });
+  }
+  return held.length;
+}
+
 async function pool(t: import('ava').ExecutionContext): Promise<{ c: CoordinatorProcess; model: string; honest: FakeWorker[] }> {
   const c = await startCoordinatorProcess(['--state', ':memory:', '--worker-token', WORKER_TOKEN, '--client-token', CLIENT_TOKEN], {}, t);
   t.teardown(() => c.stop());
@@ -51,11 +61,7 @@ test('a worker whose every result has the wrong shape, or that refuses every lea
       bad++;
       sendMessage(misshapen.socket, { type: 'result', leaseId: l.leaseId, shardId: l.shardId, payload: { kind: 'scores', scores: Tensor.float32(new Float32Array(1)) } });
     }
-    for (const l of [...refuser.held.values()]) {
-      refuser.held.delete(l.leaseId);
-      bad++;
-      sendMessage(refuser.socket, { type: 'failure', leaseId: l.leaseId, shardId: l.shardId, retryable: false, reason: 'I will not' });
-    }
+    bad += refuseHeld(refuser);
   }, 5);
   t.teardown(() => clearInterval(timer));
   misshapen.pull(8);
@@ -78,11 +84,7 @@ test('a worker whose record is mostly refused work is quarantined (no leases, sh
   t.teardown(() => [idle, refuser].forEach((w) => w.close()));
   let refused = 0;
   const timer = setInterval(() => {
-    for (const l of [...refuser.held.values()]) {
-      refuser.held.delete(l.leaseId);
-      refused++;
-      sendMessage(refuser.socket, { type: 'failure', leaseId: l.leaseId, shardId: l.shardId, retryable: false, reason: 'I will not' });
-    }
+    refused += refuseHeld(refuser);
   }, 2);
   t.teardown(() => clearInterval(timer));
   refuser.pull(4);
