@@ -132,8 +132,17 @@ export class WorkerSockets implements LeaseSink {
   }
 }
 
+/** Blob transfers one connection may have under way at once. */
+const MAX_BLOB_TRANSFERS = 4;
+/** Bytes a connection may have queued for writing before a blob transfer waits for it to drain. */
+const BLOB_BUFFER_BYTES = 8 * 1024 * 1024;
+/** The same in engine.io's packet buffer (blob chunks are 1 MiB). */
+const BLOB_BUFFER_PACKETS = 8;
+
 class WorkerSession {
   workerId: string | undefined;
+  /** Blobs being sent to this connection now. */
+  private readonly transfers = new Set<string>();
   private errors = 0;
   private readonly log: Logger;
 
@@ -191,7 +200,7 @@ class WorkerSession {
       const n = owner.jobs.releaseLeases(this.id(), m.leaseIds);
       this.log.info({ worker: this.workerId, released: n }, 'worker released leases');
     });
-    on('blob-request', (m) => this.sendBlob(m.hash));
+    on('blob-request', (m) => this.requestBlob(m.hash));
     on('error', (m) => {
       this.log.warn({ worker: this.workerId, code: m.code, ref: m.ref, message: m.message }, 'worker reported an error');
     }, false);
@@ -246,6 +255,43 @@ class WorkerSession {
     answer({ type: 'welcome', protocolVersion: PROTOCOL_VERSION, workerId: info.id, leaseMs: options.leaseMs, heartbeatMs: options.heartbeatMs, maxFrameBytes: options.maxFrameBytes });
   }
 
+  /**
+   * A worker's request for a blob. One transfer per blob per connection (a repeat while it is under way is dropped)
+   * and at most MAX_BLOB_TRANSFERS at once; between chunks the transfer waits until the connection has written what
+   * it buffered, so a worker that stops reading cannot make the coordinator queue a blob hundreds of times over
+   * (docs/security.md, "Rate limits").
+   */
+  private requestBlob(hash: string): void {
+    if (this.transfers.has(hash)) return;
+    if (this.transfers.size >= MAX_BLOB_TRANSFERS) {
+      this.send({ type: 'error', code: 'busy', message: `at most ${MAX_BLOB_TRANSFERS} blob transfers at once per connection; ask again when one ends`, ref: hash });
+      return;
+    }
+    this.transfers.add(hash);
+    void this.sendBlob(hash).finally(() => this.transfers.delete(hash));
+  }
+
+  /**
+   * What this connection has queued and not yet written: engine.io's packet buffer and the websocket's bytes (read
+   * through their public-but-untyped fields; 0 when a field is not there).
+   */
+  private queued(): { packets: number; bytes: number } {
+    const conn: unknown = this.socket.conn;
+    const field = (o: unknown, key: string): unknown => (typeof o === 'object' && o !== null ? Reflect.get(o, key) : undefined);
+    const buffer = field(conn, 'writeBuffer');
+    const bytes = field(field(field(conn, 'transport'), 'socket'), 'bufferedAmount');
+    return { packets: Array.isArray(buffer) ? buffer.length : 0, bytes: typeof bytes === 'number' ? bytes : 0 };
+  }
+
+  /** Waits until this connection has written all but a few MiB of what it queued (or is gone). */
+  private async drained(): Promise<void> {
+    for (;;) {
+      const q = this.queued();
+      if (!this.socket.connected || (q.bytes <= BLOB_BUFFER_BYTES && q.packets <= BLOB_BUFFER_PACKETS)) return;
+      await new Promise<void>((resolve) => setTimeout(resolve, 5));
+    }
+  }
+
   private async sendBlob(hash: string): Promise<void> {
     const { jobs, metrics } = this.owner;
     const present = jobs.blobs.has(hash);
@@ -256,6 +302,7 @@ class WorkerSession {
       return;
     }
     for (const chunk of jobs.blobs.chunks(hash)) {
+      await this.drained();
       if (!this.socket.connected) return;
       sendMessage(this.socket, chunk);
       metrics.blobBytesServed.inc(chunk.data.byteLength);

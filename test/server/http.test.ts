@@ -276,6 +276,26 @@ test.serial('workers fetch a model blob once in 1 MiB chunks; an unknown hash is
   w.close();
 });
 
+test.serial('a blob requested 300 times at once is sent once; more than 4 different blobs at once are refused as busy', async (t) => {
+  const big = new Uint8Array(3 * 1024 * 1024).map((_, i) => (i * 13) % 256);
+  const hash = await uploadBlob(c.url, big);
+  const w = await worker('hoarder');
+  const { sendMessage } = await import('../../shared/protocol/index.js');
+  for (let i = 0; i < 300; i++) sendMessage(w.socket, { type: 'blob-request', hash });
+  await until(() => w.blobs.some((b) => b.final), 'one whole transfer');
+  await new Promise((r) => setTimeout(r, 200)); // anything still coming would be another transfer
+  const finals = w.blobs.filter((b) => b.final).length;
+  t.true(finals >= 1 && finals <= 5, `${finals} transfers for 300 requests of one blob (a repeat during a transfer is dropped)`);
+  t.true(w.blobs.length <= 5 * 3, `${w.blobs.length} chunks, not 900`);
+  w.blobs.length = 0;
+  const others = await Promise.all([1, 2, 3, 4, 5].map((k) => uploadBlob(c.url, new Uint8Array(2 * 1024 * 1024).fill(k))));
+  for (const h of others) sendMessage(w.socket, { type: 'blob-request', hash: h });
+  await until(() => w.errors.some((e) => e.code === 'busy'), 'busy');
+  t.is(w.errors.filter((e) => e.code === 'busy').length, 1, 'the fifth concurrent transfer is refused');
+  await until(() => w.blobs.filter((b) => b.final).length === 4, 'the other four complete');
+  w.close();
+});
+
 test('the dashboard is a self-contained page under a CSP nonce', async (t) => {
   const res = await api(c.url, '/', { token: null });
   t.is(res.status, 200);
