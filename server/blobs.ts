@@ -95,12 +95,10 @@ export class BlobStore {
   /** Stores `bytes`, returning their hash. */
   put(bytes: Uint8Array): string {
     const hash = sha256Hex(bytes);
-    // A stored copy that does not match these bytes (a damaged file) is replaced.
-    if (this.store.hasBlob(hash) && this.verified.get(hash) !== this.store.blobStamp(hash) && sha256Hex(this.read(hash) ?? new Uint8Array(0)) !== hash) {
-      this.store.deleteBlob(hash);
-    }
+    const existed = this.store.hasBlob(hash);
     this.store.putBlob(hash, [bytes]);
-    this.trust(hash);
+    // Only bytes written now are known good; a copy that was already there is checked by verify() before use.
+    if (!existed) this.trust(hash);
     return hash;
   }
 

@@ -136,10 +136,6 @@ export class JobRegistry {
 
   // ---- every kind of job, for sockets and HTTP ------------------------------------------------
 
-  has(id: string): boolean {
-    return this.owners.has(id) || this.jobStatus(id) !== undefined;
-  }
-
   /** Any job's public view, if `who` may see it (its owner, an admin, or anyone for an ownerless job). */
   jobStatus(id: string, who: Principal = ANYONE): JobStatus | undefined {
     if (!canSee(who, this.ownerOf(id))) return undefined;

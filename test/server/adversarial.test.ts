@@ -101,11 +101,18 @@ test('a worker whose record is mostly refused work is quarantined (no leases, sh
   const asClient = await runFedpool(['workers', 'unquarantine', 'refuser', '--url', c.url, '--token', CLIENT_TOKEN]);
   t.is(asClient.status, 1);
   t.regex(asClient.stderr, /needs an admin token/);
+  // It holds nothing while quarantined, and it pulled already: from its release on, every refusal is a new one.
+  const base = refused;
   const asAdmin = await runFedpool(['workers', 'unquarantine', 'refuser', '--url', c.url, '--token', ADMIN]);
   t.is(asAdmin.status, 0, asAdmin.stderr);
   t.is(asAdmin.stdout, 'fedpool: worker refuser is out of quarantine\n');
   refuser.pull(4);
   await until(() => refuser.leases.length > leasesAtQuarantine, 'leases again');
-  t.is((await listed())?.record.refused, refuser.leases.length - leasesAtQuarantine - refuser.held.size, 'a fresh record');
+  // Stop refusing, answer what it still holds, and wait for the coordinator to have read every refusal sent since.
+  clearInterval(timer);
+  refused += refuseHeld(refuser);
+  const since = refused - base;
+  await until(async () => (await listed())?.record.refused === since, `a fresh record: only the ${since} refusals since it came out`);
+  t.is((await listed())?.record.refused, since, 'a fresh record');
   t.true(refused > 0);
 });
