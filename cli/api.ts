@@ -1,5 +1,8 @@
 // The coordinator's HTTP API as job submitters use it (fedpool score, train). One line per failure, naming the
 // coordinator and what went wrong, so every command reports connection and token problems the same way.
+import { Agent, fetch, type Dispatcher, type Response } from 'undici';
+import { certificateAdvice, certificateRefusal } from '../shared/tls.js';
+import { credentials } from './credentials.js';
 import { UserError } from './errors.js';
 
 export interface JobStatus {
@@ -13,11 +16,25 @@ export interface JobStatus {
 /** The coordinator did not answer at all (down, restarting, wrong address): a caller may retry. */
 export class UnreachableError extends UserError {}
 
+export interface CoordinatorApiOptions {
+  /** PEM CA certificate(s) to trust for an https coordinator (`--ca`), instead of the system's. */
+  ca?: string | undefined;
+}
+
+/** How often a request answered 503 with Retry-After (the coordinator is busy) is sent again. */
+const BUSY_RETRIES = 5;
+
 export class CoordinatorApi {
+  /** undici's fetch with this agent when a CA is given; its global dispatcher otherwise. */
+  private readonly dispatcher: Dispatcher | undefined;
+
   constructor(
     readonly url: string,
     private readonly token: string | undefined,
-  ) {}
+    options: CoordinatorApiOptions = {},
+  ) {
+    this.dispatcher = options.ca === undefined ? undefined : new Agent({ connect: { ca: options.ca } });
+  }
 
   private async request(method: string, path: string, body?: Uint8Array | string, contentType?: string): Promise<Response> {
     const headers: Record<string, string> = {};
@@ -25,17 +42,31 @@ export class CoordinatorApi {
     if (contentType) headers['content-type'] = contentType;
     let res: Response;
     try {
-      res = await fetch(new URL(path, this.url), { method, headers, body });
+      res = await fetch(new URL(path, this.url), { method, headers, body, ...this.via() });
+      // A busy coordinator (its budget for request bodies in flight is spent) says when to come back: do, a few times.
+      for (let attempt = 1; res.status === 503 && res.headers.has('retry-after') && attempt <= BUSY_RETRIES; attempt++) {
+        await res.body?.cancel();
+        const seconds = Math.min(30, Math.max(1, Number(res.headers.get('retry-after')) || 5));
+        process.stderr.write(`coordinator at ${this.url} is busy; retrying ${method} ${path} in ${seconds} s (${attempt}/${BUSY_RETRIES})\n`);
+        await new Promise((resolve) => setTimeout(resolve, seconds * 1000));
+        res = await fetch(new URL(path, this.url), { method, headers, body, ...this.via() });
+      }
     } catch (e) {
+      const refused = certificateRefusal(e);
+      if (refused !== undefined) throw new UserError(certificateAdvice(this.url, refused));
       const cause = (e as { cause?: { code?: string; message?: string } }).cause;
       throw new UnreachableError(`cannot reach the coordinator at ${this.url} (${cause?.code ?? cause?.message ?? String(e)})`);
     }
     if (res.status === 401 || res.status === 403) {
       // A HEAD answer has no body to say why: ask a cheap GET route for the reason.
-      const why = method === 'HEAD' ? await errorText(await fetch(new URL('/api/workers', this.url), { headers })) : await errorText(res);
+      const why = method === 'HEAD' ? await errorText(await fetch(new URL('/api/workers', this.url), { headers, ...this.via() })) : await errorText(res);
       throw new UserError(`the coordinator at ${this.url} refused the token: ${why}`);
     }
     return res;
+  }
+
+  private via(): { dispatcher?: Dispatcher } {
+    return this.dispatcher === undefined ? {} : { dispatcher: this.dispatcher };
   }
 
   private async json<T>(method: string, path: string, body?: unknown): Promise<T> {
@@ -76,8 +107,9 @@ export class CoordinatorApi {
     return (await this.json<{ meta: unknown }>('GET', `/api/jobs/${encodeURIComponent(id)}/meta`)).meta;
   }
 
+  /** Cancels a queued or running job; never deletes one that has ended meanwhile (`?only=cancel`). */
   cancel(id: string): Promise<unknown> {
-    return this.json('DELETE', `/api/jobs/${encodeURIComponent(id)}`);
+    return this.json('DELETE', `/api/jobs/${encodeURIComponent(id)}?only=cancel`);
   }
 
   /** Raw bytes of a GET (e.g. a training job's model bundle). */
@@ -110,6 +142,12 @@ export class CoordinatorApi {
     return this.followLines(`/api/jobs/${encodeURIComponent(id)}/results?follow=1`, onLine);
   }
 
+}
+
+/** The API of a command's `--url`, `--token`/`--token-file` and `--ca` (cli/credentials.ts). */
+export function coordinatorApi(options: Record<string, unknown>, command: string): CoordinatorApi {
+  const { token, ca } = credentials(options, command);
+  return new CoordinatorApi(String(options['url']), token, { ca });
 }
 
 async function errorText(res: Response): Promise<string> {

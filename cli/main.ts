@@ -4,7 +4,7 @@
 import { Command, CommanderError, Option } from 'commander';
 import { readFileSync } from 'node:fs';
 import { UserError } from './errors.js';
-import { collect, DEFAULT_URL, integer, positiveNumber, url } from './options.js';
+import { collect, DEFAULT_URL, integer, nonNegativeNumber, positiveNumber, redundancy, url } from './options.js';
 import type { ScorerApi } from '../shared/protocol/messages.js';
 import { SELECT_MODES } from '../shared/scoring/selection.js';
 
@@ -41,6 +41,8 @@ function lazy(file: string): (options: Record<string, unknown>) => Promise<void>
 
 const urlOption = () => new Option('--url <url>', 'coordinator address').default(DEFAULT_URL).argParser(url);
 const tokenOption = () => new Option('--token <token>', 'bearer token (or env FEDPOOL_TOKEN)').env('FEDPOOL_TOKEN');
+const tokenFileOption = () => new Option('--token-file <file>', 'read the bearer token from this file (its one line; keeps it out of ps)');
+const caOption = () => new Option('--ca <file>', "PEM CA certificate to trust for an https coordinator (instead of the system's)");
 
 export function buildProgram(): Command {
   const program = new Command('fedpool')
@@ -60,6 +62,15 @@ export function buildProgram(): Command {
     .option('--state <file>', "SQLite state file (':memory:' for none)", './fedpool.db')
     .option('--lease-ms <ms>', 'shard lease duration', integer(1), 30000)
     .option('--metrics-public', 'serve /metrics without a token')
+    .option('--max-connections <n>', 'TCP connections (HTTP and worker websockets) held at once, in all; more are closed at once (default 10000)', integer(1))
+    .option('--max-connections-per-ip <n>', 'TCP connections held at once from one address (an IPv6 /64); raise it behind a proxy (default 1024)', integer(1))
+    .option(
+      '--retain-jobs <days>',
+      'delete ended jobs (done, failed, cancelled) DAYS after they ended, with their results and checkpoints, and blobs no job names any more (fractions allowed; default: keep every job forever)',
+      positiveNumber,
+    )
+    .option('--tls-cert <file>', 'serve https and wss with this PEM certificate (chain); needs --tls-key')
+    .option('--tls-key <file>', 'PEM private key of --tls-cert')
     .action(lazy('coordinator'));
 
   program
@@ -67,6 +78,8 @@ export function buildProgram(): Command {
     .description('join a coordinator as a worker and execute scoring and fine-tuning shards')
     .addOption(urlOption())
     .addOption(tokenOption())
+    .addOption(tokenFileOption())
+    .addOption(caOption())
     .option('--name <name>', 'worker name (default: host name + pid)')
     .option('--threads <k>', 'tensor threads (default: cores − 1, at least 1)', integer(1, 1024))
     .addOption(new Option('--backend <backend>', 'tensor backend').choices(['auto', 'webgpu', 'tfjs-node-gpu', 'tfjs-node', 'wasm', 'cpu']).default('auto'))
@@ -101,13 +114,16 @@ export function buildProgram(): Command {
     .description('score a JSONL file of items, pairs or groups across the pool')
     .addOption(urlOption())
     .addOption(tokenOption())
+    .addOption(tokenFileOption())
+    .addOption(caOption())
     .option('--model <dir>', 'model bundle directory')
     .option('--scorer <name>', "score with the workers' inference servers that serve this model (instead of --model)")
     .option('--logprobs', 'with --scorer: token log-probs from openai-logprobs workers (implied by the log-prob --select modes)')
     .option('--input <file>', 'input JSONL')
     .option('--output <file>', 'output JSONL (one line per input line, in input order)')
     .option('--shard-size <n>', 'items per shard', integer(1), 256)
-    .option('--redundancy <r>', 'score each shard on R workers', integer(1), 1)
+    .option('--redundancy <r>', 'R: score each shard on R workers and accept what a majority of them agree on; adaptive: spot-check workers by their record', redundancy, 1)
+    .option('--agree-tol <x>', 'redundant scores agree when |a − b| ≤ x · max(1, |a|, |b|)', nonNegativeNumber, 1e-4)
     .addOption(new Option('--select <mode>', 'selection per group').choices(['none', ...SELECT_MODES]).default('none'))
     .option('--borda-p <p>', 'certainty-vote: a vote of rank r among N counts (N − r + 1)^p', positiveNumber, 0.5)
     .option('--resume <id>', 'wait for an existing job and write its results')
@@ -118,6 +134,8 @@ export function buildProgram(): Command {
     .description('federated fine-tuning over the pool (FedAvg, FedAU, FedBuff, robust aggregation)')
     .addOption(urlOption())
     .addOption(tokenOption())
+    .addOption(tokenFileOption())
+    .addOption(caOption())
     .requiredOption('--config <file>', 'train.json')
     .option('--out <dir>', 'output directory (model/, metrics.jsonl, config.json)')
     .action(lazy('train'));
@@ -148,6 +166,8 @@ export function buildProgram(): Command {
     .argument('<name>', 'the worker\'s --name')
     .addOption(urlOption())
     .addOption(tokenOption())
+    .addOption(tokenFileOption())
+    .addOption(caOption())
     .action((name: string, options: Record<string, unknown>) => lazy('workers')({ ...options, name }));
 
   program

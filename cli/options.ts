@@ -18,6 +18,22 @@ export function positiveNumber(value: string): number {
   return n;
 }
 
+export function nonNegativeNumber(value: string): number {
+  const n = Number(value);
+  if (value.trim() === '' || !Number.isFinite(n) || n < 0) throw new InvalidArgumentError('expected a number ≥ 0');
+  return n;
+}
+
+/** `--redundancy`: a replica count R ≥ 1, or `adaptive`. */
+export function redundancy(value: string): number | 'adaptive' {
+  if (value.trim() === 'adaptive') return 'adaptive';
+  try {
+    return integer(1, 16)(value);
+  } catch {
+    throw new InvalidArgumentError('expected an integer in [1, 16] or "adaptive"');
+  }
+}
+
 export function collect(value: string, previous: string[] = []): string[] {
   return [...previous, value];
 }

@@ -1,6 +1,8 @@
 // The worker's link to the coordinator: one socket.io-client socket per session, hello/welcome, and reconnection
 // with exponential backoff. Leases belong to a session; once it ends nothing more is sent on its behalf.
 import { io, type Socket } from 'socket.io-client';
+import { Agent, fetch } from 'undici';
+import { certificateAdvice, certificateRefusal } from '../shared/tls.js';
 import {
   ProtocolError,
   assertProtocolVersion,
@@ -80,6 +82,14 @@ export class VersionRefusedError extends Error {
   override readonly name = 'VersionRefusedError';
 }
 
+/** The coordinator's TLS certificate is not trusted (`--ca` missing or wrong, expired, another name): final too. */
+export class CertificateRefusedError extends Error {
+  override readonly name = 'CertificateRefusedError';
+  constructor(url: string, readonly problem: string) {
+    super(certificateAdvice(url, problem));
+  }
+}
+
 /**
  * socket.io reports a middleware refusal as a connect_error carrying the server's message. The design fixes those
  * messages ("unauthorized: …", "… is a client token; workers need a worker token"), so the text is the signal.
@@ -89,20 +99,26 @@ export function isTokenRefusal(message: string): boolean {
 }
 
 /**
- * Why the coordinator refuses `token` for a worker (GET /api/worker-auth, the check its websocket upgrade makes), or
- * undefined when it accepts the token or cannot say (unreachable, an older coordinator without the route).
+ * Why the coordinator refuses us for good: its refusal of `token` (GET /api/worker-auth, the check its websocket
+ * upgrade makes), or our refusal of its TLS certificate (the probe uses the same CA as the socket). Undefined when
+ * neither holds or it cannot say (unreachable, an older coordinator without the route): a retry may help.
  */
-async function upgradeRefusal(url: string, token: string | undefined): Promise<string | undefined> {
+async function upgradeRefusal(url: string, token: string | undefined, ca: string | undefined): Promise<Error | undefined> {
+  const agent = ca === undefined ? undefined : new Agent({ connect: { ca } });
   try {
     const res = await fetch(new URL('/api/worker-auth', url), {
       headers: token === undefined ? {} : { authorization: `Bearer ${token}` },
       signal: AbortSignal.timeout(10_000),
+      ...(agent === undefined ? {} : { dispatcher: agent }),
     });
     if (res.status !== 401) return undefined;
     const body = (await res.json()) as { error?: unknown };
-    return typeof body.error === 'string' ? body.error : undefined;
-  } catch {
-    return undefined;
+    return typeof body.error === 'string' ? new TokenRefusedError(body.error) : undefined;
+  } catch (e) {
+    const problem = certificateRefusal(e);
+    return problem === undefined ? undefined : new CertificateRefusedError(url, problem);
+  } finally {
+    void agent?.close().catch(() => {});
   }
 }
 
@@ -152,6 +168,8 @@ export interface RetryInfo {
 export interface ConnectionOptions {
   url: string;
   token?: string | undefined;
+  /** PEM CA certificate(s) to trust for an https/wss coordinator, instead of the system's (`--ca`). */
+  ca?: string | undefined;
   /** Built afresh for every attempt, so capabilities (e.g. measured items/s) stay current. */
   hello: () => HelloMessage;
   handlers: MessageHandlers;
@@ -286,7 +304,7 @@ export class Connection {
 
   private attempt(): void {
     if (this.stopped) return;
-    const { url, token, handlers } = this.options;
+    const { url, token, ca, handlers } = this.options;
     const socket: WorkerSocket = io(url, {
       // The coordinator checks the token in the websocket upgrade (the header), before any frame is read; `auth`
       // carries it too, for coordinators that check it in the socket.io handshake.
@@ -297,6 +315,7 @@ export class Connection {
       forceNew: true,
       autoConnect: false,
       timeout: this.options.connectTimeoutMs ?? 10_000,
+      ...(ca === undefined ? {} : { ca }),
     });
     this.socket = socket;
     let session: LiveSession | undefined;
@@ -331,10 +350,10 @@ export class Connection {
         return;
       }
       // A refused websocket upgrade is a bare HTTP 400, like a broken transport: ask the coordinator whether it was
-      // the token (final) or something a retry may fix.
-      void upgradeRefusal(url, token).then((reason) => {
+      // the token (final) or something a retry may fix. A certificate we refuse fails that probe too (final).
+      void upgradeRefusal(url, token, ca).then((refusal) => {
         if (ended || this.stopped) return;
-        if (reason !== undefined) this.fatal(new TokenRefusedError(reason));
+        if (refusal !== undefined) this.fatal(refusal);
         else end(`cannot connect: ${err.message}`, true);
       });
     });

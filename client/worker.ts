@@ -16,7 +16,7 @@ import { BlobCache, BlobReceiver } from './blob-cache.js';
 import { Connection, type BackoffOptions, type RetryInfo, type Session } from './connection.js';
 import { LeaseRunner, type DatasetSource, type LeaseChannel, type Scorer, type ServerScorer, type Trainer } from './lease-runner.js';
 
-export { TokenRefusedError, VersionRefusedError } from './connection.js';
+export { CertificateRefusedError, TokenRefusedError, VersionRefusedError } from './connection.js';
 export type { DatasetSource, Scorer, ScorerItem, ServerScorer, Trainer } from './lease-runner.js';
 
 export interface WorkerLog {
@@ -29,6 +29,8 @@ export interface WorkerLog {
 export interface WorkerOptions {
   url: string;
   token?: string | undefined;
+  /** PEM CA certificate(s) to trust for an https/wss coordinator (`--ca`). */
+  ca?: string | undefined;
   name: string;
   /** Scoring threads: leases scored at once. */
   threads: number;
@@ -106,6 +108,7 @@ export class Worker {
     this.connection = new Connection({
       url: options.url,
       token: options.token,
+      ca: options.ca,
       hello: () => this.hello(),
       handlers: {
         lease: (lease, session) => {

@@ -39,14 +39,49 @@ export class BlobStore {
   /** Blobs known to hash to their name, with the stamp they had when they did. */
   private readonly verified = new Map<string, string>();
   private readonly verifying = new Map<string, Promise<boolean>>();
+  /**
+   * When each blob was last used in this process (stored, uploaded, confirmed by HEAD, read for a job, sent to a
+   * worker): a blob no job names any more is removed only after a while unused (job-registry.ts, retention), so one
+   * that a submitter confirmed moments ago for a job it is about to submit stays.
+   */
+  private readonly used = new Map<string, number>();
+  /** Transfers to workers under way, per blob: such a blob is not removed. */
+  private readonly sending = new Map<string, number>();
 
-  constructor(private readonly store: Store) {}
+  constructor(
+    private readonly store: Store,
+    private readonly now: () => number = Date.now,
+  ) {}
+
+  private touch(hash: string): void {
+    this.used.set(hash, this.now());
+  }
+
+  /** When this process last used the blob (see `used`), or undefined. */
+  lastUsed(hash: string): number | undefined {
+    return this.used.get(hash);
+  }
+
+  /** Whether the blob is being hashed or sent to a worker now. */
+  busy(hash: string): boolean {
+    return this.verifying.has(hash) || (this.sending.get(hash) ?? 0) > 0;
+  }
+
+  /** Removes a blob that no job names any more (retention); false, and nothing removed, while it is busy. */
+  remove(hash: string): boolean {
+    if (!isSha256(hash) || this.busy(hash)) return false;
+    this.store.deleteBlob(hash);
+    this.verified.delete(hash);
+    this.used.delete(hash);
+    return true;
+  }
 
   /** Whether the blob is present and its bytes hash to `hash`; a blob that does not is removed. Never blocks the loop for long. */
   verify(hash: string): Promise<boolean> {
     if (!isSha256(hash)) return Promise.resolve(false);
     const stamp = this.store.blobStamp(hash);
     if (stamp === undefined) return Promise.resolve(false);
+    this.touch(hash);
     if (this.verified.get(hash) === stamp) return Promise.resolve(true);
     let pending = this.verifying.get(hash);
     if (pending === undefined) {
@@ -69,6 +104,7 @@ export class BlobStore {
     }
     // Bytes that no longer hash to their name (or that changed while hashed): not served, not confirmed, removed.
     this.verified.delete(hash);
+    this.used.delete(hash);
     this.store.deleteBlob(hash);
     return false;
   }
@@ -89,7 +125,9 @@ export class BlobStore {
   /** The whole blob, or undefined when absent. */
   read(hash: string): Uint8Array | undefined {
     const size = this.size(hash);
-    return size === undefined ? undefined : this.store.readBlob(hash, 0, size);
+    if (size === undefined) return undefined;
+    this.touch(hash);
+    return this.store.readBlob(hash, 0, size);
   }
 
   /** Stores `bytes`, returning their hash. */
@@ -99,6 +137,7 @@ export class BlobStore {
     this.store.putBlob(hash, [bytes]);
     // Only bytes written now are known good; a copy that was already there is checked by verify() before use.
     if (!existed) this.trust(hash);
+    this.touch(hash);
     return hash;
   }
 
@@ -124,6 +163,7 @@ export class BlobStore {
     if (this.store.hasBlob(actual)) await this.verify(actual);
     this.store.putBlob(actual, chunks);
     this.trust(actual);
+    this.touch(actual);
     return { hash: actual, size };
   }
 
@@ -131,13 +171,22 @@ export class BlobStore {
   *chunks(hash: string, chunkBytes = BLOB_CHUNK_BYTES): Generator<BlobMessage> {
     const total = this.size(hash);
     if (total === undefined) throw new Error(`no blob ${hash}`);
-    let offset = 0;
-    do {
-      const data = this.store.readBlob(hash, offset, Math.min(chunkBytes, total - offset));
-      const end = offset + data.byteLength;
-      if (data.byteLength === 0 && end < total) throw new Error(`blob ${hash} is shorter than its recorded size`);
-      yield { type: 'blob', hash, offset, total, data, final: end === total };
-      offset = end;
-    } while (offset < total);
+    this.sending.set(hash, (this.sending.get(hash) ?? 0) + 1);
+    try {
+      let offset = 0;
+      do {
+        const data = this.store.readBlob(hash, offset, Math.min(chunkBytes, total - offset));
+        const end = offset + data.byteLength;
+        if (data.byteLength === 0 && end < total) throw new Error(`blob ${hash} is shorter than its recorded size`);
+        this.touch(hash);
+        yield { type: 'blob', hash, offset, total, data, final: end === total };
+        offset = end;
+      } while (offset < total);
+    } finally {
+      // Also when the consumer stops early (a worker gone): for-of ends the generator through return().
+      const n = (this.sending.get(hash) ?? 1) - 1;
+      if (n > 0) this.sending.set(hash, n);
+      else this.sending.delete(hash);
+    }
   }
 }

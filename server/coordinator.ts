@@ -1,9 +1,14 @@
 import { createServer } from 'node:http';
+import { createServer as createTlsServer } from 'node:https';
+import { isIPv4 } from 'node:net';
 import type { AddressInfo } from 'node:net';
 import pino, { type Logger } from 'pino';
 import { DEFAULT_MAX_FRAME_BYTES } from '../shared/protocol/index.js';
 import { Auth } from './auth.js';
 import { Api, DEFAULT_MAX_BLOB_BYTES, DEFAULT_MAX_JSON_BYTES } from './http.js';
+import { BodyBudget, DEFAULT_BODY_BUDGET_BYTES } from './body-budget.js';
+import { ConnectionLimiter, DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_CONNECTIONS_PER_IP } from './connection-limits.js';
+import { DEFAULT_MAX_ITEMS } from './json-body.js';
 import { Metrics } from './metrics.js';
 import { JobRegistry } from './job-registry.js';
 import { heartbeatMsFor, WorkerSockets } from './sockets.js';
@@ -28,16 +33,33 @@ export interface CoordinatorOptions {
   maxFrameBytes?: number;
   maxJsonBytes?: number;
   maxBlobBytes?: number;
+  /** TCP connections at once, in all (`--max-connections`; default connection-limits.ts DEFAULT_MAX_CONNECTIONS). */
+  maxConnections?: number;
+  /** TCP connections at once from one address or IPv6 /64 (`--max-connections-per-ip`; default DEFAULT_MAX_CONNECTIONS_PER_IP). */
+  maxConnectionsPerIp?: number;
+  /** Bytes of request bodies being received at once, JSON and blobs together (default body-budget.ts DEFAULT_BODY_BUDGET_BYTES). */
+  bodyBudgetBytes?: number;
+  /** Most entries in one array or object of a JSON body, e.g. a job's items (default json-body.ts DEFAULT_MAX_ITEMS). */
+  maxItems?: number;
   /** Speculative duplicate leases near a job's end (default true). */
   speculative?: boolean;
   /** Frames one worker connection may send (default sockets.ts DEFAULT_FRAME_RATE). */
   frameRate?: RateLimit;
   /** A client must send its request headers within this (default 10 s): slow-header connections are closed. */
   headersTimeoutMs?: number;
+  /** Ended jobs are deleted this long after they ended (`--retain-jobs DAYS`); undefined (default): kept forever. */
+  retainJobsMs?: number;
+  /** A blob only deleted jobs named is removed after this long unused (default 1 h; job-registry.ts). */
+  blobGraceMs?: number;
+  /**
+   * Serve https and wss with this certificate (chain) and private key, PEM (`--tls-cert`, `--tls-key`); the url is
+   * then https://. Without it the coordinator speaks plain http and ws.
+   */
+  tls?: { cert: string | Buffer; key: string | Buffer };
 }
 
 export interface Coordinator {
-  /** http://host:port with the real port. */
+  /** http://host:port (https:// with `tls`) with the real port. */
   readonly url: string;
   readonly host: string;
   readonly port: number;
@@ -62,6 +84,14 @@ function openStore(state: string): Store {
   }
 }
 
+/** 127.0.0.0/8, ::1 and localhost: addresses no other machine can reach. */
+export function isLoopback(host: string): boolean {
+  const h = host.toLowerCase().replace(/^\[(.*)\]$/, '$1');
+  if (h === 'localhost' || h === '::1' || h === '0:0:0:0:0:0:0:1') return true;
+  const v4 = h.startsWith('::ffff:') ? h.slice('::ffff:'.length) : h;
+  return isIPv4(v4) && v4.startsWith('127.');
+}
+
 function hostForUrl(host: string): string {
   return host.includes(':') && !host.startsWith('[') ? `[${host}]` : host;
 }
@@ -75,11 +105,16 @@ export async function startCoordinator(options: CoordinatorOptions = {}): Promis
   const auth = new Auth({ worker: options.workerTokens ?? [], submitter: options.clientTokens ?? [], admin: options.adminTokens ?? [] });
   if (auth.isOpen('worker')) logger.warn('no worker token configured: any worker may join (use --worker-token)');
   if (auth.isOpen('submitter')) logger.warn('no client token configured: the HTTP API is open to anyone who can reach it (use --client-token)');
+  if (options.tls === undefined && !isLoopback(host)) {
+    logger.warn(`listening on ${host} without TLS: tokens and data travel in clear text (use --tls-cert and --tls-key, or a TLS-terminating proxy)`);
+  }
 
   const store = openStore(state);
   const jobs = new JobRegistry({
     store, leaseMs, logger, maxFrameBytes,
     ...(options.speculative === undefined ? {} : { speculative: options.speculative }),
+    ...(options.retainJobsMs === undefined ? {} : { retainJobsMs: options.retainJobsMs }),
+    ...(options.blobGraceMs === undefined ? {} : { blobGraceMs: options.blobGraceMs }),
   });
   const metrics = new Metrics({ stats: jobs.scheduler.stats, workersConnected: () => jobs.workers.size, workersQuarantined: () => jobs.records.quarantinedCount(), jobCounts: () => jobs.jobCounts() });
   jobs.score.onJobEnd = (record) => {
@@ -97,11 +132,25 @@ export async function startCoordinator(options: CoordinatorOptions = {}): Promis
   const api = new Api({
     jobs, auth, metrics, logger, metricsPublic: options.metricsPublic ?? false,
     maxJsonBytes: options.maxJsonBytes ?? DEFAULT_MAX_JSON_BYTES, maxBlobBytes: options.maxBlobBytes ?? DEFAULT_MAX_BLOB_BYTES,
+    bodyBudget: new BodyBudget(options.bodyBudgetBytes ?? DEFAULT_BODY_BUDGET_BYTES, { inFlight: (b) => metrics.requestBodyBytes.set(b), refused: () => metrics.requestBodiesRefused.inc() }),
+    maxItems: options.maxItems ?? DEFAULT_MAX_ITEMS,
   });
   // Node checks header deadlines every connectionsCheckingInterval: check often enough for the deadline to mean something.
   const headersTimeout = options.headersTimeoutMs ?? 10_000;
-  const http = createServer({ headersTimeout, connectionsCheckingInterval: Math.min(1_000, headersTimeout) }, api.handle);
+  const serverOptions = { headersTimeout, connectionsCheckingInterval: Math.min(1_000, headersTimeout) };
+  let http: ReturnType<typeof createServer>;
+  try {
+    http = options.tls === undefined ? createServer(serverOptions, api.handle) : createTlsServer({ ...serverOptions, cert: options.tls.cert, key: options.tls.key }, api.handle);
+  } catch (e) {
+    api.close();
+    jobs.close();
+    store.close();
+    throw new Error(`invalid TLS certificate or key: ${e instanceof Error ? e.message : String(e)}`);
+  }
   http.keepAliveTimeout = 5000;
+  new ConnectionLimiter(http, { maxConnections: options.maxConnections ?? DEFAULT_MAX_CONNECTIONS, maxConnectionsPerIp: options.maxConnectionsPerIp ?? DEFAULT_MAX_CONNECTIONS_PER_IP }, {
+    refused: (reason) => metrics.connectionsRefused.inc({ reason }), open: (n) => metrics.connectionsOpen.set(n),
+  });
   const sockets = new WorkerSockets(http, jobs, auth, metrics, {
     leaseMs, heartbeatMs: heartbeatMsFor(leaseMs), maxFrameBytes, logger, ...(options.frameRate === undefined ? {} : { frameRate: options.frameRate }),
   });
@@ -125,7 +174,7 @@ export async function startCoordinator(options: CoordinatorOptions = {}): Promis
   }
   http.on('error', (e) => logger.error({ err: e.message }, 'http server error'));
   const port = (http.address() as AddressInfo).port;
-  const url = `http://${hostForUrl(host)}:${port}`;
+  const url = `${options.tls === undefined ? 'http' : 'https'}://${hostForUrl(host)}:${port}`;
   logger.info({ url, state, leaseMs }, 'coordinator listening');
 
   let closing: Promise<void> | undefined;

@@ -4,7 +4,11 @@ import type { Logger } from 'pino';
 import { bearerToken, type Auth, type Principal } from './auth.js';
 import { BlobHashMismatchError, BlobTooLargeError, isSha256 } from './blobs.js';
 import { dashboardHtml } from './dashboard.js';
-import { parseJobRequest } from './jobs.js';
+import { parseJobRequest, type ParsedJob } from './jobs.js';
+import { counted, type BodyBudget } from './body-budget.js';
+import { readJsonBody } from './json-body.js';
+import { parseJobRequestInSlices } from './job-request-slices.js';
+import { RequestRefused } from './request-refused.js';
 import type { Metrics } from './metrics.js';
 import type { JobRegistry } from './job-registry.js';
 import { SubmitError } from './score-jobs.js';
@@ -23,31 +27,16 @@ export interface ApiOptions {
   maxJsonBytes: number;
   /** Largest blob upload. */
   maxBlobBytes: number;
+  /** The request bodies (JSON and blobs) being received at once, together (server/body-budget.ts). */
+  bodyBudget: BodyBudget;
+  /** Most entries in one array or object of a JSON body (server/json-body.ts). */
+  maxItems: number;
 }
 
 export const DEFAULT_MAX_JSON_BYTES = 256 * 1024 * 1024;
 export const DEFAULT_MAX_BLOB_BYTES = 512 * 1024 * 1024;
 /** How long one rendering of /metrics is served to every scraper. */
 const METRICS_TTL_MS = 1_000;
-
-/** Deepest JSON nesting a request body may have (job items are 3 deep, a train.json about 5). */
-const MAX_JSON_DEPTH = 64;
-
-/** The nesting depth of a parsed JSON value, counted without recursion and only up to `limit` + 1. */
-function nestingDepth(value: unknown, limit: number): number {
-  let deepest = 0;
-  const stack: Array<[unknown, number]> = [[value, 0]];
-  while (stack.length > 0) {
-    const [v, d] = stack.pop() as [unknown, number];
-    if (typeof v !== 'object' || v === null) continue;
-    if (d + 1 > deepest) deepest = d + 1;
-    if (deepest > limit) return deepest;
-    for (const child of Array.isArray(v) ? v : Object.values(v as Record<string, unknown>)) {
-      if (typeof child === 'object' && child !== null) stack.push([child, d + 1]);
-    }
-  }
-  return deepest;
-}
 
 /** Shards read from the store per write while streaming results. */
 const RESULT_SHARDS_PER_WRITE = 64;
@@ -134,12 +123,25 @@ export class Api {
     this.route('POST', '/api/jobs', 'submitter', (req, res, _p, _url, who) => this.submit(req, res, who));
     this.route('GET', '/api/jobs', 'submitter', (_req, res, _p, _url, who) => json(res, 200, jobs.allJobs(who)));
     this.route('GET', '/api/jobs/:id', 'submitter', (_req, res, p, _url, who) => json(res, 200, this.job(p.id ?? '', who)));
-    this.route('DELETE', '/api/jobs/:id', 'submitter', (_req, res, p, _url, who) => {
+    // A queued or running job is cancelled (the answer is its status); an ended one (done, failed, cancelled) is deleted
+    // with everything stored for it (docs/security.md, "Retention"). `?only=cancel` never deletes: a client that means
+    // to stop a job (Ctrl-C) cannot delete one that ended just before, and gets the old answers (the status of a
+    // cancelled job, 409 for a done or failed one).
+    this.route('DELETE', '/api/jobs/:id', 'submitter', (_req, res, p, url, who) => {
       const id = p.id ?? '';
       const before = this.job(id, who);
-      if (before.state === 'done' || before.state === 'failed') throw new HttpError(409, `job ${id} is already ${before.state}`);
-      jobs.cancelJob(id);
-      json(res, 200, this.job(id, who));
+      if (!isTerminal(before.state)) {
+        jobs.cancelJob(id);
+        json(res, 200, this.job(id, who));
+        return;
+      }
+      if (url.searchParams.get('only') === 'cancel') {
+        if (before.state !== 'cancelled') throw new HttpError(409, `job ${id} is already ${before.state}`);
+        json(res, 200, before);
+        return;
+      }
+      if (!jobs.deleteJob(id)) throw new HttpError(503, `job ${id} cannot be deleted yet: the state store has not recorded its end; try again`);
+      json(res, 200, { id, deleted: true });
     });
     this.route('GET', '/api/jobs/:id/meta', 'submitter', (_req, res, p, _url, who) => {
       this.job(p.id ?? '', who); // 404 for an unknown job, as the other job routes
@@ -183,6 +185,14 @@ export class Api {
         json(res, e.status, { error: e.message });
         // The client may still be sending a body we will not read.
         if (e.status === 413) res.on('finish', () => req.destroy());
+        return;
+      }
+      if (e instanceof RequestRefused) {
+        // Refused before the whole body arrived (budget, limits): answer, then drop the connection.
+        const unread = !req.complete;
+        if (unread) res.setHeader('connection', 'close');
+        json(res, e.status, { error: e.message }, e.headers);
+        if (unread) res.on('finish', () => req.destroy());
         return;
       }
       this.o.logger.error({ err: e instanceof Error ? e.stack : String(e), method: req.method, url: req.url }, 'request failed');
@@ -265,7 +275,10 @@ export class Api {
         scorer: w.capabilities.scorer ?? null,
         memoryBytes: w.capabilities.memoryBytes ?? null,
         state: record.quarantined ? 'quarantined' : w.draining ? 'draining' : load.inFlight > 0 ? 'busy' : 'idle',
-        record: { accepted: record.accepted, lost: record.lost, refused: record.refused, protocolErrors: record.protocolErrors, connections: record.connections },
+        record: {
+          accepted: record.accepted, lost: record.lost, refused: record.refused, protocolErrors: record.protocolErrors, connections: record.connections,
+          rejected: record.rejected, verified: record.verified, outvoted: record.outvoted,
+        },
         inFlight: load.inFlight,
         credit: load.credit,
         itemsPerSecond: Math.round(w.itemsPerSecond * 10) / 10,
@@ -278,47 +291,38 @@ export class Api {
     });
   }
 
-  private async readBody(req: IncomingMessage, limit: number): Promise<Buffer> {
-    const declared = Number(req.headers['content-length']);
-    if (Number.isFinite(declared) && declared > limit) throw new HttpError(413, `request body of ${declared} bytes exceeds the ${limit}-byte limit`);
-    const chunks: Buffer[] = [];
-    let size = 0;
-    for await (const chunk of req) {
-      const b = chunk instanceof Buffer ? chunk : Buffer.from(String(chunk));
-      size += b.byteLength;
-      if (size > limit) throw new HttpError(413, `request body exceeds the ${limit}-byte limit`);
-      chunks.push(b);
-    }
-    return Buffer.concat(chunks);
-  }
-
   private async putBlob(req: IncomingMessage, res: ServerResponse, hash: string): Promise<void> {
     if (!isSha256(hash)) throw new HttpError(400, 'blob hash: expected the sha-256 of the body as 64 lowercase hex chars');
     const limit = this.o.maxBlobBytes;
     const declared = Number(req.headers['content-length']);
     if (Number.isFinite(declared) && declared > limit) throw new HttpError(413, `blob of ${declared} bytes exceeds the ${limit}-byte limit`);
+    // An upload is held in memory until it is stored: its bytes count against the body budget meanwhile.
+    const ticket = this.o.bodyBudget.admit(req.headers['content-length'] !== undefined && Number.isFinite(declared) ? declared : undefined);
     try {
-      const { size } = await this.o.jobs.blobs.receive(req, hash, limit);
+      const { size } = await this.o.jobs.blobs.receive(counted(req, ticket), hash, limit);
       this.o.logger.info({ hash, size }, 'blob stored');
       json(res, 201, { hash, size });
     } catch (e) {
       if (e instanceof BlobTooLargeError) throw new HttpError(413, e.message);
       if (e instanceof BlobHashMismatchError) throw new HttpError(400, `blob hash mismatch: ${e.message}`);
       throw e;
+    } finally {
+      ticket.release();
     }
   }
 
   private async submit(req: IncomingMessage, res: ServerResponse, who: Principal): Promise<void> {
-    const body = await this.readBody(req, this.o.maxJsonBytes);
-    let value: unknown;
+    // Within the byte, depth and entry limits and the body budget; a large body is parsed and validated in slices
+    // that yield to the event loop (docs/security.md, "Memory and the event loop"). Its bytes count until it is stored.
+    const body = await readJsonBody(req, this.o.bodyBudget, { maxBytes: this.o.maxJsonBytes, maxItems: this.o.maxItems });
     try {
-      value = JSON.parse(body.toString('utf8'));
-    } catch (e) {
-      throw new HttpError(400, `body is not valid JSON: ${e instanceof Error ? e.message : String(e)}`);
+      await this.submitJson(body.value, res, who, body.streamed ? (v) => parseJobRequestInSlices(v, body.slice) : parseJobRequest);
+    } finally {
+      body.release();
     }
-    // Validators recurse: a body nested thousands deep would overflow their stack (a 500) instead of being refused.
-    const depth = nestingDepth(value, MAX_JSON_DEPTH);
-    if (depth > MAX_JSON_DEPTH) throw new HttpError(400, `body: nested deeper than ${MAX_JSON_DEPTH} levels`);
+  }
+
+  private async submitJson(value: unknown, res: ServerResponse, who: Principal, parseScoreJob: (value: unknown) => ParsedJob | Promise<ParsedJob>): Promise<void> {
     if (typeof value === 'object' && value !== null && Reflect.get(value, 'kind') === 'train') {
       const t = parseTrainJobRequest(value);
       if (!t.ok) throw new HttpError(400, t.error);
@@ -330,7 +334,7 @@ export class Api {
       }
       return;
     }
-    const parsed = parseJobRequest(value);
+    const parsed = await parseScoreJob(value);
     if (!parsed.ok) throw new HttpError(400, parsed.error);
     try {
       const record = this.o.jobs.score.submit(parsed.request, parsed.form, parsed.dim, parsed.columns, who.owner);
@@ -360,14 +364,17 @@ export class Api {
       for (const shard of jobs.score.readResults(id, next, to)) {
         // Log-prob jobs store three values per item (docs/scorers.md); the score is the mean log-prob.
         const logprobs = shard.scores.length === 3 * shard.ids.length;
+        // Items no quorum settled carry their largest group's value and say so (docs/security.md).
+        const disputed = new Set(shard.disputed);
         for (let i = 0; i < shard.ids.length; i++) {
           const id = JSON.stringify(shard.ids[i]);
-          if (!logprobs) text += `{"id":${id},"score":${scoreText(shard.scores[i] as number)}}\n`;
+          const flag = disputed.has(i) ? ',"disputed":true' : '';
+          if (!logprobs) text += `{"id":${id},"score":${scoreText(shard.scores[i] as number)}${flag}}\n`;
           else {
             const mean = scoreText(shard.scores[3 * i] as number);
             const perplexity = scoreText(shard.scores[3 * i + 1] as number);
             const certainty = scoreText(shard.scores[3 * i + 2] as number);
-            text += `{"id":${id},"score":${mean},"logprob_mean":${mean},"perplexity":${perplexity},"self_certainty":${certainty}}\n`;
+            text += `{"id":${id},"score":${mean},"logprob_mean":${mean},"perplexity":${perplexity},"self_certainty":${certainty}${flag}}\n`;
           }
         }
       }

@@ -2,6 +2,7 @@
 // kind of work, the services that own the jobs (score-jobs.ts, training/training-service.ts), and the routing of worker
 // events to them by job id. Sockets and HTTP talk to this class and never branch on a job's kind.
 import { randomBytes } from 'node:crypto';
+import { mulberry32 } from '../shared/random.js';
 import type { Logger } from 'pino';
 import type { Capabilities, FailureMessage, LeaseMessage, ResultMessage } from '../shared/protocol/index.js';
 import { BlobStore } from './blobs.js';
@@ -12,7 +13,7 @@ import { DEFAULT_QUARANTINE, WorkerRecords, type QuarantineRule } from './worker
 import { Scheduler, type Grant } from './scheduler.js';
 import { ScoreJobs, workerOffers, type ScoreJobStatus } from './score-jobs.js';
 import { TrainingService, type TrainJobStatus } from './training/training-service.js';
-import { JOB_STATES, type JobState, type Store } from './store.js';
+import { JOB_STATES, isTerminal, type JobState, type Store } from './store.js';
 
 /** Where the registry sends what the lease table decides; implemented by the socket layer. */
 export interface LeaseSink {
@@ -34,6 +35,37 @@ export interface JobRegistryOptions {
   /** Blame per worker (scheduler.ts): losses before a worker is out for a shard, and workers out before it fails. */
   lossesPerWorker?: number;
   blameWorkers?: number;
+  /**
+   * Seed of the adaptive spot checks. Default: random per start, so that no worker can learn from the source which of
+   * its results will be checked (tests fix it).
+   */
+  spotCheckSeed?: number;
+  /**
+   * Retention (`fedpool coordinator --retain-jobs DAYS`): ended jobs are deleted this long after they ended, checked at
+   * restore() and then every min(1 h, retainJobsMs / 10). Undefined: jobs are kept forever.
+   */
+  retainJobsMs?: number;
+  /**
+   * A blob that only deleted jobs named is removed once nothing used it for this long (default 1 h; see BlobStore's
+   * `used`): a submitter that confirmed it by HEAD moments ago for a job it is about to submit still finds it.
+   */
+  blobGraceMs?: number;
+}
+
+/** How long a blob only deleted jobs named stays after its last use, by default. */
+export const DEFAULT_BLOB_GRACE_MS = 60 * 60 * 1000;
+/** The longest pause between two retention checks. */
+const MAX_RETENTION_CHECK_MS = 60 * 60 * 1000;
+
+/** Spot-check probability floor of `--redundancy adaptive` (docs/security.md). */
+export const SPOT_CHECK_FLOOR = 0.05;
+
+/**
+ * The most leases a worker may hold: about twice its threads (one running, one queued each), plus a few for an
+ * inference server's pipeline. A worker that asks for more (say the protocol's 1,024) gets this many.
+ */
+export function creditCap(capabilities: Pick<Capabilities, 'threads'>): number {
+  return 2 * capabilities.threads + 8;
 }
 
 export type JobStatus = ScoreJobStatus | TrainJobStatus;
@@ -53,6 +85,13 @@ export class JobRegistry {
 
   private readonly log: Logger;
   private readonly now: () => number;
+  private readonly store: Store;
+  private readonly retainMs: number | undefined;
+  private readonly blobGraceMs: number;
+  private retentionTimer: NodeJS.Timeout | undefined;
+  /** Blobs that only deleted jobs named and that are not removed yet (used too recently, or being sent): checked again. */
+  private readonly orphans = new Set<string>();
+  private orphanTimer: NodeJS.Timeout | undefined;
   /** Job id → the service that owns it. */
   private readonly owners = new Map<string, JobService>();
   private timer: NodeJS.Timeout | undefined;
@@ -66,9 +105,13 @@ export class JobRegistry {
   constructor(options: JobRegistryOptions) {
     this.log = options.logger;
     this.now = options.now ?? Date.now;
+    this.store = options.store;
+    if (options.retainJobsMs !== undefined && !(options.retainJobsMs > 0)) throw new RangeError('retainJobsMs must be positive');
+    this.retainMs = options.retainJobsMs;
+    this.blobGraceMs = Math.max(0, options.blobGraceMs ?? DEFAULT_BLOB_GRACE_MS);
     this.workers = new WorkerRegistry(this.now);
-    this.blobs = new BlobStore(options.store);
-    const tolerance = 1e-5;
+    this.blobs = new BlobStore(options.store, this.now);
+    const spotCheck = mulberry32(options.spotCheckSeed ?? randomBytes(4).readUInt32LE(0));
     this.records = new WorkerRecords(options.quarantine ?? DEFAULT_QUARANTINE, (name, r) => {
       this.log.warn({ worker: name, record: r }, 'worker quarantined: its record is mostly lost, refused or malformed work');
       this.scheduler.setQuarantined(name, true);
@@ -76,12 +119,14 @@ export class JobRegistry {
     this.scheduler = new Scheduler<ShardOutput>({
       leaseMs: options.leaseMs,
       now: this.now,
-      tolerance,
       trusted: (name: string) => this.records.trusted(name),
+      // Adaptive replication: a result is checked with probability 1/(the worker's confirmed results in a row), ≥ 5 %.
+      spotCheck: (name: string) => spotCheck() < Math.max(SPOT_CHECK_FLOOR, 1 / Math.max(1, this.records.consecutiveValid(name))),
       // Lease ids carry a per-boot prefix so a result for a lease from before a restart is never mistaken for a new one.
       newLeaseId: () => `${this.bootId}.${++this.leaseSeq}`,
       listener: {
         workerBlamed: (name, kind) => this.records.bad(name, kind),
+        workerVerdict: (name, verdict) => this.records.verdict(name, verdict),
         shardDone: (e) => this.owners.get(e.jobId)?.shardDone(e),
         shardLost: (e) => this.owners.get(e.jobId)?.shardLost(e),
         jobState: (e) => {
@@ -113,7 +158,7 @@ export class JobRegistry {
       now: this.now,
       leaseMs: options.leaseMs,
     };
-    this.score = new ScoreJobs({ ...host, maxFrameBytes: options.maxFrameBytes, tolerance });
+    this.score = new ScoreJobs({ ...host, maxFrameBytes: options.maxFrameBytes });
     this.training = new TrainingService(host);
   }
 
@@ -123,6 +168,7 @@ export class JobRegistry {
 
   /** Loads jobs from the store; unfinished ones go on where they were. */
   restore(): { resumed: number; total: number } {
+    for (const n of this.store.notices ?? []) this.log[n.level](n.message);
     let resumed = 0;
     let total = 0;
     for (const service of this.services) {
@@ -131,6 +177,8 @@ export class JobRegistry {
       total += r.total;
     }
     this.pump();
+    // Retention (if any): a first pass now, then the timer.
+    this.startRetention();
     return { resumed, total };
   }
 
@@ -159,6 +207,125 @@ export class JobRegistry {
   /** Cancels a queued or running job of any kind; false if it is unknown or already over. */
   cancelJob(id: string): boolean {
     return this.owners.get(id)?.cancel(id) ?? false;
+  }
+
+  // ---- deleting ended jobs (DELETE on an ended job, retention) --------------------------------
+
+  /**
+   * Deletes an ended job of any kind and everything stored for it: record, meta, items, results, checkpoint and
+   * metrics, in the store (which shrinks) and in memory (the services, the lease table); the blobs only it named follow
+   * once unused (collectBlobs). False when the job is unknown, has not ended, or its end is not in the store yet.
+   */
+  deleteJob(id: string): boolean {
+    const s = this.jobStatus(id);
+    if (s === undefined || !isTerminal(s.state)) return false;
+    return this.deleteJobs([id]).includes(id);
+  }
+
+  /** Deletes what it can of `ids` (see deleteJob), then removes the orphaned blobs that may go (also when `ids` is empty). */
+  private deleteJobs(ids: readonly string[]): string[] {
+    // A score job's end may still wait in the journal, and the store deletes only jobs whose end it recorded.
+    this.score.flush();
+    const { deleted, blobs } = this.store.deleteJobs(ids);
+    for (const id of deleted) {
+      for (const service of this.services) service.forget(id);
+      this.owners.delete(id);
+      this.scheduler.forgetJob(id);
+    }
+    for (const hash of blobs) this.orphans.add(hash);
+    if (deleted.length > 0) this.log.info({ jobs: deleted.length, first: deleted[0] }, 'ended jobs deleted');
+    try {
+      this.collectBlobs();
+    } catch (e) {
+      // The jobs are gone either way; a blob that could not go is tried again at the next deletion or prune.
+      this.log.error({ err: e instanceof Error ? e.message : String(e) }, 'cannot remove unused blobs');
+    }
+    return deleted;
+  }
+
+  /**
+   * Retention: deletes the jobs that ended more than retainJobsMs ago (a job without an end time counts from its
+   * creation), then stored blobs that no job names and that were neither stored nor used within the window nor the
+   * blob grace (uploads whose job never came, blobs left over from before a restart). Returns how many jobs it deleted.
+   */
+  prune(): number {
+    const retain = this.retainMs;
+    if (retain === undefined || this.closed) return 0;
+    const cutoff = this.now() - retain;
+    const due = this.allJobs()
+      .filter((j) => isTerminal(j.state) && Date.parse(j.finishedAt ?? j.createdAt) <= cutoff)
+      .map((j) => j.id);
+    try {
+      const deleted = this.deleteJobs(due);
+      this.sweepBlobs(Math.min(cutoff, this.now() - this.blobGraceMs));
+      return deleted.length;
+    } catch (e) {
+      this.log.error({ err: e instanceof Error ? e.message : String(e) }, 'cannot delete expired jobs');
+      return 0;
+    }
+  }
+
+  private startRetention(): void {
+    if (this.retainMs === undefined || this.retentionTimer !== undefined || this.closed) return;
+    this.prune();
+    this.retentionTimer = setInterval(() => this.prune(), Math.max(10, Math.min(MAX_RETENTION_CHECK_MS, this.retainMs / 10)));
+    this.retentionTimer.unref();
+  }
+
+  /** When a blob was last stored or used, whichever is later. */
+  private lastUse(hash: string, storedAt: number): number {
+    return Math.max(storedAt, this.blobs.lastUsed(hash) ?? -Infinity);
+  }
+
+  private sweepBlobs(cutoff: number): void {
+    const inUse = this.store.blobsInUse();
+    let removed = 0;
+    for (const { hash, storedAt } of this.store.listBlobs()) {
+      if (inUse.has(hash) || this.lastUse(hash, storedAt) > cutoff || !this.blobs.remove(hash)) continue;
+      this.orphans.delete(hash);
+      removed++;
+    }
+    if (removed > 0) this.log.info({ blobs: removed }, 'blobs no job names, unused for the retention time, removed');
+  }
+
+  /**
+   * Removes the orphans (blobs only deleted jobs named) that no job names now and that nothing used for blobGraceMs;
+   * the others are checked again when their grace ends (one unref'd timer). An orphan a job names again is dropped
+   * from the set: it becomes one again when that job is deleted.
+   */
+  private collectBlobs(): void {
+    if (this.orphanTimer !== undefined) clearTimeout(this.orphanTimer);
+    this.orphanTimer = undefined;
+    if (this.orphans.size === 0 || this.closed) return;
+    const inUse = this.store.blobsInUse();
+    const stored = new Map(this.store.listBlobs().map((b) => [b.hash, b.storedAt]));
+    const now = this.now();
+    let next = Infinity;
+    let removed = 0;
+    for (const hash of [...this.orphans]) {
+      const storedAt = stored.get(hash);
+      if (storedAt === undefined || inUse.has(hash)) {
+        this.orphans.delete(hash);
+        continue;
+      }
+      const free = this.lastUse(hash, storedAt) + this.blobGraceMs;
+      if (free > now) next = Math.min(next, free);
+      else if (this.blobs.remove(hash)) {
+        this.orphans.delete(hash);
+        removed++;
+      } else next = Math.min(next, now + 1_000); // being hashed or sent: soon again
+    }
+    if (removed > 0) this.log.info({ blobs: removed }, 'blobs only deleted jobs named removed');
+    if (next === Infinity) return;
+    this.orphanTimer = setTimeout(() => {
+      this.orphanTimer = undefined;
+      try {
+        this.collectBlobs();
+      } catch (e) {
+        this.log.error({ err: e instanceof Error ? e.message : String(e) }, 'cannot remove unused blobs');
+      }
+    }, Math.min(0x7fffffff, Math.max(0, next - now) + 1));
+    this.orphanTimer.unref();
   }
 
   jobCounts(): Record<JobState, number> {
@@ -190,7 +357,8 @@ export class JobRegistry {
   /** A `pull`: the worker takes work again (a release had paused it) up to `credit` leases of every kind. */
   pull(workerId: string, credit: number): void {
     this.workers.setDraining(workerId, false);
-    this.scheduler.setCredit(workerId, credit);
+    const w = this.workers.get(workerId);
+    this.scheduler.setCredit(workerId, w === undefined ? credit : Math.min(credit, creditCap(w.capabilities)));
     this.pump();
   }
 
@@ -206,6 +374,8 @@ export class JobRegistry {
         owner.check(lease, m);
       } catch (e) {
         // A wrong-shaped result is that lease's failure: the shard goes back to the queue.
+        const name = this.workers.get(workerId)?.name;
+        if (name !== undefined) this.records.rejected(name);
         this.fail(workerId, m.leaseId, true, e instanceof Error ? e.message : 'invalid result');
         throw e;
       }
@@ -325,5 +495,7 @@ export class JobRegistry {
     this.closed = true;
     for (const service of this.services) service.close();
     if (this.timer !== undefined) clearTimeout(this.timer);
+    if (this.retentionTimer !== undefined) clearInterval(this.retentionTimer);
+    if (this.orphanTimer !== undefined) clearTimeout(this.orphanTimer);
   }
 }

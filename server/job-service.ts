@@ -24,6 +24,11 @@ export interface JobService<S extends JobStatusBase = JobStatusBase> {
   failJobsUsing(hash: string, error: string): void;
   /** The submitter that owns the job (auth.ts Principal.owner): a string, null for an ownerless job, undefined for an unknown one. */
   ownerOf(id: string): string | null | undefined;
+  /**
+   * Drops an ended job from memory after the store deleted it (retention, DELETE): from then on it is unknown to every
+   * route, and readers waiting on it wake and find it gone. Writes nothing. No-op for an unknown or unended job.
+   */
+  forget(id: string): void;
   /** The lease message for a grant of one of its shards; throws when the shard cannot be sent (the registry fails the job). */
   lease(grant: Grant): LeaseMessage;
   /** Checks a result against its lease before the table takes it; throws the ProtocolError to answer the worker with. */

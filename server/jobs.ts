@@ -59,7 +59,10 @@ export const jobRequestSchema = z.strictObject({
   items: z.array(itemSchema).min(1).max(MAX_JOB_ITEMS).optional(),
   columns: columnsSchema.optional(),
   shardSize: z.number().int().min(1).max(MAX_SHARD_SIZE).default(256),
-  redundancy: z.number().int().min(1).max(MAX_REDUNDANCY).default(1),
+  /** R replicas per shard, accepted by a quorum ⌈(R + 1)/2⌉; or 'adaptive': spot checks (docs/security.md). */
+  redundancy: z.union([z.number().int().min(1).max(MAX_REDUNDANCY), z.literal('adaptive')]).default(1),
+  /** Redundant results agree when |a − b| ≤ agreeTol · max(1, |a|, |b|). */
+  agreeTol: z.number().min(0).max(1).optional(),
   batchSize: z.number().int().min(1).max(MAX_BATCH_SIZE).default(1024),
   /** The submitter's own JSON, stored with the job and returned by GET /api/jobs/:id/meta (fedpool score keeps
    * each line's id, pair and group there, so --resume can rebuild the output without the input file). */
@@ -104,7 +107,11 @@ export type ParsedJob = { ok: true; request: JobRequest; form: JobSpec['form']; 
 export function parseJobRequest(body: unknown): ParsedJob {
   const result = jobRequestSchema.safeParse(body);
   if (!result.success) return { ok: false, error: describeIssue(result.error) };
-  const request = result.data;
+  return checkJobRequest(result.data);
+}
+
+/** The checks across fields and items after the schema (server/job-request-slices.ts validates large bodies in slices, then calls this). */
+export function checkJobRequest(request: JobRequest): ParsedJob {
   if ((request.items === undefined) === (request.columns === undefined)) return { ok: false, error: 'items: send exactly one of "items" and "columns"' };
   if ((request.model === undefined) === (request.scorer === undefined)) return { ok: false, error: 'model: send exactly one of "model" (a bundle) and "scorer"' };
   const parsed = request.columns !== undefined ? parseColumns(request, request.columns) : parseItems(request);

@@ -20,6 +20,12 @@ export class Metrics {
   readonly protocolErrors: Counter<'code'>;
   readonly jobDuration: Histogram<'state'>;
   readonly blobBytesServed: Counter;
+  /** Connections destroyed at once for passing a cap (server/connection-limits.ts). */
+  readonly connectionsRefused: Counter<'reason'>;
+  readonly connectionsOpen: Gauge;
+  /** Bytes of request bodies being received (server/body-budget.ts), and the requests refused for want of room. */
+  readonly requestBodyBytes: Gauge;
+  readonly requestBodiesRefused: Counter;
 
   constructor(sources: MetricSources) {
     const registers = [this.registry];
@@ -81,14 +87,26 @@ export class Metrics {
       },
     });
     new Counter({
-      name: 'fedpool_redundancy_disagreements_total', help: 'Shards whose redundant results disagreed beyond 1e-5', registers,
+      name: 'fedpool_redundancy_disagreements_total', help: "Shards whose redundant results did not all agree within their job's tolerance", registers,
       collect() {
         this.reset();
         this.inc(stats.disagreements);
       },
     });
+    new Counter({
+      name: 'fedpool_redundancy_disputed_items_total', help: 'Items no quorum of redundant results settled', registers,
+      collect() {
+        this.reset();
+        this.inc(stats.disputed);
+      },
+    });
     this.protocolErrors = new Counter({ name: 'fedpool_protocol_errors_total', help: 'Invalid frames or messages from workers, by code', labelNames: ['code'] as const, registers });
     this.blobBytesServed = new Counter({ name: 'fedpool_blob_bytes_served_total', help: 'Blob bytes sent to workers', registers });
+    this.connectionsRefused = new Counter({ name: 'fedpool_connections_refused_total', help: 'TCP connections closed at once for passing a cap: per-ip (one address or IPv6 /64) or total', labelNames: ['reason'] as const, registers });
+    for (const reason of ['per-ip', 'total']) this.connectionsRefused.inc({ reason }, 0);
+    this.connectionsOpen = new Gauge({ name: 'fedpool_connections_open', help: 'TCP connections held by the coordinator (HTTP and websockets)', registers });
+    this.requestBodyBytes = new Gauge({ name: 'fedpool_request_body_bytes_in_flight', help: 'Bytes of request bodies (JSON and blob uploads) being received or parsed, reserved by their declared size', registers });
+    this.requestBodiesRefused = new Counter({ name: 'fedpool_request_bodies_refused_total', help: 'Requests refused because their body would pass the budget for bodies in flight (503)', registers });
     this.jobDuration = new Histogram({
       name: 'fedpool_job_duration_seconds', help: 'Submission to end of a job', labelNames: ['state'] as const, registers,
       buckets: [0.1, 0.5, 1, 5, 15, 60, 300, 900, 3600, 14400],

@@ -1,4 +1,5 @@
 import { Deque, MinHeap } from './queues.js';
+import { maxRepliesOf, quorumOf, tally } from './quorum.js';
 import type { JobState } from './store.js';
 
 /**
@@ -20,8 +21,10 @@ import type { JobState } from './store.js';
  * a set of such keys. Each key has its own deque, and a worker takes the front-most entry among the deques of the
  * keys it offers, so one job that nobody can serve never hides another job's shards from a worker.
  *
- * Redundancy R: a shard is complete when R results from distinct workers arrived. The first
- * result is kept; later ones are only compared (within `tolerance`, or the job's `agree` hook) to record agreement.
+ * Redundancy R (docs/security.md, "Redundancy that verifies"): a shard goes to R workers of distinct identities and is
+ * accepted when a quorum ⌈(R + 1)/2⌉ of their results agree on every item (quorum.ts, or the job's `tally` hook). On
+ * disagreement more replicas are issued, up to 2R + 1 (at least 5) results, then the unsettled items are disputed.
+ * An adaptive job leases each shard once and replicates it when `spotCheck` says so for the worker that answered.
  * A result is accounted at most once per lease, and a shard completes exactly once; results for
  * leases that are gone (expired, released, of a finished shard or job) are ignored and counted.
  *
@@ -59,6 +62,8 @@ export interface SchedulerOptions<R = Float32Array> {
   speculative?: boolean;
   /** Whether a worker identity's record is good enough for speculative copies (default: every worker's is). */
   trusted?: (identity: string) => boolean;
+  /** Adaptive jobs: whether a result of this identity is checked by a second replica (default: always). */
+  spotCheck?: (identity: string) => boolean;
   /**
    * A shard is duplicated only after it has been leased for this many times the job's typical
    * shard time (a moving average of lease → result). Default 2. Before any shard finished, the
@@ -67,7 +72,7 @@ export interface SchedulerOptions<R = Float32Array> {
   speculateFactor?: number;
   /** Entries a worker looks at past ones it cannot take (R > 1: shards it already serves). Default 64. */
   scanLimit?: number;
-  /** Redundant results agree when |a − b| ≤ tolerance · max(1, |a|, |b|) for every item. Default 1e-5. */
+  /** Redundant results agree when |a − b| ≤ tolerance · max(1, |a|, |b|) for every value (a job may set its own). Default 1e-4. */
   tolerance?: number;
   newLeaseId?: () => string;
   listener?: SchedulerListener<R>;
@@ -76,10 +81,26 @@ export interface SchedulerOptions<R = Float32Array> {
 export interface ShardDoneEvent<R = Float32Array> {
   jobId: string;
   index: number;
-  /** The first result. */
+  /** The accepted result: per item, the value its quorum agreed on (a disputed item: its largest group's). */
   result: R;
+  /** Whether every result agreed on every item. */
   agreed: boolean;
+  /** Offsets within the shard of items no quorum settled within the replica limit. */
+  disputed: number[];
+  /** Results that counted for the shard. */
+  replies: number;
+  /** The identities whose results counted, in arrival order. */
   workers: string[];
+}
+
+/** What a job's tally hook says of a shard's results so far (quorum.ts). */
+export interface TallyOf<R> {
+  value: R;
+  unresolved: number[];
+  short: number;
+  /** Indices of results outvoted on a settled item. */
+  outvoted: number[];
+  disagreed: boolean;
 }
 
 /** A shard its job's `retry` hook gave up on (or a pinned shard whose worker is gone): it will have no result. */
@@ -93,8 +114,8 @@ export interface ShardLostEvent {
 export interface JobHooks<R> {
   /** Whether a result fits a shard of `count` items (a misfit counts as that lease's failure). Default: a Float32Array of count × width values. */
   fits?(result: R, count: number): boolean;
-  /** Whether two redundant results agree. Default: Float32Arrays within the scheduler's tolerance. */
-  agree?(a: R, b: R): boolean;
+  /** Tallies a shard's redundant results against a quorum. Default: Float32Arrays of `width` values per item (quorum.ts). */
+  tally?(replies: readonly R[], quorum: number): TallyOf<R>;
   /** Whether a shard whose lease was lost goes back to the queue (default: yes, until blame fails the job); no: shardLost. */
   retry?(index: number, reason: LossReason, attempt: number): boolean;
   /** The job's error when a worker reports a failure no retry can fix. Default: "shard I failed on worker W: reason". */
@@ -137,6 +158,8 @@ export interface JobStateEvent {
 
 export interface SchedulerListener<R = Float32Array> {
   shardDone?(event: ShardDoneEvent<R>): void;
+  /** A redundant result was confirmed by its quorum ('verified') or outvoted on some item ('outvoted'). */
+  workerVerdict?(identity: string, verdict: 'verified' | 'outvoted'): void;
   /** A worker identity lost a lease of a live shard ('lost') or refused one as impossible ('refused'). */
   workerBlamed?(identity: string, kind: 'lost' | 'refused'): void;
   shardLost?(event: ShardLostEvent): void;
@@ -177,6 +200,10 @@ export interface JobProgress {
   prefixItems: number;
   leases: number;
   disagreements: number;
+  /** Results that counted, over every shard (R per shard without disagreement). */
+  replies: number;
+  /** Items no quorum settled. */
+  disputed: number;
 }
 
 export interface SchedulerStats {
@@ -188,6 +215,8 @@ export interface SchedulerStats {
   /** Results ignored because their lease or shard was no longer current. */
   ignored: number;
   disagreements: number;
+  /** Items no quorum settled. */
+  disputed: number;
 }
 
 export interface LeaseView {
@@ -215,6 +244,11 @@ interface JobS<R> {
   open: boolean;
   speculative: boolean;
   R: number;
+  /** Replicas each shard gets at first: R, or 1 for an adaptive job. */
+  base: number;
+  adaptive: boolean;
+  tolerance: number;
+  maxReplies: number;
   /** The key a worker must offer to take this job's shards ('' = any worker). */
   needs: string;
   /** Values per item in a result (scores.length = items × width). */
@@ -233,6 +267,8 @@ interface JobS<R> {
   prefixItems: number;
   leases: Set<LeaseS<R>>;
   disagreements: number;
+  replies: number;
+  disputed: number;
 }
 
 interface ShardS<R> {
@@ -243,10 +279,12 @@ interface ShardS<R> {
   start: number;
   count: number;
   done: boolean;
-  /** Workers whose result counted. */
-  results: Set<string>;
-  first: R | undefined;
-  agreed: boolean;
+  /** Results that counted, in arrival order, and the identities that sent them. */
+  replies: R[];
+  repliedBy: string[];
+  /** Results wanted now (R at first; more after a disagreement). */
+  target: number;
+  quorum: number;
   /** Current (non-obsolete) leases. */
   active: Map<string, LeaseS<R>>;
   issues: number;
@@ -315,11 +353,13 @@ export class Scheduler<R = Float32Array> {
     requeued: { expired: 0, disconnected: 0, failed: 0, released: 0 },
     ignored: 0,
     disagreements: 0,
+    disputed: 0,
   };
 
   private readonly leaseMs: number;
   private readonly now: () => number;
   private readonly trusted: ((identity: string) => boolean) | undefined;
+  private readonly spotCheck: ((identity: string) => boolean) | undefined;
   private readonly lossesPerWorker: number;
   private readonly blameWorkers: number;
   private readonly maxLosses: number;
@@ -355,13 +395,14 @@ export class Scheduler<R = Float32Array> {
     this.leaseMs = options.leaseMs;
     this.now = options.now ?? Date.now;
     this.trusted = options.trusted;
+    this.spotCheck = options.spotCheck;
     this.lossesPerWorker = Math.max(1, options.lossesPerWorker ?? 2);
     this.blameWorkers = Math.max(1, options.blameWorkers ?? 3);
     this.maxLosses = Math.max(1, options.maxLosses ?? 10);
     this.speculative = options.speculative ?? true;
     this.speculateFactor = options.speculateFactor ?? 2;
     this.scanLimit = Math.max(1, options.scanLimit ?? 64);
-    this.tolerance = options.tolerance ?? 1e-5;
+    this.tolerance = options.tolerance ?? 1e-4;
     this.newLeaseId = options.newLeaseId ?? (() => `L${++this.leaseCounter}`);
     this.listener = options.listener ?? {};
   }
@@ -384,6 +425,10 @@ export class Scheduler<R = Float32Array> {
     open?: boolean;
     /** Whether idle workers may take speculative copies of its slow shards (default: the scheduler's setting). */
     speculative?: boolean;
+    /** Lease each shard once and replicate it when `spotCheck` says so (then redundancy is 2). */
+    adaptive?: boolean;
+    /** Its redundant results agree within this relative tolerance (default: the scheduler's). */
+    tolerance?: number;
     hooks?: JobHooks<R>;
   }): void {
     const { id, items, shardSize, redundancy } = spec;
@@ -394,11 +439,16 @@ export class Scheduler<R = Float32Array> {
     if (!Number.isSafeInteger(items) || items < (open ? 0 : 1)) throw new RangeError('a job needs at least one item');
     if (!Number.isSafeInteger(shardSize) || shardSize < 1) throw new RangeError('shardSize must be a positive integer');
     if (!Number.isSafeInteger(redundancy) || redundancy < 1) throw new RangeError('redundancy must be a positive integer');
+    const tolerance = spec.tolerance ?? this.tolerance;
+    if (!(tolerance >= 0)) throw new RangeError('tolerance must be a number ≥ 0');
+    const adaptive = spec.adaptive ?? false;
+    const R = adaptive ? 2 : redundancy;
     const totalShards = Math.ceil(items / shardSize);
     const job: JobS<R> = {
-      id, hooks: spec.hooks ?? {}, open, speculative: spec.speculative ?? this.speculative, R: redundancy, needs: spec.needs ?? '', width, state: 'queued',
+      id, hooks: spec.hooks ?? {}, open, speculative: spec.speculative ?? this.speculative, R, base: adaptive ? 1 : R, adaptive, tolerance,
+      maxReplies: maxRepliesOf(R), needs: spec.needs ?? '', width, state: 'queued',
       shards: new Map(), nextIndex: 0, totalShards, totalItems: items, remaining: totalShards,
-      doneItems: 0, prefix: 0, prefixItems: 0, leases: new Set(), disagreements: 0, typicalMs: undefined,
+      doneItems: 0, prefix: 0, prefixItems: 0, leases: new Set(), disagreements: 0, replies: 0, disputed: 0, typicalMs: undefined,
     };
     for (let i = 0; i < totalShards; i++) {
       const start = i * shardSize;
@@ -423,8 +473,8 @@ export class Scheduler<R = Float32Array> {
 
   private newShard(job: JobS<R>, start: number, count: number, needs: string): ShardS<R> {
     const shard: ShardS<R> = {
-      job, index: job.nextIndex++, needs, start, count, done: false, results: new Set(), first: undefined,
-      agreed: true, active: new Map(), issues: 0, blame: new Map(), excluded: new Set(), voted: new Set(), losses: 0, openToAll: false, openStamp: -1,
+      job, index: job.nextIndex++, needs, start, count, done: false, replies: [], repliedBy: [], target: job.base,
+      quorum: quorumOf(job.base), active: new Map(), issues: 0, blame: new Map(), excluded: new Set(), voted: new Set(), losses: 0, openToAll: false, openStamp: -1,
       queueToken: 0, inSpec: false, coveredAt: 0,
     };
     job.shards.set(shard.index, shard);
@@ -491,6 +541,18 @@ export class Scheduler<R = Float32Array> {
     return true;
   }
 
+  /**
+   * Forgets an ended job (its owner deleted it, so the table's memory does not grow with every job ever run):
+   * progress() no longer knows it. An ended job holds no lease and no shard (endJob); stale queue entries of it go
+   * on being dropped lazily. False, and nothing forgotten, for an unknown job or one still queued or running.
+   */
+  forgetJob(jobId: string): boolean {
+    const job = this.jobs.get(jobId);
+    if (job === undefined || isActive(job)) return false;
+    this.jobs.delete(jobId);
+    return true;
+  }
+
   progress(jobId: string): JobProgress | undefined {
     const job = this.jobs.get(jobId);
     if (job === undefined) return undefined;
@@ -504,6 +566,8 @@ export class Scheduler<R = Float32Array> {
       prefixItems: job.prefixItems,
       leases: job.leases.size,
       disagreements: job.disagreements,
+      replies: job.replies,
+      disputed: job.disputed,
     };
   }
 
@@ -693,12 +757,11 @@ export class Scheduler<R = Float32Array> {
     const took = this.now() - lease.issuedAt;
     shard.job.typicalMs = shard.job.typicalMs === undefined ? took : 0.8 * shard.job.typicalMs + 0.2 * took;
     this.typicalMs = this.typicalMs === undefined ? took : 0.8 * this.typicalMs + 0.2 * took;
-    if (shard.first === undefined) shard.first = result;
-    else if (shard.agreed && !this.agree(shard.job, shard.first, result)) shard.agreed = false;
-    shard.results.add(workerId);
+    shard.replies.push(result);
+    shard.repliedBy.push(lease.worker.identity);
+    shard.job.replies++;
     const job = shard.job;
-    if (shard.results.size >= job.R) this.finishShard(shard);
-    else this.refresh(shard, false);
+    this.settle(shard);
     return { kind: 'accepted', jobId: job.id, index: shard.index, items: shard.count, shardDone: shard.done };
   }
 
@@ -741,9 +804,69 @@ export class Scheduler<R = Float32Array> {
     else this.hungry.delete(w);
   }
 
-  private agree(job: JobS<R>, a: R, b: R): boolean {
-    if (job.hooks.agree !== undefined) return job.hooks.agree(a, b);
-    return !(a instanceof Float32Array && b instanceof Float32Array) || agreeWithin(a, b, this.tolerance);
+  /**
+   * After a result: accepts the shard when a quorum agrees on every item, asks for more replicas when it cannot yet,
+   * and disputes the unsettled items when the replica limit is reached or, after a disagreement, no connected worker
+   * is left to ask. An adaptive job's single result is accepted unless `spotCheck` wants it checked.
+   */
+  private settle(shard: ShardS<R>): void {
+    const job = shard.job;
+    const n = shard.replies.length;
+    if (shard.quorum === 1) {
+      if (job.adaptive && n === 1 && (this.spotCheck?.(shard.repliedBy[0] as string) ?? true)) {
+        shard.target = 2;
+        shard.quorum = 2;
+        this.refresh(shard, true);
+        return;
+      }
+      this.finishShard(shard, shard.replies[0] as R, [], true);
+      return;
+    }
+    const t = this.tallyOf(job, shard.replies, shard.quorum);
+    if (t.unresolved.length === 0 || n >= job.maxReplies) {
+      this.verdicts(shard, t, t.unresolved.length === 0);
+      this.finishShard(shard, t.value, t.unresolved, !t.disagreed);
+      return;
+    }
+    const wanted = Math.min(job.maxReplies, Math.max(shard.target, n + t.short));
+    if (t.disagreed && shard.active.size === 0 && !this.replicaPossible(shard)) {
+      this.verdicts(shard, t, false);
+      this.finishShard(shard, t.value, t.unresolved, false);
+      return;
+    }
+    const more = wanted > shard.target;
+    shard.target = wanted;
+    this.refresh(shard, more);
+  }
+
+  private tallyOf(job: JobS<R>, replies: readonly R[], quorum: number): TallyOf<R> {
+    if (job.hooks.tally !== undefined) return job.hooks.tally(replies, quorum);
+    const floats = replies.filter((r): r is R & Float32Array => r instanceof Float32Array);
+    if (floats.length !== replies.length) {
+      // Results the scheduler cannot compare (no tally hook): the first one stands.
+      return { value: replies[0] as R, unresolved: [], short: 0, outvoted: [], disagreed: false };
+    }
+    const t = tally(floats, job.width, quorum, job.tolerance);
+    return { ...t, value: t.value as R & Float32Array };
+  }
+
+  /** Tells the listener whose results were outvoted and, when the shard settled, whose were confirmed. */
+  private verdicts(shard: ShardS<R>, t: TallyOf<R>, settled: boolean): void {
+    const outvoted = new Set(t.outvoted);
+    shard.repliedBy.forEach((identity, i) => {
+      if (outvoted.has(i)) this.listener.workerVerdict?.(identity, 'outvoted');
+      else if (settled) this.listener.workerVerdict?.(identity, 'verified');
+    });
+  }
+
+  /** Whether a connected, unquarantined worker that serves the shard has not answered it and is not out for it. */
+  private replicaPossible(shard: ShardS<R>): boolean {
+    for (const w of this.workers.values()) {
+      if (this.quarantined.has(w.identity) || !w.offers.has(shard.needs)) continue;
+      if (shard.repliedBy.includes(w.identity) || shard.voted.has(w.identity) || shard.excluded.has(w.identity)) continue;
+      return true;
+    }
+    return false;
   }
 
 
@@ -753,7 +876,7 @@ export class Scheduler<R = Float32Array> {
    */
   private refresh(shard: ShardS<R>, front: boolean): boolean {
     const isLive = live(shard);
-    const need = shard.job.R - shard.results.size;
+    const need = shard.target - shard.replies.length;
     const wanted = isLive ? need - shard.active.size : 0;
     let queued = false;
     if (wanted > 0) {
@@ -811,8 +934,9 @@ export class Scheduler<R = Float32Array> {
     if (!w.offers.has(shard.needs)) return false;
     if (shard.voted.has(w.identity)) return false;
     if (shard.excluded.has(w.identity) && !this.open(shard)) return false;
-    if (shard.results.has(w.id)) return false;
-    for (const l of shard.active.values()) if (l.worker === w) return false;
+    // One vote per identity: a worker never answers a shard twice, even over two connections under one name.
+    if (shard.repliedBy.includes(w.identity)) return false;
+    for (const l of shard.active.values()) if (l.worker.identity === w.identity) return false;
     return true;
   }
 
@@ -908,6 +1032,8 @@ export class Scheduler<R = Float32Array> {
     this.blameFor(shard, lease.worker.identity, detail, false);
     if (!live(shard)) return;
     if (this.refresh(shard, true)) this.stats.requeued[reason]++;
+    // A disagreement waiting for a replica nobody is left to run is disputed now, not never.
+    if (shard.replies.length > 1 && shard.active.size === 0) this.settle(shard);
   }
 
   /**
@@ -972,27 +1098,30 @@ export class Scheduler<R = Float32Array> {
     this.advancePrefix(job);
   }
 
-  private finishShard(shard: ShardS<R>): void {
+  private finishShard(shard: ShardS<R>, result: R, disputed: number[], agreed: boolean): void {
     const job = shard.job;
     shard.done = true;
     job.remaining--;
     job.doneItems += shard.count;
     this.stats.completed++;
     this.stats.itemsDone += shard.count;
-    if (!shard.agreed) {
+    if (!agreed) {
       job.disagreements++;
       this.stats.disagreements++;
     }
+    job.disputed += disputed.length;
+    this.stats.disputed += disputed.length;
     // Other leases of this shard (speculative twins) keep their worker's credit until answered.
     for (const l of shard.active.values()) l.obsolete = true;
     shard.active.clear();
     this.refresh(shard, false);
-    const result = shard.first as R;
-    const workers = [...shard.results];
-    shard.first = undefined;
+    const replies = shard.replies.length;
+    const workers = shard.repliedBy;
+    shard.replies = [];
+    shard.repliedBy = [];
     if (job.open) job.shards.delete(shard.index);
     this.advancePrefix(job);
-    this.listener.shardDone?.({ jobId: job.id, index: shard.index, result, agreed: shard.agreed, workers });
+    this.listener.shardDone?.({ jobId: job.id, index: shard.index, result, agreed, disputed, replies, workers });
     if (job.remaining === 0 && !job.open && isActive(job)) this.endJob(job, 'done');
   }
 

@@ -10,8 +10,9 @@ import type { BlobStore } from './blobs.js';
 import type { JobService, ServiceHost, ShardHooks, ShardOutput } from './job-service.js';
 import { largestShardBytes, splitShards, type JobColumns, type JobRequest } from './jobs.js';
 import type { WorkerRegistry } from './worker-registry.js';
-import { agreeWithin, type Grant, type JobProgress, type JobStateEvent, type LeaseView, type ShardDoneEvent, type ShardLostEvent } from './scheduler.js';
-import { isTerminal, type JobRecord, type JobSpec, type JobState, type JobStatusBase, type ShardResult, type Store, type JobUpdate, type StoredShardResult } from './store.js';
+import { tally } from './quorum.js';
+import { type Grant, type JobProgress, type JobStateEvent, type LeaseView, type ShardDoneEvent, type ShardLostEvent } from './scheduler.js';
+import { isTerminal, type JobRecord, type JobSpec, type JobState, type JobStatusBase, type ResultStats, type ShardResult, type Store, type JobUpdate, type StoredShardResult } from './store.js';
 
 /**
  * The key a worker must offer to take a job's shards: the scorer's output and model for scorer jobs,
@@ -68,12 +69,22 @@ export interface ScoreJobStatus extends JobStatusBase {
   /** Set while the job needs a kind of worker that is not connected: why it waits. */
   waiting?: string;
   shardSize: number;
-  redundancy: number;
+  /** R, or 'adaptive' (spot checks). */
+  redundancy: number | 'adaptive';
+  /** Redundant results agree within this relative tolerance. */
+  agreeTol: number;
   batchSize: number;
   shards: { done: number; total: number };
   /** Shards whose redundant results disagreed (redundancy > 1). */
   disagreements: number;
+  /** Results that counted, over the shards done (R per shard without disagreement). */
+  replicas: number;
+  /** Items no quorum settled (docs/security.md, "Redundancy that verifies"). */
+  disputed: number;
 }
+
+/** `--agree-tol` when a job does not say. */
+export const DEFAULT_AGREE_TOL = 1e-4;
 
 export class SubmitError extends Error {}
 
@@ -81,9 +92,11 @@ interface JobEntry {
   record: JobRecord;
   /** Progress of a job the lease table does not hold (restored in a terminal state). */
   frozen?: JobProgress;
+  /** Redundancy figures of the shards done before this process took the job over (restored from the store). */
+  before?: ResultStats;
 }
 
-function progressFromDone(spec: JobSpec, state: JobState, done: readonly number[]): JobProgress {
+function progressFromDone(spec: JobSpec, state: JobState, done: readonly number[], stats: ResultStats): JobProgress {
   const totalShards = Math.ceil(spec.items / spec.shardSize);
   const size = (i: number): number => Math.min(spec.shardSize, spec.items - i * spec.shardSize);
   let doneItems = 0;
@@ -91,7 +104,7 @@ function progressFromDone(spec: JobSpec, state: JobState, done: readonly number[
   let prefix = 0;
   let prefixItems = 0;
   while (prefix < done.length && done[prefix] === prefix) prefixItems += size(prefix++);
-  return { state, doneItems, totalItems: spec.items, doneShards: done.length, totalShards, prefixShards: prefix, prefixItems, leases: 0, disagreements: 0 };
+  return { state, doneItems, totalItems: spec.items, doneShards: done.length, totalShards, prefixShards: prefix, prefixItems, leases: 0, ...stats };
 }
 
 const scoresOf = (o: ShardOutput): Float32Array | undefined => (o.kind === 'scores' ? o.scores.data : undefined);
@@ -104,8 +117,6 @@ export interface ScoreJobsHost extends ServiceHost {
   now: () => number;
   maxFrameBytes: number;
   leaseMs: number;
-  /** Redundant results agree when |a − b| ≤ tolerance · max(1, |a|, |b|) for every value. */
-  tolerance: number;
 }
 
 export class ScoreJobs implements JobService<ScoreJobStatus> {
@@ -121,20 +132,22 @@ export class ScoreJobs implements JobService<ScoreJobStatus> {
 
   constructor(private readonly host: ScoreJobsHost) {}
 
-  /** Redundant results agree when every value is within the tolerance. */
-  private readonly agree = (a: ShardOutput, b: ShardOutput): boolean => {
-    const x = scoresOf(a);
-    const y = scoresOf(b);
-    return x !== undefined && y !== undefined && agreeWithin(x, y, this.host.tolerance);
-  };
-
   private addToTable(record: JobRecord, done?: readonly number[]): void {
     const { spec } = record;
     const width = jobWidth(spec);
-    const hooks: ShardHooks = { fits: (o, count) => scoresOf(o)?.length === count * width, agree: this.agree };
+    const tolerance = spec.agreeTol ?? DEFAULT_AGREE_TOL;
+    const hooks: ShardHooks = {
+      fits: (o, count) => scoresOf(o)?.length === count * width,
+      // Replies are tallied item by item (quorum.ts); fits() admits only scores, so every reply has them.
+      tally: (replies, quorum) => {
+        const t = tally(replies.map((r) => scoresOf(r) ?? new Float32Array(0)), width, quorum, tolerance);
+        return { ...t, value: { kind: 'scores', scores: Tensor.float32(t.value) } };
+      },
+    };
     this.host.register(record.id, this);
     this.host.table.addJob({
-      id: record.id, items: spec.items, shardSize: spec.shardSize, redundancy: spec.redundancy, needs: jobKey(spec), width, hooks,
+      id: record.id, items: spec.items, shardSize: spec.shardSize, redundancy: spec.redundancy, needs: jobKey(spec), width, hooks, tolerance,
+      ...(spec.adaptive === true ? { adaptive: true } : {}),
       ...(done === undefined ? {} : { done }),
     });
   }
@@ -148,9 +161,10 @@ export class ScoreJobs implements JobService<ScoreJobStatus> {
       this.jobs.set(record.id, entry);
       const done = this.host.store.doneShards(record.id);
       if (isTerminal(record.state)) {
-        entry.frozen = progressFromDone(record.spec, record.state, done);
+        entry.frozen = progressFromDone(record.spec, record.state, done, this.host.store.resultStats(record.id));
         continue;
       }
+      entry.before = this.host.store.resultStats(record.id);
       resumed++;
       record.state = done.length > 0 ? 'running' : 'queued';
       this.addToTable(record, done);
@@ -191,7 +205,9 @@ export class ScoreJobs implements JobService<ScoreJobStatus> {
     const spec: JobSpec = {
       kind: 'score', ...(request.model === undefined ? {} : { model: request.model }), ...(request.scorer === undefined ? {} : { scorer: request.scorer }),
       ...(embedding === undefined ? {} : { embedding }),
-      items: columns.ids.length, shardSize: request.shardSize, redundancy: request.redundancy, batchSize: request.batchSize, form, dim,
+      items: columns.ids.length, shardSize: request.shardSize, redundancy: request.redundancy === 'adaptive' ? 1 : request.redundancy,
+      ...(request.redundancy === 'adaptive' ? { adaptive: true } : {}), ...(request.agreeTol === undefined ? {} : { agreeTol: request.agreeTol }),
+      batchSize: request.batchSize, form, dim,
     };
     const record: JobRecord = { id, spec, state: 'queued', createdAt: this.host.now(), ...(owner === null ? {} : { owner }) };
     this.host.store.createJob(record, shards, request.meta);
@@ -222,6 +238,13 @@ export class ScoreJobs implements JobService<ScoreJobStatus> {
     return record === undefined ? undefined : (record.owner ?? null);
   }
 
+  forget(id: string): void {
+    const entry = this.jobs.get(id);
+    if (entry === undefined || !isTerminal(entry.record.state)) return;
+    this.jobs.delete(id);
+    this.wake(id);
+  }
+
   progress(id: string): JobProgress | undefined {
     const entry = this.jobs.get(id);
     if (entry === undefined) return undefined;
@@ -236,8 +259,11 @@ export class ScoreJobs implements JobService<ScoreJobStatus> {
     const s: ScoreJobStatus = {
       id: record.id, kind: record.spec.kind, state: record.state, progress: { done: p.doneItems, total: p.totalItems },
       createdAt: new Date(record.createdAt).toISOString(), shardSize: record.spec.shardSize,
-      redundancy: record.spec.redundancy, batchSize: record.spec.batchSize, shards: { done: p.doneShards, total: p.totalShards },
-      disagreements: p.disagreements,
+      redundancy: record.spec.adaptive === true ? 'adaptive' : record.spec.redundancy, agreeTol: record.spec.agreeTol ?? DEFAULT_AGREE_TOL,
+      batchSize: record.spec.batchSize, shards: { done: p.doneShards, total: p.totalShards },
+      disagreements: p.disagreements + (entry.before?.disagreements ?? 0),
+      replicas: p.replies + (entry.before?.replies ?? 0),
+      disputed: p.disputed + (entry.before?.disputed ?? 0),
     };
     if (record.spec.model !== undefined) s.model = record.spec.model;
     if (record.spec.scorer !== undefined) s.scorer = record.spec.scorer;
@@ -322,7 +348,7 @@ export class ScoreJobs implements JobService<ScoreJobStatus> {
   shardDone(e: ShardDoneEvent<ShardOutput>): void {
     const scores = scoresOf(e.result);
     if (scores === undefined) return; // fits() admits scores only
-    this.pendingResults.push({ jobId: e.jobId, index: e.index, scores, agreed: e.agreed });
+    this.pendingResults.push({ jobId: e.jobId, index: e.index, scores, agreed: e.agreed, disputed: e.disputed, replies: e.replies });
     this.scheduleFlush();
     this.wake(e.jobId);
   }

@@ -139,8 +139,20 @@ const BLOB_BUFFER_BYTES = 8 * 1024 * 1024;
 /** The same in engine.io's packet buffer (blob chunks are 1 MiB). */
 const BLOB_BUFFER_PACKETS = 8;
 
+/** Whether an engine.io close description is the websocket's "frame over maxPayload" (ws closes before we decode). */
+function overMaxPayload(description: unknown): boolean {
+  for (let e = description, depth = 0; typeof e === 'object' && e !== null && depth < 4; depth++) {
+    const message: unknown = Reflect.get(e, 'message');
+    if (typeof message === 'string' && /max payload size exceeded/i.test(message)) return true;
+    e = Reflect.get(e, 'description');
+  }
+  return false;
+}
+
 class WorkerSession {
   workerId: string | undefined;
+  /** The name it said hello with (its record outlives the registration). */
+  private name: string | undefined;
   /** Blobs being sent to this connection now. */
   private readonly transfers = new Set<string>();
   private errors = 0;
@@ -214,6 +226,15 @@ class WorkerSession {
       }
     });
 
+    // A frame over the size limit is refused by the websocket itself, which closes the connection before the decoder
+    // sees a byte: count it like the decoder's 'oversize', against the sender's record.
+    socket.conn.once('close', (_reason: string, description?: unknown) => {
+      if (!overMaxPayload(description)) return;
+      this.log.warn({ worker: this.workerId, name: this.name }, 'frame over the size limit; the websocket was closed');
+      owner.metrics.protocolErrors.inc({ code: 'oversize' });
+      if (this.name !== undefined) owner.jobs.records.bad(this.name, 'protocolErrors');
+    });
+
     socket.on('disconnect', (reason) => {
       const id = this.workerId;
       if (id === undefined) return;
@@ -250,6 +271,7 @@ class WorkerSession {
     const { jobs, options } = this.owner;
     const info = jobs.addWorker(m.name, m.capabilities);
     this.workerId = info.id;
+    this.name = info.name;
     this.owner.register(info.id, this);
     this.log.info({ worker: info.id, name: m.name, backend: m.capabilities.backend, threads: m.capabilities.threads }, 'worker connected');
     answer({ type: 'welcome', protocolVersion: PROTOCOL_VERSION, workerId: info.id, leaseMs: options.leaseMs, heartbeatMs: options.heartbeatMs, maxFrameBytes: options.maxFrameBytes });

@@ -1,9 +1,9 @@
-import type { JobRecord, JobUpdate, ShardItems, Store, StoreBatch, StoredShardResult, TrainCheckpoint, TrainJobRecord } from './store.js';
+import { isTerminal, type JobRecord, type JobUpdate, type ResultStats, type ShardItems, type Store, type StoreBatch, type StoredShardResult, type TrainCheckpoint, type TrainJobRecord } from './store.js';
 
 interface MemoryJob {
   record: JobRecord;
   shards: ShardItems[];
-  results: ({ scores: Float32Array; agreed: boolean } | undefined)[];
+  results: ({ scores: Float32Array; agreed: boolean; disputed: number[]; replies: number } | undefined)[];
 }
 
 /** The store behind `--state :memory:`: same contract as SQLite, gone on exit. */
@@ -11,6 +11,8 @@ export class MemoryStore implements Store {
   readonly durable = false;
   private readonly jobs = new Map<string, MemoryJob>();
   private readonly blobs = new Map<string, Uint8Array<ArrayBuffer>>();
+  /** When each blob was stored (ms since the epoch), as a file's modification time. */
+  private readonly blobTimes = new Map<string, number>();
   private closed = false;
 
   private readonly meta = new Map<string, unknown>();
@@ -40,6 +42,18 @@ export class MemoryStore implements Store {
     return this.jobs.get(jobId)?.shards[index];
   }
 
+  resultStats(jobId: string): ResultStats {
+    this.open();
+    const out: ResultStats = { disagreements: 0, disputed: 0, replies: 0 };
+    for (const r of this.jobs.get(jobId)?.results ?? []) {
+      if (r === undefined) continue;
+      if (!r.agreed) out.disagreements++;
+      out.disputed += r.disputed.length;
+      out.replies += r.replies;
+    }
+    return out;
+  }
+
   doneShards(jobId: string): number[] {
     this.open();
     const job = this.jobs.get(jobId);
@@ -58,7 +72,7 @@ export class MemoryStore implements Store {
     for (let i = Math.max(0, from); i < Math.min(to, job.results.length); i++) {
       const r = job.results[i];
       const items = job.shards[i];
-      if (r !== undefined && items !== undefined) out.push({ index: i, ids: items.ids, scores: r.scores, agreed: r.agreed });
+      if (r !== undefined && items !== undefined) out.push({ index: i, ids: items.ids, ...r });
     }
     return out;
   }
@@ -73,7 +87,7 @@ export class MemoryStore implements Store {
     for (const u of batch.jobs) if (!this.jobs.has(u.id)) throw new Error(`no job ${u.id}`);
     for (const r of batch.results) {
       const job = this.jobs.get(r.jobId);
-      if (job !== undefined) job.results[r.index] = { scores: r.scores, agreed: r.agreed };
+      if (job !== undefined) job.results[r.index] = { scores: r.scores, agreed: r.agreed, disputed: r.disputed, replies: r.replies };
     }
     for (const u of batch.jobs) {
       const job = this.jobs.get(u.id);
@@ -82,6 +96,43 @@ export class MemoryStore implements Store {
       if (u.finishedAt !== undefined) job.record.finishedAt = u.finishedAt;
       if (u.error !== undefined) job.record.error = u.error;
     }
+  }
+
+  deleteJobs(ids: readonly string[]): { deleted: string[]; blobs: string[] } {
+    this.open();
+    const deleted: string[] = [];
+    const blobs = new Set<string>();
+    for (const id of ids) {
+      let found = false;
+      const job = this.jobs.get(id);
+      if (job !== undefined && isTerminal(job.record.state)) {
+        this.jobs.delete(id);
+        this.meta.delete(id);
+        if (job.record.spec.model !== undefined) blobs.add(job.record.spec.model);
+        found = true;
+      }
+      const train = this.trainJobs.get(id);
+      if (train !== undefined && isTerminal(train.state)) {
+        this.trainJobs.delete(id);
+        this.checkpoints.delete(id);
+        for (const hash of [train.model, train.data, train.eval]) if (hash !== undefined) blobs.add(hash);
+        found = true;
+      }
+      if (found) deleted.push(id);
+    }
+    return { deleted, blobs: [...blobs] };
+  }
+
+  blobsInUse(): Set<string> {
+    this.open();
+    const used = new Set<string>();
+    for (const { record } of this.jobs.values()) if (record.spec.model !== undefined) used.add(record.spec.model);
+    for (const t of this.trainJobs.values()) for (const hash of [t.model, t.data, t.eval]) if (hash !== undefined) used.add(hash);
+    return used;
+  }
+
+  listBlobs(): Array<{ hash: string; storedAt: number }> {
+    return [...this.blobs.keys()].map((hash) => ({ hash, storedAt: this.blobTimes.get(hash) ?? 0 }));
   }
 
   createTrainJob(job: TrainJobRecord): void {
@@ -145,6 +196,7 @@ export class MemoryStore implements Store {
       at += c.byteLength;
     }
     this.blobs.set(hash, bytes);
+    this.blobTimes.set(hash, Date.now());
   }
 
   blobStamp(hash: string): string | undefined {
@@ -154,6 +206,7 @@ export class MemoryStore implements Store {
 
   deleteBlob(hash: string): void {
     this.blobs.delete(hash);
+    this.blobTimes.delete(hash);
   }
 
   readBlob(hash: string, offset: number, length: number): Uint8Array<ArrayBuffer> {

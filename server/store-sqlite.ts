@@ -1,7 +1,7 @@
 import Database from 'better-sqlite3';
 import * as z from 'zod';
 import { randomBytes } from 'node:crypto';
-import { closeSync, existsSync, mkdirSync, openSync, readSync, renameSync, rmSync, statSync, writeSync } from 'node:fs';
+import { closeSync, existsSync, mkdirSync, openSync, readdirSync, readSync, renameSync, rmSync, statSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import {
   JOB_STATES,
@@ -9,6 +9,7 @@ import {
   type JobSpec,
   type JobState,
   type JobUpdate,
+  type ResultStats,
   type ShardItems,
   type Store,
   type StoreBatch,
@@ -17,8 +18,11 @@ import {
   type TrainJobRecord,
 } from './store.js';
 
-/** 2: jobs and train_jobs have an `owner` (tenancy); a version-1 file gains the columns, its jobs stay ownerless. */
-const SCHEMA_VERSION = 2;
+/**
+ * 2: jobs and train_jobs have an `owner` (tenancy); a version-1 file gains the columns, its jobs stay ownerless.
+ * 3: shards have `disputed` (a JSON list of item offsets, or NULL) and `replies`; older rows read as undisputed.
+ */
+const SCHEMA_VERSION = 3;
 
 const SCHEMA = `
 CREATE TABLE IF NOT EXISTS jobs (
@@ -39,6 +43,8 @@ CREATE TABLE IF NOT EXISTS shards (
   features BLOB,
   scores BLOB,
   agreed INTEGER,
+  disputed TEXT,
+  replies INTEGER,
   PRIMARY KEY (job_id, idx)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS job_meta (
@@ -106,6 +112,15 @@ interface ResultRow {
   ids: string;
   scores: Buffer;
   agreed: number;
+  disputed: string | null;
+  replies: number | null;
+}
+
+function parseOffsets(text: string | null): number[] {
+  if (text === null) return [];
+  const v: unknown = JSON.parse(text);
+  if (!Array.isArray(v) || !v.every((x) => Number.isSafeInteger(x) && (x as number) >= 0)) throw new Error('corrupt state file: bad disputed list');
+  return v as number[];
 }
 
 /** A Float32Array that owns aligned memory (SQLite hands back Buffers at arbitrary offsets). */
@@ -151,6 +166,8 @@ const jobSpecSchema = z.object({
   items: z.number().int().positive(),
   shardSize: z.number().int().positive(),
   redundancy: z.number().int().positive(),
+  adaptive: z.boolean().optional(),
+  agreeTol: z.number().nonnegative().optional(),
   batchSize: z.number().int().positive(),
   form: z.enum(['features', 'text']),
   dim: z.number().int().nonnegative(),
@@ -168,6 +185,9 @@ function jobState(text: string): JobState {
   return s;
 }
 
+/** The states of an ended job, as an SQL list. */
+const ENDED = "('done', 'failed', 'cancelled')";
+
 function prepare(db: Database.Database) {
   return {
     insertMeta: db.prepare<[string, string]>('INSERT INTO job_meta (job_id, json) VALUES (?, ?)'),
@@ -182,9 +202,12 @@ function prepare(db: Database.Database) {
     items: db.prepare<[string, number], ItemsRow>('SELECT ids, texts, features FROM shards WHERE job_id = ? AND idx = ?'),
     done: db.prepare<[string], { idx: number }>('SELECT idx FROM shards WHERE job_id = ? AND scores IS NOT NULL ORDER BY idx'),
     results: db.prepare<[string, number, number], ResultRow>(
-      'SELECT idx, ids, scores, agreed FROM shards WHERE job_id = ? AND idx >= ? AND idx < ? AND scores IS NOT NULL ORDER BY idx',
+      'SELECT idx, ids, scores, agreed, disputed, replies FROM shards WHERE job_id = ? AND idx >= ? AND idx < ? AND scores IS NOT NULL ORDER BY idx',
     ),
-    putResult: db.prepare<[Buffer, number, string, number]>('UPDATE shards SET scores = ?, agreed = ? WHERE job_id = ? AND idx = ?'),
+    putResult: db.prepare<[Buffer, number, string | null, number, string, number]>('UPDATE shards SET scores = ?, agreed = ?, disputed = ?, replies = ? WHERE job_id = ? AND idx = ?'),
+    resultStats: db.prepare<[string], { disagreements: number | null; disputed: number | null; replies: number | null }>(
+      'SELECT SUM(agreed = 0) AS disagreements, SUM(COALESCE(json_array_length(disputed), 0)) AS disputed, SUM(COALESCE(replies, 0)) AS replies FROM shards WHERE job_id = ? AND scores IS NOT NULL',
+    ),
     updateJob: db.prepare<[string, number | null, string | null, string]>(
       'UPDATE jobs SET state = ?, finished_at = COALESCE(?, finished_at), error = COALESCE(?, error) WHERE id = ?',
     ),
@@ -202,6 +225,21 @@ function prepare(db: Database.Database) {
       'INSERT OR REPLACE INTO train_checkpoints (job_id, step, state, metrics) VALUES (?, ?, ?, ?)',
     ),
     readCheckpoint: db.prepare<[string], CheckpointRow>('SELECT step, state, metrics FROM train_checkpoints WHERE job_id = ?'),
+    // Deleting an ended job (retention): only a job whose end the store recorded, then what hangs off it.
+    jobBlobs: db.prepare<[string], { model: string | null }>(`SELECT json_extract(spec, '$.model') AS model FROM jobs WHERE id = ? AND state IN ${ENDED}`),
+    deleteJob: db.prepare<[string]>(`DELETE FROM jobs WHERE id = ? AND state IN ${ENDED}`),
+    deleteShards: db.prepare<[string]>('DELETE FROM shards WHERE job_id = ?'),
+    deleteMeta: db.prepare<[string]>('DELETE FROM job_meta WHERE job_id = ?'),
+    trainJobBlobs: db.prepare<[string], { model: string; data: string | null; eval: string | null }>(
+      `SELECT model, data, eval FROM train_jobs WHERE id = ? AND state IN ${ENDED}`,
+    ),
+    deleteTrainJob: db.prepare<[string]>(`DELETE FROM train_jobs WHERE id = ? AND state IN ${ENDED}`),
+    deleteCheckpoint: db.prepare<[string]>('DELETE FROM train_checkpoints WHERE job_id = ?'),
+    blobsInUse: db.prepare<[], { hash: string }>(
+      `SELECT json_extract(spec, '$.model') AS hash FROM jobs WHERE hash IS NOT NULL
+       UNION SELECT model FROM train_jobs UNION SELECT data FROM train_jobs WHERE data IS NOT NULL
+       UNION SELECT eval FROM train_jobs WHERE eval IS NOT NULL`,
+    ),
   };
 }
 
@@ -220,6 +258,8 @@ export class SqliteStore implements Store {
   private readonly createTrainTx: (job: TrainJobRecord) => void;
   private readonly updateTrainTx: (update: JobUpdate) => void;
   private readonly checkpointTx: (jobId: string, checkpoint: TrainCheckpoint) => void;
+  private readonly deleteTx: (ids: readonly string[]) => { deleted: string[]; blobs: string[] };
+  readonly notices: Array<{ level: 'info' | 'warn'; message: string }> = [];
 
   constructor(file: string) {
     // SQLite takes an empty file for a new database: a state file truncated to nothing would silently start over.
@@ -228,6 +268,10 @@ export class SqliteStore implements Store {
     }
     this.db = new Database(file);
     this.blobDir = `${file}.blobs`;
+    // Deleted jobs give their pages back (deleteJobs runs `PRAGMA incremental_vacuum`). A new file takes the mode only
+    // before its first table and before WAL mode writes its header, so this comes first; for a file that has tables it
+    // does nothing until the VACUUM below.
+    this.db.pragma('auto_vacuum = INCREMENTAL');
     this.db.pragma('journal_mode = WAL');
     // NORMAL is durable against process crashes in WAL mode (only an OS crash can lose the last commits).
     this.db.pragma('synchronous = NORMAL');
@@ -240,7 +284,12 @@ export class SqliteStore implements Store {
       const columns = this.db.prepare<[], { name: string }>(`PRAGMA table_info(${table})`).all();
       if (!columns.some((c) => c.name === 'owner')) this.db.exec(`ALTER TABLE ${table} ADD COLUMN owner TEXT`);
     }
+    // Files before redundancy votes (schema ≤ 2) gain the verdict columns; their results read as undisputed.
+    const shardColumns = new Set(this.db.prepare<[], { name: string }>('PRAGMA table_info(shards)').all().map((c) => c.name));
+    if (!shardColumns.has('disputed')) this.db.exec('ALTER TABLE shards ADD COLUMN disputed TEXT');
+    if (!shardColumns.has('replies')) this.db.exec('ALTER TABLE shards ADD COLUMN replies INTEGER');
     this.db.pragma(`user_version = ${SCHEMA_VERSION}`);
+    this.migrateAutoVacuum();
 
     this.stmt = prepare(this.db);
 
@@ -255,7 +304,7 @@ export class SqliteStore implements Store {
 
     this.applyTx = this.db.transaction((batch: StoreBatch) => {
       for (const r of batch.results) {
-        const info = this.stmt.putResult.run(bytesOf(r.scores), r.agreed ? 1 : 0, r.jobId, r.index);
+        const info = this.stmt.putResult.run(bytesOf(r.scores), r.agreed ? 1 : 0, r.disputed.length === 0 ? null : JSON.stringify(r.disputed), r.replies, r.jobId, r.index);
         if (info.changes !== 1) throw new Error(`no shard ${r.jobId}:${r.index}`);
       }
       for (const u of batch.jobs) {
@@ -281,6 +330,89 @@ export class SqliteStore implements Store {
       if (this.stmt.hasTrainJob.get(jobId) === undefined) throw new Error(`no job ${jobId}`);
       this.stmt.putCheckpoint.run(jobId, c.step, Buffer.from(c.state.buffer, c.state.byteOffset, c.state.byteLength), c.metrics);
     });
+
+    this.deleteTx = this.db.transaction((ids: readonly string[]) => {
+      const deleted: string[] = [];
+      const blobs = new Set<string>();
+      for (const id of ids) {
+        let found = false;
+        const job = this.stmt.jobBlobs.get(id);
+        if (job !== undefined) {
+          this.stmt.deleteShards.run(id);
+          this.stmt.deleteMeta.run(id);
+          this.stmt.deleteJob.run(id);
+          if (job.model !== null) blobs.add(job.model);
+          found = true;
+        }
+        const train = this.stmt.trainJobBlobs.get(id);
+        if (train !== undefined) {
+          this.stmt.deleteCheckpoint.run(id);
+          this.stmt.deleteTrainJob.run(id);
+          for (const hash of [train.model, train.data, train.eval]) if (hash !== null) blobs.add(hash);
+          found = true;
+        }
+        if (found) deleted.push(id);
+      }
+      return { deleted, blobs: [...blobs] };
+    });
+  }
+
+  /**
+   * A file written before retention (auto_vacuum NONE) is converted once, by a VACUUM: it rewrites the whole file
+   * (about a second per 200 MB where we measured) and needs free disk about the file's size meanwhile (the copy goes
+   * through the WAL), and the coordinator starts listening only after it. If it fails (a full disk), the file works as
+   * before: deleted jobs' pages are reused by new jobs but the file does not shrink, and the next start tries again.
+   */
+  private migrateAutoVacuum(): void {
+    if (Number(this.db.pragma('auto_vacuum', { simple: true })) === 2) return;
+    const started = performance.now();
+    try {
+      this.db.exec('VACUUM');
+      this.db.pragma('wal_checkpoint(TRUNCATE)');
+      const seconds = ((performance.now() - started) / 1000).toFixed(1);
+      this.notices.push({ level: 'info', message: `state file converted to incremental auto-vacuum (a one-off VACUUM, ${seconds} s), so deleting jobs shrinks it` });
+    } catch (e) {
+      this.notices.push({
+        level: 'warn',
+        message: `cannot convert the state file to incremental auto-vacuum (${e instanceof Error ? e.message : String(e)}): deleted jobs' space is reused by new jobs but the file does not shrink; the next start tries again`,
+      });
+    }
+  }
+
+  deleteJobs(ids: readonly string[]): { deleted: string[]; blobs: string[] } {
+    if (ids.length === 0) return { deleted: [], blobs: [] };
+    const out = this.deleteTx(ids);
+    if (out.deleted.length > 0) {
+      // Free pages go back to the file system: moved off the end of the file, which is then truncated (in WAL mode at
+      // the checkpoint, which also empties the WAL that the deletion and the move filled).
+      this.db.pragma('incremental_vacuum');
+      this.db.pragma('wal_checkpoint(TRUNCATE)');
+    }
+    return out;
+  }
+
+  blobsInUse(): Set<string> {
+    return new Set(this.stmt.blobsInUse.all().map((r) => r.hash));
+  }
+
+  listBlobs(): Array<{ hash: string; storedAt: number }> {
+    let names: string[];
+    try {
+      names = readdirSync(this.blobDir);
+    } catch {
+      return []; // no blob was ever stored
+    }
+    const out: Array<{ hash: string; storedAt: number }> = [];
+    for (const name of names) {
+      // Only finished blobs (a `.tmp` file is an upload being written).
+      if (!/^[0-9a-f]{64}$/.test(name)) continue;
+      try {
+        out.push({ hash: name, storedAt: statSync(join(this.blobDir, name)).mtimeMs });
+      } catch {
+        // removed meanwhile
+      }
+    }
+    return out;
   }
 
   createJob(job: JobRecord, shards: readonly ShardItems[], meta?: unknown): void {
@@ -319,8 +451,15 @@ export class SqliteStore implements Store {
     return this.stmt.done.all(jobId).map((r) => r.idx);
   }
 
+  resultStats(jobId: string): ResultStats {
+    const r = this.stmt.resultStats.get(jobId);
+    return { disagreements: r?.disagreements ?? 0, disputed: r?.disputed ?? 0, replies: r?.replies ?? 0 };
+  }
+
   readResults(jobId: string, from: number, to: number): StoredShardResult[] {
-    return this.stmt.results.all(jobId, from, to).map((r) => ({ index: r.idx, ids: parseStrings(r.ids), scores: floats(r.scores), agreed: r.agreed === 1 }));
+    return this.stmt.results.all(jobId, from, to).map((r) => ({
+      index: r.idx, ids: parseStrings(r.ids), scores: floats(r.scores), agreed: r.agreed === 1, disputed: parseOffsets(r.disputed), replies: r.replies ?? 0,
+    }));
   }
 
   apply(batch: StoreBatch): void {

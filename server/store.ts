@@ -36,6 +36,10 @@ export interface JobSpec {
   items: number;
   shardSize: number;
   redundancy: number;
+  /** `--redundancy adaptive`: each shard once, replicated when a spot check says so (docs/security.md). */
+  adaptive?: boolean;
+  /** Redundant results agree within this relative tolerance (`--agree-tol`; absent: 1e-4). */
+  agreeTol?: number;
   batchSize: number;
   /** Item form, the same for every item of a job. */
   form: 'features' | 'text';
@@ -71,6 +75,20 @@ export interface ShardResult {
   scores: Float32Array;
   /** With redundancy > 1: whether all results agreed within tolerance (always true for R = 1). */
   agreed: boolean;
+  /** Offsets within the shard of items no quorum settled (docs/security.md, "Redundancy that verifies"). */
+  disputed: number[];
+  /** Results that counted for the shard. */
+  replies: number;
+}
+
+/** A job's redundancy figures over its stored results. */
+export interface ResultStats {
+  /** Shards whose results did not all agree. */
+  disagreements: number;
+  /** Items no quorum settled. */
+  disputed: number;
+  /** Results that counted, over all stored shards. */
+  replies: number;
 }
 
 export interface StoredShardResult {
@@ -78,6 +96,8 @@ export interface StoredShardResult {
   ids: string[];
   scores: Float32Array;
   agreed: boolean;
+  disputed: number[];
+  replies: number;
 }
 
 export interface JobUpdate {
@@ -136,6 +156,8 @@ export interface Store {
   shardItems(jobId: string, index: number): ShardItems | undefined;
   /** Indices of the shards that have a result, ascending. */
   doneShards(jobId: string): number[];
+  /** Redundancy figures over a job's stored results. */
+  resultStats(jobId: string): ResultStats;
   /** Done shards with index in [from, to), ascending. */
   readResults(jobId: string, from: number, to: number): StoredShardResult[];
   apply(batch: StoreBatch): void;
@@ -151,6 +173,20 @@ export interface Store {
   blobStamp(hash: string): string | undefined;
   /** Removes a blob (one whose bytes no longer hash to its name); a no-op if absent. */
   deleteBlob(hash: string): void;
+  /**
+   * Deletes ended jobs (score or training; done, failed or cancelled in the store) and everything stored for them: the
+   * record, its meta, shard items and results, its training checkpoint and metrics; then gives the freed space back
+   * (SQLite: incremental vacuum and a WAL checkpoint, so the file shrinks). Ids that are unknown or of a job that has not
+   * ended are left alone. Returns the ids deleted and the blob hashes their records named (a blob may be shared: see
+   * blobsInUse before removing one).
+   */
+  deleteJobs(ids: readonly string[]): { deleted: string[]; blobs: string[] };
+  /** The blob hashes that stored jobs name: score jobs' models; training jobs' models, data and eval data. */
+  blobsInUse(): Set<string>;
+  /** Every stored blob and when it was stored (ms since the epoch: the blob file's modification time). */
+  listBlobs(): Array<{ hash: string; storedAt: number }>;
+  /** What the operator should hear after the store opened (a one-off migration, or one that could not run). */
+  readonly notices?: ReadonlyArray<{ level: 'info' | 'warn'; message: string }>;
   /** Records a new training job (its data blobs are put first). */
   createTrainJob(job: TrainJobRecord): void;
   /** A training job's state change (error/finishedAt as in JobUpdate). */

@@ -1,5 +1,8 @@
+import { createPrivateKey, X509Certificate } from 'node:crypto';
+import { createSecureContext } from 'node:tls';
 import { startCoordinator } from '../../server/coordinator.js';
 import { tokenList } from '../../server/auth.js';
+import { readFlagFile } from '../credentials.js';
 import { UserError } from '../errors.js';
 
 function stringOption(options: Record<string, unknown>, key: string, fallback: string): string {
@@ -12,11 +15,38 @@ function numberOption(options: Record<string, unknown>, key: string, fallback: n
   return typeof v === 'number' && Number.isFinite(v) ? v : fallback;
 }
 
+/** `--tls-cert FILE --tls-key FILE`: both or neither; each read and checked, so an error names its file. */
+export function tlsOptions(options: Record<string, unknown>): { cert: string; key: string } | undefined {
+  const certFile = typeof options['tlsCert'] === 'string' ? options['tlsCert'] : undefined;
+  const keyFile = typeof options['tlsKey'] === 'string' ? options['tlsKey'] : undefined;
+  if (certFile === undefined && keyFile === undefined) return undefined;
+  if (certFile === undefined || keyFile === undefined) throw new UserError('fedpool coordinator: --tls-cert and --tls-key go together: give both, or neither');
+  const cert = readFlagFile('coordinator', '--tls-cert', certFile);
+  try {
+    new X509Certificate(cert);
+  } catch {
+    throw new UserError(`fedpool coordinator: --tls-cert ${certFile}: not a PEM certificate`);
+  }
+  const key = readFlagFile('coordinator', '--tls-key', keyFile);
+  try {
+    createPrivateKey(key);
+  } catch {
+    throw new UserError(`fedpool coordinator: --tls-key ${keyFile}: not a PEM private key (or one that needs a passphrase)`);
+  }
+  try {
+    createSecureContext({ cert, key });
+  } catch (e) {
+    throw new UserError(`fedpool coordinator: --tls-key ${keyFile} does not fit --tls-cert ${certFile} (${e instanceof Error ? e.message : String(e)})`);
+  }
+  return { cert, key };
+}
+
 /**
  * `fedpool coordinator`: runs until SIGTERM/SIGINT, then stops accepting work, persists state,
  * closes every connection and returns (exit 0). A second signal exits at once.
  */
 export async function run(options: Record<string, unknown>): Promise<void> {
+  const tls = tlsOptions(options);
   let coordinator;
   try {
     coordinator = await startCoordinator({
@@ -29,6 +59,11 @@ export async function run(options: Record<string, unknown>): Promise<void> {
       state: stringOption(options, 'state', './fedpool.db'),
       leaseMs: numberOption(options, 'leaseMs', 30_000),
       metricsPublic: options['metricsPublic'] === true,
+      ...(typeof options['maxConnections'] === 'number' ? { maxConnections: options['maxConnections'] } : {}),
+      ...(typeof options['maxConnectionsPerIp'] === 'number' ? { maxConnectionsPerIp: options['maxConnectionsPerIp'] } : {}),
+      ...(tls === undefined ? {} : { tls }),
+      // --retain-jobs DAYS; absent: keep every job forever.
+      ...(typeof options['retainJobs'] === 'number' ? { retainJobsMs: options['retainJobs'] * 86_400_000 } : {}),
     });
   } catch (e) {
     throw new UserError(`fedpool coordinator: ${e instanceof Error ? e.message : String(e)}`);

@@ -2,7 +2,7 @@
 // results back in input order into the output file.
 import { SingleBar } from 'cli-progress';
 import { createWriteStream, type WriteStream } from 'node:fs';
-import { CoordinatorApi } from '../api.js';
+import { CoordinatorApi, coordinatorApi } from '../api.js';
 import { UserError } from '../errors.js';
 import { readScoreInput, type ScoreLine } from '../score/input.js';
 import { OutputAssembler, planItems, scoredItems, type LineMeta, type OutputLine } from '../score/plan.js';
@@ -18,7 +18,8 @@ interface ScoreOptions {
   input?: string;
   output?: string;
   shardSize: number;
-  redundancy: number;
+  redundancy: number | 'adaptive';
+  agreeTol: number;
   select: 'none' | SelectMode;
   /** certainty-vote's Borda exponent (`--borda-p`). */
   bordaP?: number;
@@ -31,7 +32,7 @@ const BATCH_SIZE = 1024;
 export async function run(options: Record<string, unknown>): Promise<void> {
   const o = options as unknown as ScoreOptions;
   if (o.output === undefined) throw new UserError('fedpool score: --output FILE is required');
-  const api = new CoordinatorApi(o.url, o.token || undefined);
+  const api = coordinatorApi(options, 'score');
   if (o.resume !== undefined) {
     if (o.model !== undefined || o.scorer !== undefined || o.input !== undefined) {
       throw new UserError('fedpool score: --resume takes only --output (the job already has its model and input)');
@@ -63,7 +64,7 @@ export async function run(options: Record<string, unknown>): Promise<void> {
   const { columns, meta, scored } = planItems(lines);
 
   const started = Date.now();
-  const { id } = await api.createJob({ kind: 'score', ...target, columns, shardSize: o.shardSize, redundancy: o.redundancy, batchSize: BATCH_SIZE, meta: { format: 'fedpool-score/1', lines: meta } });
+  const { id } = await api.createJob({ kind: 'score', ...target, columns, shardSize: o.shardSize, redundancy: o.redundancy, agreeTol: o.agreeTol, batchSize: BATCH_SIZE, meta: { format: 'fedpool-score/1', lines: meta } });
   process.stderr.write(`fedpool job ${id} submitted\n`);
   await sayIfWaiting(api, id);
   await collect(api, id, meta, scored, o.output, o.select, started, o.bordaP ?? DEFAULT_BORDA_P);
@@ -98,13 +99,12 @@ async function collect(api: CoordinatorApi, id: string, meta: LineMeta[], scored
   let received = 0;
   try {
     await api.followResults(id, (value) => {
-      const line = value as { score?: unknown; logprob_mean?: unknown; perplexity?: unknown; self_certainty?: unknown };
+      const line = value as { score?: unknown; logprob_mean?: unknown; perplexity?: unknown; self_certainty?: unknown; disputed?: unknown };
       if (typeof line.score !== 'number') throw new UserError(`coordinator sent a malformed result line: ${JSON.stringify(value).slice(0, 200)}`);
       // Log-prob jobs carry three statistics per item (docs/scorers.md); reward jobs only the score.
       const { logprob_mean, perplexity, self_certainty } = line;
-      if (typeof logprob_mean === 'number' && typeof perplexity === 'number' && typeof self_certainty === 'number') {
-        assembler.push(line.score, { logprob_mean, perplexity, self_certainty });
-      } else assembler.push(line.score);
+      const extra = typeof logprob_mean === 'number' && typeof perplexity === 'number' && typeof self_certainty === 'number' ? { logprob_mean, perplexity, self_certainty } : undefined;
+      assembler.push(line.score, extra, line.disputed === true);
       received++;
       if (bar !== null && (received % 256 === 0 || received === scored)) {
         bar.update(received, { speed: Math.round(received / Math.max(1e-3, (Date.now() - started) / 1000)).toString() });
@@ -120,8 +120,28 @@ async function collect(api: CoordinatorApi, id: string, meta: LineMeta[], scored
     throw new UserError(`fedpool score: job ${id} ended ${job.state}${why} after ${assembler.linesDone} of ${meta.length} lines (partial output kept in ${output})`);
   }
   const seconds = (Date.now() - started) / 1000;
-  const summary = { job: id, items: meta.length, scored, seconds: +seconds.toFixed(3), items_per_second: +(scored / Math.max(seconds, 1e-9)).toFixed(1), ...assembler.summary(select, { bordaP }) };
+  const summary = {
+    job: id, items: meta.length, scored, seconds: +seconds.toFixed(3), items_per_second: +(scored / Math.max(seconds, 1e-9)).toFixed(1),
+    ...redundancySummary(job), ...assembler.summary(select, { bordaP }),
+  };
   process.stdout.write(`${JSON.stringify(summary)}\n`);
+  if (assembler.disputedLines > 0) {
+    throw new UserError(
+      `fedpool score: ${assembler.disputedLines} of ${meta.length} lines are disputed: no quorum of workers agreed on their scores (marked "disputed": true in ${output})`,
+      DISPUTED_EXIT,
+    );
+  }
+}
+
+/** Exit status of `fedpool score` when the job finished with disputed items (its output and summary are written). */
+const DISPUTED_EXIT = 3;
+
+/** With redundancy: replicas run, shards whose replicas disagreed, items no quorum settled (docs/security.md). */
+function redundancySummary(job: Record<string, unknown>): { redundancy?: { mode: number | string; replicas: number; disagreements: number; disputed: number } } {
+  const mode = job['redundancy'];
+  if (mode === 1 || mode === undefined) return {};
+  const count = (key: string): number => (typeof job[key] === 'number' ? (job[key] as number) : 0);
+  return { redundancy: { mode: typeof mode === 'number' || typeof mode === 'string' ? mode : String(mode), replicas: count('replicas'), disagreements: count('disagreements'), disputed: count('disputed') } };
 }
 
 async function openOutput(file: string): Promise<WriteStream> {

@@ -12,7 +12,7 @@ import { bundleHash, packBundle, unpackBundle, validateBundle } from '../../shar
 import { ModelError } from '../../shared/model/errors.js';
 import { DatasetError, parseDataset, toTrainData } from '../../client/training/datasets.js';
 import type { Manifest } from '../../shared/model/manifest.js';
-import { CoordinatorApi, UnreachableError } from '../api.js';
+import { CoordinatorApi, UnreachableError, coordinatorApi } from '../api.js';
 import { UserError } from '../errors.js';
 
 interface TrainOptions {
@@ -45,7 +45,7 @@ export async function run(options: Record<string, unknown>): Promise<void> {
   // DIR/model/ is written only after training: refuse an occupied one now, not after the job has run.
   if (o.out !== undefined) await checkEmptyModelDir(path.resolve(o.out, 'model'));
 
-  const api = new CoordinatorApi(o.url, o.token || undefined);
+  const api = coordinatorApi(options, 'train');
   await api.ensureBlob(model.hash, model.bytes);
   const started = Date.now();
   const { id } = await api.createJob({ kind: 'train', model: model.hash, config, ...(data === undefined ? {} : { data }), ...(evalData === undefined ? {} : { eval: evalData }) });

@@ -8,14 +8,17 @@ import type { BackendChoice } from '../../client/backends.js';
 import type { ScoringPool } from '../../client/scoring/pool.js';
 import { Datasets } from '../../client/training/datasets.js';
 import type { TrainingPool } from '../../client/training/pool.js';
-import { TokenRefusedError, VersionRefusedError, Worker, type Scorer, type Trainer, type WorkerLog } from '../../client/worker.js';
+import { CertificateRefusedError, TokenRefusedError, VersionRefusedError, Worker, type Scorer, type Trainer, type WorkerLog } from '../../client/worker.js';
 import { BACKENDS, MAX_ID_LENGTH, SCORER_APIS } from '../../shared/protocol/index.js';
 import type { ServerScorer } from '../../client/scorers/index.js';
+import { credentials } from '../credentials.js';
 import { UserError } from '../errors.js';
 
 const optionsSchema = z.object({
   url: z.string(),
   token: z.string().optional(),
+  tokenFile: z.string().optional(),
+  ca: z.string().optional(),
   name: z.string().optional(),
   threads: z.number().int().min(1).optional(),
   backend: z.enum(['auto', ...BACKENDS]).default('auto'),
@@ -124,7 +127,7 @@ export async function run(raw: Record<string, unknown>): Promise<void> {
   const datasets = parseDataOptions(options.data ?? []);
   const name = options.name ?? `${hostname()}-${process.pid}`;
   const threads = options.threads ?? Math.max(1, availableParallelism() - 1);
-  const token = options.token === '' ? undefined : options.token;
+  const { token, ca } = credentials(options, 'worker');
   const log = stderrLog();
   if (datasets.size > 0) log.debug(`datasets: ${[...datasets].map(([n, p]) => `${n}=${p}`).join(', ')}`);
 
@@ -175,6 +178,7 @@ export async function run(raw: Record<string, unknown>): Promise<void> {
     worker = new Worker({
       url: options.url,
       token,
+      ca,
       name,
       threads,
       backend,
@@ -195,7 +199,7 @@ export async function run(raw: Record<string, unknown>): Promise<void> {
       await worker.start();
     } catch (e) {
       if (e instanceof TokenRefusedError) throw new UserError(`fedpool worker: coordinator refused the token: ${e.reason}`);
-      if (e instanceof VersionRefusedError) throw new UserError(`fedpool worker: ${e.message}`);
+      if (e instanceof VersionRefusedError || e instanceof CertificateRefusedError) throw new UserError(`fedpool worker: ${e.message}`);
       throw e;
     }
   } finally {

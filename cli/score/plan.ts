@@ -94,6 +94,8 @@ export interface ItemLine {
   self_certainty?: number;
   group?: string;
   subset?: string;
+  /** No quorum of redundant workers agreed on its score (docs/security.md). */
+  disputed?: true;
 }
 /** Output line of a pair: correct = chosen_score > rejected_score (a tie is wrong). */
 export interface PairLine {
@@ -102,6 +104,7 @@ export interface PairLine {
   rejected_score: number;
   correct: boolean;
   subset?: string;
+  disputed?: true;
 }
 /** Output line of a best-of-k row: correct = chosen strictly highest; row_score = RewardBench v2's 1, 1/t or 0. */
 export interface BestOfLine {
@@ -111,6 +114,7 @@ export interface BestOfLine {
   correct: boolean;
   row_score: number;
   subset?: string;
+  disputed?: true;
 }
 export type OutputLine = ItemLine | PairLine | BestOfLine;
 
@@ -149,11 +153,19 @@ export class OutputAssembler {
     return this.next;
   }
 
-  /** The next item's score, with the log-prob statistics when the scorer sends them (pairs and best-of rows ignore them). */
-  push(score: number, extra?: ItemExtra): void {
+  /** Output lines with a disputed item (no quorum of redundant workers agreed on it). */
+  disputedLines = 0;
+  private pendingDisputed = false;
+
+  /**
+   * The next item's score, with the log-prob statistics when the scorer sends them (pairs and best-of rows ignore
+   * them); `disputed`: no quorum settled it, and its line says so.
+   */
+  push(score: number, extra?: ItemExtra, disputed = false): void {
     const m = this.meta[this.next];
     if (m === undefined) throw new Error(`more results than input lines (${this.meta.length})`);
     const need = itemsOfLine(m);
+    this.pendingDisputed ||= disputed;
     if (need > 1) {
       this.pending.push(score);
       if (this.pending.length < need) return;
@@ -162,13 +174,13 @@ export class OutputAssembler {
         this.pairs.push(m.subset === undefined ? { chosen, rejected: rejected[0] } : { chosen, rejected: rejected[0], subset: m.subset });
         const line: PairLine = { id: m.id, chosen_score: chosen, rejected_score: rejected[0], correct: chosen > rejected[0] };
         if (m.subset !== undefined) line.subset = m.subset;
-        this.emit(line);
+        this.emitLine(line);
       } else {
         const rowScore = bestOfRowScore(chosen, rejected);
         this.rows.push(m.subset === undefined ? { score: rowScore } : { score: rowScore, subset: m.subset });
         const line: BestOfLine = { id: m.id, chosen_score: chosen, rejected_scores: rejected, correct: rowScore === 1, row_score: rowScore };
         if (m.subset !== undefined) line.subset = m.subset;
-        this.emit(line);
+        this.emitLine(line);
       }
     } else {
       const line: ItemLine = { id: m.id, score };
@@ -188,9 +200,19 @@ export class OutputAssembler {
         this.scored.push(c);
       }
       if (m.subset !== undefined) line.subset = m.subset;
-      this.emit(line);
+      this.emitLine(line);
     }
     this.next++;
+  }
+
+  /** Emits a line, marked disputed when one of its items was. */
+  private emitLine(line: OutputLine): void {
+    if (this.pendingDisputed) {
+      line.disputed = true;
+      this.disputedLines++;
+    }
+    this.pendingDisputed = false;
+    this.emit(line);
   }
 
   /** Summary fields that apply: accuracy over pairs (overall, per subset, RewardBench), best-of rows, the per-group selection. */

@@ -99,7 +99,11 @@ export async function runLive(o: LiveOptions): Promise<LiveOutcome> {
   };
   try {
     // Long leases: a simulated job may sleep for minutes of scaled virtual time, and a dead host is noticed here.
-    coordinator = fedpoolChild(['coordinator', '--port', '0', '--state', path.join(tmp, 'coordinator.db'), '--metrics-public', '--lease-ms', String(LEASE_MS)]);
+    // Every simulated worker connects from loopback: lift the connection caps above the population.
+    coordinator = fedpoolChild([
+      'coordinator', '--port', '0', '--state', path.join(tmp, 'coordinator.db'), '--metrics-public', '--lease-ms', String(LEASE_MS),
+      '--max-connections-per-ip', String(total + 1_024), '--max-connections', String(total + 10_000),
+    ]);
     const [, url] = await waitForLine(coordinator, /^fedpool coordinator listening on (http:\/\/\S+)$/, 'the coordinator', WHO);
     const api = new CoordinatorApi(url!, undefined);
     o.log(`${WHO}: coordinator ${url} (pid ${coordinator.pid}); starting ${plan.honest} workers${plan.byzantine > 0 ? ` + ${plan.byzantine} Byzantine` : ''} in ${processes} process${processes === 1 ? '' : 'es'}`);

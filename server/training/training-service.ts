@@ -420,6 +420,13 @@ export class TrainingService implements JobService<TrainJobStatus> {
     return this.jobs.get(id)?.owner;
   }
 
+  forget(id: string): void {
+    const job = this.jobs.get(id);
+    if (job === undefined || !isTerminal(job.state)) return;
+    this.jobs.delete(id);
+    job.wake();
+  }
+
   cancel(id: string): boolean {
     const job = this.jobs.get(id);
     if (job === undefined || isTerminal(job.state)) return false;
@@ -490,6 +497,24 @@ export class TrainingService implements JobService<TrainJobStatus> {
       throw new ProtocolError('invalid-field', `invalid field "shardId": lease ${m.leaseId} is for shard ${lease.shardId}`, { path: 'shardId' });
     }
     if (m.payload.kind !== 'update') throw new ProtocolError('invalid-field', 'invalid field "payload.kind": a train lease needs "update"', { path: 'payload.kind' });
+    // Shape and norm are checked here, at the boundary, so a bad update is the sending worker's failure (re-leased to
+    // another worker, counted in its record) rather than a silent absence in the round. Finiteness: the protocol's.
+    const job = this.jobs.get(lease.jobId);
+    const dim = job?.driver?.weights.length;
+    if (job === undefined || dim === undefined) return;
+    const update = m.payload.update.data as Float32Array;
+    if (update.length !== dim) throw new ProtocolError('shape-mismatch', `invalid field "payload.update": ${update.length} values, the model has ${dim}`, { path: 'payload.update' });
+    const momentum = m.payload.momentum?.data;
+    if (momentum !== undefined && momentum.length !== dim) {
+      throw new ProtocolError('shape-mismatch', `invalid field "payload.momentum": ${momentum.length} values, the model has ${dim}`, { path: 'payload.momentum' });
+    }
+    const bound = job.config.maxUpdateNorm;
+    if (bound !== undefined) {
+      let sq = 0;
+      for (let j = 0; j < dim; j++) sq += (update[j] as number) ** 2;
+      const norm = Math.sqrt(sq);
+      if (norm > bound) throw new ProtocolError('invalid-field', `invalid field "payload.update": L2 norm ${norm.toPrecision(4)} exceeds the job's maxUpdateNorm ${bound}`, { path: 'payload.update' });
+    }
   }
 
   counted(workerId: string): void {

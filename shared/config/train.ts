@@ -102,6 +102,11 @@ export const trainConfigSchema = z.strictObject({
   adversary: adversaryConfigSchema.optional(),
   /** The coordinator persists the model and training state every this many server steps (and at the end). */
   checkpointEvery: count.default(10),
+  /**
+   * The coordinator refuses an update whose L2 norm exceeds this, at its boundary: the lease counts as that worker's
+   * failure (re-leased to another) and its record's `rejected` grows (docs/security.md). Absent: no bound.
+   */
+  maxUpdateNorm: z.number().finite().positive().optional(),
   aggregation: aggregationConfigSchema.default({
     weighting: 'samples',
     fedauCutoff: null,

@@ -17,11 +17,12 @@ test('--help lists every command of the contract', async (t) => {
 
 test('every command has --help that documents its contract flags', async (t) => {
   const flags: Record<string, string[]> = {
-    coordinator: ['--host', '--port', '--worker-token', '--client-token', '--state', '--lease-ms', '--metrics-public'],
-    worker: ['--url', '--token', '--name', '--threads', '--backend', '--data', '--scorer-url', '--scorer-api'],
+    coordinator: ['--host', '--port', '--worker-token', '--client-token', '--admin-token', '--state', '--lease-ms', '--metrics-public', '--tls-cert', '--tls-key'],
+    worker: ['--url', '--token', '--token-file', '--ca', '--name', '--threads', '--backend', '--data', '--scorer-url', '--scorer-api'],
     'model init': ['--out', '--input', '--embedding-model', '--output', '--hidden', '--seed'],
-    score: ['--model', '--input', '--output', '--shard-size', '--redundancy', '--select', '--resume'],
-    train: ['--url', '--token', '--config', '--out'],
+    score: ['--model', '--input', '--output', '--shard-size', '--redundancy', '--agree-tol', '--select', '--resume', '--token-file', '--ca'],
+    train: ['--url', '--token', '--token-file', '--ca', '--config', '--out'],
+    'workers unquarantine': ['--url', '--token', '--token-file', '--ca'],
     simulate: ['--preset', '--config', '--seeds', '--out', '--live', '--workers', '--processes', '--time-scale'],
     demo: ['--keep'],
     compare: ['<files...>', '--out'],
@@ -52,6 +53,7 @@ test('user errors: one clear line, non-zero exit', async (t) => {
     [['coordinator', '--port', 'abc'], /--port.*'abc' is invalid/],
     [['worker', '--backend', 'tpu'], /--backend.*tpu/],
     [['worker', '--url', 'ftp://x'], /http/],
+    [['score', '--redundancy', 'often'], /--redundancy.*an integer in \[1, 16\] or "adaptive"/],
   ] as const) {
     const r = await run(...args);
     t.not(r.status, 0, args.join(' '));

@@ -6,7 +6,7 @@ import pino from 'pino';
 import type { CentralData } from '../../server/training/job-request.js';
 import { JobRegistry } from '../../server/job-registry.js';
 import { MemoryStore } from '../../server/store-memory.js';
-import { Tensor, type Capabilities, type LeaseMessage } from '../../shared/protocol/index.js';
+import { ProtocolError, Tensor, type Capabilities, type LeaseMessage } from '../../shared/protocol/index.js';
 
 /** n central rows of `dim` deterministic features, labels cycling through `classes` (a training job's data). */
 export function centralRows(n: number, dim: number, classes: number): CentralData {
@@ -22,6 +22,8 @@ export interface InProcessCoordinator {
   held: Array<{ workerId: string; lease: LeaseMessage }>;
   /** Answers a held lease as the automatic answer would. */
   answer(h: { workerId: string; lease: LeaseMessage }): void;
+  /** Results the coordinator refused at its boundary: "worker: why". */
+  refused: string[];
 }
 
 export function inProcessCoordinator(
@@ -31,24 +33,31 @@ export function inProcessCoordinator(
     onTrainLease?: (worker: string, task: Extract<LeaseMessage['task'], { kind: 'train' }>) => void;
     /** false: keep train leases in `held` until the test answers them. Default true. */
     answer?: boolean;
-    /** What a train lease's update is (default 0.01 everywhere, 5 samples, loss 1). */
-    update?: (task: Extract<LeaseMessage['task'], { kind: 'train' }>) => { update: Float32Array; momentum?: Float32Array; samples: number; loss: number };
+    /** What a train lease's update is (default 0.01 everywhere, 5 samples, loss 1); `worker` is the worker's name. */
+    update?: (task: Extract<LeaseMessage['task'], { kind: 'train' }>, worker: string) => { update: Float32Array; momentum?: Float32Array; samples: number; loss: number };
   } = {},
 ): InProcessCoordinator {
   const jobs = new JobRegistry({ store: new MemoryStore(), leaseMs: options.leaseMs ?? 60_000, logger: pino({ level: 'silent' }), maxFrameBytes: 64 << 20 });
   const leasedTo: string[] = [];
   const held: InProcessCoordinator['held'] = [];
+  const refused: string[] = [];
   const answer = ({ workerId, lease: m }: { workerId: string; lease: LeaseMessage }): void => {
     if (m.task.kind !== 'train') return;
     const size = m.task.weights?.size ?? 0;
-    const u = options.update?.(m.task) ?? { update: new Float32Array(size).fill(0.01), samples: 5, loss: 1 };
-    jobs.result(workerId, {
-      type: 'result', leaseId: m.leaseId, shardId: m.shardId,
-      payload: {
-        kind: 'update', update: Tensor.float32(u.update), samples: u.samples, loss: u.loss, baseVersion: m.task.modelVersion,
-        ...(u.momentum === undefined ? {} : { momentum: Tensor.float32(u.momentum) }),
-      },
-    });
+    const u = options.update?.(m.task, jobs.workers.get(workerId)?.name ?? workerId) ?? { update: new Float32Array(size).fill(0.01), samples: 5, loss: 1 };
+    try {
+      jobs.result(workerId, {
+        type: 'result', leaseId: m.leaseId, shardId: m.shardId,
+        payload: {
+          kind: 'update', update: Tensor.float32(u.update), samples: u.samples, loss: u.loss, baseVersion: m.task.modelVersion,
+          ...(u.momentum === undefined ? {} : { momentum: Tensor.float32(u.momentum) }),
+        },
+      });
+    } catch (e) {
+      // The coordinator refused the result at its boundary (the socket layer would answer an error frame).
+      if (!(e instanceof ProtocolError)) throw e;
+      refused.push(`${jobs.workers.get(workerId)?.name ?? workerId}: ${e.message}`);
+    }
   };
   jobs.sink = {
     sendLease(workerId: string, m: LeaseMessage): void {
@@ -65,5 +74,5 @@ export function inProcessCoordinator(
     const info = jobs.addWorker(w.name, { backend: 'cpu', threads: 1, tasks: ['score', 'train'], ...w.capabilities });
     jobs.pull(info.id, w.credit ?? 2);
   }
-  return { jobs, leasedTo, held, answer };
+  return { jobs, leasedTo, held, answer, refused };
 }

@@ -81,7 +81,7 @@ export interface JobBody {
   model: string;
   items: unknown[];
   shardSize?: number;
-  redundancy?: number;
+  redundancy?: number | 'adaptive';
   batchSize?: number;
 }
 
@@ -169,6 +169,8 @@ export interface FakeWorkerOptions {
   heartbeat?: boolean;
   /** The inference server it claims to front (its hello's capabilities.scorer). */
   scorer?: { api: ScorerApi; model: string };
+  /** What its automatic answers send instead of the honest scores (a liar). */
+  lie?: (honest: Float32Array) => Float32Array;
 }
 
 /** A worker simulated with a raw socket.io-client socket and the protocol module. */
@@ -184,6 +186,7 @@ export class FakeWorker {
   auto: boolean;
   delayMs: number;
   disconnected = false;
+  private readonly lie: ((honest: Float32Array) => Float32Array) | undefined;
   private heartbeatTimer: NodeJS.Timeout | undefined;
 
   private constructor(
@@ -192,6 +195,7 @@ export class FakeWorker {
   ) {
     this.auto = options.auto ?? true;
     this.delayMs = options.delayMs ?? 0;
+    this.lie = options.lie;
     const opts = { direction: 'coordinator' as const };
     const fail = (e: Error): void => void this.errors.push({ type: 'error', code: 'local', message: e.message });
     onMessage(socket, 'lease', (m) => this.onLease(m), fail, opts);
@@ -242,7 +246,7 @@ export class FakeWorker {
     this.maxHeld = Math.max(this.maxHeld, this.held.size);
     if (this.auto) {
       const answer = (): void => {
-        if (this.held.has(m.leaseId) && this.socket.connected) this.answer(m);
+        if (this.held.has(m.leaseId) && this.socket.connected) this.answer(m, this.lie === undefined ? undefined : this.lie(this.scoresFor(m)));
       };
       if (this.delayMs > 0) setTimeout(answer, this.delayMs);
       else setImmediate(answer);

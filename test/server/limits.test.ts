@@ -66,3 +66,14 @@ test('a client that does not finish its request headers in time is disconnected'
   t.regex(closed, /^HTTP\/1\.1 408|^$/, 'a 408 or a plain close');
   t.is((await api(c.url, '/healthz', { token: null })).status, 200, 'others are served meanwhile');
 });
+
+test('a frame over the size limit closes its connection and is counted as oversize against the sender', async (t) => {
+  const c = await startCoordinator({ port: 0, state: ':memory:', logger: quiet, workerTokens: [WORKER_TOKEN], clientTokens: [CLIENT_TOKEN], maxFrameBytes: 1 << 20 });
+  t.teardown(() => c.close());
+  const big = await FakeWorker.connect(c.url, { name: 'big', heartbeat: false });
+  t.teardown(() => big.close());
+  big.socket.emit('pull', new Uint8Array((1 << 20) + 10));
+  await until(() => big.disconnected, 'the sender is disconnected');
+  await until(async () => /^fedpool_protocol_errors_total\{code="oversize"\} 1$/m.test(await (await api(c.url, '/metrics')).text()), 'the frame is counted as oversize');
+  t.is(c.jobs.records.of('big').protocolErrors, 1);
+});

@@ -2,7 +2,8 @@
 // model-based test over random sequences of worker and job events.
 import test from 'ava';
 import fc from 'fast-check';
-import { pinned, Scheduler, type Grant, type JobStateEvent, type SchedulerOptions, type ShardDoneEvent } from '../../server/scheduler.js';
+import { quorumOf } from '../../server/quorum.js';
+import { pinned, Scheduler, type Grant, type JobStateEvent, type SchedulerOptions, type ShardDoneEvent, type TallyOf } from '../../server/scheduler.js';
 
 interface Harness {
   s: Scheduler;
@@ -26,6 +27,12 @@ function harness(options: Partial<SchedulerOptions> = {}): Harness {
 
 const ones = (n: number): Float32Array => new Float32Array(n).fill(1);
 
+/** A tally hook that compares first values only (a job whose results carry more than they are judged by). */
+function firstValueTally(replies: readonly Float32Array[], quorum: number): TallyOf<Float32Array> {
+  const agreeing = replies.filter((r) => r[0] === replies[0]?.[0]).length;
+  return { value: replies[0] as Float32Array, unresolved: agreeing >= quorum ? [] : [0], short: Math.max(0, quorum - agreeing), outvoted: [], disagreed: agreeing < replies.length };
+}
+
 function answer(s: Scheduler, g: Grant, value = 1) {
   return s.complete(g.workerId, g.leaseId, new Float32Array(g.count).fill(value));
 }
@@ -33,7 +40,7 @@ function answer(s: Scheduler, g: Grant, value = 1) {
 test('a job is split into shards; leases never exceed credit; every shard completes once, then the job', (t) => {
   const { s, done, states } = harness({ speculative: false });
   s.addJob({ id: 'J', items: 10, shardSize: 3, redundancy: 1 });
-  t.deepEqual(s.progress('J'), { state: 'queued', doneItems: 0, totalItems: 10, doneShards: 0, totalShards: 4, prefixShards: 0, prefixItems: 0, leases: 0, disagreements: 0 });
+  t.deepEqual(s.progress('J'), { state: 'queued', doneItems: 0, totalItems: 10, doneShards: 0, totalShards: 4, prefixShards: 0, prefixItems: 0, leases: 0, disagreements: 0, replies: 0, disputed: 0 });
   s.addWorker('a');
   t.deepEqual(s.dispatch(), [], 'no credit, no lease');
   s.setCredit('a', 2);
@@ -53,7 +60,7 @@ test('a job is split into shards; leases never exceed credit; every shard comple
   answer(s, third[0] as Grant);
   t.deepEqual(done.map((d) => d.index), [1, 0, 2, 3]);
   t.deepEqual(states.map((e) => e.state), ['running', 'done']);
-  t.deepEqual(s.progress('J'), { state: 'done', doneItems: 10, totalItems: 10, doneShards: 4, totalShards: 4, prefixShards: 4, prefixItems: 10, leases: 0, disagreements: 0 });
+  t.deepEqual(s.progress('J'), { state: 'done', doneItems: 10, totalItems: 10, doneShards: 4, totalShards: 4, prefixShards: 4, prefixItems: 10, leases: 0, disagreements: 0, replies: 4, disputed: 0 });
   t.is(s.stats.completed, 4);
   t.is(s.stats.itemsDone, 10);
 });
@@ -191,7 +198,7 @@ test('a worker never holds two leases of one shard, and speculation can be switc
   t.is(off.s.dispatch().length, 1);
 });
 
-test('redundancy R = 2: distinct workers, first scores kept, agreement recorded', (t) => {
+test('redundancy R = 2: distinct workers; agreeing results accepted, a split with nobody left to ask is disputed', (t) => {
   const { s, done } = harness({ speculative: false });
   s.addJob({ id: 'J', items: 2, shardSize: 1, redundancy: 2 });
   s.addWorker('a');
@@ -208,9 +215,8 @@ test('redundancy R = 2: distinct workers, first scores kept, agreement recorded'
   t.deepEqual(gb.map((g) => [g.workerId, g.shardIndex]), [['b', 0], ['b', 1]]);
   s.complete('b', (gb[0] as Grant).leaseId, Float32Array.of(0.5 + 1e-7));
   s.complete('b', (gb[1] as Grant).leaseId, Float32Array.of(0.75));
-  t.deepEqual(done.map((d) => [d.index, d.result[0], d.agreed, d.workers]), [[0, 0.5, true, ['a', 'b']], [1, 0.25, false, ['a', 'b']]]);
-  t.is(s.progress('J')?.disagreements, 1);
-  t.is(s.progress('J')?.state, 'done');
+  t.deepEqual(done.map((d) => [d.index, d.result[0], d.agreed, d.disputed, d.workers]), [[0, 0.5, true, [], ['a', 'b']], [1, 0.25, false, [0], ['a', 'b']]]);
+  t.like(s.progress('J'), { state: 'done', disagreements: 1, disputed: 1, replies: 4 });
 });
 
 test('cancel drops the job’s leases (reported for job-control), and nothing of it is leased again', (t) => {
@@ -340,7 +346,7 @@ test('a shard fails when K distinct workers could not do it, naming them; a wron
 test('a resumed job leases only shards without results; one with all results is done at once', (t) => {
   const { s, states } = harness({ speculative: false });
   s.addJob({ id: 'J', items: 5, shardSize: 1, redundancy: 1, done: [0, 1, 3] });
-  t.deepEqual(s.progress('J'), { state: 'running', doneItems: 3, totalItems: 5, doneShards: 3, totalShards: 5, prefixShards: 2, prefixItems: 2, leases: 0, disagreements: 0 });
+  t.deepEqual(s.progress('J'), { state: 'running', doneItems: 3, totalItems: 5, doneShards: 3, totalShards: 5, prefixShards: 2, prefixItems: 2, leases: 0, disagreements: 0, replies: 0, disputed: 0 });
   s.addWorker('a');
   s.setCredit('a', 5);
   t.deepEqual(s.dispatch().map((g) => g.shardIndex), [2, 4]);
@@ -504,8 +510,9 @@ test('large: 200k shards through 64 workers with expiries, disconnects and specu
     requeued: { expired: expected.expired, disconnected: expected.disconnected, failed: 0, released: 0 },
     ignored: duplicatesAnswered + droppedAtEnd.size,
     disagreements: 0,
+    disputed: 0,
   });
-  t.deepEqual(s.progress('big'), { state: 'done', doneItems: shards, totalItems: shards, doneShards: shards, totalShards: shards, prefixShards: shards, prefixItems: shards, leases: 0, disagreements: 0 });
+  t.deepEqual(s.progress('big'), { state: 'done', doneItems: shards, totalItems: shards, doneShards: shards, totalShards: shards, prefixShards: shards, prefixItems: shards, leases: 0, disagreements: 0, replies: shards, disputed: 0 });
 });
 
 // ---- model-based ------------------------------------------------------------------------------
@@ -539,7 +546,8 @@ function newWorld(speculative: boolean): World {
         const key = `${e.jobId}/${e.index}`;
         w.doneCount.set(key, (w.doneCount.get(key) ?? 0) + 1);
         const job = w.jobs.find((j) => j.id === e.jobId);
-        if (new Set(e.workers).size !== job?.R) w.failures.push(`${key} completed by ${e.workers.join(',')} with R=${job?.R}`);
+        // Every result agrees in this model: a shard is accepted by exactly its quorum of distinct identities.
+        if (new Set(e.workers).size !== e.workers.length || e.workers.length !== quorumOf(job?.R ?? 1)) w.failures.push(`${key} completed by ${e.workers.join(',')} with R=${job?.R}`);
         if (w.gone.has(key)) w.failures.push(`${key} completed after it was ${w.gone.get(key)}`);
       },
       shardLost: (e) => {
@@ -963,7 +971,7 @@ test('per-job hooks: what fits, what agrees, how a failure is worded', (t) => {
   const { s, done, states } = harness({ speculative: false });
   s.addJob({
     id: 'H', items: 2, shardSize: 1, redundancy: 2,
-    hooks: { fits: (r, count) => r.length === count + 1, agree: (a, b) => a[0] === b[0], failure: (i, w, why) => `unit ${i} broke on ${w}: ${why}`, voteOnFailure: false },
+    hooks: { fits: (r, count) => r.length === count + 1, tally: (replies, quorum) => firstValueTally(replies, quorum), failure: (i, w, why) => `unit ${i} broke on ${w}: ${why}`, voteOnFailure: false },
   });
   s.addWorker('a');
   s.addWorker('b');
@@ -975,7 +983,146 @@ test('per-job hooks: what fits, what agrees, how a failure is worded', (t) => {
   const [again] = s.dispatch().filter((g) => g.workerId === 'a');
   t.is(s.complete('a', (again as Grant).leaseId, Float32Array.of(1, 9)).kind, 'accepted');
   t.true(done[0]?.agreed, 'the hook compares first values only');
+  t.deepEqual(done[0]?.disputed, []);
   const next = s.dispatch();
   s.fail((next[0] as Grant).workerId, (next[0] as Grant).leaseId, false, 'bad model');
   t.regex(states.at(-1)?.error ?? '', /^unit 1 broke on [ab]: bad model$/);
+});
+
+// ---- redundancy that verifies -----------------------------------------------------------------
+
+/** A harness that also records each identity's verdicts. */
+function voting(options: Partial<SchedulerOptions> = {}) {
+  const verdicts: string[] = [];
+  const h = harness({ speculative: false, ...options });
+  const s = new Scheduler({
+    leaseMs: 1_000, now: () => h.clock.t, speculative: false, ...options,
+    listener: { shardDone: (e) => h.done.push(e), jobState: (e) => h.states.push(e), workerVerdict: (who, v) => verdicts.push(`${who}:${v}`) },
+  });
+  const workers = (...ids: string[]): void => {
+    for (const id of ids) {
+      s.addWorker(id);
+      s.setCredit(id, 8);
+    }
+  };
+  return { ...h, s, verdicts, workers };
+}
+
+test('R = 3: two honest results outvote a liar; the accepted scores are theirs', (t) => {
+  const { s, done, verdicts, workers } = voting();
+  s.addJob({ id: 'J', items: 2, shardSize: 2, redundancy: 3 });
+  workers('liar', 'h1', 'h2');
+  const grants = s.dispatch();
+  t.deepEqual(grants.map((g) => g.workerId).sort(), ['h1', 'h2', 'liar'], 'three replicas on three workers');
+  const by = (w: string): Grant => grants.find((g) => g.workerId === w) as Grant;
+  s.complete('liar', by('liar').leaseId, Float32Array.of(42, 42));
+  s.complete('h1', by('h1').leaseId, Float32Array.of(0.5, 0.25));
+  t.is(done.length, 0, 'one honest result and a lie: no quorum yet');
+  s.complete('h2', by('h2').leaseId, Float32Array.of(0.5 + 1e-6, 0.25));
+  t.deepEqual(done.map((d) => [[...d.result], d.agreed, d.disputed, d.replies]), [[[0.5, 0.25], false, [], 3]]);
+  t.deepEqual(verdicts, ['liar:outvoted', 'h1:verified', 'h2:verified']);
+  t.like(s.progress('J'), { state: 'done', disagreements: 1, disputed: 0, replies: 3 });
+});
+
+test('R = 3: a quorum that agrees first ends the shard; the third replica is not waited for', (t) => {
+  const { s, done, workers } = voting();
+  s.addJob({ id: 'J', items: 2, shardSize: 1, redundancy: 3 });
+  workers('a', 'b', 'c');
+  const [ga, gb, gc] = s.dispatch().filter((g) => g.shardIndex === 0);
+  answer(s, ga as Grant, 2);
+  answer(s, gb as Grant, 2);
+  t.is(done.length, 1);
+  t.deepEqual(answer(s, gc as Grant, 9), { kind: 'ignored', reason: 'duplicate' }, 'the late third result is a duplicate');
+});
+
+test('R = 2: a split asks a third worker, which settles it; items are tallied one by one', (t) => {
+  const { s, done, verdicts, workers } = voting();
+  s.addJob({ id: 'J', items: 3, shardSize: 3, redundancy: 2 });
+  workers('a', 'b');
+  s.addWorker('c'); // connected, no credit yet
+  const [ga, gb] = s.dispatch();
+  s.complete('a', (ga as Grant).leaseId, Float32Array.of(1, 2, 3));
+  s.complete('b', (gb as Grant).leaseId, Float32Array.of(1, 7, 3));
+  t.is(done.length, 0, 'item 1 is split one to one: a third opinion is needed');
+  t.deepEqual(s.dispatch(), [], 'a and b have answered it');
+  s.setCredit('c', 1);
+  const [gc] = s.dispatch();
+  t.like(gc, { workerId: 'c', shardIndex: 0, attempt: 3 });
+  s.complete('c', (gc as Grant).leaseId, Float32Array.of(1, 2, 3));
+  t.deepEqual(done.map((d) => [[...d.result], d.disputed, d.replies]), [[[1, 2, 3], [], 3]]);
+  t.deepEqual(verdicts, ['a:verified', 'b:outvoted', 'c:verified']);
+});
+
+test('a split with nobody left to ask, or past 2R + 1 replies, leaves the unsettled items disputed', (t) => {
+  const { s, done, verdicts, workers } = voting();
+  s.addJob({ id: 'J', items: 2, shardSize: 2, redundancy: 2 });
+  workers('a', 'b', 'c', 'd', 'e', 'f');
+  const issued: Grant[] = s.dispatch();
+  t.is(issued.length, 2);
+  // Five distinct answers to item 0; everyone agrees on item 1.
+  let v = 0;
+  while (done.length === 0) {
+    const g = issued.shift() ?? (s.dispatch()[0] as Grant);
+    t.truthy(g, 'a further replica is issued while the limit allows');
+    s.complete(g.workerId, g.leaseId, Float32Array.of(++v, 5));
+  }
+  t.is(v, 5, 'no more than 2R + 1 = 5 replies');
+  t.deepEqual(done.map((d) => [d.result[0], d.result[1], d.disputed, d.agreed]), [[1, 5, [0], false]], 'item 0 disputed (its first group stands), item 1 settled');
+  t.false(verdicts.some((x) => x.endsWith('outvoted')), 'nobody is outvoted on a disputed item');
+  t.like(s.progress('J'), { state: 'done', disputed: 1 });
+});
+
+test('a split whose last possible replica is lost is disputed, not left waiting', (t) => {
+  const { s, done, workers } = voting();
+  s.addJob({ id: 'J', items: 1, shardSize: 1, redundancy: 2 });
+  workers('a', 'b', 'c');
+  const [ga, gb] = s.dispatch();
+  answer(s, ga as Grant, 1);
+  answer(s, gb as Grant, 2);
+  const [gc] = s.dispatch();
+  t.is((gc as Grant).workerId, 'c');
+  s.removeWorker('c');
+  t.deepEqual(done.map((d) => d.disputed), [[0]]);
+});
+
+test('adaptive: a result is replicated only when the spot check says so, and a split goes to a third worker', (t) => {
+  const checks: string[] = [];
+  let check = false;
+  const { s, done, verdicts, workers } = voting({ spotCheck: (who) => (checks.push(who), check) });
+  s.addJob({ id: 'A', items: 3, shardSize: 1, redundancy: 1, adaptive: true });
+  workers('a', 'b', 'c');
+  const first = s.dispatch();
+  t.is(first.length, 3, 'one lease per shard');
+  answer(s, first[0] as Grant, 1);
+  t.deepEqual(done.map((d) => [d.index, d.replies]), [[0, 1]], 'not checked: accepted alone');
+  check = true;
+  answer(s, first[1] as Grant, 1);
+  const [second] = s.dispatch();
+  t.like(second, { shardIndex: 1 });
+  t.not((second as Grant).workerId, (first[1] as Grant).workerId);
+  answer(s, second as Grant, 4);
+  const [third] = s.dispatch();
+  t.like(third, { shardIndex: 1 });
+  answer(s, third as Grant, 1);
+  t.deepEqual(done.map((d) => [d.index, d.result[0], d.replies]), [[0, 1, 1], [1, 1, 3]]);
+  t.deepEqual(checks, [(first[0] as Grant).workerId, (first[1] as Grant).workerId], 'asked once per shard, of its first worker');
+  t.is(verdicts.filter((x) => x.endsWith('outvoted')).length, 1);
+});
+
+test('one vote per identity: two connections under one name never both answer a shard', (t) => {
+  const { s, done } = voting();
+  s.addJob({ id: 'J', items: 1, shardSize: 1, redundancy: 2 });
+  s.addWorker('s1', [''], 'sybil');
+  s.addWorker('s2', [''], 'sybil');
+  s.setCredit('s1', 4);
+  s.setCredit('s2', 4);
+  const grants = s.dispatch();
+  t.is(grants.length, 1, 'the second replica waits for another identity');
+  answer(s, grants[0] as Grant, 1);
+  t.deepEqual(s.dispatch(), []);
+  s.addWorker('h', [''], 'honest');
+  s.setCredit('h', 1);
+  const [gh] = s.dispatch();
+  answer(s, gh as Grant, 1);
+  t.deepEqual(done.map((d) => d.workers), [['sybil', 'honest']]);
 });

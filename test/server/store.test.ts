@@ -55,12 +55,19 @@ function contract(name: string, open: () => { store: Store; reopen?: () => Store
     t.is(store.shardItems('J', 3), undefined);
     t.is(store.shardItems('nope', 0), undefined);
     t.deepEqual(store.doneShards('J'), []);
-    store.apply({ results: [{ jobId: 'J', index: 2, scores: Float32Array.of(0.25), agreed: true }, { jobId: 'J', index: 0, scores: Float32Array.of(1, 2), agreed: false }], jobs: [] });
+    store.apply({
+      results: [
+        { jobId: 'J', index: 2, scores: Float32Array.of(0.25), agreed: true, disputed: [], replies: 1 },
+        { jobId: 'J', index: 0, scores: Float32Array.of(1, 2), agreed: false, disputed: [1], replies: 5 },
+      ],
+      jobs: [],
+    });
     t.deepEqual(store.doneShards('J'), [0, 2]);
     t.deepEqual(store.readResults('J', 0, 3), [
-      { index: 0, ids: ['a', 'b'], scores: Float32Array.of(1, 2), agreed: false },
-      { index: 2, ids: ['é'], scores: Float32Array.of(0.25), agreed: true },
+      { index: 0, ids: ['a', 'b'], scores: Float32Array.of(1, 2), agreed: false, disputed: [1], replies: 5 },
+      { index: 2, ids: ['é'], scores: Float32Array.of(0.25), agreed: true, disputed: [], replies: 1 },
     ]);
+    t.deepEqual(store.resultStats('J'), { disagreements: 1, disputed: 1, replies: 6 });
     t.deepEqual(store.readResults('J', 1, 2), []);
     store.apply({ results: [], jobs: [{ id: 'J', state: 'failed', finishedAt: 5, error: 'boom' }] });
     t.like(store.listJobs()[0], { state: 'failed', finishedAt: 5, error: 'boom' });
@@ -73,11 +80,11 @@ function contract(name: string, open: () => { store: Store; reopen?: () => Store
     t.teardown(cleanup);
     store.createJob(job('J'), featureShards);
     t.throws(
-      () => store.apply({ results: [{ jobId: 'J', index: 1, scores: Float32Array.of(1, 1), agreed: true }], jobs: [{ id: 'missing', state: 'done' }] }),
+      () => store.apply({ results: [{ jobId: 'J', index: 1, scores: Float32Array.of(1, 1), agreed: true, disputed: [], replies: 1 }], jobs: [{ id: 'missing', state: 'done' }] }),
       missing('job missing'),
     );
     t.deepEqual(store.doneShards('J'), [], 'the valid half of a failed batch was not written');
-    t.throws(() => store.apply({ results: [{ jobId: 'J', index: 9, scores: Float32Array.of(1), agreed: true }], jobs: [] }), missing('shard J:9'));
+    t.throws(() => store.apply({ results: [{ jobId: 'J', index: 9, scores: Float32Array.of(1), agreed: true, disputed: [], replies: 1 }], jobs: [] }), missing('shard J:9'));
   });
 
   test(`${name}: training jobs round-trip in submission order`, (t) => {
@@ -204,7 +211,7 @@ test('sqlite: state survives a reopen; WAL mode; blobs are files beside the data
   const file = join(dir, 'state.db');
   const a = new SqliteStore(file);
   a.createJob(job('J'), featureShards);
-  a.apply({ results: [{ jobId: 'J', index: 1, scores: Float32Array.of(3, 4), agreed: true }], jobs: [{ id: 'J', state: 'running' }] });
+  a.apply({ results: [{ jobId: 'J', index: 1, scores: Float32Array.of(3, 4), agreed: true, disputed: [], replies: 1 }], jobs: [{ id: 'J', state: 'running' }] });
   const hash = new BlobStore(a).put(Uint8Array.of(1, 2, 3));
   a.close();
   const b = new SqliteStore(file);
@@ -259,7 +266,7 @@ test('sqlite: a state file from before training jobs gains their tables on open'
   t.deepEqual(b.trainCheckpoint('T')?.state, stateBytes);
 });
 
-test('sqlite: a state file from before tenancy (schema 1) gains owner columns; its jobs stay ownerless; owners round-trip', (t) => {
+test('sqlite: a state file from before tenancy and votes (schema 1) gains owner and verdict columns; its jobs stay ownerless, its results undisputed', (t) => {
   const { dir, cleanup } = tempDir();
   t.teardown(cleanup);
   const file = join(dir, 'state.db');
@@ -268,11 +275,13 @@ test('sqlite: a state file from before tenancy (schema 1) gains owner columns; i
   a.createTrainJob(trainJob('TOLD'));
   a.close();
   const db = new Database(file);
-  db.exec('ALTER TABLE jobs DROP COLUMN owner; ALTER TABLE train_jobs DROP COLUMN owner;');
+  db.exec('ALTER TABLE jobs DROP COLUMN owner; ALTER TABLE train_jobs DROP COLUMN owner; ALTER TABLE shards DROP COLUMN disputed; ALTER TABLE shards DROP COLUMN replies;');
+  db.prepare("UPDATE shards SET scores = ?, agreed = 1 WHERE job_id = 'OLD' AND idx = 1").run(Buffer.from(Float32Array.of(3, 4).buffer));
   db.pragma('user_version = 1');
   db.close();
   const b = new SqliteStore(file);
   t.teardown(() => b.close());
+  t.deepEqual(b.readResults('OLD', 0, 3), [{ index: 1, ids: featureShards[1]?.ids ?? [], scores: Float32Array.of(3, 4), agreed: true, disputed: [], replies: 0 }]);
   t.is(b.listJobs()[0]?.owner, undefined);
   t.is(b.listTrainJobs()[0]?.owner, undefined);
   b.createJob({ ...job('NEW'), owner: 'o1' }, featureShards);
@@ -281,7 +290,7 @@ test('sqlite: a state file from before tenancy (schema 1) gains owner columns; i
   t.deepEqual(b.listTrainJobs().map((j) => [j.id, j.owner]), [['TOLD', undefined], ['TNEW', 'o2']]);
   const check = new Database(file, { readonly: true });
   t.teardown(() => check.close());
-  t.is(check.pragma('user_version', { simple: true }), 2);
+  t.is(check.pragma('user_version', { simple: true }), 3);
 });
 
 test('memory store: owners round-trip', (t) => {
@@ -354,4 +363,133 @@ test('blobs: a stored blob is trusted only while it hashes to its name; a damage
   t.deepEqual(blobs.read(hash), bytes);
   t.false(await blobs.verify('f'.repeat(64)), 'an absent blob does not verify');
   t.false(await blobs.verify('../etc'), 'nor a name that is not a hash');
+});
+
+// ---- deleting ended jobs (issue 13, retention) --------------------------------------------------
+
+const ended = (id: string, over: Partial<JobRecord> = {}): JobRecord => ({ ...job(id), state: 'done', finishedAt: 1_700_000_001_000, ...over });
+const result = (jobId: string, index: number, scores: Float32Array) => ({ jobId, index, scores, agreed: true, disputed: [], replies: 1 });
+
+for (const [name, open] of [
+  ['memory', () => ({ store: new MemoryStore() as Store, cleanup: () => {} })],
+  ['sqlite', () => {
+    const { dir, cleanup } = tempDir();
+    const store = new SqliteStore(join(dir, 'state.db'));
+    return { store: store as Store, cleanup: () => { store.close(); cleanup(); } };
+  }],
+] as const) {
+  test(`${name}: deleteJobs removes ended jobs with everything stored for them, and only those`, (t) => {
+    const { store, cleanup } = open();
+    t.teardown(cleanup);
+    store.createJob(job('J'), featureShards, { lines: 5 });
+    store.apply({ results: [result('J', 0, Float32Array.of(1, 2)), result('J', 2, Float32Array.of(3))], jobs: [{ id: 'J', state: 'done', finishedAt: 9 }] });
+    store.createJob({ ...job('K'), spec: { ...job('K').spec, model: 'c'.repeat(64) } }, featureShards);
+    store.apply({ results: [result('K', 1, Float32Array.of(5, 6))], jobs: [{ id: 'K', state: 'running' }] });
+    store.createJob({ ...job('S'), spec: { ...job('S').spec, model: undefined, scorer: { model: 'm', output: 'reward' } } }, textShards);
+    store.apply({ results: [], jobs: [{ id: 'S', state: 'cancelled', finishedAt: 9 }] });
+    store.createTrainJob(trainJob('T', { eval: 'e'.repeat(64) }));
+    store.saveTrainCheckpoint('T', { step: 3, state: stateBytes, metrics: '{"step":3}\n' });
+    store.updateTrainJob({ id: 'T', state: 'failed', finishedAt: 9, error: 'x' });
+    store.createTrainJob(trainJob('U', { model: 'd'.repeat(64), data: undefined }));
+    store.saveTrainCheckpoint('U', { step: 1, state: stateBytes, metrics: '' });
+    t.deepEqual([...store.blobsInUse()].sort(), ['a', 'b', 'c', 'd', 'e'].map((c) => c.repeat(64)));
+
+    const out = store.deleteJobs(['J', 'K', 'S', 'T', 'U', 'nope']);
+    t.deepEqual(out.deleted, ['J', 'S', 'T'], 'ended jobs only: K and U run, nope never was');
+    t.deepEqual([...out.blobs].sort(), ['a', 'b', 'e'].map((c) => c.repeat(64)), 'the blobs their records named');
+    t.deepEqual(store.listJobs().map((j) => j.id), ['K']);
+    t.deepEqual(store.listTrainJobs().map((j) => j.id), ['U']);
+    t.is(store.shardItems('J', 0), undefined);
+    t.deepEqual(store.doneShards('J'), []);
+    t.deepEqual(store.readResults('J', 0, 10), []);
+    t.is(store.jobMeta('J'), undefined);
+    t.is(store.trainCheckpoint('T'), undefined);
+    t.deepEqual(store.doneShards('K'), [1], 'the running job keeps its results');
+    t.is(store.trainCheckpoint('U')?.step, 1);
+    t.deepEqual([...store.blobsInUse()].sort(), ['c', 'd'].map((c) => c.repeat(64)));
+    t.deepEqual(store.deleteJobs(['J', 'T']), { deleted: [], blobs: [] }, 'deleting again does nothing');
+    // A deleted id can be used again (ids are random; the store keeps nothing of the old one).
+    store.createJob(job('J'), featureShards);
+    t.deepEqual(store.doneShards('J'), []);
+  });
+
+  test(`${name}: listBlobs names every stored blob with when it was stored`, (t) => {
+    const { store, cleanup } = open();
+    t.teardown(cleanup);
+    t.deepEqual(store.listBlobs(), []);
+    const before = Date.now();
+    const blobs = new BlobStore(store);
+    const a = blobs.put(Uint8Array.of(1));
+    const b = blobs.put(Uint8Array.of(2));
+    const listed = store.listBlobs().sort((x, y) => x.hash.localeCompare(y.hash));
+    t.deepEqual(listed.map((x) => x.hash), [a, b].sort());
+    // File times can be coarser than Date.now(): a second of slack, and no upper bound (a loaded machine).
+    t.true(listed.every((x) => x.storedAt >= before - 1000));
+    store.deleteBlob(a);
+    t.deepEqual(store.listBlobs().map((x) => x.hash), [b]);
+  });
+}
+
+/** The file's pages in all, and the free ones, read through a second connection. */
+function pages(file: string): { pages: number; free: number; bytes: number } {
+  const db = new Database(file, { readonly: true });
+  try {
+    const n = Number(db.pragma('page_count', { simple: true }));
+    return { pages: n, free: Number(db.pragma('freelist_count', { simple: true })), bytes: n * Number(db.pragma('page_size', { simple: true })) };
+  } finally {
+    db.close();
+  }
+}
+
+test('sqlite: deleting a large ended job gives its pages back to the file system (incremental auto-vacuum)', (t) => {
+  const { dir, cleanup } = tempDir();
+  t.teardown(cleanup);
+  const file = join(dir, 'state.db');
+  const store = new SqliteStore(file);
+  t.teardown(() => store.close());
+  const dim = 64;
+  const n = 20_000;
+  const size = 500;
+  const shards: ShardItems[] = [];
+  for (let s = 0; s < n / size; s++) {
+    shards.push({ ids: Array.from({ length: size }, (_, i) => `item-${s * size + i}`), features: new Float32Array(size * dim).map((_, i) => Math.sin(s + i)) });
+  }
+  const spec = { ...job('BIG').spec, items: n, shardSize: size, dim };
+  store.createJob({ ...job('BIG'), spec }, shards);
+  store.apply({ results: shards.map((_, i) => result('BIG', i, new Float32Array(size).fill(i))), jobs: [{ id: 'BIG', state: 'done', finishedAt: 9 }] });
+  store.createJob(job('SMALL'), featureShards);
+  const full = pages(file);
+  t.deepEqual(store.deleteJobs(['BIG']).deleted, ['BIG']);
+  const after = pages(file);
+  t.log(`${n} items × ${dim} features: ${full.pages} pages (${full.bytes} bytes) before, ${after.pages} (${after.bytes} bytes) after`);
+  t.true(full.bytes > n * dim * 4, 'the job filled the file');
+  t.true(after.pages * 20 < full.pages, 'the file shrank to a small part');
+  t.is(after.free, 0, 'no free page left behind');
+  t.deepEqual(store.listJobs().map((j) => j.id), ['SMALL']);
+  t.deepEqual(store.shardItems('SMALL', 2), featureShards[2], 'what remains is intact');
+});
+
+test('sqlite: a state file from before retention (no auto-vacuum) is converted once at open, and keeps its jobs', (t) => {
+  const { dir, cleanup } = tempDir();
+  t.teardown(cleanup);
+  const file = join(dir, 'state.db');
+  const fresh = new SqliteStore(file);
+  t.deepEqual(fresh.notices, [], 'a new file needs no conversion');
+  fresh.createJob(job('OLD'), featureShards);
+  fresh.close();
+  const raw = new Database(file);
+  t.is(raw.pragma('auto_vacuum', { simple: true }), 2, 'a new file is incremental from the start');
+  raw.pragma('auto_vacuum = NONE');
+  raw.exec('VACUUM');
+  t.is(raw.pragma('auto_vacuum', { simple: true }), 0);
+  raw.close();
+  const b = new SqliteStore(file);
+  t.teardown(() => b.close());
+  t.is(b.notices.length, 1);
+  t.like(b.notices[0], { level: 'info' });
+  t.regex(b.notices[0]?.message ?? '', /converted to incremental auto-vacuum/);
+  t.deepEqual(b.shardItems('OLD', 1), featureShards[1]);
+  const check = new Database(file, { readonly: true });
+  t.teardown(() => check.close());
+  t.is(check.pragma('auto_vacuum', { simple: true }), 2);
 });

@@ -169,3 +169,27 @@ test('training shards live in the one lease table: they use the credit score sha
   t.is(jobs.training.metrics(id, 0)?.lines[0]?.participants, 3, 'all three clients of the round took part');
   t.deepEqual(jobs.scheduler.workerLoad(a), { credit: 2, inFlight: 0 });
 });
+
+test('an update over the job’s maxUpdateNorm, or of the wrong length, is refused at the boundary and counted against its worker; others train the model', async (t) => {
+  const { jobs, refused } = inProcessCoordinator([{ name: 'honest', credit: 2 }, { name: 'huge', credit: 2 }, { name: 'short', credit: 2 }], {
+    update: (task, worker) => {
+      const size = task.weights?.size ?? 0;
+      if (worker === 'huge') return { update: new Float32Array(size).fill(1e3), samples: 5, loss: 1 };
+      if (worker === 'short') return { update: new Float32Array(size - 1).fill(0.01), samples: 5, loss: 1 };
+      return { update: new Float32Array(size).fill(0.01), samples: 5, loss: 1 };
+    },
+  });
+  t.teardown(() => jobs.close());
+  const service = jobs.training;
+  const model = jobs.blobs.put(await modelBundle());
+  const config = trainConfig('sync');
+  const { id } = service.submit({ model, config: { ...config, maxUpdateNorm: 10 } as typeof config, data: rows(60) });
+  while (service.status(id)?.state === 'running' || service.status(id)?.state === 'queued') await Promise.race([service.waitForChange(id), new Promise((r) => setTimeout(r, 50))]);
+  t.is(service.status(id)?.state, 'done');
+  t.true(refused.some((r) => /^huge: invalid field "payload.update": L2 norm \S+ exceeds the job's maxUpdateNorm 10$/.test(r)), refused.join('; '));
+  t.true(refused.some((r) => /^short: invalid field "payload.update": \d+ values, the model has \d+$/.test(r)));
+  t.true(jobs.records.of('huge').rejected > 0);
+  t.true(jobs.records.of('short').rejected > 0);
+  t.is(jobs.records.of('honest').rejected, 0);
+  t.true(service.metrics(id, 0)!.lines.every((l) => l.participants > 0), 'every round aggregated honest updates only');
+});
