@@ -37,6 +37,8 @@ export const DEFAULT_MAX_JSON_BYTES = 256 * 1024 * 1024;
 export const DEFAULT_MAX_BLOB_BYTES = 512 * 1024 * 1024;
 /** How long one rendering of /metrics is served to every scraper. */
 const METRICS_TTL_MS = 1_000;
+/** /metrics requests that may wait for the shared rendering at once; more are answered 503 with Retry-After. */
+const METRICS_CONCURRENCY = 64;
 
 /** Shards read from the store per write while streaming results. */
 const RESULT_SHARDS_PER_WRITE = 64;
@@ -89,6 +91,7 @@ export class Api {
   private readonly routes: Route[] = [];
   private readonly streams = new Set<ServerResponse>();
   private metricsCache: { at: number; text: Promise<string> } | undefined;
+  private metricsWaiting = 0;
   private closing = false;
 
   constructor(private readonly o: ApiOptions) {
@@ -108,8 +111,16 @@ export class Api {
         'referrer-policy': 'no-referrer',
       });
     });
+    // Scrapes share one rendering a second, and at most METRICS_CONCURRENCY wait for it at once: thousands of scrapers
+    // answered in one go would hold the event loop themselves (docs/security.md, "Rate limits").
     this.route('GET', '/metrics', 'metrics', async (_req, res) => {
-      send(res, 200, await this.metricsText(), o.metrics.registry.contentType);
+      if (this.metricsWaiting >= METRICS_CONCURRENCY) throw new RequestRefused(503, 'too many /metrics requests at once: busy, retry later', { 'retry-after': '1' });
+      this.metricsWaiting++;
+      try {
+        send(res, 200, await this.metricsText(), o.metrics.registry.contentType);
+      } finally {
+        this.metricsWaiting--;
+      }
     });
     // HEAD confirms a blob only if its bytes still hash to its name (a damaged one is removed: 404, upload it again).
     this.route('HEAD', '/api/blobs/:hash', 'submitter', async (_req, res, p) => {

@@ -457,6 +457,24 @@ export class JobRegistry {
     this.armTimer();
   }
 
+  /**
+   * Runs `fn` (say, dropping many workers at once) with dispatch held back, then pumps once: a lease freed by one
+   * removal is not sent to a worker the same batch removes next.
+   */
+  batch(fn: () => void): void {
+    if (this.pumping) {
+      fn();
+      return;
+    }
+    this.pumping = true;
+    try {
+      fn();
+    } finally {
+      this.pumping = false;
+    }
+    this.pump();
+  }
+
   private send(grant: Grant): void {
     const owner = this.owners.get(grant.jobId);
     const sink = this.sink;

@@ -37,9 +37,10 @@ export interface SocketOptions {
 /**
  * Per-connection frame budget. A busy honest worker sends a result, a pull and now and then a heartbeat per shard; at
  * the coordinator's target of tens of microseconds per shard a few thousand frames a second is the most one worker
- * earns, so a sender far above that is flooding (docs/security.md, "Rate limits").
+ * earns, so a sender far above that is flooding (docs/security.md, "Rate limits"). The burst is small because a burst
+ * that arrives at once is decoded in one stretch of the event loop (its credit cap bounds an honest worker's bursts).
  */
-export const DEFAULT_FRAME_RATE: RateLimit = { perSecond: 5_000, burst: 10_000 };
+export const DEFAULT_FRAME_RATE: RateLimit = { perSecond: 5_000, burst: 2_000 };
 
 type WorkerSocket = Socket<WorkerToCoordinatorEvents, CoordinatorToWorkerEvents>;
 
@@ -56,6 +57,8 @@ export function heartbeatMsFor(leaseMs: number): number {
  */
 export class WorkerSockets implements LeaseSink {
   readonly io: Server<WorkerToCoordinatorEvents, CoordinatorToWorkerEvents>;
+  /** Bytes blob transfers have queued and not yet written, over every connection, as last observed by each. */
+  blobQueued = 0;
   private readonly sessions = new Map<string, WorkerSession>();
   private readonly sweeper: NodeJS.Timeout;
   closing = false;
@@ -96,10 +99,13 @@ export class WorkerSockets implements LeaseSink {
     });
     // Drop workers that went silent: their connection may look open while the peer is gone.
     this.sweeper = setInterval(() => {
-      for (const id of jobs.workers.silent(options.leaseMs)) {
-        options.logger.warn({ worker: id }, 'worker silent for longer than the lease; dropping it');
-        this.sessions.get(id)?.socket.disconnect(true);
-      }
+      const silent = jobs.workers.silent(options.leaseMs);
+      if (silent.length === 0) return;
+      options.logger.warn({ workers: silent.length, first: silent[0] }, 'workers silent for longer than the lease; dropping them');
+      // One dispatch after all of them are gone, not one per removal (which would lease to the next silent one).
+      jobs.batch(() => {
+        for (const id of silent) this.sessions.get(id)?.socket.disconnect(true);
+      });
     }, options.heartbeatMs);
     this.sweeper.unref();
   }
@@ -134,10 +140,17 @@ export class WorkerSockets implements LeaseSink {
 
 /** Blob transfers one connection may have under way at once. */
 const MAX_BLOB_TRANSFERS = 4;
-/** Bytes a connection may have queued for writing before a blob transfer waits for it to drain. */
-const BLOB_BUFFER_BYTES = 8 * 1024 * 1024;
+/** Bytes a connection may have queued for writing before a blob transfer waits for it to drain (about 2 chunks). */
+const BLOB_BUFFER_BYTES = 2 * 1024 * 1024;
 /** The same in engine.io's packet buffer (blob chunks are 1 MiB). */
-const BLOB_BUFFER_PACKETS = 8;
+const BLOB_BUFFER_PACKETS = 2;
+/**
+ * Bytes all blob transfers together may have queued and not yet written: past it, every transfer waits. With the
+ * per-connection bound this caps what readers that stop reading can make the coordinator hold.
+ */
+const BLOB_QUEUED_TOTAL = 128 * 1024 * 1024;
+/** A transfer whose connection wrote nothing queued for this long is a reader that stopped: it is disconnected. */
+const BLOB_STALL_MS = 30_000;
 
 /** Whether an engine.io close description is the websocket's "frame over maxPayload" (ws closes before we decode). */
 function overMaxPayload(description: unknown): boolean {
@@ -155,6 +168,8 @@ class WorkerSession {
   private name: string | undefined;
   /** Blobs being sent to this connection now. */
   private readonly transfers = new Set<string>();
+  /** Its share of the owner's blobQueued (bytes queued at its last check). */
+  private observed = 0;
   private errors = 0;
   private readonly log: Logger;
 
@@ -290,7 +305,13 @@ class WorkerSession {
       return;
     }
     this.transfers.add(hash);
-    void this.sendBlob(hash).finally(() => this.transfers.delete(hash));
+    void this.sendBlob(hash).finally(() => {
+      this.transfers.delete(hash);
+      if (this.transfers.size === 0) {
+        this.owner.blobQueued -= this.observed;
+        this.observed = 0;
+      }
+    });
   }
 
   /**
@@ -305,11 +326,27 @@ class WorkerSession {
     return { packets: Array.isArray(buffer) ? buffer.length : 0, bytes: typeof bytes === 'number' ? bytes : 0 };
   }
 
-  /** Waits until this connection has written all but a few MiB of what it queued (or is gone). */
+  /**
+   * Waits until this connection has written all but a couple of MiB of what it queued and all transfers together hold
+   * less than BLOB_QUEUED_TOTAL (or it is gone). A connection that writes nothing for BLOB_STALL_MS is disconnected.
+   */
   private async drained(): Promise<void> {
+    let since = Date.now();
+    let last = Infinity;
     for (;;) {
       const q = this.queued();
-      if (!this.socket.connected || (q.bytes <= BLOB_BUFFER_BYTES && q.packets <= BLOB_BUFFER_PACKETS)) return;
+      this.owner.blobQueued += q.bytes - this.observed;
+      this.observed = q.bytes;
+      if (!this.socket.connected) return;
+      if (q.bytes <= BLOB_BUFFER_BYTES && q.packets <= BLOB_BUFFER_PACKETS && this.owner.blobQueued <= BLOB_QUEUED_TOTAL) return;
+      if (q.bytes < last) since = Date.now();
+      last = q.bytes;
+      if (q.bytes > 0 && Date.now() - since > BLOB_STALL_MS) {
+        this.log.warn({ worker: this.workerId, queued: q.bytes }, 'blob transfer stalled: the worker stopped reading; disconnecting');
+        this.count('slow-reader');
+        this.socket.disconnect(true);
+        return;
+      }
       await new Promise<void>((resolve) => setTimeout(resolve, 5));
     }
   }

@@ -82,6 +82,7 @@ export interface JobBody {
   items: unknown[];
   shardSize?: number;
   redundancy?: number | 'adaptive';
+  agreeTol?: number;
   batchSize?: number;
 }
 

@@ -33,7 +33,7 @@ test('a connection that floods frames is told rate-limited and disconnected; an 
   t.regex(text, /^fedpool_protocol_errors_total\{code="rate-limited"\} 1$/m);
 });
 
-test('concurrent /metrics scrapes share one rendering', async (t) => {
+test('concurrent /metrics scrapes share one rendering, and at most 64 wait for it at once', async (t) => {
   const c = await startCoordinator({ port: 0, state: ':memory:', logger: quiet, clientTokens: [CLIENT_TOKEN] });
   t.teardown(() => c.close());
   const original = Registry.prototype.metrics;
@@ -45,8 +45,14 @@ test('concurrent /metrics scrapes share one rendering', async (t) => {
   t.teardown(() => {
     Registry.prototype.metrics = original;
   });
-  const answers = await Promise.all(Array.from({ length: 200 }, async () => (await api(c.url, '/metrics')).status));
-  t.true(answers.every((s) => s === 200));
+  const answers = await Promise.all(Array.from({ length: 200 }, async () => {
+    const res = await api(c.url, '/metrics');
+    await res.arrayBuffer();
+    return [res.status, res.headers.get('retry-after')] as const;
+  }));
+  // At most 64 wait for the rendering at once; the others are told to come back.
+  t.true(answers.every(([s, after]) => s === 200 || (s === 503 && after === '1')), JSON.stringify(answers.filter(([s]) => s !== 200 && s !== 503)));
+  t.true(answers.filter(([s]) => s === 200).length >= 64);
   // Without sharing, 200 renderings; with it, one per second the burst spans (a loaded machine may take a few).
   t.true(renderings >= 1 && renderings < 20, `${renderings} renderings for 200 scrapes`);
 });

@@ -58,3 +58,21 @@ test('credit is capped near twice the worker’s threads, whatever it asks for',
   t.is(greedy.held.size, cap, 'and no more');
   t.is(cap, 10);
 });
+
+test('--agree-tol: results 1 % apart are a split at the default 1e-4 and agree at 0.05', async (t) => {
+  const c = await startCoordinator({ port: 0, state: ':memory:', logger: quiet, workerTokens: [WORKER_TOKEN], clientTokens: [CLIENT_TOKEN] });
+  t.teardown(() => c.close());
+  const model = await uploadBlob(c.url, Uint8Array.of(1, 2, 3));
+  const workers = await Promise.all([
+    FakeWorker.connect(c.url, { name: 'exact' }),
+    FakeWorker.connect(c.url, { name: 'near', lie: (honest) => honest.map((v) => v * 1.01 + 0.01) }),
+  ]);
+  t.teardown(() => workers.forEach((w) => w.close()));
+  for (const w of workers) w.pull(4);
+  const items = featureItems(20);
+  const strict = await submitJob(c.url, { model, items, shardSize: 5, redundancy: 2 });
+  const loose = await submitJob(c.url, { model, items, shardSize: 5, redundancy: 2, agreeTol: 0.05 });
+  for (const id of [strict, loose]) t.like(await waitForJob(c.url, id), { state: 'done' });
+  t.like(await jobStatus(c.url, strict), { agreeTol: 1e-4, disputed: 20, disagreements: 4 });
+  t.like(await jobStatus(c.url, loose), { agreeTol: 0.05, disputed: 0, disagreements: 0, replicas: 8 });
+});
