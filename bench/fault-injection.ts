@@ -28,6 +28,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { gaussianClasses } from '../cli/demo-data.js';
 import { Random, deriveSeed } from '../shared/random.js';
+import { integerFlag } from './flags.js';
 
 export const FI_WORKER_TOKEN = 'fault-w';
 export const FI_CLIENT_TOKEN = 'fault-c';
@@ -596,23 +597,14 @@ export const benchLaunch: Launch = (args, env) => {
 
 // ---- main -----------------------------------------------------------------------------------------
 
-function flag(args: string[], name: string, fallback: number): number {
-  const i = args.indexOf(`--${name}`);
-  const v = Number(i >= 0 ? args[i + 1] : fallback);
-  if (!Number.isInteger(v) || v < 0) {
-    console.error(`--${name}: a non-negative integer, got ${args[i + 1]}`);
-    process.exit(2);
-  }
-  return v;
-}
 
 async function main(args: string[]): Promise<number> {
-  const runs = flag(args, 'runs', 20);
-  const baseSeed = flag(args, 'seed', 1);
-  const workers = flag(args, 'workers', 3);
-  const lines = flag(args, 'lines', 6000);
-  const shardSize = flag(args, 'shard-size', 50);
-  const rounds = flag(args, 'rounds', 16);
+  const runs = integerFlag(args, 'runs', 20);
+  const baseSeed = integerFlag(args, 'seed', 1);
+  const workers = integerFlag(args, 'workers', 3);
+  const lines = integerFlag(args, 'lines', 6000);
+  const shardSize = integerFlag(args, 'shard-size', 50);
+  const rounds = integerFlag(args, 'rounds', 16);
   const verbose = args.includes('--verbose');
   const dir = mkdtempSync(path.join(tmpdir(), 'fedpool-fault-'));
   let pool: Pool | undefined;

@@ -51,6 +51,7 @@ import {
   type WorkerMessageType,
 } from '../shared/protocol/index.js';
 import { Random } from '../shared/random.js';
+import { integerFlag } from './flags.js';
 
 // ---- seeded draws -------------------------------------------------------------------------------
 
@@ -834,29 +835,20 @@ function percentile(sorted: readonly number[], p: number): number {
   return sorted.length === 0 ? Number.NaN : sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]!;
 }
 
-function flag(args: readonly string[], name: string, fallback: number): number {
-  const i = args.indexOf(`--${name}`);
-  const v = Number(i >= 0 ? args[i + 1] : fallback);
-  if (!Number.isInteger(v) || v < 0) {
-    console.error(`--${name}: a non-negative integer, got ${args[i + 1]}`);
-    process.exit(2);
-  }
-  return v;
-}
 
 /** This file with --serve-coordinator: the coordinator, in a process of its own, until SIGTERM. */
 async function serveCoordinator(args: readonly string[]): Promise<void> {
   const [{ startCoordinator }, { default: pino }] = await Promise.all([import('../server/coordinator.js'), import('pino')]);
-  const c = await startCoordinator({ port: 0, state: ':memory:', logger: pino({ level: 'silent' }), workerTokens: [WORKER_TOKEN], clientTokens: [CLIENT_TOKEN], maxFrameBytes: flag(args, 'max-frame-bytes', 4 << 20) });
+  const c = await startCoordinator({ port: 0, state: ':memory:', logger: pino({ level: 'silent' }), workerTokens: [WORKER_TOKEN], clientTokens: [CLIENT_TOKEN], maxFrameBytes: integerFlag(args, 'max-frame-bytes', 4 << 20) });
   process.stdout.write(`listening on ${c.url}\n`);
   process.once('SIGTERM', () => void c.close().then(() => process.exit(0)));
 }
 
 async function main(args: readonly string[]): Promise<number> {
-  const frames = flag(args, 'frames', 150_000);
-  const seed = flag(args, 'seed', 1);
-  const connections = flag(args, 'connections', 6);
-  const maxFrameBytes = flag(args, 'max-frame-bytes', 4 << 20);
+  const frames = integerFlag(args, 'frames', 150_000);
+  const seed = integerFlag(args, 'seed', 1);
+  const connections = integerFlag(args, 'connections', 6);
+  const maxFrameBytes = integerFlag(args, 'max-frame-bytes', 4 << 20);
   const self = fileURLToPath(import.meta.url);
   const child = spawn(process.execPath, [`--import=${import.meta.resolve('tsx')}`, self, '--serve-coordinator', '--max-frame-bytes', String(maxFrameBytes)], { stdio: ['ignore', 'pipe', 'inherit'], detached: true });
   const pid = child.pid;
