@@ -6,6 +6,7 @@ import { mulberry32 } from '../shared/random.js';
 import type { Logger } from 'pino';
 import type { Capabilities, FailureMessage, LeaseMessage, ResultMessage } from '../shared/protocol/index.js';
 import { BlobStore } from './blobs.js';
+import { BlobCollector } from './blob-collector.js';
 import { canSee, type Principal } from './auth.js';
 import type { JobService, LeaseTable, ShardOutput } from './job-service.js';
 import { WorkerRegistry, type WorkerInfo } from './worker-registry.js';
@@ -89,9 +90,8 @@ export class JobRegistry {
   private readonly retainMs: number | undefined;
   private readonly blobGraceMs: number;
   private retentionTimer: NodeJS.Timeout | undefined;
-  /** Blobs that only deleted jobs named and that are not removed yet (used too recently, or being sent): checked again. */
-  private readonly orphans = new Set<string>();
-  private orphanTimer: NodeJS.Timeout | undefined;
+  /** Removes the blobs no job names any more (blob-collector.ts). */
+  private readonly collector: BlobCollector;
   /** Job id → the service that owns it. */
   private readonly owners = new Map<string, JobService>();
   private timer: NodeJS.Timeout | undefined;
@@ -111,6 +111,7 @@ export class JobRegistry {
     this.blobGraceMs = Math.max(0, options.blobGraceMs ?? DEFAULT_BLOB_GRACE_MS);
     this.workers = new WorkerRegistry(this.now);
     this.blobs = new BlobStore(options.store, this.now);
+    this.collector = new BlobCollector(this.store, this.blobs, this.blobGraceMs, this.now, this.log);
     const spotCheck = mulberry32(options.spotCheckSeed ?? randomBytes(4).readUInt32LE(0));
     this.records = new WorkerRecords(options.quarantine ?? DEFAULT_QUARANTINE, (name, r) => {
       this.log.warn({ worker: name, record: r }, 'worker quarantined: its record is mostly lost, refused or malformed work');
@@ -214,7 +215,7 @@ export class JobRegistry {
   /**
    * Deletes an ended job of any kind and everything stored for it: record, meta, items, results, checkpoint and
    * metrics, in the store (which shrinks) and in memory (the services, the lease table); the blobs only it named follow
-   * once unused (collectBlobs). False when the job is unknown, has not ended, or its end is not in the store yet.
+   * once unused (blob-collector.ts). False when the job is unknown, has not ended, or its end is not in the store yet.
    */
   deleteJob(id: string): boolean {
     const s = this.jobStatus(id);
@@ -232,14 +233,9 @@ export class JobRegistry {
       this.owners.delete(id);
       this.scheduler.forgetJob(id);
     }
-    for (const hash of blobs) this.orphans.add(hash);
     if (deleted.length > 0) this.log.info({ jobs: deleted.length, first: deleted[0] }, 'ended jobs deleted');
-    try {
-      this.collectBlobs();
-    } catch (e) {
-      // The jobs are gone either way; a blob that could not go is tried again at the next deletion or prune.
-      this.log.error({ err: e instanceof Error ? e.message : String(e) }, 'cannot remove unused blobs');
-    }
+    // The jobs are gone either way; a blob that could not go is tried again later.
+    this.collector.orphaned(blobs);
     return deleted;
   }
 
@@ -257,7 +253,7 @@ export class JobRegistry {
       .map((j) => j.id);
     try {
       const deleted = this.deleteJobs(due);
-      this.sweepBlobs(Math.min(cutoff, this.now() - this.blobGraceMs));
+      this.collector.sweep(Math.min(cutoff, this.now() - this.blobGraceMs));
       return deleted.length;
     } catch (e) {
       this.log.error({ err: e instanceof Error ? e.message : String(e) }, 'cannot delete expired jobs');
@@ -270,62 +266,6 @@ export class JobRegistry {
     this.prune();
     this.retentionTimer = setInterval(() => this.prune(), Math.max(10, Math.min(MAX_RETENTION_CHECK_MS, this.retainMs / 10)));
     this.retentionTimer.unref();
-  }
-
-  /** When a blob was last stored or used, whichever is later. */
-  private lastUse(hash: string, storedAt: number): number {
-    return Math.max(storedAt, this.blobs.lastUsed(hash) ?? -Infinity);
-  }
-
-  private sweepBlobs(cutoff: number): void {
-    const inUse = this.store.blobsInUse();
-    let removed = 0;
-    for (const { hash, storedAt } of this.store.listBlobs()) {
-      if (inUse.has(hash) || this.lastUse(hash, storedAt) > cutoff || !this.blobs.remove(hash)) continue;
-      this.orphans.delete(hash);
-      removed++;
-    }
-    if (removed > 0) this.log.info({ blobs: removed }, 'blobs no job names, unused for the retention time, removed');
-  }
-
-  /**
-   * Removes the orphans (blobs only deleted jobs named) that no job names now and that nothing used for blobGraceMs;
-   * the others are checked again when their grace ends (one unref'd timer). An orphan a job names again is dropped
-   * from the set: it becomes one again when that job is deleted.
-   */
-  private collectBlobs(): void {
-    if (this.orphanTimer !== undefined) clearTimeout(this.orphanTimer);
-    this.orphanTimer = undefined;
-    if (this.orphans.size === 0 || this.closed) return;
-    const inUse = this.store.blobsInUse();
-    const stored = new Map(this.store.listBlobs().map((b) => [b.hash, b.storedAt]));
-    const now = this.now();
-    let next = Infinity;
-    let removed = 0;
-    for (const hash of [...this.orphans]) {
-      const storedAt = stored.get(hash);
-      if (storedAt === undefined || inUse.has(hash)) {
-        this.orphans.delete(hash);
-        continue;
-      }
-      const free = this.lastUse(hash, storedAt) + this.blobGraceMs;
-      if (free > now) next = Math.min(next, free);
-      else if (this.blobs.remove(hash)) {
-        this.orphans.delete(hash);
-        removed++;
-      } else next = Math.min(next, now + 1_000); // being hashed or sent: soon again
-    }
-    if (removed > 0) this.log.info({ blobs: removed }, 'blobs only deleted jobs named removed');
-    if (next === Infinity) return;
-    this.orphanTimer = setTimeout(() => {
-      this.orphanTimer = undefined;
-      try {
-        this.collectBlobs();
-      } catch (e) {
-        this.log.error({ err: e instanceof Error ? e.message : String(e) }, 'cannot remove unused blobs');
-      }
-    }, Math.min(0x7fffffff, Math.max(0, next - now) + 1));
-    this.orphanTimer.unref();
   }
 
   jobCounts(): Record<JobState, number> {
@@ -514,6 +454,6 @@ export class JobRegistry {
     for (const service of this.services) service.close();
     if (this.timer !== undefined) clearTimeout(this.timer);
     if (this.retentionTimer !== undefined) clearInterval(this.retentionTimer);
-    if (this.orphanTimer !== undefined) clearTimeout(this.orphanTimer);
+    this.collector.close();
   }
 }
