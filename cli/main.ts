@@ -63,6 +63,7 @@ export function buildProgram(): Command {
     .option('--lease-ms <ms>', 'shard lease duration', integer(1), 30000)
     .option('--metrics-public', 'serve /metrics without a token')
     .option('--max-connections <n>', 'TCP connections (HTTP and worker websockets) held at once, in all; more are closed at once (default 10000)', integer(1))
+    .addOption(new Option('--worker-identity <who>', "who a worker is for blame, records and --redundancy votes: its --name, or its worker token (give each party its own --worker-token: many names or machines of one token count once)").choices(['name', 'token']).default('name'))
     .option('--max-connections-per-ip <n>', 'TCP connections held at once from one address (an IPv6 /64); raise it behind a proxy (default 1024)', integer(1))
     .option(
       '--retain-jobs <days>',
@@ -163,7 +164,7 @@ export function buildProgram(): Command {
   workers
     .command('unquarantine')
     .description('let a quarantined worker take leases again, with a fresh record (an admin token when the coordinator has any)')
-    .argument('<name>', 'the worker\'s --name')
+    .argument('<name>', 'the worker\'s --name (with --worker-identity token: the identity GET /api/workers shows)')
     .addOption(urlOption())
     .addOption(tokenOption())
     .addOption(tokenFileOption())

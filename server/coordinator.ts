@@ -47,6 +47,11 @@ export interface CoordinatorOptions {
   frameRate?: RateLimit;
   /** A client must send its request headers within this (default 10 s): slow-header connections are closed. */
   headersTimeoutMs?: number;
+  /**
+   * Who a worker is for blame, records and redundancy votes (`--worker-identity`): its chosen name (default), or its
+   * worker token, so that one party's many names or machines count as one (give each party its own --worker-token).
+   */
+  workerIdentity?: 'name' | 'token';
   /** Ended jobs are deleted this long after they ended (`--retain-jobs DAYS`); undefined (default): kept forever. */
   retainJobsMs?: number;
   /** A blob only deleted jobs named is removed after this long unused (default 1 h; job-registry.ts). */
@@ -104,6 +109,7 @@ export async function startCoordinator(options: CoordinatorOptions = {}): Promis
   const state = options.state ?? './fedpool.db';
   const auth = new Auth({ worker: options.workerTokens ?? [], submitter: options.clientTokens ?? [], admin: options.adminTokens ?? [] });
   if (auth.isOpen('worker')) logger.warn('no worker token configured: any worker may join (use --worker-token)');
+  if (options.workerIdentity === 'token' && auth.isOpen('worker')) throw new Error('--worker-identity token needs worker tokens (--worker-token, one per party)');
   if (auth.isOpen('submitter')) logger.warn('no client token configured: the HTTP API is open to anyone who can reach it (use --client-token)');
   if (options.tls === undefined && !isLoopback(host)) {
     logger.warn(`listening on ${host} without TLS: tokens and data travel in clear text (use --tls-cert and --tls-key, or a TLS-terminating proxy)`);
@@ -153,6 +159,7 @@ export async function startCoordinator(options: CoordinatorOptions = {}): Promis
   });
   const sockets = new WorkerSockets(http, jobs, auth, metrics, {
     leaseMs, heartbeatMs: heartbeatMsFor(leaseMs), maxFrameBytes, logger, ...(options.frameRate === undefined ? {} : { frameRate: options.frameRate }),
+    ...(options.workerIdentity === undefined ? {} : { workerIdentity: options.workerIdentity }),
   });
   jobs.sink = sockets;
 

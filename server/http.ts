@@ -276,10 +276,11 @@ export class Api {
     const { jobs } = this.o;
     return jobs.workers.list().map((w) => {
       const load = jobs.scheduler.workerLoad(w.id) ?? { credit: 0, inFlight: 0 };
-      const record = jobs.records.of(w.name);
+      const record = jobs.records.of(w.identity);
       return {
         id: w.id,
         name: w.name,
+        identity: w.identity,
         backend: w.capabilities.backend,
         threads: w.capabilities.threads,
         device: w.capabilities.device ?? null,

@@ -284,12 +284,15 @@ export class JobRegistry {
 
   // ---- worker events -------------------------------------------------------------------------
 
-  /** A worker said hello: it joins the registry and the lease table with the job keys it serves. */
-  addWorker(name: string, capabilities: Capabilities): WorkerInfo {
-    const info = this.workers.add(name, capabilities, 'w');
-    // Blame and records stick to the name, so a worker that reconnects is still the worker that lost a shard.
-    this.scheduler.addWorker(info.id, workerOffers(capabilities), info.name);
-    this.records.connected(info.name);
+  /**
+   * A worker said hello: it joins the registry and the lease table with the job keys it serves. `identity` (default
+   * its name) is who it is for blame, records and votes.
+   */
+  addWorker(name: string, capabilities: Capabilities, identity: string = name): WorkerInfo {
+    const info = this.workers.add(name, capabilities, 'w', identity);
+    // Blame and records stick to the identity, so a worker that reconnects is still the worker that lost a shard.
+    this.scheduler.addWorker(info.id, workerOffers(capabilities), info.identity);
+    this.records.connected(info.identity);
     this.pump();
     return info;
   }
@@ -314,8 +317,8 @@ export class JobRegistry {
         owner.check(lease, m);
       } catch (e) {
         // A wrong-shaped result is that lease's failure: the shard goes back to the queue.
-        const name = this.workers.get(workerId)?.name;
-        if (name !== undefined) this.records.rejected(name);
+        const who = this.workers.get(workerId)?.identity;
+        if (who !== undefined) this.records.rejected(who);
         this.fail(workerId, m.leaseId, true, e instanceof Error ? e.message : 'invalid result');
         throw e;
       }
@@ -323,8 +326,8 @@ export class JobRegistry {
     const outcome = this.scheduler.complete(workerId, m.leaseId, m.payload);
     if (outcome.kind === 'accepted' && lease !== undefined) {
       owner?.counted(workerId, lease, m.elapsedMs);
-      const name = this.workers.get(workerId)?.name;
-      if (name !== undefined) this.records.accepted(name);
+      const who = this.workers.get(workerId)?.identity;
+      if (who !== undefined) this.records.accepted(who);
     }
     this.pump();
     return outcome.kind === 'ignored' ? outcome.reason : null;
@@ -344,8 +347,8 @@ export class JobRegistry {
 
   /** A protocol error from a worker (a malformed or refused frame): it counts against its record. */
   protocolError(workerId: string): void {
-    const name = this.workers.get(workerId)?.name;
-    if (name !== undefined) this.records.bad(name, 'protocolErrors');
+    const who = this.workers.get(workerId)?.identity;
+    if (who !== undefined) this.records.bad(who, 'protocolErrors');
   }
 
   /** Lets a worker out of quarantine with a fresh record (`fedpool workers unquarantine`); false when it was not in. */

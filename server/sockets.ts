@@ -32,6 +32,8 @@ export interface SocketOptions {
   logger: Logger;
   /** Frames one connection may send: a sender over it is disconnected (default DEFAULT_FRAME_RATE). */
   frameRate?: RateLimit;
+  /** Who a worker is for blame, records and votes: its name (default) or its worker token (docs/security.md). */
+  workerIdentity?: 'name' | 'token';
 }
 
 /**
@@ -66,7 +68,7 @@ export class WorkerSockets implements LeaseSink {
   constructor(
     http: HttpServer,
     readonly jobs: JobRegistry,
-    auth: Auth,
+    readonly auth: Auth,
     readonly metrics: Metrics,
     readonly options: SocketOptions,
   ) {
@@ -164,8 +166,8 @@ function overMaxPayload(description: unknown): boolean {
 
 class WorkerSession {
   workerId: string | undefined;
-  /** The name it said hello with (its record outlives the registration). */
-  private name: string | undefined;
+  /** The identity it registered under (its record outlives the registration). */
+  private who: string | undefined;
   /** Blobs being sent to this connection now. */
   private readonly transfers = new Set<string>();
   /** Its share of the owner's blobQueued (bytes queued at its last check). */
@@ -245,9 +247,9 @@ class WorkerSession {
     // sees a byte: count it like the decoder's 'oversize', against the sender's record.
     socket.conn.once('close', (_reason: string, description?: unknown) => {
       if (!overMaxPayload(description)) return;
-      this.log.warn({ worker: this.workerId, name: this.name }, 'frame over the size limit; the websocket was closed');
+      this.log.warn({ worker: this.workerId, identity: this.who }, 'frame over the size limit; the websocket was closed');
       owner.metrics.protocolErrors.inc({ code: 'oversize' });
-      if (this.name !== undefined) owner.jobs.records.bad(this.name, 'protocolErrors');
+      if (this.who !== undefined) owner.jobs.records.bad(this.who, 'protocolErrors');
     });
 
     socket.on('disconnect', (reason) => {
@@ -258,6 +260,14 @@ class WorkerSession {
       owner.jobs.removeWorker(id);
       this.log.info({ worker: id, reason }, 'worker disconnected');
     });
+  }
+
+  /** Its name, or with `--worker-identity token` its token's digest: many names or machines of one token count once. */
+  private identity(name: string): string {
+    if (this.owner.options.workerIdentity !== 'token') return name;
+    const result = this.owner.auth.check('worker', bearerToken(this.socket.request.headers.authorization));
+    const digest = result.ok ? result.principal.owner : null;
+    return digest === null ? name : `token:${digest.slice(0, 16)}`;
   }
 
   private id(): string {
@@ -284,9 +294,9 @@ class WorkerSession {
       return;
     }
     const { jobs, options } = this.owner;
-    const info = jobs.addWorker(m.name, m.capabilities);
+    const info = jobs.addWorker(m.name, m.capabilities, this.identity(m.name));
     this.workerId = info.id;
-    this.name = info.name;
+    this.who = info.identity;
     this.owner.register(info.id, this);
     this.log.info({ worker: info.id, name: m.name, backend: m.capabilities.backend, threads: m.capabilities.threads }, 'worker connected');
     answer({ type: 'welcome', protocolVersion: PROTOCOL_VERSION, workerId: info.id, leaseMs: options.leaseMs, heartbeatMs: options.heartbeatMs, maxFrameBytes: options.maxFrameBytes });

@@ -5,6 +5,11 @@ export type WorkerState = 'idle' | 'busy' | 'draining';
 export interface WorkerInfo {
   id: string;
   name: string;
+  /**
+   * Who it is for blame, records and redundancy votes (docs/security.md): its name, or with `--worker-identity token`
+   * its worker token's digest (`token:…`), so that one party's many names or machines count once.
+   */
+  identity: string;
   capabilities: Capabilities;
   connectedAt: number;
   lastSeen: number;
@@ -36,10 +41,10 @@ export class WorkerRegistry {
   }
 
   /** Registers a worker after its hello; the id is unique for this coordinator's lifetime. */
-  add(name: string, capabilities: Capabilities, prefix: string): WorkerInfo {
+  add(name: string, capabilities: Capabilities, prefix: string, identity: string = name): WorkerInfo {
     const id = `${prefix}${++this.counter}`;
     const now = this.now();
-    const info: WorkerInfo = { id, name, capabilities, connectedAt: now, lastSeen: now, draining: false, itemsPerSecond: 0, shardsDone: 0, trainShardsDone: 0, itemsDone: 0 };
+    const info: WorkerInfo = { id, name, identity, capabilities, connectedAt: now, lastSeen: now, draining: false, itemsPerSecond: 0, shardsDone: 0, trainShardsDone: 0, itemsDone: 0 };
     this.workers.set(id, info);
     return info;
   }

@@ -62,6 +62,7 @@ export async function run(options: Record<string, unknown>): Promise<void> {
       ...(typeof options['maxConnections'] === 'number' ? { maxConnections: options['maxConnections'] } : {}),
       ...(typeof options['maxConnectionsPerIp'] === 'number' ? { maxConnectionsPerIp: options['maxConnectionsPerIp'] } : {}),
       ...(tls === undefined ? {} : { tls }),
+      ...(options['workerIdentity'] === 'token' ? { workerIdentity: 'token' as const } : {}),
       // --retain-jobs DAYS; absent: keep every job forever.
       ...(typeof options['retainJobs'] === 'number' ? { retainJobsMs: options['retainJobs'] * 86_400_000 } : {}),
     });

@@ -17,7 +17,7 @@ test('--help lists every command of the contract', async (t) => {
 
 test('every command has --help that documents its contract flags', async (t) => {
   const flags: Record<string, string[]> = {
-    coordinator: ['--host', '--port', '--worker-token', '--client-token', '--admin-token', '--state', '--lease-ms', '--metrics-public', '--tls-cert', '--tls-key'],
+    coordinator: ['--host', '--port', '--worker-token', '--client-token', '--admin-token', '--state', '--lease-ms', '--metrics-public', '--tls-cert', '--tls-key', '--retain-jobs', '--worker-identity'],
     worker: ['--url', '--token', '--token-file', '--ca', '--name', '--threads', '--backend', '--data', '--scorer-url', '--scorer-api'],
     'model init': ['--out', '--input', '--embedding-model', '--output', '--hidden', '--seed'],
     score: ['--model', '--input', '--output', '--shard-size', '--redundancy', '--agree-tol', '--select', '--resume', '--token-file', '--ca'],

@@ -6,7 +6,7 @@ import pino from 'pino';
 import { startCoordinator } from '../../server/coordinator.js';
 import { creditCap } from '../../server/job-registry.js';
 import { WorkerRecords } from '../../server/worker-records.js';
-import { CLIENT_TOKEN, FakeWorker, WORKER_TOKEN, checkResults, featureItems, jobStatus, submitJob, until, uploadBlob, waitForJob } from './helpers.js';
+import { CLIENT_TOKEN, FakeWorker, WORKER_TOKEN, api, checkResults, featureItems, jobStatus, submitJob, until, uploadBlob, waitForJob } from './helpers.js';
 
 const quiet = pino({ level: 'silent' });
 
@@ -75,4 +75,30 @@ test('--agree-tol: results 1 % apart are a split at the default 1e-4 and agree a
   for (const id of [strict, loose]) t.like(await waitForJob(c.url, id), { state: 'done' });
   t.like(await jobStatus(c.url, strict), { agreeTol: 1e-4, disputed: 20, disagreements: 4 });
   t.like(await jobStatus(c.url, loose), { agreeTol: 0.05, disputed: 0, disagreements: 0, replicas: 8 });
+});
+
+test('--worker-identity token: a liar joining under two names with one token is one vote; the honest quorum wins', async (t) => {
+  const tokens = ['tok-liar', 'tok-a', 'tok-b'];
+  const c = await startCoordinator({ port: 0, state: ':memory:', logger: quiet, workerTokens: tokens, clientTokens: [CLIENT_TOKEN], workerIdentity: 'token' });
+  t.teardown(() => c.close());
+  const model = await uploadBlob(c.url, Uint8Array.of(1, 2, 3));
+  const items = featureItems(30);
+  const id = await submitJob(c.url, { model, items, shardSize: 3, redundancy: 3 });
+  const lie = (honest: Float32Array): Float32Array => new Float32Array(honest.length).fill(42);
+  const workers = await Promise.all([
+    FakeWorker.connect(c.url, { name: 'liar-1', token: 'tok-liar', lie }),
+    FakeWorker.connect(c.url, { name: 'liar-2', token: 'tok-liar', lie }),
+    FakeWorker.connect(c.url, { name: 'honest-a', token: 'tok-a', delayMs: 2 }),
+    FakeWorker.connect(c.url, { name: 'honest-b', token: 'tok-b', delayMs: 2 }),
+  ]);
+  t.teardown(() => workers.forEach((w) => w.close()));
+  for (const w of workers) w.pull(4);
+  t.like(await waitForJob(c.url, id), { state: 'done' });
+  await checkResults(t, c.url, id, items);
+  const listed = (await (await api(c.url, '/api/workers')).json()) as { name: string; identity: string; state: string }[];
+  const liars = listed.filter((w) => w.name.startsWith('liar'));
+  t.is(new Set(liars.map((w) => w.identity)).size, 1, 'both names are one identity');
+  t.regex(liars[0]?.identity ?? '', /^token:[0-9a-f]{16}$/);
+  t.true(liars.every((w) => w.state === 'quarantined'));
+  await t.throwsAsync(startCoordinator({ port: 0, state: ':memory:', logger: quiet, workerIdentity: 'token' }), { message: /--worker-identity token needs worker tokens/ });
 });
