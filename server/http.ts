@@ -349,7 +349,7 @@ export class Api {
     const parsed = await parseScoreJob(value);
     if (!parsed.ok) throw new HttpError(400, parsed.error);
     try {
-      const record = this.o.jobs.score.submit(parsed.request, parsed.form, parsed.dim, parsed.columns, who.owner);
+      const record = await this.o.jobs.score.submit(parsed.request, parsed.form, parsed.dim, parsed.columns, who.owner);
       json(res, 201, { id: record.id });
     } catch (e) {
       if (e instanceof SubmitError) throw new HttpError(400, e.message);

@@ -175,7 +175,11 @@ function parseColumns(request: JobRequest, c: z.output<typeof columnsSchema>): P
 
 /** Splits a job's columns into shards of shardSize items. */
 export function splitShards(columns: JobColumns, shardSize: number, dim: number): ShardItems[] {
-  const shards: ShardItems[] = [];
+  return [...shardsOf(columns, shardSize, dim)];
+}
+
+/** The job's shards in order, each built only when it is asked for (a large job is written to the store in steps). */
+export function* shardsOf(columns: JobColumns, shardSize: number, dim: number): Generator<ShardItems> {
   const n = columns.ids.length;
   for (let start = 0; start < n; start += shardSize) {
     const end = Math.min(n, start + shardSize);
@@ -185,21 +189,16 @@ export function splitShards(columns: JobColumns, shardSize: number, dim: number)
       shard.prompts = columns.prompts?.slice(start, end) ?? [];
       shard.responses = columns.responses?.slice(start, end) ?? [];
     }
-    shards.push(shard);
+    yield shard;
   }
-  return shards;
 }
 
-/** Rough encoded size of the largest shard's lease frame, to refuse jobs whose shards cannot be sent. */
-export function largestShardBytes(shards: readonly ShardItems[]): number {
-  let max = 0;
-  for (const s of shards) {
-    // ~48 bytes of per-item framing (map header, keys, tensor header) is generous.
-    let bytes = 512 + (s.features?.byteLength ?? 0);
-    for (const id of s.ids) bytes += 48 + Buffer.byteLength(id);
-    for (const p of s.prompts ?? []) bytes += Buffer.byteLength(p);
-    for (const r of s.responses ?? []) bytes += Buffer.byteLength(r);
-    if (bytes > max) max = bytes;
-  }
-  return max;
+/** Rough encoded size of a shard's lease frame, to refuse jobs whose shards cannot be sent. */
+export function shardBytes(s: ShardItems): number {
+  // ~48 bytes of per-item framing (map header, keys, tensor header) is generous.
+  let bytes = 512 + (s.features?.byteLength ?? 0);
+  for (const id of s.ids) bytes += 48 + Buffer.byteLength(id);
+  for (const p of s.prompts ?? []) bytes += Buffer.byteLength(p);
+  for (const r of s.responses ?? []) bytes += Buffer.byteLength(r);
+  return bytes;
 }

@@ -8,11 +8,11 @@ import type { InputSpec } from '../shared/model/manifest.js';
 import { ProtocolError, Tensor, assertTensor, scorerOutputOf, scorerWidth, type Capabilities, type LeaseMessage, type ResultMessage, type ScoreItem } from '../shared/protocol/index.js';
 import type { BlobStore } from './blobs.js';
 import type { JobService, ServiceHost, ShardHooks, ShardOutput } from './job-service.js';
-import { largestShardBytes, splitShards, type JobColumns, type JobRequest } from './jobs.js';
+import { shardBytes, shardsOf, type JobColumns, type JobRequest } from './jobs.js';
 import type { WorkerRegistry } from './worker-registry.js';
 import { tally } from './quorum.js';
 import { type Grant, type JobProgress, type JobStateEvent, type LeaseView, type ShardDoneEvent, type ShardLostEvent } from './scheduler.js';
-import { isTerminal, type JobRecord, type JobSpec, type JobState, type JobStatusBase, type ResultStats, type ShardResult, type Store, type JobUpdate, type StoredShardResult } from './store.js';
+import { isTerminal, type ShardItems, type JobRecord, type JobSpec, type JobState, type JobStatusBase, type ResultStats, type ShardResult, type Store, type JobUpdate, type StoredShardResult } from './store.js';
 
 /**
  * The key a worker must offer to take a job's shards: the scorer's output and model for scorer jobs,
@@ -176,7 +176,7 @@ export class ScoreJobs implements JobService<ScoreJobStatus> {
   // ---- jobs ----------------------------------------------------------------------------------
 
   /** `owner`: the submitter's owner id (auth.ts), or null when the submitter role is open. */
-  submit(request: JobRequest, form: JobSpec['form'], dim: number, columns: JobColumns, owner: string | null = null): JobRecord {
+  async submit(request: JobRequest, form: JobSpec['form'], dim: number, columns: JobColumns, owner: string | null = null): Promise<JobRecord> {
     if (this.closed) throw new SubmitError('the coordinator is shutting down');
     let embedding: string | undefined;
     if (request.model !== undefined) {
@@ -196,11 +196,6 @@ export class ScoreJobs implements JobService<ScoreJobStatus> {
       if (input?.kind === 'features' && form === 'text') throw new SubmitError(`items: the model takes features:${input.dim}; send features, not prompt and response`);
       if (input?.kind === 'text' && form === 'features') throw new SubmitError(`items: the model reads text (text:${input.dim}); send prompt and response, not features`);
     }
-    const shards = splitShards(columns, request.shardSize, dim);
-    const biggest = largestShardBytes(shards);
-    if (biggest > this.host.maxFrameBytes) {
-      throw new SubmitError(`shardSize: a shard would need about ${biggest} bytes, more than the ${this.host.maxFrameBytes}-byte frame limit; use a smaller shardSize`);
-    }
     const id = `j${this.host.now().toString(36)}${randomBytes(4).toString('hex')}`;
     const spec: JobSpec = {
       kind: 'score', ...(request.model === undefined ? {} : { model: request.model }), ...(request.scorer === undefined ? {} : { scorer: request.scorer }),
@@ -210,10 +205,23 @@ export class ScoreJobs implements JobService<ScoreJobStatus> {
       batchSize: request.batchSize, form, dim,
     };
     const record: JobRecord = { id, spec, state: 'queued', createdAt: this.host.now(), ...(owner === null ? {} : { owner }) };
-    this.host.store.createJob(record, shards, request.meta);
+    const maxFrameBytes = this.host.maxFrameBytes;
+    // Shards are built, checked against the frame limit and written a batch at a time, yielding to the event loop in
+    // between (a 250 MB job is seconds of work); the job exists once its last shard is written (store.ts).
+    const shards = (function* (): Generator<ShardItems> {
+      for (const shard of shardsOf(columns, request.shardSize, dim)) {
+        const bytes = shardBytes(shard);
+        if (bytes > maxFrameBytes) {
+          throw new SubmitError(`shardSize: a shard would need about ${bytes} bytes, more than the ${maxFrameBytes}-byte frame limit; use a smaller shardSize`);
+        }
+        yield shard;
+      }
+    })();
+    await this.host.store.createJobInSteps(record, shards, request.meta, () => new Promise<void>((resolve) => setImmediate(resolve)));
+    // Written whole: the job exists now (a coordinator closing meanwhile resumes it at its next start).
     this.jobs.set(id, { record });
     this.addToTable(record);
-    this.host.log.info({ job: id, items: spec.items, shards: shards.length, redundancy: spec.redundancy }, 'job submitted');
+    this.host.log.info({ job: id, items: spec.items, shards: Math.ceil(spec.items / spec.shardSize), redundancy: spec.redundancy }, 'job submitted');
     this.host.pump();
     return record;
   }

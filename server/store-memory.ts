@@ -20,6 +20,13 @@ export class MemoryStore implements Store {
   private readonly trainJobs = new Map<string, TrainJobRecord>();
   private readonly checkpoints = new Map<string, TrainCheckpoint>();
 
+  async createJobInSteps(job: JobRecord, shards: Iterable<ShardItems>, meta: unknown, pause: () => Promise<void>): Promise<void> {
+    // Shards are built (and checked) in steps; the job appears whole, as in SQLite.
+    const all: ShardItems[] = [];
+    for (const shard of shards) if (all.push(shard) % 256 === 0) await pause();
+    this.createJob(job, all, meta);
+  }
+
   createJob(job: JobRecord, shards: readonly ShardItems[], meta?: unknown): void {
     this.open();
     if (this.jobs.has(job.id)) throw new Error(`job ${job.id} already exists`);

@@ -51,6 +51,9 @@ CREATE TABLE IF NOT EXISTS job_meta (
   job_id TEXT PRIMARY KEY,
   json TEXT NOT NULL
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS pending_jobs (
+  job_id TEXT PRIMARY KEY
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS train_jobs (
   seq INTEGER PRIMARY KEY AUTOINCREMENT,
   id TEXT NOT NULL UNIQUE,
@@ -121,6 +124,18 @@ function parseOffsets(text: string | null): number[] {
   const v: unknown = JSON.parse(text);
   if (!Array.isArray(v) || !v.every((x) => Number.isSafeInteger(x) && (x as number) >= 0)) throw new Error('corrupt state file: bad disputed list');
   return v as number[];
+}
+
+/** A job written in steps writes at most this many shards, or about this many bytes, per step (one transaction). */
+const STEP_SHARDS = 256;
+const STEP_BYTES = 4 * 1024 * 1024;
+
+/** About what a shard's row costs to write. */
+function approximateBytes(s: ShardItems): number {
+  let bytes = (s.features?.byteLength ?? 0) + 16 * s.ids.length;
+  for (const p of s.prompts ?? []) bytes += p.length;
+  for (const r of s.responses ?? []) bytes += r.length;
+  return bytes;
 }
 
 /** A Float32Array that owns aligned memory (SQLite hands back Buffers at arbitrary offsets). */
@@ -229,6 +244,9 @@ function prepare(db: Database.Database) {
     jobBlobs: db.prepare<[string], { model: string | null }>(`SELECT json_extract(spec, '$.model') AS model FROM jobs WHERE id = ? AND state IN ${ENDED}`),
     deleteJob: db.prepare<[string]>(`DELETE FROM jobs WHERE id = ? AND state IN ${ENDED}`),
     deleteShards: db.prepare<[string]>('DELETE FROM shards WHERE job_id = ?'),
+    insertPending: db.prepare<[string]>('INSERT INTO pending_jobs (job_id) VALUES (?)'),
+    deletePending: db.prepare<[string]>('DELETE FROM pending_jobs WHERE job_id = ?'),
+    listPending: db.prepare<[], { job_id: string }>('SELECT job_id FROM pending_jobs'),
     deleteMeta: db.prepare<[string]>('DELETE FROM job_meta WHERE job_id = ?'),
     trainJobBlobs: db.prepare<[string], { model: string; data: string | null; eval: string | null }>(
       `SELECT model, data, eval FROM train_jobs WHERE id = ? AND state IN ${ENDED}`,
@@ -255,6 +273,9 @@ export class SqliteStore implements Store {
   private readonly stmt: ReturnType<typeof prepare>;
   private readonly applyTx: (batch: StoreBatch) => void;
   private readonly createTx: (job: JobRecord, shards: readonly ShardItems[], meta: unknown) => void;
+  private readonly shardsTx: (jobId: string, shards: readonly ShardItems[], from: number) => void;
+  private readonly finishTx: (job: JobRecord, meta: unknown) => void;
+  private readonly dropTx: (jobId: string) => void;
   private readonly createTrainTx: (job: TrainJobRecord) => void;
   private readonly updateTrainTx: (update: JobUpdate) => void;
   private readonly checkpointTx: (jobId: string, checkpoint: TrainCheckpoint) => void;
@@ -293,14 +314,31 @@ export class SqliteStore implements Store {
 
     this.stmt = prepare(this.db);
 
-    this.createTx = this.db.transaction((job: JobRecord, shards: readonly ShardItems[], meta: unknown) => {
+    const insertRow = (job: JobRecord, meta: unknown): void => {
       this.stmt.insertJob.run(job.id, JSON.stringify(job.spec), job.state, job.createdAt, job.finishedAt ?? null, job.error ?? null, job.owner ?? null);
       if (meta !== undefined) this.stmt.insertMeta.run(job.id, JSON.stringify(meta));
+    };
+    const insertShards = (jobId: string, shards: readonly ShardItems[], from: number): void => {
       shards.forEach((s, i) => {
         const texts = s.prompts !== undefined && s.responses !== undefined ? JSON.stringify([s.prompts, s.responses]) : null;
-        this.stmt.insertShard.run(job.id, i, JSON.stringify(s.ids), texts, s.features === undefined ? null : bytesOf(s.features));
+        this.stmt.insertShard.run(jobId, from + i, JSON.stringify(s.ids), texts, s.features === undefined ? null : bytesOf(s.features));
       });
+    };
+    this.createTx = this.db.transaction((job: JobRecord, shards: readonly ShardItems[], meta: unknown) => {
+      insertRow(job, meta);
+      insertShards(job.id, shards, 0);
     });
+    this.shardsTx = this.db.transaction(insertShards);
+    this.finishTx = this.db.transaction((job: JobRecord, meta: unknown) => {
+      insertRow(job, meta);
+      this.stmt.deletePending.run(job.id);
+    });
+    this.dropTx = this.db.transaction((jobId: string) => {
+      this.stmt.deleteShards.run(jobId);
+      this.stmt.deletePending.run(jobId);
+    });
+    // Jobs whose write in steps a crash cut short: their shard rows go (the job itself was never visible).
+    for (const { job_id } of this.stmt.listPending.all()) this.dropTx(job_id);
 
     this.applyTx = this.db.transaction((batch: StoreBatch) => {
       for (const r of batch.results) {
@@ -417,6 +455,34 @@ export class SqliteStore implements Store {
 
   createJob(job: JobRecord, shards: readonly ShardItems[], meta?: unknown): void {
     this.createTx(job, shards, meta);
+  }
+
+  async createJobInSteps(job: JobRecord, shards: Iterable<ShardItems>, meta: unknown, pause: () => Promise<void>): Promise<void> {
+    this.stmt.insertPending.run(job.id);
+    try {
+      let batch: ShardItems[] = [];
+      let bytes = 0;
+      let next = 0;
+      for (const shard of shards) {
+        batch.push(shard);
+        bytes += approximateBytes(shard);
+        if (batch.length < STEP_SHARDS && bytes < STEP_BYTES) continue;
+        this.shardsTx(job.id, batch, next);
+        next += batch.length;
+        batch = [];
+        bytes = 0;
+        await pause();
+      }
+      this.shardsTx(job.id, batch, next);
+      this.finishTx(job, meta);
+    } catch (e) {
+      try {
+        this.dropTx(job.id);
+      } catch {
+        // The store is closing or broken: the next open removes the rows (pending_jobs).
+      }
+      throw e;
+    }
   }
 
   jobMeta(jobId: string): unknown {

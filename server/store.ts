@@ -149,6 +149,13 @@ export interface Store {
   /** Writes a job and all of its shards' items atomically. */
   /** `meta` is the submitter's opaque JSON (e.g. how to rebuild its output), kept apart so listing jobs never loads it. */
   createJob(job: JobRecord, shards: readonly ShardItems[], meta?: unknown): void;
+  /**
+   * The same in steps, so that a large job does not hold the event loop: the shards are taken from `shards` and
+   * written a batch at a time, awaiting `pause()` between batches; the job row (with its meta) goes last, so a job
+   * exists only whole. When `shards` throws or a write fails, the rows written are removed and the error rethrown
+   * (rows a crash left behind are removed when the store is next opened).
+   */
+  createJobInSteps(job: JobRecord, shards: Iterable<ShardItems>, meta: unknown, pause: () => Promise<void>): Promise<void>;
   /** The meta stored with a job, or undefined. */
   jobMeta(jobId: string): unknown;
   /** All jobs, in submission order. */

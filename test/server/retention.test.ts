@@ -45,14 +45,14 @@ test('retention on a clock: ended jobs older than the window go from the store a
   t.deepEqual(jobs.restore(), { resumed: 0, total: 0 });
   const m1 = jobs.blobs.put(bytes('model one'));
   const m2 = jobs.blobs.put(await packedBundle({ kind: 'features', dim: 4 }, 'classes', 1, 3));
-  const submit = (model: string): string => {
+  const submit = async (model: string): Promise<string> => {
     const p = parseJobRequest({ kind: 'score', model, items: featureItems(10), shardSize: 5 });
     if (!p.ok) throw new Error(p.error);
-    return jobs.score.submit(p.request, p.form, p.dim, p.columns).id;
+    return (await jobs.score.submit(p.request, p.form, p.dim, p.columns)).id;
   };
-  const a = submit(m1);
-  const b = submit(m1);
-  const c = submit(m2); // stays queued: no worker
+  const a = await submit(m1);
+  const b = await submit(m1);
+  const c = await submit(m2); // stays queued: no worker
   const tj = jobs.training.submit({ model: m2, config: trainConfig(), data: centralRows(20, 4, 3) }).id;
   const data = store.listTrainJobs()[0]?.data ?? '';
   t.true(jobs.blobs.has(data), 'the training data is a blob');
@@ -100,7 +100,7 @@ test('retention on a clock: ended jobs older than the window go from the store a
   t.false(jobs.blobs.has(m2), 'and removed once the grace is over');
 
   // At start: a job that ended while the coordinator was down and is older than the window goes at once.
-  const d = submit(recent);
+  const d = await submit(recent);
   t.true(jobs.cancelJob(d));
   jobs.close();
   clock += 2 * HOUR;

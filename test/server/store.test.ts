@@ -493,3 +493,59 @@ test('sqlite: a state file from before retention (no auto-vacuum) is converted o
   t.teardown(() => check.close());
   t.is(check.pragma('auto_vacuum', { simple: true }), 2);
 });
+
+// ---- a job written in steps ------------------------------------------------------------------------
+
+const manyShards = (n: number): ShardItems[] => Array.from({ length: n }, (_, i) => ({ ids: [`s${i}`], features: Float32Array.of(i, i + 1, i + 2) }));
+const immediate = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
+
+for (const [name, open] of [
+  ['memory', () => ({ store: new MemoryStore() as Store, cleanup: () => {} })],
+  ['sqlite', () => {
+    const { dir, cleanup } = tempDir();
+    const store = new SqliteStore(join(dir, 'state.db'));
+    return { store: store as Store, cleanup: () => { store.close(); cleanup(); } };
+  }],
+] as const) {
+  test(`${name}: a job written in steps is the job written at once; one whose shards throw leaves nothing`, async (t) => {
+    const { store, cleanup } = open();
+    t.teardown(cleanup);
+    const shards = manyShards(700);
+    let pauses = 0;
+    await store.createJobInSteps({ ...job('S'), spec: { ...job('S').spec, items: 700, shardSize: 1 } }, shards, { note: 1 }, async () => {
+      pauses++;
+      t.deepEqual(store.listJobs(), [], 'the job is not visible while it is being written');
+      await immediate();
+    });
+    t.true(pauses >= 2, `${pauses} pauses`);
+    t.deepEqual(store.listJobs().map((j) => j.id), ['S']);
+    t.deepEqual(store.jobMeta('S'), { note: 1 });
+    t.deepEqual(store.shardItems('S', 0), shards[0]);
+    t.deepEqual(store.shardItems('S', 699), shards[699]);
+    function* failing(): Generator<ShardItems> {
+      yield* manyShards(300);
+      throw new Error('shard 300 does not fit');
+    }
+    await t.throwsAsync(store.createJobInSteps(job('F'), failing(), undefined, immediate), { message: 'shard 300 does not fit' });
+    t.deepEqual(store.listJobs().map((j) => j.id), ['S']);
+    t.is(store.shardItems('F', 0), undefined, 'its shards are gone');
+  });
+}
+
+test('sqlite: shards of a job whose write in steps a crash cut short are removed at the next open', (t) => {
+  const { dir, cleanup } = tempDir();
+  t.teardown(cleanup);
+  const file = join(dir, 'state.db');
+  new SqliteStore(file).close();
+  // What a crash between two steps leaves: the pending mark and some shard rows, no job row.
+  const db = new Database(file);
+  db.prepare("INSERT INTO pending_jobs (job_id) VALUES ('C')").run();
+  db.prepare("INSERT INTO shards (job_id, idx, ids) VALUES ('C', 0, '[\"x\"]')").run();
+  db.close();
+  const store = new SqliteStore(file);
+  t.teardown(() => store.close());
+  t.is(store.shardItems('C', 0), undefined);
+  const check = new Database(file, { readonly: true });
+  t.teardown(() => check.close());
+  t.is((check.prepare('SELECT COUNT(*) AS n FROM pending_jobs').get() as { n: number }).n, 0);
+});
