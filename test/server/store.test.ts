@@ -367,17 +367,20 @@ test('blobs: a stored blob is trusted only while it hashes to its name; a damage
 
 // ---- deleting ended jobs (issue 13, retention) --------------------------------------------------
 
-const ended = (id: string, over: Partial<JobRecord> = {}): JobRecord => ({ ...job(id), state: 'done', finishedAt: 1_700_000_001_000, ...over });
-const result = (jobId: string, index: number, scores: Float32Array) => ({ jobId, index, scores, agreed: true, disputed: [], replies: 1 });
-
-for (const [name, open] of [
+/** A new empty store of each kind, and how to dispose of it. */
+const freshStores = [
   ['memory', () => ({ store: new MemoryStore() as Store, cleanup: () => {} })],
   ['sqlite', () => {
     const { dir, cleanup } = tempDir();
     const store = new SqliteStore(join(dir, 'state.db'));
     return { store: store as Store, cleanup: () => { store.close(); cleanup(); } };
   }],
-] as const) {
+] as const;
+
+const ended = (id: string, over: Partial<JobRecord> = {}): JobRecord => ({ ...job(id), state: 'done', finishedAt: 1_700_000_001_000, ...over });
+const result = (jobId: string, index: number, scores: Float32Array) => ({ jobId, index, scores, agreed: true, disputed: [], replies: 1 });
+
+for (const [name, open] of freshStores) {
   test(`${name}: deleteJobs removes ended jobs with everything stored for them, and only those`, (t) => {
     const { store, cleanup } = open();
     t.teardown(cleanup);
@@ -499,14 +502,7 @@ test('sqlite: a state file from before retention (no auto-vacuum) is converted o
 const manyShards = (n: number): ShardItems[] => Array.from({ length: n }, (_, i) => ({ ids: [`s${i}`], features: Float32Array.of(i, i + 1, i + 2) }));
 const immediate = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
 
-for (const [name, open] of [
-  ['memory', () => ({ store: new MemoryStore() as Store, cleanup: () => {} })],
-  ['sqlite', () => {
-    const { dir, cleanup } = tempDir();
-    const store = new SqliteStore(join(dir, 'state.db'));
-    return { store: store as Store, cleanup: () => { store.close(); cleanup(); } };
-  }],
-] as const) {
+for (const [name, open] of freshStores) {
   test(`${name}: a job written in steps is the job written at once; one whose shards throw leaves nothing`, async (t) => {
     const { store, cleanup } = open();
     t.teardown(cleanup);
