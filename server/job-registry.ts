@@ -239,6 +239,11 @@ export class JobRegistry {
     return deleted;
   }
 
+  /** Resolves when the store has given back what deleted jobs held (it does so in steps; store.ts reclaimed). */
+  reclaimed(): Promise<void> {
+    return this.store.reclaimed();
+  }
+
   /**
    * Retention: deletes the jobs that ended more than retainJobsMs ago (a job without an end time counts from its
    * creation), then stored blobs that no job names and that were neither stored nor used within the window nor the

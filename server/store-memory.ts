@@ -20,6 +20,10 @@ export class MemoryStore implements Store {
   private readonly trainJobs = new Map<string, TrainJobRecord>();
   private readonly checkpoints = new Map<string, TrainCheckpoint>();
 
+  reclaimed(): Promise<void> {
+    return Promise.resolve();
+  }
+
   async createJobInSteps(job: JobRecord, shards: Iterable<ShardItems>, meta: unknown, pause: () => Promise<void>): Promise<void> {
     // Shards are built (and checked) in steps; the job appears whole, as in SQLite.
     const all: ShardItems[] = [];

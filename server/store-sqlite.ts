@@ -54,6 +54,9 @@ CREATE TABLE IF NOT EXISTS job_meta (
 CREATE TABLE IF NOT EXISTS pending_jobs (
   job_id TEXT PRIMARY KEY
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS deleted_jobs (
+  job_id TEXT PRIMARY KEY
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS train_jobs (
   seq INTEGER PRIMARY KEY AUTOINCREMENT,
   id TEXT NOT NULL UNIQUE,
@@ -125,6 +128,10 @@ function parseOffsets(text: string | null): number[] {
   if (!Array.isArray(v) || !v.every((x) => Number.isSafeInteger(x) && (x as number) >= 0)) throw new Error('corrupt state file: bad disputed list');
   return v as number[];
 }
+
+/** Deleted jobs' shard rows removed per step, and free pages given back per step. */
+const RECLAIM_SHARDS = 256;
+const RECLAIM_PAGES = 1024;
 
 /** A job written in steps writes at most this many shards, or about this many bytes, per step (one transaction). */
 const STEP_SHARDS = 256;
@@ -247,6 +254,10 @@ function prepare(db: Database.Database) {
     insertPending: db.prepare<[string]>('INSERT INTO pending_jobs (job_id) VALUES (?)'),
     deletePending: db.prepare<[string]>('DELETE FROM pending_jobs WHERE job_id = ?'),
     listPending: db.prepare<[], { job_id: string }>('SELECT job_id FROM pending_jobs'),
+    insertDeleted: db.prepare<[string]>('INSERT OR IGNORE INTO deleted_jobs (job_id) VALUES (?)'),
+    firstDeleted: db.prepare<[], { job_id: string }>('SELECT job_id FROM deleted_jobs LIMIT 1'),
+    deleteDeleted: db.prepare<[string]>('DELETE FROM deleted_jobs WHERE job_id = ?'),
+    deleteShardsStep: db.prepare<[string, string]>(`DELETE FROM shards WHERE job_id = ? AND idx IN (SELECT idx FROM shards WHERE job_id = ? LIMIT ${RECLAIM_SHARDS})`),
     deleteMeta: db.prepare<[string]>('DELETE FROM job_meta WHERE job_id = ?'),
     trainJobBlobs: db.prepare<[string], { model: string; data: string | null; eval: string | null }>(
       `SELECT model, data, eval FROM train_jobs WHERE id = ? AND state IN ${ENDED}`,
@@ -280,6 +291,8 @@ export class SqliteStore implements Store {
   private readonly updateTrainTx: (update: JobUpdate) => void;
   private readonly checkpointTx: (jobId: string, checkpoint: TrainCheckpoint) => void;
   private readonly deleteTx: (ids: readonly string[]) => { deleted: string[]; blobs: string[] };
+  /** The reclaiming of deleted jobs' rows and pages under way, if any. */
+  private reclaiming: Promise<void> | undefined;
   readonly notices: Array<{ level: 'info' | 'warn'; message: string }> = [];
 
   constructor(file: string) {
@@ -337,8 +350,14 @@ export class SqliteStore implements Store {
       this.stmt.deleteShards.run(jobId);
       this.stmt.deletePending.run(jobId);
     });
-    // Jobs whose write in steps a crash cut short: their shard rows go (the job itself was never visible).
+    // Jobs whose write in steps a crash cut short: their shard rows go (the job itself was never visible). Deleted jobs
+    // whose rows a close or crash left behind: the same, then their pages.
     for (const { job_id } of this.stmt.listPending.all()) this.dropTx(job_id);
+    for (let row = this.stmt.firstDeleted.get(); row !== undefined; row = this.stmt.firstDeleted.get()) {
+      this.stmt.deleteShards.run(row.job_id);
+      this.stmt.deleteDeleted.run(row.job_id);
+      this.db.pragma('incremental_vacuum');
+    }
 
     this.applyTx = this.db.transaction((batch: StoreBatch) => {
       for (const r of batch.results) {
@@ -376,7 +395,8 @@ export class SqliteStore implements Store {
         let found = false;
         const job = this.stmt.jobBlobs.get(id);
         if (job !== undefined) {
-          this.stmt.deleteShards.run(id);
+          // Its shard rows (most of a large job) go in steps, after this transaction (reclaim).
+          this.stmt.insertDeleted.run(id);
           this.stmt.deleteMeta.run(id);
           this.stmt.deleteJob.run(id);
           if (job.model !== null) blobs.add(job.model);
@@ -420,13 +440,42 @@ export class SqliteStore implements Store {
   deleteJobs(ids: readonly string[]): { deleted: string[]; blobs: string[] } {
     if (ids.length === 0) return { deleted: [], blobs: [] };
     const out = this.deleteTx(ids);
-    if (out.deleted.length > 0) {
-      // Free pages go back to the file system: moved off the end of the file, which is then truncated (in WAL mode at
-      // the checkpoint, which also empties the WAL that the deletion and the move filled).
-      this.db.pragma('incremental_vacuum');
-      this.db.pragma('wal_checkpoint(TRUNCATE)');
-    }
+    if (out.deleted.length > 0) this.reclaim();
     return out;
+  }
+
+  reclaimed(): Promise<void> {
+    return this.reclaiming ?? Promise.resolve();
+  }
+
+  /**
+   * Gives back what deleted jobs held, in steps that yield to the event loop: their shard rows RECLAIM_SHARDS at a
+   * time, then the free pages (moved off the end of the file, which is truncated at the WAL checkpoint that also
+   * empties the WAL). What a close or crash interrupts is finished at the next open.
+   */
+  private reclaim(): void {
+    if (this.reclaiming !== undefined) return;
+    const pause = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
+    this.reclaiming = (async () => {
+      try {
+        for (let row = this.stmt.firstDeleted.get(); row !== undefined && this.db.open; row = this.db.open ? this.stmt.firstDeleted.get() : undefined) {
+          if (this.stmt.deleteShardsStep.run(row.job_id, row.job_id).changes === 0) this.stmt.deleteDeleted.run(row.job_id);
+          await pause();
+        }
+        while (this.db.open && Number(this.db.pragma('freelist_count', { simple: true })) > 0) {
+          this.db.pragma(`incremental_vacuum(${RECLAIM_PAGES})`);
+          await pause();
+        }
+        if (this.db.open) this.db.pragma('wal_checkpoint(TRUNCATE)');
+      } catch (e) {
+        // A store closed mid-step; the rest is done at the next open.
+        if (this.db.open) throw e;
+      } finally {
+        this.reclaiming = undefined;
+      }
+      // Jobs deleted while the pages were being given back.
+      if (this.db.open && this.stmt.firstDeleted.get() !== undefined) this.reclaim();
+    })();
   }
 
   blobsInUse(): Set<string> {

@@ -156,6 +156,11 @@ export interface Store {
    * (rows a crash left behind are removed when the store is next opened).
    */
   createJobInSteps(job: JobRecord, shards: Iterable<ShardItems>, meta: unknown, pause: () => Promise<void>): Promise<void>;
+  /**
+   * Resolves when what deleted jobs held (their shard rows, the file's free pages) has been given back; deleteJobs
+   * does that in steps after it returns, so that a large job's deletion does not hold the event loop.
+   */
+  reclaimed(): Promise<void>;
   /** The meta stored with a job, or undefined. */
   jobMeta(jobId: string): unknown;
   /** All jobs, in submission order. */
