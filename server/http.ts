@@ -9,6 +9,8 @@ import { counted, type BodyBudget } from './body-budget.js';
 import { readJsonBody } from './json-body.js';
 import { parseJobRequestInSlices } from './job-request-slices.js';
 import { RequestRefused } from './request-refused.js';
+import { resultLines } from './result-lines.js';
+import { workerViews } from './worker-view.js';
 import type { Metrics } from './metrics.js';
 import type { JobRegistry } from './job-registry.js';
 import { SubmitError } from './score-jobs.js';
@@ -79,11 +81,6 @@ function send(res: ServerResponse, status: number, body: string, type: string, e
 
 function json(res: ServerResponse, status: number, value: unknown, extra?: Record<string, string>): void {
   send(res, status, `${JSON.stringify(value)}\n`, 'application/json; charset=utf-8', extra);
-}
-
-/** A float32 score as the shortest decimal that reads back to the same float32 (9 significant digits suffice). */
-function scoreText(v: number): string {
-  return JSON.stringify(Number(v.toPrecision(9)));
 }
 
 /** The HTTP API of the contract on node:http: a handful of routes, no framework. */
@@ -169,7 +166,7 @@ export class Api {
       res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': bytes.byteLength, 'cache-control': 'no-store' });
       res.end(bytes);
     });
-    this.route('GET', '/api/workers', 'submitter', (_req, res) => json(res, 200, this.workers()));
+    this.route('GET', '/api/workers', 'submitter', (_req, res) => json(res, 200, workerViews(this.o.jobs)));
     // Pool-wide: an admin's, when admin tokens are configured.
     this.route('POST', '/api/workers/:name/unquarantine', 'submitter', (_req, res, p, _url, who) => {
       if (o.auth.hasAdmins() && !who.admin) throw new HttpError(403, 'forbidden: letting a worker out of quarantine needs an admin token');
@@ -272,37 +269,6 @@ export class Api {
     return s;
   }
 
-  private workers() {
-    const { jobs } = this.o;
-    return jobs.workers.list().map((w) => {
-      const load = jobs.scheduler.workerLoad(w.id) ?? { credit: 0, inFlight: 0 };
-      const record = jobs.records.of(w.identity);
-      return {
-        id: w.id,
-        name: w.name,
-        identity: w.identity,
-        backend: w.capabilities.backend,
-        threads: w.capabilities.threads,
-        device: w.capabilities.device ?? null,
-        scorer: w.capabilities.scorer ?? null,
-        memoryBytes: w.capabilities.memoryBytes ?? null,
-        state: record.quarantined ? 'quarantined' : w.draining ? 'draining' : load.inFlight > 0 ? 'busy' : 'idle',
-        record: {
-          accepted: record.accepted, lost: record.lost, refused: record.refused, protocolErrors: record.protocolErrors, connections: record.connections,
-          rejected: record.rejected, verified: record.verified, outvoted: record.outvoted,
-        },
-        inFlight: load.inFlight,
-        credit: load.credit,
-        itemsPerSecond: Math.round(w.itemsPerSecond * 10) / 10,
-        shardsDone: w.shardsDone,
-        itemsDone: w.itemsDone,
-        trainShardsDone: w.trainShardsDone,
-        connectedAt: new Date(w.connectedAt).toISOString(),
-        lastSeenAt: new Date(w.lastSeen).toISOString(),
-      };
-    });
-  }
-
   private async putBlob(req: IncomingMessage, res: ServerResponse, hash: string): Promise<void> {
     if (!isSha256(hash)) throw new HttpError(400, 'blob hash: expected the sha-256 of the body as 64 lowercase hex chars');
     const limit = this.o.maxBlobBytes;
@@ -373,23 +339,7 @@ export class Api {
       if (next >= p.prefixShards) return { text: '', ended: isTerminal(p.state) };
       const to = Math.min(p.prefixShards, next + RESULT_SHARDS_PER_WRITE);
       let text = '';
-      for (const shard of jobs.score.readResults(id, next, to)) {
-        // Log-prob jobs store three values per item (docs/scorers.md); the score is the mean log-prob.
-        const logprobs = shard.scores.length === 3 * shard.ids.length;
-        // Items no quorum settled carry their largest group's value and say so (docs/security.md).
-        const disputed = new Set(shard.disputed);
-        for (let i = 0; i < shard.ids.length; i++) {
-          const id = JSON.stringify(shard.ids[i]);
-          const flag = disputed.has(i) ? ',"disputed":true' : '';
-          if (!logprobs) text += `{"id":${id},"score":${scoreText(shard.scores[i] as number)}${flag}}\n`;
-          else {
-            const mean = scoreText(shard.scores[3 * i] as number);
-            const perplexity = scoreText(shard.scores[3 * i + 1] as number);
-            const certainty = scoreText(shard.scores[3 * i + 2] as number);
-            text += `{"id":${id},"score":${mean},"logprob_mean":${mean},"perplexity":${perplexity},"self_certainty":${certainty}${flag}}\n`;
-          }
-        }
-      }
+      for (const shard of jobs.score.readResults(id, next, to)) text += resultLines(shard);
       next = to;
       return { text, ended: false };
     });
