@@ -10,7 +10,7 @@
 // out of a JSON parser only refuses non-finite numbers (1e400): it is walked for those in slices and replaced by
 // null in the skeleton (a body that has one is validated whole, as before).
 import type * as z from 'zod';
-import { MAX_JOB_ITEMS, checkJobRequest, describeIssue, jobRequestSchema, parseJobRequest, type JobRequest, type ParsedJob } from './jobs.js';
+import { MAX_JOB_ITEMS, checkJobRequestSteps, describeIssue, jobRequestSchema, parseJobRequest, type JobRequest, type ParsedJob } from './jobs.js';
 import type { TimeSlice } from './time-slice.js';
 
 /** Elements validated per call of an element schema. */
@@ -135,5 +135,10 @@ export async function parseJobRequestInSlices(body: unknown, slice: TimeSlice): 
     target[a.key] = a.values;
   }
   if (hasMeta) request.meta = body['meta'] as JobRequest['meta'];
-  return checkJobRequest(request);
+  const steps = checkJobRequestSteps(request);
+  for (;;) {
+    const r = steps.next();
+    if (r.done === true) return r.value;
+    if (slice.due()) await slice.pause();
+  }
 }

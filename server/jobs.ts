@@ -112,14 +112,28 @@ export function parseJobRequest(body: unknown): ParsedJob {
 
 /** The checks across fields and items after the schema (server/job-request-slices.ts validates large bodies in slices, then calls this). */
 export function checkJobRequest(request: JobRequest): ParsedJob {
+  const steps = checkJobRequestSteps(request);
+  for (;;) {
+    const r = steps.next();
+    if (r.done === true) return r.value;
+  }
+}
+
+/**
+ * checkJobRequest in steps: it yields every ITEMS_PER_STEP items, so a caller with a time slice can let the event loop
+ * run while a row-form job of millions of items becomes columns (server/job-request-slices.ts).
+ */
+export function* checkJobRequestSteps(request: JobRequest): Generator<void, ParsedJob> {
   if ((request.items === undefined) === (request.columns === undefined)) return { ok: false, error: 'items: send exactly one of "items" and "columns"' };
   if ((request.model === undefined) === (request.scorer === undefined)) return { ok: false, error: 'model: send exactly one of "model" (a bundle) and "scorer"' };
-  const parsed = request.columns !== undefined ? parseColumns(request, request.columns) : parseItems(request);
+  const parsed = request.columns !== undefined ? parseColumns(request, request.columns) : yield* parseItems(request);
   if (parsed.ok && request.scorer !== undefined && parsed.form !== 'text') return { ok: false, error: 'scorer: scorer jobs take text items (prompt and response), not features' };
   return parsed;
 }
 
-function parseItems(request: JobRequest): ParsedJob {
+const ITEMS_PER_STEP = 65_536;
+
+function* parseItems(request: JobRequest): Generator<void, ParsedJob> {
   const first = request.items?.[0];
   if (first === undefined) return { ok: false, error: 'items: needs at least one item' };
   const form = first.features !== undefined ? 'features' : 'text';
@@ -131,15 +145,27 @@ function parseItems(request: JobRequest): ParsedJob {
     if (form === 'features' && f === undefined) return { ok: false, error: `items[${i}]: is a text item, but items[0] has features (one form per job)` };
     if (form === 'text' && f !== undefined) return { ok: false, error: `items[${i}]: has features, but items[0] is a text item (one form per job)` };
     if (f !== undefined && f.length !== dim) return { ok: false, error: `items[${i}].features: has ${f.length} values, items[0] has ${dim}` };
+    if (i % ITEMS_PER_STEP === 0) yield;
   }
-  const columns: JobColumns = { ids: items.map((it) => it.id) };
-  if (form === 'features') {
-    const f = new Float32Array(items.length * dim);
-    items.forEach((it, i) => f.set(it.features ?? [], i * dim));
-    columns.features = f;
-  } else {
-    columns.prompts = items.map((it) => it.prompt ?? '');
-    columns.responses = items.map((it) => it.response ?? '');
+  const n = items.length;
+  const columns: JobColumns = { ids: new Array<string>(n) };
+  const features = form === 'features' ? new Float32Array(n * dim) : undefined;
+  const prompts = form === 'text' ? new Array<string>(n) : undefined;
+  const responses = form === 'text' ? new Array<string>(n) : undefined;
+  for (let i = 0; i < n; i++) {
+    const it = items[i] as (typeof items)[number];
+    columns.ids[i] = it.id;
+    if (features !== undefined) features.set(it.features ?? [], i * dim);
+    if (prompts !== undefined && responses !== undefined) {
+      prompts[i] = it.prompt ?? '';
+      responses[i] = it.response ?? '';
+    }
+    if (i % ITEMS_PER_STEP === ITEMS_PER_STEP - 1) yield;
+  }
+  if (features !== undefined) columns.features = features;
+  if (prompts !== undefined && responses !== undefined) {
+    columns.prompts = prompts;
+    columns.responses = responses;
   }
   return { ok: true, request, form, dim, columns };
 }
