@@ -104,10 +104,16 @@ export class WorkerSockets implements LeaseSink {
       const silent = jobs.workers.silent(options.leaseMs);
       if (silent.length === 0) return;
       options.logger.warn({ workers: silent.length, first: silent[0] }, 'workers silent for longer than the lease; dropping them');
-      // One dispatch after all of them are gone, not one per removal (which would lease to the next silent one).
-      jobs.batch(() => {
-        for (const id of silent) this.sessions.get(id)?.socket.disconnect(true);
-      });
+      // None of them takes another lease (a lease freed by one removal must not go to the next silent one); then they
+      // are dropped SWEEP_CHUNK at a time, one dispatch per chunk, so a thousand of them do not hold the event loop.
+      for (const id of silent) if (jobs.workers.get(id) !== undefined) jobs.scheduler.setCredit(id, 0);
+      const drop = (from: number): void => {
+        jobs.batch(() => {
+          for (const id of silent.slice(from, from + SWEEP_CHUNK)) this.sessions.get(id)?.socket.disconnect(true);
+        });
+        if (from + SWEEP_CHUNK < silent.length) setImmediate(() => drop(from + SWEEP_CHUNK));
+      };
+      drop(0);
     }, options.heartbeatMs);
     this.sweeper.unref();
   }
@@ -139,6 +145,9 @@ export class WorkerSockets implements LeaseSink {
     this.io.engine.close();
   }
 }
+
+/** Silent workers dropped per turn of the event loop. */
+const SWEEP_CHUNK = 128;
 
 /** Blob transfers one connection may have under way at once. */
 const MAX_BLOB_TRANSFERS = 4;
