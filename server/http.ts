@@ -48,15 +48,6 @@ const RESULT_SHARDS_PER_WRITE = 64;
 /** The principal of routes without a token (health, dashboard page, public metrics): owns nothing, sees nothing owned. */
 const NOBODY: Principal = { owner: '', admin: false };
 
-class HttpError extends Error {
-  constructor(
-    readonly status: number,
-    message: string,
-  ) {
-    super(message);
-  }
-}
-
 type Params = Record<string, string>;
 /** `who`: the submitter making the request (routes with access 'none' get an anonymous principal that sees nothing owned). */
 type Handler = (req: IncomingMessage, res: ServerResponse, params: Params, url: URL, who: Principal) => void | Promise<void>;
@@ -144,11 +135,11 @@ export class Api {
         return;
       }
       if (url.searchParams.get('only') === 'cancel') {
-        if (before.state !== 'cancelled') throw new HttpError(409, `job ${id} is already ${before.state}`);
+        if (before.state !== 'cancelled') throw new RequestRefused(409, `job ${id} is already ${before.state}`);
         json(res, 200, before);
         return;
       }
-      if (!jobs.deleteJob(id)) throw new HttpError(503, `job ${id} cannot be deleted yet: the state store has not recorded its end; try again`);
+      if (!jobs.deleteJob(id)) throw new RequestRefused(503, `job ${id} cannot be deleted yet: the state store has not recorded its end; try again`);
       json(res, 200, { id, deleted: true });
     });
     this.route('GET', '/api/jobs/:id/meta', 'submitter', (_req, res, p, _url, who) => {
@@ -160,18 +151,18 @@ export class Api {
     this.route('GET', '/api/jobs/:id/model', 'submitter', async (_req, res, p, _url, who) => {
       const id = p.id ?? '';
       this.job(id, who);
-      if (!jobs.training.has(id)) throw new HttpError(404, `job ${id} is not a training job`);
+      if (!jobs.training.has(id)) throw new RequestRefused(404, `job ${id} is not a training job`);
       const bytes = await jobs.training.modelBundle(id);
-      if (bytes === undefined) throw new HttpError(404, `no model for job ${id}`);
+      if (bytes === undefined) throw new RequestRefused(404, `no model for job ${id}`);
       res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': bytes.byteLength, 'cache-control': 'no-store' });
       res.end(bytes);
     });
     this.route('GET', '/api/workers', 'submitter', (_req, res) => json(res, 200, workerViews(this.o.jobs)));
     // Pool-wide: an admin's, when admin tokens are configured.
     this.route('POST', '/api/workers/:name/unquarantine', 'submitter', (_req, res, p, _url, who) => {
-      if (o.auth.hasAdmins() && !who.admin) throw new HttpError(403, 'forbidden: letting a worker out of quarantine needs an admin token');
+      if (o.auth.hasAdmins() && !who.admin) throw new RequestRefused(403, 'forbidden: letting a worker out of quarantine needs an admin token');
       const name = p.name ?? '';
-      if (!jobs.unquarantine(name)) throw new HttpError(404, `no worker named ${name} is in quarantine`);
+      if (!jobs.unquarantine(name)) throw new RequestRefused(404, `no worker named ${name} is in quarantine`);
       json(res, 200, { name, quarantined: false });
     });
   }
@@ -188,15 +179,9 @@ export class Api {
   /** The request listener for node:http. */
   readonly handle = (req: IncomingMessage, res: ServerResponse): void => {
     void this.dispatch(req, res).catch((e: unknown) => {
-      if (e instanceof HttpError) {
-        if (e.status === 413) res.setHeader('connection', 'close');
-        json(res, e.status, { error: e.message });
-        // The client may still be sending a body we will not read.
-        if (e.status === 413) res.on('finish', () => req.destroy());
-        return;
-      }
       if (e instanceof RequestRefused) {
-        // Refused before the whole body arrived (budget, limits): answer, then drop the connection.
+        // Refused before the whole body arrived (limits, budget, a route that would not read it): answer, then drop
+        // the connection rather than read a body we will not use.
         const unread = !req.complete;
         if (unread) res.setHeader('connection', 'close');
         json(res, e.status, { error: e.message }, e.headers);
@@ -233,10 +218,10 @@ export class Api {
         try {
           params[k] = decodeURIComponent(m[i + 1] ?? '');
         } catch {
-          throw new HttpError(400, `${k}: invalid percent-encoding in the path`);
+          throw new RequestRefused(400, `${k}: invalid percent-encoding in the path`);
         }
       });
-      if (this.closing && method !== 'GET' && method !== 'HEAD') throw new HttpError(503, 'the coordinator is shutting down');
+      if (this.closing && method !== 'GET' && method !== 'HEAD') throw new RequestRefused(503, 'the coordinator is shutting down');
       await route.handler(req, res, params, url, who);
       return;
     }
@@ -265,15 +250,15 @@ export class Api {
 
   private job(id: string, who: Principal) {
     const s = this.o.jobs.jobStatus(id, who);
-    if (s === undefined) throw new HttpError(404, `no job ${id}`);
+    if (s === undefined) throw new RequestRefused(404, `no job ${id}`);
     return s;
   }
 
   private async putBlob(req: IncomingMessage, res: ServerResponse, hash: string): Promise<void> {
-    if (!isSha256(hash)) throw new HttpError(400, 'blob hash: expected the sha-256 of the body as 64 lowercase hex chars');
+    if (!isSha256(hash)) throw new RequestRefused(400, 'blob hash: expected the sha-256 of the body as 64 lowercase hex chars');
     const limit = this.o.maxBlobBytes;
     const declared = Number(req.headers['content-length']);
-    if (Number.isFinite(declared) && declared > limit) throw new HttpError(413, `blob of ${declared} bytes exceeds the ${limit}-byte limit`);
+    if (Number.isFinite(declared) && declared > limit) throw new RequestRefused(413, `blob of ${declared} bytes exceeds the ${limit}-byte limit`);
     // An upload is held in memory until it is stored: its bytes count against the body budget meanwhile.
     const ticket = this.o.bodyBudget.admit(req.headers['content-length'] !== undefined && Number.isFinite(declared) ? declared : undefined);
     try {
@@ -281,8 +266,8 @@ export class Api {
       this.o.logger.info({ hash, size }, 'blob stored');
       json(res, 201, { hash, size });
     } catch (e) {
-      if (e instanceof BlobTooLargeError) throw new HttpError(413, e.message);
-      if (e instanceof BlobHashMismatchError) throw new HttpError(400, `blob hash mismatch: ${e.message}`);
+      if (e instanceof BlobTooLargeError) throw new RequestRefused(413, e.message);
+      if (e instanceof BlobHashMismatchError) throw new RequestRefused(400, `blob hash mismatch: ${e.message}`);
       throw e;
     } finally {
       ticket.release();
@@ -303,22 +288,22 @@ export class Api {
   private async submitJson(value: unknown, res: ServerResponse, who: Principal, parseScoreJob: (value: unknown) => ParsedJob | Promise<ParsedJob>): Promise<void> {
     if (typeof value === 'object' && value !== null && Reflect.get(value, 'kind') === 'train') {
       const t = parseTrainJobRequest(value);
-      if (!t.ok) throw new HttpError(400, t.error);
+      if (!t.ok) throw new RequestRefused(400, t.error);
       try {
         json(res, 201, { id: this.o.jobs.training.submit(t.request, who.owner).id });
       } catch (e) {
-        if (e instanceof TrainSubmitError) throw new HttpError(400, e.message);
+        if (e instanceof TrainSubmitError) throw new RequestRefused(400, e.message);
         throw e;
       }
       return;
     }
     const parsed = await parseScoreJob(value);
-    if (!parsed.ok) throw new HttpError(400, parsed.error);
+    if (!parsed.ok) throw new RequestRefused(400, parsed.error);
     try {
       const record = await this.o.jobs.score.submit(parsed.request, parsed.form, parsed.dim, parsed.columns, who.owner);
       json(res, 201, { id: record.id });
     } catch (e) {
-      if (e instanceof SubmitError) throw new HttpError(400, e.message);
+      if (e instanceof SubmitError) throw new RequestRefused(400, e.message);
       throw e;
     }
   }
@@ -331,7 +316,7 @@ export class Api {
     const { jobs } = this.o;
     this.job(id, who);
     const first = jobs.score.progress(id);
-    if (first === undefined) throw new HttpError(404, `no job ${id}`);
+    if (first === undefined) throw new RequestRefused(404, `no job ${id}`);
     let next = 0;
     await this.streamJsonl(res, url, { 'x-fedpool-job-state': first.state }, () => jobs.score.waitForChange(id), () => {
       const p = jobs.score.progress(id);
@@ -349,7 +334,7 @@ export class Api {
   private async trainMetrics(res: ServerResponse, id: string, url: URL, who: Principal): Promise<void> {
     const training = this.o.jobs.training;
     this.job(id, who);
-    if (training.metrics(id, 0) === undefined) throw new HttpError(404, `job ${id} is not a training job`);
+    if (training.metrics(id, 0) === undefined) throw new RequestRefused(404, `job ${id} is not a training job`);
     let next = 0;
     await this.streamJsonl(res, url, {}, () => training.waitForChange(id), () => {
       const m = training.metrics(id, next);

@@ -1,6 +1,6 @@
 /**
  * A request the coordinator will not serve, with the status and headers to answer it with (server/http.ts turns it
- * into a JSON `{error}`). Thrown by the body readers and the body budget (docs/security.md, "Memory and the event loop").
+ * into a JSON `{error}`): thrown by the routes, the body readers and the body budget.
  */
 export class RequestRefused extends Error {
   constructor(
