@@ -9,7 +9,8 @@
 // bench/open-pool-lag.ts preloaded, which records its own event-loop delay: a slow /healthz with a slow control is the
 // machine; with a long loop delay, the coordinator blocked; with neither, the request waited behind others.
 //
-//   node --import=tsx bench/open-pool.ts [--rows 1,2,...] [--seed S]
+//   node --import=tsx bench/open-pool.ts [--rows 1,2,...] [--seed S] [--coordinator-args "--trace-gc --cpu-prof …"]
+// (--coordinator-args: node options for each row's coordinator, for profiles; its stdout is printed when it stops)
 //
 // Rows (ids as in the issue's table; 4b, 5a/5b, 7b and 8b split or extend a row and say so):
 //   1   a worker answers every lease with a result of the wrong shape, reconnecting under its name
@@ -135,7 +136,7 @@ interface Coord {
  */
 async function startCoordinator(state: string, lagFile: string, extra: string[] = []): Promise<Coord> {
   const args = [
-    `--import=${tsxLoader}`, `--import=${path.join(here, 'open-pool-lag.ts')}`, cliEntry, 'coordinator', '--host', '127.0.0.1', '--port', '0', '--state', state,
+    ...coordinatorNodeArgs, `--import=${tsxLoader}`, `--import=${path.join(here, 'open-pool-lag.ts')}`, cliEntry, 'coordinator', '--host', '127.0.0.1', '--port', '0', '--state', state,
     '--worker-token', WORKER_TOKEN, '--client-token', CLIENT_TOKEN, '--client-token', CLIENT_TOKEN_2, '--admin-token', ADMIN_TOKEN, ...extra,
   ];
   const env: NodeJS.ProcessEnv = { ...process.env, FEDPOOL_LOG: 'error', FEDPOOL_BENCH_LAG_FILE: lagFile };
@@ -195,6 +196,7 @@ async function startCoordinator(state: string, lagFile: string, extra: string[] 
         clearTimeout(timer);
       }
       killGroup(pid); // anything it left in its group
+      if (coordinatorNodeArgs.length > 0) process.stderr.write(`coordinator stdout (node ${coordinatorNodeArgs.join(' ')}):\n${out.slice(-200_000)}\n`);
     },
   };
 }
@@ -1277,6 +1279,9 @@ function arg(name: string): string | undefined {
   const i = process.argv.indexOf(name);
   return i < 0 ? undefined : process.argv[i + 1];
 }
+
+/** Node options for each row's coordinator (--coordinator-args). */
+const coordinatorNodeArgs = (arg('--coordinator-args') ?? '').split(' ').filter((a) => a !== '');
 
 function cell(s: string): string {
   return s.replace(/\|/g, '\\|').replace(/\n/g, ' ');

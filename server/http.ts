@@ -4,10 +4,10 @@ import type { Logger } from 'pino';
 import { bearerToken, type Auth, type Principal } from './auth.js';
 import { BlobHashMismatchError, BlobTooLargeError, isSha256 } from './blobs.js';
 import { dashboardHtml } from './dashboard.js';
-import { parseJobRequest, type ParsedJob } from './jobs.js';
+import { MAX_JOB_ITEMS, parseJobRequest, type ParsedJob } from './jobs.js';
 import { counted, type BodyBudget } from './body-budget.js';
 import { readJsonBody } from './json-body.js';
-import { parseJobRequestInSlices } from './job-request-slices.js';
+import { CollectedItems, parseJobRequestInSlices } from './job-request-slices.js';
 import { RequestRefused } from './request-refused.js';
 import { resultLines } from './result-lines.js';
 import { workerViews } from './worker-view.js';
@@ -144,7 +144,8 @@ export class Api {
     });
     this.route('GET', '/api/jobs/:id/meta', 'submitter', (_req, res, p, _url, who) => {
       this.job(p.id ?? '', who); // 404 for an unknown job, as the other job routes
-      json(res, 200, { meta: jobs.score.meta(p.id ?? '') ?? null });
+      // The stored text as it is (a meta of a line per item would be seconds of parsing and stringifying).
+      send(res, 200, `{"meta":${jobs.score.metaJson(p.id ?? '') ?? 'null'}}\n`, 'application/json; charset=utf-8');
     });
     this.route('GET', '/api/jobs/:id/results', 'submitter', (_req, res, p, url, who) => this.results(res, p.id ?? '', url, who));
     this.route('GET', '/api/jobs/:id/metrics', 'submitter', (_req, res, p, url, who) => this.trainMetrics(res, p.id ?? '', url, who));
@@ -277,7 +278,10 @@ export class Api {
   private async submit(req: IncomingMessage, res: ServerResponse, who: Principal): Promise<void> {
     // Within the byte, depth and entry limits and the body budget; a large body is parsed and validated in slices
     // that yield to the event loop (docs/security.md, "Memory and the event loop"). Its bytes count until it is stored.
-    const body = await readJsonBody(req, this.o.bodyBudget, { maxBytes: this.o.maxJsonBytes, maxItems: this.o.maxItems });
+    // Row-form items of a large body become columns as they arrive (unless maxItems allows more items than a job
+    // may have: that error is then the schema's, over the whole array).
+    const collect = this.o.maxItems <= MAX_JOB_ITEMS ? { key: 'items', open: () => new CollectedItems() } : undefined;
+    const body = await readJsonBody(req, this.o.bodyBudget, { maxBytes: this.o.maxJsonBytes, maxItems: this.o.maxItems, ...(collect === undefined ? {} : { collect }) });
     try {
       await this.submitJson(body.value, res, who, body.streamed ? (v) => parseJobRequestInSlices(v, body.slice) : parseJobRequest);
     } finally {

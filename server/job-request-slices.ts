@@ -10,7 +10,8 @@
 // out of a JSON parser only refuses non-finite numbers (1e400): it is walked for those in slices and replaced by
 // null in the skeleton (a body that has one is validated whole, as before).
 import type * as z from 'zod';
-import { MAX_JOB_ITEMS, checkJobRequestSteps, describeIssue, jobRequestSchema, parseJobRequest, type JobRequest, type ParsedJob } from './jobs.js';
+import { MAX_JOB_ITEMS, RowColumns, checkJobRequestSteps, describeIssue, jobRequestSchema, parseJobRequest, type JobRequest, type ParsedJob } from './jobs.js';
+import type { ArrayCollector } from './json-stream.js';
 import type { TimeSlice } from './time-slice.js';
 
 /** Elements validated per call of an element schema. */
@@ -27,6 +28,8 @@ interface LongArray {
   /** The first bad element (≥ 1), or -1. */
   bad: number;
 }
+
+type Item = NonNullable<JobRequest['items']>[number];
 
 function isRecord(v: unknown): v is Record<string, unknown> {
   return typeof v === 'object' && v !== null && !Array.isArray(v);
@@ -76,11 +79,51 @@ async function hasNonFinite(value: unknown, slice: TimeSlice): Promise<boolean> 
 }
 
 /**
+ * A score job's row-form `items`, collected as a large body arrives (json-body.ts passes it to the parser): each item
+ * is checked by the item schema and added to columns at once (RowColumns), so 5 million items never exist as 5
+ * million objects. The first item and the first one the schema refuses are kept raw, for the skeleton below.
+ */
+export class CollectedItems implements ArrayCollector {
+  count = 0;
+  private first: unknown;
+  /** The first element the item schema refuses (-1: none), and the element. */
+  bad = -1;
+  private badValue: unknown;
+  readonly rows = new RowColumns();
+
+  add(value: unknown): void {
+    const i = this.count++;
+    if (i === 0) this.first = value;
+    if (this.bad >= 0) return;
+    const r = ELEMENTS.items.safeParse(value);
+    if (!r.success) {
+      this.bad = i;
+      this.badValue = value;
+      return;
+    }
+    this.rows.add(r.data as Item);
+  }
+
+  finish(): CollectedItems {
+    return this;
+  }
+
+  /** The array the skeleton holds in place of the items: the first, and the first bad one if it is not the first. */
+  skeleton(): unknown[] {
+    if (this.count === 0) return [];
+    return this.bad > 0 ? [this.first, this.badValue] : [this.first];
+  }
+}
+
+/**
  * `parseJobRequest(body)` for a body parsed from JSON (so `meta` is JSON), validated in slices between which the
- * event loop runs. The arrays of `body` are reused (and their elements replaced by validated ones).
+ * event loop runs. The arrays of `body` are reused (and their elements replaced by validated ones); its `items` may
+ * be CollectedItems (already validated and columns).
  */
 export async function parseJobRequestInSlices(body: unknown, slice: TimeSlice): Promise<ParsedJob> {
   if (!isRecord(body)) return parseJobRequest(body);
+  const collected = Object.hasOwn(body, 'items') && body['items'] instanceof CollectedItems ? body['items'] : undefined;
+  if (collected !== undefined && collected.count > MAX_JOB_ITEMS) return { ok: false, error: `items: more than ${MAX_JOB_ITEMS} items` };
   const long: LongArray[] = [];
   const add = (holder: Record<string, unknown>, key: string, element: z.ZodType): void => {
     const values = Object.hasOwn(holder, key) ? holder[key] : undefined;
@@ -95,47 +138,55 @@ export async function parseJobRequestInSlices(body: unknown, slice: TimeSlice): 
   }
   const hasMeta = Object.hasOwn(body, 'meta');
   // Arrays over the schema's own length limit (only if the coordinator's maxItems allows them), and meta with a
-  // number JSON turned into Infinity: the error is the schema's to word, so validate the body whole.
-  if (long.some((a) => a.values.length > MAX_JOB_ITEMS)) return parseJobRequest(body);
-  if (hasMeta && (await hasNonFinite(body['meta'], slice))) return parseJobRequest(body);
-
-  for (const a of long) {
-    a.bad = await validateElements(a, slice);
-    if (a.bad >= 0) break; // whatever zod visits after it cannot be the first issue
+  // number JSON turned into Infinity: the error is the schema's to word, so validate the body whole (bar collected
+  // items, which stay cut).
+  const whole = long.some((a) => a.values.length > MAX_JOB_ITEMS) || (hasMeta && (await hasNonFinite(body['meta'], slice)));
+  if (!whole && !(collected !== undefined && collected.bad >= 0)) {
+    for (const a of long) {
+      a.bad = await validateElements(a, slice);
+      if (a.bad >= 0) break; // whatever zod visits after it cannot be the first issue
+    }
   }
   const skeleton: Record<string, unknown> = { ...body };
-  if (hasMeta) skeleton['meta'] = null;
+  if (hasMeta && !whole) skeleton['meta'] = null;
   let skeletonColumns: Record<string, unknown> | undefined;
   if (isRecord(columns)) {
     skeletonColumns = { ...columns };
     skeleton['columns'] = skeletonColumns;
   }
-  for (const a of long) {
-    const target = a.holder === body ? skeleton : (skeletonColumns as Record<string, unknown>);
-    target[a.key] = a.bad >= 0 ? [a.values[0], a.values[a.bad]] : [a.values[0]];
+  if (!whole) {
+    for (const a of long) {
+      const target = a.holder === body ? skeleton : (skeletonColumns as Record<string, unknown>);
+      target[a.key] = a.bad >= 0 ? [a.values[0], a.values[a.bad]] : [a.values[0]];
+    }
   }
+  if (collected !== undefined) skeleton['items'] = collected.skeleton();
   const result = jobRequestSchema.safeParse(skeleton);
   const failed = long.find((a) => a.bad >= 0);
   if (!result.success) {
     const issue = result.error.issues[0];
-    if (issue !== undefined && failed !== undefined) {
-      const prefix = failed.holder === body ? [failed.key] : ['columns', failed.key];
-      if (prefix.every((k, i) => issue.path[i] === k) && issue.path[prefix.length] === 1) issue.path[prefix.length] = failed.bad;
+    const cut = failed !== undefined ? { prefix: failed.holder === body ? [failed.key] : ['columns', failed.key], bad: failed.bad } : collected !== undefined && collected.bad > 0 ? { prefix: ['items'], bad: collected.bad } : undefined;
+    if (issue !== undefined && cut !== undefined) {
+      const n = cut.prefix.length;
+      if (cut.prefix.every((k, i) => issue.path[i] === k) && issue.path[n] === 1) issue.path[n] = cut.bad;
     }
     return { ok: false, error: describeIssue(result.error) };
   }
   // Cannot happen (the bad element is in the skeleton); should it, the whole body decides.
   if (failed !== undefined) return parseJobRequest(body);
+  if (collected !== undefined && collected.bad >= 0) return { ok: false, error: `items[${collected.bad}]: invalid item` };
   const request: JobRequest = result.data;
-  for (const a of long) {
-    const target = (a.holder === body ? request : request.columns) as Record<string, unknown> | undefined;
-    const cut = target?.[a.key];
-    if (!Array.isArray(cut) || target === undefined) return parseJobRequest(body);
-    a.values[0] = cut[0];
-    target[a.key] = a.values;
+  if (!whole) {
+    for (const a of long) {
+      const target = (a.holder === body ? request : request.columns) as Record<string, unknown> | undefined;
+      const cut = target?.[a.key];
+      if (!Array.isArray(cut) || target === undefined) return parseJobRequest(body);
+      a.values[0] = cut[0];
+      target[a.key] = a.values;
+    }
+    if (hasMeta) request.meta = body['meta'] as JobRequest['meta'];
   }
-  if (hasMeta) request.meta = body['meta'] as JobRequest['meta'];
-  const steps = checkJobRequestSteps(request);
+  const steps = checkJobRequestSteps(request, collected?.rows);
   for (;;) {
     const r = steps.next();
     if (r.done === true) return r.value;

@@ -1,6 +1,7 @@
 import * as z from 'zod';
 import { MAX_ID_LENGTH } from '../shared/protocol/index.js';
 import type { JobSpec, ShardItems } from './store.js';
+import { FloatColumn, StringColumn, type Floats, type Strings } from './columns.js';
 
 /** Largest finite float32; larger JSON numbers would become Infinity on the wire. */
 const FLOAT32_MAX = 3.4028234663852886e38;
@@ -94,11 +95,11 @@ export function describeIssue(error: z.ZodError): string {
 
 /** A job's items as columns, whichever form they were submitted in. */
 export interface JobColumns {
-  ids: string[];
+  ids: Strings;
   /** 'features' jobs: ids.length × dim values, row-major. */
-  features?: Float32Array;
-  prompts?: string[];
-  responses?: string[];
+  features?: Floats;
+  prompts?: Strings;
+  responses?: Strings;
 }
 
 export type ParsedJob = { ok: true; request: JobRequest; form: JobSpec['form']; dim: number; columns: JobColumns } | { ok: false; error: string };
@@ -123,51 +124,88 @@ export function checkJobRequest(request: JobRequest): ParsedJob {
  * checkJobRequest in steps: it yields every ITEMS_PER_STEP items, so a caller with a time slice can let the event loop
  * run while a row-form job of millions of items becomes columns (server/job-request-slices.ts).
  */
-export function* checkJobRequestSteps(request: JobRequest): Generator<void, ParsedJob> {
+export function* checkJobRequestSteps(request: JobRequest, collected?: RowColumns): Generator<void, ParsedJob> {
   if ((request.items === undefined) === (request.columns === undefined)) return { ok: false, error: 'items: send exactly one of "items" and "columns"' };
   if ((request.model === undefined) === (request.scorer === undefined)) return { ok: false, error: 'model: send exactly one of "model" (a bundle) and "scorer"' };
-  const parsed = request.columns !== undefined ? parseColumns(request, request.columns) : yield* parseItems(request);
+  // `collected`: the items, already columns (a large body's; request.items then holds only the first).
+  const parsed = request.columns !== undefined ? parseColumns(request, request.columns) : collected !== undefined ? collected.result(request) : yield* parseItems(request);
   if (parsed.ok && request.scorer !== undefined && parsed.form !== 'text') return { ok: false, error: 'scorer: scorer jobs take text items (prompt and response), not features' };
   return parsed;
 }
 
 const ITEMS_PER_STEP = 65_536;
 
-function* parseItems(request: JobRequest): Generator<void, ParsedJob> {
-  const first = request.items?.[0];
-  if (first === undefined) return { ok: false, error: 'items: needs at least one item' };
-  const form = first.features !== undefined ? 'features' : 'text';
-  const dim = first.features?.length ?? 0;
-  const items = request.items ?? [];
-  for (let i = 1; i < items.length; i++) {
-    const item = items[i];
-    const f = item.features;
-    if (form === 'features' && f === undefined) return { ok: false, error: `items[${i}]: is a text item, but items[0] has features (one form per job)` };
-    if (form === 'text' && f !== undefined) return { ok: false, error: `items[${i}]: has features, but items[0] is a text item (one form per job)` };
-    if (f !== undefined && f.length !== dim) return { ok: false, error: `items[${i}].features: has ${f.length} values, items[0] has ${dim}` };
-    if (i % ITEMS_PER_STEP === 0) yield;
+type Item = NonNullable<JobRequest['items']>[number];
+
+/**
+ * Row-form items becoming columns one at a time: over a parsed array (parseItems), and as a large body arrives
+ * (server/job-request-slices.ts, CollectedItems), so millions of items never need to exist as objects. Items are
+ * schema-valid; the first one that breaks the job's form (features or text, one dim) is the error, and nothing is
+ * kept after it.
+ */
+export class RowColumns {
+  private n = 0;
+  private form: JobSpec['form'] | undefined;
+  private dim = 0;
+  // Columns, not arrays: millions of small strings would each be a heap object, and a growing array is copied (columns.ts).
+  private readonly ids = new StringColumn();
+  private readonly features = new FloatColumn();
+  private readonly prompts = new StringColumn();
+  private readonly responses = new StringColumn();
+  private error: string | undefined;
+
+  /** Whether an item broke the job's form (nothing more is kept). */
+  get failed(): boolean {
+    return this.error !== undefined;
   }
-  const n = items.length;
-  const columns: JobColumns = { ids: new Array<string>(n) };
-  const features = form === 'features' ? new Float32Array(n * dim) : undefined;
-  const prompts = form === 'text' ? new Array<string>(n) : undefined;
-  const responses = form === 'text' ? new Array<string>(n) : undefined;
-  for (let i = 0; i < n; i++) {
-    const it = items[i] as (typeof items)[number];
-    columns.ids[i] = it.id;
-    if (features !== undefined) features.set(it.features ?? [], i * dim);
-    if (prompts !== undefined && responses !== undefined) {
-      prompts[i] = it.prompt ?? '';
-      responses[i] = it.response ?? '';
+
+  add(item: Item): void {
+    if (this.error !== undefined) return;
+    const i = this.n;
+    const f = item.features;
+    if (i === 0) {
+      this.form = f !== undefined ? 'features' : 'text';
+      this.dim = f?.length ?? 0;
+    } else if (this.form === 'features' && f === undefined) {
+      this.error = `items[${i}]: is a text item, but items[0] has features (one form per job)`;
+      return;
+    } else if (this.form === 'text' && f !== undefined) {
+      this.error = `items[${i}]: has features, but items[0] is a text item (one form per job)`;
+      return;
+    } else if (f !== undefined && f.length !== this.dim) {
+      this.error = `items[${i}].features: has ${f.length} values, items[0] has ${this.dim}`;
+      return;
     }
+    this.ids.push(item.id);
+    if (f !== undefined) this.features.push(f);
+    else {
+      this.prompts.push(item.prompt ?? '');
+      this.responses.push(item.response ?? '');
+    }
+    this.n = i + 1;
+  }
+
+  result(request: JobRequest): ParsedJob {
+    if (this.error !== undefined) return { ok: false, error: this.error };
+    if (this.form === undefined) return { ok: false, error: 'items: needs at least one item' };
+    const columns: JobColumns = { ids: this.ids };
+    if (this.form === 'features') columns.features = this.features;
+    else {
+      columns.prompts = this.prompts;
+      columns.responses = this.responses;
+    }
+    return { ok: true, request, form: this.form, dim: this.dim, columns };
+  }
+}
+
+function* parseItems(request: JobRequest): Generator<void, ParsedJob> {
+  const items = request.items ?? [];
+  const rows = new RowColumns();
+  for (let i = 0; i < items.length && !rows.failed; i++) {
+    rows.add(items[i] as Item);
     if (i % ITEMS_PER_STEP === ITEMS_PER_STEP - 1) yield;
   }
-  if (features !== undefined) columns.features = features;
-  if (prompts !== undefined && responses !== undefined) {
-    columns.prompts = prompts;
-    columns.responses = responses;
-  }
-  return { ok: true, request, form, dim, columns };
+  return rows.result(request);
 }
 
 function parseColumns(request: JobRequest, c: z.output<typeof columnsSchema>): ParsedJob {

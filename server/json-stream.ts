@@ -25,6 +25,18 @@ export interface JsonStreamLimits {
   maxEntries: number;
   /** Values up to this size are parsed natively (default NATIVE_VALUE_BYTES; tests make it small). */
   nativeValueBytes?: number;
+  /**
+   * Elements of the array under this member of the root object are handed to a collector one by one instead of being
+   * kept (a job's row-form items become columns as they arrive: server/row-items.ts). Only an array built entry by
+   * entry is collected; one small enough to be parsed natively stays an array.
+   */
+  collect?: { key: string; open: () => ArrayCollector };
+}
+
+/** Takes the elements of one collected array, in order; what `finish` returns stands in the array's place. */
+export interface ArrayCollector {
+  add(value: unknown): void;
+  finish(): unknown;
 }
 
 interface Frame {
@@ -32,6 +44,7 @@ interface Frame {
   array: boolean;
   key: string | undefined;
   entries: number;
+  collector?: ArrayCollector;
 }
 
 /** A string or number longer than NATIVE_VALUE_BYTES, still arriving: its bytes, kept as received. */
@@ -202,7 +215,11 @@ export class JsonStreamParser {
         }
         if (end === NEED_MORE && !final) return this.carry(buf, p);
         // Larger than NATIVE_VALUE_BYTES (or cut off at the end of the body): built entry by entry.
-        this.stack.push({ value: c === 0x5b ? [] : {}, array: c === 0x5b, key: undefined, entries: 0 });
+        const frame: Frame = { value: c === 0x5b ? [] : {}, array: c === 0x5b, key: undefined, entries: 0 };
+        const parent = this.stack[0];
+        const collect = this.limits.collect;
+        if (frame.array && collect !== undefined && this.stack.length === 1 && parent?.array === false && parent.key === collect.key) frame.collector = collect.open();
+        this.stack.push(frame);
         this.state = FIRST;
         p++;
         continue;
@@ -381,13 +398,14 @@ export class JsonStreamParser {
       return;
     }
     if (++top.entries > this.limits.maxEntries) throw this.entriesError();
-    if (top.array) (top.value as unknown[]).push(value);
+    if (top.collector !== undefined) top.collector.add(value);
+    else if (top.array) (top.value as unknown[]).push(value);
     else setMember(top.value as Record<string, unknown>, top.key as string, value);
     this.state = NEXT;
   }
 
   private close(): void {
     const frame = this.stack.pop() as Frame;
-    this.attach(frame.value);
+    this.attach(frame.collector !== undefined ? frame.collector.finish() : frame.value);
   }
 }

@@ -283,9 +283,9 @@ export class ScoreJobs implements JobService<ScoreJobStatus> {
     return s;
   }
 
-  /** The submitter's meta JSON stored with the job. */
-  meta(id: string): unknown {
-    return this.host.store.jobMeta(id);
+  /** The submitter's meta stored with the job, as JSON text. */
+  metaJson(id: string): string | undefined {
+    return this.host.store.jobMetaJson(id);
   }
 
   list(): ScoreJobStatus[] {

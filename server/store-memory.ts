@@ -1,3 +1,4 @@
+import { stringifyInSteps } from './json-steps.js';
 import { isTerminal, type JobRecord, type JobUpdate, type ResultStats, type ShardItems, type Store, type StoreBatch, type StoredShardResult, type TrainCheckpoint, type TrainJobRecord } from './store.js';
 
 interface MemoryJob {
@@ -15,7 +16,8 @@ export class MemoryStore implements Store {
   private readonly blobTimes = new Map<string, number>();
   private closed = false;
 
-  private readonly meta = new Map<string, unknown>();
+  /** As JSON text, as in SQLite. */
+  private readonly meta = new Map<string, string>();
   /** Insertion order is submission order. */
   private readonly trainJobs = new Map<string, TrainJobRecord>();
   private readonly checkpoints = new Map<string, TrainCheckpoint>();
@@ -28,17 +30,21 @@ export class MemoryStore implements Store {
     // Shards are built (and checked) in steps; the job appears whole, as in SQLite.
     const all: ShardItems[] = [];
     for (const shard of shards) if (all.push(shard) % 256 === 0) await pause();
-    this.createJob(job, all, meta);
+    this.insert(job, all, meta === undefined ? undefined : await stringifyInSteps(meta, pause));
   }
 
   createJob(job: JobRecord, shards: readonly ShardItems[], meta?: unknown): void {
+    this.insert(job, shards, meta === undefined ? undefined : JSON.stringify(meta));
+  }
+
+  private insert(job: JobRecord, shards: readonly ShardItems[], metaJson: string | undefined): void {
     this.open();
     if (this.jobs.has(job.id)) throw new Error(`job ${job.id} already exists`);
-    if (meta !== undefined) this.meta.set(job.id, structuredClone(meta));
+    if (metaJson !== undefined) this.meta.set(job.id, metaJson);
     this.jobs.set(job.id, { record: { ...job }, shards: [...shards], results: new Array<undefined>(shards.length).fill(undefined) });
   }
 
-  jobMeta(jobId: string): unknown {
+  jobMetaJson(jobId: string): string | undefined {
     this.open();
     return this.meta.get(jobId);
   }

@@ -161,8 +161,8 @@ export interface Store {
    * does that in steps after it returns, so that a large job's deletion does not hold the event loop.
    */
   reclaimed(): Promise<void>;
-  /** The meta stored with a job, or undefined. */
-  jobMeta(jobId: string): unknown;
+  /** The meta stored with a job, as JSON text (served as it is: a meta of a million lines is not parsed again), or undefined. */
+  jobMetaJson(jobId: string): string | undefined;
   /** All jobs, in submission order. */
   listJobs(): JobRecord[];
   shardItems(jobId: string, index: number): ShardItems | undefined;

@@ -278,19 +278,22 @@ test('sqlite: a state file from before tenancy and votes (schema 1) gains owner 
   db.exec('ALTER TABLE jobs DROP COLUMN owner; ALTER TABLE train_jobs DROP COLUMN owner; ALTER TABLE shards DROP COLUMN disputed; ALTER TABLE shards DROP COLUMN replies;');
   db.prepare("UPDATE shards SET scores = ?, agreed = 1 WHERE job_id = 'OLD' AND idx = 1").run(Buffer.from(Float32Array.of(3, 4).buffer));
   db.pragma('user_version = 1');
+  // Meta was one row per job before schema 4.
+  db.prepare("INSERT INTO job_meta (job_id, json) VALUES ('OLD', '{\"lines\":[1]}')").run();
   db.close();
   const b = new SqliteStore(file);
   t.teardown(() => b.close());
   t.deepEqual(b.readResults('OLD', 0, 3), [{ index: 1, ids: featureShards[1]?.ids ?? [], scores: Float32Array.of(3, 4), agreed: true, disputed: [], replies: 0 }]);
   t.is(b.listJobs()[0]?.owner, undefined);
   t.is(b.listTrainJobs()[0]?.owner, undefined);
+  t.is(b.jobMetaJson('OLD'), '{"lines":[1]}');
   b.createJob({ ...job('NEW'), owner: 'o1' }, featureShards);
   b.createTrainJob(trainJob('TNEW', { owner: 'o2' }));
   t.deepEqual(b.listJobs().map((j) => [j.id, j.owner]), [['OLD', undefined], ['NEW', 'o1']]);
   t.deepEqual(b.listTrainJobs().map((j) => [j.id, j.owner]), [['TOLD', undefined], ['TNEW', 'o2']]);
   const check = new Database(file, { readonly: true });
   t.teardown(() => check.close());
-  t.is(check.pragma('user_version', { simple: true }), 3);
+  t.is(check.pragma('user_version', { simple: true }), 4);
 });
 
 test('memory store: owners round-trip', (t) => {
@@ -405,7 +408,7 @@ for (const [name, open] of freshStores) {
     t.is(store.shardItems('J', 0), undefined);
     t.deepEqual(store.doneShards('J'), []);
     t.deepEqual(store.readResults('J', 0, 10), []);
-    t.is(store.jobMeta('J'), undefined);
+    t.is(store.jobMetaJson('J'), undefined);
     t.is(store.trainCheckpoint('T'), undefined);
     t.deepEqual(store.doneShards('K'), [1], 'the running job keeps its results');
     t.is(store.trainCheckpoint('U')?.step, 1);
@@ -509,15 +512,18 @@ for (const [name, open] of freshStores) {
     const { store, cleanup } = open();
     t.teardown(cleanup);
     const shards = manyShards(700);
+    // Over a million characters of JSON (stored in parts), with pairs of surrogates wherever a part may end.
+    const meta = { note: 1, lines: Array.from({ length: 60_000 }, (_, i) => ({ id: `line-${i}-😀`, group: `g${i % 7}` })) };
     let pauses = 0;
-    await store.createJobInSteps({ ...job('S'), spec: { ...job('S').spec, items: 700, shardSize: 1 } }, shards, { note: 1 }, async () => {
+    await store.createJobInSteps({ ...job('S'), spec: { ...job('S').spec, items: 700, shardSize: 1 } }, shards, meta, async () => {
       pauses++;
       t.deepEqual(store.listJobs(), [], 'the job is not visible while it is being written');
       await immediate();
     });
     t.true(pauses >= 2, `${pauses} pauses`);
     t.deepEqual(store.listJobs().map((j) => j.id), ['S']);
-    t.deepEqual(store.jobMeta('S'), { note: 1 });
+    t.true(JSON.stringify(meta).length > 1 << 20);
+    t.is(store.jobMetaJson('S'), JSON.stringify(meta));
     t.deepEqual(store.shardItems('S', 0), shards[0]);
     t.deepEqual(store.shardItems('S', 699), shards[699]);
     function* failing(): Generator<ShardItems> {
@@ -539,6 +545,7 @@ test('sqlite: shards of a job whose write in steps a crash cut short are removed
   const db = new Database(file);
   db.prepare("INSERT INTO pending_jobs (job_id) VALUES ('C')").run();
   db.prepare("INSERT INTO shards (job_id, idx, ids) VALUES ('C', 0, '[\"x\"]')").run();
+  db.prepare("INSERT INTO job_meta_parts (job_id, part, json) VALUES ('C', 0, '{')").run();
   db.close();
   const store = new SqliteStore(file);
   t.teardown(() => store.close());
@@ -546,4 +553,5 @@ test('sqlite: shards of a job whose write in steps a crash cut short are removed
   const check = new Database(file, { readonly: true });
   t.teardown(() => check.close());
   t.is((check.prepare('SELECT COUNT(*) AS n FROM pending_jobs').get() as { n: number }).n, 0);
+  t.is((check.prepare('SELECT COUNT(*) AS n FROM job_meta_parts').get() as { n: number }).n, 0);
 });
