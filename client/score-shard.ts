@@ -5,7 +5,7 @@ import { scorerWidth, type ScoreItem, type ScoreTask } from '../shared/protocol/
 import { ModelError, embeddingText, packedEmbeddingInput, type EmbeddingInputSpec } from '../shared/model/index.js';
 import { embedForModel } from './embed.js';
 import type { LeaseChannel, Scorer, ScorerItem, ServerScorer } from './lease-ports.js';
-import { remember } from './lru.js';
+import { remember } from '../shared/lru.js';
 
 /** Protocol items → scorer items. Features tensors already own their buffers (the codec copies once). */
 export function toScorerItems(items: readonly ScoreItem[]): ScorerItem[] {

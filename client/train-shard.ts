@@ -5,7 +5,7 @@ import { Tensor, type ResultPayload, type TrainTask } from '../shared/protocol/i
 import { unpackBundle, type Manifest } from '../shared/model/index.js';
 import { deriveSeed } from '../shared/random.js';
 import type { DatasetSource, ServerScorer, Trainer } from './lease-ports.js';
-import { remember } from './lru.js';
+import { remember } from '../shared/lru.js';
 import { LeaseData } from './training/lease-data.js';
 import type { LocalTrainResult } from './training/local-train.js';
 import type { TrainShard } from './training/pool.js';

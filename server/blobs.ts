@@ -1,9 +1,12 @@
 import { createHash } from 'node:crypto';
-import type { BlobMessage } from '../shared/protocol/index.js';
+import { ByteLru } from '../shared/lru.js';
+import { encodeMessage } from '../shared/protocol/index.js';
 import type { Store } from './store.js';
 
 /** Blobs travel to workers in chunks of this size (one `blob` frame each). */
 export const BLOB_CHUNK_BYTES = 1024 * 1024;
+/** Encoded blob frames kept for the next worker that asks (a model most workers of a job fetch at its start). */
+const FRAME_CACHE_BYTES = 64 * 1024 * 1024;
 export const SHA256_HEX = /^[0-9a-f]{64}$/;
 
 export function isSha256(value: string): boolean {
@@ -47,6 +50,12 @@ export class BlobStore {
   private readonly used = new Map<string, number>();
   /** Transfers to workers under way, per blob: such a blob is not removed. */
   private readonly sending = new Map<string, number>();
+  /**
+   * Encoded `blob` frames by hash and offset, shared by every connection that fetches the blob: a model fetched by
+   * 150 workers is read and encoded once per chunk, and what their sockets hold queued is one copy, not 150
+   * (docs/security.md, "Rate limits").
+   */
+  private readonly frameCache = new ByteLru<Uint8Array>(FRAME_CACHE_BYTES, (_key, frame) => frame.byteLength);
 
   constructor(
     private readonly store: Store,
@@ -70,6 +79,7 @@ export class BlobStore {
   /** Removes a blob that no job names any more (retention); false, and nothing removed, while it is busy. */
   remove(hash: string): boolean {
     if (!isSha256(hash) || this.busy(hash)) return false;
+    this.forgetFrames(hash);
     this.store.deleteBlob(hash);
     this.verified.delete(hash);
     this.used.delete(hash);
@@ -105,8 +115,14 @@ export class BlobStore {
     // Bytes that no longer hash to their name (or that changed while hashed): not served, not confirmed, removed.
     this.verified.delete(hash);
     this.used.delete(hash);
+    this.forgetFrames(hash);
     this.store.deleteBlob(hash);
     return false;
+  }
+
+  private forgetFrames(hash: string): void {
+    const total = this.store.blobSize(hash) ?? 0;
+    for (let offset = 0; offset === 0 || offset < total; offset += BLOB_CHUNK_BYTES) this.frameCache.delete(`${hash}:${offset}`);
   }
 
   private trust(hash: string): void {
@@ -167,20 +183,29 @@ export class BlobStore {
     return { hash: actual, size };
   }
 
-  /** The `blob` messages that carry `hash` to a worker, 1 MiB each (one empty final chunk for an empty blob). */
-  *chunks(hash: string, chunkBytes = BLOB_CHUNK_BYTES): Generator<BlobMessage> {
+  /**
+   * The encoded `blob` frames that carry `hash` to a worker, 1 MiB of the blob each (one empty final chunk for an
+   * empty blob), with the blob bytes each carries; read and encoded only when not in the frame cache.
+   */
+  *frames(hash: string): Generator<{ frame: Uint8Array; bytes: number }> {
     const total = this.size(hash);
     if (total === undefined) throw new Error(`no blob ${hash}`);
     this.sending.set(hash, (this.sending.get(hash) ?? 0) + 1);
     try {
       let offset = 0;
       do {
-        const data = this.store.readBlob(hash, offset, Math.min(chunkBytes, total - offset));
-        const end = offset + data.byteLength;
-        if (data.byteLength === 0 && end < total) throw new Error(`blob ${hash} is shorter than its recorded size`);
+        const key = `${hash}:${offset}`;
+        let frame = this.frameCache.get(key);
+        const bytes = Math.min(BLOB_CHUNK_BYTES, total - offset);
+        if (frame === undefined) {
+          const data = this.store.readBlob(hash, offset, bytes);
+          if (data.byteLength < bytes) throw new Error(`blob ${hash} is shorter than its recorded size`);
+          frame = encodeMessage({ type: 'blob', hash, offset, total, data, final: offset + bytes === total });
+          this.frameCache.set(key, frame);
+        }
         this.touch(hash);
-        yield { type: 'blob', hash, offset, total, data, final: end === total };
-        offset = end;
+        yield { frame, bytes };
+        offset += bytes;
       } while (offset < total);
     } finally {
       // Also when the consumer stops early (a worker gone): for-of ends the generator through return().

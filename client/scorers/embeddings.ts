@@ -2,7 +2,7 @@ import * as z from 'zod';
 import { atItems, chunks, finiteAt, notA, parseShape, runPool, type Adapter, type ScorerContext } from './common.js';
 import { ScorerError } from './errors.js';
 import type { RetryPolicy } from './http.js';
-import { ByteLru } from './lru.js';
+import { ByteLru } from '../../shared/lru.js';
 import { resolveOpenAiModel, routeMissing } from './models.js';
 
 /**

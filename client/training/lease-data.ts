@@ -5,7 +5,7 @@ import type { Tensor, TrainTask } from '../../shared/protocol/index.js';
 import type { Manifest } from '../../shared/model/index.js';
 import { embedForModel, type Embedder } from '../embed.js';
 import type { DatasetSource } from '../lease-ports.js';
-import { remember } from '../lru.js';
+import { remember } from '../../shared/lru.js';
 import { DatasetError, toTrainData } from './datasets.js';
 import { embedTrainData } from './embed-data.js';
 import type { LocalTrainData } from './local-train.js';

@@ -77,6 +77,14 @@ export function sendMessage(socket: MessageEmitter, message: Message, options: E
   return frame.byteLength;
 }
 
+/**
+ * Emits a frame that encodeMessage made earlier for a message of `type`: a coordinator encodes a blob's chunks once
+ * and sends the same frames to every worker that asks.
+ */
+export function sendEncoded(socket: MessageEmitter, type: MessageType, frame: Uint8Array): void {
+  socket.emit(EVENT_NAMES[type], frame);
+}
+
 /** Sends a reply through the peer's ack callback (validated and encoded like sendMessage). */
 export type Reply = (message: Message) => void;
 export type MessageHandler<T extends MessageType> = (message: MessageOf<T>, reply: Reply | undefined) => void | PromiseLike<void>;

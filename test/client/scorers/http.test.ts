@@ -3,7 +3,7 @@
 import test from 'ava';
 import { SCORER_APIS, ScorerError, createServerScorer, outputOf, type ScorerApi, type ServerScorerOptions } from '../../../client/scorers/index.js';
 import { parseRetryAfter, serverMessage } from '../../../client/scorers/http.js';
-import { ByteLru } from '../../../client/scorers/lru.js';
+import { ByteLru } from '../../../shared/lru.js';
 import { Limiter } from '../../../client/scorers/limiter.js';
 import { parseTemplate } from '../../../client/scorers/template.js';
 import { deadPort, json, ownServer } from './own-server.js';

@@ -1,3 +1,6 @@
+// Least-recently-used maps: the worker's per-hash caches (manifests, embeddings, datasets, momenta, weights) keep
+// only the recent entries, and the coordinator's encoded blob frames stay within a byte budget.
+
 /**
  * A least-recently-used map bounded by an estimate of the bytes it holds (docs/scorers.md, "Embedding cache").
  * Map keeps insertion order, so the first key is the least recently used one once a hit re-inserts its key.
@@ -36,6 +39,13 @@ export class ByteLru<V> {
     }
   }
 
+  delete(key: string): void {
+    const entry = this.entries.get(key);
+    if (entry === undefined) return;
+    this.entries.delete(key);
+    this.total -= entry.bytes;
+  }
+
   clear(): void {
     this.entries.clear();
     this.total = 0;
@@ -48,4 +58,11 @@ export class ByteLru<V> {
   get bytes(): number {
     return this.total;
   }
+}
+
+/** Sets `key` as the most recent entry of an insertion-ordered LRU map of at most `limit` entries. */
+export function remember<V>(map: Map<string, V>, key: string, value: V, limit: number): void {
+  map.delete(key);
+  map.set(key, value);
+  while (map.size > limit) map.delete(map.keys().next().value as string);
 }
