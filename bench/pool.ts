@@ -3,6 +3,9 @@
 //
 //   npm run build && node dist/bench/pool.js [--workers 1,2,4] [--items 40000] [--shard-size 1024]
 //                                            [--threads 1] [--backend auto|wasm|webgpu|cpu] [--quick]
+//                                            [--submit blob,base64]
+// (--submit: how the timed job's features travel, each form a row measured in the same pool: an uploaded blob of
+// float32, as fedpool score sends them, or inline as base64 in the JSON body, as it did before)
 //
 // Children run the compiled CLI (bin/fedpool.js), so this needs `npm run build` first and works where only node
 // is installed (the GPU machine). Each configuration: a fresh coordinator, N workers, one warm-up job (model fetch,
@@ -13,7 +16,7 @@ import { cpus, tmpdir } from 'node:os';
 import path from 'node:path';
 import { CoordinatorApi } from '../cli/api.js';
 import { loadModelForSubmit } from '../cli/score/model.js';
-import { featureColumns } from '../cli/score/plan.js';
+import { featureMatrix } from '../cli/score/plan.js';
 import { run as modelInit } from '../cli/commands/model-init.js';
 import { cpuSeconds, startPool, stopAll } from './processes.js';
 import { mulberry32 } from '../shared/random.js';
@@ -29,8 +32,9 @@ const totalItems = Number(flag('items', quick ? '8000' : '40000'));
 const shardSize = Number(flag('shard-size', '1024'));
 const threads = flag('threads', '1');
 const backend = flag('backend', 'auto');
-if (workerCounts.some((n) => !Number.isInteger(n) || n < 1) || !(totalItems > 0) || !(shardSize > 0)) {
-  console.error('usage: node dist/bench/pool.js [--workers 1,2,4] [--items N] [--shard-size N] [--threads K] [--backend B] [--quick]');
+const submitForms = flag('submit', 'blob').split(',');
+if (workerCounts.some((n) => !Number.isInteger(n) || n < 1) || !(totalItems > 0) || !(shardSize > 0) || submitForms.some((f) => f !== 'blob' && f !== 'base64')) {
+  console.error('usage: node dist/bench/pool.js [--workers 1,2,4] [--items N] [--shard-size N] [--threads K] [--backend B] [--quick] [--submit blob,base64]');
   process.exit(2);
 }
 
@@ -42,10 +46,13 @@ function items(n: number, dim: number, seed: number): { id: string; features: nu
 }
 
 /** Seconds from submission to the last in-order result, and of that the submission itself (encode, upload, split). */
-async function runJob(api: CoordinatorApi, model: string, list: { id: string; features: number[] }[]): Promise<{ total: number; submit: number }> {
+async function runJob(api: CoordinatorApi, model: string, list: { id: string; features: number[] }[], form = 'blob'): Promise<{ total: number; submit: number }> {
   const t0 = performance.now();
-  // The compact column form, as fedpool score sends it.
-  const columns = featureColumns(list.map((it) => it.id), list.map((it) => it.features), list[0].features.length);
+  const planned = featureMatrix(list.map((it) => it.id), list.map((it) => it.features), list[0].features.length);
+  if (!('features' in planned)) throw new Error('feature items expected');
+  // As fedpool score sends it (the features uploaded as a blob, the job naming it), or inline base64 as it did before.
+  const columns =
+    form === 'blob' ? await api.columnsBody(planned) : { ids: planned.ids, features: { dim: planned.dim, base64: Buffer.from(planned.features.buffer).toString('base64') } };
   const { id } = await api.createJob({ kind: 'score', model, columns, shardSize, batchSize: 1024 });
   const submitted = performance.now();
   let n = 0;
@@ -75,14 +82,16 @@ try {
         const api = new CoordinatorApi(url, 'c');
         await api.ensureBlob(bundle.hash, bundle.bytes);
         await runJob(api, bundle.hash, warm);
-        const cpu0 = await cpuSeconds(url, 'c');
-        const { total, submit } = await runJob(api, bundle.hash, timed);
-        const cpu1 = await cpuSeconds(url, 'c');
-        const shards = Math.ceil(totalItems / shardSize);
-        const rate = (s: number) => Math.round(totalItems / s).toLocaleString('en-US');
-        const line = `| ${m.name} | ${n} | ${used} | ${rate(total)} | ${submit.toFixed(2)} | ${rate(total - submit)} | ${(((cpu1 - cpu0) * 1000) / shards).toFixed(2)} |`;
-        rows.push(line);
-        process.stderr.write(`${line}\n`);
+        for (const form of submitForms) {
+          const cpu0 = await cpuSeconds(url, 'c');
+          const { total, submit } = await runJob(api, bundle.hash, timed, form);
+          const cpu1 = await cpuSeconds(url, 'c');
+          const shards = Math.ceil(totalItems / shardSize);
+          const rate = (s: number) => Math.round(totalItems / s).toLocaleString('en-US');
+          const line = `| ${m.name} | ${n} | ${used} | ${form} | ${rate(total)} | ${submit.toFixed(2)} | ${rate(total - submit)} | ${(((cpu1 - cpu0) * 1000) / shards).toFixed(2)} |`;
+          rows.push(line);
+          process.stderr.write(`${line}\n`);
+        }
       } finally {
         await stopAll(children);
       }
@@ -92,6 +101,6 @@ try {
   rmSync(dir, { recursive: true, force: true });
 }
 console.log(`\nfedpool pool throughput: ${totalItems} items, shards of ${shardSize}, ${threads} thread(s) per worker, ${cpus().length} cores, node ${process.version}\n`);
-console.log('| model | workers | backend | items/s end to end | submit s | items/s after submit | coordinator CPU ms/shard |');
-console.log('|:--|--:|:--|--:|--:|--:|--:|');
+console.log('| model | workers | backend | features as | items/s end to end | submit s | items/s after submit | coordinator CPU ms/shard |');
+console.log('|:--|--:|:--|:--|--:|--:|--:|--:|');
 for (const r of rows) console.log(r);

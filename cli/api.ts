@@ -1,9 +1,11 @@
 // The coordinator's HTTP API as job submitters use it (fedpool score, train). One line per failure, naming the
 // coordinator and what went wrong, so every command reports connection and token problems the same way.
+import { createHash } from 'node:crypto';
 import { Agent, fetch, type Dispatcher, type Response } from 'undici';
 import { certificateAdvice, certificateRefusal } from '../shared/tls.js';
 import { credentials } from './credentials.js';
 import { UserError } from './errors.js';
+import type { ColumnsBody, PlannedItems } from './score/plan.js';
 
 export interface JobStatus {
   id: string;
@@ -93,6 +95,18 @@ export class CoordinatorApi {
   /** Uploads unless the coordinator already holds it (blobs are content-addressed). */
   async ensureBlob(hash: string, bytes: Uint8Array): Promise<void> {
     if (!(await this.hasBlob(hash))) await this.putBlob(hash, bytes);
+  }
+
+  /**
+   * A job's items as the coordinator takes them: features uploaded as a content-addressed blob of float32 (4 bytes a
+   * value, never parsed as JSON; the coordinator slices shards from the blob file), text as columns.
+   */
+  async columnsBody(items: PlannedItems): Promise<ColumnsBody> {
+    if (!('features' in items)) return items;
+    const bytes = new Uint8Array(items.features.buffer, items.features.byteOffset, items.features.byteLength);
+    const hash = createHash('sha256').update(bytes).digest('hex');
+    await this.ensureBlob(hash, bytes);
+    return { ids: items.ids, features: { dim: items.dim, blob: hash } };
   }
 
   createJob(spec: unknown): Promise<{ id: string }> {

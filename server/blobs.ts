@@ -146,6 +146,12 @@ export class BlobStore {
     return this.store.readBlob(hash, 0, size);
   }
 
+  /** `length` bytes of the blob from `offset` (fewer at its end), in an array of their own (aligned for any view). */
+  readRange(hash: string, offset: number, length: number): Uint8Array<ArrayBuffer> {
+    this.touch(hash);
+    return this.store.readBlob(hash, offset, length);
+  }
+
   /** Stores `bytes`, returning their hash. */
   put(bytes: Uint8Array): string {
     const hash = sha256Hex(bytes);

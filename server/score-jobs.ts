@@ -196,13 +196,15 @@ export class ScoreJobs implements JobService<ScoreJobStatus> {
       if (input?.kind === 'features' && form === 'text') throw new SubmitError(`items: the model takes features:${input.dim}; send features, not prompt and response`);
       if (input?.kind === 'text' && form === 'features') throw new SubmitError(`items: the model reads text (text:${input.dim}); send prompt and response, not features`);
     }
+    const featuresBlob = columns.featuresBlob;
+    if (featuresBlob !== undefined) await this.checkFeaturesBlob(featuresBlob, columns.ids.length, dim);
     const id = `j${this.host.now().toString(36)}${randomBytes(4).toString('hex')}`;
     const spec: JobSpec = {
       kind: 'score', ...(request.model === undefined ? {} : { model: request.model }), ...(request.scorer === undefined ? {} : { scorer: request.scorer }),
       ...(embedding === undefined ? {} : { embedding }),
       items: columns.ids.length, shardSize: request.shardSize, redundancy: request.redundancy === 'adaptive' ? 1 : request.redundancy,
       ...(request.redundancy === 'adaptive' ? { adaptive: true } : {}), ...(request.agreeTol === undefined ? {} : { agreeTol: request.agreeTol }),
-      batchSize: request.batchSize, form, dim,
+      batchSize: request.batchSize, form, dim, ...(featuresBlob === undefined ? {} : { featuresBlob }),
     };
     const record: JobRecord = { id, spec, state: 'queued', createdAt: this.host.now(), ...(owner === null ? {} : { owner }) };
     const maxFrameBytes = this.host.maxFrameBytes;
@@ -210,7 +212,7 @@ export class ScoreJobs implements JobService<ScoreJobStatus> {
     // between (a 250 MB job is seconds of work); the job exists once its last shard is written (store.ts).
     const shards = (function* (): Generator<ShardItems> {
       for (const shard of shardsOf(columns, request.shardSize, dim)) {
-        const bytes = shardBytes(shard);
+        const bytes = shardBytes(shard) + (featuresBlob === undefined ? 0 : shard.ids.length * dim * 4);
         if (bytes > maxFrameBytes) {
           throw new SubmitError(`shardSize: a shard would need about ${bytes} bytes, more than the ${maxFrameBytes}-byte frame limit; use a smaller shardSize`);
         }
@@ -226,6 +228,30 @@ export class ScoreJobs implements JobService<ScoreJobStatus> {
     return record;
   }
 
+  /**
+   * A job's features blob (docs/architecture.md, "Binary job upload"): present, whole (items × dim float32), still
+   * hashing to its name, and every value finite; read in 1 MiB steps that yield to the event loop.
+   */
+  private async checkFeaturesBlob(hash: string, items: number, dim: number): Promise<void> {
+    const { blobs } = this.host;
+    const size = blobs.size(hash);
+    if (size === undefined) throw new SubmitError(`columns.features.blob: unknown blob ${hash}; upload it first (PUT /api/blobs/${hash})`);
+    if (size !== items * dim * 4) throw new SubmitError(`columns.features.blob: holds ${size} bytes, ${items} items × ${dim} float32 need ${items * dim * 4}`);
+    if (!(await blobs.verify(hash))) throw new SubmitError(`columns.features.blob: blob ${hash} no longer matches its hash on the coordinator; upload it again`);
+    const step = 1 << 20;
+    for (let offset = 0; offset < size; offset += step) {
+      const bytes = blobs.readRange(hash, offset, Math.min(step, size - offset));
+      const values = new Float32Array(bytes.buffer, bytes.byteOffset, bytes.byteLength >> 2);
+      for (let j = 0; j < values.length; j++) {
+        if (!Number.isFinite(values[j])) {
+          const at = offset / 4 + j;
+          throw new SubmitError(`columns.features: item ${Math.floor(at / dim)} value ${at % dim} is ${values[j]}`);
+        }
+      }
+      await new Promise<void>((resolve) => setImmediate(resolve));
+    }
+  }
+
   cancel(id: string): boolean {
     if (!this.jobs.has(id)) return false;
     const ok = this.host.table.cancel(id);
@@ -238,7 +264,9 @@ export class ScoreJobs implements JobService<ScoreJobStatus> {
   }
 
   failJobsUsing(hash: string, error: string): void {
-    for (const { record } of this.jobs.values()) if (record.spec.model === hash && !isTerminal(record.state)) this.host.table.failJob(record.id, error);
+    for (const { record } of this.jobs.values()) {
+      if ((record.spec.model === hash || record.spec.featuresBlob === hash) && !isTerminal(record.state)) this.host.table.failJob(record.id, error);
+    }
   }
 
   ownerOf(id: string): string | null | undefined {
@@ -329,11 +357,22 @@ export class ScoreJobs implements JobService<ScoreJobStatus> {
     };
   }
 
-  /** Feature shards travel as one matrix (the store already holds them row-major); text shards as items. */
+  /**
+   * Feature shards travel as one matrix (the store, or the job's features blob, holds them row-major); text shards as
+   * items.
+   */
   private shardPayload(record: JobRecord, index: number): { matrix: { ids: string[]; features: Tensor<'float32'> } } | { items: ScoreItem[] } {
     const shard = this.host.store.shardItems(record.id, index);
     if (shard === undefined) throw new Error(`shard ${index} of job ${record.id} is missing from the state store`);
-    const { features, prompts, responses } = shard;
+    const { prompts, responses } = shard;
+    let features = shard.features;
+    const { featuresBlob, dim, shardSize } = record.spec;
+    if (featuresBlob !== undefined) {
+      // The shard's rows, straight from the blob file: one read, into an aligned array of its own.
+      const bytes = this.host.blobs.readRange(featuresBlob, index * shardSize * dim * 4, shard.ids.length * dim * 4);
+      if (bytes.byteLength !== shard.ids.length * dim * 4) throw new Error(`blob ${featuresBlob} of job ${record.id} is shorter than its items`);
+      features = new Float32Array(bytes.buffer, bytes.byteOffset, bytes.byteLength >> 2);
+    }
     if (features !== undefined) return { matrix: { ids: shard.ids, features: Tensor.float32(features, [shard.ids.length, record.spec.dim]) } };
     return { items: shard.ids.map((id, i) => ({ id, prompt: prompts?.[i] ?? '', response: responses?.[i] ?? '' })) };
   }

@@ -125,7 +125,7 @@ export class MemoryStore implements Store {
       if (job !== undefined && isTerminal(job.record.state)) {
         this.jobs.delete(id);
         this.meta.delete(id);
-        if (job.record.spec.model !== undefined) blobs.add(job.record.spec.model);
+        for (const hash of [job.record.spec.model, job.record.spec.featuresBlob]) if (hash !== undefined) blobs.add(hash);
         found = true;
       }
       const train = this.trainJobs.get(id);
@@ -143,7 +143,7 @@ export class MemoryStore implements Store {
   blobsInUse(): Set<string> {
     this.open();
     const used = new Set<string>();
-    for (const { record } of this.jobs.values()) if (record.spec.model !== undefined) used.add(record.spec.model);
+    for (const { record } of this.jobs.values()) for (const hash of [record.spec.model, record.spec.featuresBlob]) if (hash !== undefined) used.add(hash);
     for (const t of this.trainJobs.values()) for (const hash of [t.model, t.data, t.eval]) if (hash !== undefined) used.add(hash);
     return used;
   }

@@ -216,6 +216,7 @@ const jobSpecSchema = z.object({
   batchSize: z.number().int().positive(),
   form: z.enum(['features', 'text']),
   dim: z.number().int().nonnegative(),
+  featuresBlob: z.string().optional(),
 });
 
 function parseSpec(text: string, id: string): JobSpec {
@@ -273,7 +274,9 @@ function prepare(db: Database.Database) {
     ),
     readCheckpoint: db.prepare<[string], CheckpointRow>('SELECT step, state, metrics FROM train_checkpoints WHERE job_id = ?'),
     // Deleting an ended job (retention): only a job whose end the store recorded, then what hangs off it.
-    jobBlobs: db.prepare<[string], { model: string | null }>(`SELECT json_extract(spec, '$.model') AS model FROM jobs WHERE id = ? AND state IN ${ENDED}`),
+    jobBlobs: db.prepare<[string], { model: string | null; features: string | null }>(
+      `SELECT json_extract(spec, '$.model') AS model, json_extract(spec, '$.featuresBlob') AS features FROM jobs WHERE id = ? AND state IN ${ENDED}`,
+    ),
     deleteJob: db.prepare<[string]>(`DELETE FROM jobs WHERE id = ? AND state IN ${ENDED}`),
     deleteShards: db.prepare<[string]>('DELETE FROM shards WHERE job_id = ?'),
     insertPending: db.prepare<[string]>('INSERT INTO pending_jobs (job_id) VALUES (?)'),
@@ -291,6 +294,7 @@ function prepare(db: Database.Database) {
     deleteCheckpoint: db.prepare<[string]>('DELETE FROM train_checkpoints WHERE job_id = ?'),
     blobsInUse: db.prepare<[], { hash: string }>(
       `SELECT json_extract(spec, '$.model') AS hash FROM jobs WHERE hash IS NOT NULL
+       UNION SELECT json_extract(spec, '$.featuresBlob') AS hash FROM jobs WHERE hash IS NOT NULL
        UNION SELECT model FROM train_jobs UNION SELECT data FROM train_jobs WHERE data IS NOT NULL
        UNION SELECT eval FROM train_jobs WHERE eval IS NOT NULL`,
     ),
@@ -427,6 +431,7 @@ export class SqliteStore implements Store {
           this.stmt.deleteMetaParts.run(id);
           this.stmt.deleteJob.run(id);
           if (job.model !== null) blobs.add(job.model);
+          if (job.features !== null) blobs.add(job.features);
           found = true;
         }
         const train = this.stmt.trainJobBlobs.get(id);

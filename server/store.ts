@@ -45,6 +45,8 @@ export interface JobSpec {
   form: 'features' | 'text';
   /** Feature length for 'features' jobs, 0 for 'text'. */
   dim: number;
+  /** A 'features' job whose values are in this uploaded blob (items × dim float32), not in its shard rows. */
+  featuresBlob?: string;
 }
 
 export interface JobRecord {

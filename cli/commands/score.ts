@@ -61,9 +61,10 @@ export async function run(options: Record<string, unknown>): Promise<void> {
     target = { model: model.hash };
   }
   checkSelectable(lines, o.select);
-  const { columns, meta, scored } = planItems(lines);
+  const { items, meta, scored } = planItems(lines);
 
   const started = Date.now();
+  const columns = await api.columnsBody(items);
   const { id } = await api.createJob({ kind: 'score', ...target, columns, shardSize: o.shardSize, redundancy: o.redundancy, agreeTol: o.agreeTol, batchSize: BATCH_SIZE, meta: { format: 'fedpool-score/1', lines: meta } });
   process.stderr.write(`fedpool job ${id} submitted\n`);
   await sayIfWaiting(api, id);

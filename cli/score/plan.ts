@@ -5,10 +5,16 @@ import { bestOfReport, bestOfRowScore, rewardBenchV1, subsetAccuracies, type Bes
 import { pairAccuracy, selectPerGroup, type Candidate, type SelectMode, type SelectOptions } from '../../shared/scoring/selection.js';
 import type { ScoreLine } from './input.js';
 
-/** The job's items in the coordinator's compact column form (see server/jobs.ts): features as base64 float32. */
+/**
+ * The job's items in the coordinator's compact column form (see server/jobs.ts): features as an uploaded blob of
+ * float32, text as columns.
+ */
 export type ColumnsBody =
-  | { ids: string[]; features: { dim: number; base64: string } }
+  | { ids: string[]; features: { dim: number; blob: string } }
   | { ids: string[]; prompts: string[]; responses: string[] };
+
+/** The job's items before submission: features as one row-major float32 matrix (uploaded as a blob), or text columns. */
+export type PlannedItems = { ids: string[]; dim: number; features: Float32Array } | { ids: string[]; prompts: string[]; responses: string[] };
 
 /**
  * What the job remembers of each input line (stored as job meta, so --resume can rebuild the output). Fields are
@@ -34,15 +40,15 @@ export function scoredItems(meta: readonly LineMeta[]): number {
   return meta.reduce((s, m) => s + itemsOfLine(m), 0);
 }
 
-/** Packs features (n × dim float32, little-endian) as base64. */
-export function featureColumns(ids: string[], rows: readonly ArrayLike<number>[], dim: number): ColumnsBody {
-  const f = new Float32Array(rows.length * dim);
-  rows.forEach((r, i) => f.set(r, i * dim));
-  return { ids, features: { dim, base64: Buffer.from(f.buffer).toString('base64') } };
+/** Feature rows as one row-major float32 matrix (n × dim). */
+export function featureMatrix(ids: string[], rows: readonly ArrayLike<number>[], dim: number): PlannedItems {
+  const features = new Float32Array(rows.length * dim);
+  rows.forEach((r, i) => features.set(r, i * dim));
+  return { ids, dim, features };
 }
 
 /** Lines must all be features lines or all text/pair/best-of lines (checked against the model before this). */
-export function planItems(lines: readonly ScoreLine[]): { columns: ColumnsBody; meta: LineMeta[]; scored: number } {
+export function planItems(lines: readonly ScoreLine[]): { items: PlannedItems; meta: LineMeta[]; scored: number } {
   const ids: string[] = [];
   const rows: number[][] = [];
   const prompts: string[] = [];
@@ -74,8 +80,8 @@ export function planItems(lines: readonly ScoreLine[]): { columns: ColumnsBody; 
     }
     meta.push(m);
   });
-  const columns = rows.length > 0 ? featureColumns(ids, rows, rows[0].length) : { ids, prompts, responses };
-  return { columns, meta, scored: ids.length };
+  const items = rows.length > 0 ? featureMatrix(ids, rows, rows[0].length) : { ids, prompts, responses };
+  return { items, meta, scored: ids.length };
 }
 
 /** What log-prob scorers send with each item's score (the score is the mean log-prob). */

@@ -43,9 +43,9 @@ test('a best-of-k row is 1 + k job items, ids by position; meta remembers k and 
     { id: 'b', prompt: 'q', chosen: 'c', rejected: ['r1', 'r2', 'r3'], subset: 'Math' },
     { id: 'p', prompt: 'q', chosen: 'c', rejected: 'r' },
   ]));
-  const { columns, meta, scored } = planItems(lines);
+  const { items, meta, scored } = planItems(lines);
   t.is(scored, 7);
-  t.deepEqual(columns, { ids: ['0', '1c', '1r0', '1r1', '1r2', '2c', '2r'], prompts: ['q', 'q', 'q', 'q', 'q', 'q', 'q'], responses: ['x', 'c', 'r1', 'r2', 'r3', 'c', 'r'] });
+  t.deepEqual(items, { ids: ['0', '1c', '1r0', '1r1', '1r2', '2c', '2r'], prompts: ['q', 'q', 'q', 'q', 'q', 'q', 'q'], responses: ['x', 'c', 'r1', 'r2', 'r3', 'c', 'r'] });
   t.deepEqual(meta, [{ id: 'i' }, { id: 'b', rejected: 3, subset: 'Math' }, { id: 'p', pair: true }]);
   t.is(scoredItems(meta), 7);
 });
