@@ -170,23 +170,29 @@ export class BlobStore {
    */
   async receive(body: AsyncIterable<unknown>, expected: string, limit: number): Promise<{ hash: string; size: number }> {
     const hasher = createHash('sha256');
-    const chunks: Uint8Array[] = [];
-    let size = 0;
-    for await (const chunk of body) {
-      if (!(chunk instanceof Uint8Array)) throw new TypeError('blob body must be bytes');
-      size += chunk.byteLength;
-      if (size > limit) throw new BlobTooLargeError(limit);
-      hasher.update(chunk);
-      chunks.push(chunk);
+    // Written as it arrives (store.ts, BlobWriter): a 500 MB upload is neither held whole nor written in one stop.
+    const writer = this.store.createBlobWriter();
+    try {
+      let size = 0;
+      for await (const chunk of body) {
+        if (!(chunk instanceof Uint8Array)) throw new TypeError('blob body must be bytes');
+        size += chunk.byteLength;
+        if (size > limit) throw new BlobTooLargeError(limit);
+        hasher.update(chunk);
+        await writer.write(chunk);
+      }
+      const actual = hasher.digest('hex');
+      if (actual !== expected) throw new BlobHashMismatchError(expected, actual);
+      // A stored copy that fails its hash is removed by verify(), so this upload replaces it.
+      if (this.store.hasBlob(actual)) await this.verify(actual);
+      await writer.commit(actual);
+      this.trust(actual);
+      this.touch(actual);
+      return { hash: actual, size };
+    } catch (e) {
+      await writer.abort();
+      throw e;
     }
-    const actual = hasher.digest('hex');
-    if (actual !== expected) throw new BlobHashMismatchError(expected, actual);
-    // A stored copy that fails its hash is removed by verify(), so this upload replaces it.
-    if (this.store.hasBlob(actual)) await this.verify(actual);
-    this.store.putBlob(actual, chunks);
-    this.trust(actual);
-    this.touch(actual);
-    return { hash: actual, size };
   }
 
   /**

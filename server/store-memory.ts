@@ -1,5 +1,5 @@
 import { stringifyInSteps } from './json-steps.js';
-import { isTerminal, type JobRecord, type JobUpdate, type ResultStats, type ShardItems, type Store, type StoreBatch, type StoredShardResult, type TrainCheckpoint, type TrainJobRecord } from './store.js';
+import { isTerminal, type BlobWriter, type JobRecord, type JobUpdate, type ResultStats, type ShardItems, type Store, type StoreBatch, type StoredShardResult, type TrainCheckpoint, type TrainJobRecord } from './store.js';
 
 interface MemoryJob {
   record: JobRecord;
@@ -214,6 +214,24 @@ export class MemoryStore implements Store {
     }
     this.blobs.set(hash, bytes);
     this.blobTimes.set(hash, Date.now());
+  }
+
+  createBlobWriter(): BlobWriter {
+    const chunks: Uint8Array[] = [];
+    return {
+      write: (chunk) => {
+        chunks.push(chunk);
+        return Promise.resolve();
+      },
+      commit: (hash) => {
+        this.putBlob(hash, chunks);
+        return Promise.resolve();
+      },
+      abort: () => {
+        chunks.length = 0;
+        return Promise.resolve();
+      },
+    };
   }
 
   blobStamp(hash: string): string | undefined {

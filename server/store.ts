@@ -49,6 +49,15 @@ export interface JobSpec {
   featuresBlob?: string;
 }
 
+/** A blob being written: nothing is visible under a hash until `commit`. */
+export interface BlobWriter {
+  write(chunk: Uint8Array): Promise<void>;
+  /** Makes the bytes written the blob `hash` (verified by the caller to hash to it; a no-op when it is present). */
+  commit(hash: string): Promise<void>;
+  /** Drops what was written (also after a failed write). */
+  abort(): Promise<void>;
+}
+
 export interface JobRecord {
   id: string;
   spec: JobSpec;
@@ -179,6 +188,8 @@ export interface Store {
   blobSize(hash: string): number | undefined;
   /** Stores bytes already verified to hash to `hash` (a no-op if present). */
   putBlob(hash: string, chunks: readonly Uint8Array[]): void;
+  /** A blob written as it arrives (an upload), without holding it in memory or the event loop for its whole write. */
+  createBlobWriter(): BlobWriter;
   readBlob(hash: string, offset: number, length: number): Uint8Array<ArrayBuffer>;
   /**
    * What changes when a blob's bytes change behind the store's back (file size and modification time), so a blob

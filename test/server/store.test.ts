@@ -559,3 +559,29 @@ test('sqlite: shards of a job whose write in steps a crash cut short are removed
   t.is((check.prepare('SELECT COUNT(*) AS n FROM pending_jobs').get() as { n: number }).n, 0);
   t.is((check.prepare('SELECT COUNT(*) AS n FROM job_meta_parts').get() as { n: number }).n, 0);
 });
+
+test('sqlite: an upload is written to disk as it arrives; a refused or broken one leaves no file behind', async (t) => {
+  const { dir, cleanup } = tempDir();
+  t.teardown(cleanup);
+  const file = join(dir, 'state.db');
+  const store = new SqliteStore(file);
+  t.teardown(() => store.close());
+  const blobs = new BlobStore(store);
+  const bytes = new Uint8Array(3 * 1024 * 1024 + 17).map((_, i) => (i * 7) % 253);
+  const hash = createHash('sha256').update(bytes).digest('hex');
+  async function* body(parts: number, breakAt = -1) {
+    const size = Math.ceil(bytes.length / parts);
+    for (let k = 0; k < parts; k++) {
+      if (k === breakAt) throw new Error('connection reset');
+      yield bytes.subarray(k * size, (k + 1) * size);
+    }
+  }
+  await t.throwsAsync(blobs.receive(body(50), 'c'.repeat(64), 1e9), { instanceOf: BlobHashMismatchError });
+  await t.throwsAsync(blobs.receive(body(50), hash, 1024 * 1024), { instanceOf: BlobTooLargeError });
+  await t.throwsAsync(blobs.receive(body(50, 30), hash, 1e9), { message: 'connection reset' });
+  t.deepEqual(readdirSync(`${file}.blobs`), [], 'no file from a refused or broken upload');
+  t.deepEqual(await blobs.receive(body(50), hash, 1e9), { hash, size: bytes.length });
+  t.deepEqual(await blobs.receive(body(7), hash, 1e9), { hash, size: bytes.length }, 'a second upload of the same bytes');
+  t.deepEqual(readdirSync(`${file}.blobs`), [hash]);
+  t.true(Buffer.from(store.readBlob(hash, 0, bytes.length)).equals(Buffer.from(bytes)));
+});
