@@ -4,7 +4,9 @@
 // per second; and per body the coordinator's longest event-loop block (perf_hooks.monitorEventLoopDelay) before
 // ScoreJobs.submit began (receiving, parsing, validating) and in all, the time in ScoreJobs.submit (shards and the
 // state store's one transaction), the slowest /healthz answer, and the peak RSS (VmHWM; Linux).
-//   node --import=tsx bench/large-bodies.ts [--text] [MB ...]     (--text: columns of text and meta, as fedpool score sends)
+//   node --import=tsx bench/large-bodies.ts [--text [--blob]] [MB ...]
+// (--text: text columns and a meta line per item, inline in the JSON body; --blob: the text in an uploaded text blob,
+// as fedpool score sends it, the PUT timed with the POST)
 import { fork, type ChildProcess } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -13,6 +15,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
+import { encodeTextBlob } from '../shared/data/text-blob.js';
 
 interface Stats {
   maxDelayMs: number;
@@ -94,8 +97,8 @@ function post(url: string, path: string, body: Buffer, agent: Agent | false, met
   });
 }
 
-/** A body as `fedpool score --scorer` sends it: text columns, and a meta line per item. */
-function textBody(megabytes: number): Buffer {
+/** Text columns and a meta line per item: inline, or (blob) the job body that names the text blob it returns too. */
+function textBody(megabytes: number, blob = false): { body: Buffer; upload?: { hash: string; bytes: Uint8Array } } {
   const ids: string[] = [];
   const prompts: string[] = [];
   const responses: string[] = [];
@@ -108,7 +111,11 @@ function textBody(megabytes: number): Buffer {
     lines.push({ id: `line-${i}`, group: `g${i % 100}` });
     size += 190;
   }
-  return Buffer.from(JSON.stringify({ kind: 'score', scorer: { model: 'bench' }, shardSize: 4096, columns: { ids, prompts, responses }, meta: { format: 'fedpool-score/1', lines } }));
+  const meta = { format: 'fedpool-score/1', lines };
+  if (!blob) return { body: Buffer.from(JSON.stringify({ kind: 'score', scorer: { model: 'bench' }, shardSize: 4096, columns: { ids, prompts, responses }, meta })) };
+  const bytes = encodeTextBlob(prompts, responses);
+  const hash = createHash('sha256').update(bytes).digest('hex');
+  return { body: Buffer.from(JSON.stringify({ kind: 'score', scorer: { model: 'bench' }, shardSize: 4096, columns: { ids, text: { blob: hash } }, meta })), upload: { hash, bytes } };
 }
 
 function itemsBody(model: string, megabytes: number): Buffer {
@@ -124,6 +131,7 @@ function itemsBody(model: string, megabytes: number): Buffer {
 
 async function main(): Promise<void> {
   const text = process.argv.includes('--text');
+  const blob = process.argv.includes('--blob');
   const sizes = process.argv.slice(2).map(Number).filter((n) => n > 0);
   const child = fork(fileURLToPath(import.meta.url), ['--serve'], { execArgv: [...process.execArgv, '--max-old-space-size=16384'] });
   const url = await new Promise<string>((resolve) => child.on('message', (m: FromChild) => m.type === 'url' && resolve(m.url)));
@@ -145,7 +153,7 @@ async function main(): Promise<void> {
   console.log(`1,000 small POSTs (10 items, ${small.byteLength} bytes), one at a time: ${rates.map((r) => r.toFixed(0)).join(', ')} per second`);
   const rows: string[] = [];
   for (const mb of sizes.length > 0 ? sizes : [100]) {
-    const body = text ? textBody(mb) : itemsBody(hash, mb);
+    const { body, upload } = text ? textBody(mb, blob) : { body: itemsBody(hash, mb), upload: undefined };
     await ask(child, 'reset');
     let done = false;
     let slowest = 0;
@@ -163,13 +171,17 @@ async function main(): Promise<void> {
       }
     })();
     const t0 = performance.now();
+    if (upload !== undefined) {
+      const put = await post(url, `/api/blobs/${upload.hash}`, Buffer.from(upload.bytes), false, 'PUT');
+      if (put.status !== 201) throw new Error(`PUT: ${put.status} ${put.text}`);
+    }
     const answer = await post(url, '/api/jobs', body, false);
     const wall = performance.now() - t0;
     done = true;
     await probe;
     const s = await ask(child, 'stats');
     rows.push(
-      `| ${(body.byteLength / 1e6).toFixed(0)} MB | ${answer.status} | ${(wall / 1000).toFixed(1)} s | ${s.beforeSubmitMs.toFixed(0)} ms | ${s.maxDelayMs.toFixed(0)} ms | ${s.submitMs.toFixed(0)} ms | ${slowest.toFixed(0)} ms | ${s.peakRssMb.toFixed(0)} MiB |`,
+      `| ${(body.byteLength / 1e6).toFixed(0)} MB${upload === undefined ? '' : ` + ${(upload.bytes.byteLength / 1e6).toFixed(0)} MB blob`} | ${answer.status} | ${(wall / 1000).toFixed(1)} s | ${s.beforeSubmitMs.toFixed(0)} ms | ${s.maxDelayMs.toFixed(0)} ms | ${s.submitMs.toFixed(0)} ms | ${slowest.toFixed(0)} ms | ${s.peakRssMb.toFixed(0)} MiB |`,
     );
     if (answer.status !== 201) rows.push(`|   ${answer.text.trim()} |`);
   }

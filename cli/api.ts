@@ -2,6 +2,7 @@
 // coordinator and what went wrong, so every command reports connection and token problems the same way.
 import { createHash } from 'node:crypto';
 import { Agent, fetch, type Dispatcher, type Response } from 'undici';
+import { encodeTextBlob } from '../shared/data/text-blob.js';
 import { certificateAdvice, certificateRefusal } from '../shared/tls.js';
 import { credentials } from './credentials.js';
 import { UserError } from './errors.js';
@@ -98,15 +99,14 @@ export class CoordinatorApi {
   }
 
   /**
-   * A job's items as the coordinator takes them: features uploaded as a content-addressed blob of float32 (4 bytes a
-   * value, never parsed as JSON; the coordinator slices shards from the blob file), text as columns.
+   * A job's items as the coordinator takes them: features as a content-addressed blob of float32, prompts and
+   * responses as a text blob; never parsed as JSON, and the coordinator slices each shard from the blob file.
    */
   async columnsBody(items: PlannedItems): Promise<ColumnsBody> {
-    if (!('features' in items)) return items;
-    const bytes = new Uint8Array(items.features.buffer, items.features.byteOffset, items.features.byteLength);
+    const bytes = 'features' in items ? new Uint8Array(items.features.buffer, items.features.byteOffset, items.features.byteLength) : encodeTextBlob(items.prompts, items.responses);
     const hash = createHash('sha256').update(bytes).digest('hex');
     await this.ensureBlob(hash, bytes);
-    return { ids: items.ids, features: { dim: items.dim, blob: hash } };
+    return 'features' in items ? { ids: items.ids, features: { dim: items.dim, blob: hash } } : { ids: items.ids, text: { blob: hash } };
   }
 
   createJob(spec: unknown): Promise<{ id: string }> {

@@ -56,6 +56,8 @@ const columnsSchema = z.strictObject({
     .optional(),
   prompts: z.array(z.string()).optional(),
   responses: z.array(z.string()).optional(),
+  /** Prompts and responses in an uploaded text blob (shared/data/text-blob.ts), what `fedpool score` sends. */
+  text: z.strictObject({ blob: z.string().regex(/^[0-9a-f]{64}$/, 'expected the sha-256 (64 lowercase hex chars) of an uploaded text blob') }).optional(),
 });
 
 export const jobRequestSchema = z.strictObject({
@@ -107,6 +109,8 @@ export interface JobColumns {
   features?: Floats;
   /** 'features' jobs whose values are in an uploaded blob instead (ids.length × dim float32, little-endian). */
   featuresBlob?: string;
+  /** 'text' jobs whose prompts and responses are in an uploaded text blob instead (shared/data/text-blob.ts). */
+  textBlob?: string;
   prompts?: Strings;
   responses?: Strings;
 }
@@ -219,8 +223,13 @@ function* parseItems(request: JobRequest): Generator<void, ParsedJob> {
 
 function parseColumns(request: JobRequest, c: z.output<typeof columnsSchema>): ParsedJob {
   const n = c.ids.length;
-  const hasText = c.prompts !== undefined || c.responses !== undefined;
-  if ((c.features !== undefined) === hasText) return { ok: false, error: 'columns: send "features", or "prompts" and "responses"' };
+  const hasText = c.prompts !== undefined || c.responses !== undefined || c.text !== undefined;
+  if ((c.features !== undefined) === hasText) return { ok: false, error: 'columns: send "features", or "text", or "prompts" and "responses"' };
+  if (c.text !== undefined) {
+    if (c.prompts !== undefined || c.responses !== undefined) return { ok: false, error: 'columns.text: send "text" (an uploaded text blob) or "prompts" and "responses", not both' };
+    // The blob's layout and strings are checked where the blob store is (server/item-blobs.ts).
+    return { ok: true, request, form: 'text', dim: 0, columns: { ids: c.ids, textBlob: c.text.blob } };
+  }
   if (c.features !== undefined) {
     const { dim, base64, blob } = c.features;
     const oneOf = 'columns.features: send "blob" (the sha-256 of an uploaded blob of float32) or "base64", exactly one';
@@ -265,7 +274,7 @@ export function* shardsOf(columns: JobColumns, shardSize: number, dim: number): 
     const end = Math.min(n, start + shardSize);
     const shard: ShardItems = { ids: columns.ids.slice(start, end) };
     if (columns.features !== undefined) shard.features = columns.features.slice(start * dim, end * dim);
-    else if (columns.featuresBlob === undefined) {
+    else if (columns.featuresBlob === undefined && columns.textBlob === undefined) {
       shard.prompts = columns.prompts?.slice(start, end) ?? [];
       shard.responses = columns.responses?.slice(start, end) ?? [];
     }

@@ -3,12 +3,14 @@
 // batches, and HTTP readers wait for the in-order prefix to grow.
 import { randomBytes } from 'node:crypto';
 import type { Logger } from 'pino';
+import { readTextItems } from '../shared/data/text-blob.js';
 import { packedManifest } from '../shared/model/bundle.js';
 import type { InputSpec } from '../shared/model/manifest.js';
 import { ProtocolError, Tensor, assertTensor, scorerOutputOf, scorerWidth, type Capabilities, type LeaseMessage, type ResultMessage, type ScoreItem } from '../shared/protocol/index.js';
 import type { BlobStore } from './blobs.js';
 import type { JobService, ServiceHost, ShardHooks, ShardOutput } from './job-service.js';
 import { shardBytes, shardsOf, type JobColumns, type JobRequest } from './jobs.js';
+import { ItemBlobError, checkFeaturesBlob, checkTextBlob } from './item-blobs.js';
 import type { WorkerRegistry } from './worker-registry.js';
 import { tally } from './quorum.js';
 import { type Grant, type JobProgress, type JobStateEvent, type LeaseView, type ShardDoneEvent, type ShardLostEvent } from './scheduler.js';
@@ -196,23 +198,36 @@ export class ScoreJobs implements JobService<ScoreJobStatus> {
       if (input?.kind === 'features' && form === 'text') throw new SubmitError(`items: the model takes features:${input.dim}; send features, not prompt and response`);
       if (input?.kind === 'text' && form === 'features') throw new SubmitError(`items: the model reads text (text:${input.dim}); send prompt and response, not features`);
     }
-    const featuresBlob = columns.featuresBlob;
-    if (featuresBlob !== undefined) await this.checkFeaturesBlob(featuresBlob, columns.ids.length, dim);
+    const { featuresBlob, textBlob } = columns;
+    const n = columns.ids.length;
+    let textEnds: Uint32Array | undefined;
+    try {
+      if (featuresBlob !== undefined) await checkFeaturesBlob(this.host.blobs, featuresBlob, n, dim);
+      if (textBlob !== undefined) textEnds = await checkTextBlob(this.host.blobs, textBlob, n);
+    } catch (e) {
+      if (e instanceof ItemBlobError) throw new SubmitError(e.message);
+      throw e;
+    }
     const id = `j${this.host.now().toString(36)}${randomBytes(4).toString('hex')}`;
     const spec: JobSpec = {
       kind: 'score', ...(request.model === undefined ? {} : { model: request.model }), ...(request.scorer === undefined ? {} : { scorer: request.scorer }),
       ...(embedding === undefined ? {} : { embedding }),
       items: columns.ids.length, shardSize: request.shardSize, redundancy: request.redundancy === 'adaptive' ? 1 : request.redundancy,
       ...(request.redundancy === 'adaptive' ? { adaptive: true } : {}), ...(request.agreeTol === undefined ? {} : { agreeTol: request.agreeTol }),
-      batchSize: request.batchSize, form, dim, ...(featuresBlob === undefined ? {} : { featuresBlob }),
+      batchSize: request.batchSize, form, dim, ...(featuresBlob === undefined ? {} : { featuresBlob }), ...(textBlob === undefined ? {} : { textBlob }),
     };
     const record: JobRecord = { id, spec, state: 'queued', createdAt: this.host.now(), ...(owner === null ? {} : { owner }) };
     const maxFrameBytes = this.host.maxFrameBytes;
     // Shards are built, checked against the frame limit and written a batch at a time, yielding to the event loop in
     // between (a 250 MB job is seconds of work); the job exists once its last shard is written (store.ts).
     const shards = (function* (): Generator<ShardItems> {
+      let start = 0;
       for (const shard of shardsOf(columns, request.shardSize, dim)) {
-        const bytes = shardBytes(shard) + (featuresBlob === undefined ? 0 : shard.ids.length * dim * 4);
+        // Items in blobs are not in the shard: their bytes count from the blob's layout.
+        const end = start + shard.ids.length;
+        const text = textEnds === undefined ? 0 : (textEnds[2 * end - 1] as number) - (start === 0 ? 0 : (textEnds[2 * start - 1] as number));
+        const bytes = shardBytes(shard) + (featuresBlob === undefined ? 0 : shard.ids.length * dim * 4) + text;
+        start = end;
         if (bytes > maxFrameBytes) {
           throw new SubmitError(`shardSize: a shard would need about ${bytes} bytes, more than the ${maxFrameBytes}-byte frame limit; use a smaller shardSize`);
         }
@@ -228,30 +243,6 @@ export class ScoreJobs implements JobService<ScoreJobStatus> {
     return record;
   }
 
-  /**
-   * A job's features blob (docs/architecture.md, "Binary job upload"): present, whole (items × dim float32), still
-   * hashing to its name, and every value finite; read in 1 MiB steps that yield to the event loop.
-   */
-  private async checkFeaturesBlob(hash: string, items: number, dim: number): Promise<void> {
-    const { blobs } = this.host;
-    const size = blobs.size(hash);
-    if (size === undefined) throw new SubmitError(`columns.features.blob: unknown blob ${hash}; upload it first (PUT /api/blobs/${hash})`);
-    if (size !== items * dim * 4) throw new SubmitError(`columns.features.blob: holds ${size} bytes, ${items} items × ${dim} float32 need ${items * dim * 4}`);
-    if (!(await blobs.verify(hash))) throw new SubmitError(`columns.features.blob: blob ${hash} no longer matches its hash on the coordinator; upload it again`);
-    const step = 1 << 20;
-    for (let offset = 0; offset < size; offset += step) {
-      const bytes = blobs.readRange(hash, offset, Math.min(step, size - offset));
-      const values = new Float32Array(bytes.buffer, bytes.byteOffset, bytes.byteLength >> 2);
-      for (let j = 0; j < values.length; j++) {
-        if (!Number.isFinite(values[j])) {
-          const at = offset / 4 + j;
-          throw new SubmitError(`columns.features: item ${Math.floor(at / dim)} value ${at % dim} is ${values[j]}`);
-        }
-      }
-      await new Promise<void>((resolve) => setImmediate(resolve));
-    }
-  }
-
   cancel(id: string): boolean {
     if (!this.jobs.has(id)) return false;
     const ok = this.host.table.cancel(id);
@@ -265,7 +256,8 @@ export class ScoreJobs implements JobService<ScoreJobStatus> {
 
   failJobsUsing(hash: string, error: string): void {
     for (const { record } of this.jobs.values()) {
-      if ((record.spec.model === hash || record.spec.featuresBlob === hash) && !isTerminal(record.state)) this.host.table.failJob(record.id, error);
+      const { model, featuresBlob, textBlob } = record.spec;
+      if ((model === hash || featuresBlob === hash || textBlob === hash) && !isTerminal(record.state)) this.host.table.failJob(record.id, error);
     }
   }
 
@@ -359,14 +351,17 @@ export class ScoreJobs implements JobService<ScoreJobStatus> {
 
   /**
    * Feature shards travel as one matrix (the store, or the job's features blob, holds them row-major); text shards as
-   * items.
+   * items (from the store, or read from the job's text blob).
    */
   private shardPayload(record: JobRecord, index: number): { matrix: { ids: string[]; features: Tensor<'float32'> } } | { items: ScoreItem[] } {
     const shard = this.host.store.shardItems(record.id, index);
     if (shard === undefined) throw new Error(`shard ${index} of job ${record.id} is missing from the state store`);
-    const { prompts, responses } = shard;
-    let features = shard.features;
-    const { featuresBlob, dim, shardSize } = record.spec;
+    let { features, prompts, responses } = shard;
+    const { featuresBlob, textBlob, dim, shardSize, items } = record.spec;
+    if (textBlob !== undefined) {
+      const from = index * shardSize;
+      ({ prompts, responses } = readTextItems((offset, length) => this.host.blobs.readRange(textBlob, offset, length), items, from, from + shard.ids.length));
+    }
     if (featuresBlob !== undefined) {
       // The shard's rows, straight from the blob file: one read, into an aligned array of its own.
       const bytes = this.host.blobs.readRange(featuresBlob, index * shardSize * dim * 4, shard.ids.length * dim * 4);

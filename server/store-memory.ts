@@ -125,7 +125,7 @@ export class MemoryStore implements Store {
       if (job !== undefined && isTerminal(job.record.state)) {
         this.jobs.delete(id);
         this.meta.delete(id);
-        for (const hash of [job.record.spec.model, job.record.spec.featuresBlob]) if (hash !== undefined) blobs.add(hash);
+        for (const hash of [job.record.spec.model, job.record.spec.featuresBlob, job.record.spec.textBlob]) if (hash !== undefined) blobs.add(hash);
         found = true;
       }
       const train = this.trainJobs.get(id);
@@ -143,7 +143,9 @@ export class MemoryStore implements Store {
   blobsInUse(): Set<string> {
     this.open();
     const used = new Set<string>();
-    for (const { record } of this.jobs.values()) for (const hash of [record.spec.model, record.spec.featuresBlob]) if (hash !== undefined) used.add(hash);
+    for (const { record } of this.jobs.values()) {
+      for (const hash of [record.spec.model, record.spec.featuresBlob, record.spec.textBlob]) if (hash !== undefined) used.add(hash);
+    }
     for (const t of this.trainJobs.values()) for (const hash of [t.model, t.data, t.eval]) if (hash !== undefined) used.add(hash);
     return used;
   }

@@ -219,6 +219,7 @@ const jobSpecSchema = z.object({
   form: z.enum(['features', 'text']),
   dim: z.number().int().nonnegative(),
   featuresBlob: z.string().optional(),
+  textBlob: z.string().optional(),
 });
 
 function parseSpec(text: string, id: string): JobSpec {
@@ -276,8 +277,9 @@ function prepare(db: Database.Database) {
     ),
     readCheckpoint: db.prepare<[string], CheckpointRow>('SELECT step, state, metrics FROM train_checkpoints WHERE job_id = ?'),
     // Deleting an ended job (retention): only a job whose end the store recorded, then what hangs off it.
-    jobBlobs: db.prepare<[string], { model: string | null; features: string | null }>(
-      `SELECT json_extract(spec, '$.model') AS model, json_extract(spec, '$.featuresBlob') AS features FROM jobs WHERE id = ? AND state IN ${ENDED}`,
+    jobBlobs: db.prepare<[string], { model: string | null; features: string | null; text: string | null }>(
+      `SELECT json_extract(spec, '$.model') AS model, json_extract(spec, '$.featuresBlob') AS features, json_extract(spec, '$.textBlob') AS text
+       FROM jobs WHERE id = ? AND state IN ${ENDED}`,
     ),
     deleteJob: db.prepare<[string]>(`DELETE FROM jobs WHERE id = ? AND state IN ${ENDED}`),
     deleteShards: db.prepare<[string]>('DELETE FROM shards WHERE job_id = ?'),
@@ -297,6 +299,7 @@ function prepare(db: Database.Database) {
     blobsInUse: db.prepare<[], { hash: string }>(
       `SELECT json_extract(spec, '$.model') AS hash FROM jobs WHERE hash IS NOT NULL
        UNION SELECT json_extract(spec, '$.featuresBlob') AS hash FROM jobs WHERE hash IS NOT NULL
+       UNION SELECT json_extract(spec, '$.textBlob') AS hash FROM jobs WHERE hash IS NOT NULL
        UNION SELECT model FROM train_jobs UNION SELECT data FROM train_jobs WHERE data IS NOT NULL
        UNION SELECT eval FROM train_jobs WHERE eval IS NOT NULL`,
     ),
@@ -432,8 +435,7 @@ export class SqliteStore implements Store {
           this.stmt.deleteMeta.run(id);
           this.stmt.deleteMetaParts.run(id);
           this.stmt.deleteJob.run(id);
-          if (job.model !== null) blobs.add(job.model);
-          if (job.features !== null) blobs.add(job.features);
+          for (const hash of [job.model, job.features, job.text]) if (hash !== null) blobs.add(hash);
           found = true;
         }
         const train = this.stmt.trainJobBlobs.get(id);

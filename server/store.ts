@@ -47,6 +47,8 @@ export interface JobSpec {
   dim: number;
   /** A 'features' job whose values are in this uploaded blob (items × dim float32), not in its shard rows. */
   featuresBlob?: string;
+  /** A 'text' job whose prompts and responses are in this uploaded text blob, not in its shard rows. */
+  textBlob?: string;
 }
 
 /** A blob being written: nothing is visible under a hash until `commit`. */

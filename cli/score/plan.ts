@@ -7,13 +7,11 @@ import type { ScoreLine } from './input.js';
 
 /**
  * The job's items in the coordinator's compact column form (see server/jobs.ts): features as an uploaded blob of
- * float32, text as columns.
+ * float32, prompts and responses as an uploaded text blob (shared/data/text-blob.ts).
  */
-export type ColumnsBody =
-  | { ids: string[]; features: { dim: number; blob: string } }
-  | { ids: string[]; prompts: string[]; responses: string[] };
+export type ColumnsBody = { ids: string[]; features: { dim: number; blob: string } } | { ids: string[]; text: { blob: string } };
 
-/** The job's items before submission: features as one row-major float32 matrix (uploaded as a blob), or text columns. */
+/** The job's items before submission: features as one row-major float32 matrix, or text columns (each uploaded as a blob). */
 export type PlannedItems = { ids: string[]; dim: number; features: Float32Array } | { ids: string[]; prompts: string[]; responses: string[] };
 
 /**
