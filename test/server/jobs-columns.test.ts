@@ -34,5 +34,8 @@ test('inconsistent columns are one clear line each', (t) => {
   t.regex(err({ columns: { ids: ['a'], features: { dim: 1, base64: b64([Number.NaN]) } } }), /item 0 value 0 is NaN/);
   t.regex(err({ columns: { ids: ['a', 'b'], prompts: ['p', 'p'], responses: ['r'] } }), /columns\.responses: has 1 entries for 2 ids/);
   t.regex(err({ columns: { ids: ['a'], prompts: ['p'] } }), /columns\.responses: missing/);
-  t.regex(err({ columns: { ids: ['a'], prompts: ['p'], responses: ['r'], features: { dim: 1, base64: b64([1]) } } }), /send "features", or "prompts" and "responses"/);
+  t.regex(err({ columns: { ids: ['a'], prompts: ['p'], responses: ['r'], features: { dim: 1, base64: b64([1]) } } }), /send "features", or "text", or "prompts" and "responses"/);
+  t.regex(err({ columns: { ids: ['a'], features: { dim: 1 } } }), /columns\.features: send "blob" .* or "base64", exactly one/);
+  t.regex(err({ columns: { ids: ['a'], features: { dim: 1, base64: b64([1]), blob: 'a'.repeat(64) } } }), /exactly one/);
+  t.regex(err({ columns: { ids: ['a'], features: { dim: 1, blob: 'not a hash' } } }), /columns\.features\.blob: expected the sha-256/);
 });
