@@ -151,7 +151,9 @@ export class WorkerSockets implements LeaseSink {
   sendLease(workerId: string, message: LeaseMessage): void {
     const session = this.sessions.get(workerId);
     if (session === undefined) throw new Error(`worker ${workerId} is not connected`);
-    sendMessage(session.socket, message, { maxBytes: this.options.maxFrameBytes });
+    // A score lease is built from items checked at submission (score-jobs.ts): not validated again on the way out. A
+    // training lease carries weights the coordinator computed, which validation still guards (a model gone infinite).
+    sendMessage(session.socket, message, { maxBytes: this.options.maxFrameBytes, trusted: message.task.kind === 'score' });
   }
 
   dropJob(workerId: string, jobId: string): void {

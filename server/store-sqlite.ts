@@ -1,7 +1,7 @@
 import Database from 'better-sqlite3';
 import * as z from 'zod';
 import { randomBytes } from 'node:crypto';
-import { closeSync, existsSync, mkdirSync, openSync, readdirSync, readSync, renameSync, rmSync, statSync, writeSync } from 'node:fs';
+import { closeSync, existsSync, fstatSync, mkdirSync, openSync, readdirSync, readSync, renameSync, rmSync, statSync, writeSync } from 'node:fs';
 import { open, rename, rm, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import { stringifyInSteps } from './json-steps.js';
@@ -26,6 +26,9 @@ import {
  * 3: shards have `disputed` (a JSON list of item offsets, or NULL) and `replies`; older rows read as undisputed.
  */
 const SCHEMA_VERSION = 4;
+
+/** Blob files kept open for reading (openBlob). */
+const OPEN_BLOB_FILES = 16;
 
 /** A job's meta is stored in parts of at most this many characters, each written in a step of its own. */
 const META_PART_CHARS = 1 << 20;
@@ -315,6 +318,8 @@ export class SqliteStore implements Store {
   readonly durable = true;
   private readonly db: Database.Database;
   private readonly blobDir: string;
+  /** Blob files open for reading, least recently read first (openBlob). */
+  private readonly blobFiles = new Map<string, { fd: number; size: number; stamp: string }>();
   private readonly stmt: ReturnType<typeof prepare>;
   private readonly applyTx: (batch: StoreBatch) => void;
   private readonly createTx: (job: JobRecord, shards: readonly ShardItems[], meta: unknown) => void;
@@ -684,15 +689,20 @@ export class SqliteStore implements Store {
   }
 
   blobStamp(hash: string): string | undefined {
+    let stamp: string | undefined;
     try {
       const s = statSync(this.blobPath(hash), { bigint: true });
-      return `${s.size}:${s.mtimeNs}:${s.ino}`;
+      stamp = `${s.size}:${s.mtimeNs}:${s.ino}`;
     } catch {
-      return undefined;
+      stamp = undefined;
     }
+    // A file that changed since it was opened for reading is read afresh (and BlobStore hashes it again).
+    if (this.blobFiles.get(hash)?.stamp !== stamp) this.closeBlob(hash);
+    return stamp;
   }
 
   deleteBlob(hash: string): void {
+    this.closeBlob(hash);
     rmSync(this.blobPath(hash), { force: true });
   }
 
@@ -763,24 +773,50 @@ export class SqliteStore implements Store {
   }
 
   readBlob(hash: string, offset: number, length: number): Uint8Array<ArrayBuffer> {
-    const fd = openSync(this.blobPath(hash), 'r');
-    try {
-      const size = statSync(this.blobPath(hash)).size;
-      const n = Math.max(0, Math.min(length, size - offset));
-      const out = new Uint8Array(n);
-      let at = 0;
-      while (at < n) {
-        const got = readSync(fd, out, at, n - at, offset + at);
-        if (got === 0) break;
-        at += got;
-      }
-      return at === n ? out : out.subarray(0, at);
-    } finally {
-      closeSync(fd);
+    const { fd, size } = this.openBlob(hash);
+    const n = Math.max(0, Math.min(length, size - offset));
+    const out = new Uint8Array(n);
+    let at = 0;
+    while (at < n) {
+      const got = readSync(fd, out, at, n - at, offset + at);
+      if (got === 0) break;
+      at += got;
     }
+    return at === n ? out : out.subarray(0, at);
+  }
+
+  /**
+   * An open descriptor of the blob and its size, kept for the next read (the few blobs in use at a time: a job's
+   * features blob is read once per lease, and opening, measuring and closing the file each time cost ~16 µs a lease).
+   */
+  private openBlob(hash: string): { fd: number; size: number; stamp: string } {
+    const cached = this.blobFiles.get(hash);
+    if (cached !== undefined) {
+      this.blobFiles.delete(hash);
+      this.blobFiles.set(hash, cached);
+      return cached;
+    }
+    const fd = openSync(this.blobPath(hash), 'r');
+    const s = fstatSync(fd, { bigint: true });
+    const file = { fd, size: Number(s.size), stamp: `${s.size}:${s.mtimeNs}:${s.ino}` };
+    this.blobFiles.set(hash, file);
+    for (const [oldest, f] of this.blobFiles) {
+      if (this.blobFiles.size <= OPEN_BLOB_FILES) break;
+      this.blobFiles.delete(oldest);
+      closeSync(f.fd);
+    }
+    return file;
+  }
+
+  private closeBlob(hash: string): void {
+    const file = this.blobFiles.get(hash);
+    if (file === undefined) return;
+    this.blobFiles.delete(hash);
+    closeSync(file.fd);
   }
 
   close(): void {
+    for (const hash of [...this.blobFiles.keys()]) this.closeBlob(hash);
     if (this.db.open) this.db.close();
   }
 }

@@ -2,7 +2,7 @@
 import test, { type ThrowsAnyExpectation, type ThrowsExpectation } from 'ava';
 import Database from 'better-sqlite3';
 import { createHash } from 'node:crypto';
-import { existsSync, readdirSync, writeFileSync } from 'node:fs';
+import { existsSync, readdirSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { decodeMessage, type BlobMessage } from '../../shared/protocol/index.js';
 import { BLOB_CHUNK_BYTES, BlobHashMismatchError, BlobStore, BlobTooLargeError } from '../../server/blobs.js';
@@ -584,4 +584,20 @@ test('sqlite: an upload is written to disk as it arrives; a refused or broken on
   t.deepEqual(await blobs.receive(body(7), hash, 1e9), { hash, size: bytes.length }, 'a second upload of the same bytes');
   t.deepEqual(readdirSync(`${file}.blobs`), [hash]);
   t.true(Buffer.from(store.readBlob(hash, 0, bytes.length)).equals(Buffer.from(bytes)));
+});
+
+test('sqlite: a blob file replaced on disk after it was read is hashed again from the new file and removed when it does not match', async (t) => {
+  const { dir, cleanup } = tempDir();
+  t.teardown(cleanup);
+  const file = join(dir, 'state.db');
+  const store = new SqliteStore(file);
+  t.teardown(() => store.close());
+  const blobs = new BlobStore(store);
+  const hash = blobs.put(Uint8Array.of(1, 2, 3, 4));
+  t.deepEqual(blobs.readRange(hash, 0, 4), Uint8Array.of(1, 2, 3, 4)); // the file is now open for reading
+  const path = join(`${file}.blobs`, hash);
+  writeFileSync(`${path}.new`, Uint8Array.of(9, 9, 9, 9));
+  renameSync(`${path}.new`, path); // a new file under the name
+  t.false(await blobs.verify(hash));
+  t.false(blobs.has(hash));
 });
