@@ -1,7 +1,7 @@
 // The coordinator's HTTP API as job submitters use it (fedpool score, train). One line per failure, naming the
 // coordinator and what went wrong, so every command reports connection and token problems the same way.
 import { createHash } from 'node:crypto';
-import { Agent, fetch, type Dispatcher, type Response } from 'undici';
+import { Agent, Response, fetch, request, type Dispatcher } from 'undici';
 import { encodeTextBlob } from '../shared/data/text-blob.js';
 import { certificateAdvice, certificateRefusal } from '../shared/tls.js';
 import { credentials } from './credentials.js';
@@ -45,19 +45,20 @@ export class CoordinatorApi {
     if (contentType) headers['content-type'] = contentType;
     let res: Response;
     try {
-      res = await fetch(new URL(path, this.url), { method, headers, body, ...this.via() });
+      res = await this.send(method, path, headers, body);
       // A busy coordinator (its budget for request bodies in flight is spent) says when to come back: do, a few times.
       for (let attempt = 1; res.status === 503 && res.headers.has('retry-after') && attempt <= BUSY_RETRIES; attempt++) {
         await res.body?.cancel();
         const seconds = Math.min(30, Math.max(1, Number(res.headers.get('retry-after')) || 5));
         process.stderr.write(`coordinator at ${this.url} is busy; retrying ${method} ${path} in ${seconds} s (${attempt}/${BUSY_RETRIES})\n`);
         await new Promise((resolve) => setTimeout(resolve, seconds * 1000));
-        res = await fetch(new URL(path, this.url), { method, headers, body, ...this.via() });
+        res = await this.send(method, path, headers, body);
       }
     } catch (e) {
       const refused = certificateRefusal(e);
       if (refused !== undefined) throw new UserError(certificateAdvice(this.url, refused));
-      const cause = (e as { cause?: { code?: string; message?: string } }).cause;
+      // fetch wraps the socket's error in a cause; undici.request throws it as it is.
+      const cause = (e as { cause?: { code?: string; message?: string } }).cause ?? (e as { code?: string; message?: string });
       throw new UnreachableError(`cannot reach the coordinator at ${this.url} (${cause?.code ?? cause?.message ?? String(e)})`);
     }
     if (res.status === 401 || res.status === 403) {
@@ -66,6 +67,21 @@ export class CoordinatorApi {
       throw new UserError(`the coordinator at ${this.url} refused the token: ${why}`);
     }
     return res;
+  }
+
+  /**
+   * One HTTP request. Bytes (a blob upload) go through undici.request, which writes them as they are: fetch copies a
+   * body twice on the way, 0.15 s of a 100 MB upload's 0.5 s. Its answer is turned into a Response like fetch's.
+   */
+  private async send(method: string, path: string, headers: Record<string, string>, body: Uint8Array | string | undefined): Promise<Response> {
+    const url = new URL(path, this.url);
+    if (!(body instanceof Uint8Array)) return fetch(url, { method, headers, body, ...this.via() });
+    const answer = await request(url, { method, headers: { ...headers, 'content-length': String(body.byteLength) }, body, ...this.via() });
+    const text = await answer.body.text();
+    const pairs: Array<[string, string]> = [];
+    for (const [k, v] of Object.entries(answer.headers)) for (const one of Array.isArray(v) ? v : v === undefined ? [] : [v]) pairs.push([k, one]);
+    const empty = [101, 204, 205, 304].includes(answer.statusCode) || method === 'HEAD';
+    return new Response(empty ? null : text, { status: answer.statusCode, headers: pairs });
   }
 
   private via(): { dispatcher?: Dispatcher } {
