@@ -1,6 +1,7 @@
 // Every benchmark of the performance issue, one after another on this machine, each as its own process with a time
 // limit: their markdown tables go to bench/results.md and, with the command, exit status and wall time of each, to
-// bench/results.json. Side-by-side anchors (numpy, base64 vs blob) are inside each benchmark's own run.
+// bench/results.json (with --only, to stdout: a selection does not replace the whole run's results). Side-by-side
+// anchors (numpy, base64 vs blob) are inside each benchmark's own run.
 //
 //   npm run bench        (= build, then node --import=tsx bench/run-all.ts [--only NAME,…])
 import { spawn } from 'node:child_process';
@@ -90,14 +91,21 @@ const machine = { cores: cpus().length, cpu: cpus()[0]?.model ?? 'unknown', node
 const outcomes: Outcome[] = [];
 for (const b of benches.filter((x) => only === undefined || only.includes(x.name))) outcomes.push(await run(b));
 
-writeFileSync(path.join(here, 'results.json'), `${JSON.stringify({ date, machine, outcomes }, null, 2)}\n`);
 const md: string[] = [`# Benchmarks, ${date}`, '', `\`npm run bench\` on ${machine.cores} cores (${machine.cpu}), Node ${machine.node}, load average ${machine.loadAtStart.join(' ')} at the start.`, ''];
 for (const o of outcomes) {
   md.push(`## ${o.name}: ${o.what}`, '', `\`${o.command}\` — ${o.timedOut ? `stopped after ${o.seconds.toFixed(0)} s (time limit)` : o.exitCode === 0 ? `${o.seconds.toFixed(0)} s` : `exited ${o.exitCode} after ${o.seconds.toFixed(0)} s`}`, '');
   for (const t of o.tables) md.push(t, '');
   if (o.error !== undefined) md.push('```', o.error, '```', '');
 }
-writeFileSync(path.join(here, 'results.md'), md.join('\n'));
 const failed = outcomes.filter((o) => o.exitCode !== 0 || o.timedOut);
-process.stderr.write(`bench: ${outcomes.length - failed.length} of ${outcomes.length} ran; bench/results.md and bench/results.json written (${outcomes.reduce((s, o) => s + o.seconds, 0).toFixed(0)} s)\n`);
+const seconds = outcomes.reduce((s, o) => s + o.seconds, 0).toFixed(0);
+if (only === undefined) {
+  writeFileSync(path.join(here, 'results.json'), `${JSON.stringify({ date, machine, outcomes }, null, 2)}\n`);
+  writeFileSync(path.join(here, 'results.md'), md.join('\n'));
+  process.stderr.write(`bench: ${outcomes.length - failed.length} of ${outcomes.length} ran; bench/results.md and bench/results.json written (${seconds} s)\n`);
+} else {
+  // A selection leaves the results of the whole run alone.
+  console.log(md.join('\n'));
+  process.stderr.write(`bench: ${outcomes.length - failed.length} of ${outcomes.length} ran (${seconds} s)\n`);
+}
 process.exit(failed.length === 0 ? 0 : 1);
