@@ -2,7 +2,7 @@
 // process (the compiled CLI, in-memory or SQLite state) and W light workers simulated in this process
 // (bench/bench-worker.ts) that answer each lease at once with the honest scores. A job of small shards runs from
 // submission to its last result; the coordinator's CPU seconds (its own /metrics) over that time, divided by the
-// shards, is what dispatching a lease and accounting its result cost. Submission is timed apart. The job runs --reps
+// shards, is what dispatching a lease and accounting its result cost (its CPU from /proc, bench/processes.ts). Submission is timed apart. The job runs --reps
 // times in the same pool (this machine is shared and noisy); the table gives the median and the range.
 //
 //   npm run build && node dist/bench/coordinator.js [--workers 50] [--shards 20000] [--shard-size 8] [--state memory|sqlite]
@@ -58,11 +58,11 @@ try {
     const columns = await api.columnsBody(featureMatrix(ids, rows, 4));
     const { id } = await api.createJob({ kind: 'score', model: modelHash, columns, shardSize, batchSize: shardSize });
     const t1 = performance.now();
-    const cpu0 = await cpuSeconds(url, 'c');
+    const cpu0 = cpuSeconds(coord.pid);
     let got = 0;
     await api.followResults(id, () => got++);
     const t2 = performance.now();
-    const cpu1 = await cpuSeconds(url, 'c');
+    const cpu1 = cpuSeconds(coord.pid);
     if (got !== n) throw new Error(`job ${id}: ${got} of ${n} results`);
     return { submitS: (t1 - t0) / 1000, runS: (t2 - t1) / 1000, cpuS: cpu1 - cpu0 };
   };

@@ -10,6 +10,7 @@
 import { Agent, createServer, request } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { readFileSync } from 'node:fs';
+import { cpuSeconds } from './processes.js';
 
 export interface Latencies {
   requests: number;
@@ -41,17 +42,6 @@ function statusKb(pid: number, key: string): number {
     return m === null ? 0 : Number(m[1]);
   } catch {
     return 0; // the process is gone
-  }
-}
-
-/** utime + stime of /proc/PID/stat in seconds (USER_HZ is 100 on Linux). */
-function cpuSeconds(pid: number): number {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    return (Number(fields[11]) + Number(fields[12])) / 100;
-  } catch {
-    return 0;
   }
 }
 

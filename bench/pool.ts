@@ -83,9 +83,9 @@ try {
         await api.ensureBlob(bundle.hash, bundle.bytes);
         await runJob(api, bundle.hash, warm);
         for (const form of submitForms) {
-          const cpu0 = await cpuSeconds(url, 'c');
+          const cpu0 = cpuSeconds(children[0]?.pid);
           const { total, submit } = await runJob(api, bundle.hash, timed, form);
-          const cpu1 = await cpuSeconds(url, 'c');
+          const cpu1 = cpuSeconds(children[0]?.pid);
           const shards = Math.ceil(totalItems / shardSize);
           const rate = (s: number) => Math.round(totalItems / s).toLocaleString('en-US');
           const line = `| ${m.name} | ${n} | ${used} | ${form} | ${rate(total)} | ${submit.toFixed(2)} | ${rate(total - submit)} | ${(((cpu1 - cpu0) * 1000) / shards).toFixed(2)} |`;

@@ -1,6 +1,7 @@
 // Child processes for the pool benchmarks (bench/pool.ts, bench/train.ts): the compiled CLI (bin/fedpool.js) as a
 // coordinator and N workers, their first matching stdout line, their shutdown, and the coordinator's CPU time.
 import { spawn, type ChildProcess } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
@@ -38,11 +39,20 @@ export async function stopAll(children: ChildProcess[]): Promise<void> {
   await Promise.all(children.map((c) => new Promise<void>((r) => (c.exitCode !== null ? r() : (c.once('exit', () => r()), c.kill('SIGTERM'))))));
 }
 
-/** The coordinator's own CPU seconds, from its /metrics. */
-export async function cpuSeconds(url: string, token: string): Promise<number> {
-  const text = await (await fetch(`${url}/metrics`, { headers: { authorization: `Bearer ${token}` } })).text();
-  const m = /^fedpool_process_cpu_seconds_total (\S+)$/m.exec(text);
-  return m ? Number(m[1]) : Number.NaN;
+/**
+ * A process's CPU seconds so far (user + system), from /proc/PID/stat (Linux; USER_HZ is 100, so 10 ms steps). Not
+ * from the coordinator's /metrics: it renders at most once a second, so two scrapes less than a second apart read
+ * the same figure. NaN when it cannot be read.
+ */
+export function cpuSeconds(pid: number | undefined): number {
+  if (pid === undefined) return Number.NaN;
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return (Number(fields[11]) + Number(fields[12])) / 100;
+  } catch {
+    return Number.NaN;
+  }
 }
 
 /**

@@ -164,15 +164,15 @@ interface JobFigures {
   cpuMsPerStep: number;
 }
 
-async function trainJob(api: CoordinatorApi, url: string, body: { model: string; config: unknown; data: unknown }): Promise<JobFigures> {
+async function trainJob(api: CoordinatorApi, coordinatorPid: number | undefined, body: { model: string; config: unknown; data: unknown }): Promise<JobFigures> {
   const { id } = await api.createJob({ kind: 'train', ...body });
   const lines: MetricLine[] = [];
-  let cpuFirst: Promise<number> | undefined;
+  let cpuFirst: number | undefined;
   await api.followLines(`/api/jobs/${encodeURIComponent(id)}/metrics?follow=1`, (value) => {
     lines.push(value as MetricLine);
-    cpuFirst ??= cpuSeconds(url, 'c');
+    cpuFirst ??= cpuSeconds(coordinatorPid);
   });
-  const cpuLast = await cpuSeconds(url, 'c');
+  const cpuLast = cpuSeconds(coordinatorPid);
   const job = await api.job(id);
   if (job.state !== 'done') throw new Error(`job ${id} ended ${job.state}: ${job.error ?? ''}`);
   const last = lines.at(-1);
@@ -180,7 +180,7 @@ async function trainJob(api: CoordinatorApi, url: string, body: { model: string;
   const shards = lines.reduce((a, l) => a + l.participants, 0);
   // A round without updates means the workers' shards failed: a throughput figure would be meaningless.
   if (lines.some((l) => l.participants === 0)) throw new Error(`job ${id}: ${lines.filter((l) => l.participants === 0).length} of ${lines.length} steps aggregated no update; last warnings:\n${childWarnings.join('\n')}`);
-  return { steps: lines.length, shards, seconds: last.time, cpuMsPerStep: lines.length > 1 ? ((cpuLast - (await cpuFirst)) * 1000) / (lines.length - 1) : Number.NaN };
+  return { steps: lines.length, shards, seconds: last.time, cpuMsPerStep: lines.length > 1 ? ((cpuLast - cpuFirst) * 1000) / (lines.length - 1) : Number.NaN };
 }
 
 const dir = mkdtempSync(path.join(tmpdir(), 'fedpool-bench-train-'));
@@ -214,9 +214,9 @@ try {
         const { url, backend: used } = await startPool(children, w, ['--threads', threads, '--backend', backend], recordWarning);
         const api = new CoordinatorApi(url, 'c');
         await api.ensureBlob(hash, bytes);
-        await trainJob(api, url, { model: hash, config: config(1, 1), data });
+        await trainJob(api, children[0]?.pid, { model: hash, config: config(1, 1), data });
         for (const steps of localSteps) {
-          const r = await trainJob(api, url, { model: hash, config: config(steps, rounds), data });
+          const r = await trainJob(api, children[0]?.pid, { model: hash, config: config(steps, rounds), data });
           const line =
             `| ${m.name} | ${params.toLocaleString('en-US')} | ${w} | ${used} | ${steps} | ${r.steps} × ${perStep} | ${fmt(r.seconds)} | ` +
             `${fmt(r.shards / r.seconds)} | ${fmt(r.steps / r.seconds)} | ${fmt(r.cpuMsPerStep, 0)} |`;
