@@ -1,5 +1,6 @@
-// Child processes for the pool benchmarks (bench/pool.ts, bench/train.ts): the compiled CLI (bin/fedpool.js) as a
-// coordinator and N workers, their first matching stdout line, their shutdown, and the coordinator's CPU time.
+// Child processes for the benchmarks (bench/pool.ts, bench/train.ts, bench/coordinator.ts): the compiled CLI
+// (bin/fedpool.js) as a coordinator and N workers, their first matching stdout line, their shutdown, and a process's
+// CPU time (also the open-pool probe's).
 import { spawn, type ChildProcess } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
