@@ -1,7 +1,7 @@
-// A worker simulated on a raw socket.io-client socket with the protocol module, for the benchmarks that need many
-// light workers in one process (bench/open-pool.ts, bench/coordinator.ts): test/server/helpers.ts's FakeWorker (which
-// cannot be imported outside ava: its module imports ava through test/helpers/processes.ts), plus model fetching, a
-// source address and hooks for attacks.
+// A worker simulated on a raw socket.io-client socket with the protocol module: the tests' FakeWorker
+// (test/server/helpers.ts gives it the tests' defaults) and the benchmarks' light workers (bench/open-pool.ts,
+// bench/coordinator.ts), which also fetch models, pick a source address and take hooks for attacks. It imports nothing
+// from ava, so benchmarks can use it outside the test runner.
 import { createHash } from 'node:crypto';
 import { io, type ManagerOptions, type Socket as ClientSocket, type SocketOptions } from 'socket.io-client';
 import {
@@ -14,16 +14,20 @@ import {
   type CoordinatorToWorkerEvents,
   type MessageOf,
   type ScoreItem,
+  type ScorerApi,
   type WorkerToCoordinatorEvents,
 } from '../shared/protocol/index.js';
 
 export type Lease = MessageOf<'lease'>;
 
-/** What an honest worker scores an item: the float32 sum of its features. */
+/** What an honest simulated worker scores an item: the float32 sum of its features (or the text length). */
 export function fakeScore(item: ScoreItem): number {
-  let s = 0;
-  for (const v of (item.features?.data ?? new Float32Array(0)) as Float32Array) s += v;
-  return Math.fround(s);
+  if (item.features !== undefined) {
+    let s = 0;
+    for (const v of item.features.data as Float32Array) s += v;
+    return Math.fround(s);
+  }
+  return (item.prompt?.length ?? 0) + (item.response?.length ?? 0);
 }
 
 export interface BenchWorkerOptions {
@@ -31,13 +35,17 @@ export interface BenchWorkerOptions {
   /** The worker token. */
   token: string;
   threads?: number;
-  /** Answer leases with the honest scores (default true); a custom `onLease` replaces this. */
+  /** Answer leases with the honest scores (default true; the field `auto` changes it later); `onLease` replaces this. */
   auto?: boolean;
   onLease?: (w: BenchWorker, lease: Lease) => void;
+  /** Delay before each automatic answer. */
   delayMs?: number;
   heartbeat?: boolean;
-  /** Fetch (and check) a lease's model blob before answering it, as a real worker does (default: when auto). */
+  /** Fetch (and check) a lease's model blob before answering it, as a real worker does (default false). */
   fetchModels?: boolean;
+  /** The inference server it claims to front (its hello's capabilities.scorer). */
+  scorer?: { api: ScorerApi; model: string };
+  /** What its automatic answers send instead of the honest scores (a liar). */
   lie?: (honest: Float32Array) => Float32Array;
   /** The source address of the connection (127.0.0.0/8 is all loopback on Linux). */
   localAddress?: string;
@@ -47,7 +55,13 @@ export class BenchWorker {
   readonly held = new Map<string, Lease>();
   readonly leases: Lease[] = [];
   readonly errors: MessageOf<'error'>[] = [];
-  readonly blobChunks: MessageOf<'blob'>[] = [];
+  readonly controls: MessageOf<'job-control'>[] = [];
+  readonly blobs: MessageOf<'blob'>[] = [];
+  /** The most leases it held at once, and the credit it last pulled. */
+  maxHeld = 0;
+  credit = 0;
+  auto: boolean;
+  delayMs: number;
   workerId = '';
   disconnected = false;
   disconnectedAt = 0;
@@ -62,11 +76,14 @@ export class BenchWorker {
     readonly socket: ClientSocket<CoordinatorToWorkerEvents, WorkerToCoordinatorEvents>,
     readonly options: BenchWorkerOptions,
   ) {
+    this.auto = options.auto ?? true;
+    this.delayMs = options.delayMs ?? 0;
     const opts = { direction: 'coordinator' as const };
     const fail = (e: Error): void => void this.errors.push({ type: 'error', code: 'local', message: e.message });
     onMessage(socket, 'lease', (m) => this.onLease(m), fail, opts);
     onMessage(socket, 'error', (m) => this.onError(m), fail, opts);
     onMessage(socket, 'job-control', (m) => {
+      this.controls.push(m);
       for (const [id, l] of this.held) if (l.jobId === m.jobId) this.held.delete(id);
       for (const [hash, ls] of this.waiting) this.waiting.set(hash, ls.filter((l) => l.jobId !== m.jobId));
     }, fail, opts);
@@ -94,7 +111,7 @@ export class BenchWorker {
       });
       const w = new BenchWorker(socket, options);
       const reply = await socket.timeout(30_000).emitWithAck('hello', encodeMessage({
-        type: 'hello', protocolVersion: PROTOCOL_VERSION, name: options.name, capabilities: { backend: 'cpu', threads: options.threads ?? 1, tasks: ['score'] },
+        type: 'hello', protocolVersion: PROTOCOL_VERSION, name: options.name, capabilities: { backend: 'cpu', threads: options.threads ?? 1, tasks: ['score'], ...(options.scorer === undefined ? {} : { scorer: options.scorer }) },
       }));
       const welcome = decodeMessage(reply, { direction: 'coordinator' });
       if (welcome.type !== 'welcome') throw new Error(`expected welcome, got ${JSON.stringify(welcome)}`);
@@ -112,19 +129,21 @@ export class BenchWorker {
   }
 
   pull(credit: number): void {
+    this.credit = credit;
     if (this.socket.connected) sendMessage(this.socket, { type: 'pull', credit });
   }
 
   private onLease(m: Lease): void {
     this.leases.push(m);
     this.held.set(m.leaseId, m);
+    this.maxHeld = Math.max(this.maxHeld, this.held.size);
     if (this.options.onLease !== undefined) {
       this.options.onLease(this, m);
       return;
     }
-    if (!(this.options.auto ?? true)) return;
+    if (!this.auto) return;
     const hash = m.task.kind === 'score' ? m.task.modelHash : undefined;
-    if ((this.options.fetchModels ?? true) && hash !== undefined && !this.models.has(hash)) {
+    if ((this.options.fetchModels ?? false) && hash !== undefined && !this.models.has(hash)) {
       const waiting = this.waiting.get(hash);
       if (waiting !== undefined) waiting.push(m);
       else {
@@ -140,12 +159,12 @@ export class BenchWorker {
     const answer = (): void => {
       if (this.held.has(m.leaseId) && this.socket.connected) this.answer(m, this.options.lie === undefined ? undefined : this.options.lie(this.scoresFor(m)));
     };
-    if ((this.options.delayMs ?? 0) > 0) setTimeout(answer, this.options.delayMs);
+    if (this.delayMs > 0) setTimeout(answer, this.delayMs);
     else setImmediate(answer);
   }
 
   private onBlob(m: MessageOf<'blob'>): void {
-    this.blobChunks.push(m);
+    this.blobs.push(m);
     if (!this.waiting.has(m.hash)) return;
     const parts = this.parts.get(m.hash) ?? [];
     parts.push(m.data);
@@ -176,6 +195,7 @@ export class BenchWorker {
   scoresFor(lease: Lease): Float32Array {
     if (lease.task.kind !== 'score') throw new Error('not a score lease');
     const task = lease.task;
+    // Feature shards arrive as one matrix: score its rows as items.
     const items: ScoreItem[] =
       task.matrix !== undefined
         ? task.matrix.ids.map((id, i) => {
@@ -183,9 +203,12 @@ export class BenchWorker {
             return { id, features: Tensor.float32((task.matrix?.features.data as Float32Array).slice(i * dim, (i + 1) * dim)) };
           })
         : (task.items ?? []);
+    // A log-prob task takes three values per item: the fake score, then its double and its negation.
+    if (task.scorer?.output === 'logprobs') return Float32Array.from(items.flatMap((it) => [fakeScore(it), 2 * fakeScore(it), -fakeScore(it)]));
     return Float32Array.from(items.map((it) => fakeScore(it)));
   }
 
+  /** Sends the (fake) result of a lease it holds, or of any lease given. */
   answer(lease: Lease, scores = this.scoresFor(lease)): void {
     this.held.delete(lease.leaseId);
     sendMessage(this.socket, { type: 'result', leaseId: lease.leaseId, shardId: lease.shardId, payload: { kind: 'scores', scores: Tensor.float32(scores) }, elapsedMs: 1 });

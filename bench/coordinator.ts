@@ -48,7 +48,7 @@ try {
   const model = Buffer.from('a model the light workers only fetch');
   const modelHash = createHash('sha256').update(model).digest('hex');
   await api.ensureBlob(modelHash, model);
-  for (let k = 0; k < workerCount; k++) workers.push(await BenchWorker.connect(url, { name: `light-${k}`, token: 'w', threads: 4 }));
+  for (let k = 0; k < workerCount; k++) workers.push(await BenchWorker.connect(url, { name: `light-${k}`, token: 'w', threads: 4, fetchModels: true }));
   for (const w of workers) w.pull(8);
 
   const job = async (n: number): Promise<{ submitS: number; runS: number; cpuS: number }> => {

@@ -385,7 +385,7 @@ async function workers(url: string): Promise<WorkerView[]> {
 
 /** A BenchWorker (bench/bench-worker.ts) with this bench's worker token unless given another. */
 function connectWorker(url: string, options: Omit<BenchWorkerOptions, 'token'> & { token?: string }): Promise<BenchWorker> {
-  return BenchWorker.connect(url, { token: WORKER_TOKEN, ...options });
+  return BenchWorker.connect(url, { token: WORKER_TOKEN, fetchModels: true, ...options });
 }
 
 function expectedScore(item: Item): number {
@@ -800,8 +800,8 @@ const rows: RowSpec[] = [
         const served = metric(await metricsText(ctx.url), 'fedpool_blob_bytes_served_total');
         for (const w of hoarders) w.rawWebSocket()?.resume();
         await sleep(3000);
-        const chunks = hoarders.reduce((s, w) => s + w.blobChunks.length, 0);
-        const finals = hoarders.reduce((s, w) => s + w.blobChunks.filter((c) => c.final).length, 0);
+        const chunks = hoarders.reduce((s, w) => s + w.blobs.length, 0);
+        const finals = hoarders.reduce((s, w) => s + w.blobs.filter((c) => c.final).length, 0);
         const cut = hoarders.filter((w) => w.disconnected).length;
         for (const w of hoarders) w.close();
         return `${n * 300} requests, paused 8 s: ${(served / 1024 / 1024).toFixed(0)} MiB written to ${n === 1 ? 'its socket' : 'their sockets'} meanwhile; after resuming ${chunks} chunks, ${finals} whole transfer(s) arrived; ${cut} disconnected`;

@@ -2,7 +2,7 @@
 // uploaded bundle's manifest at submit, score jobs that go only to workers whose inference server serves that
 // embedding model (and wait, saying why, while none is connected), a restart that keeps the key, and training jobs
 // that lease only to workers fronting that embedding server and refuse central data. In-process coordinator, fake
-// workers (score leases answered with fakeScore) and an in-process Pool with a recording sink.
+// workers (score leases answered with fakeScore, bench/bench-worker.ts) and an in-process Pool with a recording sink.
 import test, { type ExecutionContext } from 'ava';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';

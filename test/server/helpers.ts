@@ -1,26 +1,13 @@
 // Test helpers for the coordinator: spawn the real CLI, talk HTTP, and simulate workers with raw
-// socket.io-client sockets speaking the protocol module (the real worker lives in client/).
+// socket.io-client sockets speaking the protocol module (bench/bench-worker.ts; the real worker lives in client/).
 import type { ExecutionContext } from 'ava';
 import type { ChildProcess } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { io, type Socket as ClientSocket } from 'socket.io-client';
-import {
-  PROTOCOL_VERSION,
-  Tensor,
-  decodeMessage,
-  encodeMessage,
-  onMessage,
-  sendMessage,
-  type CoordinatorToWorkerEvents,
-  type MessageOf,
-  type ScoreItem,
-  type ScorerApi,
-  type WorkerToCoordinatorEvents,
-} from '../../shared/protocol/index.js';
 import { cleanEnv, startFedpool } from '../helpers/processes.js';
+import { BenchWorker, type BenchWorkerOptions } from '../../bench/bench-worker.js';
 
 export const WORKER_TOKEN = 'w';
 export const CLIENT_TOKEN = 'c';
@@ -139,16 +126,6 @@ export function featureItems(n: number, dim = 4, prefix = 'i'): { id: string; fe
   return Array.from({ length: n }, (_, i) => ({ id: `${prefix}${i}`, features: Array.from({ length: dim }, (_, j) => ((i * 7 + j * 3) % 11) / 4) }));
 }
 
-/** What fake workers return for an item: the float32 sum of its features (or the text length). */
-export function fakeScore(item: ScoreItem): number {
-  if (item.features !== undefined) {
-    let s = 0;
-    for (const v of item.features.data as Float32Array) s += v;
-    return Math.fround(s);
-  }
-  return (item.prompt?.length ?? 0) + (item.response?.length ?? 0);
-}
-
 export function expectedScore(item: { features?: number[]; prompt?: string; response?: string }): number {
   if (item.features !== undefined) {
     let s = 0;
@@ -158,129 +135,16 @@ export function expectedScore(item: { features?: number[]; prompt?: string; resp
   return (item.prompt?.length ?? 0) + (item.response?.length ?? 0);
 }
 
-type Lease = MessageOf<'lease'>;
+export type FakeWorkerOptions = Partial<BenchWorkerOptions>;
 
-export interface FakeWorkerOptions {
-  name?: string;
-  token?: string;
-  /** Answer leases automatically with fakeScore (default true). */
-  auto?: boolean;
-  /** Delay before each automatic answer. */
-  delayMs?: number;
-  heartbeat?: boolean;
-  /** The inference server it claims to front (its hello's capabilities.scorer). */
-  scorer?: { api: ScorerApi; model: string };
-  /** What its automatic answers send instead of the honest scores (a liar). */
-  lie?: (honest: Float32Array) => Float32Array;
-}
-
-/** A worker simulated with a raw socket.io-client socket and the protocol module. */
-export class FakeWorker {
-  readonly held = new Map<string, Lease>();
-  readonly leases: Lease[] = [];
-  readonly errors: MessageOf<'error'>[] = [];
-  readonly controls: MessageOf<'job-control'>[] = [];
-  readonly blobs: MessageOf<'blob'>[] = [];
-  maxHeld = 0;
-  credit = 0;
-  workerId = '';
-  auto: boolean;
-  delayMs: number;
-  disconnected = false;
-  private readonly lie: ((honest: Float32Array) => Float32Array) | undefined;
-  private heartbeatTimer: NodeJS.Timeout | undefined;
-
-  private constructor(
-    readonly socket: ClientSocket<CoordinatorToWorkerEvents, WorkerToCoordinatorEvents>,
-    options: FakeWorkerOptions,
-  ) {
-    this.auto = options.auto ?? true;
-    this.delayMs = options.delayMs ?? 0;
-    this.lie = options.lie;
-    const opts = { direction: 'coordinator' as const };
-    const fail = (e: Error): void => void this.errors.push({ type: 'error', code: 'local', message: e.message });
-    onMessage(socket, 'lease', (m) => this.onLease(m), fail, opts);
-    onMessage(socket, 'error', (m) => void this.errors.push(m), fail, opts);
-    onMessage(socket, 'job-control', (m) => {
-      this.controls.push(m);
-      for (const [id, l] of this.held) if (l.jobId === m.jobId) this.held.delete(id);
-    }, fail, opts);
-    onMessage(socket, 'blob', (m) => void this.blobs.push(m), fail, opts);
-    socket.on('disconnect', () => {
-      this.disconnected = true;
-      if (this.heartbeatTimer !== undefined) clearInterval(this.heartbeatTimer);
-    });
-  }
-
-  static async connect(url: string, options: FakeWorkerOptions = {}): Promise<FakeWorker> {
-    const socket: ClientSocket<CoordinatorToWorkerEvents, WorkerToCoordinatorEvents> = io(url, {
-      auth: { token: options.token ?? WORKER_TOKEN }, extraHeaders: { authorization: `Bearer ${options.token ?? WORKER_TOKEN}` },
-      transports: ['websocket'], reconnection: false, forceNew: true,
-    });
-    await new Promise<void>((resolve, reject) => {
-      socket.once('connect', () => resolve());
-      socket.once('connect_error', (e) => reject(e));
-    });
-    const w = new FakeWorker(socket, options);
-    const reply = await socket.timeout(30_000).emitWithAck('hello', encodeMessage({
-      type: 'hello', protocolVersion: PROTOCOL_VERSION, name: options.name ?? 'fake', capabilities: { backend: 'cpu', threads: 1, tasks: ['score'], ...(options.scorer === undefined ? {} : { scorer: options.scorer }) },
-    }));
-    const welcome = decodeMessage(reply, { direction: 'coordinator' });
-    if (welcome.type !== 'welcome') throw new Error(`expected welcome, got ${JSON.stringify(welcome)}`);
-    w.workerId = welcome.workerId;
-    if (options.heartbeat ?? true) {
-      w.heartbeatTimer = setInterval(() => {
-        if (socket.connected) sendMessage(socket, { type: 'heartbeat', time: Date.now(), inFlight: w.held.size });
-      }, welcome.heartbeatMs);
-    }
-    return w;
-  }
-
-  pull(credit: number): void {
-    this.credit = credit;
-    sendMessage(this.socket, { type: 'pull', credit });
-  }
-
-  private onLease(m: Lease): void {
-    this.leases.push(m);
-    this.held.set(m.leaseId, m);
-    this.maxHeld = Math.max(this.maxHeld, this.held.size);
-    if (this.auto) {
-      const answer = (): void => {
-        if (this.held.has(m.leaseId) && this.socket.connected) this.answer(m, this.lie === undefined ? undefined : this.lie(this.scoresFor(m)));
-      };
-      if (this.delayMs > 0) setTimeout(answer, this.delayMs);
-      else setImmediate(answer);
-    }
-  }
-
-  scoresFor(lease: Lease): Float32Array {
-    if (lease.task.kind !== 'score') throw new Error('not a score lease');
-    const task = lease.task;
-    // Feature shards arrive as one matrix: score its rows as items.
-    const items: ScoreItem[] =
-      task.matrix !== undefined
-        ? task.matrix.ids.map((id, i) => {
-            const dim = task.matrix?.features.shape[1] ?? 0;
-            return { id, features: Tensor.float32((task.matrix?.features.data as Float32Array).slice(i * dim, (i + 1) * dim)) };
-          })
-        : (task.items ?? []);
-    // A log-prob task takes three values per item: the fake score, then its double and its negation.
-    if (task.scorer?.output === 'logprobs') return Float32Array.from(items.flatMap((it) => [fakeScore(it), 2 * fakeScore(it), -fakeScore(it)]));
-    return Float32Array.from(items.map((it) => fakeScore(it)));
-  }
-
-  /** Sends the (fake) result of a lease it holds, or of any lease given. */
-  answer(lease: Lease, scores = this.scoresFor(lease)): void {
-    this.held.delete(lease.leaseId);
-    sendMessage(this.socket, { type: 'result', leaseId: lease.leaseId, shardId: lease.shardId, payload: { kind: 'scores', scores: Tensor.float32(scores) }, elapsedMs: 1 });
-  }
-
-  close(): void {
-    if (this.heartbeatTimer !== undefined) clearInterval(this.heartbeatTimer);
-    this.socket.close();
-  }
-}
+/**
+ * A worker simulated with a raw socket.io-client socket and the protocol module (bench/bench-worker.ts), with the
+ * tests' token and name unless given others; it answers leases with fakeScore and does not fetch models.
+ */
+export type FakeWorker = BenchWorker;
+export const FakeWorker = {
+  connect: (url: string, options: FakeWorkerOptions = {}): Promise<FakeWorker> => BenchWorker.connect(url, { token: WORKER_TOKEN, name: 'fake', ...options }),
+};
 
 /** A feature job's results are every item, in input order, with the fake workers' score (within float32 rounding). */
 export async function checkResults(t: { deepEqual: (a: unknown, b: unknown) => void; true: (v: boolean) => void }, url: string, id: string, items: { id: string; features: number[] }[]): Promise<void> {
