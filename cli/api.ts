@@ -2,7 +2,7 @@
 // coordinator and what went wrong, so every command reports connection and token problems the same way.
 import { createHash } from 'node:crypto';
 import { Agent, Response, fetch, request, type Dispatcher } from 'undici';
-import { encodeTextBlob } from '../shared/data/text-blob.js';
+import { TextBlobError, encodeTextBlob } from '../shared/data/text-blob.js';
 import { certificateAdvice, certificateRefusal } from '../shared/tls.js';
 import { credentials } from './credentials.js';
 import { UserError } from './errors.js';
@@ -119,7 +119,7 @@ export class CoordinatorApi {
    * responses as a text blob; never parsed as JSON, and the coordinator slices each shard from the blob file.
    */
   async columnsBody(items: PlannedItems): Promise<ColumnsBody> {
-    const bytes = 'features' in items ? new Uint8Array(items.features.buffer, items.features.byteOffset, items.features.byteLength) : encodeTextBlob(items.prompts, items.responses);
+    const bytes = 'features' in items ? new Uint8Array(items.features.buffer, items.features.byteOffset, items.features.byteLength) : textBlob(items.prompts, items.responses);
     const hash = createHash('sha256').update(bytes).digest('hex');
     await this.ensureBlob(hash, bytes);
     return 'features' in items ? { ids: items.ids, features: { dim: items.dim, blob: hash } } : { ids: items.ids, text: { blob: hash } };
@@ -178,6 +178,16 @@ export class CoordinatorApi {
 export function coordinatorApi(options: Record<string, unknown>, command: string): CoordinatorApi {
   const { token, ca } = credentials(options, command);
   return new CoordinatorApi(String(options['url']), token, { ca });
+}
+
+/** The text blob of a job's items; its one limit (4 GiB of text) as one line, not a stack trace. */
+function textBlob(prompts: readonly string[], responses: readonly string[]): Uint8Array {
+  try {
+    return encodeTextBlob(prompts, responses);
+  } catch (e) {
+    if (e instanceof TextBlobError) throw new UserError(`fedpool score: the input's texts cannot go in one job (${e.message}); split the input`);
+    throw e;
+  }
 }
 
 async function errorText(res: Response): Promise<string> {

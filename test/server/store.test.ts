@@ -560,13 +560,18 @@ test('sqlite: shards of a job whose write in steps a crash cut short are removed
   t.is((check.prepare('SELECT COUNT(*) AS n FROM job_meta_parts').get() as { n: number }).n, 0);
 });
 
-test('sqlite: an upload is written to disk as it arrives; a refused or broken one leaves no file behind', async (t) => {
+/** A SQLite store in a temporary folder (removed after the test) and its BlobStore. */
+function sqliteBlobs(t: { teardown: (fn: () => void) => void }): { file: string; store: SqliteStore; blobs: BlobStore } {
   const { dir, cleanup } = tempDir();
   t.teardown(cleanup);
   const file = join(dir, 'state.db');
   const store = new SqliteStore(file);
   t.teardown(() => store.close());
-  const blobs = new BlobStore(store);
+  return { file, store, blobs: new BlobStore(store) };
+}
+
+test('sqlite: an upload is written to disk as it arrives; a refused or broken one leaves no file behind', async (t) => {
+  const { file, store, blobs } = sqliteBlobs(t);
   const bytes = new Uint8Array(3 * 1024 * 1024 + 17).map((_, i) => (i * 7) % 253);
   const hash = createHash('sha256').update(bytes).digest('hex');
   async function* body(parts: number, breakAt = -1) {
@@ -587,12 +592,7 @@ test('sqlite: an upload is written to disk as it arrives; a refused or broken on
 });
 
 test('sqlite: a blob file replaced on disk after it was read is hashed again from the new file and removed when it does not match', async (t) => {
-  const { dir, cleanup } = tempDir();
-  t.teardown(cleanup);
-  const file = join(dir, 'state.db');
-  const store = new SqliteStore(file);
-  t.teardown(() => store.close());
-  const blobs = new BlobStore(store);
+  const { file, store, blobs } = sqliteBlobs(t);
   const hash = blobs.put(Uint8Array.of(1, 2, 3, 4));
   t.deepEqual(blobs.readRange(hash, 0, 4), Uint8Array.of(1, 2, 3, 4)); // the file is now open for reading
   const path = join(`${file}.blobs`, hash);
