@@ -9,6 +9,7 @@ import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { distIsCurrent } from './helpers/fedpool.js';
 
 const root = fileURLToPath(new URL('../', import.meta.url));
 const avaCli = path.join(root, 'node_modules/ava/entrypoints/cli.mjs');
@@ -32,6 +33,8 @@ function leftovers(): { pid: number; cmd: string }[] {
   return found;
 }
 
+// Said once, so that a slow run from source (dist/ older than a source file) is not a mystery.
+console.error(distIsCurrent() ? 'run-suite: tests run the CLI from dist/ (current with every source file)' : 'run-suite: dist/ is missing or older than a source file: tests run the CLI from source through tsx (slower; npm test builds first)');
 const started = performance.now();
 // npm test starts this runner with TSX_DISABLE_CACHE=1, so that tsx keeps no cache of it in the OS temp folder;
 // the suite's processes compile much more and get tsx's cache back, in the run's own temp folder.

@@ -1,4 +1,4 @@
-// `fedpool model init` run as users run it (the CLI from source through tsx), then loaded back.
+// `fedpool model init` run as users run it (the CLI as a process), then loaded back.
 import test from 'ava';
 import { mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';

@@ -1,5 +1,5 @@
 // The evaluation pool end to end, as users run it: a real coordinator, real worker processes, the real
-// `fedpool score` — all spawned from source on loopback.
+// `fedpool score` — all spawned on loopback.
 import test from 'ava';
 import { readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';

@@ -23,7 +23,7 @@ export async function stop(w: WorkerProcess): Promise<void> {
   await w.child.stop();
 }
 
-/** `fedpool model init --out <dir>/model …args` from source, to its exit; throws with its stderr if it fails. */
+/** `fedpool model init --out <dir>/model …args` to its exit; throws with its stderr if it fails. */
 export async function modelInit(dir: string, args: string[]): Promise<void> {
   const r = await runFedpool(['model', 'init', '--out', path.join(dir, 'model'), ...args]);
   if (r.status !== 0) throw new Error(`fedpool model init exited ${r.status}: ${r.stderr}`);

@@ -1,5 +1,5 @@
 // `fedpool simulate --live`: a sim.json on a real coordinator process with simulated socket.io workers in worker-host
-// processes, through the CLI from source. The runs must learn, reproduce the simulator's qualitative finding under
+// processes, through the CLI. The runs must learn, reproduce the simulator's qualitative finding under
 // attack, report the coordinator's CPU and memory, stop async runs at maxTime, and leave no process behind.
 import test, { type ExecutionContext } from 'ava';
 import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';

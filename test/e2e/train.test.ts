@@ -1,5 +1,5 @@
 // Federated training end to end: a real coordinator, two real worker processes and the real `fedpool train`, all
-// spawned from source on loopback. Synthetic Gaussian classes, central data, Dirichlet(0.5) over 12 clients.
+// on loopback. Synthetic Gaussian classes, central data, Dirichlet(0.5) over 12 clients.
 import test from 'ava';
 import { readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';

@@ -1,15 +1,15 @@
 // The one way tests start processes. Every child is tracked by the PID we started, in its own process group, and
 // is killed on every way out of a test file: the test's teardown (when the test passes `t`), a start-up line that
 // never comes, a command that runs past its limit, the file's process exiting, and ava's SIGTERM on a timeout. The
-// CLI runs from source through tsx resolved by absolute path from this checkout, so a child never depends on its
-// working folder (a spawn from a temp folder cannot resolve a bare `tsx`).
+// CLI runs by absolute path from this checkout (bin/fedpool.js when dist/ is current, else the source through tsx's
+// loader resolved here), so a child never depends on its working folder.
 import { registerCompletionHandler, type ExecutionContext } from 'ava';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { fedpoolEntry } from './fedpool.js';
+import { fedpoolArgv as argvFor } from './fedpool.js';
 
 /** The checkout's root folder. */
 export const root = fileURLToPath(new URL('../../', import.meta.url));
@@ -17,9 +17,9 @@ export const root = fileURLToPath(new URL('../../', import.meta.url));
 /** tsx's loader in this checkout's node_modules, as an absolute file URL. */
 export const tsxLoader = import.meta.resolve('tsx');
 
-/** Node arguments that run the fedpool CLI from source: `process.execPath` + these + the command's arguments. */
+/** Node arguments that run the fedpool CLI (compiled when dist/ is current, else from source; see fedpool.ts). */
 export function fedpoolArgv(args: readonly string[]): string[] {
-  return [`--import=${tsxLoader}`, fedpoolEntry, ...args];
+  return argvFor(tsxLoader, args);
 }
 
 /** Limits sized for a loaded 2-core machine: a start or a run past them is a hang, not slowness. */
@@ -207,7 +207,7 @@ export function start(t: ExecutionContext | null, command: string, args: readonl
   return child;
 }
 
-/** `fedpool ARGS` from source; see start. */
+/** `fedpool ARGS`; see start. */
 export function startFedpool(t: ExecutionContext | null, args: readonly string[], options: StartOptions = {}): Child {
   return start(t, process.execPath, fedpoolArgv(args), options);
 }
@@ -240,7 +240,7 @@ export async function run(command: string, args: readonly string[], options: Sta
   }
 }
 
-/** `fedpool ARGS` from source to its exit; see run. */
+/** `fedpool ARGS` to its exit; see run. */
 export function runFedpool(args: readonly string[], options: StartOptions & { ms?: number } = {}): Promise<RunResult> {
   return run(process.execPath, fedpoolArgv(args), options);
 }

@@ -29,7 +29,7 @@ export interface CoordinatorProcess {
 }
 
 /**
- * Spawns `fedpool coordinator` from source and waits for its listening line (a loaded machine gets a generous
+ * Spawns `fedpool coordinator` and waits for its listening line (a loaded machine gets a generous
  * limit; past it, or if the process exits first, it is killed and this rejects). With `t`, the test's teardown
  * stops it; without, the caller does (and the file's exit backstop kills it if nobody did).
  */

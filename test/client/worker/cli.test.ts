@@ -1,4 +1,4 @@
-// `fedpool worker` as users run it (from source through tsx), against the fake coordinator: the connected line,
+// `fedpool worker` as users run it (a real process), against the fake coordinator: the connected line,
 // real scoring through the piscina pool, SIGTERM drain, a refused token, option errors.
 import test, { type ExecutionContext } from 'ava';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -17,7 +17,7 @@ test.after.always(() => rmSync(scratch, { recursive: true, force: true }));
 
 const env = cleanEnv({ FEDPOOL_LOG: 'info', FEDPOOL_CACHE_DIR: join(scratch, 'cache') });
 
-/** The CLI from source, stopped by the test's teardown. */
+/** The CLI as a process, stopped by the test's teardown. */
 function cli(t: ExecutionContext, ...args: string[]): Child {
   return startFedpool(t, args, { env });
 }
