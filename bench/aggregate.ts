@@ -6,7 +6,8 @@
 // (bench/aggregate_numpy.py) makes its own data of the same sizes and runs in a child python3 whose environment
 // lacks OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE (set on some machines here for old OpenBLAS builds; they slow a
 // current numpy); the table footer says which OpenBLAS kernel and thread count numpy then used.
-// fedpool is single-threaded JavaScript; numpy's BLAS calls may use every core.
+// fedpool runs on one thread: its WebAssembly SIMD kernels (docs/kernels.md) where a rule has them, measured beside its
+// scalar JavaScript reference (the fallback where WebAssembly cannot run); numpy's BLAS calls may use every core.
 import { spawnSync } from 'node:child_process';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -18,6 +19,7 @@ import {
   trimmedMean,
   weightedMean,
 } from '../shared/index.js';
+import { useKernels } from '../shared/kernels/wasm.js';
 import { mulberry32 } from '../shared/random.js';
 
 const args = process.argv.slice(2);
@@ -65,6 +67,7 @@ interface Row {
   key: string;
   label: string;
   ms: number;
+  scalarMs: number;
 }
 
 const rand = mulberry32(12345);
@@ -76,7 +79,10 @@ const g = (x: number): string => x.toExponential(0).replace('e+', 'e');
 const rows: Row[] = [];
 const add = (key: string, label: string, fn: () => unknown): void => {
   process.stderr.write(`fedpool ${label} …\n`);
-  rows.push({ key, label, ms: bestMs(fn) });
+  useKernels('js');
+  const scalarMs = bestMs(fn);
+  useKernels('wasm');
+  rows.push({ key, label, ms: bestMs(fn), scalarMs });
 };
 add('weightedMean', `weightedMean n=${nA} d=${g(dA)} (weighted)`, () => weightedMean(XA, w));
 add('nearestNeighborMixing', `nearestNeighborMixing n=${nB} d=${g(dB)} f=${f}`, () => nearestNeighborMixing(XB, f));
@@ -117,20 +123,20 @@ else {
 }
 
 // Table.
-const header = ['case', 'fedpool ms', 'numpy ms', 'ratio (fedpool/numpy)', 'numpy method'];
+const header = ['case', 'fedpool ms', 'scalar JS ms', 'numpy ms', 'ratio (fedpool/numpy)', 'numpy method'];
 const ms = (x: number): string => (x < 10 ? x.toFixed(2) : x.toFixed(1));
 const body = rows.map((r) => {
   const np = numpy?.results.find((x) => x.key === r.key);
-  return [r.label, ms(r.ms), np ? ms(np.ms) : 'n/a', np ? (r.ms / np.ms).toFixed(1) + '×' : 'n/a', np?.note ?? ''];
+  return [r.label, ms(r.ms), ms(r.scalarMs), np ? ms(np.ms) : 'n/a', np ? (r.ms / np.ms).toFixed(1) + '×' : 'n/a', np?.note ?? ''];
 });
 const widths = header.map((h, c) => Math.max(h.length, ...body.map((b) => b[c].length)));
-const line = (cells: string[]): string => '| ' + cells.map((s, c) => (c === 0 || c === 4 ? s.padEnd(widths[c]) : s.padStart(widths[c]))).join(' | ') + ' |';
+const line = (cells: string[]): string => '| ' + cells.map((s, c) => (c === 0 || c === 5 ? s.padEnd(widths[c]) : s.padStart(widths[c]))).join(' | ') + ' |';
 console.log(`\nfedpool aggregation vs numpy${quick ? ' (--quick sizes)' : ''}: best of ${runs} runs after one warm-up\n`);
 console.log(line(header));
-console.log('|' + widths.map((wd, c) => (c === 0 || c === 4 ? ':' + '-'.repeat(wd + 1) : '-'.repeat(wd + 1) + ':')).join('|') + '|');
+console.log('|' + widths.map((wd, c) => (c === 0 || c === 5 ? ':' + '-'.repeat(wd + 1) : '-'.repeat(wd + 1) + ':')).join('|') + '|');
 for (const b of body) console.log(line(b));
 console.log('');
-console.log(`node ${process.version} (fedpool: single-threaded JS, float64 accumulation)`);
+console.log(`node ${process.version} (fedpool: one thread, WebAssembly SIMD kernels where a rule has them; scalar JS: float64 accumulation)`);
 if (numpy) {
   const b = numpy.blas;
   const show = (k: string): string => (b[k] === undefined || b[k] === null ? '?' : String(b[k]));

@@ -1,7 +1,9 @@
+import { wasmKernels } from '../kernels/wasm.js';
 import { BLOCK } from './validate.js';
 
 /**
- * out[r] = Σ_i coeffs[r·n + i] · updates[i] for every row r, accumulated in float64.
+ * out[r] = Σ_i coeffs[r·n + i] · updates[i] for every row r: by the WebAssembly kernel where it runs (float32 products
+ * summed eight inputs at a time, added in float64; docs/kernels.md), else accumulated in float64 here.
  * Works column block by column block so the block of every input stays in cache while all rows use it:
  * this is the one kernel behind weightedMean, multiKrum and NNM (a small dense matrix times the update stack).
  */
@@ -22,6 +24,11 @@ export function combineRows(updates: readonly Float32Array[], coeffs: Float64Arr
     if (firstSame[r] === r) for (let i = 0, o = r * n; i < n; i++) if (coeffs[o + i] !== 0) usedIdx[m++] = i;
   }
   usedStart[rows] = m;
+  const kernels = wasmKernels(d);
+  if (kernels !== null) {
+    kernels.combineRows(updates, coeffs, out, usedStart, usedIdx, Array.from(firstSame, (f, r) => f === r));
+    return out.map((o, r) => (firstSame[r] === r ? o : o.slice()));
+  }
   const acc = new Float64Array(Math.min(BLOCK, d));
   for (let j0 = 0; j0 < d; j0 += BLOCK) {
     const len = Math.min(BLOCK, d - j0);
@@ -108,7 +115,7 @@ export function combine(updates: readonly Float32Array[], coeffs: Float64Array):
   const n = updates.length;
   const d = n === 0 ? 0 : updates[0].length;
   // Short vectors (simulations with d ≈ 10 call this millions of times): no blocking, no row bookkeeping.
-  if (d <= BLOCK) {
+  if (d <= BLOCK && wasmKernels(d) === null) {
     const acc = new Float64Array(d);
     for (let i = 0; i < n; i++) {
       const c = coeffs[i];

@@ -1,3 +1,4 @@
+import { wasmKernels } from '../kernels/wasm.js';
 import { checkF, checkUpdates } from './validate.js';
 
 /** Sorts a[0..n) ascending in place; insertion sort for the small n typical of one round, native sort beyond. */
@@ -25,6 +26,9 @@ function sortedWindowMean(updates: readonly Float32Array[], lo: number, hi: numb
   const d = updates[0].length;
   const out = new Float32Array(d);
   const count = hi - lo;
+  const kernels = n <= 32 ? wasmKernels(d) : null;
+  // The kernel sorts four coordinates at once with the same placements as the loop below: bit-identical results.
+  if (kernels !== null) return kernels.sortedWindowMean(updates, lo, hi);
   if (n <= 32) {
     // Few inputs: insert each value as it is read, into col[1..n] behind a −∞ sentinel at col[0] (no value is
     // below it, NaN included, so the scan needs no bounds test). Same order as sortColumn, so the same sums.

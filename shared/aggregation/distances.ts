@@ -1,7 +1,9 @@
+import { wasmKernels } from '../kernels/wasm.js';
 import { BLOCK } from './validate.js';
 
 /**
- * Symmetric n×n matrix of squared L2 distances, row-major in a Float64Array.
+ * Symmetric n×n matrix of squared L2 distances, row-major in a Float64Array: by the WebAssembly kernel where it runs
+ * (float32 differences and squares in short runs, summed in float64; docs/kernels.md), else in float64 here.
  * Computed once per round and shared by Krum, multi-Krum and every NNM/NNA pivot.
  * Direct differences (not ‖a‖²+‖b‖²−2a·b) so identical inputs are exactly 0 apart and index tie-breaks are exact.
  */
@@ -49,6 +51,8 @@ function copyOfPrevious(updates: readonly Float32Array[]): Int32Array | null {
 function distinctSquaredDistances(updates: readonly Float32Array[]): Float64Array {
   const n = updates.length;
   const d = n === 0 ? 0 : updates[0].length;
+  const kernels = wasmKernels(d);
+  if (kernels !== null) return kernels.squaredDistances(updates);
   const D = new Float64Array(n * n);
   // Column blocks keep the n input slices in cache while all pairs use them.
   for (let j0 = 0; j0 < d; j0 += BLOCK) {
@@ -119,6 +123,8 @@ function blockDistance(x: Float32Array, y: Float32Array, j0: number, j1: number)
 /** ‖a − b‖² summed block by block in exactly the order of pairwiseSquaredDistances, so results agree bit for bit. */
 export function squaredDistance(a: Float32Array, b: Float32Array): number {
   const d = a.length;
+  const kernels = wasmKernels(d);
+  if (kernels !== null) return kernels.squaredDistances([a, b])[1];
   let total = 0;
   for (let j0 = 0; j0 < d; j0 += BLOCK) {
     const j1 = Math.min(d, j0 + BLOCK);
@@ -159,11 +165,19 @@ export function mixedSquaredDistances(D: Float64Array, W: Float64Array, n: numbe
       for (let k = 0; k < n; k++) M[r * n + k] += w * G[i * n + k];
     }
   }
-  const Gy = new Float64Array(rows * rows); // W G Wᵀ
+  // W G Wᵀ, each entry as ½(Mᵣ·Wₛ + Mₛ·Wᵣ): symmetric in r and s by construction, so rows with equal weights get
+  // bit-equal entries and mixed vectors that are the same in exact arithmetic tie exactly (Krum then picks the lower
+  // index, whatever rounding the distances carried); Mᵣ·Wₛ alone differs from Mₛ·Wᵣ in the last bits.
+  const Gy = new Float64Array(rows * rows);
   for (let r = 0; r < rows; r++) {
     for (let s = r; s < rows; s++) {
-      let v = 0;
-      for (let k = 0; k < n; k++) v += M[r * n + k] * W[s * n + k];
+      let a = 0;
+      let b = 0;
+      for (let k = 0; k < n; k++) {
+        a += M[r * n + k] * W[s * n + k];
+        b += M[s * n + k] * W[r * n + k];
+      }
+      const v = 0.5 * (a + b);
       Gy[r * rows + s] = v;
       Gy[s * rows + r] = v;
     }

@@ -1,0 +1,195 @@
+// The WebAssembly SIMD kernels behind the aggregation rules' hot loops (docs/kernels.md), with the Float32Array API
+// the rules keep. Each call walks the inputs in column blocks: a block of every input is copied into the module's
+// memory (one copy of each value, landing in cache), every kernel pass reads it there, and each output block is
+// copied back out. The module is instantiated synchronously on first use, from bytes built into the package.
+import { KERNELS_BASE64 } from './kernels-binary.js';
+import { AXPY_GROUP } from './wat.js';
+
+/** Vectors shorter than this take the scalar paths: the copies and calls would cost more than the loops save. */
+export const MIN_WASM_LENGTH = 256;
+/** Coordinates per column block of the distance kernel: fixed, because a pair's float64 sum is taken per block. */
+export const DISTANCE_BLOCK = 1024;
+/** Coordinates per column block of the other kernels, at most (fewer when n inputs would not fit in ~256 KiB). */
+const MAX_BLOCK = 4096;
+const CACHE_BYTES = 256 * 1024;
+
+interface Exports {
+  memory: WebAssembly.Memory;
+  axpy8: (acc: number, nvec: number, ...rowsThenCoeffs: number[]) => void;
+  demote: (acc: number, nvec: number, out: number) => void;
+  dist4: (a: number, b0: number, b1: number, b2: number, b3: number, nvec: number, out: number) => void;
+  window_mean: (xs: number, stride: number, n: number, nvec: number, lo: number, hi: number, col: number, out: number) => void;
+}
+
+function decode(b64: string): Uint8Array {
+  const text = atob(b64);
+  const bytes = new Uint8Array(text.length);
+  for (let i = 0; i < text.length; i++) bytes[i] = text.charCodeAt(i);
+  return bytes;
+}
+
+/** Coordinates per block for n inputs: a multiple of 4, the n blocks together within CACHE_BYTES where possible. */
+function blockFor(n: number): number {
+  return Math.max(256, Math.min(MAX_BLOCK, Math.floor(CACHE_BYTES / (4 * n) / 4) * 4));
+}
+
+const pad4 = (len: number): number => (len + 3) & ~3;
+
+/** One instance of the kernels module and the scratch layout of its memory. */
+export class WasmKernels {
+  private readonly x: Exports;
+  private f32: Float32Array;
+  private f64: Float64Array;
+
+  constructor() {
+    const instance = new WebAssembly.Instance(new WebAssembly.Module(decode(KERNELS_BASE64)), {});
+    this.x = instance.exports as unknown as Exports;
+    this.f32 = new Float32Array(this.x.memory.buffer);
+    this.f64 = new Float64Array(this.x.memory.buffer);
+  }
+
+  /** Makes the memory at least `bytes` long; growing detaches the old views, so they are made again. */
+  private reserve(bytes: number): void {
+    const have = this.x.memory.buffer.byteLength;
+    if (bytes <= have) return;
+    this.x.memory.grow(Math.ceil((bytes - have) / 65536));
+    this.f32 = new Float32Array(this.x.memory.buffer);
+    this.f64 = new Float64Array(this.x.memory.buffer);
+  }
+
+  /**
+   * Copies updates[i][j0, j0+len) into row i (rows `stride` bytes apart from byte `base`), zero-padding each row to a
+   * whole vector. Only rows whose `wanted` flag is set (all when omitted).
+   */
+  private load(updates: readonly Float32Array[], j0: number, len: number, base: number, stride: number, wanted?: Uint8Array): void {
+    const f32 = this.f32;
+    const padded = pad4(len);
+    for (let i = 0; i < updates.length; i++) {
+      if (wanted !== undefined && wanted[i] === 0) continue;
+      const at = (base + i * stride) >> 2;
+      f32.set(updates[i].subarray(j0, j0 + len), at);
+      if (padded !== len) f32.fill(0, at + len, at + padded);
+    }
+  }
+
+  /**
+   * out[r] = Σ_k coeffs[r·n + used[k]] · updates[used[k]] for each distinct row r (rows[r] = true), computed per column
+   * block: float32 products summed eight inputs at a time, each partial sum added in float64.
+   */
+  combineRows(updates: readonly Float32Array[], coeffs: Float64Array, out: Float32Array[], usedStart: Int32Array, usedIdx: Int32Array, distinct: readonly boolean[]): void {
+    const n = updates.length;
+    const d = updates[0].length;
+    const rows = out.length;
+    const wanted = new Uint8Array(n);
+    for (let k = 0; k < usedStart[rows]; k++) wanted[usedIdx[k]] = 1;
+    const block = blockFor(n);
+    const stride = block * 4;
+    // Layout: a zero row (what padding slots of a group point at), the n input rows, the float64 sums, the output.
+    const zero = 0;
+    const base = stride;
+    const acc = base + n * stride;
+    const outAt = acc + block * 8;
+    this.reserve(outAt + stride);
+    this.f32.fill(0, 0, block);
+    const rowAt = new Int32Array(AXPY_GROUP);
+    const coeffAt = new Float32Array(AXPY_GROUP);
+    for (let j0 = 0; j0 < d; j0 += block) {
+      const len = Math.min(block, d - j0);
+      const nvec = pad4(len) >> 2;
+      this.load(updates, j0, len, base, stride, wanted);
+      for (let r = 0; r < rows; r++) {
+        if (!distinct[r]) continue;
+        this.f64.fill(0, acc >> 3, (acc >> 3) + nvec * 4);
+        const o = r * n;
+        for (let k = usedStart[r]; k < usedStart[r + 1]; k += AXPY_GROUP) {
+          for (let g = 0; g < AXPY_GROUP; g++) {
+            const i = k + g < usedStart[r + 1] ? usedIdx[k + g] : -1;
+            rowAt[g] = i < 0 ? zero : base + i * stride;
+            coeffAt[g] = i < 0 ? 0 : coeffs[o + i];
+          }
+          this.x.axpy8(acc, nvec, rowAt[0], rowAt[1], rowAt[2], rowAt[3], rowAt[4], rowAt[5], rowAt[6], rowAt[7],
+            coeffAt[0], coeffAt[1], coeffAt[2], coeffAt[3], coeffAt[4], coeffAt[5], coeffAt[6], coeffAt[7]);
+        }
+        this.x.demote(acc, nvec, outAt);
+        out[r].set(this.f32.subarray(outAt >> 2, (outAt >> 2) + len), j0);
+      }
+    }
+  }
+
+  /**
+   * D[a·n + b] and D[b·n + a] = Σ_j (x_a[j] − x_b[j])² for a < b, over DISTANCE_BLOCK-coordinate blocks (each pair's
+   * block sum by dist4, the block sums added in float64 in block order).
+   */
+  squaredDistances(updates: readonly Float32Array[]): Float64Array {
+    const n = updates.length;
+    const d = n === 0 ? 0 : updates[0].length;
+    const D = new Float64Array(n * n);
+    const stride = DISTANCE_BLOCK * 4;
+    const outAt = n * stride;
+    this.reserve(outAt + 32);
+    const res = outAt >> 3;
+    for (let j0 = 0; j0 < d; j0 += DISTANCE_BLOCK) {
+      const len = Math.min(DISTANCE_BLOCK, d - j0);
+      const nvec = pad4(len) >> 2;
+      this.load(updates, j0, len, 0, stride);
+      for (let a = 0; a + 1 < n; a++) {
+        const pa = a * stride;
+        for (let b = a + 1; b < n; b += 4) {
+          // Fewer than four partners left: the spare slots repeat the first, and their sums are not used.
+          const p0 = b * stride;
+          const p1 = b + 1 < n ? p0 + stride : p0;
+          const p2 = b + 2 < n ? p0 + 2 * stride : p0;
+          const p3 = b + 3 < n ? p0 + 3 * stride : p0;
+          this.x.dist4(pa, p0, p1, p2, p3, nvec, outAt);
+          const f64 = this.f64;
+          for (let k = 0; k < 4 && b + k < n; k++) D[a * n + b + k] += f64[res + k];
+        }
+      }
+    }
+    for (let a = 0; a < n; a++) for (let b = a + 1; b < n; b++) D[b * n + a] = D[a * n + b];
+    return D;
+  }
+
+  /** Per coordinate: the mean of sorted[lo, hi) of the n values (n ≤ 32), bit-identical to the scalar insertion sort. */
+  sortedWindowMean(updates: readonly Float32Array[], lo: number, hi: number): Float32Array {
+    const n = updates.length;
+    const d = updates[0].length;
+    const out = new Float32Array(d);
+    const block = blockFor(n);
+    const stride = block * 4;
+    const col = n * stride;
+    const outAt = col + n * 16;
+    this.reserve(outAt + stride);
+    for (let j0 = 0; j0 < d; j0 += block) {
+      const len = Math.min(block, d - j0);
+      this.load(updates, j0, len, 0, stride);
+      this.x.window_mean(0, stride, n, pad4(len) >> 2, lo, hi, col, outAt);
+      out.set(this.f32.subarray(outAt >> 2, (outAt >> 2) + len), j0);
+    }
+    return out;
+  }
+}
+
+let kernels: WasmKernels | null | undefined;
+let mode: 'wasm' | 'js' = 'wasm';
+
+/**
+ * The kernels for vectors of length d, or null for short vectors and where they cannot run (no WebAssembly, no SIMD, or a host that refuses synchronous
+ * compilation): the rules then take their scalar paths, which agree within the bound of docs/kernels.md.
+ */
+export function wasmKernels(d: number): WasmKernels | null {
+  if (mode === 'js' || d < MIN_WASM_LENGTH) return null;
+  if (kernels === undefined) {
+    try {
+      kernels = new WasmKernels();
+    } catch {
+      kernels = null;
+    }
+  }
+  return kernels;
+}
+
+/** Selects the kernels ('wasm', the default where available) or the scalar reference ('js'): for tests and benchmarks. */
+export function useKernels(which: 'wasm' | 'js'): void {
+  mode = which;
+}
