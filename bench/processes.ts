@@ -15,9 +15,16 @@ export const bin = path.join(root, 'bin', 'fedpool.js');
 /** Called with each stderr line of a child (FEDPOOL_LOG=warn, so warnings and errors), and its argv. */
 export type StderrLine = (line: string, argv: string[]) => void;
 
+/**
+ * Node options for the coordinator only, from FEDPOOL_BENCH_COORDINATOR_NODE_ARGS (space-separated), e.g.
+ * "--cpu-prof --cpu-prof-dir=DIR" to profile it under a benchmark's load (Node refuses --cpu-prof in NODE_OPTIONS).
+ */
+const coordinatorNodeArgs = (process.env['FEDPOOL_BENCH_COORDINATOR_NODE_ARGS'] ?? '').split(' ').filter((a) => a !== '');
+
 /** `fedpool <argv>` from the compiled CLI, stdout and stderr piped, logging warnings and worse. */
 export function fedpool(argv: string[], onStderrLine?: StderrLine): ChildProcess {
-  const child = spawn(process.execPath, [bin, ...argv], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, FEDPOOL_LOG: 'warn' } });
+  const nodeArgs = argv[0] === 'coordinator' ? coordinatorNodeArgs : [];
+  const child = spawn(process.execPath, [...nodeArgs, bin, ...argv], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, FEDPOOL_LOG: 'warn' } });
   if (onStderrLine) createInterface({ input: child.stderr! }).on('line', (l) => onStderrLine(l, argv));
   return child;
 }

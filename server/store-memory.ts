@@ -186,7 +186,8 @@ export class MemoryStore implements Store {
   saveTrainCheckpoint(jobId: string, checkpoint: TrainCheckpoint): void {
     this.open();
     if (!this.trainJobs.has(jobId)) throw new Error(`no job ${jobId}`);
-    this.checkpoints.set(jobId, { step: checkpoint.step, state: new Uint8Array(checkpoint.state), metrics: checkpoint.metrics });
+    // Kept as handed over (see Store.saveTrainCheckpoint); reads still hand out copies.
+    this.checkpoints.set(jobId, { step: checkpoint.step, state: checkpoint.state, metrics: checkpoint.metrics });
   }
 
   trainCheckpoint(jobId: string): TrainCheckpoint | undefined {

@@ -220,7 +220,11 @@ export interface Store {
   updateTrainJob(update: JobUpdate): void;
   /** All training jobs, in submission order. */
   listTrainJobs(): TrainJobRecord[];
-  /** Replaces the job's checkpoint (one per job: the latest), atomically. */
+  /**
+   * Replaces the job's checkpoint (one per job: the latest), atomically. The store may keep `checkpoint.state` itself
+   * rather than a copy (a checkpoint of a 1e6-parameter job with per-client momenta is ~100 MB): the caller hands
+   * the bytes over and does not change them afterwards.
+   */
   saveTrainCheckpoint(jobId: string, checkpoint: TrainCheckpoint): void;
   trainCheckpoint(jobId: string): TrainCheckpoint | undefined;
   close(): void;

@@ -12,7 +12,7 @@ import { randomBytes } from 'node:crypto';
 import type { Logger } from 'pino';
 import { ConfigError, parseTrainConfig, type TrainConfig } from '../../shared/config/train.js';
 import { packedEmbeddingInput } from '../../shared/model/embedding-input.js';
-import { ProtocolError, Tensor, type LeaseMessage, type ResultMessage } from '../../shared/protocol/index.js';
+import { ProtocolError, Tensor, markDecodedFinite, type LeaseMessage, type ResultMessage } from '../../shared/protocol/index.js';
 import { createDriver, trainAdversary } from '../../shared/training/create-driver.js';
 import type { ClientArrival, StepResult } from '../../shared/training/types.js';
 import type { BlobStore } from '../blobs.js';
@@ -374,7 +374,7 @@ export class TrainingService implements JobService<TrainJobStatus> {
     try {
       this.host.store.saveTrainCheckpoint(job.id, {
         step: dr.version,
-        state: packCheckpoint(dr.binarySnapshot(), { numClients: job.numClients, bindings, elapsed: (this.now - job.startedAt) / 1000 }),
+        state: packCheckpoint(dr.viewSnapshot(), { numClients: job.numClients, bindings, elapsed: (this.now - job.startedAt) / 1000 }),
         metrics: job.metrics.map((l) => `${JSON.stringify(l)}\n`).join(''),
       });
       job.checkpointedStep = dr.version;
@@ -515,6 +515,8 @@ export class TrainingService implements JobService<TrainJobStatus> {
       const norm = Math.sqrt(sq);
       if (norm > bound) throw new ProtocolError('invalid-field', `invalid field "payload.update": L2 norm ${norm.toPrecision(4)} exceeds the job's maxUpdateNorm ${bound}`, { path: 'payload.update' });
     }
+    // The decoder scanned it for NaN and ±∞ already: the driver need not scan it again.
+    markDecodedFinite(update);
   }
 
   counted(workerId: string): void {

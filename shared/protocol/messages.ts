@@ -51,13 +51,12 @@ function finiteFloat32() {
     if (!(t instanceof Tensor) || t.dtype !== 'float32') return; // reported by tensorOf
     const data = t.data as Float32Array;
     const i = firstNonFinite(data);
-    if (i >= 0) {
-      ctx.addIssue({
-        code: 'custom',
-        message: `at index ${i}: ${String(data[i])}`,
-        params: { protocolCode: 'non-finite' } satisfies CodeParams,
-      });
-    }
+    if (i < 0) return;
+    ctx.addIssue({
+      code: 'custom',
+      message: `at index ${i}: ${String(data[i])}`,
+      params: { protocolCode: 'non-finite' } satisfies CodeParams,
+    });
   });
 }
 

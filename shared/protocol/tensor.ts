@@ -137,6 +137,24 @@ export function assertTensor<D extends DType>(
   }
 }
 
+/**
+ * Float32 arrays decoded from an inbound frame, whose schema found them finite: a later check of the same array (the
+ * training driver's, which also serves the simulator's arrays that never crossed the wire) skips its loop, so a 4 MB
+ * update is scanned once. Marked by the receiver that decoded the frame, for arrays the decoder made, which nothing
+ * writes to before they are aggregated.
+ */
+const decodedFinite = new WeakSet<Float32Array>();
+
+/** Records that `data`, just decoded, holds no NaN or ±Infinity (see decodedFinite). */
+export function markDecodedFinite(data: Float32Array): void {
+  decodedFinite.add(data);
+}
+
+/** Whether `data` was decoded from a frame and found finite there. */
+export function isDecodedFinite(data: Float32Array): boolean {
+  return decodedFinite.has(data);
+}
+
 /** Index of the first NaN/±Infinity, or -1. A tight loop: `v - v` is NaN exactly for those. */
 export function firstNonFinite(data: Float32Array): number {
   for (let i = 0, n = data.length; i < n; i++) {

@@ -5,6 +5,7 @@ import { FedAUEstimator, type FedAUSnapshot } from '../aggregation/fedau.js';
 import { ServerAggregator, type PipelineSpec } from '../aggregation/pipeline.js';
 import type { ParticipationSpec } from '../data/participation.js';
 import type { RuleName } from '../aggregation/robust.js';
+import { firstNonFinite, isDecodedFinite } from '../protocol/tensor.js';
 
 /** A client's finished shard, as the coordinator receives it. */
 export interface ClientArrival {
@@ -84,7 +85,11 @@ export function checkCount(where: string, name: string, v: number, min = 1): voi
 export function payloadProblem(a: ClientArrival, dim: number): string | null {
   if (!(a.update instanceof Float32Array)) return 'update is not a Float32Array';
   if (a.update.length !== dim) return `update has ${a.update.length} values, the model has ${dim}`;
-  for (let j = 0; j < dim; j++) if (!Number.isFinite(a.update[j])) return `update has a non-finite value at ${j}`;
+  // An update decoded from a worker's frame was scanned there; the simulator's and an adversary's arrays are scanned here.
+  if (!isDecodedFinite(a.update)) {
+    const j = firstNonFinite(a.update);
+    if (j >= 0) return `update has a non-finite value at ${j}`;
+  }
   if (a.momentum !== undefined && (!(a.momentum instanceof Float32Array) || a.momentum.length !== dim)) return 'momentum does not match the model size';
   if (typeof a.samples !== 'number' || !Number.isFinite(a.samples) || a.samples < 0) return `samples must be a finite number ≥ 0, got ${String(a.samples)}`;
   if (typeof a.loss !== 'number' || Number.isNaN(a.loss)) return `loss must be a number, got ${String(a.loss)}`;
@@ -97,6 +102,8 @@ export function snapshotMomenta<V extends ArrayLike<number>>(m: ReadonlyMap<numb
 
 export const plainCopy = (v: Float32Array): PlainVector => Array.from(v);
 export const binaryCopy = (v: Float32Array): Float32Array => v.slice();
+/** No copy: for snapshots consumed before the driver runs again (viewSnapshot). */
+export const sameVector = <V>(v: V): V => v;
 
 export function restoreMomenta(pairs: ReadonlyArray<readonly [number, ArrayLike<number>]>, numClients: number, dim: number): Map<number, Float32Array> {
   const out = new Map<number, Float32Array>();
