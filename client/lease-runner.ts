@@ -87,6 +87,8 @@ export class LeaseRunner {
   }
 
   accept(lease: LeaseMessage, channel: LeaseChannel): void {
+    // First, whatever becomes of the lease: the coordinator counts its weights as held from the moment it sent them.
+    if (lease.task.kind === 'train') this.training.received(lease.task, lease.jobId);
     if (this.held.has(lease.leaseId)) {
       this.log.warn(`lease ${lease.leaseId} received twice; ignoring the copy`);
       return;

@@ -6,6 +6,7 @@ import { unpackBundle, type Manifest } from '../shared/model/index.js';
 import { deriveSeed } from '../shared/random.js';
 import type { DatasetSource, ServerScorer, Trainer } from './lease-ports.js';
 import { remember } from '../shared/lru.js';
+import { HeldWeights, weightsKey } from '../shared/training/held-weights.js';
 import { LeaseData } from './training/lease-data.js';
 import type { LocalTrainResult } from './training/local-train.js';
 import type { TrainShard } from './training/pool.js';
@@ -29,7 +30,7 @@ export type UpdatePayload = Extract<ResultPayload, { kind: 'update' }>;
 export class TrainShards {
   private readonly manifests = new Map<string, Manifest>();
   private readonly momenta = new Map<string, Float32Array>();
-  private readonly weights = new Map<string, Float32Array>();
+  private readonly weights = new HeldWeights<Float32Array>();
   private readonly data: LeaseData;
 
   constructor(private readonly options: TrainShardOptions) {
@@ -52,7 +53,7 @@ export class TrainShards {
     // Coordinator-held clients (rows or pairs) carry their momentum with the shard; a worker's own dataset keeps it here.
     const sendMomentum = source.source !== 'worker' || task.momentum !== undefined;
     const initialMomentum = task.momentum?.data instanceof Float32Array ? task.momentum.data : momentumKey === undefined ? undefined : this.momenta.get(momentumKey);
-    const weights = this.weightsFor(task);
+    const weights = this.weightsFor(task, jobId);
     const shard: TrainShard = {
       hash: task.modelHash,
       bundle,
@@ -66,7 +67,7 @@ export class TrainShards {
         // A worker dataset's momentum is kept here even when it is not sent.
         sendMomentum: sendMomentum || momentumKey !== undefined,
       },
-      ...(weights === undefined ? {} : { weights }),
+      weights,
       ...(initialMomentum === undefined ? {} : { momentum: initialMomentum }),
     };
     let result: LocalTrainResult;
@@ -99,16 +100,25 @@ export class TrainShards {
   }
 
   /**
-   * The weights a lease trains from: its own, else the last ones received for that model@version (the coordinator
-   * may omit weights the worker already holds), else the bundle's (undefined).
+   * A train lease arrived: the weights it carries are kept, in arrival order, exactly as the coordinator records
+   * having sent them (shared/training/held-weights.ts). Called for every train lease as it arrives, before anything
+   * can refuse or delay it, so the two records cannot drift apart.
    */
-  private weightsFor(task: TrainTask): Float32Array | undefined {
-    const key = `${task.modelHash}@${task.modelVersion}`;
+  received(task: TrainTask, jobId: string): void {
     const sent = task.weights?.data;
-    if (sent instanceof Float32Array) {
-      remember(this.weights, key, sent, 2);
-      return sent;
-    }
-    return this.weights.get(key);
+    if (sent instanceof Float32Array) this.weights.add(weightsKey(jobId, task.modelHash, task.modelVersion), sent);
+  }
+
+  /**
+   * The weights a lease trains from: its own, else the ones an earlier lease of the same job and version carried
+   * (the coordinator omits weights the worker holds). A lease without weights for a version this worker does not
+   * hold is refused (retryable: the coordinator then sends them) rather than trained from the bundle's weights.
+   */
+  private weightsFor(task: TrainTask, jobId: string): Float32Array {
+    const sent = task.weights?.data;
+    if (sent instanceof Float32Array) return sent;
+    const held = this.weights.get(weightsKey(jobId, task.modelHash, task.modelVersion));
+    if (held === undefined) throw new Error(`the lease has no weights and this worker does not hold those of model version ${task.modelVersion}`);
+    return held;
   }
 }

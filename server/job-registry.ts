@@ -375,6 +375,7 @@ export class JobRegistry {
 
   /** The worker is gone: every lease it held, of every kind, goes back at once. */
   removeWorker(workerId: string): void {
+    for (const service of this.services) service.workerGone?.(workerId);
     this.workers.remove(workerId);
     this.scheduler.removeWorker(workerId);
     this.pump();

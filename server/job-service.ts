@@ -40,6 +40,8 @@ export interface JobService<S extends JobStatusBase = JobStatusBase> {
   jobState(e: JobStateEvent): void;
   /** Loads its jobs from the store (a restarted coordinator); unfinished ones go on. */
   restore(): { resumed: number; total: number };
+  /** A worker's connection is gone (before its leases go back to the table). */
+  workerGone?(workerId: string): void;
   /** Starts what can start and adds shards that are due (every pump, before leases are dispatched). */
   pump(): void;
   /** Stops: writes what is pending, wakes waiters, keeps what a restart resumes from. */

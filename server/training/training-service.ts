@@ -14,6 +14,7 @@ import { ConfigError, parseTrainConfig, type TrainConfig } from '../../shared/co
 import { packedEmbeddingInput } from '../../shared/model/embedding-input.js';
 import { ProtocolError, Tensor, markDecodedFinite, type LeaseMessage, type ResultMessage } from '../../shared/protocol/index.js';
 import { createDriver, trainAdversary } from '../../shared/training/create-driver.js';
+import { HeldWeights, weightsKey } from '../../shared/training/held-weights.js';
 import type { ClientArrival, StepResult } from '../../shared/training/types.js';
 import type { BlobStore } from '../blobs.js';
 import type { JobService, ServiceHost, ShardHooks } from '../job-service.js';
@@ -47,6 +48,8 @@ const MAX_ATTEMPTS = 3;
 
 export class TrainingService implements JobService<TrainJobStatus> {
   private readonly jobs = new Map<string, TrainingJob>();
+  /** Per connected worker, the model versions whose weights its connection carried (held-weights.ts). */
+  private readonly heldWeights = new Map<string, HeldWeights<true>>();
   private closed = false;
 
   constructor(private readonly host: TrainingHost) {}
@@ -479,17 +482,29 @@ export class TrainingService implements JobService<TrainJobStatus> {
     const job = this.jobs.get(grant.jobId);
     const order = job?.shards.get(grant.shardIndex);
     if (job === undefined || order === undefined || job.placement === undefined) throw new Error(`training shard ${grant.shardId} is gone`);
+    // The weights go to each worker once per model version (shared/training/held-weights.ts): a round of 30
+    // participants on 4 workers sends 4 copies of a 4 MB model, not 30.
+    const key = weightsKey(job.id, job.modelHash, order.version);
+    let held = this.heldWeights.get(grant.workerId);
+    if (held === undefined) this.heldWeights.set(grant.workerId, (held = new HeldWeights<true>()));
+    const send = !held.has(key);
+    if (send) held.add(key, true);
     return {
       type: 'lease', leaseId: grant.leaseId, shardId: grant.shardId, jobId: job.id, deadline: grant.deadline, attempt: grant.attempt,
       task: {
         kind: 'train', modelHash: job.modelHash, modelVersion: order.version, client: order.client,
-        weights: Tensor.float32(order.weights),
+        ...(send ? { weights: Tensor.float32(order.weights) } : {}),
         ...(order.momentum === undefined ? {} : { momentum: Tensor.float32(order.momentum) }),
         local: job.config.local,
         data: job.placement.leaseData(order.client),
         ...(job.adversary?.flipsLabels(order.client) === true ? { flipLabels: true } : {}),
       },
     };
+  }
+
+  /** The worker's connection is gone: so is the record of the weights it held (a reconnection starts a new one). */
+  workerGone(workerId: string): void {
+    this.heldWeights.delete(workerId);
   }
 
   check(lease: LeaseView, m: ResultMessage): void {

@@ -1,12 +1,14 @@
 // A coordinator's JobRegistry in process (no sockets): MemoryStore, real lease table and services, workers added by name
 // with the capabilities given, and a sink that answers every train lease on the next turn with a small update
-// (0.01 everywhere, or options.update's). Tests of the training service drive it through the registry, as the socket layer
-// does.
+// (0.01 everywhere, or options.update's). Like a real worker, each simulated worker keeps the weights its leases carried
+// (shared/training/held-weights.ts) and answers a lease without weights from them. Tests of the training service drive
+// it through the registry, as the socket layer does.
 import pino from 'pino';
 import type { CentralData } from '../../server/training/job-request.js';
 import { JobRegistry } from '../../server/job-registry.js';
 import { MemoryStore } from '../../server/store-memory.js';
 import { ProtocolError, Tensor, type Capabilities, type LeaseMessage } from '../../shared/protocol/index.js';
+import { HeldWeights, weightsKey } from '../../shared/training/held-weights.js';
 
 /** n central rows of `dim` deterministic features, labels cycling through `classes` (a training job's data). */
 export function centralRows(n: number, dim: number, classes: number): CentralData {
@@ -41,10 +43,19 @@ export function inProcessCoordinator(
   const leasedTo: string[] = [];
   const held: InProcessCoordinator['held'] = [];
   const refused: string[] = [];
+  const heldBy = new Map<string, HeldWeights<Float32Array>>();
+  const heldOf = (workerId: string): HeldWeights<Float32Array> => {
+    let h = heldBy.get(workerId);
+    if (h === undefined) heldBy.set(workerId, (h = new HeldWeights()));
+    return h;
+  };
   const answer = ({ workerId, lease: m }: { workerId: string; lease: LeaseMessage }): void => {
     if (m.task.kind !== 'train') return;
-    const size = m.task.weights?.size ?? 0;
-    const u = options.update?.(m.task, jobs.workers.get(workerId)?.name ?? workerId) ?? { update: new Float32Array(size).fill(0.01), samples: 5, loss: 1 };
+    const weights = m.task.weights?.data ?? heldOf(workerId).get(weightsKey(m.jobId, m.task.modelHash, m.task.modelVersion));
+    if (!(weights instanceof Float32Array)) throw new Error(`worker ${workerId} has no weights for ${m.jobId} version ${m.task.modelVersion}`);
+    const task = { ...m.task, weights: Tensor.float32(weights) };
+    const size = weights.length;
+    const u = options.update?.(task, jobs.workers.get(workerId)?.name ?? workerId) ?? { update: new Float32Array(size).fill(0.01), samples: 5, loss: 1 };
     try {
       jobs.result(workerId, {
         type: 'result', leaseId: m.leaseId, shardId: m.shardId,
@@ -62,6 +73,8 @@ export function inProcessCoordinator(
   jobs.sink = {
     sendLease(workerId: string, m: LeaseMessage): void {
       if (m.task.kind !== 'train') return;
+      // As a worker keeps them, on arrival (client/train-shard.ts received()).
+      if (m.task.weights !== undefined) heldOf(workerId).add(weightsKey(m.jobId, m.task.modelHash, m.task.modelVersion), m.task.weights.data as Float32Array);
       const name = jobs.workers.get(workerId)?.name ?? workerId;
       leasedTo.push(name);
       options.onTrainLease?.(name, m.task);

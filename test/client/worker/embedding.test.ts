@@ -14,7 +14,9 @@ import { Datasets } from '../../../client/training/datasets.js';
 import type { TrainShard } from '../../../client/training/pool.js';
 import { Worker, type Trainer } from '../../../client/worker.js';
 import { embeddingText } from '../../../shared/model/embedding-input.js';
+import { unpackBundle } from '../../../shared/model/bundle.js';
 import type { InputSpec } from '../../../shared/model/manifest.js';
+import { WEIGHTS_FILE } from '../../../shared/model/tf-model.js';
 import { packedBundle } from '../../helpers/bundles.js';
 import { Tensor, type ScoreItem, type TrainTask } from '../../../shared/protocol/index.js';
 import { embeddingOf, startInferenceServer, type FakeServer } from '../../helpers/inference-servers.js';
@@ -136,9 +138,16 @@ test('training on the worker\'s own data: pairs and labelled rows are embedded t
   const datasets = new Datasets(new Map([['pairs', join(scratch, 'pairs.jsonl')], ['rows', join(scratch, 'rows.jsonl')], ['features', join(scratch, 'features.jsonl')]]));
   const trainer = new RecordingTrainer();
   await start(t, coord, server, { trainer, datasets });
-  const reward = coord.addBlob(await bundle({ kind: 'embedding', dim: DIM, model: 'emb' }));
-  const classifier = coord.addBlob(await bundle({ kind: 'embedding', dim: DIM, model: 'emb' }, 'classes'));
-  const task = (modelHash: string, name: string): TrainTask => ({ kind: 'train', modelHash, modelVersion: 0, client: 0, local: { steps: 1, batchSize: 2, lr: 0.1, momentum: 0 }, data: { source: 'worker', name } });
+  const rewardBundle = await bundle({ kind: 'embedding', dim: DIM, model: 'emb' });
+  const classifierBundle = await bundle({ kind: 'embedding', dim: DIM, model: 'emb' }, 'classes');
+  const reward = coord.addBlob(rewardBundle);
+  const classifier = coord.addBlob(classifierBundle);
+  // Version 0's weights are the bundle's own (a coordinator sends them with the lease).
+  const weightsOf = (b: Uint8Array): Tensor<'float32'> => Tensor.float32(new Float32Array(unpackBundle(b).files.get(WEIGHTS_FILE)!.slice().buffer));
+  const task = (modelHash: string, name: string): TrainTask => ({
+    kind: 'train', modelHash, modelVersion: 0, client: 0, weights: weightsOf(modelHash === reward ? rewardBundle : classifierBundle),
+    local: { steps: 1, batchSize: 2, lr: 0.1, momentum: 0 }, data: { source: 'worker', name },
+  });
   coord.enqueue(trainShard('J', task(reward, 'pairs')), trainShard('K', task(classifier, 'rows')), trainShard('L', task(classifier, 'features')));
   await coord.until(() => coord.results.length + coord.failures.length === 3, 'three answers');
 

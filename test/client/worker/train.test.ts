@@ -52,6 +52,14 @@ function classifyData(n: number, seed: number): ClassifyData {
   return { kind: 'classify', x, labels };
 }
 
+/** The bundle's own weights, flat: what a coordinator sends with the leases of model version 0. */
+async function initialWeights(): Promise<Float32Array> {
+  const { model } = await loadFromFiles(files);
+  const w = getFlatWeights(model);
+  model.dispose();
+  return w;
+}
+
 /** Mean cross-entropy of the model at `weights` on `data`. */
 async function lossAt(weights: Float32Array, data: ClassifyData): Promise<number> {
   const { model } = await loadFromFiles(files);
@@ -84,11 +92,13 @@ test('a central-data train lease: update of the model size, same as trainLocally
   t.teardown(() => coord.close());
   const hash = coord.addBlob(bundle);
   const data = classifyData(48, 7);
+  const bundleWeights = await initialWeights();
   const task: TrainTask = {
     kind: 'train',
     modelHash: hash,
     modelVersion: 3,
     client: 5,
+    weights: Tensor.float32(bundleWeights),
     local,
     data: { source: 'central', rows: Tensor.float32(data.x, [48, DIM]), labels: Tensor.int32(data.labels) },
   };
@@ -136,6 +146,18 @@ test('a central-data train lease: update of the model size, same as trainLocally
   t.true(Math.abs(second.loss - expected2.loss) < 1e-4, `${second.loss} vs ${expected2.loss}`);
   t.true(second.loss < first.loss, 'training continues from the sent weights');
   t.is(coord.blobRequests.length, 1, 'the model is fetched once');
+
+  // The coordinator omits weights the worker holds (shared/training/held-weights.ts): version 4 again, without them,
+  // trains from the weights the previous lease carried; a version it never received is refused, retryably, rather
+  // than trained from the bundle's weights.
+  const { weights: _sent, ...bare } = { ...task, modelVersion: 4, momentum: Tensor.float32(momentum) };
+  coord.enqueue(trainShard('J', bare), trainShard('J', { ...bare, modelVersion: 5 }), trainShard('K', bare));
+  await coord.until(() => coord.results.length + coord.failures.length >= 5, 'three more answers');
+  const third = coord.updates[2]!.payload;
+  t.deepEqual(third.update.data, second.update.data, 'the held weights of version 4: the same update as the lease that carried them');
+  t.is(coord.failures.length, 2, 'version 5 of J, and version 4 of another job K, were never received');
+  t.true(coord.failures.every((f) => f.message.retryable));
+  t.deepEqual(coord.failures.map((f) => f.message.reason).sort(), [4, 5].map((v) => `the lease has no weights and this worker does not hold those of model version ${v}`));
 });
 
 test('an unknown dataset name, a bad dataset file and labels a model cannot take are non-retryable failures', async (t) => {
@@ -148,7 +170,7 @@ test('an unknown dataset name, a bad dataset file and labels a model cannot take
   writeFileSync(pairsPath, '{"prompt":"p","chosen":"a","rejected":"b"}\n');
   const worker = await inProcessWorker(coord, new Datasets(new Map([['bad', badPath], ['pairs', pairsPath]])));
   t.teardown(() => worker.close());
-  const base = { kind: 'train' as const, modelHash: hash, modelVersion: 0, client: 0, local };
+  const base = { kind: 'train' as const, modelHash: hash, modelVersion: 0, client: 0, weights: Tensor.float32(await initialWeights()), local };
   coord.enqueue(
     trainShard('J', { ...base, data: { source: 'worker', name: 'nope' } }),
     trainShard('J', { ...base, data: { source: 'worker', name: 'bad' } }),
@@ -198,7 +220,8 @@ test('the CLI worker trains on its own --data JSONL dataset: an update, momentum
   const coord = await new FakeCoordinator().listen();
   t.teardown(() => coord.close());
   const hash = coord.addBlob(bundle);
-  const task: TrainTask = { kind: 'train', modelHash: hash, modelVersion: 2, client: 1, local, data: { source: 'worker', name: 'mine' } };
+  const initial = await initialWeights();
+  const task: TrainTask = { kind: 'train', modelHash: hash, modelVersion: 2, client: 1, weights: Tensor.float32(initial), local, data: { source: 'worker', name: 'mine' } };
   // A second job on the same dataset and model must not inherit job J's momentum.
   coord.enqueue(trainShard('J', task), trainShard('J', { ...task, modelVersion: 3 }), trainShard('K', { ...task, modelVersion: 3 }));
 
@@ -209,9 +232,8 @@ test('the CLI worker trains on its own --data JSONL dataset: an update, momentum
   const [a, b, c] = coord.updates.map((u) => u.payload);
   const { model, manifest } = await loadFromFiles(files);
   const params = parameterCount(model);
-  const initial = getFlatWeights(model);
   const expected = await trainLocally(model, manifest, data, { ...local, seed: trainSeed(2, 1), sendMomentum: true });
-  // The second lease (no weights: the bundle's) continues from the momentum the first left on the worker.
+  // The second lease (the same initial weights) continues from the momentum the first left on the worker.
   setFlatWeights(model, initial);
   const expectedB = await trainLocally(model, manifest, data, { ...local, seed: trainSeed(3, 1), initialMomentum: expected.momentum! });
   setFlatWeights(model, initial);

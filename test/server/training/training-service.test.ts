@@ -193,3 +193,37 @@ test('an update over the job’s maxUpdateNorm, or of the wrong length, is refus
   t.is(jobs.records.of('honest').rejected, 0);
   t.true(service.metrics(id, 0)!.lines.every((l) => l.participants > 0), 'every round aggregated honest updates only');
 });
+
+test('a worker gets a model version’s weights once: later leases of that version omit them, a new connection gets them again, and the updates are right', async (t) => {
+  const sent: Array<{ worker: string; version: number; weights: boolean }> = [];
+  const { jobs, refused } = inProcessCoordinator([{ name: 'a', credit: 4 }, { name: 'b', credit: 4 }], {
+    onTrainLease: (worker, task) => sent.push({ worker, version: task.modelVersion, weights: task.weights !== undefined }),
+  });
+  t.teardown(() => jobs.close());
+  const model = jobs.blobs.put(await modelBundle());
+  const config = trainConfig('sync');
+  const { id } = jobs.training.submit({ model, config: { ...config, rounds: 3, clientsPerRound: 6 } as typeof config, data: rows(60) });
+  while (jobs.training.status(id)?.state === 'running' || jobs.training.status(id)?.state === 'queued') await Promise.race([jobs.training.waitForChange(id), new Promise((r) => setTimeout(r, 50))]);
+  t.is(jobs.training.status(id)?.state, 'done');
+  t.deepEqual(refused, []);
+  t.is(sent.length, 18);
+  const seen = new Set<string>();
+  for (const s of sent) {
+    const key = `${s.worker}@${s.version}`;
+    t.is(s.weights, !seen.has(key), `${key}: weights on the first lease of the version only`);
+    seen.add(key);
+  }
+  t.true(sent.filter((s) => !s.weights).length >= 12, 'most leases carried no weights');
+  t.true(jobs.training.metrics(id, 0)!.lines.every((l) => l.participants === 6));
+
+  // A reconnected worker is a new connection: nothing is assumed held.
+  const before = sent.length;
+  const a = jobs.workers.list().find((w) => w.name === 'a')!.id;
+  jobs.removeWorker(a);
+  const again = jobs.addWorker('a', { backend: 'cpu', threads: 1, tasks: ['score', 'train'] });
+  jobs.pull(again.id, 4);
+  const second = jobs.training.submit({ model, config: { ...config, rounds: 1, clientsPerRound: 6 } as typeof config, data: rows(60) });
+  while (jobs.training.status(second.id)?.state !== 'done') await Promise.race([jobs.training.waitForChange(second.id), new Promise((r) => setTimeout(r, 50))]);
+  const firstOfA = sent.slice(before).find((s) => s.worker === 'a');
+  t.true(firstOfA?.weights, 'the new connection got the weights');
+});
