@@ -29,6 +29,8 @@ const benches: Bench[] = [
   { name: 'submit', what: 'a job of 100,000 items (13 and 102 MB of features), features as a blob and as base64', argv: ['dist/bench/pool.js', '--workers', '1', '--items', '100000', '--shard-size', '4096', '--submit', 'blob,base64'], timeoutS: 240 },
   { name: 'large-bodies', what: 'a 250 MB row-form JSON job: longest event-loop block, peak RSS', argv: [...tsx, 'bench/large-bodies.ts', '250'], timeoutS: 180 },
   { name: 'simulate', what: 'the simulator against vectorized numpy, whole process', argv: ['dist/bench/simulate.js'], timeoutS: 300 },
+  { name: 'train', what: 'training: server step per rule, and the coordinator CPU per step of a real job (2 workers, 4 updates a step)', argv: ['dist/bench/train.js', '--workers', '2', '--rounds', '8', '--local-steps', '1', '--reps', '3'], timeoutS: 300 },
+  { name: 'transport', what: '4 MB updates and round trips through the protocol beside raw ws', argv: [...tsx, 'bench/transport.ts'], timeoutS: 180 },
 ];
 
 interface Outcome {
