@@ -19,6 +19,7 @@ interface Exports {
   demote: (acc: number, nvec: number, out: number) => void;
   dist4: (a: number, b0: number, b1: number, b2: number, b3: number, nvec: number, out: number) => void;
   window_mean: (xs: number, stride: number, n: number, nvec: number, lo: number, hi: number, col: number, out: number) => void;
+  non_finite: (xs: number, nvec: number) => number;
 }
 
 function decode(b64: string): Uint8Array {
@@ -168,7 +169,27 @@ export class WasmKernels {
     }
     return out;
   }
+
+  /** The index of the first NaN or ±∞ in data, or −1; checked in blocks of SCAN_BLOCK values copied into the module. */
+  firstNonFinite(data: Float32Array): number {
+    this.reserve(SCAN_BLOCK * 4);
+    const f32 = this.f32;
+    for (let j0 = 0; j0 < data.length; j0 += SCAN_BLOCK) {
+      const len = Math.min(SCAN_BLOCK, data.length - j0);
+      const padded = pad4(len);
+      f32.set(data.subarray(j0, j0 + len), 0);
+      if (padded !== len) f32.fill(0, len, padded);
+      const v = this.x.non_finite(0, padded >> 2);
+      if (v >= 0) {
+        for (let j = j0 + 4 * v; j < j0 + len; j++) if (!Number.isFinite(data[j])) return j;
+      }
+    }
+    return -1;
+  }
 }
+
+/** Values per block of the NaN scan (64 KiB: in cache while the kernel reads what was just copied). */
+const SCAN_BLOCK = 16384;
 
 let kernels: WasmKernels | null | undefined;
 let mode: 'wasm' | 'js' = 'wasm';

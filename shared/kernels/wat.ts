@@ -141,6 +141,38 @@ function windowMean(): string {
   )`;
 }
 
+/**
+ * The index of the first vector (of 4 float32) among nvec at xs with a NaN or ±∞ lane (exponent bits all ones), or
+ * −1. Eight vectors are tested per branch.
+ */
+function nonFinite(): string {
+  const k = range(8);
+  return `
+  (func (export "non_finite") (param $xs i32) (param $nvec i32) (result i32)
+    (local $v i32) (local $p i32) (local $bad v128) (local $exp v128)
+    (local.set $exp (v128.const i32x4 0x7f800000 0x7f800000 0x7f800000 0x7f800000))
+    (block $tail
+      (loop $eight
+        (br_if $tail (i32.gt_u (i32.add (local.get $v) (i32.const 8)) (local.get $nvec)))
+        (local.set $p (i32.add (local.get $xs) (i32.shl (local.get $v) (i32.const 4))))
+        (local.set $bad (v128.const i32x4 0 0 0 0))
+        ${k.map((i) => `(local.set $bad (v128.or (local.get $bad) (i32x4.eq (v128.and (v128.load offset=${16 * i} (local.get $p)) (local.get $exp)) (local.get $exp))))`).join('\n        ')}
+        (br_if $tail (v128.any_true (local.get $bad)))
+        (local.set $v (i32.add (local.get $v) (i32.const 8)))
+        (br $eight)))
+    ;; the last vectors, or the eight that hold a bad one: one at a time
+    (block $none
+      (loop $one
+        (br_if $none (i32.ge_u (local.get $v) (local.get $nvec)))
+        (local.set $p (i32.add (local.get $xs) (i32.shl (local.get $v) (i32.const 4))))
+        (if (v128.any_true (i32x4.eq (v128.and (v128.load (local.get $p)) (local.get $exp)) (local.get $exp)))
+          (then (return (local.get $v))))
+        (local.set $v (i32.add (local.get $v) (i32.const 1)))
+        (br $one)))
+    (i32.const -1)
+  )`;
+}
+
 /** The whole module: one growable memory, owned by the module, and the kernels above. */
 export function kernelsWat(): string {
   return `(module
@@ -149,6 +181,7 @@ ${axpy8()}
 ${demote()}
 ${dist4()}
 ${windowMean()}
+${nonFinite()}
 )
 `;
 }

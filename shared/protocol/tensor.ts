@@ -1,3 +1,4 @@
+import { wasmKernels } from '../kernels/wasm.js';
 import { ProtocolError, describeValue } from './errors.js';
 
 /**
@@ -155,8 +156,14 @@ export function isDecodedFinite(data: Float32Array): boolean {
   return decodedFinite.has(data);
 }
 
-/** Index of the first NaN/±Infinity, or -1. A tight loop: `v - v` is NaN exactly for those. */
+/**
+ * Index of the first NaN/±Infinity, or -1. Long arrays (every update and score batch) go through the SIMD kernel
+ * (docs/kernels.md), ~3× faster for a 4 MB update; short ones and hosts without the kernels take the loop, where
+ * `v - v` is NaN exactly for those values.
+ */
 export function firstNonFinite(data: Float32Array): number {
+  const kernels = wasmKernels(data.length);
+  if (kernels !== null) return kernels.firstNonFinite(data);
   for (let i = 0, n = data.length; i < n; i++) {
     const v = data[i];
     if (v - v !== 0) return i;

@@ -9,6 +9,7 @@ import { combine, combineRows } from '../../../shared/aggregation/combine.js';
 import { coordinateMedian, trimmedMean } from '../../../shared/aggregation/coordinatewise.js';
 import { pairwiseSquaredDistances, squaredDistance } from '../../../shared/aggregation/distances.js';
 import { MIN_WASM_LENGTH, useKernels, wasmKernels } from '../../../shared/kernels/wasm.js';
+import { firstNonFinite } from '../../../shared/protocol/tensor.js';
 import { mulberry32 } from '../../../shared/random.js';
 import { assembleKernels, binaryFile, binaryModuleText } from '../../helpers/assemble-kernels.js';
 
@@ -161,4 +162,24 @@ test('one module serves calls of every shape in any order: no stale values from 
   const alone = calls.map((c) => c());
   const mixed = [...calls.keys()].reverse().map((i) => [i, calls[i]!()] as const);
   for (const [i, v] of mixed) t.deepEqual(v, alone[i], `call ${i}`);
+});
+
+test('the NaN scan finds the first NaN or ±∞ wherever it is, and nothing in finite values (±0, subnormals, ±max)', (t) => {
+  const scalar = (x: Float32Array): number => x.findIndex((v) => !Number.isFinite(v));
+  fc.assert(
+    fc.property(fc.integer({ min: MIN_WASM_LENGTH, max: 70_000 }), fc.integer({ min: 0, max: 2 ** 31 - 1 }), fc.constantFrom(Number.NaN, Infinity, -Infinity, null), (d, seed, bad) => {
+      const rng = mulberry32(seed);
+      const finite = [0, -0, 1e-45, -1e-45, 3.4028234663852886e38, -3.4028234663852886e38, 1, -2.5];
+      const x = Float32Array.from({ length: d }, () => (rng() < 0.5 ? (finite[Math.floor(rng() * finite.length)] as number) : rng() - 0.5));
+      if (bad !== null) {
+        // One or two bad values, the last element sometimes: the first is reported.
+        const at = rng() < 0.2 ? d - 1 : Math.floor(rng() * d);
+        x[at] = bad;
+        if (rng() < 0.5) x[Math.floor(rng() * d)] = Number.NaN;
+      }
+      return firstNonFinite(x) === scalar(x) && firstNonFinite(x.subarray(1)) === scalar(x.subarray(1));
+    }),
+    { numRuns: 200 },
+  );
+  t.pass();
 });
