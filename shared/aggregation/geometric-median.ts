@@ -1,3 +1,4 @@
+import { ResidentRows, wasmKernels } from '../kernels/wasm.js';
 import { BLOCK, checkNonNegative, checkInteger, checkUpdates } from './validate.js';
 
 export interface GeometricMedianOptions {
@@ -13,7 +14,8 @@ const EPS = 1e-12;
 /**
  * Geometric median by Weiszfeld's iteration started at the mean:
  * z ← Σ xᵢ/max(‖z−xᵢ‖, 1e-12) / Σ 1/max(‖z−xᵢ‖, 1e-12), until ‖z_new − z‖ ≤ tol·max(1, ‖z‖) or maxIter steps.
- * The iterate is kept in float64.
+ * The iterate is kept in float64. The passes over the inputs run in the float64 WebAssembly kernels where they can
+ * (inputs copied once into a module instance of their own; docs/kernels.md), else in the scalar loops below.
  */
 export function geometricMedian(updates: readonly Float32Array[], options: GeometricMedianOptions = {}): Float32Array {
   const d = checkUpdates('geometricMedian', updates);
@@ -22,31 +24,86 @@ export function geometricMedian(updates: readonly Float32Array[], options: Geome
   checkNonNegative('geometricMedian', 'tol', tol);
   checkInteger('geometricMedian', 'maxIter', maxIter, 0);
   const n = updates.length;
-  let z = new Float64Array(d);
-  for (const x of updates) for (let j = 0; j < d; j++) z[j] += x[j];
-  for (let j = 0; j < d; j++) z[j] /= n;
-  let next = new Float64Array(d);
+  const passes: Passes = wasmKernels(d) !== null && n * d * 4 <= MAX_RESIDENT_BYTES ? residentPasses(updates) : scalarPasses(updates);
+  passes.start();
   const beta = new Float64Array(n);
   for (let it = 0; it < maxIter; it++) {
-    distancesTo(z, updates, beta);
+    passes.squaredDistances(beta);
     let total = 0;
     for (let i = 0; i < n; i++) {
-      beta[i] = 1 / Math.max(beta[i], EPS);
+      beta[i] = 1 / Math.max(Math.sqrt(beta[i]), EPS);
       total += beta[i];
     }
     for (let i = 0; i < n; i++) beta[i] /= total;
-    weightedSum(updates, beta, next);
-    let step = 0;
-    let norm = 0;
-    for (let j = 0; j < d; j++) {
-      const t = next[j] - z[j];
-      step += t * t;
-      norm += next[j] * next[j];
-    }
-    [z, next] = [next, z];
+    passes.weightedSum(beta);
+    const [step, norm] = passes.advance();
     if (Math.sqrt(step) <= tol * Math.max(1, Math.sqrt(norm))) break;
   }
-  return Float32Array.from(z);
+  return passes.result();
+}
+
+/** The inputs a resident module instance may hold at once; larger calls take the scalar loops (no second copy). */
+const MAX_RESIDENT_BYTES = 256 * 1024 * 1024;
+
+/** Weiszfeld's passes over the inputs, on the iterate z and the next iterate. */
+interface Passes {
+  /** z ← the mean of the inputs. */
+  start(): void;
+  /** out[i] = ‖z − xᵢ‖². */
+  squaredDistances(out: Float64Array): void;
+  /** next ← Σᵢ cᵢxᵢ. */
+  weightedSum(c: Float64Array): void;
+  /** Returns [‖next − z‖², ‖next‖²] and makes next the iterate. */
+  advance(): [number, number];
+  /** The iterate, rounded to float32. */
+  result(): Float32Array;
+}
+
+function scalarPasses(updates: readonly Float32Array[]): Passes {
+  const d = updates[0].length;
+  let z = new Float64Array(d);
+  let next = new Float64Array(d);
+  return {
+    start() {
+      for (const x of updates) for (let j = 0; j < d; j++) z[j] += x[j];
+      for (let j = 0; j < d; j++) z[j] /= updates.length;
+    },
+    squaredDistances: (out) => squaredDistancesTo(z, updates, out),
+    weightedSum: (c) => weightedSum(updates, c, next),
+    advance() {
+      let step = 0;
+      let norm = 0;
+      for (let j = 0; j < d; j++) {
+        const t = next[j] - z[j];
+        step += t * t;
+        norm += next[j] * next[j];
+      }
+      [z, next] = [next, z];
+      return [step, norm];
+    },
+    result: () => Float32Array.from(z),
+  };
+}
+
+function residentPasses(updates: readonly Float32Array[]): Passes {
+  const rows = new ResidentRows(updates, 2);
+  let z = 0;
+  const at = (i: number): number => rows.vector(i);
+  return {
+    start() {
+      // Σ 1·xᵢ in input order, then ÷ n: the scalar loop's operations.
+      rows.weightedSum(new Float64Array(updates.length).fill(1), at(z));
+      rows.divide(at(z), updates.length);
+    },
+    squaredDistances: (out) => rows.squaredDistancesFrom(at(z), out),
+    weightedSum: (c) => rows.weightedSum(c, at(1 - z)),
+    advance() {
+      const r = rows.stepAndNorm(at(1 - z), at(z));
+      z = 1 - z;
+      return r;
+    },
+    result: () => Float32Array.from(rows.view(z)),
+  };
 }
 
 /**
@@ -71,8 +128,8 @@ function weightedSum(updates: readonly Float32Array[], c: Float64Array, out: Flo
   }
 }
 
-/** out[i] = ‖z − xᵢ‖, blocked over coordinates. */
-function distancesTo(z: Float64Array, updates: readonly Float32Array[], out: Float64Array): void {
+/** out[i] = ‖z − xᵢ‖², blocked over coordinates. */
+function squaredDistancesTo(z: Float64Array, updates: readonly Float32Array[], out: Float64Array): void {
   const n = updates.length;
   const d = z.length;
   out.fill(0);
@@ -102,5 +159,4 @@ function distancesTo(z: Float64Array, updates: readonly Float32Array[], out: Flo
       out[i] += s;
     }
   }
-  for (let i = 0; i < n; i++) out[i] = Math.sqrt(out[i]);
 }

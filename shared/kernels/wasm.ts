@@ -20,6 +20,11 @@ interface Exports {
   dist4: (a: number, b0: number, b1: number, b2: number, b3: number, nvec: number, out: number) => void;
   window_mean: (xs: number, stride: number, n: number, nvec: number, lo: number, hi: number, col: number, out: number) => void;
   non_finite: (xs: number, nvec: number) => number;
+  dist_from4: (z: number, a0: number, a1: number, a2: number, a3: number, nvec: number, out: number) => void;
+  axpy64_4: (acc: number, nvec: number, x0: number, x1: number, x2: number, x3: number, c0: number, c1: number, c2: number, c3: number) => void;
+  axpy64_1: (acc: number, nvec: number, x0: number, c0: number) => void;
+  div64: (acc: number, nvec: number, s: number) => void;
+  step_norm: (next: number, z: number, nvec: number, out: number) => void;
 }
 
 function decode(b64: string): Uint8Array {
@@ -36,6 +41,8 @@ function blockFor(n: number): number {
 
 const pad4 = (len: number): number => (len + 3) & ~3;
 
+let compiled: WebAssembly.Module | undefined;
+
 /** One instance of the kernels module and the scratch layout of its memory. */
 export class WasmKernels {
   private readonly x: Exports;
@@ -43,14 +50,24 @@ export class WasmKernels {
   private f64: Float64Array;
 
   constructor() {
-    const instance = new WebAssembly.Instance(new WebAssembly.Module(decode(KERNELS_BASE64)), {});
+    compiled ??= new WebAssembly.Module(decode(KERNELS_BASE64));
+    const instance = new WebAssembly.Instance(compiled, {});
     this.x = instance.exports as unknown as Exports;
     this.f32 = new Float32Array(this.x.memory.buffer);
     this.f64 = new Float64Array(this.x.memory.buffer);
   }
 
+  /** The module's functions, for the callers in this file that lay out memory of their own (ResidentRows). */
+  get exports(): Exports {
+    return this.x;
+  }
+
+  get memory(): WebAssembly.Memory {
+    return this.x.memory;
+  }
+
   /** Makes the memory at least `bytes` long; growing detaches the old views, so they are made again. */
-  private reserve(bytes: number): void {
+  reserve(bytes: number): void {
     const have = this.x.memory.buffer.byteLength;
     if (bytes <= have) return;
     this.x.memory.grow(Math.ceil((bytes - have) / 65536));
@@ -185,6 +202,76 @@ export class WasmKernels {
       }
     }
     return -1;
+  }
+}
+
+/** Inputs held in a module instance of their own, for Weiszfeld's many passes over them (docs/kernels.md). */
+export class ResidentRows {
+  private readonly k = new WasmKernels();
+  private readonly d: number;
+  private readonly nvec: number;
+  private readonly stride: number;
+  /** Byte offset of the first float64 vector after the rows; vectors are 32·nvec bytes apart. */
+  private readonly vectors: number;
+  private readonly out: number;
+
+  /** Copies the n rows in once (zero-padded to whole vectors) and makes room for `vectors` float64 vectors of length d. */
+  constructor(private readonly updates: readonly Float32Array[], vectors: number) {
+    const n = updates.length;
+    this.d = updates[0].length;
+    this.nvec = pad4(this.d) >> 2;
+    this.stride = this.nvec * 16;
+    this.vectors = n * this.stride;
+    this.out = this.vectors + vectors * this.nvec * 32;
+    const k = this.k;
+    k.reserve(this.out + 32);
+    const f32 = new Float32Array(k.memory.buffer);
+    updates.forEach((u, i) => f32.set(u, (i * this.stride) >> 2));
+  }
+
+  /** The byte offset of float64 vector `i`. */
+  vector(i: number): number {
+    return this.vectors + i * this.nvec * 32;
+  }
+
+  /** A view of float64 vector `i` (valid until the next call that could grow the memory: none after construction). */
+  view(i: number): Float64Array {
+    return new Float64Array(this.k.memory.buffer, this.vector(i), this.d);
+  }
+
+  /** out[i] = Σ_j (z_j − x_ij)², z the float64 vector at byte `z`. */
+  squaredDistancesFrom(z: number, out: Float64Array): void {
+    const n = this.updates.length;
+    const res = new Float64Array(this.k.memory.buffer, this.out, 4);
+    for (let i = 0; i < n; i += 4) {
+      const p = (k: number): number => (i + k < n ? i + k : i) * this.stride;
+      this.k.exports.dist_from4(z, p(0), p(1), p(2), p(3), this.nvec, this.out);
+      for (let k = 0; k < 4 && i + k < n; k++) out[i + k] = res[k];
+    }
+  }
+
+  /** acc = Σ_i c_i x_i, summed per coordinate from 0 in input order (the scalar loop's order, so the same bits). */
+  weightedSum(c: Float64Array, acc: number): void {
+    const n = this.updates.length;
+    new Float64Array(this.k.memory.buffer, acc, this.nvec * 4).fill(0);
+    let i = 0;
+    for (; i + 3 < n; i += 4) {
+      const s = this.stride;
+      this.k.exports.axpy64_4(acc, this.nvec, i * s, (i + 1) * s, (i + 2) * s, (i + 3) * s, c[i], c[i + 1], c[i + 2], c[i + 3]);
+    }
+    for (; i < n; i++) this.k.exports.axpy64_1(acc, this.nvec, i * this.stride, c[i]);
+  }
+
+  /** acc = acc / s, per coordinate. */
+  divide(acc: number, s: number): void {
+    this.k.exports.div64(acc, this.nvec, s);
+  }
+
+  /** [Σ (next − z)², Σ next²]. */
+  stepAndNorm(next: number, z: number): [number, number] {
+    this.k.exports.step_norm(next, z, this.nvec, this.out);
+    const res = new Float64Array(this.k.memory.buffer, this.out, 2);
+    return [res[0], res[1]];
   }
 }
 

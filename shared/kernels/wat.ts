@@ -142,6 +142,105 @@ function windowMean(): string {
 }
 
 /**
+ * Weiszfeld's passes for the geometric median, in float64 (docs/kernels.md): the iterate z and the sums are float64
+ * vectors (two per 16 bytes), the inputs float32 rows promoted on load.
+ *   dist_from4: out[k] = Σ_v ‖z[v] − a_k[v]‖² for four inputs (each input's sum by the same operations in any slot).
+ *   axpy64_4:   acc[v] = (((acc + c0·x0) + c1·x1) + c2·x2) + c3·x3, per coordinate, as the scalar loop writes it.
+ *   axpy64_1:   acc[v] = acc + c·x.
+ *   div64:      acc[v] = acc / s.
+ *   step_norm:  out[0] = Σ (next − z)², out[1] = Σ next².
+ * nvec counts vectors of 4 coordinates: 16 bytes of float32, 32 of float64.
+ */
+function weiszfeld(): string {
+  const k = range(4);
+  return `
+  (func (export "dist_from4") (param $z i32) ${k.map((i) => `(param $a${i} i32)`).join(' ')} (param $nvec i32) (param $out i32)
+    (local $v i32) (local $zp i32) (local $off i32) (local $z0 v128) (local $z1 v128) (local $x v128) (local $t v128)
+    ${k.map((i) => `(local $s${i} v128)`).join(' ')}
+    (block $done
+      (loop $next
+        (br_if $done (i32.ge_u (local.get $v) (local.get $nvec)))
+        (local.set $off (i32.shl (local.get $v) (i32.const 4)))
+        (local.set $zp (i32.add (local.get $z) (i32.shl (local.get $v) (i32.const 5))))
+        (local.set $z0 (v128.load (local.get $zp)))
+        (local.set $z1 (v128.load offset=16 (local.get $zp)))
+        ${k.map((i) => `(local.set $x (v128.load (i32.add (local.get $a${i}) (local.get $off))))
+        (local.set $t (f64x2.sub (local.get $z0) (f64x2.promote_low_f32x4 (local.get $x))))
+        (local.set $s${i} (f64x2.add (local.get $s${i}) (f64x2.mul (local.get $t) (local.get $t))))
+        (local.set $t (f64x2.sub (local.get $z1) (f64x2.promote_low_f32x4 (i8x16.shuffle 8 9 10 11 12 13 14 15 0 1 2 3 4 5 6 7 (local.get $x) (local.get $x)))))
+        (local.set $s${i} (f64x2.add (local.get $s${i}) (f64x2.mul (local.get $t) (local.get $t))))`).join('\n        ')}
+        (local.set $v (i32.add (local.get $v) (i32.const 1)))
+        (br $next)))
+    ${k.map((i) => `(f64.store offset=${8 * i} (local.get $out) (f64.add (f64x2.extract_lane 0 (local.get $s${i})) (f64x2.extract_lane 1 (local.get $s${i}))))`).join('\n    ')}
+  )
+
+  (func (export "axpy64_4") (param $acc i32) (param $nvec i32) ${k.map((i) => `(param $x${i} i32)`).join(' ')} ${k.map((i) => `(param $c${i} f64)`).join(' ')}
+    (local $v i32) (local $a i32) (local $off i32) (local $lo v128) (local $hi v128) (local $x v128)
+    ${k.map((i) => `(local $k${i} v128)`).join(' ')}
+    ${k.map((i) => `(local.set $k${i} (f64x2.splat (local.get $c${i})))`).join(' ')}
+    (block $done
+      (loop $next
+        (br_if $done (i32.ge_u (local.get $v) (local.get $nvec)))
+        (local.set $off (i32.shl (local.get $v) (i32.const 4)))
+        (local.set $a (i32.add (local.get $acc) (i32.shl (local.get $v) (i32.const 5))))
+        (local.set $lo (v128.load (local.get $a)))
+        (local.set $hi (v128.load offset=16 (local.get $a)))
+        ${k.map((i) => `(local.set $x (v128.load (i32.add (local.get $x${i}) (local.get $off))))
+        (local.set $lo (f64x2.add (local.get $lo) (f64x2.mul (local.get $k${i}) (f64x2.promote_low_f32x4 (local.get $x)))))
+        (local.set $hi (f64x2.add (local.get $hi) (f64x2.mul (local.get $k${i}) (f64x2.promote_low_f32x4 (i8x16.shuffle 8 9 10 11 12 13 14 15 0 1 2 3 4 5 6 7 (local.get $x) (local.get $x))))))`).join('\n        ')}
+        (v128.store (local.get $a) (local.get $lo))
+        (v128.store offset=16 (local.get $a) (local.get $hi))
+        (local.set $v (i32.add (local.get $v) (i32.const 1)))
+        (br $next)))
+  )
+
+  (func (export "axpy64_1") (param $acc i32) (param $nvec i32) (param $x0 i32) (param $c0 f64)
+    (local $v i32) (local $a i32) (local $x v128) (local $k v128)
+    (local.set $k (f64x2.splat (local.get $c0)))
+    (block $done
+      (loop $next
+        (br_if $done (i32.ge_u (local.get $v) (local.get $nvec)))
+        (local.set $a (i32.add (local.get $acc) (i32.shl (local.get $v) (i32.const 5))))
+        (local.set $x (v128.load (i32.add (local.get $x0) (i32.shl (local.get $v) (i32.const 4)))))
+        (v128.store (local.get $a) (f64x2.add (v128.load (local.get $a)) (f64x2.mul (local.get $k) (f64x2.promote_low_f32x4 (local.get $x)))))
+        (v128.store offset=16 (local.get $a) (f64x2.add (v128.load offset=16 (local.get $a))
+          (f64x2.mul (local.get $k) (f64x2.promote_low_f32x4 (i8x16.shuffle 8 9 10 11 12 13 14 15 0 1 2 3 4 5 6 7 (local.get $x) (local.get $x))))))
+        (local.set $v (i32.add (local.get $v) (i32.const 1)))
+        (br $next)))
+  )
+
+  (func (export "div64") (param $acc i32) (param $nvec i32) (param $s f64)
+    (local $v i32) (local $a i32) (local $k v128)
+    (local.set $k (f64x2.splat (local.get $s)))
+    (block $done
+      (loop $next
+        (br_if $done (i32.ge_u (local.get $v) (local.get $nvec)))
+        (local.set $a (i32.add (local.get $acc) (i32.shl (local.get $v) (i32.const 5))))
+        (v128.store (local.get $a) (f64x2.div (v128.load (local.get $a)) (local.get $k)))
+        (v128.store offset=16 (local.get $a) (f64x2.div (v128.load offset=16 (local.get $a)) (local.get $k)))
+        (local.set $v (i32.add (local.get $v) (i32.const 1)))
+        (br $next)))
+  )
+
+  (func (export "step_norm") (param $next i32) (param $z i32) (param $nvec i32) (param $out i32)
+    (local $v i32) (local $p i32) (local $q i32) (local $n v128) (local $t v128) (local $step v128) (local $norm v128)
+    (block $done
+      (loop $loop
+        (br_if $done (i32.ge_u (local.get $v) (local.get $nvec)))
+        (local.set $p (i32.add (local.get $next) (i32.shl (local.get $v) (i32.const 5))))
+        (local.set $q (i32.add (local.get $z) (i32.shl (local.get $v) (i32.const 5))))
+        ${[0, 16].map((o) => `(local.set $n (v128.load offset=${o} (local.get $p)))
+        (local.set $t (f64x2.sub (local.get $n) (v128.load offset=${o} (local.get $q))))
+        (local.set $step (f64x2.add (local.get $step) (f64x2.mul (local.get $t) (local.get $t))))
+        (local.set $norm (f64x2.add (local.get $norm) (f64x2.mul (local.get $n) (local.get $n))))`).join('\n        ')}
+        (local.set $v (i32.add (local.get $v) (i32.const 1)))
+        (br $loop)))
+    (f64.store (local.get $out) (f64.add (f64x2.extract_lane 0 (local.get $step)) (f64x2.extract_lane 1 (local.get $step))))
+    (f64.store offset=8 (local.get $out) (f64.add (f64x2.extract_lane 0 (local.get $norm)) (f64x2.extract_lane 1 (local.get $norm))))
+  )`;
+}
+
+/**
  * The index of the first vector (of 4 float32) among nvec at xs with a NaN or ±∞ lane (exponent bits all ones), or
  * −1. Eight vectors are tested per branch.
  */
@@ -182,6 +281,7 @@ ${demote()}
 ${dist4()}
 ${windowMean()}
 ${nonFinite()}
+${weiszfeld()}
 )
 `;
 }

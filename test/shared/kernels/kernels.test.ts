@@ -7,6 +7,7 @@ import fc from 'fast-check';
 import { readFileSync } from 'node:fs';
 import { combine, combineRows } from '../../../shared/aggregation/combine.js';
 import { coordinateMedian, trimmedMean } from '../../../shared/aggregation/coordinatewise.js';
+import { geometricMedian } from '../../../shared/aggregation/geometric-median.js';
 import { pairwiseSquaredDistances, squaredDistance } from '../../../shared/aggregation/distances.js';
 import { MIN_WASM_LENGTH, useKernels, wasmKernels } from '../../../shared/kernels/wasm.js';
 import { firstNonFinite } from '../../../shared/protocol/tensor.js';
@@ -180,6 +181,22 @@ test('the NaN scan finds the first NaN or ±∞ wherever it is, and nothing in f
       return firstNonFinite(x) === scalar(x) && firstNonFinite(x.subarray(1)) === scalar(x.subarray(1));
     }),
     { numRuns: 200 },
+  );
+  t.pass();
+});
+
+test('geometric median: the float64 kernels reach the scalar loops’ answer (same start, same iteration, float64 sums in another order)', (t) => {
+  fc.assert(
+    fc.property(fc.integer({ min: 0, max: 2 ** 31 - 1 }), fc.integer({ min: 1, max: 13 }), fc.integer({ min: MIN_WASM_LENGTH, max: 3000 }), (seed, n, d) => {
+      const x = vectors(seed, n, d);
+      const want = using('js', () => geometricMedian(x, { tol: 1e-9, maxIter: 200 }));
+      const got = geometricMedian(x, { tol: 1e-9, maxIter: 200 });
+      let scale = 1;
+      for (let j = 0; j < d; j++) scale = Math.max(scale, Math.abs(want[j]));
+      for (let j = 0; j < d; j++) if (!(Math.abs(got[j] - want[j]) <= 1e-6 * scale)) return t.fail(`n=${n} d=${d} [${j}]: ${got[j]} vs ${want[j]}`);
+      return true;
+    }),
+    { numRuns: 25 },
   );
   t.pass();
 });
