@@ -1,3 +1,4 @@
+import { ResidentRows, wasmKernels } from '../kernels/wasm.js';
 import { checkNonNegative, checkInteger, checkUpdates } from './validate.js';
 
 export interface CenteredClippingOptions {
@@ -25,38 +26,81 @@ export function centeredClipping(
   checkNonNegative('centeredClipping', 'tau', tau, true);
   checkInteger('centeredClipping', 'iters', iters, 0);
   const n = updates.length;
-  const v = Float64Array.from(center);
-  const delta = new Float64Array(d);
+  const passes = wasmKernels(d) !== null && n * d * 4 <= MAX_RESIDENT_BYTES ? residentPasses(updates, center) : scalarPasses(updates, center);
+  const sq = new Float64Array(n);
   const coef = new Float64Array(n);
-  const skip = new Uint8Array(n); // xᵢ = v contributes nothing (and avoids τ/0)
   for (let it = 0; it < iters; it++) {
     // All n clipping coefficients first (they depend only on v), then delta in one sweep over the inputs.
+    passes.squaredDistances(sq);
+    const used: number[] = []; // xᵢ = v contributes nothing (and avoids τ/0)
     for (let i = 0; i < n; i++) {
-      const x = updates[i];
-      let sq = 0;
-      for (let j = 0; j < d; j++) {
-        const t = x[j] - v[j];
-        sq += t * t;
-      }
-      const norm = Math.sqrt(sq);
-      skip[i] = norm === 0 ? 1 : 0;
+      const norm = Math.sqrt(sq[i]);
       coef[i] = Math.min(1, tau / norm) / n;
+      if (norm !== 0) used.push(i);
     }
-    delta.fill(0);
-    for (let i = 0; i < n; i++) {
-      if (skip[i] === 1) continue;
-      const c = coef[i];
-      const x = updates[i];
-      // Pair inputs when the next one contributes too: ((δ + c·(x−v)) + c'·(x'−v)) is the same sum, one write.
-      if (i + 1 < n && skip[i + 1] === 0) {
-        const c2 = coef[++i];
-        const y = updates[i];
-        for (let j = 0; j < d; j++) delta[j] = delta[j] + c * (x[j] - v[j]) + c2 * (y[j] - v[j]);
-      } else {
-        for (let j = 0; j < d; j++) delta[j] += c * (x[j] - v[j]);
-      }
-    }
-    for (let j = 0; j < d; j++) v[j] += delta[j];
+    passes.step(coef, used);
   }
-  return Float32Array.from(v);
+  return passes.result();
+}
+
+/** The inputs a resident module instance may hold at once; larger calls take the scalar loops (no second copy). */
+const MAX_RESIDENT_BYTES = 256 * 1024 * 1024;
+
+/** The passes over the inputs, on the float64 center v. */
+interface Passes {
+  /** out[i] = ‖xᵢ − v‖². */
+  squaredDistances(out: Float64Array): void;
+  /** v ← v + Σ_{i in used, in order} cᵢ(xᵢ − v). */
+  step(c: Float64Array, used: readonly number[]): void;
+  /** v rounded to float32. */
+  result(): Float32Array;
+}
+
+function scalarPasses(updates: readonly Float32Array[], center: Float32Array): Passes {
+  const d = center.length;
+  const v = Float64Array.from(center);
+  const delta = new Float64Array(d);
+  return {
+    squaredDistances(out) {
+      updates.forEach((x, i) => {
+        let sq = 0;
+        for (let j = 0; j < d; j++) {
+          const t = x[j] - v[j];
+          sq += t * t;
+        }
+        out[i] = sq;
+      });
+    },
+    step(c, used) {
+      delta.fill(0);
+      let k = 0;
+      // Two inputs per pass: ((δ + c·(x−v)) + c'·(x'−v)) is the same sum as one at a time, with half the writes.
+      for (; k + 1 < used.length; k += 2) {
+        const x = updates[used[k]], y = updates[used[k + 1]];
+        const c1 = c[used[k]], c2 = c[used[k + 1]];
+        for (let j = 0; j < d; j++) delta[j] = delta[j] + c1 * (x[j] - v[j]) + c2 * (y[j] - v[j]);
+      }
+      if (k < used.length) {
+        const x = updates[used[k]];
+        const c1 = c[used[k]];
+        for (let j = 0; j < d; j++) delta[j] += c1 * (x[j] - v[j]);
+      }
+      for (let j = 0; j < d; j++) v[j] += delta[j];
+    },
+    result: () => Float32Array.from(v),
+  };
+}
+
+function residentPasses(updates: readonly Float32Array[], center: Float32Array): Passes {
+  const rows = new ResidentRows(updates, 2);
+  const [v, delta] = [rows.vector(0), rows.vector(1)];
+  rows.view(0).set(center);
+  return {
+    squaredDistances: (out) => rows.squaredDistancesFrom(v, out),
+    step(c, used) {
+      rows.clippedSum(c, used, v, delta);
+      rows.addInto(v, delta);
+    },
+    result: () => Float32Array.from(rows.view(0)),
+  };
 }

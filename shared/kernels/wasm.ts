@@ -25,6 +25,9 @@ interface Exports {
   axpy64_1: (acc: number, nvec: number, x0: number, c0: number) => void;
   div64: (acc: number, nvec: number, s: number) => void;
   step_norm: (next: number, z: number, nvec: number, out: number) => void;
+  clip4: (acc: number, z: number, nvec: number, x0: number, x1: number, x2: number, x3: number, c0: number, c1: number, c2: number, c3: number) => void;
+  clip1: (acc: number, z: number, nvec: number, x0: number, c0: number) => void;
+  add64: (z: number, acc: number, nvec: number) => void;
 }
 
 function decode(b64: string): Uint8Array {
@@ -260,6 +263,26 @@ export class ResidentRows {
       this.k.exports.axpy64_4(acc, this.nvec, i * s, (i + 1) * s, (i + 2) * s, (i + 3) * s, c[i], c[i + 1], c[i + 2], c[i + 3]);
     }
     for (; i < n; i++) this.k.exports.axpy64_1(acc, this.nvec, i * this.stride, c[i]);
+  }
+
+  /**
+   * acc = Σ_{i in order} c_i (x_i − z) over the inputs listed in `used` (z the float64 vector at byte `z`), added per
+   * coordinate from 0 in that order — the scalar loop's order, so the same bits.
+   */
+  clippedSum(c: Float64Array, used: readonly number[], z: number, acc: number): void {
+    new Float64Array(this.k.memory.buffer, acc, this.nvec * 4).fill(0);
+    const s = this.stride;
+    let k = 0;
+    for (; k + 3 < used.length; k += 4) {
+      const [a, b, e, f] = [used[k]!, used[k + 1]!, used[k + 2]!, used[k + 3]!];
+      this.k.exports.clip4(acc, z, this.nvec, a * s, b * s, e * s, f * s, c[a], c[b], c[e], c[f]);
+    }
+    for (; k < used.length; k++) this.k.exports.clip1(acc, z, this.nvec, used[k]! * s, c[used[k]!]);
+  }
+
+  /** z = z + acc, per coordinate. */
+  addInto(z: number, acc: number): void {
+    this.k.exports.add64(z, acc, this.nvec);
   }
 
   /** acc = acc / s, per coordinate. */

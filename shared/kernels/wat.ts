@@ -241,6 +241,64 @@ function weiszfeld(): string {
 }
 
 /**
+ * Centered clipping's sweep, in float64 (docs/kernels.md):
+ *   clip4: acc[v] = (((acc + c0·(x0 − z)) + c1·(x1 − z)) + c2·(x2 − z)) + c3·(x3 − z), per coordinate, as the
+ *          scalar loop adds them; clip1: acc[v] = acc + c·(x − z); add64: z[v] = z + acc.
+ */
+function clipping(): string {
+  const k = range(4);
+  const lanes = (x: string): string[] => [`(f64x2.promote_low_f32x4 ${x})`, `(f64x2.promote_low_f32x4 (i8x16.shuffle 8 9 10 11 12 13 14 15 0 1 2 3 4 5 6 7 ${x} ${x}))`];
+  const term = (i: number | string): string => {
+    const [lo, hi] = lanes('(local.get $x)');
+    return `(local.set $x (v128.load (i32.add (local.get $x${i}) (local.get $off))))
+        (local.set $lo (f64x2.add (local.get $lo) (f64x2.mul (local.get $k${i}) (f64x2.sub ${lo} (local.get $z0)))))
+        (local.set $hi (f64x2.add (local.get $hi) (f64x2.mul (local.get $k${i}) (f64x2.sub ${hi} (local.get $z1)))))`;
+  };
+  const body = (terms: string): string => `
+    (block $done
+      (loop $next
+        (br_if $done (i32.ge_u (local.get $v) (local.get $nvec)))
+        (local.set $off (i32.shl (local.get $v) (i32.const 4)))
+        (local.set $a (i32.add (local.get $acc) (i32.shl (local.get $v) (i32.const 5))))
+        (local.set $zp (i32.add (local.get $z) (i32.shl (local.get $v) (i32.const 5))))
+        (local.set $z0 (v128.load (local.get $zp)))
+        (local.set $z1 (v128.load offset=16 (local.get $zp)))
+        (local.set $lo (v128.load (local.get $a)))
+        (local.set $hi (v128.load offset=16 (local.get $a)))
+        ${terms}
+        (v128.store (local.get $a) (local.get $lo))
+        (v128.store offset=16 (local.get $a) (local.get $hi))
+        (local.set $v (i32.add (local.get $v) (i32.const 1)))
+        (br $next)))`;
+  const locals = '(local $v i32) (local $a i32) (local $zp i32) (local $off i32) (local $lo v128) (local $hi v128) (local $x v128) (local $z0 v128) (local $z1 v128)';
+  return `
+  (func (export "clip4") (param $acc i32) (param $z i32) (param $nvec i32) ${k.map((i) => `(param $x${i} i32)`).join(' ')} ${k.map((i) => `(param $c${i} f64)`).join(' ')}
+    ${locals} ${k.map((i) => `(local $k${i} v128)`).join(' ')}
+    ${k.map((i) => `(local.set $k${i} (f64x2.splat (local.get $c${i})))`).join(' ')}
+    ${body(k.map((i) => term(i)).join('\n        '))}
+  )
+
+  (func (export "clip1") (param $acc i32) (param $z i32) (param $nvec i32) (param $x0 i32) (param $c0 f64)
+    ${locals} (local $k0 v128)
+    (local.set $k0 (f64x2.splat (local.get $c0)))
+    ${body(term(0))}
+  )
+
+  (func (export "add64") (param $z i32) (param $acc i32) (param $nvec i32)
+    (local $v i32) (local $p i32) (local $q i32)
+    (block $done
+      (loop $next
+        (br_if $done (i32.ge_u (local.get $v) (local.get $nvec)))
+        (local.set $p (i32.add (local.get $z) (i32.shl (local.get $v) (i32.const 5))))
+        (local.set $q (i32.add (local.get $acc) (i32.shl (local.get $v) (i32.const 5))))
+        (v128.store (local.get $p) (f64x2.add (v128.load (local.get $p)) (v128.load (local.get $q))))
+        (v128.store offset=16 (local.get $p) (f64x2.add (v128.load offset=16 (local.get $p)) (v128.load offset=16 (local.get $q))))
+        (local.set $v (i32.add (local.get $v) (i32.const 1)))
+        (br $next)))
+  )`;
+}
+
+/**
  * The index of the first vector (of 4 float32) among nvec at xs with a NaN or ±∞ lane (exponent bits all ones), or
  * −1. Eight vectors are tested per branch.
  */
@@ -282,6 +340,7 @@ ${dist4()}
 ${windowMean()}
 ${nonFinite()}
 ${weiszfeld()}
+${clipping()}
 )
 `;
 }

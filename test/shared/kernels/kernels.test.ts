@@ -6,6 +6,7 @@ import test from 'ava';
 import fc from 'fast-check';
 import { readFileSync } from 'node:fs';
 import { combine, combineRows } from '../../../shared/aggregation/combine.js';
+import { centeredClipping } from '../../../shared/aggregation/centered-clipping.js';
 import { coordinateMedian, trimmedMean } from '../../../shared/aggregation/coordinatewise.js';
 import { geometricMedian } from '../../../shared/aggregation/geometric-median.js';
 import { pairwiseSquaredDistances, squaredDistance } from '../../../shared/aggregation/distances.js';
@@ -194,6 +195,23 @@ test('geometric median: the float64 kernels reach the scalar loops’ answer (sa
       let scale = 1;
       for (let j = 0; j < d; j++) scale = Math.max(scale, Math.abs(want[j]));
       for (let j = 0; j < d; j++) if (!(Math.abs(got[j] - want[j]) <= 1e-6 * scale)) return t.fail(`n=${n} d=${d} [${j}]: ${got[j]} vs ${want[j]}`);
+      return true;
+    }),
+    { numRuns: 25 },
+  );
+  t.pass();
+});
+
+test('centered clipping: the float64 kernels give the scalar loops’ answer (the sweep in the same order; the norms in another float64 order), copies of the center skipped', (t) => {
+  fc.assert(
+    fc.property(fc.integer({ min: 0, max: 2 ** 31 - 1 }), fc.integer({ min: 1, max: 13 }), fc.integer({ min: MIN_WASM_LENGTH, max: 3000 }), fc.constantFrom(0.1, 1, 30, Infinity), fc.integer({ min: 1, max: 4 }), (seed, n, d, tau, iters) => {
+      const x = vectors(seed, n, d);
+      x.push(Float32Array.from(x[0])); // a copy of the center: ‖x − v‖ = 0 in the first iteration
+      const want = using('js', () => centeredClipping(x, x[0], { tau, iters }));
+      const got = centeredClipping(x, x[0], { tau, iters });
+      let scale = 1;
+      for (let j = 0; j < d; j++) scale = Math.max(scale, Math.abs(want[j]));
+      for (let j = 0; j < d; j++) if (!(Math.abs(got[j] - want[j]) <= 1e-6 * scale)) return t.fail(`n=${n} d=${d} τ=${tau} [${j}]: ${got[j]} vs ${want[j]}`);
       return true;
     }),
     { numRuns: 25 },
