@@ -208,9 +208,17 @@ export class WasmKernels {
   }
 }
 
-/** Inputs held in a module instance of their own, for Weiszfeld's many passes over them (docs/kernels.md). */
+/**
+ * Calls whose inputs fit in this many bytes reuse one instance for their resident rows (creating an instance and its
+ * memory costs more than a small call's work); larger ones get an instance of their own, dropped after the call, so
+ * one large call does not keep its memory.
+ */
+const REUSED_RESIDENT_BYTES = 16 * 1024 * 1024;
+let reusedResident: WasmKernels | undefined;
+
+/** Inputs held in module memory for the many passes of Weiszfeld and centered clipping (docs/kernels.md). */
 export class ResidentRows {
-  private readonly k = new WasmKernels();
+  private readonly k: WasmKernels;
   private readonly d: number;
   private readonly nvec: number;
   private readonly stride: number;
@@ -226,10 +234,18 @@ export class ResidentRows {
     this.stride = this.nvec * 16;
     this.vectors = n * this.stride;
     this.out = this.vectors + vectors * this.nvec * 32;
+    const bytes = this.out + 32;
+    this.k = bytes <= REUSED_RESIDENT_BYTES ? (reusedResident ??= new WasmKernels()) : new WasmKernels();
     const k = this.k;
-    k.reserve(this.out + 32);
+    k.reserve(bytes);
+    // A reused instance holds an earlier call's values: the padding of each row and every float64 vector start at 0.
     const f32 = new Float32Array(k.memory.buffer);
-    updates.forEach((u, i) => f32.set(u, (i * this.stride) >> 2));
+    updates.forEach((u, i) => {
+      const at = (i * this.stride) >> 2;
+      f32.set(u, at);
+      f32.fill(0, at + this.d, at + this.nvec * 4);
+    });
+    new Float64Array(k.memory.buffer, this.vectors, vectors * this.nvec * 4).fill(0);
   }
 
   /** The byte offset of float64 vector `i`. */
@@ -237,7 +253,7 @@ export class ResidentRows {
     return this.vectors + i * this.nvec * 32;
   }
 
-  /** A view of float64 vector `i` (valid until the next call that could grow the memory: none after construction). */
+  /** A view of float64 vector `i` (valid while this call runs: nothing grows the memory after construction). */
   view(i: number): Float64Array {
     return new Float64Array(this.k.memory.buffer, this.vector(i), this.d);
   }

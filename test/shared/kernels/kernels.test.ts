@@ -160,6 +160,9 @@ test('one module serves calls of every shape in any order: no stale values from 
     () => coordinateMedian(vectors(4, 2, 257)),
     () => pairwiseSquaredDistances(vectors(5, 3, 258)),
     () => combine(vectors(6, 1, 20_001), Float64Array.from([2])),
+    () => geometricMedian(vectors(7, 6, 5003)),
+    () => centeredClipping(vectors(8, 5, 1001), vectors(9, 1, 1001)[0], { tau: 0.5, iters: 2 }),
+    () => geometricMedian(vectors(10, 3, 257)),
   ];
   const alone = calls.map((c) => c());
   const mixed = [...calls.keys()].reverse().map((i) => [i, calls[i]!()] as const);
