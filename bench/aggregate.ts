@@ -6,8 +6,10 @@
 // (bench/aggregate_numpy.py) makes its own data of the same sizes and runs in a child python3 whose environment
 // lacks OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE (set on some machines here for old OpenBLAS builds; they slow a
 // current numpy); the table footer says which OpenBLAS kernel and thread count numpy then used.
-// fedpool runs on one thread: its WebAssembly SIMD kernels (docs/kernels.md) where a rule has them, measured beside its
-// scalar JavaScript reference (the fallback where WebAssembly cannot run); numpy's BLAS calls may use every core.
+// fedpool's WebAssembly SIMD kernels (docs/kernels.md) where a rule has them, on one thread and then with helper
+// threads (one per core beyond the first) on the same inputs in shared memory — where a coordinator with aggregation
+// threads decodes training updates — beside the scalar JavaScript reference (the fallback where WebAssembly cannot
+// run); numpy's BLAS calls may use every core.
 import { spawnSync } from 'node:child_process';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -19,6 +21,8 @@ import {
   trimmedMean,
   weightedMean,
 } from '../shared/index.js';
+import { defaultKernelThreads, startKernelThreads } from '../cli/kernel-threads.js';
+import { useKernelThreads } from '../shared/kernels/parallel.js';
 import { useKernels } from '../shared/kernels/wasm.js';
 import { mulberry32 } from '../shared/random.js';
 
@@ -68,28 +72,47 @@ interface Row {
   label: string;
   ms: number;
   scalarMs: number;
+  threadedMs: number | null;
 }
 
 const rand = mulberry32(12345);
 const XA = gaussianRows(rand, nA, dA);
 const w = Array.from({ length: nA }, () => 0.01 + 4.99 * rand());
 const XB = gaussianRows(rand, nB, dB);
+// The same inputs in shared memory, where a coordinator with aggregation threads decodes its updates.
+const shared = (rows: Float32Array[]): Float32Array[] => rows.map((r) => {
+  const s = new Float32Array(new SharedArrayBuffer(r.byteLength));
+  s.set(r);
+  return s;
+});
+const helpers = defaultKernelThreads();
+const threads = helpers > 0 ? await startKernelThreads(helpers) : null;
+useKernelThreads(null);
+const [SA, SB] = threads === null ? [XA, XB] : [shared(XA), shared(XB)];
 const g = (x: number): string => x.toExponential(0).replace('e+', 'e');
 
 const rows: Row[] = [];
-const add = (key: string, label: string, fn: () => unknown): void => {
+/** fn(inputs) with the scalar code, with the kernels, and with the kernels and helper threads on shared inputs. */
+const add = <X,>(key: string, label: string, inputs: X, sharedInputs: X, fn: (x: X) => unknown): void => {
   process.stderr.write(`fedpool ${label} …\n`);
   useKernels('js');
-  const scalarMs = bestMs(fn);
+  const scalarMs = bestMs(() => fn(inputs));
   useKernels('wasm');
-  rows.push({ key, label, ms: bestMs(fn), scalarMs });
+  const ms = bestMs(() => fn(inputs));
+  let threadedMs: number | null = null;
+  if (threads !== null) {
+    useKernelThreads(threads);
+    threadedMs = bestMs(() => fn(sharedInputs));
+    useKernelThreads(null);
+  }
+  rows.push({ key, label, ms, scalarMs, threadedMs });
 };
-add('weightedMean', `weightedMean n=${nA} d=${g(dA)} (weighted)`, () => weightedMean(XA, w));
-add('nearestNeighborMixing', `nearestNeighborMixing n=${nB} d=${g(dB)} f=${f}`, () => nearestNeighborMixing(XB, f));
-add('coordinateMedian', `coordinateMedian n=${nB} d=${g(dB)}`, () => coordinateMedian(XB));
-add('trimmedMean', `trimmedMean n=${nB} d=${g(dB)} f=${f}`, () => trimmedMean(XB, f));
-add('krum', `krum n=${nB} d=${g(dB)} f=${f}`, () => krum(XB, f));
-add('geometricMedian', `geometricMedian n=${nB} d=${g(dB)}`, () => geometricMedian(XB));
+add('weightedMean', `weightedMean n=${nA} d=${g(dA)} (weighted)`, XA, SA, (x) => weightedMean(x, w));
+add('nearestNeighborMixing', `nearestNeighborMixing n=${nB} d=${g(dB)} f=${f}`, XB, SB, (x) => nearestNeighborMixing(x, f));
+add('coordinateMedian', `coordinateMedian n=${nB} d=${g(dB)}`, XB, SB, (x) => coordinateMedian(x));
+add('trimmedMean', `trimmedMean n=${nB} d=${g(dB)} f=${f}`, XB, SB, (x) => trimmedMean(x, f));
+add('krum', `krum n=${nB} d=${g(dB)} f=${f}`, XB, SB, (x) => krum(x, f));
+add('geometricMedian', `geometricMedian n=${nB} d=${g(dB)}`, XB, SB, (x) => geometricMedian(x));
 
 // numpy, in a child without the OpenBLAS overrides.
 interface NumpyReport {
@@ -123,20 +146,22 @@ else {
 }
 
 // Table.
-const header = ['case', 'fedpool ms', 'scalar JS ms', 'numpy ms', 'ratio (fedpool/numpy)', 'numpy method'];
+const threadedHeader = `+ ${helpers} thread${helpers === 1 ? '' : 's'} ms`;
+const header = ['case', 'fedpool ms', threadedHeader, 'scalar JS ms', 'numpy ms', 'ratio (fedpool/numpy)', 'numpy method'];
 const ms = (x: number): string => (x < 10 ? x.toFixed(2) : x.toFixed(1));
 const body = rows.map((r) => {
   const np = numpy?.results.find((x) => x.key === r.key);
-  return [r.label, ms(r.ms), ms(r.scalarMs), np ? ms(np.ms) : 'n/a', np ? (r.ms / np.ms).toFixed(1) + '×' : 'n/a', np?.note ?? ''];
+  const best = Math.min(r.ms, r.threadedMs ?? Infinity);
+  return [r.label, ms(r.ms), r.threadedMs === null ? 'n/a' : ms(r.threadedMs), ms(r.scalarMs), np ? ms(np.ms) : 'n/a', np ? (best / np.ms).toFixed(1) + '×' : 'n/a', np?.note ?? ''];
 });
 const widths = header.map((h, c) => Math.max(h.length, ...body.map((b) => b[c].length)));
-const line = (cells: string[]): string => '| ' + cells.map((s, c) => (c === 0 || c === 5 ? s.padEnd(widths[c]) : s.padStart(widths[c]))).join(' | ') + ' |';
+const line = (cells: string[]): string => '| ' + cells.map((s, c) => (c === 0 || c === 6 ? s.padEnd(widths[c]) : s.padStart(widths[c]))).join(' | ') + ' |';
 console.log(`\nfedpool aggregation vs numpy${quick ? ' (--quick sizes)' : ''}: best of ${runs} runs after one warm-up\n`);
 console.log(line(header));
-console.log('|' + widths.map((wd, c) => (c === 0 || c === 5 ? ':' + '-'.repeat(wd + 1) : '-'.repeat(wd + 1) + ':')).join('|') + '|');
+console.log('|' + widths.map((wd, c) => (c === 0 || c === 6 ? ':' + '-'.repeat(wd + 1) : '-'.repeat(wd + 1) + ':')).join('|') + '|');
 for (const b of body) console.log(line(b));
 console.log('');
-console.log(`node ${process.version} (fedpool: one thread, WebAssembly SIMD kernels where a rule has them; scalar JS: float64 accumulation)`);
+console.log(`node ${process.version} (fedpool: WebAssembly SIMD kernels where a rule has them, on one thread; then with ${helpers} helper thread(s) on inputs in shared memory, as a coordinator decodes updates; scalar JS: float64 accumulation; the ratio takes the faster fedpool column)`);
 if (numpy) {
   const b = numpy.blas;
   const show = (k: string): string => (b[k] === undefined || b[k] === null ? '?' : String(b[k]));

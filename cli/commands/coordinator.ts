@@ -4,6 +4,11 @@ import { startCoordinator } from '../../server/coordinator.js';
 import { tokenList } from '../../server/auth.js';
 import { readFlagFile } from '../credentials.js';
 import { UserError } from '../errors.js';
+import { defaultKernelThreads, startKernelThreads } from '../kernel-threads.js';
+import { setSharedTensorDecoding } from '../../shared/protocol/codec.js';
+
+/** Decoded float32 tensors from this size on go to shared memory: training updates, not score batches. */
+const SHARED_TENSOR_BYTES = 64 * 1024;
 
 function stringOption(options: Record<string, unknown>, key: string, fallback: string): string {
   const v = options[key];
@@ -47,6 +52,13 @@ export function tlsOptions(options: Record<string, unknown>): { cert: string; ke
  */
 export async function run(options: Record<string, unknown>): Promise<void> {
   const tls = tlsOptions(options);
+  // Training updates are decoded into shared memory so the helpers read them in place (docs/kernels.md, "Threads").
+  const helpers = typeof options['aggregationThreads'] === 'number' ? options['aggregationThreads'] : defaultKernelThreads();
+  try {
+    if ((await startKernelThreads(helpers)) !== null) setSharedTensorDecoding(SHARED_TENSOR_BYTES);
+  } catch (e) {
+    throw new UserError(`fedpool coordinator: cannot start ${helpers} aggregation thread(s): ${e instanceof Error ? e.message : String(e)}`);
+  }
   let coordinator;
   try {
     coordinator = await startCoordinator({

@@ -1,3 +1,4 @@
+import { runSplit, sharedFloats, threadsFor } from '../kernels/parallel.js';
 import { wasmKernels } from '../kernels/wasm.js';
 import { BLOCK } from './validate.js';
 
@@ -26,7 +27,18 @@ export function combineRows(updates: readonly Float32Array[], coeffs: Float64Arr
   usedStart[rows] = m;
   const kernels = wasmKernels(d);
   if (kernels !== null) {
-    kernels.combineRows(updates, coeffs, out, usedStart, usedIdx, Array.from(firstSame, (f, r) => f === r));
+    const distinct = Array.from(firstSame, (f, r) => f === r);
+    const t = threadsFor(updates);
+    if (t === null) kernels.combineRows(updates, coeffs, out, usedStart, usedIdx, distinct);
+    else {
+      // Coordinate ranges across threads: each output value is the same sum whichever thread computes it.
+      const inputs = [...updates];
+      const shared = out.map((o, r) => (distinct[r] ? sharedFloats(d) : o));
+      runSplit(t, d, 4, (from, to) => ({ op: 'combine', inputs, coeffs, usedStart, usedIdx, distinct, out: shared, from, to }));
+      shared.forEach((o, r) => {
+        if (distinct[r]) out[r].set(o);
+      });
+    }
     return out.map((o, r) => (firstSame[r] === r ? o : o.slice()));
   }
   const acc = new Float64Array(Math.min(BLOCK, d));

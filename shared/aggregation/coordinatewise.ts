@@ -1,3 +1,4 @@
+import { runSplit, sharedFloats, threadsFor } from '../kernels/parallel.js';
 import { wasmKernels } from '../kernels/wasm.js';
 import { checkF, checkUpdates } from './validate.js';
 
@@ -28,7 +29,14 @@ function sortedWindowMean(updates: readonly Float32Array[], lo: number, hi: numb
   const count = hi - lo;
   const kernels = n <= 32 ? wasmKernels(d) : null;
   // The kernel sorts four coordinates at once with the same placements as the loop below: bit-identical results.
-  if (kernels !== null) return kernels.sortedWindowMean(updates, lo, hi);
+  if (kernels !== null) {
+    const t = threadsFor(updates);
+    if (t === null) return kernels.sortedWindowMean(updates, lo, hi);
+    const inputs = [...updates];
+    const shared = sharedFloats(d);
+    runSplit(t, d, 4, (from, to) => ({ op: 'window-mean', inputs, lo, hi, out: shared, from, to }));
+    return Float32Array.from(shared);
+  }
   if (n <= 32) {
     // Few inputs: insert each value as it is read, into col[1..n] behind a −∞ sentinel at col[0] (no value is
     // below it, NaN included, so the scan needs no bounds test). Same order as sortColumn, so the same sums.

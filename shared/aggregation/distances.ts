@@ -1,3 +1,4 @@
+import { DISTANCE_UNIT, runSplit, threadsFor, type KernelThreads } from '../kernels/parallel.js';
 import { wasmKernels } from '../kernels/wasm.js';
 import { BLOCK } from './validate.js';
 
@@ -52,7 +53,11 @@ function distinctSquaredDistances(updates: readonly Float32Array[]): Float64Arra
   const n = updates.length;
   const d = n === 0 ? 0 : updates[0].length;
   const kernels = wasmKernels(d);
-  if (kernels !== null) return kernels.squaredDistances(updates);
+  if (kernels !== null) {
+    const t = threadsFor(updates);
+    if (t === null) return kernels.squaredDistances(updates);
+    return threadedSquaredDistances(t, updates);
+  }
   const D = new Float64Array(n * n);
   // Column blocks keep the n input slices in cache while all pairs use them.
   for (let j0 = 0; j0 < d; j0 += BLOCK) {
@@ -107,6 +112,27 @@ function distinctSquaredDistances(updates: readonly Float32Array[]): Float64Arra
     // An odd n leaves the last row, which has no partner after it.
   }
   for (let a = 0; a < n; a++) for (let b = a + 1; b < n; b++) D[b * n + a] = D[a * n + b];
+  return D;
+}
+
+/**
+ * squaredDistances with whole distance blocks spread over threads: each block's pair sums land in a shared array,
+ * and are added here in block order, as the one-thread kernel adds them, so every entry is the same bits.
+ */
+function threadedSquaredDistances(t: KernelThreads, updates: readonly Float32Array[]): Float64Array {
+  const n = updates.length;
+  const d = updates[0].length;
+  const pairs = (n * (n - 1)) / 2;
+  const blocks = Math.ceil(d / DISTANCE_UNIT);
+  const inputs = [...updates];
+  const sums = new Float64Array(new SharedArrayBuffer(blocks * pairs * 8));
+  runSplit(t, d, DISTANCE_UNIT, (from, to) => ({ op: 'distances', inputs, sums, from, to }));
+  const D = new Float64Array(n * n);
+  for (let b = 0; b < blocks; b++) {
+    let p = b * pairs;
+    for (let a = 0; a + 1 < n; a++) for (let c = a + 1; c < n; c++) D[a * n + c] += sums[p++];
+  }
+  for (let a = 0; a < n; a++) for (let c = a + 1; c < n; c++) D[c * n + a] = D[a * n + c];
   return D;
 }
 

@@ -97,9 +97,8 @@ export class WasmKernels {
    * out[r] = Σ_k coeffs[r·n + used[k]] · updates[used[k]] for each distinct row r (rows[r] = true), computed per column
    * block: float32 products summed eight inputs at a time, each partial sum added in float64.
    */
-  combineRows(updates: readonly Float32Array[], coeffs: Float64Array, out: Float32Array[], usedStart: Int32Array, usedIdx: Int32Array, distinct: readonly boolean[]): void {
+  combineRows(updates: readonly Float32Array[], coeffs: Float64Array, out: Float32Array[], usedStart: Int32Array, usedIdx: Int32Array, distinct: readonly boolean[], from = 0, to = updates[0].length): void {
     const n = updates.length;
-    const d = updates[0].length;
     const rows = out.length;
     const wanted = new Uint8Array(n);
     for (let k = 0; k < usedStart[rows]; k++) wanted[usedIdx[k]] = 1;
@@ -114,8 +113,8 @@ export class WasmKernels {
     this.f32.fill(0, 0, block);
     const rowAt = new Int32Array(AXPY_GROUP);
     const coeffAt = new Float32Array(AXPY_GROUP);
-    for (let j0 = 0; j0 < d; j0 += block) {
-      const len = Math.min(block, d - j0);
+    for (let j0 = from; j0 < to; j0 += block) {
+      const len = Math.min(block, to - j0);
       const nvec = pad4(len) >> 2;
       this.load(updates, j0, len, base, stride, wanted);
       for (let r = 0; r < rows; r++) {
@@ -171,23 +170,60 @@ export class WasmKernels {
     return D;
   }
 
+  /**
+   * The distance matrix's block sums, for splitting it across threads: sums[b·P + p] = the sum dist4 gives pair p
+   * (a < b pairs in row order, P = n(n−1)/2) over distance block b, for the blocks that start in [from, to) (from a
+   * multiple of DISTANCE_BLOCK). Adding them in block order gives squaredDistances' entries bit for bit.
+   */
+  distanceBlockSums(updates: readonly Float32Array[], sums: Float64Array, from: number, to: number): void {
+    const n = updates.length;
+    const pairs = (n * (n - 1)) / 2;
+    const stride = DISTANCE_BLOCK * 4;
+    const outAt = n * stride;
+    this.reserve(outAt + 32);
+    const res = outAt >> 3;
+    for (let j0 = from; j0 < to; j0 += DISTANCE_BLOCK) {
+      const len = Math.min(DISTANCE_BLOCK, to - j0);
+      const nvec = pad4(len) >> 2;
+      this.load(updates, j0, len, 0, stride);
+      const row = (j0 / DISTANCE_BLOCK) * pairs;
+      let p = 0;
+      for (let a = 0; a + 1 < n; a++) {
+        const pa = a * stride;
+        for (let b = a + 1; b < n; b += 4) {
+          const p0 = b * stride;
+          const p1 = b + 1 < n ? p0 + stride : p0;
+          const p2 = b + 2 < n ? p0 + 2 * stride : p0;
+          const p3 = b + 3 < n ? p0 + 3 * stride : p0;
+          this.x.dist4(pa, p0, p1, p2, p3, nvec, outAt);
+          const f64 = this.f64;
+          for (let k = 0; k < 4 && b + k < n; k++) sums[row + p++] = f64[res + k];
+        }
+      }
+    }
+  }
+
   /** Per coordinate: the mean of sorted[lo, hi) of the n values (n ≤ 32), bit-identical to the scalar insertion sort. */
   sortedWindowMean(updates: readonly Float32Array[], lo: number, hi: number): Float32Array {
+    const out = new Float32Array(updates[0].length);
+    this.sortedWindowMeanInto(updates, lo, hi, out, 0, out.length);
+    return out;
+  }
+
+  /** sortedWindowMean for coordinates [from, to), written into out. */
+  sortedWindowMeanInto(updates: readonly Float32Array[], lo: number, hi: number, out: Float32Array, from: number, to: number): void {
     const n = updates.length;
-    const d = updates[0].length;
-    const out = new Float32Array(d);
     const block = blockFor(n);
     const stride = block * 4;
     const col = n * stride;
     const outAt = col + n * 16;
     this.reserve(outAt + stride);
-    for (let j0 = 0; j0 < d; j0 += block) {
-      const len = Math.min(block, d - j0);
+    for (let j0 = from; j0 < to; j0 += block) {
+      const len = Math.min(block, to - j0);
       this.load(updates, j0, len, 0, stride);
       this.x.window_mean(0, stride, n, pad4(len) >> 2, lo, hi, col, outAt);
       out.set(this.f32.subarray(outAt >> 2, (outAt >> 2) + len), j0);
     }
-    return out;
   }
 
   /** The index of the first NaN or ±∞ in data, or −1; checked in blocks of SCAN_BLOCK values copied into the module. */

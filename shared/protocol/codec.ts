@@ -80,8 +80,10 @@ function decodeTensor(bytes: Uint8Array): Tensor {
     throw badTensor(`${dtype} shape [${shape.join(',')}] needs ${size * width} bytes, got ${dataBytes}`);
   }
   // The one copy. Not bytes.slice(): when msgpackr is fed a Node Buffer directly, `bytes` is a
-  // Buffer, whose slice() returns a view of the same memory.
-  const own = new Uint8Array(dataBytes);
+  // Buffer, whose slice() returns a view of the same memory. Large float32 tensors land in a SharedArrayBuffer when
+  // this process aggregates with kernel threads (setSharedTensorDecoding), so the helpers read them in place.
+  const shared = dtype === 'float32' && sharedTensorBytes !== null && dataBytes >= sharedTensorBytes;
+  const own = new Uint8Array(shared ? new SharedArrayBuffer(dataBytes) : new ArrayBuffer(dataBytes));
   own.set(bytes.subarray(header));
   if (!LITTLE_ENDIAN) swapBytes(own, width);
   switch (dtype) {
@@ -92,6 +94,17 @@ function decodeTensor(bytes: Uint8Array): Tensor {
     case 'uint8':
       return new Tensor(dtype, own, shape);
   }
+}
+
+let sharedTensorBytes: number | null = null;
+
+/**
+ * From now on, decoded float32 tensors of at least `minBytes` bytes are copied into SharedArrayBuffers instead of
+ * ArrayBuffers (null: never, the default). For a coordinator whose aggregation kernels run on helper threads
+ * (docs/kernels.md, "Threads"); not for a worker, which transfers its tensors' buffers to its own threads.
+ */
+export function setSharedTensorDecoding(minBytes: number | null): void {
+  sharedTensorBytes = minBytes;
 }
 
 addExtension({ Class: Tensor, type: TENSOR_EXT_TYPE, pack: encodeTensor, unpack: decodeTensor });
