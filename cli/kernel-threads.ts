@@ -12,7 +12,7 @@ import { useKernelThreads, type KernelThreads, type ThreadTask } from '../shared
 /** How long a call waits for a helper before doing its share itself (a helper that died or hangs). */
 const HELPER_WAIT_MS = 30_000;
 
-/** The default number of helpers: one per core beyond the first, at most 7. */
+/** One helper per core beyond the first, at most 7 (what the aggregation benchmark uses). */
 export function defaultKernelThreads(): number {
   return Math.max(0, Math.min(7, availableParallelism() - 1));
 }

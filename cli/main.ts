@@ -72,7 +72,7 @@ export function buildProgram(): Command {
     )
     .option('--tls-cert <file>', 'serve https and wss with this PEM certificate (chain); needs --tls-key')
     .option('--tls-key <file>', 'PEM private key of --tls-cert')
-    .option('--aggregation-threads <n>', 'helper threads for the aggregation kernels of training jobs (0 = none; default: one per core beyond the first, at most 7)', integer(0, 64))
+    .option('--aggregation-threads <n>', 'helper threads for the aggregation kernels of training jobs, for machines with cores to spare (default 0: none)', integer(0, 64), 0)
     .action(lazy('coordinator'));
 
   program

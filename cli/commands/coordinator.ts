@@ -4,7 +4,7 @@ import { startCoordinator } from '../../server/coordinator.js';
 import { tokenList } from '../../server/auth.js';
 import { readFlagFile } from '../credentials.js';
 import { UserError } from '../errors.js';
-import { defaultKernelThreads, startKernelThreads } from '../kernel-threads.js';
+import { startKernelThreads } from '../kernel-threads.js';
 import { setSharedTensorDecoding } from '../../shared/protocol/codec.js';
 
 /** Decoded float32 tensors from this size on go to shared memory: training updates, not score batches. */
@@ -53,7 +53,8 @@ export function tlsOptions(options: Record<string, unknown>): { cert: string; ke
 export async function run(options: Record<string, unknown>): Promise<void> {
   const tls = tlsOptions(options);
   // Training updates are decoded into shared memory so the helpers read them in place (docs/kernels.md, "Threads").
-  const helpers = typeof options['aggregationThreads'] === 'number' ? options['aggregationThreads'] : defaultKernelThreads();
+  // Off unless asked for: on a 2-core machine shared with workers the helper cost more than it saved (docs/kernels.md).
+  const helpers = typeof options['aggregationThreads'] === 'number' ? options['aggregationThreads'] : 0;
   try {
     if ((await startKernelThreads(helpers)) !== null) setSharedTensorDecoding(SHARED_TENSOR_BYTES);
   } catch (e) {

@@ -114,6 +114,6 @@ test.serial('decoded float32 tensors go to shared memory from the size asked for
   t.false(updateOf(frame(50_000)).buffer instanceof SharedArrayBuffer);
 });
 
-test('the default is one helper per core beyond the first, at most 7', (t) => {
+test('defaultKernelThreads is one helper per core beyond the first, at most 7', (t) => {
   t.true(defaultKernelThreads() >= 0 && defaultKernelThreads() <= 7);
 });
