@@ -1,5 +1,5 @@
 import { DISTANCE_UNIT, runSplit, threadsFor, type KernelThreads } from '../kernels/parallel.js';
-import { wasmKernels } from '../kernels/wasm.js';
+import { pairMatrix, wasmKernels } from '../kernels/wasm.js';
 import { BLOCK } from './validate.js';
 
 /**
@@ -127,13 +127,10 @@ function threadedSquaredDistances(t: KernelThreads, updates: readonly Float32Arr
   const inputs = [...updates];
   const sums = new Float64Array(new SharedArrayBuffer(blocks * pairs * 8));
   runSplit(t, d, DISTANCE_UNIT, (from, to) => ({ op: 'distances', inputs, sums, from, to }));
-  const D = new Float64Array(n * n);
-  for (let b = 0; b < blocks; b++) {
-    let p = b * pairs;
-    for (let a = 0; a + 1 < n; a++) for (let c = a + 1; c < n; c++) D[a * n + c] += sums[p++];
-  }
-  for (let a = 0; a < n; a++) for (let c = a + 1; c < n; c++) D[c * n + a] = D[a * n + c];
-  return D;
+  // Block by block in block order, as the one-thread kernel adds them.
+  const packed = new Float64Array(pairs);
+  for (let b = 0; b < blocks; b++) for (let p = 0; p < pairs; p++) packed[p] += sums[b * pairs + p];
+  return pairMatrix(packed, n);
 }
 
 /** Σ_{j0 ≤ j < j1} (x_j − y_j)², in coordinate order. */

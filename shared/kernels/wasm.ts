@@ -143,31 +143,9 @@ export class WasmKernels {
   squaredDistances(updates: readonly Float32Array[]): Float64Array {
     const n = updates.length;
     const d = n === 0 ? 0 : updates[0].length;
-    const D = new Float64Array(n * n);
-    const stride = DISTANCE_BLOCK * 4;
-    const outAt = n * stride;
-    this.reserve(outAt + 32);
-    const res = outAt >> 3;
-    for (let j0 = 0; j0 < d; j0 += DISTANCE_BLOCK) {
-      const len = Math.min(DISTANCE_BLOCK, d - j0);
-      const nvec = pad4(len) >> 2;
-      this.load(updates, j0, len, 0, stride);
-      for (let a = 0; a + 1 < n; a++) {
-        const pa = a * stride;
-        for (let b = a + 1; b < n; b += 4) {
-          // Fewer than four partners left: the spare slots repeat the first, and their sums are not used.
-          const p0 = b * stride;
-          const p1 = b + 1 < n ? p0 + stride : p0;
-          const p2 = b + 2 < n ? p0 + 2 * stride : p0;
-          const p3 = b + 3 < n ? p0 + 3 * stride : p0;
-          this.x.dist4(pa, p0, p1, p2, p3, nvec, outAt);
-          const f64 = this.f64;
-          for (let k = 0; k < 4 && b + k < n; k++) D[a * n + b + k] += f64[res + k];
-        }
-      }
-    }
-    for (let a = 0; a < n; a++) for (let b = a + 1; b < n; b++) D[b * n + a] = D[a * n + b];
-    return D;
+    const packed = new Float64Array((n * (n - 1)) / 2);
+    for (let j0 = 0; j0 < d; j0 += DISTANCE_BLOCK) this.blockPairSums(updates, j0, Math.min(DISTANCE_BLOCK, d - j0), packed, 0, true);
+    return pairMatrix(packed, n);
   }
 
   /**
@@ -176,29 +154,31 @@ export class WasmKernels {
    * multiple of DISTANCE_BLOCK). Adding them in block order gives squaredDistances' entries bit for bit.
    */
   distanceBlockSums(updates: readonly Float32Array[], sums: Float64Array, from: number, to: number): void {
+    const pairs = (updates.length * (updates.length - 1)) / 2;
+    for (let j0 = from; j0 < to; j0 += DISTANCE_BLOCK) this.blockPairSums(updates, j0, Math.min(DISTANCE_BLOCK, to - j0), sums, (j0 / DISTANCE_BLOCK) * pairs, false);
+  }
+
+  /** Each pair's sum over one distance block [j0, j0 + len), added to (or written at) out[at + p], p in pair order. */
+  private blockPairSums(updates: readonly Float32Array[], j0: number, len: number, out: Float64Array, at: number, add: boolean): void {
     const n = updates.length;
-    const pairs = (n * (n - 1)) / 2;
     const stride = DISTANCE_BLOCK * 4;
     const outAt = n * stride;
     this.reserve(outAt + 32);
     const res = outAt >> 3;
-    for (let j0 = from; j0 < to; j0 += DISTANCE_BLOCK) {
-      const len = Math.min(DISTANCE_BLOCK, to - j0);
-      const nvec = pad4(len) >> 2;
-      this.load(updates, j0, len, 0, stride);
-      const row = (j0 / DISTANCE_BLOCK) * pairs;
-      let p = 0;
-      for (let a = 0; a + 1 < n; a++) {
-        const pa = a * stride;
-        for (let b = a + 1; b < n; b += 4) {
-          const p0 = b * stride;
-          const p1 = b + 1 < n ? p0 + stride : p0;
-          const p2 = b + 2 < n ? p0 + 2 * stride : p0;
-          const p3 = b + 3 < n ? p0 + 3 * stride : p0;
-          this.x.dist4(pa, p0, p1, p2, p3, nvec, outAt);
-          const f64 = this.f64;
-          for (let k = 0; k < 4 && b + k < n; k++) sums[row + p++] = f64[res + k];
-        }
+    const nvec = pad4(len) >> 2;
+    this.load(updates, j0, len, 0, stride);
+    let p = at;
+    for (let a = 0; a + 1 < n; a++) {
+      const pa = a * stride;
+      for (let b = a + 1; b < n; b += 4) {
+        // Fewer than four partners left: the spare slots repeat the first, and their sums are not used.
+        const p0 = b * stride;
+        const p1 = b + 1 < n ? p0 + stride : p0;
+        const p2 = b + 2 < n ? p0 + 2 * stride : p0;
+        const p3 = b + 3 < n ? p0 + 3 * stride : p0;
+        this.x.dist4(pa, p0, p1, p2, p3, nvec, outAt);
+        const f64 = this.f64;
+        for (let k = 0; k < 4 && b + k < n; k++, p++) out[p] = add ? out[p] + f64[res + k] : f64[res + k];
       }
     }
   }
@@ -348,6 +328,19 @@ export class ResidentRows {
     const res = new Float64Array(this.k.memory.buffer, this.out, 2);
     return [res[0], res[1]];
   }
+}
+
+/** The symmetric n×n matrix of packed pair values (a < b in row order). */
+export function pairMatrix(packed: Float64Array, n: number): Float64Array {
+  const D = new Float64Array(n * n);
+  let p = 0;
+  for (let a = 0; a + 1 < n; a++) {
+    for (let b = a + 1; b < n; b++, p++) {
+      D[a * n + b] = packed[p];
+      D[b * n + a] = packed[p];
+    }
+  }
+  return D;
 }
 
 /** Values per block of the NaN scan (64 KiB: in cache while the kernel reads what was just copied). */
