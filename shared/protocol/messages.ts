@@ -322,7 +322,7 @@ export const trainTaskSchema = z
     modelVersion: count,
     /** Virtual client index (0-based) this shard trains as. */
     client: count,
-    /** Current weights, flattened; omitted when the worker already holds modelHash@modelVersion. */
+    /** Current weights, flattened; omitted when this connection already carried them for this job and version (shared/training/held-weights.ts). */
     weights: tensorOf('float32').optional(),
     /** The client's optimiser momentum from its previous round, if the job keeps it. */
     momentum: tensorOf('float32').optional(),
