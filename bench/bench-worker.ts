@@ -17,6 +17,7 @@ import {
   type ScorerApi,
   type WorkerToCoordinatorEvents,
 } from '../shared/protocol/index.js';
+import { HeldWeights, weightsKey } from '../shared/training/held-weights.js';
 
 export type Lease = MessageOf<'lease'>;
 
@@ -49,6 +50,11 @@ export interface BenchWorkerOptions {
   lie?: (honest: Float32Array) => Float32Array;
   /** The source address of the connection (127.0.0.0/8 is all loopback on Linux). */
   localAddress?: string;
+  /**
+   * Take train leases too: answered at once with an update of the model's size (every value this), no training. The
+   * weights come with a lease or were held from an earlier one, as a real worker keeps them (held-weights.ts).
+   */
+  trainUpdate?: number;
 }
 
 export class BenchWorker {
@@ -66,6 +72,8 @@ export class BenchWorker {
   disconnected = false;
   disconnectedAt = 0;
   private heartbeatTimer: NodeJS.Timeout | undefined;
+  /** The weights train leases carried, as a real worker keeps them. */
+  private readonly weights = new HeldWeights<number>();
   /** Model blobs fetched and checked; leases waiting for one; chunks of the ones being fetched. */
   private readonly models = new Set<string>();
   private readonly waiting = new Map<string, Lease[]>();
@@ -111,7 +119,7 @@ export class BenchWorker {
       });
       const w = new BenchWorker(socket, options);
       const reply = await socket.timeout(30_000).emitWithAck('hello', encodeMessage({
-        type: 'hello', protocolVersion: PROTOCOL_VERSION, name: options.name, capabilities: { backend: 'cpu', threads: options.threads ?? 1, tasks: ['score'], ...(options.scorer === undefined ? {} : { scorer: options.scorer }) },
+        type: 'hello', protocolVersion: PROTOCOL_VERSION, name: options.name, capabilities: { backend: 'cpu', threads: options.threads ?? 1, tasks: options.trainUpdate === undefined ? ['score'] : ['score', 'train'], ...(options.scorer === undefined ? {} : { scorer: options.scorer }) },
       }));
       const welcome = decodeMessage(reply, { direction: 'coordinator' });
       if (welcome.type !== 'welcome') throw new Error(`expected welcome, got ${JSON.stringify(welcome)}`);
@@ -134,6 +142,7 @@ export class BenchWorker {
   }
 
   private onLease(m: Lease): void {
+    if (m.task.kind === 'train' && m.task.weights !== undefined) this.weights.add(weightsKey(m.jobId, m.task.modelHash, m.task.modelVersion), m.task.weights.size);
     this.leases.push(m);
     this.held.set(m.leaseId, m);
     this.maxHeld = Math.max(this.maxHeld, this.held.size);
@@ -157,7 +166,9 @@ export class BenchWorker {
 
   private schedule(m: Lease): void {
     const answer = (): void => {
-      if (this.held.has(m.leaseId) && this.socket.connected) this.answer(m, this.options.lie === undefined ? undefined : this.options.lie(this.scoresFor(m)));
+      if (!this.held.has(m.leaseId) || !this.socket.connected) return;
+      if (m.task.kind === 'train') this.answerTrain(m);
+      else this.answer(m, this.options.lie === undefined ? undefined : this.options.lie(this.scoresFor(m)));
     };
     if (this.delayMs > 0) setTimeout(answer, this.delayMs);
     else setImmediate(answer);
@@ -212,6 +223,20 @@ export class BenchWorker {
   answer(lease: Lease, scores = this.scoresFor(lease)): void {
     this.held.delete(lease.leaseId);
     sendMessage(this.socket, { type: 'result', leaseId: lease.leaseId, shardId: lease.shardId, payload: { kind: 'scores', scores: Tensor.float32(scores) }, elapsedMs: 1 });
+  }
+
+  /** Answers a train lease with a constant update of the model's size (from the lease's weights or the held ones). */
+  private answerTrain(lease: Lease): void {
+    const task = lease.task;
+    if (task.kind !== 'train') throw new Error('not a train lease');
+    this.held.delete(lease.leaseId);
+    const size = this.weights.get(weightsKey(lease.jobId, task.modelHash, task.modelVersion));
+    if (size === undefined) {
+      sendMessage(this.socket, { type: 'failure', leaseId: lease.leaseId, shardId: lease.shardId, reason: 'no weights held for this version', retryable: true });
+      return;
+    }
+    const update = new Float32Array(size).fill(this.options.trainUpdate ?? 0);
+    sendMessage(this.socket, { type: 'result', leaseId: lease.leaseId, shardId: lease.shardId, payload: { kind: 'update', update: Tensor.float32(update), samples: 64, loss: 0.5, baseVersion: task.modelVersion }, elapsedMs: 1 });
   }
 
   /** The websocket under socket.io-client (ws in Node), to pause and resume its reading. */

@@ -26,6 +26,7 @@ const benches: Bench[] = [
   { name: 'aggregate', what: 'aggregation rules against numpy on the same inputs', argv: [...tsx, 'bench/aggregate.ts'], timeoutS: 300 },
   { name: 'coordinator', what: "the coordinator's CPU per score shard, 50 light workers", argv: ['dist/bench/coordinator.js', '--shards', '20000'], timeoutS: 120 },
   { name: 'coordinator-sqlite', what: 'the same with SQLite state', argv: ['dist/bench/coordinator.js', '--shards', '20000', '--state', 'sqlite'], timeoutS: 120 },
+  { name: 'coordinator-training', what: "the coordinator's CPU per 4 MB training update, 10 light workers", argv: ['dist/bench/coordinator-training.js'], timeoutS: 300 },
   { name: 'submit', what: 'a job of 100,000 items (13 and 102 MB of features), features as a blob and as base64', argv: ['dist/bench/pool.js', '--workers', '1', '--items', '100000', '--shard-size', '4096', '--submit', 'blob,base64'], timeoutS: 240 },
   { name: 'large-bodies', what: 'a 250 MB row-form JSON job: longest event-loop block, peak RSS', argv: [...tsx, 'bench/large-bodies.ts', '250'], timeoutS: 180 },
   { name: 'simulate', what: 'the simulator against vectorized numpy, whole process', argv: ['dist/bench/simulate.js'], timeoutS: 300 },

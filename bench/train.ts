@@ -27,14 +27,12 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { cpus, tmpdir } from 'node:os';
 import path from 'node:path';
 import { CoordinatorApi } from '../cli/api.js';
-import { run as modelInit } from '../cli/commands/model-init.js';
-import { readBundleDir } from '../client/scoring/bundle-fs.js';
 import { ServerAggregator, type Contribution } from '../shared/aggregation/pipeline.js';
 import { parseAggregationConfig } from '../shared/config/aggregation.js';
 import { parseTrainConfig } from '../shared/config/train.js';
-import { bundleHash, packBundle } from '../shared/model/bundle.js';
 import { cpuSeconds, startPool, stopAll, type StderrLine } from './processes.js';
-import { mulberry32, normal } from '../shared/random.js';
+import { mulberry32 } from '../shared/random.js';
+import { CLASSES, classifyColumns, initModel } from './train-jobs.js';
 
 const args = process.argv.slice(2);
 const flag = (name: string, fallback: string): string => {
@@ -61,7 +59,6 @@ const models = [
   { name: '784→128→10', input: 'features:784', hidden: '128', dim: 784 },
   { name: '1024→768→256→10', input: 'features:1024', hidden: '768,256', dim: 1024 },
 ].slice(0, quick ? 1 : 2);
-const CLASSES = 10;
 const paramCount = (dim: number, hidden: string): number => {
   const sizes = [dim, ...hidden.split(',').map(Number), CLASSES];
   let n = 0;
@@ -136,21 +133,6 @@ const recordWarning: StderrLine = (line, argv) => {
   if (childWarnings.length > 20) childWarnings.shift();
 };
 
-/** n seeded Gaussian class rows of `dim` features, as the base64 columns `fedpool train` sends. */
-function classifyColumns(n: number, dim: number, seed: number): { dim: number; n: number; rows: string; labels: string } {
-  const u = mulberry32(seed);
-  const gaussian = () => normal(u);
-  const rows = new Float32Array(n * dim);
-  const labels = new Int32Array(n);
-  for (let i = 0; i < n; i++) {
-    const label = i % CLASSES;
-    labels[i] = label;
-    for (let j = 0; j < dim; j++) rows[i * dim + j] = (j % CLASSES === label ? 1 : 0) + gaussian();
-  }
-  const b64 = (a: Float32Array | Int32Array) => Buffer.from(a.buffer, a.byteOffset, a.byteLength).toString('base64');
-  return { dim, n, rows: b64(rows), labels: b64(labels) };
-}
-
 interface MetricLine {
   step: number;
   time: number;
@@ -187,11 +169,8 @@ const dir = mkdtempSync(path.join(tmpdir(), 'fedpool-bench-train-'));
 const e2eRows: string[] = [];
 try {
   for (const m of models) {
-    const out = path.join(dir, m.dim.toString());
-    await modelInit({ out, input: m.input, output: `classes:${CLASSES}`, hidden: m.hidden, seed: 1 });
-    const files = await readBundleDir(out);
-    const bytes = packBundle(files);
-    const hash = await bundleHash(bytes);
+    const { bytes, hash } = await initModel(dir, m.input, m.hidden);
+    const out = path.join(dir, m.input.replace(':', '-'));
     const params = paramCount(m.dim, m.hidden);
     for (const w of workerCounts) {
       const perStep = mode === 'sync' ? 2 * w : w;
