@@ -1,5 +1,5 @@
-import { DISTANCE_UNIT, runSplit, threadsFor, type KernelThreads } from '../kernels/parallel.js';
-import { pairMatrix, wasmKernels } from '../kernels/wasm.js';
+import { runSplit, threadsFor, type KernelThreads } from '../kernels/parallel.js';
+import { DISTANCE_BLOCK, pairMatrix, wasmKernels } from '../kernels/wasm.js';
 import { BLOCK } from './validate.js';
 
 /**
@@ -123,10 +123,10 @@ function threadedSquaredDistances(t: KernelThreads, updates: readonly Float32Arr
   const n = updates.length;
   const d = updates[0].length;
   const pairs = (n * (n - 1)) / 2;
-  const blocks = Math.ceil(d / DISTANCE_UNIT);
+  const blocks = Math.ceil(d / DISTANCE_BLOCK);
   const inputs = [...updates];
   const sums = new Float64Array(new SharedArrayBuffer(blocks * pairs * 8));
-  runSplit(t, d, DISTANCE_UNIT, (from, to) => ({ op: 'distances', inputs, sums, from, to }));
+  runSplit(t, d, DISTANCE_BLOCK, (from, to) => ({ op: 'distances', inputs, sums, from, to }));
   // Block by block in block order, as the one-thread kernel adds them.
   const packed = new Float64Array(pairs);
   for (let b = 0; b < blocks; b++) for (let p = 0; p < pairs; p++) packed[p] += sums[b * pairs + p];

@@ -4,7 +4,7 @@
 // operations whatever the number of threads: coordinate ranges for the per-coordinate kernels (weighted sums, the
 // coordinate-wise rules) and whole distance blocks, whose sums the caller adds in block order. Results are therefore
 // the same bits with 0, 1 or 7 helpers.
-import { DISTANCE_BLOCK, WasmKernels, wasmKernels } from './wasm.js';
+import { WasmKernels, wasmKernels } from './wasm.js';
 
 /** One helper's share of a call. Typed arrays the helper reads or writes are views of SharedArrayBuffers. */
 export type ThreadTask =
@@ -94,6 +94,3 @@ export function runSplit(t: KernelThreads, d: number, unit: number, make: (from:
     for (const task of theirs) runThreadTask(task);
   }
 }
-
-/** Distance blocks: the unit the distance work is split by. */
-export const DISTANCE_UNIT = DISTANCE_BLOCK;
