@@ -1,4 +1,4 @@
-import { ResidentRows, wasmKernels } from '../kernels/wasm.js';
+import { ResidentRows } from '../kernels/wasm.js';
 import { checkNonNegative, checkInteger, checkUpdates } from './validate.js';
 
 export interface CenteredClippingOptions {
@@ -26,7 +26,7 @@ export function centeredClipping(
   checkNonNegative('centeredClipping', 'tau', tau, true);
   checkInteger('centeredClipping', 'iters', iters, 0);
   const n = updates.length;
-  const passes = wasmKernels(d) !== null && n * d * 4 <= MAX_RESIDENT_BYTES ? residentPasses(updates, center) : scalarPasses(updates, center);
+  const passes = ResidentRows.fits(n, d) ? residentPasses(updates, center) : scalarPasses(updates, center);
   const sq = new Float64Array(n);
   const coef = new Float64Array(n);
   for (let it = 0; it < iters; it++) {
@@ -42,9 +42,6 @@ export function centeredClipping(
   }
   return passes.result();
 }
-
-/** The inputs a resident module instance may hold at once; larger calls take the scalar loops (no second copy). */
-const MAX_RESIDENT_BYTES = 256 * 1024 * 1024;
 
 /** The passes over the inputs, on the float64 center v. */
 interface Passes {
@@ -101,6 +98,6 @@ function residentPasses(updates: readonly Float32Array[], center: Float32Array):
       rows.clippedSum(c, used, v, delta);
       rows.addInto(v, delta);
     },
-    result: () => Float32Array.from(rows.view(0)),
+    result: () => new Float32Array(rows.view(0)),
   };
 }

@@ -35,7 +35,7 @@ function sortedWindowMean(updates: readonly Float32Array[], lo: number, hi: numb
     const inputs = [...updates];
     const shared = sharedFloats(d);
     runSplit(t, d, 4, (from, to) => ({ op: 'window-mean', inputs, lo, hi, out: shared, from, to }));
-    return Float32Array.from(shared);
+    return new Float32Array(shared); // a copy in ordinary memory
   }
   if (n <= 32) {
     // Few inputs: insert each value as it is read, into col[1..n] behind a −∞ sentinel at col[0] (no value is

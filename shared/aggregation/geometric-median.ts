@@ -1,4 +1,4 @@
-import { ResidentRows, wasmKernels } from '../kernels/wasm.js';
+import { ResidentRows } from '../kernels/wasm.js';
 import { BLOCK, checkNonNegative, checkInteger, checkUpdates } from './validate.js';
 
 export interface GeometricMedianOptions {
@@ -24,7 +24,7 @@ export function geometricMedian(updates: readonly Float32Array[], options: Geome
   checkNonNegative('geometricMedian', 'tol', tol);
   checkInteger('geometricMedian', 'maxIter', maxIter, 0);
   const n = updates.length;
-  const passes: Passes = wasmKernels(d) !== null && n * d * 4 <= MAX_RESIDENT_BYTES ? residentPasses(updates) : scalarPasses(updates);
+  const passes: Passes = ResidentRows.fits(n, d) ? residentPasses(updates) : scalarPasses(updates);
   passes.start();
   const beta = new Float64Array(n);
   for (let it = 0; it < maxIter; it++) {
@@ -41,9 +41,6 @@ export function geometricMedian(updates: readonly Float32Array[], options: Geome
   }
   return passes.result();
 }
-
-/** The inputs a resident module instance may hold at once; larger calls take the scalar loops (no second copy). */
-const MAX_RESIDENT_BYTES = 256 * 1024 * 1024;
 
 /** Weiszfeld's passes over the inputs, on the iterate z and the next iterate. */
 interface Passes {
@@ -102,7 +99,7 @@ function residentPasses(updates: readonly Float32Array[]): Passes {
       z = 1 - z;
       return r;
     },
-    result: () => Float32Array.from(rows.view(z)),
+    result: () => new Float32Array(rows.view(z)),
   };
 }
 

@@ -4,7 +4,7 @@
 // operations whatever the number of threads: coordinate ranges for the per-coordinate kernels (weighted sums, the
 // coordinate-wise rules) and whole distance blocks, whose sums the caller adds in block order. Results are therefore
 // the same bits with 0, 1 or 7 helpers.
-import { WasmKernels, wasmKernels } from './wasm.js';
+import { MIN_WASM_LENGTH, wasmKernels } from './wasm.js';
 
 /** One helper's share of a call. Typed arrays the helper reads or writes are views of SharedArrayBuffers. */
 export type ThreadTask =
@@ -42,12 +42,10 @@ export function useKernelThreads(t: KernelThreads | null): void {
 /** Calls smaller than this many input values run on the calling thread: handing work over costs ~0.1 ms. */
 export const MIN_THREADED_VALUES = 1 << 20;
 
-let own: WasmKernels | undefined;
-
-/** Runs one share in this thread, with this thread's own kernels instance. */
+/** Runs one share in this thread, with this thread's kernels instance (the one its own calls use). */
 export function runThreadTask(task: ThreadTask): void {
-  own ??= new WasmKernels();
-  const k = own;
+  const k = wasmKernels(MIN_WASM_LENGTH);
+  if (k === null) throw new Error('runThreadTask: the WebAssembly kernels cannot run in this thread');
   if (task.op === 'window-mean') k.sortedWindowMeanInto(task.inputs, task.lo, task.hi, task.out, task.from, task.to);
   else if (task.op === 'combine') k.combineRows(task.inputs, task.coeffs, task.out, task.usedStart, task.usedIdx, task.distinct, task.from, task.to);
   else k.distanceBlockSums(task.inputs, task.sums, task.from, task.to);

@@ -232,8 +232,16 @@ export class WasmKernels {
 const REUSED_RESIDENT_BYTES = 16 * 1024 * 1024;
 let reusedResident: WasmKernels | undefined;
 
+/** Inputs larger than this take the scalar loops of Weiszfeld and centered clipping rather than a second copy. */
+const MAX_RESIDENT_BYTES = 256 * 1024 * 1024;
+
 /** Inputs held in module memory for the many passes of Weiszfeld and centered clipping (docs/kernels.md). */
 export class ResidentRows {
+  /** Whether n inputs of length d go to resident rows: the kernels run here and the copy is at most 256 MiB. */
+  static fits(n: number, d: number): boolean {
+    return wasmKernels(d) !== null && n * d * 4 <= MAX_RESIDENT_BYTES;
+  }
+
   private readonly k: WasmKernels;
   private readonly d: number;
   private readonly nvec: number;
