@@ -52,7 +52,7 @@ export interface BenchWorkerOptions {
   localAddress?: string;
   /**
    * Take train leases too: answered at once with an update of the model's size (every value this), no training. The
-   * weights come with a lease or were held from an earlier one, as a real worker keeps them (held-weights.ts).
+   * weights are the ones the coordinator sent for the lease's version, held as a real worker holds them (held-weights.ts).
    */
   trainUpdate?: number;
 }
@@ -72,7 +72,7 @@ export class BenchWorker {
   disconnected = false;
   disconnectedAt = 0;
   private heartbeatTimer: NodeJS.Timeout | undefined;
-  /** The weights train leases carried, as a real worker keeps them. */
+  /** The sizes of the weights the coordinator sent, as a real worker keeps the weights. */
   private readonly weights = new HeldWeights<number>();
   /** Model blobs fetched and checked; leases waiting for one; chunks of the ones being fetched. */
   private readonly models = new Set<string>();
@@ -89,6 +89,7 @@ export class BenchWorker {
     const opts = { direction: 'coordinator' as const };
     const fail = (e: Error): void => void this.errors.push({ type: 'error', code: 'local', message: e.message });
     onMessage(socket, 'lease', (m) => this.onLease(m), fail, opts);
+    onMessage(socket, 'weights', (m) => this.weights.add(weightsKey(m.jobId, m.modelHash, m.modelVersion), m.weights.size), fail, opts);
     onMessage(socket, 'error', (m) => this.onError(m), fail, opts);
     onMessage(socket, 'job-control', (m) => {
       this.controls.push(m);
@@ -142,7 +143,6 @@ export class BenchWorker {
   }
 
   private onLease(m: Lease): void {
-    if (m.task.kind === 'train' && m.task.weights !== undefined) this.weights.add(weightsKey(m.jobId, m.task.modelHash, m.task.modelVersion), m.task.weights.size);
     this.leases.push(m);
     this.held.set(m.leaseId, m);
     this.maxHeld = Math.max(this.maxHeld, this.held.size);
@@ -225,7 +225,7 @@ export class BenchWorker {
     sendMessage(this.socket, { type: 'result', leaseId: lease.leaseId, shardId: lease.shardId, payload: { kind: 'scores', scores: Tensor.float32(scores) }, elapsedMs: 1 });
   }
 
-  /** Answers a train lease with a constant update of the model's size (from the lease's weights or the held ones). */
+  /** Answers a train lease with a constant update of the model's size (that of the weights held for its version). */
   private answerTrain(lease: Lease): void {
     const task = lease.task;
     if (task.kind !== 'train') throw new Error('not a train lease');

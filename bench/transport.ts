@@ -65,7 +65,7 @@ function serveFedpool(http: HttpServer): void {
     let expected = 0;
     socket.on('expect', (n: number) => (expected = n));
     socket.on('result', (frame: Uint8Array) => {
-      const m = decodeMessage(frame, { direction: 'worker' });
+      const m = decodeMessage(frame, { direction: 'worker', tensorViews: true }); // as the coordinator decodes
       if (m.type !== 'result' || m.payload.kind !== 'update' || m.payload.update.size !== D) throw new Error('unexpected result');
       if (--expected === 0) socket.emit('done');
     });

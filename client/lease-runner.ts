@@ -4,7 +4,7 @@
 // pauses and resumes a job's leases. What a shard computes lives beside it: score leases in score-shard.ts (the
 // pool's threads, the inference server, or both for an embedding head), train leases in train-shard.ts. Scorer
 // tasks run on the server and count against `maxServerRunning`; every other lease holds one of the pool's threads.
-import { MAX_CREDIT, ProtocolError, Tensor, type LeaseMessage, type ResultPayload, type ScoreTask, type TrainTask } from '../shared/protocol/index.js';
+import { MAX_CREDIT, ProtocolError, Tensor, type LeaseMessage, type ResultPayload, type ScoreTask, type TrainTask, type WeightsMessage } from '../shared/protocol/index.js';
 import { BlobError } from './blob-cache.js';
 import { errorText, isPermanentError, sendFailure } from './lease-failure.js';
 import type { DatasetSource, LeaseChannel, RunnerLog, Scorer, ServerScorer, Trainer } from './lease-ports.js';
@@ -43,6 +43,8 @@ interface Held {
   cancelled: boolean;
   /** Runs on the inference server (a scorer task), not on the worker's threads. */
   server: boolean;
+  /** A train task's weights, taken from the held ones when the lease arrived (later weights may evict them there). */
+  weights?: Float32Array;
 }
 
 const silent: RunnerLog = { debug: () => {}, info: () => {}, warn: () => {} };
@@ -86,9 +88,12 @@ export class LeaseRunner {
     return this.computeMs > 0 ? (this.items * 1000) / this.computeMs : undefined;
   }
 
+  /** A model version's weights (before the leases that train from them): held whatever becomes of those leases. */
+  weights(m: WeightsMessage): void {
+    this.training.received(m);
+  }
+
   accept(lease: LeaseMessage, channel: LeaseChannel): void {
-    // First, whatever becomes of the lease: the coordinator counts its weights as held from the moment it sent them.
-    if (lease.task.kind === 'train') this.training.received(lease.task, lease.jobId);
     if (this.held.has(lease.leaseId)) {
       this.log.warn(`lease ${lease.leaseId} received twice; ignoring the copy`);
       return;
@@ -117,7 +122,16 @@ export class LeaseRunner {
         return;
       }
     }
-    this.held.set(lease.leaseId, { lease, task, channel, state: 'queued', cancelled: false, server: wanted !== undefined });
+    let weights: Float32Array | undefined;
+    if (task.kind === 'train') {
+      try {
+        weights = this.training.weightsFor(task, lease.jobId);
+      } catch (e) {
+        sendFailure(channel, lease, errorText(e), !isPermanentError(e), this.log);
+        return;
+      }
+    }
+    this.held.set(lease.leaseId, { lease, task, channel, state: 'queued', cancelled: false, server: wanted !== undefined, ...(weights === undefined ? {} : { weights }) });
     // Prefetch the model while the lease waits; the run awaits the same (shared) load.
     if (task.modelHash !== undefined) channel.bundle(task.modelHash).catch(() => {});
     this.pump();
@@ -221,8 +235,9 @@ export class LeaseRunner {
         payload = { kind: 'scores', scores: Tensor.float32(shard.scores) };
       } else {
         const bundle = await channel.bundle(task.modelHash);
+        if (h.weights === undefined) throw new Error(`train lease ${lease.leaseId} was accepted without weights`);
         started = performance.now();
-        payload = await this.training.train(task, bundle, lease.jobId);
+        payload = await this.training.train(task, h.weights, bundle, lease.jobId);
       }
       if (this.options.delayMs !== undefined && this.options.delayMs > 0) await sleep(this.options.delayMs);
       const elapsed = performance.now() - started;

@@ -1,7 +1,7 @@
-// The train-shard path: one fine-tuning shard on the training pool, from the lease's weights (or the last ones
-// received for that model version) and momentum, to the `update` result. A worker's own dataset keeps its momentum
+// The train-shard path: one fine-tuning shard on the training pool, from the weights the coordinator sent for the
+// lease's model version and the lease's momentum, to the `update` result. A worker's own dataset keeps its momentum
 // here between shards (docs/architecture.md, "The path of a model update").
-import { Tensor, type ResultPayload, type TrainTask } from '../shared/protocol/index.js';
+import { Tensor, type ResultPayload, type TrainTask, type WeightsMessage } from '../shared/protocol/index.js';
 import { unpackBundle, type Manifest } from '../shared/model/index.js';
 import { deriveSeed } from '../shared/random.js';
 import type { DatasetSource, ServerScorer, Trainer } from './lease-ports.js';
@@ -43,7 +43,7 @@ export class TrainShards {
    * dataset → the momentum stays here, keyed by (job, dataset, model hash): two jobs on the same dataset and model
    * never share one; a lease that carries momentum overrides it, and then the new momentum is sent back too.
    */
-  async train(task: TrainTask, bundle: Uint8Array, jobId: string): Promise<UpdatePayload> {
+  async train(task: TrainTask, weights: Float32Array, bundle: Uint8Array, jobId: string): Promise<UpdatePayload> {
     const trainer = this.options.trainer;
     if (trainer === undefined) throw new Error('this worker does not run train tasks');
     const manifest = this.manifest(task.modelHash, bundle);
@@ -53,7 +53,6 @@ export class TrainShards {
     // Coordinator-held clients (rows or pairs) carry their momentum with the shard; a worker's own dataset keeps it here.
     const sendMomentum = source.source !== 'worker' || task.momentum !== undefined;
     const initialMomentum = task.momentum?.data instanceof Float32Array ? task.momentum.data : momentumKey === undefined ? undefined : this.momenta.get(momentumKey);
-    const weights = this.weightsFor(task, jobId);
     const shard: TrainShard = {
       hash: task.modelHash,
       bundle,
@@ -100,25 +99,26 @@ export class TrainShards {
   }
 
   /**
-   * A train lease arrived: the weights it carries are kept, in arrival order, exactly as the coordinator records
-   * having sent them (shared/training/held-weights.ts). Called for every train lease as it arrives, before anything
-   * can refuse or delay it, so the two records cannot drift apart.
+   * A `weights` message arrived: kept, in arrival order, exactly as the coordinator records having sent them
+   * (shared/training/held-weights.ts). Called for every one as it arrives, so the two records cannot drift apart.
    */
-  received(task: TrainTask, jobId: string): void {
-    const sent = task.weights?.data;
-    if (sent instanceof Float32Array) this.weights.add(weightsKey(jobId, task.modelHash, task.modelVersion), sent);
+  received(m: WeightsMessage): void {
+    this.weights.add(weightsKey(m.jobId, m.modelHash, m.modelVersion), m.weights.data as Float32Array);
   }
 
   /**
-   * The weights a lease trains from: its own, else the ones an earlier lease of the same job and version carried
-   * (the coordinator omits weights the worker holds). A lease without weights for a version this worker does not
-   * hold is refused (retryable: the coordinator then sends them) rather than trained from the bundle's weights.
+   * The weights a lease trains from: the ones the coordinator sent for its job and version, looked up when the lease
+   * arrives (the coordinator's record of what this connection holds is the one at that moment). A lease for a version
+   * this worker does not hold is refused (retryable: the coordinator then sends them again) rather than trained from
+   * the bundle's weights.
    */
-  private weightsFor(task: TrainTask, jobId: string): Float32Array {
-    const sent = task.weights?.data;
-    if (sent instanceof Float32Array) return sent;
+  weightsFor(task: TrainTask, jobId: string): Float32Array {
     const held = this.weights.get(weightsKey(jobId, task.modelHash, task.modelVersion));
-    if (held === undefined) throw new Error(`the lease has no weights and this worker does not hold those of model version ${task.modelVersion}`);
+    if (held === undefined) throw new Error(`this worker does not hold the weights of model version ${task.modelVersion}`);
+    const momentum = task.momentum?.size;
+    if (momentum !== undefined && momentum !== held.length) {
+      throw Object.assign(new RangeError(`the lease's momentum has ${momentum} values, the weights ${held.length}`), { retryable: false });
+    }
     return held;
   }
 }

@@ -115,6 +115,7 @@ export class Worker {
           const state = this.sessions.get(session);
           if (state !== undefined) this.runner.accept(lease, state.channel);
         },
+        weights: (m) => this.runner.weights(m),
         blob: (chunk, session) => {
           if (this.sessions.get(session)?.blobs.onChunk(chunk) === false) this.log.debug(`unrequested blob chunk for ${chunk.hash.slice(0, 12)}…`);
         },

@@ -8,7 +8,7 @@ import type { Capabilities, FailureMessage, LeaseMessage, ResultMessage } from '
 import { BlobStore } from './blobs.js';
 import { BlobCollector } from './blob-collector.js';
 import { canSee, type Principal } from './auth.js';
-import type { JobService, LeaseTable, ShardOutput } from './job-service.js';
+import type { JobService, LeaseTable, OutgoingLease, ShardOutput } from './job-service.js';
 import { WorkerRegistry, type WorkerInfo } from './worker-registry.js';
 import { DEFAULT_QUARANTINE, WorkerRecords, type QuarantineRule } from './worker-records.js';
 import { Scheduler, type Grant } from './scheduler.js';
@@ -18,8 +18,8 @@ import { JOB_STATES, isTerminal, type JobState, type Store } from './store.js';
 
 /** Where the registry sends what the lease table decides; implemented by the socket layer. */
 export interface LeaseSink {
-  /** Sends a lease; throws if it cannot (e.g. the frame would be too large). */
-  sendLease(workerId: string, message: LeaseMessage): void;
+  /** Sends a lease (its model weights first, when it has some); throws if it cannot (e.g. the frame would be too large). */
+  sendLease(workerId: string, lease: OutgoingLease): void;
   /** Tells a worker to drop its leases of a job that ended (job-control cancel). */
   dropJob(workerId: string, jobId: string): void;
 }

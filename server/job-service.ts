@@ -1,12 +1,22 @@
 // What the coordinator's job registry (job-registry.ts) asks of each kind of job (docs/architecture.md, "One lease table"):
 // score jobs (score-jobs.ts) and training jobs (training/training-service.ts) keep their shards in the one lease
 // table (scheduler.ts) and implement this interface; sockets and HTTP talk to the registry, which routes by job id.
-import type { LeaseMessage, ResultMessage } from '../shared/protocol/index.js';
+import type { LeaseMessage, ResultMessage, WeightsMessage } from '../shared/protocol/index.js';
 import type { Grant, JobHooks, JobStateEvent, LeaseView, Scheduler, ShardDoneEvent, ShardLostEvent } from './scheduler.js';
 import type { JobStatusBase } from './store.js';
 
 /** A worker's result as the lease table holds it: a score shard's scores or a training shard's update. */
 export type ShardOutput = ResultMessage['payload'];
+
+/**
+ * A lease to send, and for a training lease whose model version the worker's connection does not hold yet, the
+ * `weights` message to send before it on the same connection (one object per job and version, so the socket layer
+ * encodes it once and sends the same frame to every worker).
+ */
+export interface OutgoingLease {
+  message: LeaseMessage;
+  weights?: WeightsMessage;
+}
 
 /** The lease table of every kind of work. */
 export type LeaseTable = Scheduler<ShardOutput>;
@@ -30,7 +40,7 @@ export interface JobService<S extends JobStatusBase = JobStatusBase> {
    */
   forget(id: string): void;
   /** The lease message for a grant of one of its shards; throws when the shard cannot be sent (the registry fails the job). */
-  lease(grant: Grant): LeaseMessage;
+  lease(grant: Grant): OutgoingLease;
   /** Checks a result against its lease before the table takes it; throws the ProtocolError to answer the worker with. */
   check(lease: LeaseView, m: ResultMessage): void;
   /** The table accepted a worker's result for one of its leases (the worker's record). */

@@ -8,7 +8,7 @@ import { packedManifest } from '../shared/model/bundle.js';
 import type { InputSpec } from '../shared/model/manifest.js';
 import { ProtocolError, Tensor, assertTensor, scorerOutputOf, scorerWidth, type Capabilities, type LeaseMessage, type ResultMessage, type ScoreItem } from '../shared/protocol/index.js';
 import type { BlobStore } from './blobs.js';
-import type { JobService, ServiceHost, ShardHooks, ShardOutput } from './job-service.js';
+import type { JobService, OutgoingLease, ServiceHost, ShardHooks, ShardOutput } from './job-service.js';
 import { shardBytes, shardsOf, type JobColumns, type JobRequest } from './jobs.js';
 import { ItemBlobError, checkFeaturesBlob, checkTextBlob } from './item-blobs.js';
 import type { WorkerRegistry } from './worker-registry.js';
@@ -335,10 +335,10 @@ export class ScoreJobs implements JobService<ScoreJobStatus> {
 
   // ---- leases --------------------------------------------------------------------------------
 
-  lease(grant: Grant): LeaseMessage {
+  lease(grant: Grant): OutgoingLease {
     const record = this.jobs.get(grant.jobId)?.record;
     if (record === undefined) throw new Error(`unknown job ${grant.jobId}`);
-    return {
+    const message: LeaseMessage = {
       type: 'lease', leaseId: grant.leaseId, shardId: grant.shardId, jobId: grant.jobId, deadline: grant.deadline, attempt: grant.attempt,
       task: {
         kind: 'score',
@@ -347,6 +347,7 @@ export class ScoreJobs implements JobService<ScoreJobStatus> {
         ...this.shardPayload(record, grant.shardIndex),
       },
     };
+    return { message };
   }
 
   /**

@@ -8,12 +8,13 @@ import {
   errorMessage,
   messageTypeOfEvent,
   onMessage,
+  encodeMessage,
   sendEncoded,
   sendMessage,
   type CoordinatorToWorkerEvents,
   type ErrorMessage,
-  type LeaseMessage,
   type Message,
+  type WeightsMessage,
   type MessageHandler,
   type WorkerMessageType,
   type WorkerToCoordinatorEvents,
@@ -22,6 +23,7 @@ import { bearerToken, type Auth } from './auth.js';
 import { TokenBucket, type RateLimit } from './rate-limit.js';
 import type { Metrics } from './metrics.js';
 import type { LeaseSink, JobRegistry } from './job-registry.js';
+import type { OutgoingLease } from './job-service.js';
 
 /** A socket that sent more protocol errors than this is disconnected. */
 export const MAX_PROTOCOL_ERRORS = 10;
@@ -66,6 +68,8 @@ export class WorkerSockets implements LeaseSink {
   private turnBytes = 0;
   private turnReset = false;
   private readonly sessions = new Map<string, WorkerSession>();
+  /** Encoded `weights` frames by message object (the training service keeps one per job and version). */
+  private readonly weightFrames = new WeakMap<WeightsMessage, Uint8Array>();
   private readonly sweeper: NodeJS.Timeout;
   closing = false;
 
@@ -148,11 +152,23 @@ export class WorkerSockets implements LeaseSink {
     this.sessions.delete(workerId);
   }
 
-  sendLease(workerId: string, message: LeaseMessage): void {
+  sendLease(workerId: string, lease: OutgoingLease): void {
     const session = this.sessions.get(workerId);
     if (session === undefined) throw new Error(`worker ${workerId} is not connected`);
+    const { message, weights } = lease;
+    // A model version's weights are encoded once, then the same frame goes to every worker, before the lease that
+    // needs it on the same ordered connection.
+    if (weights !== undefined) {
+      let frame = this.weightFrames.get(weights);
+      if (frame === undefined) {
+        // A copy of its own: encodeMessage's frame may be a view into msgpackr's output buffer, which it would pin.
+        frame = encodeMessage(weights, { maxBytes: this.options.maxFrameBytes }).slice();
+        this.weightFrames.set(weights, frame);
+      }
+      sendEncoded(session.socket, 'weights', frame);
+    }
     // A score lease is built from items checked at submission (score-jobs.ts): not validated again on the way out. A
-    // training lease carries weights the coordinator computed, which validation still guards (a model gone infinite).
+    // training lease (momentum, rows) is still validated.
     sendMessage(session.socket, message, { maxBytes: this.options.maxFrameBytes, trusted: message.task.kind === 'score' });
   }
 
@@ -234,7 +250,8 @@ class WorkerSession {
       this.send({ type: 'error', code: 'rate-limited', message: 'more frames per second than this coordinator allows one connection; disconnecting' });
       setImmediate(() => socket.disconnect(true));
     });
-    const decode = { direction: 'worker' as const, maxBytes: owner.options.maxFrameBytes };
+    // A frame socket.io hands us is ours alone: large tensors (updates) are read where they lie in it, not copied.
+    const decode = { direction: 'worker' as const, maxBytes: owner.options.maxFrameBytes, tensorViews: true };
     const on = <T extends WorkerMessageType>(type: T, handler: MessageHandler<T>, needsHello = true): void => {
       onMessage(
         socket,

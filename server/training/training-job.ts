@@ -2,7 +2,9 @@
 // the driver once it runs, the shards it has in the lease table, metrics, and what an ended job still serves. The
 // training service (training-service.ts) moves it along; this file only holds and releases it.
 import type { TrainConfig } from '../../shared/config/train.js';
+import type { WeightsMessage } from '../../shared/protocol/index.js';
 import type { Adversary } from '../../shared/training/adversary.js';
+import { HeldWeights } from '../../shared/training/held-weights.js';
 import type { AnyDriverSnapshot } from '../../shared/training/create-driver.js';
 import type { ClientArrival, DispatchOrder, TrainingDriver } from '../../shared/training/types.js';
 import type { AsyncDriver } from '../../shared/training/async-driver.js';
@@ -62,6 +64,8 @@ export class TrainingJob {
   modelUsers = 0;
   /** The step whose evaluation runs now (off the event loop): its metrics line, pushed when it ends. The job waits meanwhile. */
   evaluating: { line: TrainMetricLine } | undefined;
+  /** The `weights` messages of its latest model versions (one object per version, so it is encoded once for all workers). */
+  weightsMessages = new HeldWeights<WeightsMessage>();
   /** Async: results that arrived while a step was evaluated, applied in arrival order once it ends. */
   held: Array<{ arrival: ClientArrival; now: number }> = [];
 
@@ -101,7 +105,7 @@ export class TrainingJob {
 
   /**
    * Drops what only training needs once the job has ended (after its final checkpoint): the driver (keeping its
-   * weights and version), the data, eval data, placement, the adversary, and the model (disposed now, or by the last
+   * weights and version), the data, eval data, placement, the adversary, the weights messages, and the model (disposed now, or by the last
    * modelBundle call still using it). What an ended job serves stays: state, metrics, weights.
    */
   release(): void {
@@ -118,6 +122,7 @@ export class TrainingJob {
     this.resumeFrom = undefined;
     this.bindings = [];
     this.shards.clear();
+    this.weightsMessages = new HeldWeights<WeightsMessage>();
     this.held = [];
     if (this.modelUsers === 0) this.disposeModel();
   }

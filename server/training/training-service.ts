@@ -12,12 +12,12 @@ import { randomBytes } from 'node:crypto';
 import type { Logger } from 'pino';
 import { ConfigError, parseTrainConfig, type TrainConfig } from '../../shared/config/train.js';
 import { packedEmbeddingInput } from '../../shared/model/embedding-input.js';
-import { ProtocolError, Tensor, markDecodedFinite, type LeaseMessage, type ResultMessage } from '../../shared/protocol/index.js';
+import { ProtocolError, Tensor, markDecodedFinite, type LeaseMessage, type ResultMessage, type WeightsMessage } from '../../shared/protocol/index.js';
 import { createDriver, trainAdversary } from '../../shared/training/create-driver.js';
 import { HeldWeights, weightsKey } from '../../shared/training/held-weights.js';
 import type { ClientArrival, StepResult } from '../../shared/training/types.js';
 import type { BlobStore } from '../blobs.js';
-import type { JobService, ServiceHost, ShardHooks } from '../job-service.js';
+import type { JobService, OutgoingLease, ServiceHost, ShardHooks } from '../job-service.js';
 import type { WorkerRegistry } from '../worker-registry.js';
 import type { Grant, JobStateEvent, LeaseView, ShardDoneEvent, ShardLostEvent } from '../scheduler.js';
 import { TRAIN_KEY } from '../score-jobs.js';
@@ -478,7 +478,7 @@ export class TrainingService implements JobService<TrainJobStatus> {
 
   // ---- the lease table's side ----------------------------------------------------------------
 
-  lease(grant: Grant): LeaseMessage {
+  lease(grant: Grant): OutgoingLease {
     const job = this.jobs.get(grant.jobId);
     const order = job?.shards.get(grant.shardIndex);
     if (job === undefined || order === undefined || job.placement === undefined) throw new Error(`training shard ${grant.shardId} is gone`);
@@ -487,19 +487,27 @@ export class TrainingService implements JobService<TrainJobStatus> {
     const key = weightsKey(job.id, job.modelHash, order.version);
     let held = this.heldWeights.get(grant.workerId);
     if (held === undefined) this.heldWeights.set(grant.workerId, (held = new HeldWeights<true>()));
-    const send = !held.has(key);
-    if (send) held.add(key, true);
-    return {
+    let weights: WeightsMessage | undefined;
+    if (!held.has(key)) {
+      held.add(key, true);
+      // One message object per job and version: the socket layer encodes it once for every worker.
+      weights = job.weightsMessages.get(key);
+      if (weights === undefined) {
+        weights = { type: 'weights', jobId: job.id, modelHash: job.modelHash, modelVersion: order.version, weights: Tensor.float32(order.weights) };
+        job.weightsMessages.add(key, weights);
+      }
+    }
+    const message: LeaseMessage = {
       type: 'lease', leaseId: grant.leaseId, shardId: grant.shardId, jobId: job.id, deadline: grant.deadline, attempt: grant.attempt,
       task: {
         kind: 'train', modelHash: job.modelHash, modelVersion: order.version, client: order.client,
-        ...(send ? { weights: Tensor.float32(order.weights) } : {}),
         ...(order.momentum === undefined ? {} : { momentum: Tensor.float32(order.momentum) }),
         local: job.config.local,
         data: job.placement.leaseData(order.client),
         ...(job.adversary?.flipsLabels(order.client) === true ? { flipLabels: true } : {}),
       },
     };
+    return weights === undefined ? { message } : { message, weights };
   }
 
   /** The worker's connection is gone: so is the record of the weights it held (a reconnection starts a new one). */

@@ -15,7 +15,11 @@ import {
  *   ext type 0x54 ('T', inside msgpackr's 1–100 range for applications; msgpackr itself uses 0x42
  *   and 0x62 there, and 0x65–0x78 / -1 outside it)
  *   payload: u8 dtype code (0 float32, 1 int32, 2 uint8), u8 ndim (≤ 8),
- *            ndim × u32 little-endian dims, then the elements as raw little-endian bytes.
+ *            ndim × u32 little-endian dims, u8 pad (≤ 7), pad bytes, the elements as raw little-endian bytes, then
+ *            7 − pad bytes.
+ *
+ * The encoder chooses pad so the elements start at a multiple of 8 bytes from the frame's start, which lets a receiver
+ * read a large tensor where it lies in the frame instead of copying it (DecodeOptions.tensorViews).
  *
  * Blob chunks use plain MessagePack bin. msgpackr's `addExtension` is process-global, so
  * importing this module makes every msgpackr Packr in the process encode Tensor this way.
@@ -35,16 +39,62 @@ function swapBytes(bytes: Uint8Array, width: number): void {
   for (let i = 0; i + width <= bytes.length; i += width) bytes.subarray(i, i + width).reverse();
 }
 
-function encodeTensor(t: Tensor): Uint8Array {
-  const header = 2 + 4 * t.ndim;
-  const out = new Uint8Array(header + t.byteLength);
-  const view = new DataView(out.buffer);
-  out[0] = DTYPE_CODES[t.dtype];
-  out[1] = t.ndim;
-  t.shape.forEach((dim, i) => view.setUint32(2 + 4 * i, dim, true));
-  out.set(new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength), header);
-  if (!LITTLE_ENDIAN) swapBytes(out.subarray(header), t.data.BYTES_PER_ELEMENT);
-  return out;
+/** Bytes before an extension's payload: the token, the length (none for fixext 1/2/4/8/16), the type. */
+function extHeaderBytes(length: number): number {
+  if (length === 1 || length === 2 || length === 4 || length === 8 || length === 16) return 2;
+  return length < 0x100 ? 3 : length < 0x10000 ? 4 : 6;
+}
+
+/** Where msgpackr lets an extension write its bytes itself: `size` bytes at `position` of `target` (call it once). */
+type AllocateForWrite = (size: number) => { target: Uint8Array; position: number };
+
+/** Padding bytes in every tensor, split between before and after the elements so the elements can start 8-aligned. */
+const TENSOR_PADDING = 7;
+
+/**
+ * Writes the whole extension (header and payload) straight into msgpackr's output, so the elements are copied once,
+ * from the tensor to the frame. Its size must be known before msgpackr says where it goes, so every tensor carries
+ * TENSOR_PADDING bytes: `pad` of them before the elements, the rest after. msgpackr starts every frame at a multiple of
+ * 8 in its buffer, so `position` modulo 8 is the offset modulo 8 within the frame; if that ever stopped holding,
+ * frames would stay valid and receivers would copy instead of viewing.
+ */
+function encodeTensor(t: Tensor, allocateForWrite: AllocateForWrite): undefined {
+  const dims = 2 + 4 * t.ndim; // dtype, ndim, dims
+  const bytes = t.byteLength;
+  const length = dims + 1 + TENSOR_PADDING + bytes;
+  const header = extHeaderBytes(length);
+  const { target, position } = allocateForWrite(header + length);
+  const pad = (8 - ((position + header + dims + 1) % 8)) % 8;
+  const view = new DataView(target.buffer, target.byteOffset, target.byteLength);
+  let p = position;
+  if (header === 2) target[p++] = 0xd4 + Math.log2(length);
+  else if (header === 3) {
+    target[p++] = 0xc7;
+    target[p++] = length;
+  } else if (header === 4) {
+    target[p++] = 0xc8;
+    view.setUint16(p, length);
+    p += 2;
+  } else {
+    target[p++] = 0xc9;
+    view.setUint32(p, length);
+    p += 4;
+  }
+  target[p++] = TENSOR_EXT_TYPE;
+  target[p++] = DTYPE_CODES[t.dtype];
+  target[p++] = t.ndim;
+  for (const dim of t.shape) {
+    view.setUint32(p, dim, true);
+    p += 4;
+  }
+  target[p++] = pad;
+  target.fill(0, p, p + pad);
+  p += pad;
+  target.set(new Uint8Array(t.data.buffer, t.data.byteOffset, bytes), p);
+  if (!LITTLE_ENDIAN) swapBytes(target.subarray(p, p + bytes), t.data.BYTES_PER_ELEMENT);
+  p += bytes;
+  target.fill(0, p, p + TENSOR_PADDING - pad);
+  return undefined;
 }
 
 function badTensor(detail: string): ProtocolError {
@@ -52,11 +102,12 @@ function badTensor(detail: string): ProtocolError {
 }
 
 /**
- * `bytes` is a view into the received frame. The elements are copied exactly once, into a fresh
- * ArrayBuffer that the tensor owns: the frame may sit at any byte offset (a Float32Array view on
- * it could be unaligned, which throws), it may be a slice of Node's shared Buffer pool (a view
- * would keep unrelated data alive and expose it), and tensors are later transferred to worker
- * threads, which transfers the whole underlying ArrayBuffer.
+ * `bytes` is a view into the received frame. By default the elements are copied exactly once, into a fresh
+ * ArrayBuffer that the tensor owns: the frame may sit at any byte offset (a Float32Array view on it could be
+ * unaligned, which throws), it may be a slice of Node's shared Buffer pool (a view would keep unrelated data alive and
+ * expose it), and a worker transfers tensors to its threads, which transfers the whole underlying ArrayBuffer. A
+ * decode with `tensorViews` (the coordinator's, of worker frames) instead views tensors of at least MIN_VIEW_BYTES
+ * where they lie in the frame when they are aligned there — the frame's own memory, not the pool's at that size.
  */
 function decodeTensor(bytes: Uint8Array): Tensor {
   if (bytes.length < 2) throw badTensor('header shorter than 2 bytes');
@@ -64,9 +115,12 @@ function decodeTensor(bytes: Uint8Array): Tensor {
   if (dtype === undefined) throw badTensor(`unknown dtype code ${bytes[0]!}`);
   const ndim = bytes[1]!;
   if (ndim > MAX_DIMS) throw badTensor(`${ndim} dims (at most ${MAX_DIMS})`);
-  const header = 2 + 4 * ndim;
-  if (bytes.length < header) throw badTensor(`header needs ${header} bytes, extension has ${bytes.length}`);
-  const view = new DataView(bytes.buffer, bytes.byteOffset, header);
+  const dims = 2 + 4 * ndim;
+  if (bytes.length < dims + 1 + TENSOR_PADDING) throw badTensor(`header and padding need ${dims + 1 + TENSOR_PADDING} bytes, extension has ${bytes.length}`);
+  const pad = bytes[dims]!;
+  if (pad > TENSOR_PADDING) throw badTensor(`${pad} padding bytes before the elements (at most ${TENSOR_PADDING})`);
+  const header = dims + 1 + pad;
+  const view = new DataView(bytes.buffer, bytes.byteOffset, dims);
   const shape: number[] = [];
   let size = 1;
   for (let i = 0; i < ndim; i++) {
@@ -75,16 +129,29 @@ function decodeTensor(bytes: Uint8Array): Tensor {
     size *= dim; // float product: exact below 2^53, and anything larger cannot match a byte count
   }
   const width = bytesPerElement(dtype);
-  const dataBytes = bytes.length - header;
+  const dataBytes = bytes.length - dims - 1 - TENSOR_PADDING;
   if (size * width !== dataBytes) {
     throw badTensor(`${dtype} shape [${shape.join(',')}] needs ${size * width} bytes, got ${dataBytes}`);
+  }
+  const shared = dtype === 'float32' && sharedTensorBytes !== null && dataBytes >= sharedTensorBytes;
+  const at = bytes.byteOffset + header;
+  if (viewing && !shared && dataBytes >= MIN_VIEW_BYTES && at % width === 0 && LITTLE_ENDIAN && bytes.buffer instanceof ArrayBuffer) {
+    tensorViews++;
+    switch (dtype) {
+      case 'float32':
+        return new Tensor(dtype, new Float32Array(bytes.buffer, at, size), shape);
+      case 'int32':
+        return new Tensor(dtype, new Int32Array(bytes.buffer, at, size), shape);
+      case 'uint8':
+        return new Tensor(dtype, new Uint8Array(bytes.buffer, at, size), shape);
+    }
   }
   // The one copy. Not bytes.slice(): when msgpackr is fed a Node Buffer directly, `bytes` is a
   // Buffer, whose slice() returns a view of the same memory. Large float32 tensors land in a SharedArrayBuffer when
   // this process aggregates with kernel threads (setSharedTensorDecoding), so the helpers read them in place.
-  const shared = dtype === 'float32' && sharedTensorBytes !== null && dataBytes >= sharedTensorBytes;
+  tensorCopies++;
   const own = new Uint8Array(shared ? new SharedArrayBuffer(dataBytes) : new ArrayBuffer(dataBytes));
-  own.set(bytes.subarray(header));
+  own.set(bytes.subarray(header, header + dataBytes));
   if (!LITTLE_ENDIAN) swapBytes(own, width);
   switch (dtype) {
     case 'float32':
@@ -97,6 +164,17 @@ function decodeTensor(bytes: Uint8Array): Tensor {
 }
 
 let sharedTensorBytes: number | null = null;
+/** Tensors at least this large may be viewed in their frame (DecodeOptions.tensorViews); smaller ones are copied. */
+export const MIN_VIEW_BYTES = 64 * 1024;
+/** Set for the duration of one decodeMessage call with tensorViews (msgpackr's extension hook takes no options). */
+let viewing = false;
+let tensorViews = 0;
+let tensorCopies = 0;
+
+/** Tensors decoded so far in this process: viewed in their frame, and copied (for tests that count copies). */
+export function tensorDecodeCounts(): { views: number; copies: number } {
+  return { views: tensorViews, copies: tensorCopies };
+}
 
 /**
  * From now on, decoded float32 tensors of at least `minBytes` bytes are copied into SharedArrayBuffers instead of
@@ -107,7 +185,9 @@ export function setSharedTensorDecoding(minBytes: number | null): void {
   sharedTensorBytes = minBytes;
 }
 
-addExtension({ Class: Tensor, type: TENSOR_EXT_TYPE, pack: encodeTensor, unpack: decodeTensor });
+// msgpackr calls `pack` with an allocator as its second argument (its own Date and Set extensions write through it);
+// its typings declare only the one-argument form, which returns the bytes to copy in.
+addExtension({ Class: Tensor, type: TENSOR_EXT_TYPE, pack: encodeTensor as unknown as (value: unknown) => Uint8Array, unpack: decodeTensor });
 
 const packr = new Packr({
   useRecords: false, // plain maps: any MessagePack decoder can read our frames
@@ -260,6 +340,12 @@ export interface DecodeOptions {
   maxBytes?: number;
   /** Who sent the frame; types the other side sends are rejected as 'unknown-type'. */
   direction?: Direction;
+  /**
+   * Tensors of at least MIN_VIEW_BYTES that are aligned in the frame (as encodeMessage lays them out) view the frame
+   * instead of owning a copy: the caller hands over the frame, which must not change afterwards and whose memory the
+   * tensors keep alive. Default false. Not for tensors whose buffer is later transferred (a worker's, to its threads).
+   */
+  tensorViews?: boolean;
 }
 
 export type DecodeResult<M extends Message = Message> = { ok: true; message: M } | { ok: false; error: ProtocolError };
@@ -305,7 +391,7 @@ function frameBytes(frame: unknown): Uint8Array {
 /**
  * Decodes and validates one untrusted frame. Throws only ProtocolError: 'malformed',
  * 'oversize', 'bad-tensor', 'unknown-type', 'invalid-field', 'non-finite', 'shape-mismatch'.
- * Work is linear in the frame size; tensors are copied once into buffers they own.
+ * Work is linear in the frame size; tensors are copied once into buffers they own (or viewed: tensorViews).
  */
 export function decodeMessage(frame: unknown, options: DecodeOptions & { direction: 'worker' }): WorkerMessage;
 export function decodeMessage(frame: unknown, options: DecodeOptions & { direction: 'coordinator' }): CoordinatorMessage;
@@ -319,7 +405,13 @@ export function decodeMessage(frame: unknown, options: DecodeOptions = {}): Mess
     }
     if (bytes.byteLength === 0) throw malformed('empty');
     scanFrame(bytes);
-    const value: unknown = packr.unpack(bytes);
+    let value: unknown;
+    viewing = options.tensorViews === true;
+    try {
+      value = packr.unpack(bytes);
+    } finally {
+      viewing = false;
+    }
     return parseMessage(value, options.direction);
   } catch (e) {
     if (isProtocolError(e)) throw e;

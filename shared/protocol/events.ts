@@ -15,6 +15,7 @@ export const EVENT_NAMES = {
   heartbeat: 'heartbeat',
   pull: 'pull',
   lease: 'lease',
+  weights: 'weights',
   result: 'result',
   failure: 'failure',
   release: 'release',

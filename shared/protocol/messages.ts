@@ -12,7 +12,8 @@ import { Tensor, firstNonFinite, type DType } from './tensor.js';
  * the others, so adding or changing one is one reviewable diff.
  */
 
-export const PROTOCOL_VERSION = 1;
+/** 2: model weights travel in their own `weights` message, no longer inside train leases. */
+export const PROTOCOL_VERSION = 2;
 export const MAX_ID_LENGTH = 256;
 /** Most dataset names a worker may announce. */
 export const MAX_DATASETS = 64;
@@ -322,8 +323,6 @@ export const trainTaskSchema = z
     modelVersion: count,
     /** Virtual client index (0-based) this shard trains as. */
     client: count,
-    /** Current weights, flattened; omitted when this connection already carried them for this job and version (shared/training/held-weights.ts). */
-    weights: tensorOf('float32').optional(),
     /** The client's optimiser momentum from its previous round, if the job keeps it. */
     momentum: tensorOf('float32').optional(),
     local: localTrainingSchema,
@@ -334,11 +333,6 @@ export const trainTaskSchema = z
      */
     flipLabels: z.boolean().optional(),
   })
-  .superRefine((t, ctx) => {
-    if (t.weights instanceof Tensor && t.momentum instanceof Tensor && t.weights.size !== t.momentum.size) {
-      shapeIssue(ctx, ['momentum'], `has ${t.momentum.size} elements, weights have ${t.weights.size}`);
-    }
-  });
 
 export const taskSchema = z.discriminatedUnion('kind', [scoreTaskSchema, trainTaskSchema]);
 
@@ -352,6 +346,19 @@ export const leaseSchema = z.strictObject({
   /** 1 for the first issue of this shard, incremented on each re-issue. */
   attempt: positiveInt,
   task: taskSchema,
+});
+
+/**
+ * The weights of one model version of a training job, flattened. The coordinator sends them on a connection before
+ * the first lease of that job and version, encodes them once per version and sends the same frame to every worker
+ * (shared/training/held-weights.ts: which versions a connection holds).
+ */
+export const weightsSchema = z.strictObject({
+  type: z.literal('weights'),
+  jobId: id,
+  modelHash: sha256,
+  modelVersion: count,
+  weights: tensorOf('float32'),
 });
 
 /**
@@ -413,6 +420,7 @@ export const coordinatorMessageSchema = z.discriminatedUnion('type', [
   welcomeSchema,
   heartbeatSchema,
   leaseSchema,
+  weightsSchema,
   blobSchema,
   jobControlSchema,
   errorSchema,
@@ -424,6 +432,7 @@ export const messageSchema = z.discriminatedUnion('type', [
   heartbeatSchema,
   pullSchema,
   leaseSchema,
+  weightsSchema,
   resultSchema,
   failureSchema,
   releaseSchema,
@@ -438,6 +447,7 @@ export type WelcomeMessage = z.output<typeof welcomeSchema>;
 export type HeartbeatMessage = z.output<typeof heartbeatSchema>;
 export type PullMessage = z.output<typeof pullSchema>;
 export type LeaseMessage = z.output<typeof leaseSchema>;
+export type WeightsMessage = z.output<typeof weightsSchema>;
 export type ResultMessage = z.output<typeof resultSchema>;
 export type FailureMessage = z.output<typeof failureSchema>;
 export type ReleaseMessage = z.output<typeof releaseSchema>;
@@ -473,6 +483,7 @@ const SCHEMAS: { readonly [T in MessageType]: z.ZodType<MessageOf<T>> } = {
   heartbeat: heartbeatSchema,
   pull: pullSchema,
   lease: leaseSchema,
+  weights: weightsSchema,
   result: resultSchema,
   failure: failureSchema,
   release: releaseSchema,
@@ -487,7 +498,7 @@ export const WORKER_MESSAGE_TYPES: readonly WorkerMessageType[] = Object.freeze(
   'hello', 'heartbeat', 'pull', 'result', 'failure', 'release', 'blob-request', 'error',
 ] as const);
 export const COORDINATOR_MESSAGE_TYPES: readonly CoordinatorMessageType[] = Object.freeze([
-  'welcome', 'heartbeat', 'lease', 'blob', 'job-control', 'error',
+  'welcome', 'heartbeat', 'lease', 'weights', 'blob', 'job-control', 'error',
 ] as const);
 
 const TYPE_SET: ReadonlySet<string> = new Set(MESSAGE_TYPES);

@@ -1,13 +1,14 @@
 // A coordinator's JobRegistry in process (no sockets): MemoryStore, real lease table and services, workers added by name
 // with the capabilities given, and a sink that answers every train lease on the next turn with a small update
-// (0.01 everywhere, or options.update's). Like a real worker, each simulated worker keeps the weights its leases carried
-// (shared/training/held-weights.ts) and answers a lease without weights from them. Tests of the training service drive
+// (0.01 everywhere, or options.update's). Like a real worker, each simulated worker keeps the `weights` messages sent to
+// it (shared/training/held-weights.ts) and answers a lease from the ones of its version. Tests of the training service drive
 // it through the registry, as the socket layer does.
 import pino from 'pino';
 import type { CentralData } from '../../server/training/job-request.js';
 import { JobRegistry } from '../../server/job-registry.js';
 import { MemoryStore } from '../../server/store-memory.js';
-import { ProtocolError, Tensor, type Capabilities, type LeaseMessage } from '../../shared/protocol/index.js';
+import type { OutgoingLease } from '../../server/job-service.js';
+import { ProtocolError, Tensor, type Capabilities, type LeaseMessage, type TrainTask, type WeightsMessage } from '../../shared/protocol/index.js';
 import { HeldWeights, weightsKey } from '../../shared/training/held-weights.js';
 
 /** n central rows of `dim` deterministic features, labels cycling through `classes` (a training job's data). */
@@ -32,11 +33,12 @@ export function inProcessCoordinator(
   workers: Array<{ name: string; capabilities?: Partial<Capabilities>; credit?: number }>,
   options: {
     leaseMs?: number;
-    onTrainLease?: (worker: string, task: Extract<LeaseMessage['task'], { kind: 'train' }>) => void;
+    /** Every train lease sent, with the `weights` message sent before it (when the worker did not hold its version). */
+    onTrainLease?: (worker: string, task: TrainTask, weights: WeightsMessage | undefined) => void;
     /** false: keep train leases in `held` until the test answers them. Default true. */
     answer?: boolean;
     /** What a train lease's update is (default 0.01 everywhere, 5 samples, loss 1); `worker` is the worker's name. */
-    update?: (task: Extract<LeaseMessage['task'], { kind: 'train' }>, worker: string) => { update: Float32Array; momentum?: Float32Array; samples: number; loss: number };
+    update?: (task: TrainTask, weights: Float32Array, worker: string) => { update: Float32Array; momentum?: Float32Array; samples: number; loss: number };
   } = {},
 ): InProcessCoordinator {
   const jobs = new JobRegistry({ store: new MemoryStore(), leaseMs: options.leaseMs ?? 60_000, logger: pino({ level: 'silent' }), maxFrameBytes: 64 << 20 });
@@ -51,11 +53,10 @@ export function inProcessCoordinator(
   };
   const answer = ({ workerId, lease: m }: { workerId: string; lease: LeaseMessage }): void => {
     if (m.task.kind !== 'train') return;
-    const weights = m.task.weights?.data ?? heldOf(workerId).get(weightsKey(m.jobId, m.task.modelHash, m.task.modelVersion));
+    const weights = heldOf(workerId).get(weightsKey(m.jobId, m.task.modelHash, m.task.modelVersion));
     if (!(weights instanceof Float32Array)) throw new Error(`worker ${workerId} has no weights for ${m.jobId} version ${m.task.modelVersion}`);
-    const task = { ...m.task, weights: Tensor.float32(weights) };
     const size = weights.length;
-    const u = options.update?.(task, jobs.workers.get(workerId)?.name ?? workerId) ?? { update: new Float32Array(size).fill(0.01), samples: 5, loss: 1 };
+    const u = options.update?.(m.task, weights, jobs.workers.get(workerId)?.name ?? workerId) ?? { update: new Float32Array(size).fill(0.01), samples: 5, loss: 1 };
     try {
       jobs.result(workerId, {
         type: 'result', leaseId: m.leaseId, shardId: m.shardId,
@@ -71,13 +72,13 @@ export function inProcessCoordinator(
     }
   };
   jobs.sink = {
-    sendLease(workerId: string, m: LeaseMessage): void {
+    sendLease(workerId: string, { message: m, weights }: OutgoingLease): void {
       if (m.task.kind !== 'train') return;
       // As a worker keeps them, on arrival (client/train-shard.ts received()).
-      if (m.task.weights !== undefined) heldOf(workerId).add(weightsKey(m.jobId, m.task.modelHash, m.task.modelVersion), m.task.weights.data as Float32Array);
+      if (weights !== undefined) heldOf(workerId).add(weightsKey(weights.jobId, weights.modelHash, weights.modelVersion), weights.weights.data as Float32Array);
       const name = jobs.workers.get(workerId)?.name ?? workerId;
       leasedTo.push(name);
-      options.onTrainLease?.(name, m.task);
+      options.onTrainLease?.(name, m.task, weights);
       if (options.answer === false) held.push({ workerId, lease: m });
       else setImmediate(() => answer({ workerId, lease: m }));
     },

@@ -142,13 +142,16 @@ test('training on the worker\'s own data: pairs and labelled rows are embedded t
   const classifierBundle = await bundle({ kind: 'embedding', dim: DIM, model: 'emb' }, 'classes');
   const reward = coord.addBlob(rewardBundle);
   const classifier = coord.addBlob(classifierBundle);
-  // Version 0's weights are the bundle's own (a coordinator sends them with the lease).
-  const weightsOf = (b: Uint8Array): Tensor<'float32'> => Tensor.float32(new Float32Array(unpackBundle(b).files.get(WEIGHTS_FILE)!.slice().buffer));
+  // Version 0's weights are the bundle's own (a coordinator sends them before the lease).
+  const weightsOf = (b: Uint8Array): Float32Array => new Float32Array(unpackBundle(b).files.get(WEIGHTS_FILE)!.slice().buffer);
   const task = (modelHash: string, name: string): TrainTask => ({
-    kind: 'train', modelHash, modelVersion: 0, client: 0, weights: weightsOf(modelHash === reward ? rewardBundle : classifierBundle),
-    local: { steps: 1, batchSize: 2, lr: 0.1, momentum: 0 }, data: { source: 'worker', name },
+    kind: 'train', modelHash, modelVersion: 0, client: 0, local: { steps: 1, batchSize: 2, lr: 0.1, momentum: 0 }, data: { source: 'worker', name },
   });
-  coord.enqueue(trainShard('J', task(reward, 'pairs')), trainShard('K', task(classifier, 'rows')), trainShard('L', task(classifier, 'features')));
+  coord.enqueue(
+    trainShard('J', task(reward, 'pairs'), weightsOf(rewardBundle)),
+    trainShard('K', task(classifier, 'rows'), weightsOf(classifierBundle)),
+    trainShard('L', task(classifier, 'features'), weightsOf(classifierBundle)),
+  );
   await coord.until(() => coord.results.length + coord.failures.length === 3, 'three answers');
 
   const row = (text: string) => embeddingOf('emb', text, DIM).map((x) => Math.fround(x));

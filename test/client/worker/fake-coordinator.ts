@@ -48,11 +48,13 @@ export interface Shard {
   batchSize?: number;
   /** A fine-tuning shard: the lease carries this task instead of scoring `items`. */
   train?: TrainTask;
+  /** A `weights` message for the train task's job and version, sent right before its lease. */
+  weights?: Float32Array;
 }
 
-/** A train shard for `task` (its modelHash is the task's). */
-export function trainShard(jobId: string, task: TrainTask): Shard {
-  return { jobId, modelHash: task.modelHash, items: [], train: task };
+/** A train shard for `task` (its modelHash is the task's), preceded by a `weights` message when `weights` is given. */
+export function trainShard(jobId: string, task: TrainTask, weights?: Float32Array): Shard {
+  return { jobId, modelHash: task.modelHash, items: [], train: task, ...(weights === undefined ? {} : { weights }) };
 }
 
 export type UpdatePayload = Extract<ResultPayload, { kind: 'update' }>;
@@ -234,6 +236,10 @@ export class FakeCoordinator {
     };
     peer.outstanding.set(lease.leaseId, lease);
     this.leasesSent.push({ message: lease, connection: peer.n });
+    if (shard.train !== undefined && shard.weights !== undefined) {
+      const { modelHash, modelVersion } = shard.train;
+      sendMessage(peer.socket, { type: 'weights', jobId: shard.jobId, modelHash, modelVersion, weights: Tensor.float32(shard.weights) });
+    }
     sendMessage(peer.socket, lease);
     return lease;
   }

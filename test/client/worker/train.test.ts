@@ -87,7 +87,7 @@ async function inProcessWorker(coord: FakeCoordinator, datasets = new Datasets(n
 
 const local = { steps: 20, batchSize: 8, lr: 0.2, momentum: 0.9 };
 
-test('a central-data train lease: update of the model size, same as trainLocally in-process, lowers the loss; momentum sent; weights and momentum from the lease used', async (t) => {
+test('a central-data train lease: update of the model size, same as trainLocally in-process, lowers the loss; momentum sent; the weights sent for its version and the lease’s momentum used', async (t) => {
   const coord = await new FakeCoordinator().listen();
   t.teardown(() => coord.close());
   const hash = coord.addBlob(bundle);
@@ -98,11 +98,10 @@ test('a central-data train lease: update of the model size, same as trainLocally
     modelHash: hash,
     modelVersion: 3,
     client: 5,
-    weights: Tensor.float32(bundleWeights),
     local,
     data: { source: 'central', rows: Tensor.float32(data.x, [48, DIM]), labels: Tensor.int32(data.labels) },
   };
-  coord.enqueue(trainShard('J', task));
+  coord.enqueue(trainShard('J', task, bundleWeights));
   const worker = await inProcessWorker(coord);
   t.teardown(() => worker.close());
   await coord.until(() => coord.results.length + coord.failures.length >= 1, 'the first answer');
@@ -134,7 +133,7 @@ test('a central-data train lease: update of the model size, same as trainLocally
 
   // Next round: the coordinator sends the trained weights and the client's momentum.
   const momentum = first.momentum!.data as Float32Array;
-  coord.enqueue(trainShard('J', { ...task, modelVersion: 4, weights: Tensor.float32(trained), momentum: Tensor.float32(momentum) }));
+  coord.enqueue(trainShard('J', { ...task, modelVersion: 4, momentum: Tensor.float32(momentum) }, trained));
   await coord.until(() => coord.results.length + coord.failures.length >= 2, 'the second answer');
   t.deepEqual(coord.failures, []);
   const second = coord.updates[1]!.payload;
@@ -147,17 +146,18 @@ test('a central-data train lease: update of the model size, same as trainLocally
   t.true(second.loss < first.loss, 'training continues from the sent weights');
   t.is(coord.blobRequests.length, 1, 'the model is fetched once');
 
-  // The coordinator omits weights the worker holds (shared/training/held-weights.ts): version 4 again, without them,
-  // trains from the weights the previous lease carried; a version it never received is refused, retryably, rather
-  // than trained from the bundle's weights.
-  const { weights: _sent, ...bare } = { ...task, modelVersion: 4, momentum: Tensor.float32(momentum) };
-  coord.enqueue(trainShard('J', bare), trainShard('J', { ...bare, modelVersion: 5 }), trainShard('K', bare));
-  await coord.until(() => coord.results.length + coord.failures.length >= 5, 'three more answers');
+  // The coordinator sends a version's weights once (shared/training/held-weights.ts): version 4 again, with no weights
+  // message, trains from the held ones; a version it never received is refused, retryably, rather than trained from
+  // the bundle's weights; so is momentum of the wrong size, for good.
+  const bare = { ...task, modelVersion: 4, momentum: Tensor.float32(momentum) };
+  coord.enqueue(trainShard('J', bare), trainShard('J', { ...bare, modelVersion: 5 }), trainShard('K', bare), trainShard('J', { ...bare, momentum: Tensor.float32(momentum.subarray(1)) }));
+  await coord.until(() => coord.results.length + coord.failures.length >= 6, 'four more answers');
   const third = coord.updates[2]!.payload;
-  t.deepEqual(third.update.data, second.update.data, 'the held weights of version 4: the same update as the lease that carried them');
-  t.is(coord.failures.length, 2, 'version 5 of J, and version 4 of another job K, were never received');
-  t.true(coord.failures.every((f) => f.message.retryable));
-  t.deepEqual(coord.failures.map((f) => f.message.reason).sort(), [4, 5].map((v) => `the lease has no weights and this worker does not hold those of model version ${v}`));
+  t.deepEqual(third.update.data, second.update.data, 'the held weights of version 4: the same update as the lease after the weights message');
+  t.is(coord.failures.length, 3, 'version 5 of J, and version 4 of another job K, were never received; the short momentum');
+  const reasons = new Map(coord.failures.map((f) => [f.message.reason, f.message.retryable]));
+  for (const v of [4, 5]) t.is(reasons.get(`this worker does not hold the weights of model version ${v}`), true);
+  t.is(reasons.get(`the lease's momentum has ${params - 1} values, the weights ${params}`), false);
 });
 
 test('an unknown dataset name, a bad dataset file and labels a model cannot take are non-retryable failures', async (t) => {
@@ -170,9 +170,10 @@ test('an unknown dataset name, a bad dataset file and labels a model cannot take
   writeFileSync(pairsPath, '{"prompt":"p","chosen":"a","rejected":"b"}\n');
   const worker = await inProcessWorker(coord, new Datasets(new Map([['bad', badPath], ['pairs', pairsPath]])));
   t.teardown(() => worker.close());
-  const base = { kind: 'train' as const, modelHash: hash, modelVersion: 0, client: 0, weights: Tensor.float32(await initialWeights()), local };
+  const base = { kind: 'train' as const, modelHash: hash, modelVersion: 0, client: 0, local };
+  const weights = await initialWeights();
   coord.enqueue(
-    trainShard('J', { ...base, data: { source: 'worker', name: 'nope' } }),
+    trainShard('J', { ...base, data: { source: 'worker', name: 'nope' } }, weights),
     trainShard('J', { ...base, data: { source: 'worker', name: 'bad' } }),
     trainShard('J', { ...base, data: { source: 'worker', name: 'pairs' } }),
     trainShard('J', { ...base, data: { source: 'central', rows: Tensor.float32(new Float32Array(2 * DIM), [2, DIM]), labels: Tensor.int32([0, 5]) } }),
@@ -221,9 +222,9 @@ test('the CLI worker trains on its own --data JSONL dataset: an update, momentum
   t.teardown(() => coord.close());
   const hash = coord.addBlob(bundle);
   const initial = await initialWeights();
-  const task: TrainTask = { kind: 'train', modelHash: hash, modelVersion: 2, client: 1, weights: Tensor.float32(initial), local, data: { source: 'worker', name: 'mine' } };
+  const task: TrainTask = { kind: 'train', modelHash: hash, modelVersion: 2, client: 1, local, data: { source: 'worker', name: 'mine' } };
   // A second job on the same dataset and model must not inherit job J's momentum.
-  coord.enqueue(trainShard('J', task), trainShard('J', { ...task, modelVersion: 3 }), trainShard('K', { ...task, modelVersion: 3 }));
+  coord.enqueue(trainShard('J', task, initial), trainShard('J', { ...task, modelVersion: 3 }, initial), trainShard('K', { ...task, modelVersion: 3 }, initial));
 
   const child = startFedpool(t, ['worker', '--url', coord.url, '--backend', 'cpu', '--threads', '1', '--data', `mine=${path}`], { env });
   await coord.until(() => coord.results.length + coord.failures.length >= 3, 'three answers', 120_000);

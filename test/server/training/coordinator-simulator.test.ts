@@ -53,11 +53,10 @@ async function coordinatorRun(t: import('ava').ExecutionContext, cfg: TrainConfi
   const byVersion = new Map<number, Float32Array>();
   // One worker with credit 1: shards are trained one at a time in the order the driver dispatched them.
   const { jobs } = inProcessCoordinator([{ name: 'w', credit: 1, capabilities: { tasks: ['train'] } }], {
-    update: (task) => {
-      const weights = task.weights?.data as Float32Array;
+    update: (task, weights) => {
       const seen = byVersion.get(task.modelVersion);
       if (seen === undefined) byVersion.set(task.modelVersion, Float32Array.from(weights));
-      else t.deepEqual(seen, weights, `every lease of version ${task.modelVersion} carries the same weights`);
+      else t.deepEqual(seen, weights, `every lease of version ${task.modelVersion} trains from the same weights`);
       return work(task.client, weights, task.momentum?.data as Float32Array | undefined);
     },
   });

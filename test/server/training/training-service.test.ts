@@ -9,6 +9,7 @@ import type { CentralData } from '../../../server/training/job-request.js';
 import { parseTrainConfig } from '../../../shared/config/train.js';
 import { unpackBundle } from '../../../shared/model/bundle.js';
 import { WEIGHTS_FILE } from '../../../shared/model/tf-model.js';
+import type { WeightsMessage } from '../../../shared/protocol/index.js';
 
 const DIM = 4;
 const CLASSES = 3;
@@ -172,8 +173,8 @@ test('training shards live in the one lease table: they use the credit score sha
 
 test('an update over the job’s maxUpdateNorm, or of the wrong length, is refused at the boundary and counted against its worker; others train the model', async (t) => {
   const { jobs, refused } = inProcessCoordinator([{ name: 'honest', credit: 2 }, { name: 'huge', credit: 2 }, { name: 'short', credit: 2 }], {
-    update: (task, worker) => {
-      const size = task.weights?.size ?? 0;
+    update: (_task, weights, worker) => {
+      const size = weights.length;
       if (worker === 'huge') return { update: new Float32Array(size).fill(1e3), samples: 5, loss: 1 };
       if (worker === 'short') return { update: new Float32Array(size - 1).fill(0.01), samples: 5, loss: 1 };
       return { update: new Float32Array(size).fill(0.01), samples: 5, loss: 1 };
@@ -194,10 +195,18 @@ test('an update over the job’s maxUpdateNorm, or of the wrong length, is refus
   t.true(service.metrics(id, 0)!.lines.every((l) => l.participants > 0), 'every round aggregated honest updates only');
 });
 
-test('a worker gets a model version’s weights once: later leases of that version omit them, a new connection gets them again, and the updates are right', async (t) => {
+test('a worker gets a model version’s weights once, before its first lease of that version, in one message object per version for every worker; a new connection gets them again; the updates are right', async (t) => {
   const sent: Array<{ worker: string; version: number; weights: boolean }> = [];
+  const messages = new Map<number, Set<WeightsMessage>>();
   const { jobs, refused } = inProcessCoordinator([{ name: 'a', credit: 4 }, { name: 'b', credit: 4 }], {
-    onTrainLease: (worker, task) => sent.push({ worker, version: task.modelVersion, weights: task.weights !== undefined }),
+    onTrainLease: (worker, task, weights) => {
+      sent.push({ worker, version: task.modelVersion, weights: weights !== undefined });
+      if (weights === undefined) return;
+      t.is(weights.modelVersion, task.modelVersion);
+      let set = messages.get(weights.modelVersion);
+      if (set === undefined) messages.set(weights.modelVersion, (set = new Set()));
+      set.add(weights);
+    },
   });
   t.teardown(() => jobs.close());
   const model = jobs.blobs.put(await modelBundle());
@@ -213,7 +222,9 @@ test('a worker gets a model version’s weights once: later leases of that versi
     t.is(s.weights, !seen.has(key), `${key}: weights on the first lease of the version only`);
     seen.add(key);
   }
-  t.true(sent.filter((s) => !s.weights).length >= 12, 'most leases carried no weights');
+  t.true(sent.filter((s) => !s.weights).length >= 12, 'most leases came without weights');
+  t.deepEqual([...messages.keys()].sort(), [0, 1, 2]);
+  for (const [version, set] of messages) t.is(set.size, 1, `version ${version}: one weights message for both workers (encoded once)`);
   t.true(jobs.training.metrics(id, 0)!.lines.every((l) => l.participants === 6));
 
   // A reconnected worker is a new connection: nothing is assumed held.

@@ -188,7 +188,6 @@ const trainTaskArb: fc.Arbitrary<Task> = fc.integer({ min: 0, max: 64 }).chain((
       modelHash: hashArb,
       modelVersion: countArb,
       client: countArb,
-      weights: vecArb(n, false),
       momentum: vecArb(n, false),
       local: fc.record({
         steps: fc.integer({ min: 1, max: 10_000 }),
@@ -210,6 +209,14 @@ const leaseArb: fc.Arbitrary<MessageOf<'lease'>> = fc.record({
   deadline: timeArb,
   attempt: fc.integer({ min: 1, max: 100 }),
   task: fc.oneof(scoreTaskArb, trainTaskArb),
+});
+
+const weightsArb: fc.Arbitrary<MessageOf<'weights'>> = fc.record({
+  type: fc.constant('weights'),
+  jobId: idArb,
+  modelHash: hashArb,
+  modelVersion: countArb,
+  weights: fc.integer({ min: 0, max: 64 }).chain((n) => vecArb(n, false)),
 });
 
 const blobArb: fc.Arbitrary<MessageOf<'blob'>> = fc
@@ -246,6 +253,7 @@ export const messageArbs: { readonly [T in MessageType]: fc.Arbitrary<MessageOf<
   heartbeat: heartbeatArb,
   pull: pullArb,
   lease: leaseArb,
+  weights: weightsArb,
   result: resultArb,
   failure: failureArb,
   release: releaseArb,

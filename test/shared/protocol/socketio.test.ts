@@ -34,11 +34,11 @@ test('hello/welcome ack, a multi-megabyte tensor each way, and hostile frames re
     }, onError, { direction: 'worker' });
     onMessage(socket, 'pull', (msg) => {
       t.is(msg.credit, 2);
+      sendMessage(socket, { type: 'weights', jobId: 'J1', modelHash: 'a'.repeat(64), modelVersion: 3, weights: Tensor.float32(Float32Array.from({ length: D }, (_, j) => j * 0.5)) });
       sendMessage(socket, {
         type: 'lease', leaseId: 'L1', shardId: 'S1', jobId: 'J1', deadline: Date.now() + 30_000, attempt: 1,
         task: {
           kind: 'train', modelHash: 'a'.repeat(64), modelVersion: 3, client: 7,
-          weights: Tensor.float32(Float32Array.from({ length: D }, (_, j) => j * 0.5)),
           local: { steps: 1, batchSize: 8, lr: 0.1, momentum: 0 }, data: { source: 'worker', name: 'local' },
         },
       });
@@ -76,11 +76,12 @@ test('hello/welcome ack, a multi-megabyte tensor each way, and hostile frames re
   Buffer.from(Float32Array.of(Number.NaN).buffer).copy(frame, at);
   client.emit('result', frame);
 
+  const weights = new Promise<MessageOf<'weights'>>((resolve) => onMessage(client, 'weights', resolve, (e) => t.fail(e.message), { direction: 'coordinator' }));
   const lease = new Promise<MessageOf<'lease'>>((resolve) => onMessage(client, 'lease', resolve, (e) => t.fail(e.message), { direction: 'coordinator' }));
   sendMessage(client, { type: 'pull', credit: 2 });
   const got = await lease;
-  if (got.task.kind !== 'train' || got.task.weights === undefined) return t.fail('expected a train lease with weights');
-  const w = got.task.weights.data;
+  if (got.task.kind !== 'train') return t.fail('expected a train lease');
+  const w = (await weights).weights.data;
   t.is(w.length, D);
   t.is(w.byteOffset % 4, 0);
   t.is(w[D - 1], (D - 1) * 0.5);

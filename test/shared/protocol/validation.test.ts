@@ -2,6 +2,7 @@ import test, { type ExecutionContext } from 'ava';
 import { Packr } from 'msgpackr';
 import {
   DEFAULT_MAX_FRAME_BYTES,
+  MIN_VIEW_BYTES,
   PROTOCOL_VERSION,
   ProtocolError,
   TENSOR_EXT_TYPE,
@@ -15,6 +16,7 @@ import {
   isProtocolError,
   parseMessage,
   safeDecodeMessage,
+  tensorDecodeCounts,
   type Message,
   type ProtocolErrorCode,
 } from '../../../shared/protocol/index.js';
@@ -148,10 +150,11 @@ test('oversize frames are refused before decoding', (t) => {
   expectCode(t, () => encodeMessage({ type: 'failure', leaseId: 'l', shardId: 's', reason: 'x'.repeat(200), retryable: false }, { maxBytes: 100 }), 'oversize');
 });
 
-test('tensor extension: uint8 tensors take msgpackr\'s fixext path and still own aligned memory', (t) => {
-  // uint8 [2] is 8 extension bytes, which msgpackr writes as fixext 8 (no message field is uint8).
+test('tensor extension: a 16-byte extension takes the fixext path, and decoded tensors still own aligned memory', (t) => {
+  // uint8 [2] is 16 extension bytes (dtype, ndim, one dim, the padding byte, 7 bytes of padding, 2 elements): fixext 16
+  // (no message field is uint8).
   const frame = raw.pack({ t: Tensor.uint8([7, 9], [2]), s: Tensor.uint8([1], []) });
-  t.is(frame[frame.indexOf(TENSOR_EXT_TYPE) - 1], 0xd7);
+  t.is(frame[frame.indexOf(TENSOR_EXT_TYPE) - 1], 0xd8);
   const back: unknown = raw.unpack(frame);
   const v = (back as { t: unknown; s: unknown });
   t.true(v.t instanceof Tensor && v.s instanceof Tensor);
@@ -164,8 +167,8 @@ test('tensor extension: uint8 tensors take msgpackr\'s fixext path and still own
 /** A frame with one float32 tensor [1, 2, 3]; returns it and the offset of the tensor's ext payload. */
 function tensorFrame(): { frame: Uint8Array; at: number } {
   const frame = encodeMessage({ type: 'result', leaseId: 'l', shardId: 's', payload: { kind: 'scores', scores: Tensor.float32([1, 2, 3]) } });
-  // ext 8 header: 0xc7, length 18 (2 + 4 + 12), type; then dtype 0, ndim 1, dim 3 (LE).
-  const needle = [0xc7, 18, TENSOR_EXT_TYPE, 0, 1, 3, 0, 0, 0];
+  // ext 8 header: 0xc7, length 26 (2 + 4 + 1 + 7 padding + 12), type; then dtype 0, ndim 1, dim 3 (LE).
+  const needle = [0xc7, 26, TENSOR_EXT_TYPE, 0, 1, 3, 0, 0, 0];
   for (let i = 0; i + needle.length <= frame.length; i++) {
     if (needle.every((b, j) => frame[i + j] === b)) return { frame: frame.slice(), at: i + 3 };
   }
@@ -192,8 +195,41 @@ test('a tensor header that disagrees with its byte length is bad-tensor', (t) =>
   rank[at + 1] = 9;
   expectCode(t, () => decodeMessage(rank), 'bad-tensor');
   const twoDims = frame.slice();
-  twoDims[at + 1] = 2; // second dim read from data bytes: 1.0f = 0x3f800000 → way too big
+  twoDims[at + 1] = 2; // the second dim is read from the padding byte and what follows
   expectCode(t, () => decodeMessage(twoDims), 'bad-tensor');
+  const pad = frame.slice();
+  pad[at + 6] = 8; // at most 7 padding bytes before the elements
+  t.regex(expectCode(t, () => decodeMessage(pad), 'bad-tensor')?.message ?? '', /8 padding bytes before the elements \(at most 7\)/);
+});
+
+test('tensor elements start 8-aligned in the frame; tensorViews reads large ones where they lie, others are copied once', (t) => {
+  for (const n of [1, 3, 16_384, 16_385, 100_000]) {
+    const update = Float32Array.from({ length: n }, (_, i) => i - 0.5);
+    const frame = encodeMessage({ type: 'result', leaseId: 'l'.repeat(n % 7 + 1), shardId: 's', payload: { kind: 'update', update: Tensor.float32(update), samples: 1, loss: 0, baseVersion: 0 } });
+    const bytes = Buffer.from(frame); // a frame of its own (its buffer's offset 0, as a received frame of this size)
+    const at = bytes.indexOf(Buffer.from(update.buffer, 0, Math.min(16, update.byteLength)));
+    t.is(at % 8, 0, `${n} values: elements at ${at}`);
+    const before = tensorDecodeCounts();
+    const viewed = decodeMessage(bytes, { direction: 'worker', tensorViews: true });
+    const copied = decodeMessage(bytes, { direction: 'worker' });
+    const after = tensorDecodeCounts();
+    if (viewed.type !== 'result' || viewed.payload.kind !== 'update' || copied.type !== 'result' || copied.payload.kind !== 'update') return t.fail();
+    const large = n * 4 >= MIN_VIEW_BYTES;
+    t.deepEqual({ views: after.views - before.views, copies: after.copies - before.copies }, { views: large ? 1 : 0, copies: large ? 1 : 2 }, `${n} values`);
+    t.is(viewed.payload.update.data.buffer === bytes.buffer, large, `${n} values: viewed in the frame`);
+    t.not(copied.payload.update.data.buffer, bytes.buffer);
+    t.deepEqual(viewed.payload.update.data, update);
+    t.deepEqual(copied.payload.update.data, update);
+  }
+  // Not aligned where it lies (the frame at an odd offset of its buffer): copied, same values.
+  const update = new Float32Array(MIN_VIEW_BYTES / 4).fill(0.25);
+  const frame = encodeMessage({ type: 'result', leaseId: 'l', shardId: 's', payload: { kind: 'update', update: Tensor.float32(update), samples: 1, loss: 0, baseVersion: 0 } });
+  const shifted = new Uint8Array(frame.byteLength + 1).subarray(1);
+  shifted.set(frame);
+  const before = tensorDecodeCounts();
+  const m = decodeMessage(shifted, { direction: 'worker', tensorViews: true });
+  t.deepEqual(tensorDecodeCounts(), { views: before.views, copies: before.copies + 1 });
+  t.true(m.type === 'result' && m.payload.kind === 'update' && m.payload.update.data.every((v) => v === 0.25));
 });
 
 test('extra unknown keys are rejected at every level', (t) => {
