@@ -8,12 +8,22 @@ import { credentials } from './credentials.js';
 import { UserError } from './errors.js';
 import type { ColumnsBody, PlannedItems } from './score/plan.js';
 
+/** A job as GET /api/jobs(/:id) shows it (the coordinator sends more fields; commands read these). */
 export interface JobStatus {
   id: string;
   kind: string;
   state: 'queued' | 'running' | 'done' | 'failed' | 'cancelled';
+  /** Items of a score job, server steps of a training job. */
   progress: { done: number; total: number };
+  createdAt: string;
+  finishedAt?: string;
   error?: string;
+  /** Why no connected worker can take it, while that is so. */
+  waiting?: string;
+  /** A short id of the submitter token that created it; null for an ownerless job. */
+  owner?: string | null;
+  /** GET /api/jobs/:id only: shards each worker delivered, since the coordinator started. */
+  workers?: Array<{ worker: string; shards: number }>;
 }
 
 /** The coordinator did not answer at all (down, restarting, wrong address): a caller may retry. */
@@ -131,6 +141,28 @@ export class CoordinatorApi {
 
   job(id: string): Promise<JobStatus & Record<string, unknown>> {
     return this.json('GET', `/api/jobs/${encodeURIComponent(id)}`);
+  }
+
+  /** A job's status, or undefined when the coordinator has no job of that id that this token may see. */
+  async findJob(id: string): Promise<(JobStatus & Record<string, unknown>) | undefined> {
+    const path = `/api/jobs/${encodeURIComponent(id)}`;
+    const res = await this.request('GET', path);
+    if (res.status === 404) {
+      await res.body?.cancel();
+      return undefined;
+    }
+    if (!res.ok) throw new UserError(`coordinator: GET ${path} failed (${res.status}): ${await errorText(res)}`);
+    return (await res.json()) as JobStatus & Record<string, unknown>;
+  }
+
+  /** Every job this token may see. */
+  jobs(): Promise<Array<JobStatus & Record<string, unknown>>> {
+    return this.json('GET', '/api/jobs');
+  }
+
+  /** The owner id the coordinator gives this token's jobs: the hex sha-256 of the token (undefined without one). */
+  get owner(): string | undefined {
+    return this.token ? createHash('sha256').update(this.token).digest('hex') : undefined;
   }
 
   async meta(id: string): Promise<unknown> {

@@ -129,6 +129,7 @@ export function buildProgram(): Command {
     .addOption(new Option('--select <mode>', 'selection per group').choices(['none', ...SELECT_MODES]).default('none'))
     .option('--borda-p <p>', 'certainty-vote: a vote of rank r among N counts (N − r + 1)^p', positiveNumber, 0.5)
     .option('--resume <id>', 'wait for an existing job and write its results')
+    .option('--detach', 'on Ctrl-C, leave the job running (and say how to follow or cancel it) instead of cancelling it')
     .action(lazy('score'));
 
   program
@@ -140,6 +141,7 @@ export function buildProgram(): Command {
     .addOption(caOption())
     .requiredOption('--config <file>', 'train.json')
     .option('--out <dir>', 'output directory (model/, metrics.jsonl, config.json)')
+    .option('--detach', 'on Ctrl-C, leave the job running (and say how to follow or cancel it) instead of cancelling it')
     .action(lazy('train'));
 
   program
@@ -171,6 +173,22 @@ export function buildProgram(): Command {
     .addOption(tokenFileOption())
     .addOption(caOption())
     .action((name: string, options: Record<string, unknown>) => lazy('workers')({ ...options, name }));
+
+  const jobCommand = (name: string, description: string, json: boolean): void => {
+    const c = program.command(name).description(description);
+    if (name !== 'jobs') c.argument('<id>', 'the job id (fedpool jobs lists them)');
+    c.addOption(urlOption()).addOption(tokenOption()).addOption(tokenFileOption()).addOption(caOption());
+    if (json) c.option('--json', 'print the coordinator\'s JSON instead of a table');
+    c.action((...args: unknown[]) => {
+      // commander passes the argument (when declared), then the options.
+      const options = (name === 'jobs' ? args[0] : args[1]) as Record<string, unknown>;
+      return lazy(name)(name === 'jobs' ? options : { ...options, id: args[0] });
+    });
+  };
+  jobCommand('jobs', 'list the jobs this token may see: id, kind, owner, state, progress, rate, age', true);
+  jobCommand('job', 'one job in detail: state, progress, rate, why it waits, its error, each worker\'s share', true);
+  jobCommand('cancel', 'cancel a queued or running job', false);
+  jobCommand('wait', 'follow a job to its end, then exit with its status (0 done, 1 failed, 4 cancelled)', false);
 
   program
     .command('compare')

@@ -70,6 +70,14 @@ function send(res: ServerResponse, status: number, body: string, type: string, e
   res.end(body);
 }
 
+/** Characters of an owner's sha-256 shown as its id: enough to tell submitters apart, not the token's whole hash. */
+export const OWNER_ID_LENGTH = 12;
+
+/** A job owner's public id (auth.ts Principal.owner is the token's hex sha-256); null for an ownerless job. */
+function ownerId(owner: string | null | undefined): string | null {
+  return typeof owner === 'string' ? owner.slice(0, OWNER_ID_LENGTH) : null;
+}
+
 function json(res: ServerResponse, status: number, value: unknown, extra?: Record<string, string>): void {
   send(res, status, `${JSON.stringify(value)}\n`, 'application/json; charset=utf-8', extra);
 }
@@ -120,8 +128,14 @@ export class Api {
     this.route('PUT', '/api/blobs/:hash', 'submitter', (req, res, p) => this.putBlob(req, res, p.hash ?? ''));
     // A job is visible to the submitter that created it and to admins only: to anyone else it does not exist (404).
     this.route('POST', '/api/jobs', 'submitter', (req, res, _p, _url, who) => this.submit(req, res, who));
-    this.route('GET', '/api/jobs', 'submitter', (_req, res, _p, _url, who) => json(res, 200, jobs.allJobs(who)));
-    this.route('GET', '/api/jobs/:id', 'submitter', (_req, res, p, _url, who) => json(res, 200, this.job(p.id ?? '', who)));
+    // Each job with its owner: a short id of the submitter token that created it (the start of its sha-256), null for
+    // a job created while the submitter role was open.
+    this.route('GET', '/api/jobs', 'submitter', (_req, res, _p, _url, who) => json(res, 200, jobs.allJobs(who).map((j) => ({ ...j, owner: ownerId(jobs.ownerOf(j.id)) }))));
+    // The detail adds each worker's share: the shards it delivered, since this coordinator started.
+    this.route('GET', '/api/jobs/:id', 'submitter', (_req, res, p, _url, who) => {
+      const id = p.id ?? '';
+      json(res, 200, { ...this.job(id, who), owner: ownerId(jobs.ownerOf(id)), workers: jobs.shareOf(id) });
+    });
     // A queued or running job is cancelled (the answer is its status); an ended one (done, failed, cancelled) is deleted
     // with everything stored for it (docs/security.md, "Retention"). `?only=cancel` never deletes: a client that means
     // to stop a job (Ctrl-C) cannot delete one that ended just before, and gets the old answers (the status of a

@@ -94,6 +94,8 @@ export class JobRegistry {
   private readonly collector: BlobCollector;
   /** Job id → the service that owns it. */
   private readonly owners = new Map<string, JobService>();
+  /** Job id → worker name → accepted results (shareOf). */
+  private readonly shares = new Map<string, Map<string, number>>();
   private timer: NodeJS.Timeout | undefined;
   private timerAt = Infinity;
   private closed = false;
@@ -191,6 +193,14 @@ export class JobRegistry {
     return this.score.status(id) ?? this.training.status(id);
   }
 
+  /**
+   * The shards of a job each worker (by name) delivered an accepted result for, most first: since this coordinator
+   * started (not persisted; a restarted coordinator counts afresh).
+   */
+  shareOf(id: string): Array<{ worker: string; shards: number }> {
+    return [...(this.shares.get(id) ?? [])].map(([worker, shards]) => ({ worker, shards })).sort((a, b) => b.shards - a.shards || (a.worker < b.worker ? -1 : 1));
+  }
+
   /** Every job `who` may see, score jobs first, each in submission order. */
   allJobs(who: Principal = ANYONE): JobStatus[] {
     return [...this.score.list(), ...this.training.list()].filter((j) => canSee(who, this.ownerOf(j.id)));
@@ -229,6 +239,7 @@ export class JobRegistry {
     this.score.flush();
     const { deleted, blobs } = this.store.deleteJobs(ids);
     for (const id of deleted) {
+      this.shares.delete(id);
       for (const service of this.services) service.forget(id);
       this.owners.delete(id);
       this.scheduler.forgetJob(id);
@@ -331,8 +342,13 @@ export class JobRegistry {
     const outcome = this.scheduler.complete(workerId, m.leaseId, m.payload);
     if (outcome.kind === 'accepted' && lease !== undefined) {
       owner?.counted(workerId, lease, m.elapsedMs);
-      const who = this.workers.get(workerId)?.identity;
-      if (who !== undefined) this.records.accepted(who);
+      const worker = this.workers.get(workerId);
+      if (worker !== undefined) {
+        this.records.accepted(worker.identity);
+        let share = this.shares.get(lease.jobId);
+        if (share === undefined) this.shares.set(lease.jobId, (share = new Map()));
+        share.set(worker.name, (share.get(worker.name) ?? 0) + 1);
+      }
     }
     this.pump();
     return outcome.kind === 'ignored' ? outcome.reason : null;

@@ -4,6 +4,7 @@ import { SingleBar } from 'cli-progress';
 import { createWriteStream, type WriteStream } from 'node:fs';
 import { CoordinatorApi, coordinatorApi } from '../api.js';
 import { UserError } from '../errors.js';
+import { INTERRUPTED_EXIT, Interrupt } from '../interrupt.js';
 import { readScoreInput, type ScoreLine } from '../score/input.js';
 import { OutputAssembler, planItems, scoredItems, type LineMeta, type OutputLine } from '../score/plan.js';
 import { loadModelForSubmit, type ModelInputSpec } from '../score/model.js';
@@ -24,6 +25,7 @@ interface ScoreOptions {
   /** certainty-vote's Borda exponent (`--borda-p`). */
   bordaP?: number;
   resume?: string;
+  detach?: boolean;
 }
 
 /** Items per forward pass on a worker (TF.js defaults to 32, which is several times slower). */
@@ -64,11 +66,17 @@ export async function run(options: Record<string, unknown>): Promise<void> {
   const { items, meta, scored } = planItems(lines);
 
   const started = Date.now();
-  const columns = await api.columnsBody(items);
-  const { id } = await api.createJob({ kind: 'score', ...target, columns, shardSize: o.shardSize, redundancy: o.redundancy, agreeTol: o.agreeTol, batchSize: BATCH_SIZE, meta: { format: 'fedpool-score/1', lines: meta } });
-  process.stderr.write(`fedpool job ${id} submitted\n`);
-  await sayIfWaiting(api, id);
-  await collect(api, id, meta, scored, o.output, o.select, started, o.bordaP ?? DEFAULT_BORDA_P);
+  const interrupt = new Interrupt('score', o.detach === true);
+  try {
+    const columns = await api.columnsBody(items);
+    const { id } = await api.createJob({ kind: 'score', ...target, columns, shardSize: o.shardSize, redundancy: o.redundancy, agreeTol: o.agreeTol, batchSize: BATCH_SIZE, meta: { format: 'fedpool-score/1', lines: meta } });
+    interrupt.submitted(api, id, `fedpool score --resume ${id} --output ${o.output}`);
+    process.stderr.write(`fedpool job ${id} submitted\n`);
+    await sayIfWaiting(api, id);
+    await collect(api, id, meta, scored, o.output, o.select, started, o.bordaP ?? DEFAULT_BORDA_P, interrupt);
+  } finally {
+    interrupt.dispose();
+  }
 }
 
 /** Selections that rank by log-prob statistics, which only log-prob scorers produce. */
@@ -88,11 +96,18 @@ async function resume(api: CoordinatorApi, id: string, output: string, select: '
   }
   const meta = m.lines as LineMeta[];
   const scored = scoredItems(meta);
-  await sayIfWaiting(api, id);
-  await collect(api, id, meta, scored, output, select, Date.now(), bordaP);
+  // Ctrl-C leaves a job this command did not submit running, and says how to come back to it.
+  const interrupt = new Interrupt('score', true);
+  interrupt.submitted(api, id, `fedpool score --resume ${id} --output ${output}`);
+  try {
+    await sayIfWaiting(api, id);
+    await collect(api, id, meta, scored, output, select, Date.now(), bordaP, interrupt);
+  } finally {
+    interrupt.dispose();
+  }
 }
 
-async function collect(api: CoordinatorApi, id: string, meta: LineMeta[], scored: number, output: string, select: 'none' | SelectMode, started: number, bordaP: number): Promise<void> {
+async function collect(api: CoordinatorApi, id: string, meta: LineMeta[], scored: number, output: string, select: 'none' | SelectMode, started: number, bordaP: number, interrupt: Interrupt): Promise<void> {
   const out = await openOutput(output);
   const bar = process.stderr.isTTY ? new SingleBar({ format: 'scoring [{bar}] {value}/{total} items | {speed} items/s | ETA {eta_formatted}', stream: process.stderr, etaBuffer: 50 }) : null;
   bar?.start(scored, 0, { speed: '0' });
@@ -117,8 +132,8 @@ async function collect(api: CoordinatorApi, id: string, meta: LineMeta[], scored
   }
   const job = await api.job(id);
   if (job.state !== 'done' || assembler.linesDone !== meta.length) {
-    const why = job.error ? `: ${job.error}` : '';
-    throw new UserError(`fedpool score: job ${id} ended ${job.state}${why} after ${assembler.linesDone} of ${meta.length} lines (partial output kept in ${output})`);
+    const why = interrupt.cancelled ? ' (Ctrl-C)' : job.error ? `: ${job.error}` : '';
+    throw new UserError(`fedpool score: job ${id} ended ${job.state}${why} after ${assembler.linesDone} of ${meta.length} lines (partial output kept in ${output})`, interrupt.cancelled ? INTERRUPTED_EXIT : 1);
   }
   const seconds = (Date.now() - started) / 1000;
   const summary = {

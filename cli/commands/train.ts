@@ -14,12 +14,14 @@ import { DatasetError, parseDataset, toTrainData } from '../../client/training/d
 import type { Manifest } from '../../shared/model/manifest.js';
 import { CoordinatorApi, UnreachableError, coordinatorApi } from '../api.js';
 import { UserError } from '../errors.js';
+import { INTERRUPTED_EXIT, Interrupt } from '../interrupt.js';
 
 interface TrainOptions {
   url: string;
   token?: string;
   config: string;
   out?: string;
+  detach?: boolean;
 }
 
 type Columns = { dim: number; n: number; rows: string; labels: string } | { dim: number; n: number; chosen: string; rejected: string };
@@ -48,8 +50,19 @@ export async function run(options: Record<string, unknown>): Promise<void> {
   const api = coordinatorApi(options, 'train');
   await api.ensureBlob(model.hash, model.bytes);
   const started = Date.now();
-  const { id } = await api.createJob({ kind: 'train', model: model.hash, config, ...(data === undefined ? {} : { data }), ...(evalData === undefined ? {} : { eval: evalData }) });
-  process.stderr.write(`fedpool job ${id} submitted\n`);
+  const interrupt = new Interrupt('train', o.detach === true);
+  try {
+    const { id } = await api.createJob({ kind: 'train', model: model.hash, config, ...(data === undefined ? {} : { data }), ...(evalData === undefined ? {} : { eval: evalData }) });
+    interrupt.submitted(api, id);
+    process.stderr.write(`fedpool job ${id} submitted\n`);
+    await follow(api, id, o, config, started, interrupt);
+  } finally {
+    interrupt.dispose();
+  }
+}
+
+/** Follows the submitted job's metrics, then writes DIR/metrics.jsonl, DIR/model/ and the summary. */
+async function follow(api: CoordinatorApi, id: string, o: TrainOptions, config: TrainConfig, started: number, interrupt: Interrupt): Promise<void> {
 
   const out = path.resolve(o.out ?? `fedpool-train-${id}`);
   await mkdir(out, { recursive: true });
@@ -82,7 +95,8 @@ export async function run(options: Record<string, unknown>): Promise<void> {
   const lines = [...byStep.entries()].sort((a, b) => a[0] - b[0]).map(([, v]) => v.line);
   const job = await api.job(id);
   if (job.state !== 'done') {
-    throw new UserError(`fedpool train: job ${id} ended ${job.state}${job.error ? `: ${job.error}` : ''} after ${lines.length} of ${total} steps (metrics kept in ${out})`);
+    const why = interrupt.cancelled ? ' (Ctrl-C)' : job.error ? `: ${job.error}` : '';
+    throw new UserError(`fedpool train: job ${id} ended ${job.state}${why} after ${lines.length} of ${total} steps (metrics kept in ${out})`, interrupt.cancelled ? INTERRUPTED_EXIT : 1);
   }
   const bundle = await api.bytes(`/api/jobs/${encodeURIComponent(id)}/model`);
   await writeBundleDir(path.join(out, 'model'), unpackBundle(bundle, `model of job ${id}`).files);

@@ -6,7 +6,7 @@ import { cleanEnv, run as runCommand } from '../helpers/processes.js';
 const bin = fileURLToPath(new URL('../../bin/fedpool.js', import.meta.url));
 const run = (...args: string[]) => runCommand(process.execPath, [bin, ...args], { env: cleanEnv() });
 
-const contractCommands = ['coordinator', 'worker', 'model', 'score', 'train', 'simulate', 'demo', 'compare'];
+const contractCommands = ['coordinator', 'worker', 'model', 'score', 'train', 'simulate', 'demo', 'compare', 'jobs', 'job', 'cancel', 'wait'];
 
 test('--help lists every command of the contract', async (t) => {
   const r = await run('--help');
@@ -20,8 +20,12 @@ test('every command has --help that documents its contract flags', async (t) => 
     coordinator: ['--host', '--port', '--worker-token', '--client-token', '--admin-token', '--state', '--lease-ms', '--metrics-public', '--tls-cert', '--tls-key', '--retain-jobs', '--worker-identity'],
     worker: ['--url', '--token', '--token-file', '--ca', '--name', '--threads', '--backend', '--data', '--scorer-url', '--scorer-api'],
     'model init': ['--out', '--input', '--embedding-model', '--output', '--hidden', '--seed'],
-    score: ['--model', '--input', '--output', '--shard-size', '--redundancy', '--agree-tol', '--select', '--resume', '--token-file', '--ca'],
-    train: ['--url', '--token', '--token-file', '--ca', '--config', '--out'],
+    score: ['--model', '--input', '--output', '--shard-size', '--redundancy', '--agree-tol', '--select', '--resume', '--token-file', '--ca', '--detach'],
+    train: ['--url', '--token', '--token-file', '--ca', '--config', '--out', '--detach'],
+    jobs: ['--url', '--token', '--token-file', '--ca', '--json'],
+    job: ['<id>', '--url', '--token', '--token-file', '--ca', '--json'],
+    cancel: ['<id>', '--url', '--token', '--token-file', '--ca'],
+    wait: ['<id>', '--url', '--token', '--token-file', '--ca'],
     'workers unquarantine': ['--url', '--token', '--token-file', '--ca'],
     simulate: ['--preset', '--config', '--seeds', '--out', '--live', '--workers', '--processes', '--time-scale'],
     demo: ['--keep'],
