@@ -155,6 +155,11 @@ export class CoordinatorApi {
     return (await res.json()) as JobStatus & Record<string, unknown>;
   }
 
+  /** The connected workers (GET /api/workers). */
+  workers(): Promise<unknown[]> {
+    return this.json('GET', '/api/workers');
+  }
+
   /** Every job this token may see. */
   jobs(): Promise<Array<JobStatus & Record<string, unknown>>> {
     return this.json('GET', '/api/jobs');
@@ -172,6 +177,14 @@ export class CoordinatorApi {
   /** Cancels a queued or running job; never deletes one that has ended meanwhile (`?only=cancel`). */
   cancel(id: string): Promise<unknown> {
     return this.json('DELETE', `/api/jobs/${encodeURIComponent(id)}?only=cancel`);
+  }
+
+  /** Deletes an ended job with everything stored for it (the coordinator refuses a queued or running one: it cancels it). */
+  async deleteJob(id: string): Promise<void> {
+    const job = await this.findJob(id);
+    if (job === undefined) return;
+    if (job.state === 'queued' || job.state === 'running') throw new UserError(`job ${id} is ${job.state}, not ended`);
+    await this.json('DELETE', `/api/jobs/${encodeURIComponent(id)}`);
   }
 
   /** Raw bytes of a GET (e.g. a training job's model bundle). */

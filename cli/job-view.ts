@@ -41,7 +41,13 @@ function ownerText(owner: string | null | undefined, me: string | undefined): st
   return me !== undefined && me.startsWith(owner) ? 'you' : owner;
 }
 
-/** A table of jobs, one line each, columns aligned; `me` is the caller's owner hash (sha-256 of its token). */
+/** Rows of cells as lines, columns aligned (the first row is the header). */
+export function alignedTable(rows: readonly (readonly string[])[]): string {
+  const widths = rows[0]!.map((_, c) => Math.max(...rows.map((r) => r[c]!.length)));
+  return rows.map((r) => r.map((cell, c) => (c === r.length - 1 ? cell : cell.padEnd(widths[c]!))).join('  ')).join('\n') + '\n';
+}
+
+/** A table of jobs, one line each; `me` is the caller's owner hash (sha-256 of its token). */
 export function jobsTable(jobs: readonly JobView[], now: number, me: string | undefined): string {
   const rows = [['ID', 'KIND', 'OWNER', 'STATE', 'PROGRESS', 'RATE', 'AGE']];
   for (const j of jobs) {
@@ -50,8 +56,7 @@ export function jobsTable(jobs: readonly JobView[], now: number, me: string | un
       shortDuration(now - Date.parse(j.createdAt)),
     ]);
   }
-  const widths = rows[0]!.map((_, c) => Math.max(...rows.map((r) => r[c]!.length)));
-  return rows.map((r) => r.map((cell, c) => (c === r.length - 1 ? cell : cell.padEnd(widths[c]!))).join('  ')).join('\n') + '\n';
+  return alignedTable(rows);
 }
 
 /** A job's detail as lines of `key: value`. */

@@ -99,7 +99,7 @@ export function buildProgram(): Command {
     .option('--scorer-vocab <v>', "vocabulary size for openai-logprobs' approximate self-certainty", integer(2), 32000)
     .action(lazy('worker'));
 
-  const model = program.command('model').description('model bundles: `model init` writes a new one');
+  const model = program.command('model').description("model bundles: `model init` writes a new one, `model pull ID` a training job's");
   model
     .command('init')
     .description('write a new TF.js LayersModel plus its fedpool.json manifest')
@@ -110,6 +110,16 @@ export function buildProgram(): Command {
     .option('--hidden <sizes>', 'hidden layer sizes, comma-separated', '64,32')
     .option('--seed <s>', 'initialisation seed', integer(0), 0)
     .action(lazy('model-init'));
+  model
+    .command('pull')
+    .description("write a training job's model (current weights while it runs, final ones once it ended) as a bundle directory")
+    .argument('<id>', 'the training job id (fedpool jobs lists them)')
+    .requiredOption('--out <dir>', 'output directory (missing or empty)')
+    .addOption(urlOption())
+    .addOption(tokenOption())
+    .addOption(tokenFileOption())
+    .addOption(caOption())
+    .action((id: string, options: Record<string, unknown>) => lazy('model-pull')({ ...options, id }));
 
   program
     .command('score')
@@ -139,8 +149,9 @@ export function buildProgram(): Command {
     .addOption(tokenOption())
     .addOption(tokenFileOption())
     .addOption(caOption())
-    .requiredOption('--config <file>', 'train.json')
+    .option('--config <file>', 'train.json')
     .option('--out <dir>', 'output directory (model/, metrics.jsonl, config.json)')
+    .option('--resume <id>', 'follow a training job submitted earlier and write --out as if never interrupted (instead of --config)')
     .option('--detach', 'on Ctrl-C, leave the job running (and say how to follow or cancel it) instead of cancelling it')
     .action(lazy('train'));
 
@@ -176,19 +187,31 @@ export function buildProgram(): Command {
 
   const jobCommand = (name: string, description: string, json: boolean): void => {
     const c = program.command(name).description(description);
-    if (name !== 'jobs') c.argument('<id>', 'the job id (fedpool jobs lists them)');
+    const takesId = name !== 'jobs' && name !== 'status';
+    if (takesId) c.argument('<id>', 'the job id (fedpool jobs lists them)');
     c.addOption(urlOption()).addOption(tokenOption()).addOption(tokenFileOption()).addOption(caOption());
     if (json) c.option('--json', 'print the coordinator\'s JSON instead of a table');
     c.action((...args: unknown[]) => {
       // commander passes the argument (when declared), then the options.
-      const options = (name === 'jobs' ? args[0] : args[1]) as Record<string, unknown>;
-      return lazy(name)(name === 'jobs' ? options : { ...options, id: args[0] });
+      const options = (takesId ? args[1] : args[0]) as Record<string, unknown>;
+      return lazy(name)(takesId ? { ...options, id: args[0] } : options);
     });
   };
   jobCommand('jobs', 'list the jobs this token may see: id, kind, owner, state, progress, rate, age', true);
   jobCommand('job', 'one job in detail: state, progress, rate, why it waits, its error, each worker\'s share', true);
   jobCommand('cancel', 'cancel a queued or running job', false);
   jobCommand('wait', 'follow a job to its end, then exit with its status (0 done, 1 failed, 4 cancelled)', false);
+  program
+    .command('prune')
+    .description('delete the ended jobs (done, failed, cancelled) this token may see that ended more than DAYS ago, with their results; the coordinator shrinks its state file and drops blobs no job needs')
+    .requiredOption('--older <days>', 'age in days since a job ended (fractions allowed; 0: every ended job)', nonNegativeNumber)
+    .addOption(urlOption())
+    .addOption(tokenOption())
+    .addOption(tokenFileOption())
+    .addOption(caOption())
+    .option('--json', 'print {"deleted","kept","ids"} as JSON')
+    .action(lazy('prune'));
+  jobCommand('status', 'the pool at a glance: connected workers (what each serves, device, state, items/s, record) and jobs', true);
 
   program
     .command('compare')

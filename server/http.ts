@@ -131,10 +131,12 @@ export class Api {
     // Each job with its owner: a short id of the submitter token that created it (the start of its sha-256), null for
     // a job created while the submitter role was open.
     this.route('GET', '/api/jobs', 'submitter', (_req, res, _p, _url, who) => json(res, 200, jobs.allJobs(who).map((j) => ({ ...j, owner: ownerId(jobs.ownerOf(j.id)) }))));
-    // The detail adds each worker's share: the shards it delivered, since this coordinator started.
+    // The detail adds each worker's share (the shards it delivered, since this coordinator started) and a training
+    // job's train.json as parsed (`fedpool train --resume` writes it to DIR/config.json).
     this.route('GET', '/api/jobs/:id', 'submitter', (_req, res, p, _url, who) => {
       const id = p.id ?? '';
-      json(res, 200, { ...this.job(id, who), owner: ownerId(jobs.ownerOf(id)), workers: jobs.shareOf(id) });
+      const config = jobs.training.configOf(id);
+      json(res, 200, { ...this.job(id, who), owner: ownerId(jobs.ownerOf(id)), workers: jobs.shareOf(id), ...(config === undefined ? {} : { config }) });
     });
     // A queued or running job is cancelled (the answer is its status); an ended one (done, failed, cancelled) is deleted
     // with everything stored for it (docs/security.md, "Retention"). `?only=cancel` never deletes: a client that means

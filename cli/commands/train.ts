@@ -4,7 +4,7 @@
 // worker-held data is not read here at all. A coordinator restart mid-job is waited out: the job resumes there from
 // its last checkpoint and the metrics are followed again.
 import { SingleBar } from 'cli-progress';
-import { mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { readBundleDir, writeBundleDir } from '../../client/scoring/bundle-fs.js';
 import { ConfigError, parseTrainConfig, type TrainConfig } from '../../shared/config/train.js';
@@ -15,13 +15,15 @@ import type { Manifest } from '../../shared/model/manifest.js';
 import { CoordinatorApi, UnreachableError, coordinatorApi } from '../api.js';
 import { UserError } from '../errors.js';
 import { INTERRUPTED_EXIT, Interrupt } from '../interrupt.js';
+import { checkEmptyDir } from '../out-dir.js';
 
 interface TrainOptions {
   url: string;
   token?: string;
-  config: string;
+  config?: string;
   out?: string;
   detach?: boolean;
+  resume?: string;
 }
 
 type Columns = { dim: number; n: number; rows: string; labels: string } | { dim: number; n: number; chosen: string; rejected: string };
@@ -38,6 +40,11 @@ interface MetricLine {
 
 export async function run(options: Record<string, unknown>): Promise<void> {
   const o = options as unknown as TrainOptions;
+  if (o.resume !== undefined) {
+    if (o.config !== undefined) throw new UserError('fedpool train: --resume takes --out, not --config (the job already has its train.json)');
+    return resume(coordinatorApi(options, 'train'), o.resume, o);
+  }
+  if (o.config === undefined) throw new UserError('fedpool train: --config train.json is required (or --resume ID to follow a job already submitted)');
   const config = await readConfig(o.config);
   const model = await readModel(config.model, config.task);
   refuseCentralEmbedding(config, model.manifest);
@@ -56,6 +63,32 @@ export async function run(options: Record<string, unknown>): Promise<void> {
     interrupt.submitted(api, id);
     process.stderr.write(`fedpool job ${id} submitted\n`);
     await follow(api, id, o, config, started, interrupt);
+  } finally {
+    interrupt.dispose();
+  }
+}
+
+/**
+ * `--resume ID`: follows a training job submitted earlier (by a `fedpool train` that was interrupted or detached) and
+ * writes DIR as that command would have: config.json (the job's train.json as the coordinator parsed it),
+ * metrics.jsonl, model/. Ctrl-C leaves the job running (this command did not submit it).
+ */
+async function resume(api: CoordinatorApi, id: string, o: TrainOptions): Promise<void> {
+  const job = await api.findJob(id);
+  if (job === undefined) throw new UserError(`fedpool train: no job ${id} on the coordinator at ${api.url} (fedpool jobs lists yours)`);
+  if (job.kind !== 'train' || typeof job['config'] !== 'object' || job['config'] === null) throw new UserError(`fedpool train: job ${id} is a ${job.kind} job, not a training job`);
+  let config: TrainConfig;
+  try {
+    config = parseTrainConfig(job['config'], process.cwd(), (base, p) => path.resolve(base, p));
+  } catch (e) {
+    throw new UserError(`fedpool train: the coordinator's train.json of job ${id} does not parse here (${e instanceof Error ? e.message : String(e)}); is this fedpool older than the coordinator?`);
+  }
+  if (o.out !== undefined) await checkEmptyModelDir(path.resolve(o.out, 'model'));
+  const interrupt = new Interrupt('train', true);
+  interrupt.submitted(api, id, `fedpool train --resume ${id}${o.out === undefined ? '' : ` --out ${o.out}`}`);
+  process.stderr.write(`fedpool train: following job ${id} (${job.state}, ${job.progress.done}/${job.progress.total} steps)\n`);
+  try {
+    await follow(api, id, o, config, Date.parse(job.createdAt), interrupt);
   } finally {
     interrupt.dispose();
   }
@@ -172,16 +205,9 @@ async function followMetrics(api: CoordinatorApi, id: string, onLine: (value: un
   }
 }
 
-async function checkEmptyModelDir(dir: string): Promise<void> {
-  let entries: string[];
-  try {
-    entries = await readdir(dir);
-  } catch (e) {
-    const code = (e as NodeJS.ErrnoException).code;
-    if (code === 'ENOENT') return;
-    throw new UserError(`${dir}: cannot use as the output model directory (${code ?? String(e)})`);
-  }
-  if (entries.length > 0) throw new UserError(`${dir}: not empty (an earlier run's model?); choose another --out`);
+/** DIR/model/ is written only after training: an occupied one is refused before the job is submitted. */
+function checkEmptyModelDir(dir: string): Promise<void> {
+  return checkEmptyDir(dir, 'the output model directory', "an earlier run's model?");
 }
 
 /**

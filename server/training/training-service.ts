@@ -415,6 +415,11 @@ export class TrainingService implements JobService<TrainJobStatus> {
     return this.jobs.has(id);
   }
 
+  /** The train.json a job was submitted with (as parsed), for `fedpool train --resume`. */
+  configOf(id: string): TrainConfig | undefined {
+    return this.jobs.get(id)?.config;
+  }
+
   failJobsUsing(hash: string, error: string): void {
     for (const job of this.jobs.values()) if (job.modelHash === hash && !isTerminal(job.state)) this.finish(job, 'failed', error);
   }

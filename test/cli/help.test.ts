@@ -6,13 +6,14 @@ import { cleanEnv, run as runCommand } from '../helpers/processes.js';
 const bin = fileURLToPath(new URL('../../bin/fedpool.js', import.meta.url));
 const run = (...args: string[]) => runCommand(process.execPath, [bin, ...args], { env: cleanEnv() });
 
-const contractCommands = ['coordinator', 'worker', 'model', 'score', 'train', 'simulate', 'demo', 'compare', 'jobs', 'job', 'cancel', 'wait'];
+const contractCommands = ['coordinator', 'worker', 'model', 'score', 'train', 'simulate', 'demo', 'compare', 'jobs', 'job', 'cancel', 'wait', 'status', 'prune'];
 
 test('--help lists every command of the contract', async (t) => {
   const r = await run('--help');
   t.is(r.status, 0, r.stderr);
   for (const c of contractCommands) t.regex(r.stdout, new RegExp(`^\\s+${c}\\b`, 'm'), c);
   t.regex(r.stdout, /model init/);
+  t.regex(r.stdout, /model pull/);
 });
 
 test('every command has --help that documents its contract flags', async (t) => {
@@ -21,7 +22,10 @@ test('every command has --help that documents its contract flags', async (t) => 
     worker: ['--url', '--token', '--token-file', '--ca', '--name', '--threads', '--backend', '--data', '--scorer-url', '--scorer-api'],
     'model init': ['--out', '--input', '--embedding-model', '--output', '--hidden', '--seed'],
     score: ['--model', '--input', '--output', '--shard-size', '--redundancy', '--agree-tol', '--select', '--resume', '--token-file', '--ca', '--detach'],
-    train: ['--url', '--token', '--token-file', '--ca', '--config', '--out', '--detach'],
+    train: ['--url', '--token', '--token-file', '--ca', '--config', '--out', '--detach', '--resume'],
+    'model pull': ['<id>', '--out', '--url', '--token', '--token-file', '--ca'],
+    status: ['--url', '--token', '--token-file', '--ca', '--json'],
+    prune: ['--older', '--url', '--token', '--token-file', '--ca', '--json'],
     jobs: ['--url', '--token', '--token-file', '--ca', '--json'],
     job: ['<id>', '--url', '--token', '--token-file', '--ca', '--json'],
     cancel: ['<id>', '--url', '--token', '--token-file', '--ca'],

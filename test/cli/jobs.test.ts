@@ -141,3 +141,28 @@ test.serial('Ctrl-C on fedpool train cancels the job it submitted and keeps the 
   t.not(await state(other!), 'cancelled');
   t.is((await cli(['cancel', other!])).status, 0);
 });
+
+test.serial('fedpool status shows the connected workers and the jobs; fedpool prune deletes ended jobs older than DAYS', async (t) => {
+  const w = await FakeWorker.connect(c.url, { name: 'viewer', token: 'w' });
+  t.teardown(() => w.close());
+  const status = await cli(['status']);
+  t.is(status.status, 0, status.stderr);
+  t.regex(status.stdout, /^coordinator \S+: 1 worker\(s\), 0 job\(s\) queued or running, \d+ in all$/m);
+  t.regex(status.stdout, /^WORKER\s+SERVES\s+DEVICE\s+STATE\s+ITEMS\/S\s+SHARDS\s+RECORD/m);
+  t.regex(status.stdout, /^viewer\s+\S+\s+\S+\s+idle\s+/m);
+  const json = JSON.parse((await cli(['status', '--json'])).stdout) as { workers: Array<{ name: string }>; jobs: unknown[] };
+  t.deepEqual(json.workers.map((x) => x.name), ['viewer']);
+
+  const ended = (JSON.parse((await cli(['jobs', '--json'])).stdout) as Array<{ state: string }>).length;
+  t.true(ended >= 4, `${ended} ended jobs from the tests before`);
+  const recent = await cli(['prune', '--older', '1', '--json']);
+  t.is(recent.status, 0, recent.stderr);
+  t.deepEqual(JSON.parse(recent.stdout), { deleted: 0, kept: ended, ids: [] });
+  t.like(JSON.parse((await cli(['prune', '--older', '0', '--json'], OTHER)).stdout), { deleted: 0, kept: 0 }, 'another token prunes only its own');
+  const all = await cli(['prune', '--older', '0']);
+  t.is(all.status, 0, all.stderr);
+  t.is(all.stdout, `fedpool prune: deleted ${ended} job(s) that ended more than 0 day(s) ago; 0 kept\n`);
+  t.regex((await cli(['jobs'])).stdout, /^no jobs on the coordinator/);
+  const bad = await cli(['prune', '--older', '-1']);
+  t.is(bad.status, 1);
+});

@@ -8,9 +8,9 @@ import { validateBundle } from '../../shared/model/bundle.js';
 import { CLIENT_TOKEN, tempDir } from '../server/helpers.js';
 import { gaussianClasses } from '../../cli/demo-data.js';
 import { modelInit, startTrainingPool } from './processes.js';
-import { runFedpool as cli } from '../helpers/processes.js';
+import { runFedpool as cli, startFedpool } from '../helpers/processes.js';
 
-test('fedpool train: sync FedAvg and async FedBuff over 2 real workers; a bad config is one line', async (t) => {
+test('fedpool train: sync FedAvg and async FedBuff over 2 real workers; a bad config is one line; an async run detached with Ctrl-C and followed again with --resume; model pull', async (t) => {
   t.timeout(300_000);
   const { dir, cleanup } = tempDir();
   t.teardown(cleanup);
@@ -42,8 +42,14 @@ test('fedpool train: sync FedAvg and async FedBuff over 2 real workers; a bad co
   const [sync, asyncRun] = await Promise.all([
     cli(['train', '--url', coordinator.url, '--token', CLIENT_TOKEN, '--config', path.join(dir, 'sync.json'), '--out', out]),
     (async () => {
+      // Detached after its first step (Ctrl-C with --detach), then followed to the end with --resume.
       writeFileSync(path.join(dir, 'async.json'), JSON.stringify({ ...base, eval: { path: 'val.jsonl', every: 4 }, mode: 'async', steps: 12, concurrency: 4, buffer: 2 }));
-      return cli(['train', '--url', coordinator.url, '--token', CLIENT_TOKEN, '--config', path.join(dir, 'async.json'), '--out', path.join(dir, 'out-async')]);
+      const first = startFedpool(t, ['train', '--url', coordinator.url, '--token', CLIENT_TOKEN, '--config', path.join(dir, 'async.json'), '--out', path.join(dir, 'out-async'), '--detach']);
+      const [, id] = await first.line(/^fedpool job (\S+) submitted$/m, { stream: 'stderr', what: 'the async job id' });
+      await first.line(/^step 1\/12 /m, { stream: 'stderr', what: 'the first async step' });
+      t.is(await first.stop('SIGINT'), 130, first.stderr());
+      t.regex(first.stderr(), new RegExp(`job ${id} keeps running\\. Follow it: fedpool wait ${id}; cancel it: fedpool cancel ${id}`));
+      return cli(['train', '--url', coordinator.url, '--token', CLIENT_TOKEN, '--resume', id!, '--out', path.join(dir, 'out-async')]);
     })(),
   ]);
   t.is(sync.status, 0, sync.stderr);
@@ -71,4 +77,19 @@ test('fedpool train: sync FedAvg and async FedBuff over 2 real workers; a bad co
   t.is(am.length, 12);
   t.true(am.every((m) => typeof m.staleness_mean === 'number' && m.staleness_mean >= 0));
   t.is(am.filter((m) => m.accuracy !== null).length, 3);
+  t.deepEqual(am.map((m) => m.step), Array.from({ length: 12 }, (_, i) => i + 1), 'every step, as if never interrupted');
+  t.like(JSON.parse(readFileSync(path.join(dir, 'out-async', 'config.json'), 'utf8')), { mode: 'async', steps: 12, concurrency: 4, buffer: 2 });
+  const asyncModel = await readBundleDir(path.join(dir, 'out-async', 'model'));
+  t.notThrows(() => validateBundle(asyncModel));
+  t.regex(asyncRun.stderr, /^fedpool train: following job \S+ \((running|done), \d+\/12 steps\)$/m);
+
+  // model pull: the finished sync job's model, the same files train wrote; an occupied --out is refused.
+  const syncId = (JSON.parse(sync.stdout.trim().split('\n').at(-1) ?? '{}') as { job: string }).job;
+  const pulled = await cli(['model', 'pull', syncId, '--out', path.join(dir, 'pulled'), '--url', coordinator.url, '--token', CLIENT_TOKEN]);
+  t.is(pulled.status, 0, pulled.stderr);
+  t.like(JSON.parse(pulled.stdout), { job: syncId, state: 'done', step: 8 });
+  t.deepEqual(await readBundleDir(path.join(dir, 'pulled')), await readBundleDir(path.join(out, 'model')));
+  const again = await cli(['model', 'pull', syncId, '--out', path.join(dir, 'pulled'), '--url', coordinator.url, '--token', CLIENT_TOKEN]);
+  t.is(again.status, 1);
+  t.regex(again.stderr, /pulled: not empty \(a model\?\); choose another --out\n$/);
 });
