@@ -590,6 +590,11 @@ export class Scheduler<R = Float32Array> {
     return (this.offerCounts.get(key) ?? 0) > 0;
   }
 
+  /** How many connected workers offer `key`. */
+  offerCount(key: string): number {
+    return this.offerCounts.get(key) ?? 0;
+  }
+
   /** Workers of a quarantined identity get no leases (they keep what they hold) until it is let out. */
   setQuarantined(identity: string, quarantined: boolean): void {
     if (quarantined) this.quarantined.add(identity);

@@ -40,10 +40,17 @@ export function workerOffers(capabilities: Capabilities): string[] {
   return offers;
 }
 
-/** Why a job no connected worker can take waits (GET /api/jobs/:id `waiting`), or undefined for plain bundle jobs. */
-function waitingFor(spec: JobSpec): string | undefined {
-  if (spec.scorer !== undefined) return `no connected worker serves ${spec.scorer.output === 'logprobs' ? 'log-probs of' : 'scorer'} ${spec.scorer.model}`;
-  if (spec.embedding !== undefined) return `no connected worker serves embeddings of ${spec.embedding}`;
+/**
+ * Why an unfinished job cannot make progress with the workers connected now (GET /api/jobs/:id `waiting`), or
+ * undefined when it can: `offers` is how many connected workers can take its shards.
+ */
+function waitingFor(spec: JobSpec, offers: number): string | undefined {
+  if (offers === 0) {
+    if (spec.scorer !== undefined) return `no connected worker serves ${spec.scorer.output === 'logprobs' ? 'log-probs of' : 'scorer'} ${spec.scorer.model}`;
+    if (spec.embedding !== undefined) return `no connected worker serves embeddings of ${spec.embedding}`;
+    return 'no connected worker scores model bundles';
+  }
+  if (spec.redundancy > offers) return `--redundancy ${spec.redundancy} needs ${spec.redundancy} workers that can take it; ${offers} connected`;
   return undefined;
 }
 
@@ -68,7 +75,7 @@ export interface ScoreJobStatus extends JobStatusBase {
   scorer?: { model: string; output: 'reward' | 'logprobs' };
   /** A bundle over embeddings: the embedding model its workers' inference servers must serve. */
   embedding?: string;
-  /** Set while the job needs a kind of worker that is not connected: why it waits. */
+  /** Set while the connected workers cannot take it (none of the kind it needs, fewer than its redundancy): why it waits. */
   waiting?: string;
   shardSize: number;
   /** R, or 'adaptive' (spot checks). */
@@ -296,8 +303,8 @@ export class ScoreJobs implements JobService<ScoreJobStatus> {
     if (record.spec.model !== undefined) s.model = record.spec.model;
     if (record.spec.scorer !== undefined) s.scorer = record.spec.scorer;
     if (record.spec.embedding !== undefined) s.embedding = record.spec.embedding;
-    const waiting = waitingFor(record.spec);
-    if (waiting !== undefined && !isTerminal(record.state) && !this.host.table.servable(jobKey(record.spec))) s.waiting = waiting;
+    const waiting = isTerminal(record.state) ? undefined : waitingFor(record.spec, this.host.table.offerCount(jobKey(record.spec)));
+    if (waiting !== undefined) s.waiting = waiting;
     if (record.finishedAt !== undefined) s.finishedAt = new Date(record.finishedAt).toISOString();
     if (record.error !== undefined) s.error = record.error;
     return s;

@@ -5,6 +5,7 @@ import { createWriteStream, type WriteStream } from 'node:fs';
 import { CoordinatorApi, coordinatorApi } from '../api.js';
 import { UserError } from '../errors.js';
 import { INTERRUPTED_EXIT, Interrupt } from '../interrupt.js';
+import { reportWaits } from '../waiting.js';
 import { readScoreInput, type ScoreLine } from '../score/input.js';
 import { OutputAssembler, planItems, scoredItems, type LineMeta, type OutputLine } from '../score/plan.js';
 import { loadModelForSubmit, type ModelInputSpec } from '../score/model.js';
@@ -72,7 +73,6 @@ export async function run(options: Record<string, unknown>): Promise<void> {
     const { id } = await api.createJob({ kind: 'score', ...target, columns, shardSize: o.shardSize, redundancy: o.redundancy, agreeTol: o.agreeTol, batchSize: BATCH_SIZE, meta: { format: 'fedpool-score/1', lines: meta } });
     interrupt.submitted(api, id, `fedpool score --resume ${id} --output ${o.output}`);
     process.stderr.write(`fedpool job ${id} submitted\n`);
-    await sayIfWaiting(api, id);
     await collect(api, id, meta, scored, o.output, o.select, started, o.bordaP ?? DEFAULT_BORDA_P, interrupt);
   } finally {
     interrupt.dispose();
@@ -81,12 +81,6 @@ export async function run(options: Record<string, unknown>): Promise<void> {
 
 /** Selections that rank by log-prob statistics, which only log-prob scorers produce. */
 const LOGPROB_SELECTIONS: ReadonlySet<string> = new Set(['mean-logprob', 'self-certainty', 'certainty-vote']);
-
-/** A job that needs a kind of worker nobody connected offers waits; say so once, on stderr. */
-async function sayIfWaiting(api: CoordinatorApi, id: string): Promise<void> {
-  const job = await api.job(id);
-  if (typeof job['waiting'] === 'string') process.stderr.write(`fedpool score: job ${id} waits: ${job['waiting']}\n`);
-}
 
 async function resume(api: CoordinatorApi, id: string, output: string, select: 'none' | SelectMode, bordaP: number): Promise<void> {
   const job = await api.job(id);
@@ -100,7 +94,6 @@ async function resume(api: CoordinatorApi, id: string, output: string, select: '
   const interrupt = new Interrupt('score', true);
   interrupt.submitted(api, id, `fedpool score --resume ${id} --output ${output}`);
   try {
-    await sayIfWaiting(api, id);
     await collect(api, id, meta, scored, output, select, Date.now(), bordaP, interrupt);
   } finally {
     interrupt.dispose();
@@ -113,6 +106,7 @@ async function collect(api: CoordinatorApi, id: string, meta: LineMeta[], scored
   bar?.start(scored, 0, { speed: '0' });
   const assembler = new OutputAssembler(meta, (line: OutputLine) => out.write(`${JSON.stringify(line)}\n`));
   let received = 0;
+  const stopReporting = reportWaits(api, id, 'score');
   try {
     await api.followResults(id, (value) => {
       const line = value as { score?: unknown; logprob_mean?: unknown; perplexity?: unknown; self_certainty?: unknown; disputed?: unknown };
@@ -127,6 +121,7 @@ async function collect(api: CoordinatorApi, id: string, meta: LineMeta[], scored
       }
     });
   } finally {
+    stopReporting();
     bar?.stop();
     await new Promise<void>((resolve) => out.end(resolve));
   }

@@ -16,6 +16,7 @@ import { CoordinatorApi, UnreachableError, coordinatorApi } from '../api.js';
 import { UserError } from '../errors.js';
 import { INTERRUPTED_EXIT, Interrupt } from '../interrupt.js';
 import { checkEmptyDir } from '../out-dir.js';
+import { reportWaits } from '../waiting.js';
 
 interface TrainOptions {
   url: string;
@@ -112,6 +113,7 @@ async function follow(api: CoordinatorApi, id: string, o: TrainOptions, config: 
     if (bar !== null) bar.update(m.step, { loss, acc });
     else process.stderr.write(`step ${m.step}/${total} loss ${loss} accuracy ${acc}\n`);
   };
+  const stopReporting = reportWaits(api, id, 'train');
   try {
     await followMetrics(api, id, (value) => {
       const m = value as MetricLine;
@@ -121,6 +123,7 @@ async function follow(api: CoordinatorApi, id: string, o: TrainOptions, config: 
       if (seen?.text !== text) show(m);
     });
   } finally {
+    stopReporting();
     bar?.stop();
     const sorted = [...byStep.entries()].sort((a, b) => a[0] - b[0]).map(([, v]) => v);
     await writeFile(path.join(out, 'metrics.jsonl'), sorted.map((v) => `${v.text}\n`).join(''));

@@ -30,6 +30,8 @@ export interface TrainJobStatus extends JobStatusBase {
   kind: 'train';
   mode: 'sync' | 'async';
   clients: number;
+  /** Set while no connected worker can train it (none trains, none holds its dataset): why it waits. */
+  waiting?: string;
 }
 
 export class TrainingJob {

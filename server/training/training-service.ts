@@ -27,7 +27,7 @@ import type { EvalResult } from './evaluator.js';
 import type { CentralData, TrainJobRequest } from './job-request.js';
 import { packCentralData } from './persist.js';
 import { bundleOf, loadTrainingJob } from './stored-jobs.js';
-import { CentralPlacement, WorkerPlacement } from './placement.js';
+import { CentralPlacement, WorkerPlacement, eligible } from './placement.js';
 import { TrainingJob, type TrainJobStatus, type TrainMetricLine } from './training-job.js';
 import type { ShardOutput } from '../job-service.js';
 
@@ -451,6 +451,16 @@ export class TrainingService implements JobService<TrainJobStatus> {
     return [...this.jobs.values()].map((j) => this.statusOf(j));
   }
 
+  /** Why no connected worker can train the job now, or undefined when one can. */
+  private waitingFor(job: TrainingJob): string | undefined {
+    const data = job.config.data;
+    const dataset = data.source === 'worker' ? data.name : undefined;
+    if (this.host.workers.list().some((w) => eligible(w, dataset, job.embedding))) return undefined;
+    const needs = [dataset === undefined ? 'runs train tasks' : `holds dataset ${dataset} (fedpool worker --data ${dataset}=PATH)`];
+    if (job.embedding !== undefined) needs.push(`serves embeddings of ${job.embedding}`);
+    return `no connected worker ${needs.join(' and ')}`;
+  }
+
   private statusOf(job: TrainingJob): TrainJobStatus {
     const s: TrainJobStatus = {
       id: job.id, kind: 'train', state: job.state, progress: { done: job.done, total: job.total },
@@ -458,6 +468,8 @@ export class TrainingService implements JobService<TrainJobStatus> {
     };
     if (job.finishedAt !== undefined) s.finishedAt = new Date(job.finishedAt).toISOString();
     if (job.error !== undefined) s.error = job.error;
+    const waiting = isTerminal(job.state) ? undefined : this.waitingFor(job);
+    if (waiting !== undefined) s.waiting = waiting;
     return s;
   }
 

@@ -45,6 +45,7 @@ async function submitWaiting(t: import('ava').ExecutionContext, output: string, 
 test.serial('Ctrl-C with --detach leaves the job running and says how to follow and cancel it; jobs, job, cancel and wait then manage it', async (t) => {
   const output = path.join(dir, 'detached.jsonl');
   const { child, id } = await submitWaiting(t, output, '--detach');
+  await child.line(new RegExp(`^fedpool score: job ${id} waits: no connected worker scores model bundles$`, 'm'), { stream: 'stderr', what: 'why it waits' });
   t.is(await child.stop('SIGINT'), 130);
   t.regex(child.stderr(), new RegExp(`job ${id} keeps running\\. Follow it: fedpool score --resume ${id} --output ${output.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')} \\(or fedpool wait ${id}\\); cancel it: fedpool cancel ${id}`));
   const live = await state(id); // queued until a worker that can take it connects
@@ -67,6 +68,7 @@ test.serial('Ctrl-C with --detach leaves the job running and says how to follow 
   t.regex(detail.stdout, new RegExp(`^  state:     ${live}$`, 'm'));
   t.regex(detail.stdout, new RegExp(`^  progress:  0/${ITEMS} items$`, 'm'));
   t.regex(detail.stdout, /^ {2}workers: {3}no results yet/m);
+  t.regex(detail.stdout, /^ {2}waiting: {3}no connected worker scores model bundles$/m);
   for (const [args, token] of [[['job', id], OTHER], [['job', 'nope'], MINE], [['cancel', 'nope'], MINE], [['wait', 'nope'], MINE]] as const) {
     const r = await cli([...args], token);
     t.is(r.status, 1, args.join(' '));
@@ -95,6 +97,18 @@ test.serial('Ctrl-C on fedpool score cancels the job it submitted, says so and k
   t.regex(child.stderr(), new RegExp(`fedpool score: job ${id} ended cancelled \\(Ctrl-C\\) after 0 of ${ITEMS} lines \\(partial output kept in `));
   t.is(await state(id), 'cancelled');
   t.is(readFileSync(output, 'utf8'), '');
+});
+
+test.serial('a job with --redundancy above the connected workers says why it waits, once', async (t) => {
+  const w = await FakeWorker.connect(c.url, { name: 'solo', token: 'w' });
+  t.teardown(() => w.close());
+  w.pull(4);
+  const { child, id } = await submitWaiting(t, path.join(dir, 'redundant.jsonl'), '--redundancy', '3');
+  const reason = `fedpool score: job ${id} waits: --redundancy 3 needs 3 workers that can take it; 1 connected`;
+  await child.line(new RegExp(`^${reason.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}$`, 'm'), { stream: 'stderr', what: 'why it waits' });
+  t.is(await child.stop('SIGINT'), 130, child.stderr());
+  t.is(child.stderr().split(reason).length - 1, 1, 'said once');
+  t.is(await state(id), 'cancelled');
 });
 
 test.serial('a job a worker finished: wait exits 0, job shows each worker’s share, cancel refuses an ended job', async (t) => {
@@ -128,6 +142,7 @@ test.serial('Ctrl-C on fedpool train cancels the job it submitted and keeps the 
   const train = (out: string, ...extra: string[]) => startFedpool(t, ['train', '--url', c.url, '--token', MINE, '--config', config, '--out', path.join(dir, out), ...extra]);
   const child = train('train-cancelled');
   const [, id] = await child.line(/^fedpool job (\S+) submitted$/m, { stream: 'stderr', what: 'the job id' });
+  await child.line(new RegExp(`^fedpool train: job ${id} waits: no connected worker holds dataset nobody-has-it \\(fedpool worker --data nobody-has-it=PATH\\)$`, 'm'), { stream: 'stderr', what: 'why it waits' });
   t.is(await child.stop('SIGINT'), 130, child.stderr());
   t.regex(child.stderr(), new RegExp(`fedpool train: job ${id} cancelled\\n`));
   t.regex(child.stderr(), new RegExp(`fedpool train: job ${id} ended cancelled \\(Ctrl-C\\) after 0 of 3 steps \\(metrics kept in `));
