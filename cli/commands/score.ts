@@ -5,6 +5,7 @@ import { createWriteStream, type WriteStream } from 'node:fs';
 import { CoordinatorApi, coordinatorApi } from '../api.js';
 import { UserError } from '../errors.js';
 import { INTERRUPTED_EXIT, Interrupt } from '../interrupt.js';
+import { checkWritableFile } from '../out-dir.js';
 import { reportWaits } from '../waiting.js';
 import { readScoreInput, type ScoreLine } from '../score/input.js';
 import { OutputAssembler, planItems, scoredItems, type LineMeta, type OutputLine } from '../score/plan.js';
@@ -40,12 +41,14 @@ export async function run(options: Record<string, unknown>): Promise<void> {
     if (o.model !== undefined || o.scorer !== undefined || o.input !== undefined) {
       throw new UserError('fedpool score: --resume takes only --output (the job already has its model and input)');
     }
+    await checkWritableFile(o.output, 'fedpool score: --output');
     return resume(api, o.resume, o.output, o.select, o.bordaP ?? DEFAULT_BORDA_P);
   }
   if (o.model !== undefined && o.scorer !== undefined) throw new UserError('fedpool score: give --model DIR or --scorer NAME, not both');
   if (o.model === undefined && o.scorer === undefined) throw new UserError('fedpool score: --model DIR (a bundle) or --scorer NAME (workers\' inference servers) is required');
   if (o.logprobs === true && o.scorer === undefined) throw new UserError('fedpool score: --logprobs needs --scorer NAME (log-probs come from openai-logprobs workers)');
   if (o.input === undefined) throw new UserError('fedpool score: --input FILE is required');
+  await checkWritableFile(o.output, 'fedpool score: --output', o.input);
 
   // Everything that can be wrong locally is found before anything is sent.
   const lines = await readScoreInput(o.input);

@@ -13,6 +13,7 @@ import { presets, type Preset } from '../../simulations/presets/index.js';
 import { simulate } from '../../simulations/runner.js';
 import type { RunResult } from '../../simulations/types.js';
 import { UserError } from '../errors.js';
+import { checkEmptyDir } from '../out-dir.js';
 
 const optionsSchema = z.object({
   preset: z.string().optional(),
@@ -23,6 +24,7 @@ const optionsSchema = z.object({
   workers: z.number().int().min(1).optional(),
   processes: z.number().int().min(1).optional(),
   timeScale: z.number().positive().finite().default(0.02),
+  force: z.boolean().optional(),
 });
 
 export async function run(raw: Record<string, unknown>): Promise<void> {
@@ -44,7 +46,7 @@ export async function run(raw: Record<string, unknown>): Promise<void> {
       throw new UserError(`fedpool simulate: preset ${o.preset} is not built yet (built: ${[...presets.keys()].join(', ')}; issue #5, later increment)`, 2);
     }
   }
-  const out = await outputDir(o.out, preset.name);
+  const out = await outputDir(o.out, preset.name, o.force === true);
 
   const started = performance.now();
   const total = preset.experiments.length * preset.algorithms.length * o.seeds;
@@ -87,7 +89,7 @@ async function runLiveCommand(o: z.infer<typeof optionsSchema>): Promise<void> {
     }
   }
   const preset = presetFromConfig(config);
-  const out = await outputDir(o.out, preset.name);
+  const out = await outputDir(o.out, preset.name, o.force === true);
   const { runLive, liveTable, liveReportTable } = await import('../simulate-live/live.js');
   const started = performance.now();
   const live = await runLive({
@@ -108,8 +110,10 @@ async function runLiveCommand(o: z.infer<typeof optionsSchema>): Promise<void> {
   process.stdout.write(`${live.results.length} live runs with ${live.workers.honest + live.workers.byzantine} workers in ${seconds.toFixed(1)} s; wrote ${out}/{metrics.csv,summary.json,report.html,live.json}\n`);
 }
 
-async function outputDir(given: string | undefined, name: string): Promise<string> {
+/** The output folder, created; one that holds anything is refused (as `fedpool train` does) unless `force`. */
+async function outputDir(given: string | undefined, name: string, force: boolean): Promise<string> {
   const out = path.resolve(given ?? `fedpool-sim-${name}`);
+  if (!force) await checkEmptyDir(out, 'the simulation output folder', "an earlier simulation's results?", 'choose another --out, or add --force to overwrite');
   try {
     await mkdir(out, { recursive: true });
   } catch (e) {

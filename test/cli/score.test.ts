@@ -1,6 +1,6 @@
 // fedpool score refuses bad input locally, before anything reaches the coordinator, with one line naming the problem.
 import test from 'ava';
-import { rmSync, writeFileSync } from 'node:fs';
+import { readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { runFedpool } from '../helpers/processes.js';
 import { CLIENT_TOKEN, startCoordinatorProcess, tempDir, type CoordinatorProcess } from '../server/helpers.js';
@@ -76,6 +76,31 @@ test.serial('the log-prob selections need grouped items (certainty-vote: with an
     t.is(r.stderr.trim().split('\n').length, 1, r.stderr);
   }
   t.is(await jobCount(), 0, 'nothing was submitted');
+});
+
+test.serial('an output that cannot be written, or that is the input, is refused before anything is submitted', async (t) => {
+  const ok = JSON.stringify({ id: 'a', prompt: 'p', response: 'r' });
+  const input = path.join(dir, 'same.jsonl');
+  writeFileSync(input, `${ok}\n`);
+  const run = (output: string) => cli('score', '--url', c.url, '--token', CLIENT_TOKEN, '--model', path.join(dir, 'text'), '--input', input, '--output', output);
+  const missing = path.join(dir, 'no-such-folder', 'out.jsonl');
+  const link = path.join(dir, 'same-link.jsonl'); // another name of the input
+  symlinkSync(input, link);
+  const cases: Array<[string, string]> = [
+    [missing, `fedpool score: --output ${missing}: cannot write in ${path.dirname(missing)} (ENOENT)`],
+    [input, `fedpool score: --output ${input} is the input file; write the output somewhere else`],
+    [link, `fedpool score: --output ${link} is the input file; write the output somewhere else`],
+    [dir, `fedpool score: --output ${dir} is a directory; give a file name`],
+  ];
+  for (const [output, line] of cases) {
+    const r = await run(output);
+    t.is(r.status, 1, output);
+    t.is(r.stderr, `${line}\n`);
+  }
+  t.is(readFileSync(input, 'utf8'), `${ok}\n`, 'the input is untouched');
+  t.is(await jobCount(), 0, 'nothing was submitted');
+  const resumed = await cli('score', '--url', c.url, '--token', CLIENT_TOKEN, '--resume', 'any', '--output', missing);
+  t.is(resumed.stderr, `fedpool score: --output ${missing}: cannot write in ${path.dirname(missing)} (ENOENT)\n`);
 });
 
 test.serial('a broken model bundle is refused before any work is dispatched', async (t) => {

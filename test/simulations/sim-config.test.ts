@@ -151,6 +151,14 @@ test('fedpool simulate --config: writes the three files; a bad config is one lin
   t.regex(r.stdout, /fedavg/);
 
   writeFileSync(path.join(dir, 'bad.json'), JSON.stringify({ ...base, algorithms: [{ name: 'a', robust: { rule: 'median', f: 1 }, colour: 'red' }] }));
+  // The same --out again: refused (as train refuses an occupied model folder), unless --force.
+  const again = await cli('--config', cfgFile, '--seeds', '2', '--out', out);
+  t.is(again.status, 1);
+  t.is(again.stderr, `${out}: not empty (an earlier simulation's results?); choose another --out, or add --force to overwrite\n`);
+  const forced = await cli('--config', cfgFile, '--seeds', '2', '--out', out, '--force');
+  t.is(forced.status, 0, forced.stderr);
+  t.is(readFileSync(path.join(out, 'metrics.csv'), 'utf8').trim().split('\n').length, 1 + 2 * 2 * 3);
+
   const bad = await cli('--config', 'bad.json', '--out', path.join(dir, 'bad-out'));
   t.is(bad.status, 1);
   t.is(bad.stdout, '');
