@@ -5,6 +5,7 @@ import { createWriteStream, type WriteStream } from 'node:fs';
 import { CoordinatorApi, coordinatorApi } from '../api.js';
 import { UserError } from '../errors.js';
 import { INTERRUPTED_EXIT, Interrupt } from '../interrupt.js';
+import { followJob } from '../follow.js';
 import { checkWritableFile } from '../out-dir.js';
 import { reportWaits } from '../waiting.js';
 import { readScoreInput, type ScoreLine } from '../score/input.js';
@@ -109,20 +110,26 @@ async function collect(api: CoordinatorApi, id: string, meta: LineMeta[], scored
   bar?.start(scored, 0, { speed: '0' });
   const assembler = new OutputAssembler(meta, (line: OutputLine) => out.write(`${JSON.stringify(line)}\n`));
   let received = 0;
+  const onResult = (value: unknown): void => {
+    const line = value as { score?: unknown; logprob_mean?: unknown; perplexity?: unknown; self_certainty?: unknown; disputed?: unknown };
+    if (typeof line.score !== 'number') throw new UserError(`coordinator sent a malformed result line: ${JSON.stringify(value).slice(0, 200)}`);
+    // Log-prob jobs carry three statistics per item (docs/scorers.md); reward jobs only the score.
+    const { logprob_mean, perplexity, self_certainty } = line;
+    const extra = typeof logprob_mean === 'number' && typeof perplexity === 'number' && typeof self_certainty === 'number' ? { logprob_mean, perplexity, self_certainty } : undefined;
+    assembler.push(line.score, extra, line.disputed === true);
+    received++;
+    if (bar !== null && (received % 256 === 0 || received === scored)) {
+      bar.update(received, { speed: Math.round(received / Math.max(1e-3, (Date.now() - started) / 1000)).toString() });
+    }
+  };
   const stopReporting = reportWaits(api, id, 'score');
   try {
-    await api.followResults(id, (value) => {
-      const line = value as { score?: unknown; logprob_mean?: unknown; perplexity?: unknown; self_certainty?: unknown; disputed?: unknown };
-      if (typeof line.score !== 'number') throw new UserError(`coordinator sent a malformed result line: ${JSON.stringify(value).slice(0, 200)}`);
-      // Log-prob jobs carry three statistics per item (docs/scorers.md); reward jobs only the score.
-      const { logprob_mean, perplexity, self_certainty } = line;
-      const extra = typeof logprob_mean === 'number' && typeof perplexity === 'number' && typeof self_certainty === 'number' ? { logprob_mean, perplexity, self_certainty } : undefined;
-      assembler.push(line.score, extra, line.disputed === true);
-      received++;
-      if (bar !== null && (received % 256 === 0 || received === scored)) {
-        bar.update(received, { speed: Math.round(received / Math.max(1e-3, (Date.now() - started) / 1000)).toString() });
-      }
-    });
+    // Each pass over the stream (a coordinator restart starts a new one) begins at its first line: skip what arrived.
+    const pass = (): ((value: unknown) => void) => {
+      let skip = received;
+      return (value) => (skip > 0 ? void skip-- : onResult(value));
+    };
+    await followJob(api, id, 'score', `/api/jobs/${encodeURIComponent(id)}/results?follow=1`, pass, `fedpool score --resume ${id} --output FILE`);
   } finally {
     stopReporting();
     bar?.stop();

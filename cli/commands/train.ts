@@ -12,7 +12,8 @@ import { bundleHash, packBundle, unpackBundle, validateBundle } from '../../shar
 import { ModelError } from '../../shared/model/errors.js';
 import { DatasetError, parseDataset, toTrainData } from '../../client/training/datasets.js';
 import type { Manifest } from '../../shared/model/manifest.js';
-import { CoordinatorApi, UnreachableError, coordinatorApi } from '../api.js';
+import { CoordinatorApi, coordinatorApi } from '../api.js';
+import { followJob } from '../follow.js';
 import { UserError } from '../errors.js';
 import { INTERRUPTED_EXIT, Interrupt } from '../interrupt.js';
 import { checkEmptyDir } from '../out-dir.js';
@@ -28,9 +29,6 @@ interface TrainOptions {
 }
 
 type Columns = { dim: number; n: number; rows: string; labels: string } | { dim: number; n: number; chosen: string; rejected: string };
-
-/** How long the metrics follower keeps retrying an unreachable coordinator (it may be restarting). */
-const RECONNECT_MS = 120_000;
 
 interface MetricLine {
   step: number;
@@ -115,13 +113,15 @@ async function follow(api: CoordinatorApi, id: string, o: TrainOptions, config: 
   };
   const stopReporting = reportWaits(api, id, 'train');
   try {
-    await followMetrics(api, id, (value) => {
+    // Every pass over the stream starts at its first line; lines are keyed by step, so a repeat changes nothing.
+    const again = `fedpool train --resume ${id}${o.out === undefined ? '' : ` --out ${o.out}`}`;
+    await followJob(api, id, 'train', `/api/jobs/${encodeURIComponent(id)}/metrics?follow=1`, () => (value) => {
       const m = value as MetricLine;
       const seen = byStep.get(m.step);
       const text = JSON.stringify(value);
       byStep.set(m.step, { line: m, text });
       if (seen?.text !== text) show(m);
-    });
+    }, again);
   } finally {
     stopReporting();
     bar?.stop();
@@ -168,43 +168,6 @@ async function readConfig(file: string): Promise<TrainConfig> {
   } catch (e) {
     if (e instanceof ConfigError) throw new UserError(e.message);
     throw e;
-  }
-}
-
-/**
- * Follows the job's metrics to the end. A dropped connection or a refused one (the coordinator restarting) is retried
- * for RECONNECT_MS, each time from the first line (the caller keys lines by step); HTTP errors are final.
- */
-async function followMetrics(api: CoordinatorApi, id: string, onLine: (value: unknown) => void): Promise<void> {
-  const path = `/api/jobs/${encodeURIComponent(id)}/metrics?follow=1`;
-  let lostAt: number | undefined;
-  for (;;) {
-    let ended = false;
-    try {
-      await api.followLines(path, (v) => {
-        lostAt = undefined;
-        onLine(v);
-      });
-      ended = true;
-    } catch (e) {
-      if (e instanceof UserError && !(e instanceof UnreachableError)) throw e;
-      lostAt ??= Date.now();
-      if (Date.now() - lostAt > RECONNECT_MS) throw new UserError(`fedpool train: lost the coordinator while following job ${id}: ${e instanceof Error ? e.message : String(e)}`);
-      process.stderr.write(`fedpool train: connection lost (${e instanceof Error ? e.message : String(e)}); retrying\n`);
-      await new Promise((r) => setTimeout(r, 1000));
-    }
-    if (ended) {
-      // The stream also ends when the coordinator shuts down; only a finished job ends the follow.
-      try {
-        const job = await api.job(id);
-        if (job.state === 'done' || job.state === 'failed' || job.state === 'cancelled') return;
-      } catch (e) {
-        if (!(e instanceof UnreachableError)) throw e;
-      }
-      lostAt ??= Date.now();
-      if (Date.now() - lostAt > RECONNECT_MS) throw new UserError(`fedpool train: job ${id} did not finish and the coordinator stopped answering`);
-      await new Promise((r) => setTimeout(r, 1000));
-    }
   }
 }
 

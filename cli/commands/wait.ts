@@ -3,10 +3,9 @@
 import { SingleBar } from 'cli-progress';
 import { UnreachableError, coordinatorApi, type CoordinatorApi } from '../api.js';
 import { UserError } from '../errors.js';
+import { RECONNECT_MS } from '../follow.js';
 import { WAIT_EXIT, progressUnit, type JobView } from '../job-view.js';
 
-/** How long an unreachable coordinator is retried (it may be restarting). */
-const RECONNECT_MS = 120_000;
 const POLL_MS = 1_000;
 
 export async function run(options: Record<string, unknown>): Promise<void> {
