@@ -1,5 +1,6 @@
-// Reading a JSONL file a command was given: streamed line by line, blank lines skipped, and the first bad line stops
-// the command with "FILE:LINE: what is wrong" (one line, no stack trace). Used by `fedpool score` and `fedpool compare`.
+// Reading a JSONL file a command was given: streamed line by line, blank lines skipped or refused, and the first bad
+// line stops the command with "FILE:LINE: what is wrong" (one line, no stack trace). Used by `fedpool score` and
+// `fedpool compare`.
 import { createReadStream } from 'node:fs';
 import { createInterface } from 'node:readline';
 import type { z } from 'zod';
@@ -15,9 +16,10 @@ export function issueText(error: z.ZodError): string {
 /**
  * Calls `onLine` with each non-blank line's parsed value and its 1-based line number. `parse` returns the value or
  * what is wrong with the line; `onLine` may throw a UserError of its own (e.g. a duplicate id). Returns the number of
- * values read. `command` names the command in the error for a file that cannot be opened.
+ * values read. `command` names the command in the error for a file that cannot be opened. `blank` is why a blank
+ * line is refused, or undefined to skip blank lines.
  */
-export async function readJsonl<T>(file: string, command: string, parse: (value: unknown, line: number) => T | string, onLine: (value: T, line: number) => void): Promise<number> {
+export async function readJsonl<T>(file: string, command: string, parse: (value: unknown, line: number) => T | string, onLine: (value: T, line: number) => void, blank?: string): Promise<number> {
   const stream = createReadStream(file, { encoding: 'utf8' });
   const opened = new Promise<void>((resolve, reject) => {
     stream.once('open', () => resolve());
@@ -32,7 +34,10 @@ export async function readJsonl<T>(file: string, command: string, parse: (value:
   let values = 0;
   for await (const text of createInterface({ input: stream, crlfDelay: Infinity })) {
     n++;
-    if (text.trim() === '') continue;
+    if (text.trim() === '') {
+      if (blank !== undefined) throw new UserError(`${file}:${n}: blank line (${blank})`);
+      continue;
+    }
     let value: unknown;
     try {
       value = JSON.parse(text);

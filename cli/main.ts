@@ -137,7 +137,8 @@ export function buildProgram(): Command {
     .option('--redundancy <r>', 'R: score each shard on R workers and accept what a majority of them agree on; adaptive: spot-check workers by their record', redundancy, 1)
     .option('--agree-tol <x>', 'redundant scores agree when |a − b| ≤ x · max(1, |a|, |b|)', nonNegativeNumber, 1e-4)
     .addOption(new Option('--select <mode>', 'selection per group').choices(['none', ...SELECT_MODES]).default('none'))
-    .option('--borda-p <p>', 'certainty-vote: a vote of rank r among N counts (N − r + 1)^p', positiveNumber, 0.5)
+    .option('--borda-p <p>', 'certainty-vote: a vote of rank r among N counts (N − r + 1)^p (default 0.5; with --resume, the job\'s)', positiveNumber)
+    .option('--selected <file>', "with --select: where each group's choice goes, one JSON line per group (default: the output's name with .selected.jsonl)")
     .option('--resume <id>', 'wait for an existing job and write its results')
     .option('--detach', 'on Ctrl-C, leave the job running (and say how to follow or cancel it) instead of cancelling it')
     .action(lazy('score'));

@@ -2,6 +2,7 @@
 // results back in input order into the output file.
 import { SingleBar } from 'cli-progress';
 import { createWriteStream, type WriteStream } from 'node:fs';
+import { writeFile } from 'node:fs/promises';
 import { CoordinatorApi, coordinatorApi } from '../api.js';
 import { UserError } from '../errors.js';
 import { INTERRUPTED_EXIT, Interrupt } from '../interrupt.js';
@@ -11,7 +12,7 @@ import { reportWaits } from '../waiting.js';
 import { readScoreInput, type ScoreLine } from '../score/input.js';
 import { OutputAssembler, planItems, scoredItems, type LineMeta, type OutputLine } from '../score/plan.js';
 import { loadModelForSubmit, type ModelInputSpec } from '../score/model.js';
-import { DEFAULT_BORDA_P, type SelectMode } from '../../shared/scoring/selection.js';
+import { DEFAULT_BORDA_P, SELECT_MODES, type SelectMode } from '../../shared/scoring/selection.js';
 
 interface ScoreOptions {
   url: string;
@@ -29,6 +30,20 @@ interface ScoreOptions {
   bordaP?: number;
   resume?: string;
   detach?: boolean;
+  /** Where --select's choice per group goes (JSONL); default: beside --output. */
+  selected?: string;
+}
+
+/** What --select chooses per group, and the file it goes to. */
+interface Selection {
+  mode: 'none' | SelectMode;
+  bordaP: number;
+  file: string;
+}
+
+/** The per-group choices' file: --selected, else the output's name with `.selected.jsonl` (out.jsonl → out.selected.jsonl). */
+function selectedFile(output: string, given: string | undefined): string {
+  return given ?? `${output.endsWith('.jsonl') ? output.slice(0, -'.jsonl'.length) : output}.selected.jsonl`;
 }
 
 /** Items per forward pass on a worker (TF.js defaults to 32, which is several times slower). */
@@ -43,13 +58,15 @@ export async function run(options: Record<string, unknown>): Promise<void> {
       throw new UserError('fedpool score: --resume takes only --output (the job already has its model and input)');
     }
     await checkWritableFile(o.output, 'fedpool score: --output');
-    return resume(api, o.resume, o.output, o.select, o.bordaP ?? DEFAULT_BORDA_P);
+    return resume(api, o.resume, o.output, o);
   }
   if (o.model !== undefined && o.scorer !== undefined) throw new UserError('fedpool score: give --model DIR or --scorer NAME, not both');
   if (o.model === undefined && o.scorer === undefined) throw new UserError('fedpool score: --model DIR (a bundle) or --scorer NAME (workers\' inference servers) is required');
   if (o.logprobs === true && o.scorer === undefined) throw new UserError('fedpool score: --logprobs needs --scorer NAME (log-probs come from openai-logprobs workers)');
   if (o.input === undefined) throw new UserError('fedpool score: --input FILE is required');
   await checkWritableFile(o.output, 'fedpool score: --output', o.input);
+  const selection: Selection = { mode: o.select, bordaP: o.bordaP ?? DEFAULT_BORDA_P, file: selectedFile(o.output, o.selected) };
+  if (selection.mode !== 'none') await checkWritableFile(selection.file, 'fedpool score: --selected', o.input);
 
   // Everything that can be wrong locally is found before anything is sent.
   const lines = await readScoreInput(o.input);
@@ -74,10 +91,12 @@ export async function run(options: Record<string, unknown>): Promise<void> {
   const interrupt = new Interrupt('score', o.detach === true);
   try {
     const columns = await api.columnsBody(items);
-    const { id } = await api.createJob({ kind: 'score', ...target, columns, shardSize: o.shardSize, redundancy: o.redundancy, agreeTol: o.agreeTol, batchSize: BATCH_SIZE, meta: { format: 'fedpool-score/1', lines: meta } });
+    // The selection goes with the meta, so --resume makes the same one.
+    const select = selection.mode === 'none' ? {} : { select: selection.mode, bordaP: selection.bordaP };
+    const { id } = await api.createJob({ kind: 'score', ...target, columns, shardSize: o.shardSize, redundancy: o.redundancy, agreeTol: o.agreeTol, batchSize: BATCH_SIZE, meta: { format: 'fedpool-score/1', lines: meta, ...select } });
     interrupt.submitted(api, id, `fedpool score --resume ${id} --output ${o.output}`);
     process.stderr.write(`fedpool job ${id} submitted\n`);
-    await collect(api, id, meta, scored, o.output, o.select, started, o.bordaP ?? DEFAULT_BORDA_P, interrupt);
+    await collect(api, id, meta, scored, o.output, selection, started, interrupt);
   } finally {
     interrupt.dispose();
   }
@@ -86,28 +105,36 @@ export async function run(options: Record<string, unknown>): Promise<void> {
 /** Selections that rank by log-prob statistics, which only log-prob scorers produce. */
 const LOGPROB_SELECTIONS: ReadonlySet<string> = new Set(['mean-logprob', 'self-certainty', 'certainty-vote']);
 
-async function resume(api: CoordinatorApi, id: string, output: string, select: 'none' | SelectMode, bordaP: number): Promise<void> {
+async function resume(api: CoordinatorApi, id: string, output: string, o: ScoreOptions): Promise<void> {
   const job = await api.job(id);
-  const m = (await api.meta(id)) as { format?: unknown; lines?: unknown } | null;
+  const m = (await api.meta(id)) as { format?: unknown; lines?: unknown; select?: unknown; bordaP?: unknown } | null;
   if (job.kind !== 'score' || m?.format !== 'fedpool-score/1' || !Array.isArray(m.lines)) {
     throw new UserError(`fedpool score: job ${id} is not a scoring job submitted by fedpool score`);
   }
   const meta = m.lines as LineMeta[];
   const scored = scoredItems(meta);
+  // The selection the job was submitted with, unless this command asks for another.
+  const stored = typeof m.select === 'string' && (SELECT_MODES as readonly string[]).includes(m.select) ? (m.select as SelectMode) : 'none';
+  const mode = o.select !== 'none' ? o.select : stored;
+  const bordaP = o.bordaP ?? (typeof m.bordaP === 'number' && m.bordaP > 0 ? m.bordaP : DEFAULT_BORDA_P);
+  const selection: Selection = { mode, bordaP, file: selectedFile(output, o.selected) };
+  if (mode !== 'none') await checkWritableFile(selection.file, 'fedpool score: --selected');
   // Ctrl-C leaves a job this command did not submit running, and says how to come back to it.
   const interrupt = new Interrupt('score', true);
   interrupt.submitted(api, id, `fedpool score --resume ${id} --output ${output}`);
   try {
-    await collect(api, id, meta, scored, output, select, Date.now(), bordaP, interrupt);
+    // Rates count from the job's submission, not from this command's start.
+    await collect(api, id, meta, scored, output, selection, Date.parse(job.createdAt), interrupt);
   } finally {
     interrupt.dispose();
   }
 }
 
-async function collect(api: CoordinatorApi, id: string, meta: LineMeta[], scored: number, output: string, select: 'none' | SelectMode, started: number, bordaP: number, interrupt: Interrupt): Promise<void> {
+async function collect(api: CoordinatorApi, id: string, meta: LineMeta[], scored: number, output: string, selection: Selection, started: number, interrupt: Interrupt): Promise<void> {
   const out = await openOutput(output);
-  const bar = process.stderr.isTTY ? new SingleBar({ format: 'scoring [{bar}] {value}/{total} items | {speed} items/s | ETA {eta_formatted}', stream: process.stderr, etaBuffer: 50 }) : null;
-  bar?.start(scored, 0, { speed: '0' });
+  // The bar counts input lines (a pair is one line of two scored items), as the summary's `items` does.
+  const bar = process.stderr.isTTY ? new SingleBar({ format: 'scoring [{bar}] {value}/{total} lines | {speed} lines/s | ETA {eta_formatted}', stream: process.stderr, etaBuffer: 50 }) : null;
+  bar?.start(meta.length, 0, { speed: '0' });
   const assembler = new OutputAssembler(meta, (line: OutputLine) => out.write(`${JSON.stringify(line)}\n`));
   let received = 0;
   const onResult = (value: unknown): void => {
@@ -119,7 +146,8 @@ async function collect(api: CoordinatorApi, id: string, meta: LineMeta[], scored
     assembler.push(line.score, extra, line.disputed === true);
     received++;
     if (bar !== null && (received % 256 === 0 || received === scored)) {
-      bar.update(received, { speed: Math.round(received / Math.max(1e-3, (Date.now() - started) / 1000)).toString() });
+      const lines = assembler.linesDone;
+      bar.update(lines, { speed: Math.round(lines / Math.max(1e-3, (Date.now() - started) / 1000)).toString() });
     }
   };
   const stopReporting = reportWaits(api, id, 'score');
@@ -141,9 +169,13 @@ async function collect(api: CoordinatorApi, id: string, meta: LineMeta[], scored
     throw new UserError(`fedpool score: job ${id} ended ${job.state}${why} after ${assembler.linesDone} of ${meta.length} lines (partial output kept in ${output})`, interrupt.cancelled ? INTERRUPTED_EXIT : 1);
   }
   const seconds = (Date.now() - started) / 1000;
+  const { selected, ...report } = assembler.summary(selection.mode, { bordaP: selection.bordaP });
+  // The choice per group can be tens of thousands of entries: it goes to its own file, the summary says where.
+  if (selected !== undefined) await writeFile(selection.file, Object.entries(selected).map(([group, choice]) => `${JSON.stringify({ group, selected: choice })}\n`).join(''));
   const summary = {
-    job: id, items: meta.length, scored, seconds: +seconds.toFixed(3), items_per_second: +(scored / Math.max(seconds, 1e-9)).toFixed(1),
-    ...redundancySummary(job), ...assembler.summary(select, { bordaP }),
+    job: id, items: meta.length, scored, seconds: +seconds.toFixed(3), items_per_second: +(meta.length / Math.max(seconds, 1e-9)).toFixed(1),
+    ...redundancySummary(job), ...report,
+    ...(selected === undefined ? {} : { selected: { mode: selection.mode, groups: Object.keys(selected).length, file: selection.file } }),
   };
   process.stdout.write(`${JSON.stringify(summary)}\n`);
   if (assembler.disputedLines > 0) {

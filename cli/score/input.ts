@@ -1,5 +1,6 @@
 // `fedpool score` input: JSONL lines of items, pairs, best-of-k rows, or group members (formats in
-// docs/scoring-reports.md). Everything is validated before anything is submitted: the first bad line stops the command with "FILE:LINE: what is wrong".
+// docs/scoring-reports.md). Everything is validated before anything is submitted: the first bad line (a blank line and
+// a repeated id included) stops the command with "FILE:LINE: what is wrong".
 import { z } from 'zod';
 import { UserError } from '../errors.js';
 import { issueText, readJsonl } from '../jsonl.js';
@@ -47,10 +48,20 @@ function parseLine(value: unknown, line: number): ScoreLine | string {
   return { kind, line, ...r.data } as ScoreLine;
 }
 
-/** Reads and validates the whole file (blank lines are skipped). */
+/**
+ * Reads and validates the whole file. Output line N is input line N, so a blank line is refused rather than skipped,
+ * and so is an id used twice (the output could not be told apart).
+ */
 export async function readScoreInput(file: string): Promise<ScoreLine[]> {
   const lines: ScoreLine[] = [];
-  await readJsonl(file, 'fedpool score', parseLine, (line) => void lines.push(line));
+  const seen = new Map<string, number>();
+  const onLine = (line: ScoreLine, n: number): void => {
+    const first = seen.get(line.id);
+    if (first !== undefined) throw new UserError(`${file}:${n}: duplicate id ${JSON.stringify(line.id)} (also on line ${first})`);
+    seen.set(line.id, n);
+    lines.push(line);
+  };
+  await readJsonl(file, 'fedpool score', parseLine, onLine, 'each input line is one output line: remove it');
   if (lines.length === 0) throw new UserError(`${file}: no items (the file is empty)`);
   return lines;
 }

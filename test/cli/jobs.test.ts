@@ -93,7 +93,8 @@ test.serial('Ctrl-C on fedpool score cancels the job it submitted, says so and k
   const output = path.join(dir, 'cancelled.jsonl');
   const { child, id } = await submitWaiting(t, output);
   t.is(await child.stop('SIGINT'), 130, child.stderr());
-  t.regex(child.stderr(), new RegExp(`fedpool score: cancelling job ${id} \\(Ctrl-C again to exit at once\\)\\nfedpool score: job ${id} cancelled\\n`));
+  t.regex(child.stderr(), new RegExp(`^fedpool score: cancelling job ${id} \\(Ctrl-C again to exit at once\\)$`, 'm'));
+  t.regex(child.stderr(), new RegExp(`^fedpool score: job ${id} cancelled$`, 'm'));
   t.regex(child.stderr(), new RegExp(`fedpool score: job ${id} ended cancelled \\(Ctrl-C\\) after 0 of ${ITEMS} lines \\(partial output kept in `));
   t.is(await state(id), 'cancelled');
   t.is(readFileSync(output, 'utf8'), '');
@@ -128,6 +129,21 @@ test.serial('a job a worker finished: wait exits 0, job shows each worker’s sh
   const cancel = await cli(['cancel', id]);
   t.is(cancel.status, 1);
   t.is(cancel.stderr, `fedpool cancel: job ${id} already ended done; nothing to cancel\n`);
+
+  // --select: the choice per group goes to its own file (the summary says where); --resume makes the same choice.
+  const grouped = path.join(dir, 'grouped.jsonl');
+  writeFileSync(grouped, Array.from({ length: ITEMS }, (_, i) => JSON.stringify({ id: `g${i}`, features: [i % 3, 1, 2], group: `q${i % 2}` })).join('\n') + '\n');
+  const picked = await runFedpool(['score', '--url', c.url, '--token', MINE, '--model', path.join(dir, 'model'), '--input', grouped, '--output', path.join(dir, 'grouped-out.jsonl'), '--select', 'best-of-n']);
+  t.is(picked.status, 0, picked.stderr);
+  const summary = JSON.parse(picked.stdout) as { job: string; items: number; selected: { file: string } };
+  t.like(summary, { items: ITEMS, selected: { mode: 'best-of-n', groups: 2, file: path.join(dir, 'grouped-out.selected.jsonl') } });
+  const choices = readFileSync(summary.selected.file, 'utf8');
+  t.is(choices, '{"group":"q0","selected":"g2"}\n{"group":"q1","selected":"g5"}\n', 'the highest fake score (the feature sum) of each group, first on ties');
+  const resumed = await runFedpool(['score', '--url', c.url, '--token', MINE, '--resume', summary.job, '--output', path.join(dir, 'again.jsonl')]);
+  t.is(resumed.status, 0, resumed.stderr);
+  t.like(JSON.parse(resumed.stdout), { job: summary.job, items: ITEMS, selected: { mode: 'best-of-n', groups: 2, file: path.join(dir, 'again.selected.jsonl') } });
+  t.is(readFileSync(path.join(dir, 'again.selected.jsonl'), 'utf8'), choices);
+  t.is(readFileSync(path.join(dir, 'again.jsonl'), 'utf8'), readFileSync(path.join(dir, 'grouped-out.jsonl'), 'utf8'));
 });
 
 test.serial('Ctrl-C on fedpool train cancels the job it submitted and keeps the metrics; --detach leaves it running', async (t) => {

@@ -41,7 +41,9 @@ test.serial('each kind of bad input is one line naming file and line, and nothin
   const ok = JSON.stringify({ id: 'a', prompt: 'p', response: 'r' });
   const cases: [string, string[], RegExp, string[]?][] = [
     ['text', [ok, '{"id": "b", "prompt": "p", "response": "r"', ok], /:2: not valid JSON/],
-    ['text', [ok, ok, JSON.stringify({ id: 3, prompt: 'p', response: 'r' })], /:3: "id": /],
+    ['text', [ok, JSON.stringify({ id: 'b', prompt: 'p', response: 'r' }), JSON.stringify({ id: 3, prompt: 'p', response: 'r' })], /:3: "id": /],
+    ['text', [ok, '', JSON.stringify({ id: 'b', prompt: 'p', response: 'r' })], /:2: blank line \(each input line is one output line: remove it\)\n$/],
+    ['text', [ok, JSON.stringify({ id: 'b', prompt: 'p', response: 'r' }), ok], /:3: duplicate id "a" \(also on line 1\)\n$/],
     ['text', [JSON.stringify({ id: 'x', prompt: 'p' })], /:1: "response": /],
     ['text', [JSON.stringify({ id: 'x', prompt: 'p', chosen: 'c' })], /:1: "rejected": /],
     ['feat', [JSON.stringify({ id: 'x', features: [1, 2, 3] }), JSON.stringify({ id: 'y', features: [1, 2] })], /:2: "features" has 2 values, the model takes 3/],

@@ -41,10 +41,12 @@ test('3 workers score 6,000 lines through fedpool score: complete, in order, equ
   const scored = await cli(['score', '--url', coordinator.url, '--token', CLIENT_TOKEN, '--model', model, '--input', input, '--output', output, '--shard-size', '128', '--select', 'best-of-n']);
   t.is(scored.status, 0, String(scored.stderr));
   t.regex(String(scored.stderr), /^fedpool job \S+ submitted$/m);
-  const summary = JSON.parse(String(scored.stdout).trim().split('\n').at(-1) ?? '{}') as { items: number; scored: number; accuracy: number; selected: Record<string, string> };
+  const summary = JSON.parse(String(scored.stdout).trim().split('\n').at(-1) ?? '{}') as { items: number; scored: number; accuracy: number; selected: { mode: string; groups: number; file: string } };
   t.is(summary.items, 6000);
   t.is(summary.scored, 6120);
-  t.is(Object.keys(summary.selected).length, 40);
+  t.deepEqual(summary.selected, { mode: 'best-of-n', groups: 40, file: path.join(dir, 'out.selected.jsonl') });
+  t.true(String(scored.stdout).length < 1000, 'the summary stays one short line');
+  t.is(readFileSync(summary.selected.file, 'utf8').trim().split('\n').length, 40, 'one line per group');
 
   const inLines = readFileSync(input, 'utf8').trim().split('\n').map((l) => JSON.parse(l) as { id: string; prompt: string; response?: string; chosen?: string; rejected?: string });
   const outLines = readFileSync(output, 'utf8').trim().split('\n').map((l) => JSON.parse(l) as { id: string; score?: number; chosen_score?: number; rejected_score?: number; correct?: boolean });

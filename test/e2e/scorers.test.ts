@@ -176,8 +176,10 @@ test('vLLM (falling back to /pooling), TEI (learning a batch cap of 8 from its 4
     const now = best.get(l.group ?? '');
     if (now === undefined || certainty > now.certainty) best.set(l.group ?? '', { id: l.id, certainty });
   }
-  const selected = (JSON.parse(r4.stdout.trim().split('\n').at(-1) ?? '{}') as { selected: Record<string, string> }).selected;
-  t.deepEqual(selected, Object.fromEntries([...best].map(([g, b]) => [g, b.id])));
+  const summary = JSON.parse(r4.stdout.trim().split('\n').at(-1) ?? '{}') as { selected: { mode: string; groups: number; file: string } };
+  t.deepEqual(summary.selected, { mode: 'self-certainty', groups: best.size, file: path.join(dir, 'lm.selected.jsonl') });
+  const selected = readFileSync(summary.selected.file, 'utf8').trim().split('\n').map((l) => JSON.parse(l) as { group: string; selected: string });
+  t.deepEqual(Object.fromEntries(selected.map((s) => [s.group, s.selected])), Object.fromEntries([...best].map(([g, b]) => [g, b.id])));
   items.forEach((l, i) => {
     const o = out[i] as OutputLine;
     const e = logprobStats('lm-g', l.prompt, l.response ?? '', 4, 5000);
