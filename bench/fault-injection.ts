@@ -395,7 +395,10 @@ export async function faultRun(pool: Pool, c: FaultCase, seed: number, runDir: s
   const jobId = id!;
   trace(`job ${jobId} submitted`);
 
-  /** A score submitter that lost its coordinator is replaced by `fedpool score --resume`. */
+  /**
+   * A score submitter that gave up on its coordinator (it follows restarts of up to 2 minutes itself) is replaced by
+   * `fedpool score --resume`.
+   */
   const resumeIfLost = async (): Promise<void> => {
     if (c.kind !== 'score' || (await submitter.status) === 0) return;
     report.resumes++;

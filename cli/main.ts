@@ -173,7 +173,8 @@ export function buildProgram(): Command {
   program
     .command('demo')
     .description('start a local coordinator and two workers, run a small scoring and training job')
-    .option('--keep', 'keep the demo pool running')
+    .option('--keep', 'keep the demo pool running (and its dashboard) until Ctrl-C')
+    .option('--out <dir>', 'where the demo keeps its models, inputs and results (missing or empty)', 'fedpool-demo')
     .action(lazy('demo'));
 
   const workers = program.command('workers').description('the pool\'s workers: `workers unquarantine NAME` lets one out of quarantine');

@@ -3,6 +3,7 @@ import { createServer as createTlsServer } from 'node:https';
 import { isIPv4 } from 'node:net';
 import type { AddressInfo } from 'node:net';
 import pino, { type Logger } from 'pino';
+import { logDestination } from './log-lines.js';
 import { DEFAULT_MAX_FRAME_BYTES } from '../shared/protocol/index.js';
 import { Auth } from './auth.js';
 import { Api, DEFAULT_MAX_BLOB_BYTES, DEFAULT_MAX_JSON_BYTES } from './http.js';
@@ -73,11 +74,12 @@ export interface Coordinator {
   close(): Promise<void>;
 }
 
-/** pino on stderr at FEDPOOL_LOG (default info; 'silent' in tests). */
+/** pino on stderr at FEDPOOL_LOG (default info; 'silent' in tests): JSON lines, readable lines on a terminal. */
 export function defaultLogger(): Logger {
   const wanted = process.env['FEDPOOL_LOG'] ?? 'info';
   const level = Object.keys(pino.levels.values).includes(wanted) || wanted === 'silent' ? wanted : 'info';
-  return pino({ level, base: { name: 'fedpool-coordinator' } }, pino.destination({ dest: 2, sync: true }));
+  const options = { level, base: { name: 'fedpool-coordinator' } };
+  return process.stderr.isTTY === true ? pino(options, logDestination()) : pino(options, pino.destination({ dest: 2, sync: true }));
 }
 
 function openStore(state: string): Store {
