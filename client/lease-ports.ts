@@ -11,7 +11,10 @@ export type ScorerItem = { features: Float32Array } | { prompt: string; response
 
 /** What the lease runner needs from a scoring pool (client/scoring/pool.ts provides the real one). */
 export interface Scorer {
-  /** One score per item, in item order. `bundle` is the packed model whose sha-256 is `hash`; do not modify it. */
+  /**
+   * One score per item in item order (C class probabilities per item, row-major, for a classifier of C ≥ 3 classes).
+   * `bundle` is the packed model whose sha-256 is `hash`; do not modify it.
+   */
   score(hash: string, bundle: Uint8Array, items: ScorerItem[], batchSize: number): Promise<Float32Array>;
   close(): Promise<void>;
 }

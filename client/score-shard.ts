@@ -2,7 +2,7 @@
 // go to the worker's inference server; a bundle whose input is `embedding:DIM` gets its rows from the worker's
 // embedding server first, then runs on the threads like any bundle (docs/scorers.md, "Embedding heads").
 import { scorerWidth, type ScoreItem, type ScoreTask } from '../shared/protocol/index.js';
-import { ModelError, embeddingText, packedEmbeddingInput, type EmbeddingInputSpec } from '../shared/model/index.js';
+import { ModelError, embeddingText, packedEmbeddingInput, packedManifest, scoreWidth, type EmbeddingInputSpec } from '../shared/model/index.js';
 import { embedForModel } from './embed.js';
 import type { LeaseChannel, Scorer, ScorerItem, ServerScorer } from './lease-ports.js';
 import { remember } from '../shared/lru.js';
@@ -44,8 +44,8 @@ export interface ShardScores {
 }
 
 export class ScoreShards {
-  /** Per bundle hash: the embedding input its head reads, or null (any other bundle). */
-  private readonly embeddingInputs = new Map<string, EmbeddingInputSpec | null>();
+  /** Per bundle hash: the embedding input its head reads (if any) and the values it scores per item. */
+  private readonly bundles = new Map<string, { embedding: EmbeddingInputSpec | undefined; width: number }>();
 
   constructor(private readonly options: ScoreShardOptions) {}
 
@@ -59,11 +59,11 @@ export class ScoreShards {
     }
     const hash = task.modelHash ?? '';
     const bundle = await channel.bundle(hash);
-    const embedding = this.embeddingInput(hash, bundle);
+    const { embedding, width } = this.bundleInfo(hash, bundle);
     const started = performance.now();
     const items = embedding === undefined ? taskScorerItems(task) : await this.embeddedItems(task, embedding);
     const scores = await this.options.scorer.score(hash, bundle, items, task.batchSize);
-    return { scores, expected: size, started };
+    return { scores, expected: size * width, started };
   }
 
   /** A scorer task's text items through the inference server (checked to match the task when the lease came). */
@@ -73,14 +73,23 @@ export class ScoreShards {
     return server.score(items.map((item) => ({ prompt: item.prompt ?? '', response: item.response ?? '' })));
   }
 
-  /** The embedding input of a bundle's head, or undefined (read once per hash from its manifest alone). */
-  private embeddingInput(hash: string, bundle: Uint8Array): EmbeddingInputSpec | undefined {
-    let input = this.embeddingInputs.get(hash);
-    if (input === undefined) {
-      input = packedEmbeddingInput(bundle) ?? null;
-      remember(this.embeddingInputs, hash, input, 8);
+  /**
+   * The embedding input of a bundle's head (or undefined) and its values per item (scoreWidth), read once per hash from
+   * its manifest. A bundle whose manifest cannot be read scores 1 value per item here; the scorer reports what is wrong.
+   */
+  private bundleInfo(hash: string, bundle: Uint8Array): { embedding: EmbeddingInputSpec | undefined; width: number } {
+    let info = this.bundles.get(hash);
+    if (info === undefined) {
+      let width = 1;
+      try {
+        width = scoreWidth(packedManifest(bundle).output);
+      } catch {
+        // left to the scorer
+      }
+      info = { embedding: packedEmbeddingInput(bundle), width };
+      remember(this.bundles, hash, info, 8);
     }
-    return input ?? undefined;
+    return info;
   }
 
   /** A score task's text items as the embedding rows the head reads: embeddingText(prompt, response) through the server. */

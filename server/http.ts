@@ -336,7 +336,8 @@ export class Api {
     const { jobs } = this.o;
     this.job(id, who);
     const first = jobs.score.progress(id);
-    if (first === undefined) throw new RequestRefused(404, `no job ${id}`);
+    const spec = jobs.score.specOf(id);
+    if (first === undefined || spec === undefined) throw new RequestRefused(404, `no job ${id}`);
     let next = 0;
     await this.streamJsonl(res, url, { 'x-fedpool-job-state': first.state }, () => jobs.score.waitForChange(id), () => {
       const p = jobs.score.progress(id);
@@ -344,7 +345,7 @@ export class Api {
       if (next >= p.prefixShards) return { text: '', ended: isTerminal(p.state) };
       const to = Math.min(p.prefixShards, next + RESULT_SHARDS_PER_WRITE);
       let text = '';
-      for (const shard of jobs.score.readResults(id, next, to)) text += resultLines(shard);
+      for (const shard of jobs.score.readResults(id, next, to)) text += resultLines(shard, spec);
       next = to;
       return { text, ended: false };
     });

@@ -5,7 +5,7 @@ import { randomBytes } from 'node:crypto';
 import type { Logger } from 'pino';
 import { readTextItems } from '../shared/data/text-blob.js';
 import { packedManifest } from '../shared/model/bundle.js';
-import type { InputSpec } from '../shared/model/manifest.js';
+import { scoreWidth, type Manifest } from '../shared/model/manifest.js';
 import { ProtocolError, Tensor, assertTensor, scorerOutputOf, scorerWidth, type Capabilities, type LeaseMessage, type ResultMessage, type ScoreItem } from '../shared/protocol/index.js';
 import type { BlobStore } from './blobs.js';
 import type { JobService, OutgoingLease, ServiceHost, ShardHooks, ShardOutput } from './job-service.js';
@@ -54,18 +54,18 @@ function waitingFor(spec: JobSpec, offers: number): string | undefined {
   return undefined;
 }
 
-/** A packed bundle's input spec, or undefined when the bytes are not a readable bundle. */
-function readableInput(bundle: Uint8Array): InputSpec | undefined {
+/** A packed bundle's manifest, or undefined when the bytes are not a readable bundle. */
+function readableManifest(bundle: Uint8Array): Manifest | undefined {
   try {
-    return packedManifest(bundle).input;
+    return packedManifest(bundle);
   } catch {
     return undefined;
   }
 }
 
 /** Values per item in a job's results. */
-function jobWidth(spec: JobSpec): number {
-  return spec.scorer === undefined ? 1 : scorerWidth(spec.scorer.output);
+export function jobWidth(spec: Pick<JobSpec, 'scorer' | 'classes'>): number {
+  return spec.scorer !== undefined ? scorerWidth(spec.scorer.output) : (spec.classes ?? 1);
 }
 
 /** The public view of a job (GET /api/jobs/:id). */
@@ -75,6 +75,8 @@ export interface ScoreJobStatus extends JobStatusBase {
   scorer?: { model: string; output: 'reward' | 'logprobs' };
   /** A bundle over embeddings: the embedding model its workers' inference servers must serve. */
   embedding?: string;
+  /** A classifier of C ≥ 3 classes: each item's result is its C class probabilities. */
+  classes?: number;
   /** Set while the connected workers cannot take it (none of the kind it needs, fewer than its redundancy): why it waits. */
   waiting?: string;
   shardSize: number;
@@ -188,11 +190,15 @@ export class ScoreJobs implements JobService<ScoreJobStatus> {
   async submit(request: JobRequest, form: JobSpec['form'], dim: number, columns: JobColumns, owner: string | null = null): Promise<JobRecord> {
     if (this.closed) throw new SubmitError('the coordinator is shutting down');
     let embedding: string | undefined;
+    let classes: number | undefined;
     if (request.model !== undefined) {
       const bundle = this.host.blobs.read(request.model);
       if (bundle === undefined) throw new SubmitError(`model: unknown blob ${request.model}; upload it first (PUT /api/blobs/${request.model})`);
       // A head over embeddings needs a worker whose server serves its embedding model, and the text to embed.
-      const input = readableInput(bundle);
+      const manifest = readableManifest(bundle);
+      const input = manifest?.input;
+      const width = manifest === undefined ? 1 : scoreWidth(manifest.output);
+      if (width > 1) classes = width;
       embedding = input?.kind === 'embedding' ? input.model : undefined;
       if (embedding !== undefined && form !== 'text') {
         throw new SubmitError(`items: this model reads embeddings of ${embedding}, which its workers compute from text: send prompt and response, not features`);
@@ -219,6 +225,7 @@ export class ScoreJobs implements JobService<ScoreJobStatus> {
     const spec: JobSpec = {
       kind: 'score', ...(request.model === undefined ? {} : { model: request.model }), ...(request.scorer === undefined ? {} : { scorer: request.scorer }),
       ...(embedding === undefined ? {} : { embedding }),
+      ...(classes === undefined ? {} : { classes }),
       items: columns.ids.length, shardSize: request.shardSize, redundancy: request.redundancy === 'adaptive' ? 1 : request.redundancy,
       ...(request.redundancy === 'adaptive' ? { adaptive: true } : {}), ...(request.agreeTol === undefined ? {} : { agreeTol: request.agreeTol }),
       batchSize: request.batchSize, form, dim, ...(featuresBlob === undefined ? {} : { featuresBlob }), ...(textBlob === undefined ? {} : { textBlob }),
@@ -303,11 +310,17 @@ export class ScoreJobs implements JobService<ScoreJobStatus> {
     if (record.spec.model !== undefined) s.model = record.spec.model;
     if (record.spec.scorer !== undefined) s.scorer = record.spec.scorer;
     if (record.spec.embedding !== undefined) s.embedding = record.spec.embedding;
+    if (record.spec.classes !== undefined) s.classes = record.spec.classes;
     const waiting = isTerminal(record.state) ? undefined : waitingFor(record.spec, this.host.table.offerCount(jobKey(record.spec)));
     if (waiting !== undefined) s.waiting = waiting;
     if (record.finishedAt !== undefined) s.finishedAt = new Date(record.finishedAt).toISOString();
     if (record.error !== undefined) s.error = record.error;
     return s;
+  }
+
+  /** The job's spec (what its results hold per item), undefined for an unknown job. */
+  specOf(id: string): JobSpec | undefined {
+    return this.jobs.get(id)?.record.spec;
   }
 
   /** The submitter's meta stored with the job, as JSON text. */

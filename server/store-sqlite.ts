@@ -213,6 +213,7 @@ const jobSpecSchema = z.object({
   model: z.string().optional(),
   scorer: z.object({ model: z.string(), output: z.enum(['reward', 'logprobs']) }).optional(),
   embedding: z.string().optional(),
+  classes: z.number().int().min(3).optional(),
   items: z.number().int().positive(),
   shardSize: z.number().int().positive(),
   redundancy: z.number().int().positive(),

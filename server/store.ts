@@ -33,6 +33,8 @@ export interface JobSpec {
    * submit), so only workers whose inference server serves it take the job (docs/scorers.md, "Embedding heads").
    */
   embedding?: string;
+  /** A bundle classifying into C ≥ 3 classes (read from its manifest at submit): C probabilities per item. */
+  classes?: number;
   items: number;
   shardSize: number;
   redundancy: number;

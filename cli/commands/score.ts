@@ -12,6 +12,7 @@ import { reportWaits } from '../waiting.js';
 import { readScoreInput, type ScoreLine } from '../score/input.js';
 import { OutputAssembler, planItems, scoredItems, type LineMeta, type OutputLine } from '../score/plan.js';
 import { loadModelForSubmit, type ModelInputSpec } from '../score/model.js';
+import type { OutputSpec } from '../../shared/model/manifest.js';
 import { DEFAULT_BORDA_P, SELECT_MODES, type SelectMode } from '../../shared/scoring/selection.js';
 
 interface ScoreOptions {
@@ -76,11 +77,14 @@ export async function run(options: Record<string, unknown>): Promise<void> {
     if (output === 'reward' && LOGPROB_SELECTIONS.has(o.select)) throw new UserError(`fedpool score: --select ${o.select} needs log-probs`);
     const features = lines.find((l) => l.kind === 'features');
     if (features !== undefined) throw new UserError(`${o.input}:${features.line}: --scorer sends text to inference servers, but this line has features`);
+    const labelled = lines.find((l) => (l.kind === 'text' || l.kind === 'features') && l.label !== undefined);
+    if (labelled !== undefined) throw new UserError(`${o.input}:${labelled.line}: "label" needs a classifier bundle (--model DIR), not a scorer`);
     target = { scorer: { model: o.scorer, output } };
   } else {
     if (LOGPROB_SELECTIONS.has(o.select)) throw new UserError(`fedpool score: --select ${o.select} needs log-probs: use --scorer NAME with openai-logprobs workers`);
     const model = await loadModelForSubmit(o.model ?? '');
     checkCompatible(o.input, lines, model.input);
+    checkOutputs(o.input, lines, model.output, o.select);
     await api.ensureBlob(model.hash, model.bytes);
     target = { model: model.hash };
   }
@@ -138,12 +142,23 @@ async function collect(api: CoordinatorApi, id: string, meta: LineMeta[], scored
   const assembler = new OutputAssembler(meta, (line: OutputLine) => out.write(`${JSON.stringify(line)}\n`));
   let received = 0;
   const onResult = (value: unknown): void => {
-    const line = value as { score?: unknown; logprob_mean?: unknown; perplexity?: unknown; self_certainty?: unknown; disputed?: unknown };
-    if (typeof line.score !== 'number') throw new UserError(`coordinator sent a malformed result line: ${JSON.stringify(value).slice(0, 200)}`);
+    const line = value as { score?: unknown; probs?: unknown; logprob_mean?: unknown; perplexity?: unknown; self_certainty?: unknown; disputed?: unknown };
+    const malformed = (): UserError => new UserError(`coordinator sent a malformed result line: ${JSON.stringify(value).slice(0, 200)}`);
+    if (Array.isArray(line.probs)) {
+      // A classifier of C ≥ 3 classes: its C probabilities.
+      if (!line.probs.every((p): p is number => typeof p === 'number')) throw malformed();
+      assembler.pushClasses(line.probs, line.disputed === true);
+      progressed();
+      return;
+    }
+    if (typeof line.score !== 'number') throw malformed();
     // Log-prob jobs carry three statistics per item (docs/scorers.md); reward jobs only the score.
     const { logprob_mean, perplexity, self_certainty } = line;
     const extra = typeof logprob_mean === 'number' && typeof perplexity === 'number' && typeof self_certainty === 'number' ? { logprob_mean, perplexity, self_certainty } : undefined;
     assembler.push(line.score, extra, line.disputed === true);
+    progressed();
+  };
+  const progressed = (): void => {
     received++;
     if (bar !== null && (received % 256 === 0 || received === scored)) {
       const lines = assembler.linesDone;
@@ -219,6 +234,23 @@ function checkCompatible(file: string, lines: readonly ScoreLine[], input: Model
       throw new UserError(`${file}:${l.line}: the model takes text:${input.dim} (prompt and response), but this line has features`);
     }
   }
+}
+
+/**
+ * What the model's output allows: labels need a classifier and must be its classes; a classifier of C ≥ 3 classes
+ * gives C probabilities per item, so it scores items only (no pairs or best-of rows) and --select has no score to rank.
+ */
+function checkOutputs(file: string, lines: readonly ScoreLine[], output: OutputSpec, select: 'none' | SelectMode): void {
+  const classes = output.kind === 'classes' ? output.classes : 0;
+  for (const l of lines) {
+    if ((l.kind === 'pair' || l.kind === 'bestof') && classes > 2) {
+      throw new UserError(`${file}:${l.line}: a classifier of ${classes} classes scores items, not pairs (pairs need a reward model or a binary classifier)`);
+    }
+    if ((l.kind !== 'text' && l.kind !== 'features') || l.label === undefined) continue;
+    if (classes === 0) throw new UserError(`${file}:${l.line}: "label" needs a classifier model (this one is a reward model)`);
+    if (l.label >= classes) throw new UserError(`${file}:${l.line}: "label" ${l.label} is not a class of this model (0 to ${classes - 1})`);
+  }
+  if (classes > 2 && select !== 'none') throw new UserError(`fedpool score: --select ${select} ranks one score per item; a classifier of ${classes} classes gives ${classes} probabilities`);
 }
 
 /** Selection modes that vote over answers (docs/scoring-reports.md). */

@@ -12,8 +12,10 @@ const base = {
   // RewardBench-style subset name: reported per subset in the summary (docs/scoring-reports.md).
   subset: z.string().min(1).optional(),
 };
-const featureItem = z.strictObject({ ...base, features: z.array(z.number().finite()).min(1) });
-const textItem = z.strictObject({ ...base, prompt: z.string(), response: z.string() });
+/** An item's true class, for a classifier (accuracy in the summary). */
+const label = z.number().int('must be a class id (an integer ≥ 0)').min(0, 'must be a class id (an integer ≥ 0)').optional();
+const featureItem = z.strictObject({ ...base, label, features: z.array(z.number().finite()).min(1) });
+const textItem = z.strictObject({ ...base, label, prompt: z.string(), response: z.string() });
 const pair = z.strictObject({ ...base, prompt: z.string(), chosen: z.string(), rejected: z.string() });
 /** A best-of-k row (RewardBench v2): one chosen answer against k ≥ 1 rejected ones. */
 const bestOf = z.strictObject({ ...base, prompt: z.string(), chosen: z.string(), rejected: z.array(z.string()).min(1, 'must list at least one rejected answer') });
@@ -27,8 +29,8 @@ interface Common {
   line: number;
 }
 export type ScoreLine =
-  | (Common & { kind: 'features'; features: number[] })
-  | (Common & { kind: 'text'; prompt: string; response: string })
+  | (Common & { kind: 'features'; features: number[]; label?: number })
+  | (Common & { kind: 'text'; prompt: string; response: string; label?: number })
   | (Common & { kind: 'pair'; prompt: string; chosen: string; rejected: string })
   | (Common & { kind: 'bestof'; prompt: string; chosen: string; rejected: string[] });
 

@@ -26,6 +26,8 @@ export interface LineMeta {
   group?: string;
   answer?: string;
   subset?: string;
+  /** An item's true class (classifiers): its line says whether the model got it right. */
+  label?: number;
 }
 
 /** How many job items a line is scored as: 2 for a pair, 1 + k for a best-of-k row, else 1. */
@@ -57,6 +59,7 @@ export function planItems(lines: readonly ScoreLine[]): { items: PlannedItems; m
     if (l.group !== undefined) m.group = l.group;
     if (l.answer !== undefined) m.answer = l.answer;
     if (l.subset !== undefined) m.subset = l.subset;
+    if ((l.kind === 'features' || l.kind === 'text') && l.label !== undefined) m.label = l.label;
     // Job item ids are positions, not the user's ids: unique, short, and the output maps back by order.
     if (l.kind === 'features') {
       ids.push(`${k}`);
@@ -89,7 +92,10 @@ export interface ItemExtra {
   self_certainty: number;
 }
 
-/** Output line of an item: the log-prob fields only from log-prob scorers, group and subset only when given. */
+/**
+ * Output line of an item: the log-prob fields only from log-prob scorers, group and subset only when given; with a
+ * `label` (a binary classifier, whose score is P(class 1)) whether the score's class (1 above 0.5) is that label.
+ */
 export interface ItemLine {
   id: string;
   score: number;
@@ -98,7 +104,20 @@ export interface ItemLine {
   self_certainty?: number;
   group?: string;
   subset?: string;
+  label?: number;
+  correct?: boolean;
   /** No quorum of redundant workers agreed on its score (docs/security.md). */
+  disputed?: true;
+}
+/** Output line of an item scored by a classifier of C ≥ 3 classes: the most probable class and all C probabilities. */
+export interface ClassLine {
+  id: string;
+  class: number;
+  probs: number[];
+  label?: number;
+  correct?: boolean;
+  group?: string;
+  subset?: string;
   disputed?: true;
 }
 /** Output line of a pair: correct = chosen_score > rejected_score (a tie is wrong). */
@@ -120,7 +139,7 @@ export interface BestOfLine {
   subset?: string;
   disputed?: true;
 }
-export type OutputLine = ItemLine | PairLine | BestOfLine;
+export type OutputLine = ItemLine | ClassLine | PairLine | BestOfLine;
 
 /** The summary fields that apply to the output (docs/scoring-reports.md). */
 export interface ScoreSummary {
@@ -135,6 +154,9 @@ export interface ScoreSummary {
   bestof?: BestOfReport;
   /** Per group, what --select chose. */
   selected?: Record<string, string>;
+  /** Items with a `label`: the share whose predicted class is the label, and how many. */
+  label_accuracy?: number;
+  labelled?: number;
 }
 
 /**
@@ -147,6 +169,8 @@ export class OutputAssembler {
   private readonly pairs: { chosen: number; rejected: number; subset?: string }[] = [];
   private readonly rows: { score: number; subset?: string }[] = [];
   private readonly scored: Candidate[] = [];
+  private labelled = 0;
+  private labelledRight = 0;
 
   constructor(
     private readonly meta: readonly LineMeta[],
@@ -203,10 +227,42 @@ export class OutputAssembler {
         }
         this.scored.push(c);
       }
+      if (m.label !== undefined) {
+        line.label = m.label;
+        line.correct = this.judge((score > 0.5 ? 1 : 0) === m.label);
+      }
       if (m.subset !== undefined) line.subset = m.subset;
       this.emitLine(line);
     }
     this.next++;
+  }
+
+  /**
+   * The next item's class probabilities (a classifier of C ≥ 3 classes); its class is the most probable one (the
+   * lowest on ties, as the coordinator computes it).
+   */
+  pushClasses(probs: readonly number[], disputed = false): void {
+    const m = this.meta[this.next];
+    if (m === undefined) throw new Error(`more results than input lines (${this.meta.length})`);
+    if (itemsOfLine(m) !== 1) throw new Error(`line ${this.next + 1} is a pair or best-of row; a classifier of ${probs.length} classes scores items only`);
+    let best = 0;
+    for (let c = 1; c < probs.length; c++) if ((probs[c] as number) > (probs[best] as number)) best = c;
+    const line: ClassLine = { id: m.id, class: best, probs: [...probs] };
+    if (m.label !== undefined) {
+      line.label = m.label;
+      line.correct = this.judge(best === m.label);
+    }
+    if (m.group !== undefined) line.group = m.group;
+    if (m.subset !== undefined) line.subset = m.subset;
+    this.pendingDisputed ||= disputed;
+    this.emitLine(line);
+    this.next++;
+  }
+
+  private judge(right: boolean): boolean {
+    this.labelled++;
+    if (right) this.labelledRight++;
+    return right;
   }
 
   /** Emits a line, marked disputed when one of its items was. */
@@ -233,6 +289,10 @@ export class OutputAssembler {
       }
     }
     if (this.rows.length > 0) out.bestof = bestOfReport(this.rows);
+    if (this.labelled > 0) {
+      out.label_accuracy = this.labelledRight / this.labelled;
+      out.labelled = this.labelled;
+    }
     if (select !== 'none') out.selected = Object.fromEntries(selectPerGroup(this.scored, select, options));
     return out;
   }

@@ -69,7 +69,8 @@ export function createScoringPool(options: ScoringPoolOptions): ScoringPool {
         if (out.failure.name === 'BundleError') pool.forget(hash);
         throw rebuildFailure(out.failure);
       }
-      if (out.length !== items.length) throw new Error(`scoring thread returned ${out.length} scores for ${items.length} items`);
+      // One value per item, or C class probabilities per item for a classifier of C ≥ 3 classes (scoreWidth).
+      if (out.length % items.length !== 0) throw new Error(`scoring thread returned ${out.length} scores for ${items.length} items`);
       return out;
     },
     async probe() {

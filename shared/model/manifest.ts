@@ -73,15 +73,11 @@ export function outputUnits(output: OutputSpec): number {
 }
 
 /**
- * A score is one number per item: the reward model's output, or for a binary classifier the probability of class 1
- * (the "positive"/"good" class). A classifier with more classes has no single score, so it is refused up front.
+ * Values scoring gives per item: 1 for a reward model (its output) and for a binary classifier (the probability of
+ * class 1, the "positive"/"good" class); C, the class probabilities, for a classifier of C ≥ 3 classes.
  */
-export function assertScorable(manifest: Manifest): void {
-  if (manifest.output.kind === 'classes' && manifest.output.classes !== 2) {
-    throw new ModelError(
-      `score needs a reward model or a binary classifier; this model has ${manifest.output.classes} classes`,
-    );
-  }
+export function scoreWidth(output: OutputSpec): number {
+  return output.kind === 'classes' && output.classes > 2 ? output.classes : 1;
 }
 
 /**

@@ -3,7 +3,7 @@ import { MANIFEST_FILE, MODEL_FILE, validateBundle, type BundleFiles, type Layer
 import { checkFeatureMatrix, featurizeBatch, type ModelItem } from './featurizer.js';
 import { deriveSeed } from '../random.js';
 import { BundleError, ModelError } from './errors.js';
-import { assertScorable, outputUnits, type Manifest } from './manifest.js';
+import { outputUnits, scoreWidth, type Manifest } from './manifest.js';
 
 /**
  * The TF.js side of a model bundle: build the MLP `fedpool model init` writes, save it to bundle files, load a
@@ -150,33 +150,34 @@ export async function loadFromFiles(files: BundleFiles, where = 'model bundle'):
  * one call at batch 1024 ran at ~25k items/s, the same rows in 1,024-row calls at ~90k), and its default batch of
  * 32 is an order of magnitude slower than ~1024. The per-batch outputs stay on the backend until one read at the
  * end (no GPU sync per batch). Reward models give their single output; binary classifiers the probability of
- * class 1 (see assertScorable). The result owns its buffer (transferable).
+ * class 1; classifiers of C ≥ 3 classes their C probabilities per item, row-major (scoreWidth). The result owns its
+ * buffer (transferable).
  */
 export async function predictScores(model: tf.LayersModel, manifest: Manifest, x: Float32Array, n: number, batchSize: number): Promise<Float32Array> {
-  assertScorable(manifest);
   if (!Number.isSafeInteger(batchSize) || batchSize < 1) throw new RangeError(`batch size must be a positive integer, got ${String(batchSize)}`);
   if (n === 0) return new Float32Array(0);
   const dim = manifest.input.dim;
   if (x.length !== n * dim) throw new RangeError(`input has ${x.length} numbers; ${n} items × ${dim} needs ${n * dim}`);
+  const width = scoreWidth(manifest.output);
   const column = manifest.output.kind === 'reward' ? 0 : 1;
   const y = tf.tidy(() => {
     const parts: tf.Tensor[] = [];
     for (let start = 0; start < n; start += batchSize) {
       const rows = Math.min(batchSize, n - start);
-      // Inner tidy: only this batch's score column survives, not its hidden activations.
+      // Inner tidy: only this batch's scores survive, not its hidden activations.
       parts.push(
         tf.tidy(() => {
           const out = model.predict(tf.tensor2d(x.subarray(start * dim, (start + rows) * dim), [rows, dim]), { batchSize: rows });
           if (Array.isArray(out)) throw new ModelError('fedpool models have exactly one output');
-          return (out as tf.Tensor).slice([0, column], [rows, 1]);
+          return width === 1 ? (out as tf.Tensor).slice([0, column], [rows, 1]) : (out as tf.Tensor);
         }),
       );
     }
-    return (parts.length === 1 ? parts[0] : tf.concat(parts, 0)).reshape([n]);
+    return (parts.length === 1 ? parts[0] : tf.concat(parts, 0)).reshape([n * width]);
   });
   try {
     const data = await y.data();
-    const scores = new Float32Array(n);
+    const scores = new Float32Array(n * width);
     scores.set(data);
     return scores;
   } finally {

@@ -60,6 +60,41 @@ test.serial('each kind of bad input is one line naming file and line, and nothin
   t.is(await jobCount(), 0, 'nothing was submitted');
 });
 
+test.serial('labels need a classifier and must be its classes; a classifier of 3 classes scores items only, without --select', async (t) => {
+  for (const [name, output] of [['c3', 'classes:3'], ['c2', 'classes:2']]) {
+    const r = await cli('model', 'init', '--out', path.join(dir, name), '--input', 'features:3', '--output', output, '--hidden', '4');
+    t.is(r.status, 0, r.stderr);
+  }
+  const item = (id: string, extra: object = {}) => JSON.stringify({ id, features: [1, 2, 3], ...extra });
+  const cases: [string, string[], RegExp, string[]?][] = [
+    ['feat', [item('a'), item('b', { label: 1 })], /:2: "label" needs a classifier model \(this one is a reward model\)\n$/],
+    ['c3', [item('a', { label: 3 })], /:1: "label" 3 is not a class of this model \(0 to 2\)\n$/],
+    ['c2', [item('a', { label: 2 })], /:1: "label" 2 is not a class of this model \(0 to 1\)\n$/],
+    ['c3', [item('a', { label: -1 })], /:1: "label": must be a class id \(an integer ≥ 0\)\n$/],
+    ['c3', [item('a', { group: 'g' })], /^fedpool score: --select best-of-n ranks one score per item; a classifier of 3 classes gives 3 probabilities\n$/, ['--select', 'best-of-n']],
+  ];
+  for (const [model, lines, pattern, extra] of cases) {
+    const r = await score(model, lines, ...(extra ?? []));
+    t.is(r.status, 1, `${pattern}: ${r.stderr}`);
+    t.regex(r.stderr, pattern);
+  }
+  const pairs = path.join(dir, 'pairs-c3.jsonl');
+  writeFileSync(pairs, `${JSON.stringify({ id: 'p', prompt: 'q', chosen: 'a', rejected: 'b' })}\n`);
+  const textModel = await cli('model', 'init', '--out', path.join(dir, 't3'), '--input', 'text:16', '--output', 'classes:3', '--hidden', '4');
+  t.is(textModel.status, 0, textModel.stderr);
+  const r = await cli('score', '--url', c.url, '--token', CLIENT_TOKEN, '--model', path.join(dir, 't3'), '--input', pairs, '--output', path.join(dir, 'out.jsonl'));
+  t.regex(r.stderr, /:1: a classifier of 3 classes scores items, not pairs \(pairs need a reward model or a binary classifier\)\n$/);
+  const scorer = await cli('score', '--url', c.url, '--token', CLIENT_TOKEN, '--scorer', 'lm', '--input', await textLines([JSON.stringify({ id: 'a', prompt: 'p', response: 'r', label: 1 })]), '--output', path.join(dir, 'out.jsonl'));
+  t.regex(scorer.stderr, /:1: "label" needs a classifier bundle \(--model DIR\), not a scorer\n$/);
+  t.is(await jobCount(), 0, 'nothing was submitted');
+});
+
+async function textLines(lines: string[]): Promise<string> {
+  const input = path.join(dir, `in-${Math.random().toString(36).slice(2)}.jsonl`);
+  writeFileSync(input, lines.join('\n') + '\n');
+  return input;
+}
+
 test.serial('the log-prob selections need grouped items (certainty-vote: with answers); a best-of row needs a rejected answer', async (t) => {
   const grouped = [JSON.stringify({ id: 'a', prompt: 'p', response: 'r', group: 'g', answer: '4' }), JSON.stringify({ id: 'b', prompt: 'p', response: 's', group: 'g' })];
   const pairs = [JSON.stringify({ id: 'a', prompt: 'p', chosen: 'c', rejected: ['r'], group: 'g' })];

@@ -1,5 +1,5 @@
 import test from 'ava';
-import { assertScorable, describeInput, manifestFromBytes, parseManifest } from '../../../shared/model/manifest.js';
+import { describeInput, manifestFromBytes, parseManifest, scoreWidth } from '../../../shared/model/manifest.js';
 
 const good = {
   format: 'fedpool-model',
@@ -37,12 +37,10 @@ test('errors are one line naming the field', (t) => {
   }
 });
 
-test('score needs a reward model or a binary classifier', (t) => {
-  t.notThrows(() => assertScorable(parseManifest(good, 'x')));
-  t.notThrows(() => assertScorable(parseManifest({ ...good, kind: 'classifier', output: { kind: 'classes', classes: 2 } }, 'x')));
-  t.throws(() => assertScorable(parseManifest({ ...good, kind: 'classifier', output: { kind: 'classes', classes: 5 } }, 'x')), {
-    message: 'score needs a reward model or a binary classifier; this model has 5 classes',
-  });
+test('scoring gives one value per item for a reward model or a binary classifier, C class probabilities for C ≥ 3 classes', (t) => {
+  t.is(scoreWidth(parseManifest(good, 'x').output), 1);
+  t.is(scoreWidth(parseManifest({ ...good, kind: 'classifier', output: { kind: 'classes', classes: 2 } }, 'x').output), 1);
+  t.is(scoreWidth(parseManifest({ ...good, kind: 'classifier', output: { kind: 'classes', classes: 5 } }, 'x').output), 5);
 });
 
 test('embedding input: the head reads embeddings of a named model; the name is required and bounded', (t) => {

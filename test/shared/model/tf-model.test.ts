@@ -51,7 +51,7 @@ test('saved files load back into a model with the same predictions', async (t) =
   }
 });
 
-test('a binary classifier scores the probability of class 1; more classes cannot be scored', async (t) => {
+test('a binary classifier scores the probability of class 1; a classifier of 3 classes its 3 probabilities per item', async (t) => {
   const m = manifest({ kind: 'classifier', output: { kind: 'classes', classes: 2 } });
   const model = buildModel(m);
   const items = features(4, 6);
@@ -63,7 +63,9 @@ test('a binary classifier scores the probability of class 1; more classes cannot
   });
   const m3 = manifest({ kind: 'classifier', output: { kind: 'classes', classes: 3 } });
   const model3 = buildModel(m3);
-  await t.throwsAsync(scoreBatch(model3, m3, items, 64), { name: 'ModelError', message: 'score needs a reward model or a binary classifier; this model has 3 classes' });
+  const probs3 = tf.tidy(() => (model3.predict(tf.tensor2d(featurizeBatch(items, m3), [4, 6])) as tf.Tensor).arraySync() as number[][]);
+  // Batches of 3 rows: the rows of several predict calls end up in order, 3 values each.
+  t.deepEqual(Array.from(await scoreBatch(model3, m3, items, 3)), probs3.flat().map((p) => Math.fround(p)));
   t.deepEqual(await scoreBatch(model, m, [], 64), new Float32Array(0));
   await t.throwsAsync(scoreBatch(model, m, items, 0), { message: 'batch size must be a positive integer, got 0' });
   await t.throwsAsync(scoreBatch(model, m, [...items, { features: new Float32Array(2) }], 8), { message: 'item 4: features has 2 entries; the model takes 6' });
