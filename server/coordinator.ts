@@ -62,6 +62,8 @@ export interface CoordinatorOptions {
    * then https://. Without it the coordinator speaks plain http and ws.
    */
   tls?: { cert: string | Buffer; key: string | Buffer };
+  /** The coordinator's own npm package for `GET /fedpool.tgz` (the CLI packs the package it runs from). */
+  packageTarball?: () => Promise<Uint8Array>;
 }
 
 export interface Coordinator {
@@ -142,6 +144,7 @@ export async function startCoordinator(options: CoordinatorOptions = {}): Promis
     maxJsonBytes: options.maxJsonBytes ?? DEFAULT_MAX_JSON_BYTES, maxBlobBytes: options.maxBlobBytes ?? DEFAULT_MAX_BLOB_BYTES,
     bodyBudget: new BodyBudget(options.bodyBudgetBytes ?? DEFAULT_BODY_BUDGET_BYTES, { inFlight: (b) => metrics.requestBodyBytes.set(b), refused: () => metrics.requestBodiesRefused.inc() }),
     maxItems: options.maxItems ?? DEFAULT_MAX_ITEMS,
+    ...(options.packageTarball === undefined ? {} : { packageTarball: options.packageTarball }),
   });
   // Node checks header deadlines every connectionsCheckingInterval: check often enough for the deadline to mean something.
   const headersTimeout = options.headersTimeoutMs ?? 10_000;

@@ -33,6 +33,8 @@ export interface ApiOptions {
   bodyBudget: BodyBudget;
   /** Most entries in one array or object of a JSON body (server/json-body.ts). */
   maxItems: number;
+  /** The coordinator's own npm package, served as `GET /fedpool.tgz` (absent: 404). */
+  packageTarball?: () => Promise<Uint8Array>;
 }
 
 export const DEFAULT_MAX_JSON_BYTES = 256 * 1024 * 1024;
@@ -93,6 +95,20 @@ export class Api {
   constructor(private readonly o: ApiOptions) {
     const jobs = o.jobs;
     this.route('GET', '/healthz', 'none', (_req, res) => json(res, 200, { ok: true }));
+    // The package a new worker installs with one command (README, "Joining a pool with your own machine"): public, as
+    // the package itself is; the worker token is checked when the worker connects.
+    this.route('GET', '/fedpool.tgz', 'none', async (_req, res) => {
+      const pack = o.packageTarball;
+      if (pack === undefined) throw new RequestRefused(404, 'this coordinator does not serve its package');
+      let bytes: Uint8Array;
+      try {
+        bytes = await pack();
+      } catch (e) {
+        throw new RequestRefused(503, `this coordinator cannot pack its package: ${e instanceof Error ? e.message : String(e)}`);
+      }
+      res.writeHead(200, { 'content-type': 'application/gzip', 'content-length': bytes.byteLength, 'content-disposition': 'attachment; filename="fedpool.tgz"', 'cache-control': 'no-cache' });
+      res.end(bytes);
+    });
     // Why a worker's websocket upgrade was refused (the upgrade itself can only answer a bare 400): the same check.
     this.route('GET', '/api/worker-auth', 'none', (req, res) => {
       const result = o.auth.check('worker', bearerToken(req.headers.authorization));

@@ -5,6 +5,7 @@ import { tokenList } from '../../server/auth.js';
 import { readFlagFile } from '../credentials.js';
 import { UserError } from '../errors.js';
 import { startKernelThreads } from '../kernel-threads.js';
+import { ownPackage } from '../package-tarball.js';
 import { setSharedTensorDecoding } from '../../shared/protocol/codec.js';
 
 /** Decoded float32 tensors from this size on go to shared memory: training updates, not score batches. */
@@ -78,6 +79,7 @@ export async function run(options: Record<string, unknown>): Promise<void> {
       ...(options['workerIdentity'] === 'token' ? { workerIdentity: 'token' as const } : {}),
       // --retain-jobs DAYS; absent: keep every job forever.
       ...(typeof options['retainJobs'] === 'number' ? { retainJobsMs: options['retainJobs'] * 86_400_000 } : {}),
+      packageTarball: ownPackage(),
     });
   } catch (e) {
     throw new UserError(`fedpool coordinator: ${e instanceof Error ? e.message : String(e)}`);

@@ -47,3 +47,26 @@ test('hello without an ack gets a welcome event; a second hello is refused', asy
   const workers = (await (await api(c.url, '/api/workers', { token: null })).json()) as { name: string; backend: string; threads: number }[];
   t.like(workers[0], { name: 'no-ack', backend: 'wasm', threads: 2 });
 });
+
+test('GET /fedpool.tgz: the package the coordinator was given, without a token; 404 without one; 503 with npm\'s reason when packing fails', async (t) => {
+  const bytes = Uint8Array.of(0x1f, 0x8b, 8, 0);
+  let fail = true;
+  const served = await startCoordinator({ port: 0, state: ':memory:', logger: quiet, clientTokens: [CLIENT_TOKEN], packageTarball: async () => {
+    if (fail) throw new Error('npm pack failed: ENOENT');
+    return bytes;
+  } });
+  const plain = await startCoordinator({ port: 0, state: ':memory:', logger: quiet, clientTokens: [CLIENT_TOKEN] });
+  t.teardown(async () => {
+    await served.close();
+    await plain.close();
+  });
+  const failed = await fetch(`${served.url}/fedpool.tgz`);
+  t.is(failed.status, 503);
+  t.deepEqual(await failed.json(), { error: 'this coordinator cannot pack its package: npm pack failed: ENOENT' });
+  fail = false;
+  const ok = await fetch(`${served.url}/fedpool.tgz`);
+  t.is(ok.status, 200);
+  t.is(ok.headers.get('content-type'), 'application/gzip');
+  t.deepEqual(new Uint8Array(await ok.arrayBuffer()), bytes);
+  t.is((await fetch(`${plain.url}/fedpool.tgz`)).status, 404);
+});
