@@ -4,6 +4,7 @@ import { isIPv4 } from 'node:net';
 import type { AddressInfo } from 'node:net';
 import pino, { type Logger } from 'pino';
 import { logDestination } from './log-lines.js';
+import { DashboardFeed } from './dashboard-feed.js';
 import { DEFAULT_MAX_FRAME_BYTES } from '../shared/protocol/index.js';
 import { Auth } from './auth.js';
 import { Api, DEFAULT_MAX_BLOB_BYTES, DEFAULT_MAX_JSON_BYTES } from './http.js';
@@ -162,6 +163,7 @@ export async function startCoordinator(options: CoordinatorOptions = {}): Promis
   new ConnectionLimiter(http, { maxConnections: options.maxConnections ?? DEFAULT_MAX_CONNECTIONS, maxConnectionsPerIp: options.maxConnectionsPerIp ?? DEFAULT_MAX_CONNECTIONS_PER_IP }, {
     refused: (reason) => metrics.connectionsRefused.inc({ reason }), open: (n) => metrics.connectionsOpen.set(n),
   });
+  const dashboard = new DashboardFeed(http, jobs, auth, logger);
   const sockets = new WorkerSockets(http, jobs, auth, metrics, {
     leaseMs, heartbeatMs: heartbeatMsFor(leaseMs), maxFrameBytes, logger, ...(options.frameRate === undefined ? {} : { frameRate: options.frameRate }),
     ...(options.workerIdentity === undefined ? {} : { workerIdentity: options.workerIdentity }),
@@ -177,6 +179,7 @@ export async function startCoordinator(options: CoordinatorOptions = {}): Promis
       });
     });
   } catch (e) {
+    await dashboard.close();
     await sockets.close();
     jobs.close();
     store.close();
@@ -196,6 +199,7 @@ export async function startCoordinator(options: CoordinatorOptions = {}): Promis
       sockets.closing = true;
       api.close();
       jobs.close();
+      await dashboard.close();
       await sockets.close();
       await new Promise<void>((resolve) => {
         http.close(() => resolve());

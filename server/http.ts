@@ -1,4 +1,7 @@
 import { randomBytes } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import path from 'node:path';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Logger } from 'pino';
 import { bearerToken, type Auth, type Principal } from './auth.js';
@@ -72,6 +75,16 @@ function send(res: ServerResponse, status: number, body: string, type: string, e
   res.end(body);
 }
 
+let clientScript: string | undefined;
+
+/** socket.io's browser client as its package ships it, read once. */
+function socketIoClient(): string {
+  // Its package exports only dist/socket.io.js; the minified file sits beside it.
+  const pkg = createRequire(import.meta.url).resolve('socket.io-client/package.json');
+  clientScript ??= readFileSync(path.join(path.dirname(pkg), 'dist', 'socket.io.min.js'), 'utf8');
+  return clientScript;
+}
+
 /** Characters of an owner's sha-256 shown as its id: enough to tell submitters apart, not the token's whole hash. */
 export const OWNER_ID_LENGTH = 12;
 
@@ -115,6 +128,7 @@ export class Api {
       if (result.ok) json(res, 200, { ok: true });
       else json(res, result.status, { error: result.reason }, { 'www-authenticate': 'Bearer' });
     });
+    // The dashboard page needs no token (it holds no data); its live feed does (server/dashboard-feed.ts).
     this.route('GET', '/', 'none', (_req, res) => {
       const nonce = randomBytes(16).toString('base64');
       send(res, 200, dashboardHtml(nonce), 'text/html; charset=utf-8', {
@@ -122,6 +136,10 @@ export class Api {
         'x-content-type-options': 'nosniff',
         'referrer-policy': 'no-referrer',
       });
+    });
+    // The socket.io client the dashboard page runs, from the coordinator's own dependencies (no CDN).
+    this.route('GET', '/dashboard/socket.io.min.js', 'none', (_req, res) => {
+      send(res, 200, socketIoClient(), 'text/javascript; charset=utf-8', { 'cache-control': 'max-age=3600', 'x-content-type-options': 'nosniff' });
     });
     // Scrapes share one rendering a second, and at most METRICS_CONCURRENCY wait for it at once: thousands of scrapers
     // answered in one go would hold the event loop themselves (docs/security.md, "Rate limits").
