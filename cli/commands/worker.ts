@@ -41,12 +41,21 @@ export type WorkerCommandOptions = z.input<typeof optionsSchema>;
 const LEVELS = ['debug', 'info', 'warn', 'error', 'silent'] as const;
 type Level = (typeof LEVELS)[number];
 
-/** Plain one-line logs on stderr; FEDPOOL_LOG=debug|info|warn|error|silent sets the threshold (default info). */
-function stderrLog(env: NodeJS.ProcessEnv = process.env): WorkerLog {
+/** pino's level numbers, so the worker's JSON lines read like the coordinator's. */
+const PINO_LEVELS: Readonly<Record<Exclude<Level, 'silent'>, number>> = { debug: 20, info: 30, warn: 40, error: 50 };
+
+/**
+ * Logs on stderr: readable lines on a terminal, JSON lines (pino's shape: level, time, name, msg) otherwise.
+ * FEDPOOL_LOG=debug|info|warn|error|silent sets the threshold (default info).
+ */
+export function stderrLog(env: NodeJS.ProcessEnv = process.env, stream: Pick<NodeJS.WriteStream, 'write' | 'isTTY'> = process.stderr): WorkerLog {
   const wanted = (env['FEDPOOL_LOG'] ?? 'info').toLowerCase();
   const threshold = LEVELS.indexOf((LEVELS as readonly string[]).includes(wanted) ? (wanted as Level) : 'info');
-  const at = (level: Level) => (message: string) => {
-    if (LEVELS.indexOf(level) >= threshold) process.stderr.write(`fedpool worker: ${level === 'info' ? '' : `${level}: `}${message}\n`);
+  const at = (level: Exclude<Level, 'silent'>) => (message: string) => {
+    if (LEVELS.indexOf(level) < threshold) return;
+    stream.write(stream.isTTY === true
+      ? `fedpool worker: ${level === 'info' ? '' : `${level}: `}${message}\n`
+      : `${JSON.stringify({ level: PINO_LEVELS[level], time: Date.now(), name: 'fedpool-worker', msg: message })}\n`);
   };
   return { debug: at('debug'), info: at('info'), warn: at('warn'), error: at('error') };
 }

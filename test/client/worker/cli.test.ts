@@ -88,7 +88,10 @@ test('an unreachable coordinator is retried with a line on stderr; SIGTERM then 
   const a = cli(t, 'worker', '--url', url, '--backend', 'cpu', '--threads', '1');
   const b = cli(t, 'worker', '--url', url, '--backend', 'cpu', '--threads', '1');
   await Promise.all([a.line(/retrying in/, { stream: 'stderr' }), b.line(/retrying in/, { stream: 'stderr' })]);
-  t.regex(a.stderr(), new RegExp(`^fedpool worker: warn: ${url}: cannot connect: .+; retrying in \\d+\\.\\d s \\(attempt 1\\)$`, 'm'));
+  // Not a terminal: JSON lines, as the coordinator's.
+  const first = a.stderr().split('\n').map((l) => JSON.parse(l || '{}') as { level?: number; name?: string; msg?: string }).find((l) => /retrying in/.test(l.msg ?? ''));
+  t.like(first, { level: 40, name: 'fedpool-worker' });
+  t.regex(first?.msg ?? '', new RegExp(`^${url}: cannot connect: .+; retrying in \\d+\\.\\d s \\(attempt 1\\)$`));
   a.proc.kill('SIGTERM');
   t.like(await a.exited, { code: 0, signal: null });
   t.is(a.stdout(), '');
