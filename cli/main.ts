@@ -193,7 +193,7 @@ export function buildProgram(): Command {
     const takesId = name !== 'jobs' && name !== 'status';
     if (takesId) c.argument('<id>', 'the job id (fedpool jobs lists them)');
     c.addOption(urlOption()).addOption(tokenOption()).addOption(tokenFileOption()).addOption(caOption());
-    if (json) c.option('--json', 'print the coordinator\'s JSON instead of a table');
+    if (json) c.option('--json', name === 'jobs' || name === 'status' || name === 'job' ? "print the coordinator's JSON instead of a table" : "print the job's final status as JSON instead of a line");
     c.action((...args: unknown[]) => {
       // commander passes the argument (when declared), then the options.
       const options = (takesId ? args[1] : args[0]) as Record<string, unknown>;
@@ -202,8 +202,8 @@ export function buildProgram(): Command {
   };
   jobCommand('jobs', 'list the jobs this token may see: id, kind, owner, state, progress, rate, age', true);
   jobCommand('job', 'one job in detail: state, progress, rate, why it waits, its error, each worker\'s share', true);
-  jobCommand('cancel', 'cancel a queued or running job', false);
-  jobCommand('wait', 'follow a job to its end, then exit with its status (0 done, 1 failed, 4 cancelled)', false);
+  jobCommand('cancel', 'cancel a queued or running job', true);
+  jobCommand('wait', 'follow a job to its end, then exit with its status (0 done, 1 failed, 4 cancelled)', true);
   program
     .command('prune')
     .description('delete the ended jobs (done, failed, cancelled) this token may see that ended more than DAYS ago, with their results; the coordinator shrinks its state file and drops blobs no job needs')

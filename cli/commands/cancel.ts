@@ -10,5 +10,6 @@ export async function run(options: Record<string, unknown>): Promise<void> {
   if (job.state === 'done' || job.state === 'failed') throw new UserError(`fedpool cancel: job ${id} already ended ${job.state}; nothing to cancel`);
   if (job.state !== 'cancelled') await api.cancel(id);
   const after = await api.findJob(id);
-  process.stdout.write(`fedpool: job ${id} ${after?.state === 'cancelled' ? 'cancelled' : `is ${after?.state ?? 'gone'}`} at ${after?.progress.done ?? job.progress.done}/${job.progress.total}\n`);
+  if (options['json'] === true) process.stdout.write(`${JSON.stringify(after ?? job)}\n`);
+  else process.stdout.write(`fedpool: job ${id} ${after?.state === 'cancelled' ? 'cancelled' : `is ${after?.state ?? 'gone'}`} at ${after?.progress.done ?? job.progress.done}/${job.progress.total}\n`);
 }

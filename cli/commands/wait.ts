@@ -1,4 +1,5 @@
-// `fedpool wait ID`: follows a job to its end, then exits with its status (0 done, 1 failed, 4 cancelled). It asks the
+// `fedpool wait ID [--json]`: follows a job to its end, prints its final status (a line, or the coordinator's JSON),
+// then exits with its status (0 done, 1 failed, 4 cancelled). It asks the
 // coordinator once a second, says once why the job waits, and rides out a coordinator restart as `fedpool train` does.
 import { SingleBar } from 'cli-progress';
 import { UnreachableError, coordinatorApi, type CoordinatorApi } from '../api.js';
@@ -34,7 +35,8 @@ export async function run(options: Record<string, unknown>): Promise<void> {
   } finally {
     bar?.stop();
   }
-  process.stdout.write(`${JSON.stringify({ job: id, state: job.state, progress: job.progress, ...(job.error === undefined ? {} : { error: job.error }) })}\n`);
+  if (options['json'] === true) process.stdout.write(`${JSON.stringify(job)}\n`);
+  else process.stdout.write(`fedpool: job ${id} ${job.state} at ${job.progress.done}/${job.progress.total} ${progressUnit(job)}\n`);
   const code = WAIT_EXIT[job.state] ?? 1;
   if (code !== 0) throw new UserError(`fedpool wait: job ${id} ended ${job.state}${job.error === undefined ? '' : `: ${job.error}`}`, code);
 }

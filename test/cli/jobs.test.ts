@@ -76,17 +76,17 @@ test.serial('Ctrl-C with --detach leaves the job running and says how to follow 
   }
 
   // fedpool wait follows it; fedpool cancel ends it; wait exits 4 with the final state.
-  const wait = startFedpool(t, ['wait', id, '--url', c.url, '--token', MINE]);
+  const wait = startFedpool(t, ['wait', id, '--url', c.url, '--token', MINE, '--json']);
   await wait.line(new RegExp(`^fedpool wait: job ${id} ${live} 0/${ITEMS} items$`, 'm'), { stream: 'stderr', what: 'wait following' });
   const cancel = await cli(['cancel', id]);
   t.is(cancel.status, 0, cancel.stderr);
   t.is(cancel.stdout, `fedpool: job ${id} cancelled at 0/${ITEMS}\n`);
   t.is(await wait.status, 4, wait.stderr());
-  t.like(JSON.parse(wait.stdout()), { job: id, state: 'cancelled', progress: { done: 0, total: ITEMS } });
+  t.like(JSON.parse(wait.stdout()), { id, state: 'cancelled', progress: { done: 0, total: ITEMS } });
   t.regex(wait.stderr(), new RegExp(`^fedpool wait: job ${id} ended cancelled$`, 'm'));
-  const again = await cli(['cancel', id]);
+  const again = await cli(['cancel', id, '--json']);
   t.is(again.status, 0, 'cancelling a cancelled job is no error');
-  t.is(again.stdout, `fedpool: job ${id} cancelled at 0/${ITEMS}\n`);
+  t.like(JSON.parse(again.stdout), { id, state: 'cancelled' });
 });
 
 test.serial('Ctrl-C on fedpool score cancels the job it submitted, says so and keeps the partial output', async (t) => {
@@ -122,7 +122,7 @@ test.serial('a job a worker finished: wait exits 0, job shows each worker’s sh
   const id = (JSON.parse(r.stdout) as { job: string }).job;
   const wait = await cli(['wait', id]);
   t.is(wait.status, 0, wait.stderr);
-  t.like(JSON.parse(wait.stdout), { job: id, state: 'done', progress: { done: ITEMS, total: ITEMS } });
+  t.is(wait.stdout, `fedpool: job ${id} done at ${ITEMS}/${ITEMS} items\n`);
   const detail = JSON.parse((await cli(['job', id, '--json'])).stdout) as { workers: unknown };
   t.deepEqual(detail.workers, [{ worker: 'helper', shards: 2 }]);
   t.regex((await cli(['job', id])).stdout, /^ {4}helper {2}2 {2}100%$/m);
