@@ -299,7 +299,7 @@ test.serial('a blob requested 300 times at once is sent once; more than 4 differ
   w.close();
 });
 
-test('the dashboard is a self-contained page under a CSP nonce', async (t) => {
+test('the dashboard is a self-contained page under a CSP nonce, fed by the dashboard socket with the client it serves itself', async (t) => {
   const res = await api(c.url, '/', { token: null });
   t.is(res.status, 200);
   t.regex(res.headers.get('content-type') ?? '', /text\/html/);
@@ -308,7 +308,13 @@ test('the dashboard is a self-contained page under a CSP nonce', async (t) => {
   t.truthy(nonce);
   const html = await res.text();
   t.true(html.includes(`<script nonce="${nonce ?? ''}">`));
-  t.true(html.includes('/api/workers') && html.includes('/api/jobs'));
+  t.true(html.includes(`<script nonce="${nonce ?? ''}" src="/dashboard/socket.io.min.js"></script>`));
+  t.true(html.includes("path: '/dashboard.io'"), 'the live feed, not polling');
+  t.false(html.includes('setInterval'), 'no polling');
   t.false(/src="http/.test(html), 'no external resources');
   t.true(html.includes('textContent'));
+  const client = await api(c.url, '/dashboard/socket.io.min.js', { token: null });
+  t.is(client.status, 200);
+  t.regex(client.headers.get('content-type') ?? '', /text\/javascript/);
+  t.regex(await client.text(), /Socket\.IO v4\./);
 });
