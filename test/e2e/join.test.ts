@@ -19,9 +19,10 @@ test('the served package installs into an empty folder and its fedpool joins the
   const tarball = new Uint8Array(await res.arrayBuffer());
   t.deepEqual([tarball[0], tarball[1]], [0x1f, 0x8b], 'gzip');
 
-  // As `npx -y --package URL fedpool worker …` installs it (from npm's cache where it can; the registry otherwise).
+  // As `npx -y --package URL fedpool worker …` installs it (from npm's cache where it can; the registry otherwise),
+  // less the optional GPU packages (webgpu's binaries are 130 MB; a CPU worker does not load them).
   const home = path.join(dir, 'joined');
-  const install = await run('npm', ['install', `${coordinator.url}/fedpool.tgz`, '--prefer-offline', '--no-audit', '--no-fund', '--loglevel=error'], { cwd: dir, env: cleanEnv(), ms: 240_000 });
+  const install = await run('npm', ['install', `${coordinator.url}/fedpool.tgz`, '--omit=optional', '--prefer-offline', '--no-audit', '--no-fund', '--loglevel=error'], { cwd: dir, env: cleanEnv(), ms: 240_000 });
   t.is(install.status, 0, install.stderr);
   const installed = path.join(dir, 'node_modules', 'fedpool');
   t.true(existsSync(path.join(installed, 'dist', 'cli', 'main.js')), 'the compiled CLI is in the package');
