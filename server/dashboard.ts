@@ -24,6 +24,7 @@ export function dashboardHtml(nonce: string): string {
   figcaption { font-size: .85rem; color: #555; }
   svg { display: block; background: #fafafa; }
   .loss { fill: none; stroke: #c33; stroke-width: 1.5; } .accuracy { fill: none; stroke: #36c; stroke-width: 1.5; }
+  .axis { font: 10px system-ui, sans-serif; fill: #666; } .axis.loss-label { fill: #c33; } .axis.accuracy-label { fill: #36c; }
 </style>
 </head>
 <body>
@@ -65,6 +66,13 @@ export function dashboardHtml(nonce: string): string {
     }).join(' '));
     return el;
   }
+  function label(text, x, y, anchor, cls) {
+    const el = document.createElementNS(SVG, 'text');
+    el.setAttribute('x', String(x)); el.setAttribute('y', String(y)); el.setAttribute('text-anchor', anchor);
+    el.setAttribute('class', 'axis' + (cls ? ' ' + cls : ''));
+    el.textContent = text;
+    return el;
+  }
   function chart(id, lines) {
     const w = 320, h = 140;
     const fig = document.createElement('figure');
@@ -73,8 +81,17 @@ export function dashboardHtml(nonce: string): string {
     svg.setAttribute('width', String(w)); svg.setAttribute('height', String(h)); svg.setAttribute('viewBox', '0 0 ' + w + ' ' + h);
     const loss = lines.filter((l) => typeof l.loss === 'number').map((l) => [l.step, l.loss]);
     const acc = lines.filter((l) => typeof l.accuracy === 'number').map((l) => [l.step, l.accuracy]);
-    if (loss.length > 0) svg.appendChild(line(loss, 'loss', Math.min(...loss.map((p) => p[1])), Math.max(...loss.map((p) => p[1])), w, h));
-    if (acc.length > 0) svg.appendChild(line(acc, 'accuracy', 0, 1, w, h));
+    if (loss.length > 0) {
+      const lo = Math.min(...loss.map((p) => p[1])), hi = Math.max(...loss.map((p) => p[1]));
+      svg.appendChild(line(loss, 'loss', lo, hi, w, h));
+      // The loss axis's range on the left; accuracy is always 0 to 1 (right).
+      svg.append(label(hi.toPrecision(3), 4, 12, 'start', 'loss-label'), label(lo.toPrecision(3), 4, h - 4, 'start', 'loss-label'));
+    }
+    if (acc.length > 0) {
+      svg.appendChild(line(acc, 'accuracy', 0, 1, w, h));
+      svg.append(label('1', w - 4, 12, 'end', 'accuracy-label'), label('0', w - 4, h - 4, 'end', 'accuracy-label'));
+    }
+    if (lines.length > 0) svg.append(label('step ' + lines[0].step + '–' + lines[lines.length - 1].step, w / 2, h - 4, 'middle'));
     const last = lines[lines.length - 1];
     const cap = document.createElement('figcaption');
     cap.textContent = 'job ' + id + ' · step ' + (last ? last.step : 0)
