@@ -16,6 +16,13 @@ export const DASHBOARD_PATH = '/dashboard.io';
 const PUSH_MS = 1_000;
 /** Metric lines per training job in a snapshot (the latest). */
 const METRIC_LINES = 500;
+/**
+ * A snapshot's bounds, so a pool of thousands of workers or jobs costs the event loop (and each page) a bounded
+ * amount a second: the first MAX_WORKERS workers, every unfinished job and the MAX_ENDED_JOBS latest ended ones (the
+ * counts of all are in the snapshot; `fedpool status` and the API list everything).
+ */
+const MAX_WORKERS = 200;
+const MAX_ENDED_JOBS = 100;
 
 /** A job as the dashboard shows it: its status, owner id, average rate and, while it runs, an ETA. */
 export interface DashboardJob {
@@ -37,14 +44,23 @@ export interface DashboardJob {
 export interface DashboardSnapshot {
   time: string;
   workers: ReturnType<typeof workerViews>;
+  /** Connected workers in all (`workers` holds the first MAX_WORKERS). */
+  workerCount: number;
   jobs: DashboardJob[];
+  /** Jobs `who` may see in all (`jobs` holds the unfinished ones and the latest ended ones). */
+  jobCount: number;
   /** Per visible training job: its metrics lines (the latest METRIC_LINES). */
   training: Record<string, Array<{ step: number; loss: number | null; accuracy: number | null; participants: number; staleness_mean: number | null }>>;
 }
 
 /** What the dashboard shows `who` now (pure of the registry's state). */
 export function dashboardSnapshot(jobs: JobRegistry, who: Principal, now: number): DashboardSnapshot {
-  const visible = jobs.allJobs(who);
+  const all = jobs.allJobs(who);
+  const ended = all.filter((j) => j.state === 'done' || j.state === 'failed' || j.state === 'cancelled');
+  const shown = new Set(ended.sort((a, b) => Date.parse(b.finishedAt ?? b.createdAt) - Date.parse(a.finishedAt ?? a.createdAt)).slice(0, MAX_ENDED_JOBS));
+  const isEnded = new Set(ended);
+  const visible = all.filter((j) => !isEnded.has(j) || shown.has(j));
+  const workers = workerViews(jobs);
   const training: DashboardSnapshot['training'] = {};
   for (const j of visible) {
     if (j.kind !== 'train') continue;
@@ -53,7 +69,9 @@ export function dashboardSnapshot(jobs: JobRegistry, who: Principal, now: number
   }
   return {
     time: new Date(now).toISOString(),
-    workers: workerViews(jobs),
+    workers: workers.slice(0, MAX_WORKERS),
+    workerCount: workers.length,
+    jobCount: all.length,
     jobs: visible.map((j) => {
       const seconds = ((j.finishedAt === undefined ? now : Date.parse(j.finishedAt)) - Date.parse(j.createdAt)) / 1000;
       const rate = seconds > 0 && j.progress.done > 0 ? j.progress.done / seconds : null;

@@ -120,7 +120,8 @@ export function dashboardHtml(nonce: string): string {
     charts.replaceChildren();
     for (const [id, lines] of Object.entries(s.training)) charts.appendChild(chart(id, lines));
     status.className = 'muted';
-    status.textContent = s.workers.length + ' worker(s), ' + s.jobs.length + ' job(s) · live, ' + time(s.time);
+    status.textContent = s.workerCount + ' worker(s)' + (s.workerCount > s.workers.length ? ' (the first ' + s.workers.length + ' shown)' : '')
+      + ', ' + s.jobCount + ' job(s)' + (s.jobCount > s.jobs.length ? ' (unfinished and the latest ended shown)' : '') + ' · live, ' + time(s.time);
   }
   function connect() {
     const socket = io({ path: '/dashboard.io', transports: ['websocket'], query: token ? { token } : {} });

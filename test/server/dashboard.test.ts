@@ -81,6 +81,7 @@ test('the dashboard is pushed over a socket that needs a client token, and Chrom
   const snapshot = await firstSnapshot(c.url, CLIENT_TOKEN);
   if (snapshot instanceof Error) return t.fail(snapshot.message);
   t.deepEqual(snapshot.workers.map((x) => x.name), ['browser-worker']);
+  t.like(snapshot, { workerCount: 1, jobCount: 2 });
   t.like(snapshot.jobs.find((j) => j.id === score.id), { kind: 'score', state: 'running', progress: { done: 10, total: 40 } });
   t.is(snapshot.training[train.id]?.length, 5);
 
