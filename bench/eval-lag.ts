@@ -8,7 +8,8 @@ import { packBundle } from '../shared/model/bundle.js';
 import { parseManifest } from '../shared/model/manifest.js';
 import { buildModel, saveToFiles } from '../shared/model/tf-model.js';
 import { setFlatWeights } from '../shared/model/weights.js';
-import { evaluateClassesOn, initBackend, TrainModel, type EvalResult } from '../server/training/evaluator.js';
+import { TrainModel, type EvalResult } from '../server/training/evaluator.js';
+import { evaluateClassesOn, initBackend } from '../server/training/tf-eval.js';
 import { mulberry32 } from '../shared/random.js';
 
 const arg = process.argv.indexOf('--rows');

@@ -1,21 +1,27 @@
-// The coordinator's evaluation thread (piscina task, started by evaluator.ts): evaluates a training job's model on
-// its held-out data off the coordinator's event loop. It runs the very functions the coordinator ran in-process
-// before (evaluateClassesOn, evaluatePairsOn) on the same backend, so the results are bit-identical.
+// The coordinator's TF.js thread (piscina task, started by evaluator.ts): loads a training job's model (its initial
+// weights), evaluates it on held-out data, and saves it with other weights, all off the coordinator's event loop and
+// out of its heap. Evaluation runs the very functions the coordinator ran in-process before (evaluateClassesOn,
+// evaluatePairsOn), so the results are unchanged.
 import type * as tf from '@tensorflow/tfjs';
-import { unpackBundle } from '../../shared/model/bundle.js';
+import { WEIGHTS_FILE, unpackBundle } from '../../shared/model/bundle.js';
 import { loadFromFiles } from '../../shared/model/tf-model.js';
-import { evaluateClassesOn, evaluatePairsOn, initBackend, type EvalResult, type EvalTask } from './evaluator.js';
+import type { EvalResult, EvalTask, LoadResult } from './evaluator.js';
+import { bundleWithWeights, evaluateClassesOn, evaluatePairsOn, initBackend, initialWeights } from './tf-eval.js';
+import type { Manifest } from '../../shared/model/manifest.js';
 
 /** Loaded models by TrainModel id, least recently used first; a few, in case a drop was lost with a thread. */
-const models = new Map<string, Promise<tf.LayersModel>>();
+const models = new Map<string, Promise<{ model: tf.LayersModel; manifest: Manifest; weightPaths: string[]; bin: Uint8Array | undefined }>>();
 const CACHED_MODELS = 4;
 
-async function modelFor(id: string, bundle: Uint8Array): Promise<tf.LayersModel> {
+async function modelFor(id: string, bundle: Uint8Array): Promise<{ model: tf.LayersModel; manifest: Manifest; weightPaths: string[]; bin: Uint8Array | undefined }> {
   let model = models.get(id);
   if (model !== undefined) {
     models.delete(id);
   } else {
-    model = loadFromFiles(unpackBundle(bundle).files).then((loaded) => loaded.model);
+    const { files, weightPaths } = unpackBundle(bundle);
+    model = initBackend()
+      .then(() => loadFromFiles(files))
+      .then((loaded) => ({ model: loaded.model, manifest: loaded.manifest, weightPaths, bin: files.get(WEIGHTS_FILE) }));
     if (models.size >= CACHED_MODELS) drop(models.keys().next().value as string);
   }
   models.set(id, model);
@@ -30,19 +36,23 @@ async function modelFor(id: string, bundle: Uint8Array): Promise<tf.LayersModel>
 function drop(id: string): void {
   const model = models.get(id);
   models.delete(id);
-  void model?.then((m) => m.dispose(), () => undefined);
+  void model?.then((m) => m.model.dispose(), () => undefined);
 }
 
-export default async function evalTask(task: EvalTask): Promise<EvalResult | null> {
+export default async function evalTask(task: EvalTask): Promise<EvalResult | LoadResult | Uint8Array | null> {
   if (task.op === 'drop') {
     drop(task.id);
     return null;
   }
-  // The coordinator's backend, or the numbers could differ from an in-process evaluation.
-  const backend = await initBackend();
-  if (backend !== task.backend) throw new Error(`the evaluation thread runs TF.js on ${backend}, the coordinator on ${task.backend}`);
-  const model = await modelFor(task.id, task.bundle);
-  return task.op === 'classes'
-    ? evaluateClassesOn(model, task.dim, task.classes, task.weights, task.rows, task.labels)
-    : evaluatePairsOn(model, task.dim, task.weights, task.chosen, task.rejected);
+  const { model, manifest, weightPaths, bin } = await modelFor(task.id, task.bundle);
+  switch (task.op) {
+    case 'load':
+      return initialWeights(model, weightPaths, bin);
+    case 'bundle':
+      return bundleWithWeights(model, manifest, task.weights);
+    case 'classes':
+      return evaluateClassesOn(model, task.dim, task.classes, task.weights, task.rows, task.labels);
+    case 'pairs':
+      return evaluatePairsOn(model, task.dim, task.weights, task.chosen, task.rejected);
+  }
 }

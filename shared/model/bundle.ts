@@ -13,6 +13,8 @@ export type BundleFiles = ReadonlyMap<string, Uint8Array>;
 
 export const MANIFEST_FILE = 'fedpool.json';
 export const MODEL_FILE = 'model.json';
+/** The weights file `fedpool model init` writes: the flat trainable weights, float32 little-endian, in manifest order. */
+export const WEIGHTS_FILE = 'weights.bin';
 
 /** TF.js weight dtypes we can size; `string` weights have no fixed width and no fedpool model uses them. */
 const DTYPE_BYTES: Readonly<Record<string, number>> = { float32: 4, int32: 4, bool: 1, complex64: 8 };

@@ -1,5 +1,5 @@
 import * as tf from '@tensorflow/tfjs';
-import { MANIFEST_FILE, MODEL_FILE, validateBundle, type BundleFiles, type LayersModelJson } from './bundle.js';
+import { MANIFEST_FILE, MODEL_FILE, WEIGHTS_FILE, validateBundle, type BundleFiles, type LayersModelJson } from './bundle.js';
 import { checkFeatureMatrix, featurizeBatch, type ModelItem } from './featurizer.js';
 import { deriveSeed } from '../random.js';
 import { BundleError, ModelError } from './errors.js';
@@ -11,7 +11,7 @@ import { outputUnits, scoreWidth, type Manifest } from './manifest.js';
  * (client/backends.ts). Only platform-free TF.js APIs (withSaveHandler / fromMemory), no file or network I/O.
  */
 
-export const WEIGHTS_FILE = 'weights.bin';
+export { WEIGHTS_FILE } from './bundle.js';
 
 /**
  * Layer i's initializer seed, derived from the model seed by hashing, so layers get distinct, well-spread seeds and

@@ -10,7 +10,7 @@ import path from 'node:path';
 import pino from 'pino';
 import { startCoordinator } from '../../server/coordinator.js';
 import { jobKey, workerOffers } from '../../server/score-jobs.js';
-import { initBackend } from '../../server/training/evaluator.js';
+import { initBackend } from '../../server/training/tf-eval.js';
 import { TrainSubmitError } from '../../server/training/training-service.js';
 import { inProcessCoordinator } from '../helpers/in-process-coordinator.js';
 import { parseTrainConfig } from '../../shared/config/train.js';

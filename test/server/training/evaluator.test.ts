@@ -6,7 +6,8 @@ import * as tf from '@tensorflow/tfjs';
 import { packBundle } from '../../../shared/model/bundle.js';
 import { parseManifest } from '../../../shared/model/manifest.js';
 import { buildModel, saveToFiles } from '../../../shared/model/tf-model.js';
-import { evaluateClassesOn, evaluatePairsOn, initBackend, TrainModel } from '../../../server/training/evaluator.js';
+import { TrainModel } from '../../../server/training/evaluator.js';
+import { evaluateClassesOn, evaluatePairsOn, initBackend } from '../../../server/training/tf-eval.js';
 import { mulberry32 } from '../../../shared/random.js';
 
 /** Deterministic numbers in [-1, 1). */
