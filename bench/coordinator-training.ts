@@ -18,12 +18,10 @@ import { parseTrainConfig } from '../shared/config/train.js';
 import { BenchWorker } from './bench-worker.js';
 import { bin, cpuSeconds, firstLine, stopAll } from './processes.js';
 import { classifyColumns, initModel } from './train-jobs.js';
+import { stringFlag } from './flags.js';
 
 const args = process.argv.slice(2);
-const flag = (name: string, fallback: string): string => {
-  const i = args.indexOf(`--${name}`);
-  return i >= 0 && args[i + 1] !== undefined ? (args[i + 1] as string) : fallback;
-};
+const flag = (name: string, fallback: string): string => stringFlag(args, name, fallback);
 const workerCount = Number(flag('workers', '10'));
 const rounds = Number(flag('rounds', '20'));
 const reps = Number(flag('reps', '3'));

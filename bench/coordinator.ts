@@ -16,12 +16,10 @@ import { CoordinatorApi } from '../cli/api.js';
 import { featureMatrix } from '../cli/score/plan.js';
 import { BenchWorker } from './bench-worker.js';
 import { bin, cpuSeconds, firstLine, stopAll } from './processes.js';
+import { stringFlag } from './flags.js';
 
 const args = process.argv.slice(2);
-const flag = (name: string, fallback: string): string => {
-  const i = args.indexOf(`--${name}`);
-  return i >= 0 && args[i + 1] !== undefined ? (args[i + 1] as string) : fallback;
-};
+const flag = (name: string, fallback: string): string => stringFlag(args, name, fallback);
 const workerCount = Number(flag('workers', '50'));
 const shards = Number(flag('shards', '20000'));
 const shardSize = Number(flag('shard-size', '8'));

@@ -1,4 +1,4 @@
-// Command-line flags of the benchmarks that take `--name N` integers.
+// Command-line flags of the benchmarks: `--name VALUE`.
 
 /** `--name N` from args as a non-negative integer (fallback when absent); a bad value exits 2 with one line. */
 export function integerFlag(args: readonly string[], name: string, fallback: number): number {
@@ -9,4 +9,10 @@ export function integerFlag(args: readonly string[], name: string, fallback: num
     process.exit(2);
   }
   return v;
+}
+
+/** `--name VALUE` from args as given (fallback when absent). */
+export function stringFlag(args: readonly string[], name: string, fallback: string): string {
+  const i = args.indexOf(`--${name}`);
+  return i >= 0 && args[i + 1] !== undefined ? (args[i + 1] as string) : fallback;
 }

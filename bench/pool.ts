@@ -20,12 +20,10 @@ import { featureMatrix } from '../cli/score/plan.js';
 import { run as modelInit } from '../cli/commands/model-init.js';
 import { cpuSeconds, startPool, stopAll } from './processes.js';
 import { mulberry32 } from '../shared/random.js';
+import { stringFlag } from './flags.js';
 
 const args = process.argv.slice(2);
-const flag = (name: string, fallback: string): string => {
-  const i = args.indexOf(`--${name}`);
-  return i >= 0 && args[i + 1] !== undefined ? args[i + 1] : fallback;
-};
+const flag = (name: string, fallback: string): string => stringFlag(args, name, fallback);
 const quick = args.includes('--quick');
 const workerCounts = flag('workers', quick ? '1,2' : '1,2,4').split(',').map(Number);
 const totalItems = Number(flag('items', quick ? '8000' : '40000'));

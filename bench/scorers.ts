@@ -16,12 +16,10 @@ import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { CoordinatorApi } from '../cli/api.js';
 import { firstLine, startPool, stopAll } from './processes.js';
+import { stringFlag } from './flags.js';
 
 const args = process.argv.slice(2);
-const flag = (name: string, fallback: string): number => {
-  const i = args.indexOf(`--${name}`);
-  return Number(i >= 0 && args[i + 1] !== undefined ? args[i + 1] : fallback);
-};
+const flag = (name: string, fallback: string): number => Number(stringFlag(args, name, fallback));
 const totalItems = flag('items', '4000');
 const concurrency = flag('concurrency', '4');
 const delayMs = flag('delay-ms', '20');

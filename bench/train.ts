@@ -33,12 +33,10 @@ import { parseTrainConfig } from '../shared/config/train.js';
 import { cpuSeconds, startPool, stopAll, type StderrLine } from './processes.js';
 import { mulberry32 } from '../shared/random.js';
 import { CLASSES, classifyColumns, initModel } from './train-jobs.js';
+import { stringFlag } from './flags.js';
 
 const args = process.argv.slice(2);
-const flag = (name: string, fallback: string): string => {
-  const i = args.indexOf(`--${name}`);
-  return i >= 0 && args[i + 1] !== undefined ? args[i + 1] : fallback;
-};
+const flag = (name: string, fallback: string): string => stringFlag(args, name, fallback);
 const list = (s: string): number[] => s.split(',').map(Number);
 const quick = args.includes('--quick');
 const workerCounts = list(flag('workers', quick ? '1' : '1,2'));

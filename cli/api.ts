@@ -160,6 +160,13 @@ export class CoordinatorApi {
     return this.json('GET', '/api/workers');
   }
 
+  /** A job's status; a job the coordinator does not have (for this token) is one line naming `command`. */
+  async requireJob(id: string, command: string): Promise<JobStatus & Record<string, unknown>> {
+    const job = await this.findJob(id);
+    if (job === undefined) throw new UserError(`fedpool ${command}: no job ${id} on the coordinator at ${this.url} (fedpool jobs lists yours)`);
+    return job;
+  }
+
   /** Every job this token may see. */
   jobs(): Promise<Array<JobStatus & Record<string, unknown>>> {
     return this.json('GET', '/api/jobs');
@@ -179,12 +186,16 @@ export class CoordinatorApi {
     return this.json('DELETE', `/api/jobs/${encodeURIComponent(id)}?only=cancel`);
   }
 
-  /** Deletes an ended job with everything stored for it (the coordinator refuses a queued or running one: it cancels it). */
-  async deleteJob(id: string): Promise<void> {
-    const job = await this.findJob(id);
-    if (job === undefined) return;
-    if (job.state === 'queued' || job.state === 'running') throw new UserError(`job ${id} is ${job.state}, not ended`);
-    await this.json('DELETE', `/api/jobs/${encodeURIComponent(id)}`);
+  /**
+   * Deletes a job that has ended, with everything stored for it. Only for a job the caller saw ended (an ended job
+   * never runs again): for a queued or running one, the same route cancels it instead. One gone meanwhile is no error.
+   */
+  async deleteEndedJob(id: string): Promise<void> {
+    const path = `/api/jobs/${encodeURIComponent(id)}`;
+    const res = await this.request('DELETE', path);
+    if (res.status === 404) await res.body?.cancel();
+    else if (!res.ok) throw new UserError(`coordinator: DELETE ${path} failed (${res.status}): ${await errorText(res)}`);
+    else await res.body?.cancel();
   }
 
   /** Raw bytes of a GET (e.g. a training job's model bundle). */

@@ -28,6 +28,14 @@ export function tokenList(value: unknown): string[] {
   return list.filter((t): t is string => typeof t === 'string' && t !== '');
 }
 
+/** Characters of an owner's sha-256 shown as its id: enough to tell submitters apart, not the token's whole hash. */
+export const OWNER_ID_LENGTH = 12;
+
+/** A job owner's public id (Principal.owner is the token's hex sha-256); null for an ownerless job. */
+export function ownerId(owner: string | null | undefined): string | null {
+  return typeof owner === 'string' ? owner.slice(0, OWNER_ID_LENGTH) : null;
+}
+
 /** Whether a job owned by `owner` (null: created while the submitter role was open) is visible to `who`. */
 export function canSee(who: Principal, owner: string | null | undefined): boolean {
   return who.admin || who.owner === null || owner === null || owner === undefined || owner === who.owner;

@@ -6,7 +6,7 @@
 import type { Server as HttpServer } from 'node:http';
 import type { Logger } from 'pino';
 import { Server, type Socket } from 'socket.io';
-import type { Auth, Principal } from './auth.js';
+import { ownerId, type Auth, type Principal } from './auth.js';
 import type { JobRegistry } from './job-registry.js';
 import { workerViews } from './worker-view.js';
 
@@ -64,8 +64,9 @@ export function dashboardSnapshot(jobs: JobRegistry, who: Principal, now: number
   const training: DashboardSnapshot['training'] = {};
   for (const j of visible) {
     if (j.kind !== 'train') continue;
-    const lines = jobs.training.metrics(j.id, 0)?.lines ?? [];
-    training[j.id] = lines.slice(-METRIC_LINES).map((l) => ({ step: l.step, loss: l.loss, accuracy: l.accuracy, participants: l.participants, staleness_mean: l.staleness_mean }));
+    // Only the latest lines are copied: this runs every second for every visible training job.
+    const lines = jobs.training.metrics(j.id, -METRIC_LINES)?.lines ?? [];
+    training[j.id] = lines.map((l) => ({ step: l.step, loss: l.loss, accuracy: l.accuracy, participants: l.participants, staleness_mean: l.staleness_mean }));
   }
   return {
     time: new Date(now).toISOString(),
@@ -76,13 +77,12 @@ export function dashboardSnapshot(jobs: JobRegistry, who: Principal, now: number
       const seconds = ((j.finishedAt === undefined ? now : Date.parse(j.finishedAt)) - Date.parse(j.createdAt)) / 1000;
       const rate = seconds > 0 && j.progress.done > 0 ? j.progress.done / seconds : null;
       const running = j.state === 'running' || j.state === 'queued';
-      const owner = jobs.ownerOf(j.id);
       return {
         id: j.id, kind: j.kind, state: j.state, progress: j.progress, createdAt: j.createdAt,
         ...(j.finishedAt === undefined ? {} : { finishedAt: j.finishedAt }),
         ...(j.error === undefined ? {} : { error: j.error }),
         ...(j.waiting === undefined ? {} : { waiting: j.waiting }),
-        owner: typeof owner === 'string' ? owner.slice(0, 12) : null,
+        owner: ownerId(jobs.ownerOf(j.id)),
         rate,
         etaSeconds: running && rate !== null ? (j.progress.total - j.progress.done) / rate : null,
       };

@@ -4,7 +4,7 @@ import { createRequire } from 'node:module';
 import path from 'node:path';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Logger } from 'pino';
-import { bearerToken, type Auth, type Principal } from './auth.js';
+import { bearerToken, ownerId, type Auth, type Principal } from './auth.js';
 import { BlobHashMismatchError, BlobTooLargeError, isSha256 } from './blobs.js';
 import { dashboardHtml } from './dashboard.js';
 import { MAX_JOB_ITEMS, parseJobRequest, type ParsedJob } from './jobs.js';
@@ -83,14 +83,6 @@ function socketIoClient(): string {
   const pkg = createRequire(import.meta.url).resolve('socket.io-client/package.json');
   clientScript ??= readFileSync(path.join(path.dirname(pkg), 'dist', 'socket.io.min.js'), 'utf8');
   return clientScript;
-}
-
-/** Characters of an owner's sha-256 shown as its id: enough to tell submitters apart, not the token's whole hash. */
-export const OWNER_ID_LENGTH = 12;
-
-/** A job owner's public id (auth.ts Principal.owner is the token's hex sha-256); null for an ownerless job. */
-function ownerId(owner: string | null | undefined): string | null {
-  return typeof owner === 'string' ? owner.slice(0, OWNER_ID_LENGTH) : null;
 }
 
 function json(res: ServerResponse, status: number, value: unknown, extra?: Record<string, string>): void {

@@ -5,8 +5,7 @@ import { UserError } from '../errors.js';
 export async function run(options: Record<string, unknown>): Promise<void> {
   const id = String(options['id'] ?? '');
   const api = coordinatorApi(options, 'cancel');
-  const job = await api.findJob(id);
-  if (job === undefined) throw new UserError(`fedpool cancel: no job ${id} on the coordinator at ${api.url} (fedpool jobs lists yours)`);
+  const job = await api.requireJob(id, 'cancel');
   if (job.state === 'done' || job.state === 'failed') throw new UserError(`fedpool cancel: job ${id} already ended ${job.state}; nothing to cancel`);
   if (job.state !== 'cancelled') await api.cancel(id);
   const after = await api.findJob(id);

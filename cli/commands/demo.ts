@@ -78,6 +78,8 @@ export async function run(options: Record<string, unknown>): Promise<void> {
     children.push(coordinator);
     const [, url] = await waitFor(coordinator, /^fedpool coordinator listening on (http:\/\/\S+)$/, 'the coordinator', 'fedpool demo');
     say(`  coordinator  ${url}`);
+    // Said while the pool runs (the jobs take seconds); after the last line the pool is gone unless --keep.
+    say(`  dashboard    ${url}/?token=${clientToken}  (live while the demo runs${keep ? '' : '; --keep keeps it up'})`);
     for (const name of ['demo-worker-1', 'demo-worker-2']) {
       const w = fedpool(['worker', '--url', url, '--token', workerToken, '--name', name, '--threads', '1']);
       children.push(w);
@@ -126,8 +128,7 @@ export async function run(options: Record<string, unknown>): Promise<void> {
     say(`  npx fedpool train --url http://HOST:7447 --token C --config ${path.join(trainDir, 'train.json')}`);
     say('  npx fedpool jobs / job ID / wait ID / cancel ID / status            # follow and manage jobs');
     if (keep) {
-      say(`dashboard (while the demo pool runs): ${url}/?token=${clientToken}`);
-      say('the pool keeps running (--keep); press Ctrl-C to stop it');
+      say(`the pool and its dashboard keep running (--keep): ${url}/?token=${clientToken}; press Ctrl-C to stop them`);
       await new Promise<void>((resolve) => {
         process.once('SIGINT', resolve);
         process.once('SIGTERM', resolve);

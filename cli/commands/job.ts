@@ -1,12 +1,10 @@
 // `fedpool job ID [--json]`: one job in detail — state, progress, rate, error, why it waits, each worker's share.
 import { coordinatorApi } from '../api.js';
-import { UserError } from '../errors.js';
 import { jobDetail } from '../job-view.js';
 
 export async function run(options: Record<string, unknown>): Promise<void> {
   const id = String(options['id'] ?? '');
   const api = coordinatorApi(options, 'job');
-  const job = await api.findJob(id);
-  if (job === undefined) throw new UserError(`fedpool job: no job ${id} on the coordinator at ${api.url} (fedpool jobs lists yours)`);
+  const job = await api.requireJob(id, 'job');
   process.stdout.write(options['json'] === true ? `${JSON.stringify(job)}\n` : jobDetail(job, Date.now(), api.owner));
 }

@@ -13,8 +13,7 @@ export async function run(options: Record<string, unknown>): Promise<void> {
   const out = path.resolve(String(options['out']));
   await checkEmptyDir(out, 'the model directory', 'a model?');
   const api = coordinatorApi(options, 'model pull');
-  const job = await api.findJob(id);
-  if (job === undefined) throw new UserError(`fedpool model pull: no job ${id} on the coordinator at ${api.url} (fedpool jobs lists yours)`);
+  const job = await api.requireJob(id, 'model pull');
   if (job.kind !== 'train') throw new UserError(`fedpool model pull: job ${id} is a ${job.kind} job; only training jobs have a model to pull`);
   const bytes = await api.bytes(`/api/jobs/${encodeURIComponent(id)}/model`);
   let files;

@@ -18,7 +18,7 @@ export async function run(options: Record<string, unknown>): Promise<void> {
   const failed: string[] = [];
   for (const j of due) {
     try {
-      await api.deleteJob(j.id);
+      await api.deleteEndedJob(j.id);
       deleted.push(j.id);
     } catch (e) {
       failed.push(`${j.id}: ${e instanceof Error ? e.message : String(e)}`);

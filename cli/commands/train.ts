@@ -73,8 +73,7 @@ export async function run(options: Record<string, unknown>): Promise<void> {
  * metrics.jsonl, model/. Ctrl-C leaves the job running (this command did not submit it).
  */
 async function resume(api: CoordinatorApi, id: string, o: TrainOptions): Promise<void> {
-  const job = await api.findJob(id);
-  if (job === undefined) throw new UserError(`fedpool train: no job ${id} on the coordinator at ${api.url} (fedpool jobs lists yours)`);
+  const job = await api.requireJob(id, 'train');
   if (job.kind !== 'train' || typeof job['config'] !== 'object' || job['config'] === null) throw new UserError(`fedpool train: job ${id} is a ${job.kind} job, not a training job`);
   let config: TrainConfig;
   try {

@@ -12,8 +12,7 @@ const POLL_MS = 1_000;
 export async function run(options: Record<string, unknown>): Promise<void> {
   const id = String(options['id'] ?? '');
   const api = coordinatorApi(options, 'wait');
-  let job = await api.findJob(id);
-  if (job === undefined) throw new UserError(`fedpool wait: no job ${id} on the coordinator at ${api.url} (fedpool jobs lists yours)`);
+  let job = await api.requireJob(id, 'wait');
   const bar = process.stderr.isTTY ? new SingleBar({ format: `job ${id} [{bar}] {value}/{total} ${progressUnit(job)} | {state}`, stream: process.stderr }) : null;
   bar?.start(job.progress.total, job.progress.done, { state: job.state });
   let said = '';

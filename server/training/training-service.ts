@@ -473,7 +473,7 @@ export class TrainingService implements JobService<TrainJobStatus> {
     return s;
   }
 
-  /** metrics.jsonl lines from `from` on, and whether the job has ended. */
+  /** metrics.jsonl lines from `from` on (a negative `from`: the last −from lines), and whether the job has ended. */
   metrics(id: string, from: number): { lines: TrainMetricLine[]; ended: boolean } | undefined {
     const job = this.jobs.get(id);
     if (job === undefined) return undefined;

@@ -108,7 +108,9 @@ test('fedpool demo runs to completion, keeps its results in ./fedpool-demo, says
   t.regex(out, /^ {2}pair accuracy 0\.\d\d: the share of the 50 pairs whose chosen answer the model scored higher\. The model's weights are random/m);
   t.regex(out, /^ {2}accuracy 0\.\d\d after the first round, 0\.\d\d after round 6: the share of 300 held-out examples/m);
   t.regex(out, new RegExp(`^results kept in ${kept.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}\\. Next steps:$`, 'm'));
-  t.notRegex(out, /dashboard/, 'no URL of a pool that is gone when the demo ends');
+  // The dashboard's URL while the pool is up (before the jobs), none after the last line, when the pool is gone.
+  t.regex(out, /coordinator {2}http:\/\/127\.0\.0\.1:\d+\n {2}dashboard {4}http:\/\/127\.0\.0\.1:\d+\/\?token=\w+ {2}\(live while the demo runs; --keep keeps it up\)\n/);
+  t.notRegex(out.slice(out.indexOf('results kept in')), /dashboard/, 'no URL of a pool that is gone when the demo ends');
   const again = await cli(['demo'], { cwd: dir, env: cleanEnv({ FEDPOOL_CACHE_DIR: path.join(dir, 'cache') }) });
   t.is(again.status, 1);
   t.is(again.stderr, `${kept}: not empty (an earlier demo's results?); remove it, or give another folder: fedpool demo --out DIR\n`);
